@@ -1,0 +1,44 @@
+"""The ``carbonflow`` command.  Each sub-command lives in ``carbonflow/commands/``.
+
+Errors a user can cause are turned into one line on stderr and exit code 2, here and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from carbonflow import __version__
+from carbonflow.commands import COMMANDS, UserError
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carbonflow",
+        description="Power-flow-based carbon emission metering (基于电力流的碳排放计量).",
+    )
+    parser.add_argument("--version", action="version", version=f"carbonflow {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in COMMANDS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UserError as error:
+        message = " ".join(str(error).split())  # one line, whatever the cause
+        print(f"carbonflow {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

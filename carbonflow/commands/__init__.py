@@ -1,0 +1,22 @@
+"""Sub-commands of the ``carbonflow`` CLI.  Each module offers ``register(subparsers)``."""
+
+from __future__ import annotations
+
+from carbonflow.engine.errors import SnapshotError
+
+
+class CommandInputError(ValueError):
+    """A problem with a command's input that is not about a snapshot (file missing, bad JSON, ...)."""
+
+
+# Every error type a user can cause by bad input; the CLI prints these as one line and exits 2.
+UserError = (SnapshotError, CommandInputError, FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def _registered():
+    from carbonflow.commands import cef
+
+    return [cef.register]
+
+
+COMMANDS = _registered()
