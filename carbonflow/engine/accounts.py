@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
-from carbonflow.engine.flows import BOTH_SENDING, IDLE, BranchFlows, Injections
+from carbonflow.engine.flows import BOTH_SENDING, FORWARD, IDLE, REVERSE, BranchFlows, Injections
 
 LOSS_CONVENTIONS = ("receiving", "consumer")
 _G_PER_KWH_MW_TO_T_PER_H = 1e-3
@@ -42,7 +43,7 @@ def _take(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def delivers(flows: BranchFlows, tol_mw: float) -> np.ndarray:
     """Branches whose sending power reaches a receiving bus (those that carry carbon onward)."""
-    return ((flows.direction == 1) | (flows.direction == 2)) & (flows.p_recv_mw > tol_mw)
+    return ((flows.direction == FORWARD) | (flows.direction == REVERSE)) & (flows.p_recv_mw > tol_mw)
 
 
 def carbon_weights(flows: BranchFlows, losses: str, tol_mw: float) -> np.ndarray:
@@ -59,9 +60,7 @@ def nodal_flux(n_bus: int, flows: BranchFlows, inj: Injections) -> np.ndarray:
         return np.bincount(flows.receiving_bus, flows.p_recv_mw, n_bus) + np.bincount(
             inj.bus, inj.source_mw, n_bus
         )
-    return _scatter_rows(flows.receiving_bus, flows.p_recv_mw, n_bus) + inj.source_mw @ _incidence(
-        inj.bus, n_bus
-    )
+    return scatter_rows(flows.receiving_bus, flows.p_recv_mw, n_bus) + _per_bus(inj.source_mw, inj.bus, n_bus)
 
 
 def nodal_carbon_injection(n_bus: int, inj: Injections) -> np.ndarray:
@@ -69,16 +68,17 @@ def nodal_carbon_injection(n_bus: int, inj: Injections) -> np.ndarray:
     carbon = inj.source_mw * np.where(inj.source_mw > 0, inj.source_intensity_g_per_kwh, 0.0)
     if carbon.ndim == 1:
         return np.bincount(inj.bus, carbon, n_bus)
-    return carbon @ _incidence(inj.bus, n_bus)
+    return _per_bus(carbon, inj.bus, n_bus)
 
 
-def _incidence(bus: np.ndarray, n_bus: int) -> np.ndarray:
-    matrix = np.zeros((len(bus), n_bus))
-    matrix[np.arange(len(bus)), bus] = 1.0
-    return matrix
+def _per_bus(values: np.ndarray, bus: np.ndarray, n_bus: int) -> np.ndarray:
+    """Sum element values ``(T, E)`` per bus ``(T, N)`` through a sparse incidence matrix."""
+    incidence = sp.csr_array((np.ones(len(bus)), (bus, np.arange(len(bus)))), shape=(n_bus, len(bus)))
+    return np.asarray(incidence @ values.T).T
 
 
-def _scatter_rows(positions: np.ndarray, values: np.ndarray, n_bus: int) -> np.ndarray:
+def scatter_rows(positions: np.ndarray, values: np.ndarray, n_bus: int) -> np.ndarray:
+    """Row-wise bincount: ``out[t, positions[t, k]] += values[t, k]``."""
     rows = np.arange(values.shape[0])[:, None]
     flat = np.bincount((rows * n_bus + positions).ravel(), values.ravel(), values.shape[0] * n_bus)
     return flat.reshape(values.shape[0], n_bus)
@@ -119,7 +119,7 @@ def account(
     if inj.sink_mw.ndim == 1:
         bus_load = np.bincount(inj.bus, inj.sink_mw, n_bus)
     else:
-        bus_load = inj.sink_mw @ _incidence(inj.bus, n_bus)
+        bus_load = _per_bus(inj.sink_mw, inj.bus, n_bus)
     bus_load_carbon = bus_load * np.nan_to_num(intensity) * scale
 
     generation = source_carbon.sum(axis=-1)

@@ -174,8 +174,12 @@ def carrying_edges(flows: BranchFlows, weights: np.ndarray) -> np.ndarray:
     return ((flows.direction == FORWARD) | (flows.direction == REVERSE)) & (weights > 0)
 
 
-def clip_to_sources(intensity: np.ndarray, inj: Injections) -> np.ndarray:
-    """Every nodal intensity is a convex mix of source intensities; clip round-off to that range."""
+def clip_to_sources(intensity: np.ndarray, inj: Injections, losses: str) -> np.ndarray:
+    """Clip round-off.  Under ``receiving`` every nodal intensity is a convex mix of source
+    intensities (P_N is built from the same inflows); under ``consumer`` losses amplify upstream
+    intensities, so only non-negativity bounds them."""
+    if losses == "consumer":
+        return np.clip(intensity, 0.0, None)
     injecting = inj.source_mw > 0
     if not np.any(injecting):
         return intensity
@@ -221,7 +225,7 @@ def solve(
             intensity = solve_lu(n_bus, src, dst, weight, flux, rhs, live).intensity
         except SingularSystemError:
             raise SnapshotError(describe_singular_system(snapshot, src, dst, inj, live)) from None
-    intensity = clip_to_sources(intensity, inj)
+    intensity = clip_to_sources(intensity, inj, losses)
     accounts = account(
         intensity,
         flux,
