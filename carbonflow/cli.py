@@ -33,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UserError as error:
+        if isinstance(error, OSError) and error.filename:
+            error = f"{error.filename}: {error.strerror.lower()}"
         message = " ".join(str(error).split())  # one line, whatever the cause
         print(f"carbonflow {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from carbonflow.engine.errors import SnapshotError
+from carbonflow.sim.errors import GridImportError
 
 
 class CommandInputError(ValueError):
@@ -10,13 +11,20 @@ class CommandInputError(ValueError):
 
 
 # Every error type a user can cause by bad input; the CLI prints these as one line and exits 2.
-UserError = (SnapshotError, CommandInputError, FileNotFoundError, IsADirectoryError, PermissionError)
+UserError = (
+    SnapshotError,
+    GridImportError,
+    CommandInputError,
+    FileNotFoundError,
+    IsADirectoryError,
+    PermissionError,
+)
 
 
 def _registered():
-    from carbonflow.commands import cef
+    from carbonflow.commands import cef, import_grid
 
-    return [cef.register]
+    return [cef.register, import_grid.register]
 
 
 COMMANDS = _registered()
