@@ -54,9 +54,12 @@ def test_batch_equals_single_snapshot_solves(losses, method):
     batch = solve_batch(series, losses, method=method)
     for t in range(series.n_time):
         single = solve(series.snapshot(t), losses)
-        np.testing.assert_allclose(batch.at(t).bus_intensity_g_per_kwh, single.bus_intensity_g_per_kwh, atol=1e-9)
-        np.testing.assert_allclose(batch.at(t).branch_carbon_send_t_per_h, single.branch_carbon_send_t_per_h,
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            batch.at(t).bus_intensity_g_per_kwh, single.bus_intensity_g_per_kwh, atol=1e-9
+        )
+        np.testing.assert_allclose(
+            batch.at(t).branch_carbon_send_t_per_h, single.branch_carbon_send_t_per_h, atol=1e-9
+        )
         assert batch.at(t).totals == pytest.approx(single.totals, abs=1e-9)
 
 
@@ -73,9 +76,13 @@ def test_batch_groups_snapshots_by_flow_direction_pattern():
 
 def test_batch_names_the_snapshot_and_record_of_bad_input():
     series = reversed_four_bus_series()
-    bad = series.window(0, 2, gen_p_mw=np.array([[102.0, 50.0], [0.0, 0.0]]),
-                        branch_p_from_mw=np.array([[42.0, 60.0, 60.0, -10.0], [0.0, 0.0, 0.0, 0.0]]),
-                        branch_p_to_mw=np.array([[-40.0, -60.0, -60.0, 10.0], [0.0, 0.0, 0.0, 0.0]]))
+    bad = series.window(
+        0,
+        2,
+        gen_p_mw=np.array([[102.0, 50.0], [0.0, 0.0]]),
+        branch_p_from_mw=np.array([[42.0, 60.0, 60.0, -10.0], [0.0, 0.0, 0.0, 0.0]]),
+        branch_p_to_mw=np.array([[-40.0, -60.0, -60.0, 10.0], [0.0, 0.0, 0.0, 0.0]]),
+    )
     with pytest.raises(SnapshotError, match=r"snapshot 1: .*load but no source"):
         solve_batch(bad)
 
@@ -83,7 +90,9 @@ def test_batch_names_the_snapshot_and_record_of_bad_input():
 def test_series_rejects_arrays_of_the_wrong_shape():
     net = load("four_bus_lossy")
     with pytest.raises(SnapshotError, match="load_p_mw has shape"):
-        SnapshotSeries(net, gen_p_mw=np.zeros((3, 2)), load_p_mw=np.zeros((3, 2)), branch_p_from_mw=np.zeros((3, 4)))
+        SnapshotSeries(
+            net, gen_p_mw=np.zeros((3, 2)), load_p_mw=np.zeros((3, 2)), branch_p_from_mw=np.zeros((3, 4))
+        )
 
 
 def test_period_average_intensity_is_energy_weighted_not_arithmetic():
@@ -94,8 +103,12 @@ def test_period_average_intensity_is_energy_weighted_not_arithmetic():
 
 def test_integration_of_ieee14_for_a_quarter_hour_matches_reference():
     net = load("ieee14_dc")
-    series = SnapshotSeries(net, gen_p_mw=net.gen_p_mw[None, :], load_p_mw=net.load_p_mw[None, :],
-                            branch_p_from_mw=net.branch_p_from_mw[None, :])
+    series = SnapshotSeries(
+        net,
+        gen_p_mw=net.gen_p_mw[None, :],
+        load_p_mw=net.load_p_mw[None, :],
+        branch_p_from_mw=net.branch_p_from_mw[None, :],
+    )
     period = integrate(solve_batch(series), 0.25)
     bus4 = net.bus_ids.index("4")
     assert period.bus_load_carbon_t[bus4] == pytest.approx(9.473455, abs=1e-6)  # reference §8
@@ -109,7 +122,8 @@ def test_integration_balances_over_varying_intervals_with_losses():
     batch = solve_batch(series)
     period = integrate(batch, hours)
     assert period.total_generation_carbon_t == pytest.approx(
-        period.total_load_carbon_t + period.total_loss_carbon_t, abs=1e-9)
+        period.total_load_carbon_t + period.total_loss_carbon_t, abs=1e-9
+    )
     e = batch.accounts.bus_intensity_g_per_kwh[:, 3]
     energy = batch.accounts.bus_load_mw[:, 3] * hours
     assert period.bus_average_intensity_g_per_kwh[3] == pytest.approx((e * energy).sum() / energy.sum())
@@ -117,13 +131,17 @@ def test_integration_balances_over_varying_intervals_with_losses():
 
 
 def battery_series(discharge_mw: float = 8.1) -> SnapshotSeries:
-    doc = {"generators": [{"id": "G1", "bus": "1", "p_mw": 0, "intensity_g_per_kwh": 400}],
-           "loads": [{"id": "L2", "bus": "2", "p_mw": 0}],
-           "branches": [{"id": "b12", "from_bus": "1", "to_bus": "2", "p_from_mw": 0}],
-           "storage": [{"id": "S1", "bus": "2", "p_mw": 0}]}
+    doc = {
+        "generators": [{"id": "G1", "bus": "1", "p_mw": 0, "intensity_g_per_kwh": 400}],
+        "loads": [{"id": "L2", "bus": "2", "p_mw": 0}],
+        "branches": [{"id": "b12", "from_bus": "1", "to_bus": "2", "p_from_mw": 0}],
+        "storage": [{"id": "S1", "bus": "2", "p_mw": 0}],
+    }
     net = snapshot_from_dict(doc)
     return SnapshotSeries(
-        net, gen_p_mw=np.array([[19.0], [10.0 - discharge_mw]]), load_p_mw=np.array([[10.0], [10.0]]),
+        net,
+        gen_p_mw=np.array([[19.0], [10.0 - discharge_mw]]),
+        load_p_mw=np.array([[10.0], [10.0]]),
         branch_p_from_mw=np.array([[19.0], [10.0 - discharge_mw]]),
         storage_p_mw=np.array([[9.0], [-discharge_mw]]),
     )

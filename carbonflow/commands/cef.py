@@ -22,11 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Nodal carbon intensity, branch carbon flow, load and loss carbon of a snapshot.",
     )
     parser.add_argument("snapshot", help="snapshot JSON file (contract C1), or - for stdin")
-    parser.add_argument("--losses", choices=("receiving", "consumer"), default="receiving",
-                        help="receiving: loss carbon reported separately (default); consumer: inside loads")
+    parser.add_argument(
+        "--losses",
+        choices=("receiving", "consumer"),
+        default="receiving",
+        help="receiving: loss carbon reported separately (default); consumer: inside loads",
+    )
     parser.add_argument("--format", choices=("json", "csv", "table"), default="json")
-    parser.add_argument("--origin", action="store_true",
-                        help="add the origin matrix: each bus's power and each load's carbon by source")
+    parser.add_argument(
+        "--origin",
+        action="store_true",
+        help="add the origin matrix: each bus's power and each load's carbon by source",
+    )
     parser.set_defaults(run=run)
 
 
@@ -40,8 +47,9 @@ def read_json_document(path: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise CommandInputError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: "
-                                f"{error.msg}") from None
+        raise CommandInputError(
+            f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,12 +20,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("format", choices=("matpower", "pandapower"))
     parser.add_argument("model", help="MATPOWER .m case file, or pandapower JSON (pandapower.to_json)")
-    parser.add_argument("--solve", choices=("dc", "ac"),
-                        help="MATPOWER only: run a power flow first (the case has no PF/PT results)")
-    parser.add_argument("--intensities", metavar="FILE",
-                        help='JSON object of generator id -> gCO2/kWh, e.g. {"G1": 875, "gen:0": 520}')
-    parser.add_argument("--default-intensity", type=float, metavar="G_PER_KWH",
-                        help="intensity for generators not listed in --intensities")
+    parser.add_argument(
+        "--solve",
+        choices=("dc", "ac"),
+        help="MATPOWER only: run a power flow first (the case has no PF/PT results)",
+    )
+    parser.add_argument(
+        "--intensities",
+        metavar="FILE",
+        help='JSON object of generator id -> gCO2/kWh, e.g. {"G1": 875, "gen:0": 520}',
+    )
+    parser.add_argument(
+        "--default-intensity",
+        type=float,
+        metavar="G_PER_KWH",
+        help="intensity for generators not listed in --intensities",
+    )
     parser.add_argument("--output", "-o", metavar="FILE", help="write the snapshot here instead of stdout")
     parser.set_defaults(run=run)
 
@@ -49,7 +59,9 @@ def _document(args: argparse.Namespace) -> dict[str, Any]:
             case = solve_ppc(case, args.solve)
         return snapshot_dict_from_ppc(case, intensities, default_intensity=args.default_intensity)
     if args.solve:
-        raise CommandInputError("--solve applies to MATPOWER cases; solve a pandapower network before saving it")
+        raise CommandInputError(
+            "--solve applies to MATPOWER cases; solve a pandapower network before saving it"
+        )
     from carbonflow.sim.importers import load_pandapower_json, snapshot_dict_from_pandapower
 
     if not Path(args.model).is_file():
@@ -57,7 +69,9 @@ def _document(args: argparse.Namespace) -> dict[str, Any]:
     try:
         net = load_pandapower_json(args.model)
     except Exception as error:  # pandapower raises many types for a file that is not a network
-        raise CommandInputError(f"{args.model}: not a pandapower network file ({type(error).__name__})") from None
+        raise CommandInputError(
+            f"{args.model}: not a pandapower network file ({type(error).__name__})"
+        ) from None
     return snapshot_dict_from_pandapower(net, intensities, args.default_intensity)
 
 

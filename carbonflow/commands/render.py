@@ -7,8 +7,13 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
-_SECTIONS = (("buses", "bus"), ("branches", "branch"), ("generators", "generator"), ("loads", "load"),
-             ("storage", "storage"))
+_SECTIONS = (
+    ("buses", "bus"),
+    ("branches", "branch"),
+    ("generators", "generator"),
+    ("loads", "load"),
+    ("storage", "storage"),
+)
 
 
 def _rows(document: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -63,25 +68,66 @@ def _is_number(text: str) -> bool:
 def to_table(document: dict[str, Any]) -> str:
     totals = document["totals"]
     parts = [
-        _table("Buses (节点碳势)", document["buses"], [
-            ("id", "bus"), ("flux_mw", "flux MW"), ("intensity_g_per_kwh", "intensity gCO2/kWh"),
-            ("load_mw", "load MW"), ("load_carbon_t_per_h", "load tCO2/h")]),
-        _table("Branches (支路碳流)", document["branches"], [
-            ("id", "branch"), ("from_bus", "from"), ("to_bus", "to"), ("sending_bus", "sends"),
-            ("p_send_mw", "P send MW"), ("p_recv_mw", "P recv MW"), ("density_g_per_kwh", "density g/kWh"),
-            ("carbon_send_t_per_h", "send tCO2/h"), ("loss_carbon_t_per_h", "loss tCO2/h")]),
-        _table("Generators (机组注入碳流率)", document["generators"], [
-            ("id", "generator"), ("bus", "bus"), ("p_mw", "P MW"), ("intensity_g_per_kwh", "gCO2/kWh"),
-            ("carbon_t_per_h", "tCO2/h")]),
-        _table("Loads (负荷碳流率)", document["loads"], [
-            ("id", "load"), ("bus", "bus"), ("p_mw", "P MW"), ("carbon_t_per_h", "tCO2/h")]),
+        _table(
+            "Buses (节点碳势)",
+            document["buses"],
+            [
+                ("id", "bus"),
+                ("flux_mw", "flux MW"),
+                ("intensity_g_per_kwh", "intensity gCO2/kWh"),
+                ("load_mw", "load MW"),
+                ("load_carbon_t_per_h", "load tCO2/h"),
+            ],
+        ),
+        _table(
+            "Branches (支路碳流)",
+            document["branches"],
+            [
+                ("id", "branch"),
+                ("from_bus", "from"),
+                ("to_bus", "to"),
+                ("sending_bus", "sends"),
+                ("p_send_mw", "P send MW"),
+                ("p_recv_mw", "P recv MW"),
+                ("density_g_per_kwh", "density g/kWh"),
+                ("carbon_send_t_per_h", "send tCO2/h"),
+                ("loss_carbon_t_per_h", "loss tCO2/h"),
+            ],
+        ),
+        _table(
+            "Generators (机组注入碳流率)",
+            document["generators"],
+            [
+                ("id", "generator"),
+                ("bus", "bus"),
+                ("p_mw", "P MW"),
+                ("intensity_g_per_kwh", "gCO2/kWh"),
+                ("carbon_t_per_h", "tCO2/h"),
+            ],
+        ),
+        _table(
+            "Loads (负荷碳流率)",
+            document["loads"],
+            [("id", "load"), ("bus", "bus"), ("p_mw", "P MW"), ("carbon_t_per_h", "tCO2/h")],
+        ),
     ]
     if document.get("storage"):
-        parts.append(_table("Storage", document["storage"], [
-            ("id", "storage"), ("bus", "bus"), ("p_mw", "P MW (charging +)"),
-            ("charge_carbon_t_per_h", "charge tCO2/h"), ("discharge_carbon_t_per_h", "discharge tCO2/h")]))
+        parts.append(
+            _table(
+                "Storage",
+                document["storage"],
+                [
+                    ("id", "storage"),
+                    ("bus", "bus"),
+                    ("p_mw", "P MW (charging +)"),
+                    ("charge_carbon_t_per_h", "charge tCO2/h"),
+                    ("discharge_carbon_t_per_h", "discharge tCO2/h"),
+                ],
+            )
+        )
     parts.append(
-        f"Totals ({document['losses']} losses): generation {_cell(totals['generation_carbon_t_per_h'])} tCO2/h"
+        f"Totals ({document['losses']} losses): "
+        f"generation {_cell(totals['generation_carbon_t_per_h'])} tCO2/h"
         f" = load {_cell(totals['load_carbon_t_per_h'])} + loss {_cell(totals['loss_carbon_t_per_h'])}"
         f" + residual {_cell(totals['residual_t_per_h'])}"
     )

@@ -56,7 +56,9 @@ class SnapshotSeries:
 
     def __post_init__(self) -> None:
         net = self.network
-        n_time = np.shape(self.gen_p_mw)[0] if np.ndim(self.gen_p_mw) == 2 else np.shape(self.branch_p_from_mw)[0]
+        n_time = (
+            np.shape(self.gen_p_mw)[0] if np.ndim(self.gen_p_mw) == 2 else np.shape(self.branch_p_from_mw)[0]
+        )
 
         def timed(name: str, value: np.ndarray | None, default: np.ndarray, width: int) -> np.ndarray:
             array = np.asarray(default if value is None else value, dtype=float)
@@ -69,7 +71,10 @@ class SnapshotSeries:
             return array
 
         n_gen, n_load, n_branch, n_storage = (
-            len(net.gen_ids), len(net.load_ids), len(net.branch_ids), len(net.storage_ids),
+            len(net.gen_ids),
+            len(net.load_ids),
+            len(net.branch_ids),
+            len(net.storage_ids),
         )
         p_from = timed("branch_p_from_mw", self.branch_p_from_mw, net.branch_p_from_mw, n_branch)
         arrays = {
@@ -79,12 +84,15 @@ class SnapshotSeries:
             ),
             "load_p_mw": timed("load_p_mw", self.load_p_mw, net.load_p_mw, n_load),
             "load_intensity_g_per_kwh": timed(
-                "load_intensity_g_per_kwh", self.load_intensity_g_per_kwh, net.load_intensity_g_per_kwh, n_load
+                "load_intensity_g_per_kwh",
+                self.load_intensity_g_per_kwh,
+                net.load_intensity_g_per_kwh,
+                n_load,
             ),
             "branch_p_from_mw": p_from,
-            "branch_p_to_mw": -p_from if self.branch_p_to_mw is None else timed(
-                "branch_p_to_mw", self.branch_p_to_mw, net.branch_p_to_mw, n_branch
-            ),
+            "branch_p_to_mw": -p_from
+            if self.branch_p_to_mw is None
+            else timed("branch_p_to_mw", self.branch_p_to_mw, net.branch_p_to_mw, n_branch),
             "storage_p_mw": timed("storage_p_mw", self.storage_p_mw, np.zeros(n_storage), n_storage),
             "storage_intensity_g_per_kwh": timed(
                 "storage_intensity_g_per_kwh",
@@ -128,11 +136,14 @@ class BatchResult:
     def at(self, t: int) -> CefResult:
         """The result of snapshot ``t`` as a single-snapshot result."""
         pick = {name: getattr(self.accounts, name)[t] for name in self.accounts.__dataclass_fields__}
-        flows = BranchFlows(**{name: getattr(self.flows, name)[t] for name in self.flows.__dataclass_fields__})
+        flows = BranchFlows(
+            **{name: getattr(self.flows, name)[t] for name in self.flows.__dataclass_fields__}
+        )
         inj = self.injections
         injection = Injections(inj.bus, inj.source_mw[t], inj.sink_mw[t], inj.source_intensity_g_per_kwh[t])
-        return CefResult(self.series.snapshot(t), self.losses, "batch", Accounts(**pick), flows, injection,
-                         self.tol_mw)
+        return CefResult(
+            self.series.snapshot(t), self.losses, "batch", Accounts(**pick), flows, injection, self.tol_mw
+        )
 
 
 def _first_bad_snapshot(series: SnapshotSeries, bad: np.ndarray, losses: str, tol_mw: float) -> None:
@@ -205,7 +216,9 @@ def solve_batch(
         lu_snapshots += len(members)
 
     intensity = _clip_rows(intensity, inj, losses)
-    accounts = account(intensity, flux, flows, net.branch_from, net.branch_to, p_from, p_to, inj, losses, tol_mw)
+    accounts = account(
+        intensity, flux, flows, net.branch_from, net.branch_to, p_from, p_to, inj, losses, tol_mw
+    )
     return BatchResult(series, losses, accounts, flows, inj, tol_mw, len(patterns), lu_snapshots)
 
 
@@ -220,5 +233,3 @@ def _clip_rows(intensity: np.ndarray, inj: Injections, losses: str) -> np.ndarra
     has_source = injecting.any(axis=1)
     low, high = np.where(has_source, low, -np.inf), np.where(has_source, high, np.inf)
     return np.clip(intensity, low[:, None], high[:, None])
-
-

@@ -53,6 +53,9 @@ def branch_flows(
     p_send = np.where(direction == BOTH_SENDING, p_from_mw + p_to_mw, p_send)
     p_recv = np.where(forward, np.maximum(-p_to_mw, 0.0), 0.0)
     p_recv = np.where(reverse, np.maximum(-p_from_mw, 0.0), p_recv)
+    # Delivered power below the tolerance is noise: the branch then only loses power (consistently in
+    # the flux, the matrix and the accounts).
+    p_recv = np.where(p_recv > tol_mw, p_recv, 0.0)
     return BranchFlows(direction, sending_bus, receiving_bus, p_send, p_recv)
 
 
@@ -96,7 +99,9 @@ def injections(
         [np.maximum(-gen_p_mw, 0.0), np.maximum(load_p_mw, 0.0), np.maximum(storage_p_mw, 0.0)], axis=-1
     )
     batch_shape = np.shape(source)[:-1]
-    load_e = np.nan_to_num(np.broadcast_to(load_intensity, batch_shape + np.shape(load_intensity)[-1:]), nan=0.0)
+    load_e = np.nan_to_num(
+        np.broadcast_to(load_intensity, batch_shape + np.shape(load_intensity)[-1:]), nan=0.0
+    )
     intensity = np.concatenate(
         [
             np.broadcast_to(gen_intensity, batch_shape + np.shape(gen_intensity)[-1:]),

@@ -14,7 +14,9 @@ import numpy as np
 from carbonflow.engine.batch import BatchResult
 
 
-def energy_weighted_intensity(intensity_g_per_kwh: np.ndarray, energy: np.ndarray, axis: int = 0) -> np.ndarray:
+def energy_weighted_intensity(
+    intensity_g_per_kwh: np.ndarray, energy: np.ndarray, axis: int = 0
+) -> np.ndarray:
     """Average intensity weighted by energy along ``axis``; NaN where no energy flowed.
 
     Intervals with NaN intensity must carry no energy (a bus without power); they are ignored.

@@ -131,7 +131,9 @@ def sweep(
     for lvl in range(1, levels.depth):
         nodes = levels.node_order[levels.node_starts[lvl] : levels.node_starts[lvl + 1]]
         edges = levels.edge_order[levels.edge_starts[lvl] : levels.edge_starts[lvl + 1]]
-        inflow = np.add.reduceat(weight[edges] * intensity[src[edges]], levels.segment_offsets[lvl - 1], axis=0)
+        inflow = np.add.reduceat(
+            weight[edges] * intensity[src[edges]], levels.segment_offsets[lvl - 1], axis=0
+        )
         intensity[nodes] = (rhs[nodes] + inflow) / safe_flux[nodes]
     intensity[dead] = np.nan
     return intensity[:, 0] if single else intensity

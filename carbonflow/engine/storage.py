@@ -118,5 +118,7 @@ def solve_series_with_storage(
                 carbon_track[begin + t, s] = current[s].carbon_t
     # Windows were solved to learn the bus intensities that charge the stores; the whole series is
     # solved once more with every discharge intensity known, to return one result.
-    full = solve_batch(series.window(0, series.n_time, storage_intensity_g_per_kwh=intensity), losses, tol_mw=tol_mw)
+    full = solve_batch(
+        series.window(0, series.n_time, storage_intensity_g_per_kwh=intensity), losses, tol_mw=tol_mw
+    )
     return StorageSeriesResult(full, energy_track, carbon_track, tuple(current))
