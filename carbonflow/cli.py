@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, OSError) and error.filename:
             error = f"{error.filename}: {error.strerror.lower()}"
         message = " ".join(str(error).split())  # one line, whatever the cause
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         print(f"carbonflow {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

@@ -107,8 +107,12 @@ def networks(
             gen_at[i] = draw(power)
             for part in _split(draw, gen_at[i], draw(st.integers(min_value=1, max_value=3))):
                 generators.append(
-                    {"id": id_prefix + gen_ids.pop(), "bus": bus_ids[i], "p_mw": part,
-                     "intensity_g_per_kwh": draw(intensity)}
+                    {
+                        "id": id_prefix + gen_ids.pop(),
+                        "bus": bus_ids[i],
+                        "p_mw": part,
+                        "intensity_g_per_kwh": draw(intensity),
+                    }
                 )
 
     # Flows in rank order: available = delivered inflow + generation = load + sum of sent power.
@@ -139,7 +143,9 @@ def networks(
     # Injection into the branch at the sending (lower rank) and receiving end, MATPOWER sign.
     at_send = list(p_send)
     at_recv = [-p for p in p_recv]
-    branch_ids = [id_prefix + x for x in draw(st.lists(ids, min_size=len(edges), max_size=len(edges), unique=True))]
+    branch_ids = [
+        id_prefix + x for x in draw(st.lists(ids, min_size=len(edges), max_size=len(edges), unique=True))
+    ]
     cycle: list[str] = []
     if with_cycle and len(edges) > tree_edges:
         # The loop: one extra edge a->b plus the tree path b -> ... -> a.
@@ -287,7 +293,11 @@ def reference_solution(doc: dict[str, Any], losses: str = "receiving") -> Refere
     negative generators are sinks.
     """
     names: list[str] = [b["id"] for b in doc.get("buses", [])]
-    for section, keys in (("generators", ("bus",)), ("loads", ("bus",)), ("branches", ("from_bus", "to_bus"))):
+    for section, keys in (
+        ("generators", ("bus",)),
+        ("loads", ("bus",)),
+        ("branches", ("from_bus", "to_bus")),
+    ):
         for record in doc[section]:
             for key in keys:
                 if record[key] not in names:

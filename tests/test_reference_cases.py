@@ -48,19 +48,28 @@ def f(x: Fraction) -> float:
 # flows 1->2 40 (lossy: sends 42), 1->4 60, 2->3 60, 4->3 10 (given as a reverse flow on "b43").
 
 FOUR_BUS_RECEIVING = {"1": Fraction(800), "2": Fraction(3200, 9), "3": Fraction(8800, 21), "4": Fraction(800)}
-FOUR_BUS_CONSUMER_LOSSY = {"1": Fraction(800), "2": Fraction(1120, 3), "3": Fraction(3040, 7), "4": Fraction(800)}
+FOUR_BUS_CONSUMER_LOSSY = {
+    "1": Fraction(800),
+    "2": Fraction(1120, 3),
+    "3": Fraction(3040, 7),
+    "4": Fraction(800),
+}
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("losses", ["receiving", "consumer"])
 def test_lossless_four_bus_intensities_are_the_exact_fractions(method, losses):
-    result, doc = solved("four_bus_lossless.json", losses, method)
+    _result, doc = solved("four_bus_lossless.json", losses, method)
     buses = by_id(doc["buses"])
     for bus_id, exact in FOUR_BUS_RECEIVING.items():
         assert buses[bus_id]["intensity_g_per_kwh"] == pytest.approx(f(exact), abs=EXACT)
     assert [buses[b]["flux_mw"] for b in "1234"] == pytest.approx([100, 90, 70, 60], abs=EXACT)
-    load_carbon = {"1": 0, "2": Fraction(30) * Fraction(3200, 9) / 1000, "3": Fraction(70 * 8800, 21) / 1000,
-                   "4": Fraction(40)}
+    load_carbon = {
+        "1": 0,
+        "2": Fraction(30) * Fraction(3200, 9) / 1000,
+        "3": Fraction(70 * 8800, 21) / 1000,
+        "4": Fraction(40),
+    }
     for bus_id, exact in load_carbon.items():
         assert buses[bus_id]["load_carbon_t_per_h"] == pytest.approx(f(exact), abs=EXACT)
     totals = doc["totals"]
@@ -141,8 +150,12 @@ def test_four_bus_origin_shares_are_the_exact_fractions(method):
     result = solve(snapshot_from_dict(load("four_bus_lossless.json")), method=method)
     origin = origin_shares(result)
     k1, k2 = origin.source_ids.index("G1"), origin.source_ids.index("G2")
-    expected = {"1": (1, 0), "2": (Fraction(4, 9), Fraction(5, 9)), "3": (Fraction(11, 21), Fraction(10, 21)),
-                "4": (1, 0)}
+    expected = {
+        "1": (1, 0),
+        "2": (Fraction(4, 9), Fraction(5, 9)),
+        "3": (Fraction(11, 21), Fraction(10, 21)),
+        "4": (1, 0),
+    }
     position = {bus_id: n for n, bus_id in enumerate(result.snapshot.bus_ids)}
     for bus_id, (g1, g2) in expected.items():
         row = origin.bus_power_share[position[bus_id]]

@@ -50,6 +50,8 @@ def read_json_document(path: str) -> Any:
         raise CommandInputError(
             f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from None
+    except (ValueError, RecursionError) as error:  # integer of > 4300 digits, nesting too deep
+        raise CommandInputError(f"{path}: JSON that cannot be read ({type(error).__name__})") from None
 
 
 def run(args: argparse.Namespace) -> int:

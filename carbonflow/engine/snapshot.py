@@ -75,13 +75,20 @@ def _as_id(value: Any, where: str, name: str) -> str:
     text = str(value)
     if not text:
         raise SnapshotError(f"{where}: {name} is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SnapshotError(f"{where}: {name} is not valid Unicode text") from None
     return text
 
 
 def _as_number(value: Any, where: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SnapshotError(f"{where}: {name} must be a number, got {json_repr(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise SnapshotError(f"{where}: {name} is too large, got {json_repr(value)}") from None
     if not math.isfinite(number):
         raise SnapshotError(f"{where}: {name} must be finite, got {value}")
     return number
