@@ -40,6 +40,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        value = value + 0.0  # no "-0" for a residual that is zero
         return f"{value:.6f}".rstrip("0").rstrip(".") if abs(value) < 1e12 else f"{value:.6g}"
     return str(value)
 

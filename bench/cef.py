@@ -1,0 +1,618 @@
+"""Benchmark: carbonflow against two baselines built here, measured in the same run.
+
+Run from the repository root::
+
+    .venv/bin/python bench/cef.py            # everything (a few minutes on 2 cores)
+    .venv/bin/python bench/cef.py --quick    # fewer repeats, smaller baseline subsets
+    .venv/bin/python bench/cef.py --profile  # plus cProfile of the engine on case300 and the year
+
+Baselines (they compute the same intensities; agreement to 1e-6 g/kWh is asserted):
+
+(a) the textbook method (Zhou/Kang 2012, as in the public reproductions): dense ``P_B`` (N×N) and
+    ``P_G`` (K×N), ``P_N`` = column sums, ``E_N = inv(P_N − P_Bᵀ) @ (P_Gᵀ E_G)`` with
+    ``np.linalg.inv``, one snapshot at a time;
+(b) the sparse textbook method: ``scipy.sparse`` matrices rebuilt for every snapshot and
+    ``scipy.sparse.linalg.spsolve``.
+
+Both use the receiving-end convention for AC flows (``P_B[i, j] = p_recv``, parallel branches
+summed), turn negative loads into zero-carbon sources and negative generation into sinks, ignore
+flows and delivered powers of at most 1e-6 MW and drop zero-flux buses — the model carbonflow
+solves.  Snapshots are built here from pandapower results (not with carbonflow's importer).
+
+Cases: IEEE-14 and case300 (pandapower case data, AC ``runpp``), a synthetic 2,000-bus grid (AC
+``runpp``, see ``bench/synthetic.py``) and 8,760 hourly snapshots of that grid (lossless DC flows).
+Times are per snapshot for single snapshots and per year for the year; each figure is the minimum
+over repeats (the median is printed beside it), ratios are baseline / carbonflow of the minima.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import math
+import os
+import platform
+import pstats
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy
+import scipy.sparse as sp
+import scipy.sparse.linalg as sla
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # pandapower warns that numba is missing
+    import pandapower as pp
+    import pandapower.networks as pn
+
+from bench.synthetic import FUELS, HourlyYear, hourly_year, synthetic_grid
+from carbonflow.engine import Snapshot, snapshot_from_dict, solve
+from carbonflow.engine.batch import SnapshotSeries, solve_batch
+from carbonflow.engine.flows import FORWARD, REVERSE
+
+TOL_MW = 1e-6  # the engine's default: flows and fluxes at most this are treated as zero
+AGREEMENT_G_PER_KWH = 1e-6
+GENERATOR_TABLES = ("ext_grid", "gen", "sgen")  # generation positive (pandapower's generator sign)
+LOAD_TABLES = ("load", "shunt", "storage")  # consumption positive
+TARGET_CASE300_MS = 0.3
+TARGET_YEAR_S = 30.0
+TARGET_SPEEDUP_A = 50.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Snapshots from pandapower results
+
+
+def generator_intensities(net: pp.pandapowerNet, seed: int) -> np.ndarray:
+    """Deterministic pseudo-random intensities in [0, 1000] g/kWh, one per generator in
+    ``GENERATOR_TABLES`` order; where the table has a ``fuel`` column (synthetic grid) the draw is
+    inside that fuel's range (zero for wind, PV, hydro, nuclear)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for table in GENERATOR_TABLES:
+        fuels = net[table]["fuel"] if "fuel" in net[table] else [None] * len(net[table])
+        for fuel in fuels:
+            u = rng.random()
+            low, high = FUELS[fuel][0] if fuel in FUELS else (0.0, 1000.0)
+            values.append(low + u * (high - low))
+    return np.asarray(values)
+
+
+def _result(net: pp.pandapowerNet, table: str, column: str) -> np.ndarray:
+    values = net[f"res_{table}"][column].reindex(net[table].index).to_numpy(float)
+    return np.nan_to_num(values)  # out-of-service elements have NaN results
+
+
+def snapshot_document(net: pp.pandapowerNet, intensities: np.ndarray) -> dict[str, Any]:
+    """C1 document of a solved pandapower network: bus ids are ``str(index)``; generators are
+    ext_grid, gen and sgen rows (``res_*.p_mw``); loads are load, shunt and storage rows; branches
+    are lines (``p_from_mw``/``p_to_mw``) and two-winding transformers (``p_hv_mw``/``p_lv_mw``)."""
+    unsupported = [t for t in ("trafo3w", "impedance", "dcline", "ward", "xward") if len(net[t])]
+    if unsupported:
+        raise ValueError(f"bench snapshot builder does not handle {unsupported}")
+    generators, loads, branches = [], [], []
+    k = 0
+    for table in GENERATOR_TABLES:
+        p = _result(net, table, "p_mw")
+        for position, (index, bus) in enumerate(zip(net[table].index, net[table].bus)):
+            generators.append(
+                {
+                    "id": f"{table}/{index}",
+                    "bus": str(bus),
+                    "p_mw": float(p[position]),
+                    "intensity_g_per_kwh": float(intensities[k]),
+                }
+            )
+            k += 1
+    for table in LOAD_TABLES:
+        p = _result(net, table, "p_mw")
+        for position, (index, bus) in enumerate(zip(net[table].index, net[table].bus)):
+            loads.append({"id": f"{table}/{index}", "bus": str(bus), "p_mw": float(p[position])})
+    for table, ends, columns in (
+        ("line", ("from_bus", "to_bus"), ("p_from_mw", "p_to_mw")),
+        ("trafo", ("hv_bus", "lv_bus"), ("p_hv_mw", "p_lv_mw")),
+    ):
+        p_from, p_to = _result(net, table, columns[0]), _result(net, table, columns[1])
+        for position, (index, a, b) in enumerate(
+            zip(net[table].index, net[table][ends[0]], net[table][ends[1]])
+        ):
+            branches.append(
+                {
+                    "id": f"{table}/{index}",
+                    "from_bus": str(a),
+                    "to_bus": str(b),
+                    "p_from_mw": float(p_from[position]),
+                    "p_to_mw": float(p_to[position]),
+                }
+            )
+    return {
+        "buses": [{"id": str(b)} for b in net.bus.index],
+        "generators": generators,
+        "loads": loads,
+        "branches": branches,
+    }
+
+
+def year_series(net: pp.pandapowerNet, network: Snapshot, year: HourlyYear) -> SnapshotSeries:
+    """The year as a series over ``network`` (built by :func:`snapshot_document` from the same net,
+    so element order is ext_grid, gen, sgen / load, shunt, storage / line, trafo)."""
+    n_time = year.n_time
+    return SnapshotSeries(
+        network=network,
+        gen_p_mw=np.hstack([year.ext_grid_p_mw, year.gen_p_mw, year.sgen_p_mw]),
+        load_p_mw=np.hstack([year.load_p_mw, year.shunt_p_mw, np.zeros((n_time, len(net.storage)))]),
+        branch_p_from_mw=np.hstack([year.line_p_from_mw, year.trafo_p_hv_mw]),
+        branch_p_to_mw=None,  # lossless DC flows
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Baselines
+
+
+def _textbook_inputs(s: Snapshot) -> tuple[np.ndarray, ...]:
+    """Receiving-end branch flows and the source list, as a textbook implementation prepares them."""
+    pf, pt = s.branch_p_from_mw, s.branch_p_to_mw
+    forward = (pf > TOL_MW) & ~(pt > TOL_MW)
+    reverse = (pt > TOL_MW) & ~(pf > TOL_MW)
+    src = np.r_[s.branch_from[forward], s.branch_to[reverse]]
+    dst = np.r_[s.branch_to[forward], s.branch_from[reverse]]
+    p_recv = np.r_[np.maximum(-pt[forward], 0.0), np.maximum(-pf[reverse], 0.0)]
+    delivered = p_recv > TOL_MW  # delivered power below the tolerance is noise: the branch only loses
+    src, dst, p_recv = src[delivered], dst[delivered], p_recv[delivered]
+    # sources: positive generation, and negative loads as zero-carbon (or given-intensity) sources
+    source_bus = np.r_[s.gen_bus, s.load_bus]
+    source_p = np.r_[np.maximum(s.gen_p_mw, 0.0), np.maximum(-s.load_p_mw, 0.0)]
+    source_e = np.r_[s.gen_intensity_g_per_kwh, np.nan_to_num(s.load_intensity_g_per_kwh)]
+    return src, dst, p_recv, source_bus, source_p, source_e
+
+
+def baseline_dense(s: Snapshot) -> np.ndarray:
+    """(a) textbook: dense P_B, P_G, explicit inverse."""
+    n = s.n_bus
+    src, dst, p_recv, source_bus, source_p, source_e = _textbook_inputs(s)
+    p_b = np.zeros((n, n))
+    np.add.at(p_b, (src, dst), p_recv)  # parallel branches are summed
+    p_g = np.zeros((len(source_p), n))
+    p_g[np.arange(len(source_p)), source_bus] = source_p
+    p_n = p_b.sum(axis=0) + p_g.sum(axis=0)
+    live = p_n > TOL_MW
+    a = np.diag(p_n) - p_b.T
+    e_n = np.full(n, np.nan)
+    e_n[live] = np.linalg.inv(a[np.ix_(live, live)]) @ (p_g.T @ source_e)[live]
+    return e_n
+
+
+def baseline_sparse(s: Snapshot) -> np.ndarray:
+    """(b) sparse textbook: scipy.sparse matrices rebuilt per snapshot, spsolve."""
+    n = s.n_bus
+    src, dst, p_recv, source_bus, source_p, source_e = _textbook_inputs(s)
+    p_b = sp.coo_array((p_recv, (src, dst)), shape=(n, n)).tocsr()  # duplicates summed
+    p_g = sp.coo_array((source_p, (np.arange(len(source_p)), source_bus)), shape=(len(source_p), n)).tocsr()
+    p_n = p_b.sum(axis=0) + p_g.sum(axis=0)
+    live = np.flatnonzero(p_n > TOL_MW)
+    a = (sp.diags_array(p_n) - p_b.T).tocsr()[live][:, live].tocsc()
+    e_n = np.full(n, np.nan)
+    e_n[live] = sla.spsolve(a, (p_g.T @ source_e)[live])
+    return e_n
+
+
+def assert_agree(name: str, expected: np.ndarray, actual: np.ndarray) -> float:
+    """Max |difference| in g/kWh; NaN (no power through the bus) must match NaN."""
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    if not np.array_equal(np.isnan(expected), np.isnan(actual)):
+        raise AssertionError(f"{name}: buses without power differ")
+    diff = float(np.nanmax(np.abs(expected - actual), initial=0.0))
+    if diff > AGREEMENT_G_PER_KWH:
+        raise AssertionError(f"{name}: intensities differ by {diff:g} g/kWh (> {AGREEMENT_G_PER_KWH:g})")
+    return diff
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing
+
+
+@dataclass
+class Timing:
+    """Seconds per unit (one snapshot, or the whole year) over repeats."""
+
+    times: list[float]
+    note: str = ""  # e.g. "extrapolated from 20 snapshots"
+
+    @property
+    def best(self) -> float:
+        return min(self.times)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.times))
+
+
+def measure(fns: dict[str, Callable[[], Any]], repeat: int, min_seconds: float = 0.2) -> dict[str, Timing]:
+    """Per-call times of several functions, interleaved: each repeat runs every function's block
+    once, so a burst of background load hits all of them alike.  A block is ``number`` calls,
+    chosen so that it lasts about ``min_seconds``."""
+    numbers = {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        once = time.perf_counter() - start
+        numbers[name] = max(1, min(10_000, math.ceil(min_seconds / max(once, 1e-7))))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(numbers[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / numbers[name])
+    return {name: Timing(values) for name, values in times.items()}
+
+
+def time_loop(
+    fn: Callable[[Snapshot], np.ndarray], snapshots: Sequence[Snapshot], n_total: int
+) -> tuple[float, list[np.ndarray]]:
+    """Seconds for calling ``fn`` on every snapshot once, scaled to ``n_total`` snapshots if a
+    subset; the results are kept (checked after the clock stops)."""
+    start = time.perf_counter()
+    results = [fn(s) for s in snapshots]
+    return (time.perf_counter() - start) * n_total / len(snapshots), results
+
+
+# ------------------------------------------------------------------------------------------------
+# Cases
+
+
+@dataclass
+class Row:
+    case: str
+    buses: int
+    branches: int
+    snapshots: int
+    unit: str  # "ms/snapshot" or "s/year"
+    carbonflow: Timing
+    sweep: Timing | None = None  # single snapshot: method="sweep"; year: solve() in a loop
+    dense: Timing | None = None
+    sparse: Timing | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _scale(row: Row) -> float:
+    return 1e3 if row.unit == "ms/snapshot" else 1.0
+
+
+def run_snapshot_case(name: str, net: pp.pandapowerNet, seed: int, repeat: int) -> tuple[Row, Snapshot]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runpp(net, numba=False)
+    snapshot = snapshot_from_dict(snapshot_document(net, generator_intensities(net, seed)))
+    lu = solve(snapshot, "receiving", method="lu")
+    swept = solve(snapshot, "receiving", method="sweep")
+    expected = lu.bus_intensity_g_per_kwh
+    diffs = {
+        "sweep": assert_agree(f"{name} sweep vs lu", expected, swept.bus_intensity_g_per_kwh),
+        "dense": assert_agree(f"{name} baseline (a)", expected, baseline_dense(snapshot)),
+        "sparse": assert_agree(f"{name} baseline (b)", expected, baseline_sparse(snapshot)),
+    }
+    timings = measure(
+        {
+            "lu": lambda: solve(snapshot, "receiving", method="lu"),
+            "sweep": lambda: solve(snapshot, "receiving", method="sweep"),
+            "dense": lambda: baseline_dense(snapshot),
+            "sparse": lambda: baseline_sparse(snapshot),
+        },
+        repeat,
+    )
+    row = Row(
+        name,
+        snapshot.n_bus,
+        len(snapshot.branch_ids),
+        1,
+        "ms/snapshot",
+        carbonflow=timings["lu"],
+        sweep=timings["sweep"],
+        dense=timings["dense"],
+        sparse=timings["sparse"],
+        extra={
+            "max_diff_g_per_kwh": max(diffs.values()),
+            "sweep_used": swept.method,
+            "residual_t_per_h": lu.totals["residual_t_per_h"],
+        },
+    )
+    return row, snapshot
+
+
+def run_year(
+    net: pp.pandapowerNet, network: Snapshot, seed: int, quick: bool, log: Callable[[str], None]
+) -> Row:
+    start = time.perf_counter()
+    year = hourly_year(net, seed)
+    series = year_series(net, network, year)
+    n_time = series.n_time
+    snapshots = [series.snapshot(t) for t in range(n_time)]
+    log(f"  year data: {n_time} hourly DC flows in {time.perf_counter() - start:.1f} s")
+
+    def subset(count: int) -> np.ndarray:
+        return np.linspace(0, n_time - 1, min(count, n_time)).round().astype(int)
+
+    # Rounds of: solve_batch, solve_batch(method="lu"), baseline (b) loop, solve() loop — interleaved
+    # so that background load hits all alike.  (b) and the loop run on every snapshot in a full run,
+    # on 400 spread over the year in a quick one.
+    rounds = 1 if quick else 2
+    picks = subset(400 if quick else n_time)
+    chosen = [snapshots[t] for t in picks]
+    times: dict[str, list[float]] = {"batch": [], "batch_lu": [], "sparse": [], "loop": []}
+    worst = 0.0
+    for round_ in range(rounds):
+        start = time.perf_counter()
+        result = solve_batch(series, "receiving")
+        times["batch"].append(time.perf_counter() - start)
+        intensity = result.accounts.bus_intensity_g_per_kwh
+        start = time.perf_counter()
+        result_lu = solve_batch(series, "receiving", method="lu")
+        times["batch_lu"].append(time.perf_counter() - start)
+        elapsed, sparse_results = time_loop(baseline_sparse, chosen, n_time)
+        times["sparse"].append(elapsed)
+        elapsed, loop_results = time_loop(
+            lambda s: solve(s, "receiving", method="lu").bus_intensity_g_per_kwh, chosen, n_time
+        )
+        times["loop"].append(elapsed)
+        if round_ == 0:
+            worst = max(
+                assert_agree(
+                    "year solve_batch lu vs auto", intensity, result_lu.accounts.bus_intensity_g_per_kwh
+                ),
+                *(
+                    assert_agree(f"year t={t} baseline (b)", intensity[t], e)
+                    for t, e in zip(picks, sparse_results)
+                ),
+                *(assert_agree(f"year t={t} solve()", intensity[t], e) for t, e in zip(picks, loop_results)),
+            )
+            log(
+                f"  solve_batch: {result.n_patterns} direction patterns, "
+                f"{result.n_lu_snapshots} snapshots by LU; agreement checked on {len(picks)} snapshots"
+            )
+        log(
+            f"  round {round_ + 1}/{rounds}: solve_batch {times['batch'][-1]:.1f} s, "
+            f"solve_batch(lu) {times['batch_lu'][-1]:.1f} s, (b) {times['sparse'][-1]:.1f} s, "
+            f"solve() loop {times['loop'][-1]:.1f} s" + ("" if len(picks) == n_time else " (extrapolated)")
+        )
+        del sparse_results, loop_results, result_lu
+    note = "" if len(picks) == n_time else f"extrapolated from {len(picks)} snapshots"
+    direction = result.flows.direction
+    # (a): a dense inverse of a 2,000-bus matrix per hour would take an hour: a spread subset
+    dense_picks = subset(5 if quick else 20)
+    elapsed, results = time_loop(baseline_dense, [snapshots[t] for t in dense_picks], n_time)
+    worst = max(
+        worst,
+        *(assert_agree(f"year t={t} baseline (a)", intensity[t], e) for t, e in zip(dense_picks, results)),
+    )
+    dense = Timing([elapsed], f"extrapolated from {len(dense_picks)} snapshots")
+    log(f"  baseline (a): {elapsed:.0f} s extrapolated from {len(dense_picks)} snapshots")
+    return Row(
+        "synthetic year",
+        network.n_bus,
+        len(network.branch_ids),
+        n_time,
+        "s/year",
+        carbonflow=Timing(times["batch"]),
+        sweep=Timing(times["loop"], note),
+        dense=dense,
+        sparse=Timing(times["sparse"], note),
+        extra={
+            "solve_batch_lu_s": min(times["batch_lu"]),
+            "patterns": result.n_patterns,
+            "lu_snapshots": result.n_lu_snapshots,
+            "max_diff_g_per_kwh": worst,
+            "reversing_branches": int(np.sum((direction == FORWARD).any(0) & (direction == REVERSE).any(0))),
+        },
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+
+
+def _fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _cell(timing: Timing | None, scale: float) -> str:
+    if timing is None:
+        return "—"
+    text = f"{_fmt(timing.best * scale)} ({_fmt(timing.median * scale)})"
+    return text + ("*" if timing.note else "")
+
+
+def _ratio(baseline: Timing | None, ours: Timing) -> str:
+    return (
+        "—"
+        if baseline is None
+        else f"{baseline.best / ours.best:,.0f}×"
+        if baseline.best / ours.best >= 10
+        else f"{baseline.best / ours.best:.2f}×"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    header = [
+        "case",
+        "buses",
+        "branches",
+        "snapshots",
+        "unit",
+        "carbonflow",
+        "cf alt.",
+        "(a) dense inv",
+        "(b) spsolve",
+        "(a)/cf",
+        "(b)/cf",
+    ]
+    lines = [header]
+    for row in rows:
+        s = _scale(row)
+        lines.append(
+            [
+                row.case,
+                str(row.buses),
+                str(row.branches),
+                f"{row.snapshots:,}",
+                row.unit,
+                _cell(row.carbonflow, s),
+                _cell(row.sweep, s),
+                _cell(row.dense, s),
+                _cell(row.sparse, s),
+                _ratio(row.dense, row.carbonflow),
+                _ratio(row.sparse, row.carbonflow),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def targets(rows: list[Row]) -> list[str]:
+    by_case = {row.case: row for row in rows}
+    lines = []
+    if "case300" in by_case:
+        ms = by_case["case300"].carbonflow.best * 1e3
+        lines.append(
+            f"case300 single snapshot (solve, lu) {ms:.3f} ms (median "
+            f"{by_case['case300'].carbonflow.median * 1e3:.3f}) — target ≤ {TARGET_CASE300_MS} ms: "
+            f"{'MET' if ms <= TARGET_CASE300_MS else 'NOT MET'}"
+        )
+    if "synthetic year" in by_case:
+        s = by_case["synthetic year"].carbonflow.best
+        lines.append(
+            f"8,760-snapshot year (solve_batch) {s:.2f} s — target ≤ {TARGET_YEAR_S:.0f} s: "
+            f"{'MET' if s <= TARGET_YEAR_S else 'NOT MET'}"
+        )
+    for row in rows:
+        if row.dense is None:
+            continue
+        ratio = row.dense.best / row.carbonflow.best
+        lines.append(
+            f"{row.case}: {ratio:,.1f}× faster than baseline (a) — target ≥ {TARGET_SPEEDUP_A:.0f}×: "
+            f"{'MET' if ratio >= TARGET_SPEEDUP_A else 'NOT MET'}"
+        )
+    return lines
+
+
+def profile(label: str, fn: Callable[[], Any], calls: int, log: Callable[[str], None], top: int = 12) -> None:
+    """cProfile of ``fn``: carbonflow engine functions by cumulative time, then the top functions
+    overall by own time; milliseconds per engine call (``fn`` makes ``calls`` engine calls)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tottime, cumtime, callers)
+    total = max(cum for _cc, _nc, _tt, cum, _callers in stats.values() if cum is not None)
+
+    def lines(rows: list[tuple[tuple[str, int, str], tuple]]) -> list[str]:
+        out = []
+        for (path, line, name), (_cc, ncalls, tottime, cumtime, _callers) in rows:
+            where = f"{Path(path).parent.name}/{Path(path).name}:{line}" if path != "~" else "(built-in)"
+            out.append(
+                f"  {cumtime / calls * 1e3:9.3f} {tottime / calls * 1e3:9.3f} {cumtime / total:6.0%} "
+                f"{ncalls:>8}  {name}  {where}"
+            )
+        return out
+
+    log(f"\n--- cProfile: {label}; ms per call (profiler overhead included) ---")
+    log("   cumul ms    own ms  share    calls  function")
+    engine = [(k, v) for k, v in stats.items() if "carbonflow" in k[0]]
+    log("\n".join(lines(sorted(engine, key=lambda kv: -kv[1][3])[:top])))
+    log("  top by own time (any module):")
+    log("\n".join(lines(sorted(stats.items(), key=lambda kv: -kv[1][2])[:top])))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller baseline subsets")
+    parser.add_argument("--profile", action="store_true", help="cProfile the engine on case300 and the year")
+    parser.add_argument("--buses", type=int, default=2000, help="synthetic grid size (default 2000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-year", action="store_true", help="skip the 8,760-snapshot year")
+    args = parser.parse_args(argv)
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+
+    repeat = 3 if args.quick else 7
+    log(
+        f"carbonflow CEF benchmark — Python {platform.python_version()}, numpy {np.__version__}, "
+        f"scipy {scipy.__version__}, pandapower {pp.__version__}, {os.cpu_count()} CPUs, "
+        f"{'quick' if args.quick else 'full'} run"
+    )
+    total_start = time.perf_counter()
+    rows: list[Row] = []
+    for name, make in (("IEEE-14", pn.case14), ("case300", pn.case300)):
+        row, _ = run_snapshot_case(name, make(), args.seed, repeat)
+        rows.append(row)
+        log(f"  {name}: done")
+    start = time.perf_counter()
+    net = synthetic_grid(args.buses, args.seed)
+    log(f"  synthetic grid: {len(net.bus)} buses built in {time.perf_counter() - start:.1f} s")
+    row, network = run_snapshot_case(f"synthetic {args.buses} AC", net, args.seed, 3 if args.quick else 5)
+    rows.append(row)
+    log(f"  synthetic {args.buses} AC: done")
+    if not args.no_year:
+        rows.append(run_year(net, network, args.seed, args.quick, log))
+
+    log("\nTimes: minimum over repeats (median in brackets); ratios from the minima.")
+    log(
+        "Single snapshots: ms per snapshot; carbonflow = solve(method='lu'), cf alt. = solve(method='sweep')."
+    )
+    log("Year: seconds for all snapshots; carbonflow = solve_batch, cf alt. = solve() in a Python loop;")
+    log("* = extrapolated from a subset (see notes).\n")
+    log(table(rows))
+    log("")
+    for row in rows:
+        notes = [
+            f"{label} {t.note}"
+            for label, t in (("cf alt.", row.sweep), ("(a)", row.dense), ("(b)", row.sparse))
+            if t is not None and t.note
+        ]
+        extra = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.extra.items()
+        )
+        log(f"{row.case}: {extra}" + (f"; {'; '.join(notes)}" if notes else ""))
+    log("")
+    for line in targets(rows):
+        log(line)
+    log(f"\ntotal benchmark time {time.perf_counter() - total_start:.0f} s")
+
+    if args.profile:
+        net300 = pn.case300()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pp.runpp(net300, numba=False)
+        s300 = snapshot_from_dict(snapshot_document(net300, generator_intensities(net300, args.seed)))
+        profile(
+            "solve(case300, method='lu')",
+            lambda: [solve(s300, "receiving", method="lu") for _ in range(2000)],
+            2000,
+            log,
+        )
+        if not args.no_year:
+            series = year_series(net, network, hourly_year(net, args.seed))
+            profile("solve_batch(8,760-snapshot year)", lambda: solve_batch(series, "receiving"), 1, log)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
