@@ -40,7 +40,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        value = value + 0.0  # no "-0" for a residual that is zero
+        value = 0.0 if abs(value) < 5e-7 else value  # round-off shows as 0, never "-0"
         return f"{value:.6f}".rstrip("0").rstrip(".") if abs(value) < 1e12 else f"{value:.6g}"
     return str(value)
 
