@@ -6,6 +6,8 @@ Run from the repository root::
     .venv/bin/python bench/cef.py --quick    # fewer repeats, smaller baseline subsets
     .venv/bin/python bench/cef.py --profile  # plus cProfile of the engine on case300 and the year
 
+BLAS runs single-threaded unless ``OPENBLAS_NUM_THREADS`` is set (see the comment at the imports).
+
 Baselines (they compute the same intensities; agreement to 1e-6 g/kWh is asserted):
 
 (a) the textbook method (Zhou/Kang 2012, as in the public reproductions): dense ``P_B`` (N×N) and
@@ -27,10 +29,19 @@ over repeats (the median is printed beside it), ratios are baseline / carbonflow
 
 from __future__ import annotations
 
+import os
+
+# BLAS threads, set before numpy loads: 1 unless the caller set OPENBLAS_NUM_THREADS (etc.).  With
+# other processes on a 2-core machine, a 2-thread OpenBLAS spins against them and the dense baseline's
+# time swings by 30× (case300: 7-134 ms against 3.3 ms single-threaded); carbonflow is
+# single-threaded, so one BLAS thread is the stable and conservative comparison.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import argparse
 import cProfile
 import math
-import os
 import platform
 import pstats
 import sys
@@ -556,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(
         f"carbonflow CEF benchmark — Python {platform.python_version()}, numpy {np.__version__}, "
         f"scipy {scipy.__version__}, pandapower {pp.__version__}, {os.cpu_count()} CPUs, "
+        f"BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}, "
         f"{'quick' if args.quick else 'full'} run"
     )
     total_start = time.perf_counter()
