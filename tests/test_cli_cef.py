@@ -639,3 +639,22 @@ def test_an_id_with_a_lone_surrogate_escape_does_not_crash_the_output(tmp_path):
         assert proc.returncode in (0, 2), proc.stderr
         if proc.returncode == 2:
             assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "G1" in proc.stderr
+
+
+def test_finite_but_huge_powers_give_a_result_or_one_named_error_and_no_warnings(tmp_path):
+    """1e306 MW at 1000 g/kWh is finite JSON, and so is its carbon (1e306 t/h), but the MW x g/kWh
+    product overflows: stderr must not carry numpy RuntimeWarnings, and the output must not contain
+    Infinity/NaN (not JSON)."""
+    doc = {
+        "generators": [{"id": "G1", "bus": "1", "p_mw": 1e306, "intensity_g_per_kwh": 1000.0}],
+        "loads": [{"id": "L1", "bus": "1", "p_mw": 1e306}],
+        "branches": [],
+    }
+    proc = subprocess_cef(write(tmp_path, doc))
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 2), proc.stderr
+    if proc.returncode == 2:
+        assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "G1" in proc.stderr, proc.stderr
+    else:
+        assert "Infinity" not in proc.stdout and "NaN" not in proc.stdout
+        json.loads(proc.stdout)

@@ -506,3 +506,30 @@ def test_a_branch_that_delivers_only_noise_does_not_break_the_solve(method):
     assert intensities(out) == {"1": 800.0, "2": 800.0, "3": None}
     assert out["totals"]["loss_carbon_t_per_h"] == pytest.approx(8.0, abs=1e-5)
     assert abs(out["totals"]["residual_t_per_h"]) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["lu", "sweep"])
+def test_a_kcl_mismatch_is_reported_as_the_residual_not_hidden(method):
+    """Bus 3 meters 75 MW of load but receives only 70 MW (reference §11 pitfall 13): intensities
+    come from the inflows, and the 5 MW surplus shows up as a carbon residual of -5 x e3."""
+    doc = {
+        "generators": [
+            {"id": "G1", "bus": "1", "p_mw": 100.0, "intensity_g_per_kwh": 800.0},
+            {"id": "G2", "bus": "2", "p_mw": 50.0, "intensity_g_per_kwh": 0.0},
+        ],
+        "loads": [
+            {"id": "L2", "bus": "2", "p_mw": 30.0},
+            {"id": "L3", "bus": "3", "p_mw": 75.0},
+            {"id": "L4", "bus": "4", "p_mw": 50.0},
+        ],
+        "branches": [
+            {"id": "b12", "from_bus": "1", "to_bus": "2", "p_from_mw": 40.0},
+            {"id": "b14", "from_bus": "1", "to_bus": "4", "p_from_mw": 60.0},
+            {"id": "b23", "from_bus": "2", "to_bus": "3", "p_from_mw": 60.0},
+            {"id": "b43", "from_bus": "3", "to_bus": "4", "p_from_mw": -10.0, "p_to_mw": 10.0},
+        ],
+    }
+    _result, out = run(doc, "receiving", method)
+    e3 = 8800 / 21
+    assert intensities(out)["3"] == pytest.approx(e3, rel=1e-12)
+    assert out["totals"]["residual_t_per_h"] == pytest.approx(-5 * e3 / 1000, rel=1e-12)

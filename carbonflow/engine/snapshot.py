@@ -82,7 +82,14 @@ def _as_id(value: Any, where: str, name: str) -> str:
     return text
 
 
-def _as_number(value: Any, where: str, name: str) -> float:
+# Bounds far beyond any real grid (world generation is ~3e6 MW; the dirtiest fuels ~1.5e3 g/kWh) that
+# keep every product MW x g/kWh and every sum of them well inside float range, so that absurd input
+# is named instead of overflowing into inf/NaN somewhere inside the solve.
+MAX_ABS_POWER_MW = 1e12
+MAX_INTENSITY_G_PER_KWH = 1e9
+
+
+def _as_number(value: Any, where: str, name: str, limit: float = MAX_ABS_POWER_MW) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SnapshotError(f"{where}: {name} must be a number, got {json_repr(value)}")
     try:
@@ -91,6 +98,8 @@ def _as_number(value: Any, where: str, name: str) -> float:
         raise SnapshotError(f"{where}: {name} is too large, got {json_repr(value)}") from None
     if not math.isfinite(number):
         raise SnapshotError(f"{where}: {name} must be finite, got {value}")
+    if abs(number) > limit:
+        raise SnapshotError(f"{where}: {name} = {json_repr(value)} is implausibly large (limit {limit:g})")
     return number
 
 
@@ -158,7 +167,7 @@ def _intensity(record: Mapping[str, Any], where: str, required: bool) -> float:
         if required:
             raise SnapshotError(f'{where}: missing field "{name}"')
         return math.nan
-    value = _as_number(record[name], where, name)
+    value = _as_number(record[name], where, name, MAX_INTENSITY_G_PER_KWH)
     if value < 0:
         raise SnapshotError(f"{where}: {name} must not be negative, got {record[name]}")
     return value
