@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from carbonflow.engine.errors import SnapshotError
+from carbonflow.protocols.errors import ProtocolError
 from carbonflow.sim.errors import GridImportError
 
 
@@ -15,6 +16,7 @@ UserError = (
     SnapshotError,
     GridImportError,
     CommandInputError,
+    ProtocolError,
     FileNotFoundError,
     IsADirectoryError,
     PermissionError,
@@ -22,9 +24,9 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, import_grid
+    from carbonflow.commands import cef, frame, import_grid
 
-    return [cef.register, import_grid.register]
+    return [cef.register, import_grid.register, frame.register]
 
 
 COMMANDS = _registered()

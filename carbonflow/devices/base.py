@@ -164,6 +164,7 @@ class DeviceServer:
         self.connections: set[Connection] = set()
         self.requests_served = 0
         self._server: asyncio.base_events.Server | None = None
+        self._handlers: set[asyncio.Task] = set()
         self._random = random.Random(name)
 
     # -- to implement -----------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class DeviceServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self._server = await asyncio.start_server(self._serve, host, port)
+        self._server = await asyncio.start_server(self.__serve, host, port)
         return self.port
 
     async def stop(self) -> None:
@@ -200,6 +201,9 @@ class DeviceServer:
         self._server.close()
         for connection in list(self.connections):
             connection.writer.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
         self._server = None
@@ -212,12 +216,15 @@ class DeviceServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def __serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.faults.offline:
             writer.close()
             return
         connection = Connection(self, writer)
         self.connections.add(connection)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         buffer = bytearray()
         try:
             await self.on_connect(connection)
@@ -227,18 +234,19 @@ class DeviceServer:
                     break
                 buffer.extend(chunk)
                 for frame in self.split_frames(buffer):
-                    await self._answer(frame, connection)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+                    await self.__answer(frame, connection)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the device is stopping: both end this connection quietly
         except Exception:  # a device must survive whatever a client sends; log and drop the link
             log.exception("device %s: error serving %s", self.name, connection.peer)
         finally:
+            self._handlers.discard(task)
             self.connections.discard(connection)
             with contextlib.suppress(Exception):
                 await self.on_disconnect(connection)
             writer.close()
 
-    async def _answer(self, frame: bytes, connection: Connection) -> None:
+    async def __answer(self, frame: bytes, connection: Connection) -> None:
         replies = await self.handle(frame, connection)
         self.requests_served += 1
         if replies is None or self.faults.silent:
