@@ -48,7 +48,7 @@ def reversed_four_bus_series() -> SnapshotSeries:
 
 
 @pytest.mark.parametrize("losses", ["receiving", "consumer"])
-@pytest.mark.parametrize("method", ["auto", "lu"])
+@pytest.mark.parametrize("method", ["auto", "lu", "sweep"])
 def test_batch_equals_single_snapshot_solves(losses, method):
     series = ieee14_series(40)
     batch = solve_batch(series, losses, method=method)
@@ -63,10 +63,26 @@ def test_batch_equals_single_snapshot_solves(losses, method):
         assert batch.at(t).totals == pytest.approx(single.totals, abs=1e-9)
 
 
+def test_chunked_batch_equals_one_piece_and_names_the_right_snapshot():
+    series = ieee14_series(23)
+    whole = solve_batch(series, chunk=100)
+    pieces = solve_batch(series, chunk=5)
+    for name in whole.accounts.__dataclass_fields__:
+        # chunks group snapshots differently, so sweep and LU may swap: equal to round-off
+        np.testing.assert_allclose(getattr(pieces.accounts, name), getattr(whole.accounts, name), atol=1e-9)
+    np.testing.assert_array_equal(pieces.flows.direction, whole.flows.direction)
+    assert pieces.at(17).totals == pytest.approx(whole.at(17).totals, abs=1e-9)
+    gen = series.arrays["gen_p_mw"].copy()
+    gen[12] = 0.0  # snapshot 12 (third chunk) has load and no source
+    with pytest.raises(SnapshotError, match=r"^snapshot 12: "):
+        solve_batch(series.window(0, 23, gen_p_mw=gen), chunk=5)
+
+
 def test_batch_groups_snapshots_by_flow_direction_pattern():
-    batch = solve_batch(reversed_four_bus_series())
+    batch = solve_batch(reversed_four_bus_series(), method="sweep")
     assert batch.n_patterns == 2
     assert batch.n_lu_snapshots == 0
+    assert solve_batch(reversed_four_bus_series()).n_lu_snapshots == 2  # patterns too small to sweep
     e = batch.accounts.bus_intensity_g_per_kwh
     assert e[0] == pytest.approx([800, 3200 / 9, 8800 / 21, 800])
     # hour 2: bus 2 mixes 30 MW of G1 (800) with 70 MW of G2 (0); bus 3 is fed from bus 2 only
