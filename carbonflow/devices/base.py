@@ -256,8 +256,17 @@ class DeviceServer:
         if self.faults.delay_s:
             await asyncio.sleep(self.faults.delay_s)
         for reply in replies:
-            if self.faults.garbage:
-                reply = self._random.randbytes(max(1, len(reply)))
-            elif self.faults.bad_checksum:
-                reply = self.corrupt_checksum(reply)
-            await connection.send(reply)
+            await self.transmit(connection, reply, delayed=True)
+
+    async def transmit(self, connection: Connection, frame: bytes, delayed: bool = False) -> None:
+        """Send one frame as this device would with its faults: silent, slow, garbage, broken.
+        Pushing protocols call this for unsolicited frames (``delayed``: the delay was applied)."""
+        if self.faults.silent or not frame:
+            return
+        if self.faults.delay_s and not delayed:
+            await asyncio.sleep(self.faults.delay_s)
+        if self.faults.garbage:
+            frame = self._random.randbytes(len(frame))
+        elif self.faults.bad_checksum:
+            frame = self.corrupt_checksum(frame)
+        await connection.send(frame)

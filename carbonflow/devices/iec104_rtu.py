@@ -365,16 +365,7 @@ class Iec104Rtu(DeviceServer):
             now = asyncio.get_running_loop().time()
             while queue and link.can_send:
                 link.send_asdu(queue.popleft(), now)
-            data = link.data_to_send()
-            if not data or self.faults.silent:
-                return
-            if self.faults.delay_s:
-                await asyncio.sleep(self.faults.delay_s)
-            if self.faults.garbage:
-                data = self._random.randbytes(len(data))
-            elif self.faults.bad_checksum:
-                data = self.corrupt_checksum(data)
-            await connection.send(data)
+            await self.transmit(connection, link.data_to_send())
 
     async def _supervise(self, connection: Connection) -> None:
         """Per connection: run the link timers and the spontaneous-transmission cycle."""

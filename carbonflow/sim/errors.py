@@ -3,3 +3,7 @@
 
 class GridImportError(ValueError):
     """A grid model cannot be turned into a snapshot; the one-line message names the record or line."""
+
+
+class SimulationError(ValueError):
+    """A simulation cannot go on (a power flow diverged, a bad setting); the message names the interval."""
