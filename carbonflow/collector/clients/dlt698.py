@@ -1,0 +1,357 @@
+"""asyncio DL/T 698.45 client: GET/SET/ACTION/record reads, time sync and carbon-factor download.
+
+One request in flight per connection.  Frames the meter sends on its own (LINK login/heartbeat,
+REPORT-Notification) are answered as a master station does and kept in :attr:`Dlt698Client.reports`.
+After a failed attempt the connection is dropped and reopened, so a late answer can never be taken for
+the answer to the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy, with_retries
+from carbonflow.protocols.dlt698.apdu import (
+    ActionRequestNormal,
+    ActionResponseNormal,
+    Apdu,
+    ErrorResponse,
+    GetRecord,
+    GetRequestNormal,
+    GetRequestNormalList,
+    GetRequestRecord,
+    GetResponseNormal,
+    GetResponseNormalList,
+    GetResponseRecord,
+    LinkRequest,
+    LinkResponse,
+    ReportNotificationList,
+    ReportNotificationRecordList,
+    ReportResponseList,
+    ReportResponseRecordList,
+    ResultNormal,
+    SetRequestNormal,
+    SetResponseNormal,
+)
+from carbonflow.protocols.dlt698.apdu_decode import decode_apdu
+from carbonflow.protocols.dlt698.describe import dar_text
+from carbonflow.protocols.dlt698.frame import decode_frame, split_frames
+from carbonflow.protocols.dlt698.objects import (
+    DEFAULT_CARBON_ITEMS,
+    UNITS,
+    CarbonItems,
+    ObjectTable,
+    decimal_text,
+    scaled,
+)
+from carbonflow.protocols.dlt698.requests import (
+    DATE_TIME_OAD,
+    carbon_factor_data,
+    client_frame,
+    date_time,
+    date_time_s,
+    link_answer_frame,
+    server_address,
+)
+from carbonflow.protocols.dlt698.types import INTEGER_TYPES, Data, DataType, DateTimeS, Oad, Omd, Rsd, Ti
+from carbonflow.protocols.errors import ProtocolError
+
+CHINA_TIME = timezone(timedelta(hours=8), "CST")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One attribute as read: engineering value(s) as Decimal with the meter's scaler, and the unit."""
+
+    oad: Oad
+    name: str | None
+    value: Decimal | list | str | None
+    unit: str | None
+    data: Data
+
+    @property
+    def text(self) -> str:
+        def show(value: object) -> str:
+            return decimal_text(value) if isinstance(value, Decimal) else str(value)
+
+        if isinstance(self.value, list):
+            return ", ".join(show(v) for v in self.value)
+        return show(self.value)
+
+
+@dataclass(frozen=True)
+class FactorSchedule:
+    start: datetime  # meter local time
+    interval: Ti
+    factors: tuple[Decimal, ...]
+
+
+def engineering(data: Data, scaler: int) -> Decimal | list | str | None:
+    """Integers -> Decimal x 10^scaler (exact), arrays/structures -> lists, dates -> text, null -> None."""
+    if data.type in (DataType.ARRAY, DataType.STRUCTURE):
+        return [engineering(item, scaler) for item in data.value]
+    if data.type in INTEGER_TYPES and data.type != DataType.ENUM:
+        return scaled(data.value, scaler)
+    if data.type == DataType.NULL:
+        return None
+    if data.type in (DataType.OCTET_STRING, DataType.TSA):
+        return data.value.hex().upper()
+    return data.value if data.type == DataType.ENUM else str(data.value)
+
+
+def _as_oad(oad: Oad | str) -> Oad:
+    return oad if isinstance(oad, Oad) else Oad.parse(oad)
+
+
+class Dlt698Client:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        address: str,
+        client_address: int = 0x00,
+        policy: RetryPolicy | None = None,
+        carbon: CarbonItems = DEFAULT_CARBON_ITEMS,
+        objects: ObjectTable | None = None,
+        timezone: timezone = CHINA_TIME,
+    ) -> None:
+        self.host, self.port = host, port
+        self.address = server_address(address)
+        self.client_address = client_address
+        self.policy = policy or RetryPolicy()
+        self.carbon = carbon
+        self.objects = objects or carbon.table()
+        self.timezone = timezone
+        self.reports: list[Apdu] = []  # REPORT-Notifications and LINK-Requests received
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._buffer = bytearray()
+        self._frames: list[bytes] = []  # complete frames received but not yet consumed
+        self._piid = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"DL/T 698 meter {self.address.address} at {self.host}:{self.port}"
+
+    # -- connection ---------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            self._buffer.clear()
+            self._frames.clear()
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def __aenter__(self) -> Dlt698Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- exchange -------------------------------------------------------------------------------------
+    def _next_piid(self) -> int:
+        self._piid = (self._piid + 1) % 64
+        return self._piid
+
+    async def _request(self, make: Callable[[int], Apdu], what: str, expected: tuple[type, ...]) -> Apdu:
+        """Send the APDU built by ``make(piid)`` and wait for the matching reply, with retries."""
+
+        async def attempt() -> Apdu:
+            await self.connect()
+            piid = self._next_piid()
+            apdu = make(piid)
+            assert self._writer is not None
+            self._writer.write(client_frame(self.address, apdu, self.client_address))
+            await self._writer.drain()
+            while True:
+                reply = await self._receive(what)
+                if isinstance(reply, ErrorResponse):
+                    raise DeviceRejected(f"{self.name}: {what}: ERROR-Response code {reply.error}")
+                if isinstance(reply, expected) and (getattr(reply, "piid_acd", piid) & 0x3F) == piid:
+                    return reply
+
+        async with self._lock:
+            return await with_retries(attempt, f"{self.name}: {what}", self.policy, on_failure=self.close)
+
+    async def _receive(self, what: str) -> Apdu:
+        """The next APDU addressed to us; meter-initiated frames are answered on the way."""
+        assert self._reader is not None
+        while True:
+            while self._frames:
+                raw = self._frames.pop(0)
+                try:
+                    frame = decode_frame(raw)
+                    apdu = decode_apdu(frame.apdu)
+                except ProtocolError as error:
+                    raise DeviceError(f"{self.name}: {what}: bad reply frame: {error}") from None
+                if frame.control.is_request:
+                    await self._answer_meter(apdu)
+                    continue
+                return apdu
+            chunk = await self._reader.read(4096)
+            if not chunk:
+                raise DeviceError(f"{self.name}: {what}: connection closed by the meter")
+            self._buffer.extend(chunk)
+            self._frames.extend(split_frames(self._buffer))
+
+    async def _answer_meter(self, apdu: Apdu) -> None:
+        assert self._writer is not None
+        self.reports.append(apdu)
+        if isinstance(apdu, LinkRequest):
+            now = date_time(datetime.now(UTC).astimezone(self.timezone))
+            reply: Apdu = LinkResponse(apdu.piid_acd & 0x3F, 0x80, apdu.time, now, now)
+        elif isinstance(apdu, ReportNotificationList):
+            reply = ReportResponseList(apdu.piid_acd & 0x3F, tuple(r.oad for r in apdu.results))
+        elif isinstance(apdu, ReportNotificationRecordList):
+            reply = ReportResponseRecordList(apdu.piid_acd & 0x3F, tuple(r.oad for r in apdu.results))
+        else:
+            return
+        self._writer.write(link_answer_frame(self.address, reply, self.client_address))
+        await self._writer.drain()
+
+    # -- reading --------------------------------------------------------------------------------------
+    def _reading(self, result: ResultNormal) -> Reading:
+        if result.data is None:
+            code = result.dar if result.dar is not None else 255
+            raise DeviceRejected(f"{self.name}: GET {result.oad} refused: DAR {code} ({dar_text(code)})")
+        item = self.objects.find(result.oad.oi, result.oad.attribute)
+        scaler = item.scaler if item is not None and result.oad.attribute_id != 3 else 0
+        unit = item.unit if item is not None and result.oad.attribute_id != 3 else None
+        return Reading(
+            result.oad, item.name if item else None, engineering(result.data, scaler), unit, result.data
+        )
+
+    async def get(self, oad: Oad | str) -> Reading:
+        target = _as_oad(oad)
+        reply = await self._request(
+            lambda p: GetRequestNormal(p, target), f"GET {target}", (GetResponseNormal,)
+        )
+        assert isinstance(reply, GetResponseNormal)
+        return self._reading(reply.result)
+
+    async def get_many(self, oads: list[Oad | str]) -> list[Reading]:
+        targets = tuple(_as_oad(o) for o in oads)
+        what = "GET " + ",".join(str(t) for t in targets)
+        reply = await self._request(
+            lambda p: GetRequestNormalList(p, targets), what, (GetResponseNormalList,)
+        )
+        assert isinstance(reply, GetResponseNormalList)
+        return [self._reading(result) for result in reply.results]
+
+    async def get_record(
+        self, oad: Oad | str, columns: list[Oad | str], last: int = 1
+    ) -> list[dict[str, Decimal | list | str | None]]:
+        """Rows of a record object (selector 9: the ``last``-th most recent), keyed by column OAD."""
+        request = GetRecord(_as_oad(oad), Rsd.last(last), tuple(_as_oad(c) for c in columns))
+        what = f"GET record {request.oad}"
+        reply = await self._request(lambda p: GetRequestRecord(p, request), what, (GetResponseRecord,))
+        assert isinstance(reply, GetResponseRecord)
+        if reply.result.rows is None:
+            code = reply.result.dar or 255
+            raise DeviceRejected(f"{self.name}: {what} refused: DAR {code} ({dar_text(code)})")
+        rows = []
+        for row in reply.result.rows:
+            cells = {}
+            for column, cell in zip(reply.result.columns, row):
+                item = self.objects.find(column.oi, column.attribute) if isinstance(column, Oad) else None
+                cells[str(column)] = engineering(cell, item.scaler if item else 0)
+            rows.append(cells)
+        return rows
+
+    async def read_scaler_unit(self, oad: Oad | str) -> tuple[int, str]:
+        """Attribute 3 of the object: (scaler, unit text) as the meter declares them."""
+        target = _as_oad(oad)
+        reading = await self.get(Oad(target.oi, 3, 0))
+        if reading.data.type != DataType.SCALER_UNIT:
+            raise DeviceError(f"{self.name}: {target.oi:04X} attribute 3 is {reading.data.type.label}")
+        value = reading.data.value
+        return value.scaler, UNITS.get(value.unit, str(value.unit))
+
+    # -- writing --------------------------------------------------------------------------------------
+    async def set(self, oad: Oad | str, data: Data) -> None:
+        target = _as_oad(oad)
+        what = f"SET {target}"
+        reply = await self._request(lambda p: SetRequestNormal(p, target, data), what, (SetResponseNormal,))
+        assert isinstance(reply, SetResponseNormal)
+        if reply.dar:
+            raise DeviceRejected(f"{self.name}: {what} refused: DAR {reply.dar} ({dar_text(reply.dar)})")
+
+    async def action(self, omd: Omd | str, parameter: Data | None = None) -> Data | None:
+        method = omd if isinstance(omd, Omd) else Omd.parse(omd)
+        what = f"ACTION {method}"
+        argument = parameter or Data.null()
+        reply = await self._request(
+            lambda p: ActionRequestNormal(p, method, argument), what, (ActionResponseNormal,)
+        )
+        assert isinstance(reply, ActionResponseNormal)
+        if reply.dar:
+            raise DeviceRejected(f"{self.name}: {what} refused: DAR {reply.dar} ({dar_text(reply.dar)})")
+        return reply.data
+
+    async def read_time(self) -> datetime:
+        """The meter clock as an aware datetime in the meter's zone."""
+        reading = await self.get(DATE_TIME_OAD)
+        value: DateTimeS = reading.data.value
+        return datetime(
+            value.year, value.month, value.day, value.hour, value.minute, value.second, tzinfo=self.timezone
+        )
+
+    async def sync_time(self, moment: datetime | None = None) -> None:
+        """SET 40000200 to ``moment`` (default now), shown in the meter's local zone."""
+        local = (moment or datetime.now(UTC)).astimezone(self.timezone)
+        await self.set(DATE_TIME_OAD, Data(DataType.DATE_TIME_S, date_time_s(local)))
+
+    # -- carbon ---------------------------------------------------------------------------------------
+    async def read_carbon(self) -> dict[str, Reading]:
+        forward, reverse = self.carbon.forward, self.carbon.reverse
+        readings = await self.get_many(
+            [Oad(forward.oi, forward.attribute), Oad(reverse.oi, reverse.attribute)]
+        )
+        return {"forward": readings[0], "reverse": readings[1]}
+
+    async def read_carbon_factor(self) -> FactorSchedule | None:
+        item = self.carbon.factor
+        reading = await self.get(Oad(item.oi, item.attribute))
+        data = reading.data
+        if data.type == DataType.NULL:
+            return None
+        try:
+            start, interval, factors = data.value
+            s = start.value
+            moment = datetime(s.year, s.month, s.day, s.hour, s.minute, s.second)
+            values = tuple(scaled(f.value, item.scaler) for f in factors.value)
+        except (TypeError, ValueError, AttributeError):
+            raise DeviceError(
+                f"{self.name}: carbon factor {item.oi:04X} is not structure{{start, TI, factors}}"
+            ) from None
+        return FactorSchedule(moment, interval.value, values)
+
+    async def set_carbon_factor(
+        self, start: datetime, interval: Ti, factors: list[Decimal | str]
+    ) -> FactorSchedule:
+        """Download a factor schedule and read it back; a mismatch is a DeviceError."""
+        item = self.carbon.factor
+        local_start = start.astimezone(self.timezone).replace(tzinfo=None) if start.tzinfo else start
+        try:
+            data = carbon_factor_data(local_start, interval, factors, item.scaler)
+        except ProtocolError as error:
+            raise DeviceError(f"{self.name}: carbon factor not sent: {error}") from None
+        await self.set(Oad(item.oi, item.attribute), data)
+        expected = FactorSchedule(
+            local_start.replace(microsecond=0), interval, tuple(Decimal(f) for f in factors)
+        )
+        echoed = await self.read_carbon_factor()
+        if echoed != expected:
+            raise DeviceError(f"{self.name}: carbon factor read back as {echoed}, expected {expected}")
+        return echoed
