@@ -286,6 +286,18 @@ def test_origin_under_consumer_losses_still_adds_up_to_load_carbon(capsys):
     assert math.fsum(load_carbon.values()) == pytest.approx(81.6, abs=1e-9)
 
 
+def test_origin_is_kept_in_csv_and_table_formats(capsys):
+    code, out, _err = cef(capsys, IEEE14, "--origin", "--format", "csv")
+    assert code == 0
+    rows = [r for r in csv.DictReader(io.StringIO(out)) if r["kind"] == "origin"]
+    l3_from_g3 = [r for r in rows if r["id"] == "L3" and r["source"] == "G3"]
+    assert len(l3_from_g3) == 1 and float(l3_from_g3[0]["power_mw"]) == pytest.approx(60.0, abs=TOL)
+    code, out, _err = cef(capsys, IEEE14, "--origin", "--format", "table")
+    assert code == 0 and "Origin of each load" in out
+    line = next(x for x in out.splitlines() if x.split()[:3] == ["L3", "3", "G3"])
+    assert float(line.split()[3]) == pytest.approx(60.0, abs=1e-5)
+
+
 def test_without_origin_flag_there_is_no_origin_section(capsys):
     _code, out, _err = cef(capsys, IEEE14)
     assert "origin" not in json.loads(out)

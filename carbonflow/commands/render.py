@@ -21,6 +21,30 @@ def _rows(document: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
         for record in document.get(section, []):
             yield kind, record
     yield "totals", {"id": "totals", **document["totals"]}
+    for record in origin_rows(document):
+        yield "origin", record
+
+
+def origin_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The origin matrix flattened: one row per (load, source) that supplies it."""
+    origin = document.get("origin")
+    if not origin:
+        return []
+    rows = []
+    for load in origin["loads"]:
+        shares = load.get("carbon_share") or {}
+        for source, power in load["power_mw"].items():
+            rows.append(
+                {
+                    "id": load["id"],
+                    "bus": load["bus"],
+                    "source": source,
+                    "power_mw": power,
+                    "carbon_t_per_h": load["carbon_t_per_h"].get(source, 0.0),
+                    "carbon_share": shares.get(source),
+                }
+            )
+    return rows
 
 
 def to_csv(document: dict[str, Any]) -> str:
@@ -123,6 +147,21 @@ def to_table(document: dict[str, Any]) -> str:
                     ("p_mw", "P MW (charging +)"),
                     ("charge_carbon_t_per_h", "charge tCO2/h"),
                     ("discharge_carbon_t_per_h", "discharge tCO2/h"),
+                ],
+            )
+        )
+    if document.get("origin"):
+        parts.append(
+            _table(
+                "Origin of each load (电源来源)",
+                origin_rows(document),
+                [
+                    ("id", "load"),
+                    ("bus", "bus"),
+                    ("source", "from source"),
+                    ("power_mw", "P MW"),
+                    ("carbon_t_per_h", "tCO2/h"),
+                    ("carbon_share", "share of its carbon"),
                 ],
             )
         )
