@@ -78,6 +78,14 @@ def test_chunked_batch_equals_one_piece_and_names_the_right_snapshot():
         solve_batch(series.window(0, 23, gen_p_mw=gen), chunk=5)
 
 
+def test_series_whose_directions_change_every_snapshot_solve_one_by_one_to_the_same_answer():
+    series = reversed_four_bus_series()  # 2 snapshots, 2 patterns: nothing to share
+    auto, grouped = solve_batch(series), solve_batch(series, method="sweep")
+    for name in auto.accounts.__dataclass_fields__:
+        np.testing.assert_allclose(getattr(auto.accounts, name), getattr(grouped.accounts, name), atol=1e-9)
+    assert auto.n_patterns == 2 and auto.at(1).totals == pytest.approx(grouped.at(1).totals, abs=1e-9)
+
+
 def test_batch_groups_snapshots_by_flow_direction_pattern():
     batch = solve_batch(reversed_four_bus_series(), method="sweep")
     assert batch.n_patterns == 2

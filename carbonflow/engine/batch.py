@@ -245,6 +245,10 @@ def _solve_chunk(series: SnapshotSeries, losses: str, tol_mw: float, method: str
     intensity = np.full((n_time, n_bus), np.nan)
     patterns, pattern_of = np.unique(flows.direction, axis=0, return_inverse=True)
     pattern_of = pattern_of.reshape(-1)
+    if method == "auto" and len(patterns) > n_time // 2:
+        # directions change nearly every snapshot: nothing to share, and whole-snapshot solves on
+        # small arrays beat the (T, N) bookkeeping (bench/cef.py, synthetic year)
+        return _solve_one_by_one(series, losses, tol_mw, len(patterns))
     lu_snapshots = 0
     for p, pattern in enumerate(patterns):
         members = np.flatnonzero(pattern_of == p)
@@ -273,6 +277,35 @@ def _solve_chunk(series: SnapshotSeries, losses: str, tol_mw: float, method: str
         intensity, flux, flows, net.branch_from, net.branch_to, p_from, p_to, inj, losses, tol_mw
     )
     return BatchResult(series, losses, accounts, flows, inj, tol_mw, len(patterns), lu_snapshots)
+
+
+def _solve_one_by_one(series: SnapshotSeries, losses: str, tol_mw: float, n_patterns: int) -> BatchResult:
+    results = []
+    for t in range(series.n_time):
+        try:
+            results.append(solve(series.snapshot(t), losses, tol_mw=tol_mw))
+        except SnapshotError as error:
+            raise SnapshotError(f"snapshot {t}: {error}") from None
+
+    def stacked(name: str, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        first = getattr(results[0], name)
+        return {
+            key: np.stack([getattr(getattr(r, name), key) for r in results])
+            for key in first.__dataclass_fields__
+            if key not in skip
+        }
+
+    n_lu = sum(r.method == "lu" for r in results)
+    return BatchResult(
+        series,
+        losses,
+        Accounts(**stacked("accounts")),
+        BranchFlows(**stacked("flows")),
+        Injections(results[0].injections.bus, **stacked("injections", skip=("bus",))),
+        tol_mw,
+        n_patterns,
+        n_lu,
+    )
 
 
 def _clip_rows(intensity: np.ndarray, inj: Injections, losses: str) -> np.ndarray:

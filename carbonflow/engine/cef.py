@@ -222,7 +222,7 @@ def solve(
         used = "sweep"
     else:
         try:
-            intensity = solve_lu(n_bus, src, dst, weight, flux, rhs, live).intensity
+            intensity = solve_lu(n_bus, src, dst, weight, flux, rhs, live, keep_factor=False).intensity
         except SingularSystemError:
             raise SnapshotError(describe_singular_system(snapshot, src, dst, inj, live)) from None
     intensity = clip_to_sources(intensity, inj, losses)
