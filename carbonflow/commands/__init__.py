@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from carbonflow.engine.errors import SnapshotError
 from carbonflow.protocols.errors import ProtocolError
-from carbonflow.sim.errors import GridImportError
+from carbonflow.sim.errors import GridImportError, SimulationError
 
 
 class CommandInputError(ValueError):
@@ -15,6 +15,7 @@ class CommandInputError(ValueError):
 UserError = (
     SnapshotError,
     GridImportError,
+    SimulationError,
     CommandInputError,
     ProtocolError,
     FileNotFoundError,
@@ -24,9 +25,9 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, frame, import_grid
+    from carbonflow.commands import cef, frame, import_grid, sim
 
-    return [cef.register, import_grid.register, frame.register]
+    return [cef.register, import_grid.register, frame.register, sim.register]
 
 
 COMMANDS = _registered()

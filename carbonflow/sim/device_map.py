@@ -1,0 +1,440 @@
+"""The device map: which simulated field device measures what, as data (a JSON document).
+
+Generated from a grid's tables; the collector configuration is generated from it and the simulator
+binds each device's quantities to the truth through it (``PointRef.from_point``).  No device code here.
+
+Devices (``kind``):
+
+* ``plant_rtu`` — one IEC 60870-5-104 RTU per plant (common address = plant number): per unit output
+  MW and MVAr, unit carbon factor g/kWh (``M_ME_NC_1``, IOA from 16385), on-grid energy kWh and unit carbon
+  kg (integrated totals ``M_IT_NA_1``, IOA from 25601), plant busbar voltage and P/Q of the plant's
+  outgoing branch ends;
+* ``carbon_meter`` at each plant unit's outlet — DL/T 698.45 electric-carbon meter: reverse (on-grid)
+  energy ``00200200``, active power ``20040200``, reverse carbon ``20900200``, carbon factor ``41200200``
+  (the carbon OADs are the pilot project's, see reference/protocols.md §7);
+* ``substation_rtu`` — IEC 104 RTU per 500/220/110 kV substation busbar (common address 100 + number):
+  P/Q of every branch end at the busbar, busbar voltage, the area load it feeds (P/Q);
+  35 kV busbars use Modbus TCP instead: one ``cf-3ph-meter`` per circuit (unit id) behind one gateway;
+* per user: an energy meter (DL/T 698.45 at 110 kV, DL/T 645-2007 below) for the consumption, an
+  electric-carbon meter (DL/T 698.45: energy, carbon, the factor it is given); a PV meter (645) for rooftop
+  PV, a storage meter (645) for a battery, and a DL/T 698.45 gateway meter at the supply branch end of
+  users that can export.
+
+Every point maps to ``(element_kind, element_id, quantity, end)`` (DESIGN §4a, quantities of
+:mod:`carbonflow.sim.truth`) plus ``scale_to_device`` (truth unit → the device's unit).  Endpoints are
+placeholders (``127.0.0.1``, one port per device or gateway) that ``sim serve`` replaces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import pandapower as pp
+
+from carbonflow.sim.simulation import element_ids
+
+VERSION = 1
+PORTS = {"iec104": 24040, "dlt645": 26450, "dlt698": 26980, "modbus-tcp": 15020}
+IOA_TELEMETRY, IOA_TOTALS = 16385, 25601
+
+
+def _point(
+    element_kind: str,
+    element_id: str,
+    quantity: str,
+    end: str = "-",
+    *,
+    unit: str,
+    scale: float = 1.0,
+    **address: Any,
+) -> dict[str, Any]:
+    return {
+        "address": address,
+        "element_kind": element_kind,
+        "element_id": element_id,
+        "quantity": quantity,
+        "end": end,
+        "unit": unit,
+        "scale_to_device": scale,
+    }
+
+
+class _Map:
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.devices: list[dict[str, Any]] = []
+        self.next_port = dict(PORTS)
+        self.meter_number = {"dlt645": 0, "dlt698": 0}
+
+    def port(self, protocol: str) -> int:
+        port = self.next_port[protocol]
+        self.next_port[protocol] += 1
+        return port
+
+    def meter_address(self, protocol: str) -> str:
+        self.meter_number[protocol] += 1
+        prefix = "1101" if protocol == "dlt645" else "2201"
+        return f"{prefix}{self.meter_number[protocol]:08d}"
+
+    def add(
+        self,
+        device_id: str,
+        kind: str,
+        protocol: str,
+        bus: dict[str, Any],
+        address: dict[str, Any],
+        points: list[dict[str, Any]],
+        model: str,
+        port: int | None = None,
+    ) -> None:
+        for k, point in enumerate(points):
+            point["id"] = f"{device_id}/{k + 1}"
+        self.devices.append(
+            {
+                "id": device_id,
+                "kind": kind,
+                "protocol": protocol,
+                "model": model,
+                "bus": bus["id"],
+                "region": bus["region"],
+                "endpoint": {"host": self.host, "port": port or self.port(protocol)},
+                "address": address,
+                "points": [dict(id=p.pop("id"), **p) for p in points],
+            }
+        )
+
+
+def _meter_points(
+    protocol: str,
+    kind: str,
+    element_id: str,
+    energy: str,
+    *,
+    power: bool = True,
+    reverse: str | None = None,
+    end: str = "-",
+) -> list[dict[str, Any]]:
+    """Energy (and power) points of a 645 or 698 meter on one element."""
+    if protocol == "dlt645":
+        points = [_point(kind, element_id, energy, end, unit="kWh", di="00010000")]
+        if reverse:
+            points.append(_point(kind, element_id, reverse, end, unit="kWh", di="00020000"))
+        if power:
+            points.append(_point(kind, element_id, "p_mw", end, unit="kW", scale=1000.0, di="02030000"))
+        return points
+    points = [_point(kind, element_id, energy, end, unit="kWh", oad="00100200")]
+    if reverse:
+        points.append(_point(kind, element_id, reverse, end, unit="kWh", oad="00200200"))
+    if power:
+        points.append(_point(kind, element_id, "p_mw", end, unit="kW", scale=1000.0, oad="20040200"))
+    return points
+
+
+def build_device_map(net: pp.pandapowerNet, host: str = "127.0.0.1") -> dict[str, Any]:
+    """The device map of a grid with carbonflow's bus metadata (reference grid or ``with_defaults``)."""
+    ids = element_ids(net)
+    bus_rows = {
+        index: {
+            "id": str(row["name"]) if isinstance(row["name"], str) and row["name"] else str(index),
+            "region": str(row.get("region", "")),
+            "kind": str(row.get("kind", "substation")),
+            "vn_kv": float(row["vn_kv"]),
+        }
+        for index, row in net.bus.iterrows()
+    }
+    by_bus: dict[Any, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for table in ("gen", "sgen", "ext_grid", "load", "storage"):
+        for index, row in net[table].iterrows():
+            if bool(row.in_service):
+                by_bus[row.bus][table].append((ids[f"{table}:{index}"], row))
+    for table, ends in (("line", ("from_bus", "to_bus")), ("trafo", ("hv_bus", "lv_bus"))):
+        for index, row in net[table].iterrows():
+            if bool(row.in_service):
+                for end, column in zip(("from", "to"), ends, strict=True):
+                    by_bus[row[column]]["branch_end"].append((ids[f"{table}:{index}"], end, row))
+    m = _Map(host)
+    plant_number = substation_number = 0
+    for index, bus in bus_rows.items():
+        here = by_bus[index]
+        voltage = _point("bus", bus["id"], "u_kv", unit="kV")
+        branch_pq = [
+            _point("branch", bid, q, end, unit=u)
+            for bid, end, _row in here["branch_end"]
+            for q, u in (("p_mw", "MW"), ("q_mvar", "Mvar"))
+        ]
+        if bus["kind"] == "plant":
+            plant_number += 1
+            units = [(uid, row) for table in ("gen", "sgen", "ext_grid") for uid, row in here[table]]
+            telemetry = [
+                _point("generator", uid, q, unit=u)
+                for uid, _ in units
+                for q, u in (("p_mw", "MW"), ("q_mvar", "Mvar"), ("intensity_g_per_kwh", "g/kWh"))
+            ]
+            telemetry += [voltage, *branch_pq]
+            totals = [
+                _point("generator", uid, q, unit=u)
+                for uid, _ in units
+                for q, u in (("export_energy_kwh", "kWh"), ("carbon_kg", "kg"))
+            ]
+            for k, point in enumerate(telemetry):
+                point["address"] = {"ioa": IOA_TELEMETRY + k, "type": "M_ME_NC_1"}
+            for k, point in enumerate(totals):
+                point["address"] = {"ioa": IOA_TOTALS + k, "type": "M_IT_NA_1"}
+            m.add(
+                f"RTU-{bus['id']}",
+                "plant_rtu",
+                "iec104",
+                bus,
+                {"common_address": plant_number},
+                telemetry + totals,
+                "cf-plant-rtu",
+            )
+            for uid, _row in units:
+                points = _meter_points("dlt698", "generator", uid, "export_energy_kwh", reverse=None)
+                points[0]["address"] = {"oad": "00200200"}
+                points += [
+                    _point("generator", uid, "carbon_kg", unit="kg", oad="20900200"),
+                    _point("generator", uid, "intensity_g_per_kwh", unit="g/kWh", oad="41200200"),
+                ]
+                m.add(
+                    f"ECM-{uid}",
+                    "carbon_meter",
+                    "dlt698",
+                    bus,
+                    {"sa": m.meter_address("dlt698")},
+                    points,
+                    "cf-carbon-meter-698",
+                )
+        elif bus["kind"] == "substation":
+            substation_number += 1
+            loads = [
+                _point("load", lid, q, unit=u)
+                for lid, _ in here["load"]
+                for q, u in (("p_mw", "MW"), ("q_mvar", "Mvar"))
+            ]
+            if bus["vn_kv"] > 36 or not branch_pq:
+                points = [voltage, *branch_pq, *loads]
+                for k, point in enumerate(points):
+                    point["address"] = {"ioa": IOA_TELEMETRY + k, "type": "M_ME_NC_1"}
+                m.add(
+                    f"RTU-{bus['id']}",
+                    "substation_rtu",
+                    "iec104",
+                    bus,
+                    {"common_address": 100 + substation_number},
+                    points,
+                    "cf-substation-rtu",
+                )
+            else:
+                port = m.port("modbus-tcp")
+                circuits = [("branch", bid, end) for bid, end, _ in here["branch_end"]]
+                circuits += [("load", lid, "-") for lid, _ in here["load"]]
+                for unit_id, (kind, element_id, end) in enumerate(circuits, start=1):
+                    energy = "import_energy_kwh" if kind == "load" else "export_energy_kwh"
+                    points = [
+                        _point(kind, element_id, "p_mw", end, unit="kW", scale=1000.0, register="p_kw"),
+                        _point(kind, element_id, "q_mvar", end, unit="kvar", scale=1000.0, register="q_kvar"),
+                        _point(
+                            "bus", bus["id"], "u_kv", unit="V", scale=1000.0 / math.sqrt(3), register="u_a_v"
+                        ),
+                        _point(kind, element_id, energy, end, unit="kWh", register="import_energy_kwh"),
+                    ]
+                    m.add(
+                        f"MB-{bus['id']}-{unit_id}",
+                        "substation_meter",
+                        "modbus-tcp",
+                        bus,
+                        {"unit_id": unit_id},
+                        points,
+                        "cf-3ph-meter",
+                        port=port,
+                    )
+        else:
+            protocol = "dlt698" if bus["vn_kv"] >= 110 else "dlt645"
+            for lid, _row in here["load"]:
+                m.add(
+                    f"EM-{lid}",
+                    "energy_meter",
+                    protocol,
+                    bus,
+                    _address(m, protocol),
+                    _meter_points(protocol, "load", lid, "import_energy_kwh"),
+                    f"cf-meter-{protocol[3:]}",
+                )
+                points = _meter_points("dlt698", "load", lid, "import_energy_kwh")
+                points += [
+                    _point("load", lid, "carbon_kg", unit="kg", oad="20800200"),
+                    _point("load", lid, "intensity_g_per_kwh", unit="g/kWh", oad="41200200"),
+                ]
+                m.add(
+                    f"ECM-{lid}",
+                    "carbon_meter",
+                    "dlt698",
+                    bus,
+                    _address(m, "dlt698"),
+                    points,
+                    "cf-carbon-meter-698",
+                )
+            for uid, _row in here["sgen"] + here["gen"]:
+                m.add(
+                    f"PVM-{uid}",
+                    "generation_meter",
+                    "dlt645",
+                    bus,
+                    _address(m, "dlt645"),
+                    _meter_points("dlt645", "generator", uid, "export_energy_kwh"),
+                    "cf-meter-645",
+                )
+            for sid, _row in here["storage"]:
+                m.add(
+                    f"SM-{sid}",
+                    "storage_meter",
+                    "dlt645",
+                    bus,
+                    _address(m, "dlt645"),
+                    _meter_points(
+                        "dlt645", "storage", sid, "charge_energy_kwh", reverse="discharge_energy_kwh"
+                    ),
+                    "cf-meter-645",
+                )
+            if here["sgen"] or here["gen"] or here["storage"]:
+                for bid, end, _row in here["branch_end"]:
+                    points = _meter_points(
+                        "dlt698", "branch", bid, "import_energy_kwh", reverse="export_energy_kwh", end=end
+                    )
+                    m.add(
+                        f"GM-{bus['id']}-{bid}",
+                        "gateway_meter",
+                        "dlt698",
+                        bus,
+                        _address(m, "dlt698"),
+                        points,
+                        "cf-meter-698",
+                    )
+            if not here["load"] and branch_pq:  # a user bus without load: still measure its supply
+                for bid, end, _row in here["branch_end"]:
+                    m.add(
+                        f"GM-{bus['id']}-{bid}",
+                        "gateway_meter",
+                        protocol,
+                        bus,
+                        _address(m, protocol),
+                        _meter_points(protocol, "branch", bid, "import_energy_kwh", end=end),
+                        f"cf-meter-{protocol[3:]}",
+                    )
+    return {"version": VERSION, "grid": net.name or "", "host": host, "devices": m.devices}
+
+
+def _address(m: _Map, protocol: str) -> dict[str, str]:
+    return (
+        {"address": m.meter_address(protocol)} if protocol == "dlt645" else {"sa": m.meter_address(protocol)}
+    )
+
+
+def points_of(device_map: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every (device, point) pair of a map."""
+    return [(device, point) for device in device_map["devices"] for point in device["points"]]
+
+
+def grid_document(net: pp.pandapowerNet) -> dict[str, Any]:
+    """The grid as carbonflow's own JSON: buses, generators, loads, storage, branches, regions, plants."""
+
+    def records(table: str, columns: list[str]) -> list[dict[str, Any]]:
+        frame = net[table]
+        keep = [c for c in columns if c in frame]
+        rows = frame[keep].astype(object).where(frame[keep].notna(), None).to_dict("records")
+        return rows
+
+    bus_name = {index: str(name) for index, name in net.bus.name.items()}
+    ids = element_ids(net)
+    document: dict[str, Any] = {"name": net.name or "", "f_hz": float(net.f_hz), "sn_mva": float(net.sn_mva)}
+    document["buses"] = [
+        dict(id=bus_name[i], **r)
+        for i, r in zip(
+            net.bus.index,
+            records("bus", ["vn_kv", "kind", "region", "name_en", "name_zh", "industry", "x_km", "y_km"]),
+            strict=True,
+        )
+    ]
+    generators = []
+    for table in ("ext_grid", "gen", "sgen"):
+        for index, record in zip(
+            net[table].index,
+            records(
+                table,
+                [
+                    "p_mw",
+                    "vm_pu",
+                    "slack",
+                    "plant",
+                    "fuel",
+                    "technology",
+                    "intensity_g_per_kwh",
+                    "intensity_source",
+                    "p_min_mw",
+                    "p_max_mw",
+                    "ramp_mw_per_min",
+                    "merit",
+                    "profile",
+                    "in_service",
+                ],
+            ),
+            strict=True,
+        ):
+            generators.append(
+                dict(id=ids[f"{table}:{index}"], table=table, bus=bus_name[net[table].bus[index]], **record)
+            )
+    document["generators"] = generators
+    document["loads"] = [
+        dict(id=ids[f"load:{i}"], bus=bus_name[net.load.bus[i]], **r)
+        for i, r in zip(
+            net.load.index, records("load", ["p_mw", "q_mvar", "industry", "pf", "in_service"]), strict=True
+        )
+    ]
+    document["storage"] = [
+        dict(id=ids[f"storage:{i}"], bus=bus_name[net.storage.bus[i]], **r)
+        for i, r in zip(
+            net.storage.index, records("storage", ["p_max_mw", "max_e_mwh", "eta", "in_service"]), strict=True
+        )
+    ]
+    branches = []
+    for index, row in net.line.iterrows():
+        branches.append(
+            dict(
+                id=ids[f"line:{index}"],
+                type="line",
+                from_bus=bus_name[row.from_bus],
+                to_bus=bus_name[row.to_bus],
+                length_km=float(row.length_km),
+                r_ohm_per_km=float(row.r_ohm_per_km),
+                x_ohm_per_km=float(row.x_ohm_per_km),
+                c_nf_per_km=float(row.c_nf_per_km),
+                max_i_ka=float(row.max_i_ka),
+                parallel=int(row.parallel),
+                in_service=bool(row.in_service),
+            )
+        )
+    for index, row in net.trafo.iterrows():
+        branches.append(
+            dict(
+                id=ids[f"trafo:{index}"],
+                type="transformer",
+                from_bus=bus_name[row.hv_bus],
+                to_bus=bus_name[row.lv_bus],
+                sn_mva=float(row.sn_mva),
+                vn_hv_kv=float(row.vn_hv_kv),
+                vn_lv_kv=float(row.vn_lv_kv),
+                vk_percent=float(row.vk_percent),
+                vkr_percent=float(row.vkr_percent),
+                tap_pos=float(row.tap_pos),
+                parallel=int(row.parallel),
+                in_service=bool(row.in_service),
+            )
+        )
+    document["branches"] = branches
+    for extra in ("cf_region", "cf_plant"):
+        if extra in net:
+            document[extra[3:] + "s"] = net[extra].to_dict("records")
+    return document
