@@ -1,0 +1,49 @@
+"""Readings of points -> one interval's measurements by element quantity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from carbonflow.center.metering.measurements import (
+    PointMapping,
+    StoredReading,
+    measurements_for_interval,
+)
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+ENERGY = PointMapping("m1/e", "load", "U01", "import_energy_kwh")
+POWER_KW = PointMapping("m1/p", "load", "U01", "p_mw", scale_to_element=Decimal("0.001"))
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def r(point: PointMapping, minutes: float, value: str | None, quality: str = "good") -> StoredReading:
+    return StoredReading(point.point_id, at(minutes), None if value is None else Decimal(value), quality)
+
+
+def test_counters_take_the_last_reading_at_or_before_each_boundary_and_samples_inside():
+    readings = [
+        r(ENERGY, -1, "100.00"), r(ENERGY, 0, "100.50"), r(ENERGY, 7, "101.00"), r(ENERGY, 15, "102.75"),
+        r(ENERGY, 16, "103.00"), r(POWER_KW, 0, "1"), r(POWER_KW, 5, "2000"), r(POWER_KW, 15, "3000"),
+    ]  # fmt: skip
+    data = measurements_for_interval([ENERGY, POWER_KW], readings, at(0), at(15))
+    assert data.counters[ENERGY.key] == (Decimal("100.50"), Decimal("102.75"))
+    assert data.energy_mwh(*ENERGY.key) == 0.00225
+    assert data.instants[POWER_KW.key] == [Decimal("2.000"), Decimal("3.000")]  # the sample at 0 is before
+    assert data.mean(*POWER_KW.key) == 2.5
+
+
+def test_old_invalid_or_backwards_counter_readings_do_not_count():
+    too_old = [r(ENERGY, -40, "100"), r(ENERGY, 15, "110")]
+    assert ENERGY.key not in measurements_for_interval([ENERGY], too_old, at(0), at(15)).counters
+    invalid = [r(ENERGY, 0, "100"), r(ENERGY, 15, "999", quality="invalid"), r(ENERGY, 10, "105")]
+    assert measurements_for_interval([ENERGY], invalid, at(0), at(15)).counters[ENERGY.key][1] == Decimal(
+        "105"
+    )
+    backwards = [r(ENERGY, 0, "100"), r(ENERGY, 15, "90")]  # a meter reset: not an energy
+    assert ENERGY.key not in measurements_for_interval([ENERGY], backwards, at(0), at(15)).counters
+    missing_value = [r(POWER_KW, 5, None, quality="invalid")]
+    assert POWER_KW.key not in measurements_for_interval([POWER_KW], missing_value, at(0), at(15)).instants
