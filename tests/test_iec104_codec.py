@@ -128,7 +128,10 @@ def test_104_7_four_floats_from_general_interrogation():
     values = [Decimal(value) for value in doc["values"]]
     # the reference rounds to 4 places; the wire floats carry more digits, shown unrounded
     assert [v.quantize(Decimal("0.0001")) for v in values] == [
-        Decimal("1.7146"), Decimal("72.4219"), Decimal("73.4766"), Decimal("1.2056"),
+        Decimal("1.7146"),
+        Decimal("72.4219"),
+        Decimal("73.4766"),
+        Decimal("1.2056"),
     ]
     assert doc["values"] == ["1.7145996", "72.421875", "73.47656", "1.2055779"]
 
@@ -315,8 +318,14 @@ def test_cp56time_from_datetime_sets_iso_weekday():
 
 @pytest.mark.parametrize(
     "data",
-    ["60 EA 00 00 01 01 1A", "00 00 3C 00 01 01 1A", "00 00 00 18 01 01 1A", "00 00 00 00 00 01 1A",
-     "00 00 00 00 01 0D 1A", "00 00 00 00 01 00 1A"],
+    [
+        "60 EA 00 00 01 01 1A",
+        "00 00 3C 00 01 01 1A",
+        "00 00 00 18 01 01 1A",
+        "00 00 00 00 00 01 1A",
+        "00 00 00 00 01 0D 1A",
+        "00 00 00 00 01 00 1A",
+    ],
 )
 def test_cp56time_rejects_out_of_range_fields(data):
     with pytest.raises(ProtocolError, match="out of range"):
@@ -341,8 +350,16 @@ def test_apci_split_keeps_partial_frames_and_rejects_lost_sync():
 
 @pytest.mark.parametrize(
     ("qds", "flags"),
-    [(0x00, set()), (0x01, {"OV"}), (0x10, {"BL"}), (0x20, {"SB"}), (0x40, {"NT"}), (0x80, {"IV"}),
-     (0xF1, {"OV", "BL", "SB", "NT", "IV"}), (0x0E, set())],  # bits 1-3 are reserved
+    [
+        (0x00, set()),
+        (0x01, {"OV"}),
+        (0x10, {"BL"}),
+        (0x20, {"SB"}),
+        (0x40, {"NT"}),
+        (0x80, {"IV"}),
+        (0xF1, {"OV", "BL", "SB", "NT", "IV"}),
+        (0x0E, set()),
+    ],  # bits 1-3 are reserved
 )
 def test_quality_descriptor_bits_follow_the_standard(qds, flags):
     unit = asdu.decode(hexbytes("0D 01 03 00 01 00 A1 0F 00 00 00 48 41") + bytes([qds]))

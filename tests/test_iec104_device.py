@@ -86,7 +86,8 @@ def test_raw_handshake_and_gi_answer_match_reference_frames():
             unit = asdu.decode(apci.decode(data).asdu)
             assert (unit.type_name, unit.cot) == ("M_ME_NC_1", 20)
             assert {obj.ioa: obj.value for obj in unit.objects} == {
-                0x4001: Decimal("300.0"), 0x4002: Decimal("850.0"),
+                0x4001: Decimal("300.0"),
+                0x4002: Decimal("850.0"),
             }
             assert asdu.decode(apci.decode(actterm).asdu).cot == 10
             master.close()
@@ -179,8 +180,9 @@ def test_k_window_holds_frames_until_the_master_acknowledges():
     async def scenario():
         points = [PointSpec(0x4001 + i, "M_ME_NC_1", f"q{i}", "MW") for i in range(100)]
         source = StaticSource({f"q{i}": float(i) for i in range(100)})
-        rtu = Iec104Rtu("k2", points, source, link_config=LinkConfig(k=2, w=2), send_end_of_init=False,
-                        cycle_s=30)
+        rtu = Iec104Rtu(
+            "k2", points, source, link_config=LinkConfig(k=2, w=2), send_end_of_init=False, cycle_s=30
+        )
         async with rtu:
             master = await RawMaster.open(rtu.port)
             await master.send(apci.encode_u(UFunction.STARTDT_ACT))

@@ -188,6 +188,9 @@ def test_generated_asdus_round_trip_through_an_i_frame(unit, send_seq, recv_seq)
     back = asdu.decode(decoded.asdu)
     assert back.objects == unit.objects
     assert (back.type_id, back.cot, back.common_address, back.originator) == (
-        unit.type_id, unit.cot, unit.common_address, unit.originator,
+        unit.type_id,
+        unit.cot,
+        unit.common_address,
+        unit.originator,
     )
     assert describe(frame)["count"] == len(unit.objects)

@@ -91,8 +91,14 @@ def test_our_master_reads_floats_and_counters_from_a_c104_server(c104_server):
 def test_c104_client_reads_our_plant_rtu():
     async def scenario():
         source = StaticSource({"p_mw": 300.0, "intensity_g_per_kwh": 850.0})
-        rtu = plant_rtu(source=source, energy_start_kwh="1234567", measured_type="M_ME_TF_1",
-                        counter_type="M_IT_TB_1", cycle_s=0.05, link_config=QUICK_LINK)
+        rtu = plant_rtu(
+            source=source,
+            energy_start_kwh="1234567",
+            measured_type="M_ME_TF_1",
+            counter_type="M_IT_TB_1",
+            cycle_s=0.05,
+            link_config=QUICK_LINK,
+        )
         async with rtu:
             client = c104.Client(tick_rate_ms=50, command_timeout_ms=1000)
             connection = client.add_connection(ip="127.0.0.1", port=rtu.port, init=c104.Init.NONE)
@@ -160,8 +166,11 @@ def test_describe_agrees_with_c104_explain_bytes(frame):
 
 
 def test_our_requests_are_understood_by_c104_explain_bytes():
-    for function, params in [("gi", {}), ("ci", {"send": "1", "recv": "3"}),
-                             ("clock-sync", {"time": "2026-05-06T07:08:09"})]:
+    for function, params in [
+        ("gi", {}),
+        ("ci", {"send": "1", "recv": "3"}),
+        ("clock-sync", {"time": "2026-05-06T07:08:09"}),
+    ]:
         explained = c104.explain_bytes_dict(apdu=build_request(function, params))
         assert explained["format"] == "I" and explained["cot"] == c104.Cot.ACTIVATION
     assert apci.decode(build_request("testfr", {})).format == "U"

@@ -203,9 +203,7 @@ def test_bytes_may_arrive_in_pieces():
     assert master.receive(frame[3:], 0.0) == [AsduReceived(GI_ASDU, 0)]
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"k": 0}, {"w": 13}, {"t1_s": 5, "t2_s": 10}, {"t3_s": 0}]
-)
+@pytest.mark.parametrize("kwargs", [{"k": 0}, {"w": 13}, {"t1_s": 5, "t2_s": 10}, {"t3_s": 0}])
 def test_invalid_configurations_are_refused(kwargs):
     with pytest.raises(ValueError):
         LinkConfig(**kwargs)

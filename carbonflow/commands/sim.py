@@ -1,4 +1,5 @@
-"""``carbonflow sim grid|run`` — the reference grid (or your own) and its truth over time."""
+"""``carbonflow sim grid|run|serve`` — the reference grid (or your own), its truth over time, and its
+simulated field devices live on localhost."""
 
 from __future__ import annotations
 
@@ -46,6 +47,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--gzip", action="store_true", help="write truth.jsonl.gz")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(run=run_run)
+
+    serve = commands.add_parser("serve", help="serve every simulated device on localhost, following the grid")
+    _grid_option(serve)
+    serve.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    serve.add_argument(
+        "--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)"
+    )
+    serve.add_argument(
+        "--interval", type=float, default=60.0, metavar="SECONDS", help="interval length (default 60)"
+    )
+    serve.add_argument("--seed", type=int, default=0, help="weather and load-noise seed (default 0)")
+    serve.add_argument("--start", metavar="ISO", help="start time with zone, e.g. 2025-06-01T16:00:00Z")
+    serve.add_argument("--scenario", metavar="FILE", help="faults and scenarios (JSON or TOML event list)")
+    serve.add_argument("--device-map", metavar="FILE", help="serve this device map (default: generated)")
+    serve.add_argument(
+        "--device-map-out", metavar="FILE", help="write the device map with the actual endpoints (JSON)"
+    )
+    serve.add_argument(
+        "--base-port",
+        type=int,
+        metavar="P",
+        help="listen on P, P+1, ... (0: free ports); default: the device map's ports",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    serve.set_defaults(run=run_serve)
 
 
 def _grid_option(parser: argparse.ArgumentParser) -> None:
@@ -193,4 +219,53 @@ def run_run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
         f"{meta['intervals']} intervals of {meta['interval_s']:g} s written to {args.out} "
         f"in {meta['wall_s']:.1f} s ({meta['power_flow']})\n"
     )
+    return 0
+
+
+def run_serve(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    import asyncio
+
+    from carbonflow.sim.device_map import build_device_map
+    from carbonflow.sim.scenarios import Scenario, ScenarioSimulation
+    from carbonflow.sim.serve import ServeOptions, serve
+    from carbonflow.sim.timeseries import DEFAULT_START, SimConfig
+
+    out = out or sys.stdout
+    if not args.hours > 0 or not args.interval > 0 or not args.speed > 0:
+        raise CommandInputError("--hours, --interval and --speed must be positive")
+    count = round(args.hours * 3600.0 / args.interval)
+    if count < 1:
+        raise CommandInputError("--hours is shorter than one --interval")
+    if args.base_port is not None and not 0 <= args.base_port <= 65535:
+        raise CommandInputError("--base-port must be within 0..65535")
+    start = _start(args.start) or DEFAULT_START
+    scenario = Scenario.load(args.scenario, start) if args.scenario else Scenario()
+    net, reference = load_net(args)
+    if args.device_map:
+        try:
+            device_map = json.loads(Path(args.device_map).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise CommandInputError(f"{args.device_map}: not JSON: {error}") from None
+    else:
+        device_map = build_device_map(net, host=args.host)
+    config = SimConfig(
+        start=start,
+        interval_s=args.interval,
+        count=count,
+        seed=args.seed,
+        dispatch="merit" if reference else "proportional",
+    )
+    simulation = ScenarioSimulation(
+        net, config, scenario, default_intensity_g_per_kwh=args.default_intensity, chunk_size=30
+    )
+    options = ServeOptions(args.speed, args.host, args.base_port, args.device_map_out)
+
+    def say(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    try:
+        asyncio.run(serve(simulation, device_map, options, scenario=scenario, say=say))
+    except KeyboardInterrupt:
+        say("stopped")
     return 0
