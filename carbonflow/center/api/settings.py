@@ -1,0 +1,35 @@
+"""Center settings: one pydantic model, from code, a dict (TOML) or the environment (``CARBONFLOW_*``)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from carbonflow.center.store import DEFAULT_RETENTION_DAYS
+
+
+class CenterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str = "sqlite:///carbonflow-center.db"
+    # bearer tokens accepted for user endpoints until users and roles exist (token → user name)
+    api_tokens: dict[str, str] = Field(default_factory=dict)
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1)
+    mqtt_url: str | None = None  # e.g. mqtt://127.0.0.1:1883; None: HTTP ingest only
+    mqtt_client_id: str = "carbonflow-center"
+    mqtt_topic_prefix: str = "carbonflow"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> CenterSettings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in ("database_url", "mqtt_url", "mqtt_client_id", "mqtt_topic_prefix"):
+            if f"CARBONFLOW_{name.upper()}" in environ:
+                values[name] = environ[f"CARBONFLOW_{name.upper()}"]
+        if "CARBONFLOW_RETENTION_DAYS" in environ:
+            values["retention_days"] = int(environ["CARBONFLOW_RETENTION_DAYS"])
+        if "CARBONFLOW_API_TOKENS" in environ:  # "token1:alice,token2:bob"
+            pairs = [item.split(":", 1) for item in environ["CARBONFLOW_API_TOKENS"].split(",") if item]
+            values["api_tokens"] = {token: (user[0] if user else "api") for token, *user in pairs}
+        return cls(**values)

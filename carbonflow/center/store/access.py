@@ -1,0 +1,39 @@
+"""One way for repository functions to get a connection from a Store, a Session or a Connection.
+
+Given a ``Store`` the function runs in its own transaction and commits before returning (what ingest
+needs: acknowledge only after commit).  Given a ``Session`` or ``Connection`` it runs inside the
+caller's transaction and the caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from carbonflow.center.store.engine import Store
+
+Target = "Store | Session | Connection"
+
+
+@contextmanager
+def connection_of(target: Store | Session | Connection, *, write: bool) -> Iterator[Connection]:
+    if isinstance(target, Connection):
+        yield target
+    elif isinstance(target, Session):
+        yield target.connection()
+    elif write:
+        with target.write() as connection:
+            yield connection
+    else:
+        with target.read() as connection:
+            yield connection
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,336 @@
+"""Readings: idempotent batch ingestion (contract C4) and queries by point and by element.
+
+``ingest_batch`` stores one batch in ONE transaction:
+
+1. the collector must exist (signature checking is the transport's job, before this);
+2. the batch row is inserted first; an existing ``batch_id`` with the same content digest answers
+   ``duplicate_batch=True`` and stores nothing; with a different digest it is refused
+   (``BatchConflictError``): accepting either version would silently lose the other;
+3. every reading must name a known point of a device of this collector (or of no collector), and
+   every status a known device — otherwise the WHOLE batch is refused naming the first offender and
+   nothing is stored.  Why all-or-nothing: a partly stored batch would be acknowledged, the collector
+   would delete it from its outbox, and the refused readings would be lost without anyone noticing;
+   refused, the batch stays in the outbox and the error is visible until the point map is fixed;
+4. readings go in with ``INSERT ... ON CONFLICT (point_id, ts) DO NOTHING ... RETURNING`` in pages,
+   so ``accepted`` counts exactly the rows inserted and ``duplicates`` the rest (first write wins:
+   a reading is immutable once stored);
+5. device statuses, device ``last_seen`` and the collector's ``last_seen`` / ``seq`` / config version
+   are updated; the commit happens before the function returns (when given a ``Store``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from carbonflow.center.store.access import chunks, connection_of
+from carbonflow.center.store.engine import Store
+from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
+from carbonflow.center.store.partitions import ensure_partitions, months_between
+from carbonflow.center.store.schema import Batch as BatchRow
+from carbonflow.center.store.schema import Collector, Device, Point, Reading
+from carbonflow.messages.c4 import Ack, Batch, DeviceStatus
+
+INSERT_PAGE = 1000  # rows per multi-row INSERT (6 parameters each: well under both dialects' limits)
+LOOKUP_PAGE = 500
+MAX_FUTURE = timedelta(days=1)  # a reading stamped further ahead than this is a clock fault, not data
+
+readings_table = Reading.__table__
+# months whose partitions are known to exist, per engine (PostgreSQL): saves a catalogue query per batch
+_known_months: weakref.WeakKeyDictionary[Engine, set[datetime]] = weakref.WeakKeyDictionary()
+
+
+def dialect_insert(connection: Connection, table):
+    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def batch_digest(batch: Batch) -> str:
+    return hashlib.sha256(batch.canonical()).hexdigest()
+
+
+def ingest_batch(
+    target: Store | Session | Connection, batch: Batch, *, received_at: datetime | None = None
+) -> Ack:
+    """Store one batch idempotently; see the module docstring for the rules."""
+    received_at = received_at or datetime.now(UTC)
+    with connection_of(target, write=True) as connection:
+        return _ingest(connection, batch, received_at)
+
+
+def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
+    collector = connection.execute(
+        select(Collector.id).where(Collector.id == batch.collector_id)
+    ).scalar_one_or_none()
+    if collector is None:
+        raise UnknownCollectorError(f"unknown collector {batch.collector_id!r}")
+    digest = batch_digest(batch)
+    n = len(batch.readings)
+    inserted = connection.execute(
+        dialect_insert(connection, BatchRow.__table__)
+        .values(
+            batch_id=batch.batch_id,
+            collector_id=batch.collector_id,
+            seq=batch.seq,
+            created_at=batch.created_at,
+            received_at=received_at,
+            n_readings=n,
+            accepted=0,
+            duplicates=0,
+            digest=digest,
+        )
+        .on_conflict_do_nothing(index_elements=["batch_id"])
+        .returning(BatchRow.batch_id)  # rowcount of an INSERT is not reliable across drivers
+    ).first()
+    if inserted is None:
+        seen = connection.execute(
+            select(BatchRow.digest, BatchRow.collector_id).where(BatchRow.batch_id == batch.batch_id)
+        ).one()
+        if seen.digest != digest or seen.collector_id != batch.collector_id:
+            raise BatchConflictError(
+                f"batch_id {batch.batch_id!r} was stored before with different content; refusing it",
+                {"batch_id": batch.batch_id},
+            )
+        _touch_collector(connection, batch, received_at)
+        return Ack(batch_id=batch.batch_id, accepted=0, duplicates=n, duplicate_batch=True)
+
+    _check_readings(connection, batch, received_at)
+    if n and connection.dialect.name == "postgresql":
+        _ensure_months(connection, min(r.ts for r in batch.readings), max(r.ts for r in batch.readings))
+    rows = [
+        {
+            "point_id": r.point,
+            "ts": r.ts,
+            "value": r.value,
+            "quality": r.quality,
+            "received_at": received_at,
+            "batch_id": batch.batch_id,
+        }
+        for r in batch.readings
+    ]
+    statement = (
+        dialect_insert(connection, readings_table)
+        .on_conflict_do_nothing(index_elements=["point_id", "ts"])
+        .returning(readings_table.c.point_id)
+    )
+    accepted = 0
+    for page in chunks(rows, INSERT_PAGE):
+        accepted += len(connection.execute(statement, page).all())
+    duplicates = n - accepted
+    connection.execute(
+        update(BatchRow)
+        .where(BatchRow.batch_id == batch.batch_id)
+        .values(accepted=accepted, duplicates=duplicates)
+    )
+    _update_devices(connection, batch)
+    _touch_collector(connection, batch, received_at)
+    return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates)
+
+
+def _check_readings(connection: Connection, batch: Batch, received_at: datetime) -> None:
+    latest = received_at + MAX_FUTURE
+    for index, reading in enumerate(batch.readings):
+        if reading.ts > latest:
+            raise InvalidBatchError(
+                f"reading {index} (point {reading.point!r}): ts {reading.ts.isoformat()} is in the future",
+                {"index": index, "point": reading.point},
+            )
+    wanted = list(dict.fromkeys(r.point for r in batch.readings))
+    owner: dict[str, str | None] = {}
+    for page in chunks(wanted, LOOKUP_PAGE):
+        found = connection.execute(
+            select(Point.id, Device.collector_id)
+            .join(Device, Device.id == Point.device_id)
+            .where(Point.id.in_(page))
+        )
+        owner.update({row.id: row.collector_id for row in found})
+    for index, reading in enumerate(batch.readings):
+        if reading.point not in owner:
+            raise InvalidBatchError(
+                f"reading {index}: unknown point {reading.point!r} (batch refused, nothing stored)",
+                {"index": index, "point": reading.point},
+            )
+        if owner[reading.point] not in (None, batch.collector_id):
+            raise InvalidBatchError(
+                f"reading {index}: point {reading.point!r} belongs to collector {owner[reading.point]!r}",
+                {"index": index, "point": reading.point},
+            )
+    _check_statuses(connection, batch.collector_id, batch.statuses)
+
+
+def _check_statuses(connection: Connection, collector_id: str, statuses: list[DeviceStatus]) -> None:
+    devices = [s.device for s in statuses]
+    if devices:
+        known = dict(
+            (row.id, row.collector_id)
+            for row in connection.execute(
+                select(Device.id, Device.collector_id).where(Device.id.in_(devices))
+            )
+        )
+        for index, status in enumerate(statuses):
+            if status.device not in known or known[status.device] not in (None, collector_id):
+                raise InvalidBatchError(
+                    f"status {index}: unknown device {status.device!r} for collector {collector_id!r}",
+                    {"index": index, "device": status.device},
+                )
+
+
+def _ensure_months(connection: Connection, first: datetime, last: datetime) -> None:
+    known = _known_months.setdefault(connection.engine, set())
+    months = [m for m in months_between(first, last) if m not in known]
+    if months and not ensure_partitions(connection, ["readings"], months):
+        # remember months only once seen to exist: a partition created here vanishes if this rolls back
+        known.update(months)
+
+
+def _update_devices(connection: Connection, batch: Batch) -> None:
+    newest: dict[str, datetime] = {}
+    for reading in batch.readings:
+        device = reading.point.rsplit("/", 1)[0]
+        if reading.quality != "invalid" and (device not in newest or reading.ts > newest[device]):
+            newest[device] = reading.ts
+    explicit = {s.device: s for s in batch.statuses}
+    _apply_statuses(connection, batch.statuses, newest)
+    for device, ts in newest.items():
+        if device in explicit:
+            continue
+        connection.execute(
+            update(Device)
+            .where(Device.id == device, (Device.last_seen.is_(None)) | (Device.last_seen < ts))
+            .values(last_seen=ts, online=True, status="online")
+        )
+
+
+def _apply_statuses(
+    connection: Connection, statuses: list[DeviceStatus], newest: dict[str, datetime]
+) -> None:
+    for status in statuses:
+        values = {
+            "online": status.online,
+            "status": "online" if status.online else "offline",
+            "error": status.error,
+        }
+        last_seen = status.last_seen or newest.get(status.device)
+        if last_seen is not None:
+            values["last_seen"] = last_seen
+        if status.clock_offset_s is not None:
+            values["clock_offset_s"] = status.clock_offset_s
+        if status.firmware is not None:
+            values["firmware"] = status.firmware
+        connection.execute(update(Device).where(Device.id == status.device).values(**values))
+
+
+def record_status(
+    target: Store | Session | Connection,
+    collector_id: str,
+    statuses: list[DeviceStatus],
+    *,
+    config_version: str | None = None,
+    received_at: datetime | None = None,
+) -> None:
+    """A collector's live status (no readings): device statuses and the collector's last seen."""
+    received_at = received_at or datetime.now(UTC)
+    with connection_of(target, write=True) as connection:
+        if connection.execute(select(Collector.id).where(Collector.id == collector_id)).first() is None:
+            raise UnknownCollectorError(f"unknown collector {collector_id!r}")
+        _check_statuses(connection, collector_id, statuses)
+        _apply_statuses(connection, statuses, {})
+        values: dict = {"last_seen": received_at, "status": "online"}
+        if config_version is not None:
+            values["config_version"] = config_version
+        connection.execute(update(Collector).where(Collector.id == collector_id).values(**values))
+
+
+def _touch_collector(connection: Connection, batch: Batch, received_at: datetime) -> None:
+    values: dict = {"last_seen": received_at, "status": "online"}
+    if batch.config_version is not None:
+        values["config_version"] = batch.config_version
+    connection.execute(update(Collector).where(Collector.id == batch.collector_id).values(**values))
+    connection.execute(
+        update(Collector)
+        .where(
+            Collector.id == batch.collector_id,
+            (Collector.last_seq.is_(None)) | (Collector.last_seq < batch.seq),
+        )
+        .values(last_seq=batch.seq)
+    )
+
+
+# --- queries -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    point_id: str
+    ts: datetime
+    value: Decimal | None
+    quality: str
+    received_at: datetime
+    batch_id: str
+
+
+def _stored(rows) -> list[StoredReading]:
+    return [StoredReading(*row) for row in rows]
+
+
+_COLUMNS = (
+    Reading.point_id,
+    Reading.ts,
+    Reading.value,
+    Reading.quality,
+    Reading.received_at,
+    Reading.batch_id,
+)
+
+
+def readings_for_point(
+    target: Store | Session | Connection, point_id: str, start: datetime, end: datetime
+) -> list[StoredReading]:
+    """Readings of one point with ``start <= ts < end``, oldest first."""
+    query = (
+        select(*_COLUMNS)
+        .where(Reading.point_id == point_id, Reading.ts >= start, Reading.ts < end)
+        .order_by(Reading.ts)
+    )
+    with connection_of(target, write=False) as connection:
+        return _stored(connection.execute(query))
+
+
+def readings_for_element(
+    target: Store | Session | Connection,
+    element_kind: str,
+    element_id: str,
+    quantity: str,
+    start: datetime,
+    end: datetime,
+    *,
+    end_side: str | None = None,
+) -> list[StoredReading]:
+    """Readings of every point mapped to ``(element_kind, element_id, quantity[, end])``, by ts then point."""
+    query = (
+        select(*_COLUMNS)
+        .join(Point, Point.id == Reading.point_id)
+        .where(
+            Point.element_kind == element_kind,
+            Point.element_id == element_id,
+            Point.quantity == quantity,
+            Reading.ts >= start,
+            Reading.ts < end,
+        )
+        .order_by(Reading.ts, Reading.point_id)
+    )
+    if end_side is not None:
+        query = query.where(Point.end == end_side)
+    with connection_of(target, write=False) as connection:
+        return _stored(connection.execute(query))
+
+
+def count_readings(target: Store | Session | Connection) -> int:
+    with connection_of(target, write=False) as connection:
+        return connection.execute(select(func.count()).select_from(readings_table)).scalar_one()
