@@ -1,0 +1,115 @@
+"""The center's interval metering on a real store: readings of the device map's points, as the field
+devices would report them for the simulated grid, become stored results equal to the simulator's truth,
+and each consumer's electric-carbon meter gets its nodal factor queued for download."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.store import (
+    Store,
+    ingest_batch,
+    interval_results,
+    list_commands,
+    register_devices,
+    upsert_collector,
+    upsert_topology,
+)
+from carbonflow.center.topology import topology_rows
+from carbonflow.messages.c4 import Batch, Reading
+from carbonflow.sim.device_map import build_device_map, grid_document
+from carbonflow.sim.reference_grid import reference_grid
+from carbonflow.sim.simulation import Simulation
+from carbonflow.sim.timeseries import SimConfig
+
+COUNTERS = (
+    "export_energy_kwh",
+    "import_energy_kwh",
+    "carbon_kg",
+    "charge_energy_kwh",
+    "discharge_energy_kwh",
+)
+START = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
+INTERVAL_S = 900
+
+
+@pytest.fixture(scope="module")
+def world():
+    net = reference_grid()
+    truths = list(Simulation(net, SimConfig(start=START, interval_s=INTERVAL_S, count=3, seed=2)).intervals())
+    return grid_document(net), build_device_map(net), truths
+
+
+def readings_at(device_map, truth, ts) -> list[Reading]:
+    """Every point read at ``ts`` as the device shows it (device units via scale_to_device)."""
+    readings = []
+    for device in device_map["devices"]:
+        for point in device["points"]:
+            key = (point["element_kind"], point["element_id"], point["quantity"], point["end"])
+            value = 0.0 if truth is None else truth.value(*key)
+            if truth is None and point["quantity"] not in COUNTERS:
+                continue
+            shown = Decimal(repr(value)) * Decimal(repr(point["scale_to_device"]))
+            readings.append(Reading(point=point["id"], ts=ts, value=str(shown)))
+    return readings
+
+
+def ingest(store, readings):
+    batch = Batch(collector_id="col-1", batch_id=uuid.uuid4().hex, seq=0, created_at=START, readings=readings)
+    return ingest_batch(store, batch)
+
+
+def test_metered_interval_matches_the_truth_and_queues_factor_downloads(tmp_path, world):
+    topology, device_map, truths = world
+    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
+    upsert_topology(store, topology_rows(topology))
+    upsert_collector(store, "col-1", "secret")
+    register_devices(store, device_map["devices"], collector_id="col-1")
+    # counters at the start of interval 2 (= end of interval 1) and everything at its end
+    ingest(store, readings_at(device_map, truths[0], truths[0].ts))
+    ingest(store, readings_at(device_map, truths[1], truths[1].ts))
+    service = MeteringService(store, topology, INTERVAL_S)
+    outcome = service.meter_interval(truths[1].ts)
+    assert outcome.stored, outcome.error
+    truth_totals = truths[1].totals()
+    assert outcome.totals["generation_carbon_t_per_h"] == pytest.approx(
+        truth_totals["generation_carbon_t_per_h"], rel=0.01
+    )
+    assert abs(outcome.totals["residual_t_per_h"]) < 0.02 * truth_totals["generation_carbon_t_per_h"]
+    rows = interval_results(store, "bus", truths[1].ts - timedelta(seconds=1), truths[1].ts)
+    stored = {row["element_id"]: row["intensity_g_per_kwh"] for row in rows}
+    truth_doc = truths[1].result_document()
+    compared = 0
+    for bus in truth_doc["buses"]:
+        if bus["intensity_g_per_kwh"] is not None and stored.get(bus["id"]) is not None:
+            assert stored[bus["id"]] == pytest.approx(bus["intensity_g_per_kwh"], rel=0.02, abs=2.0), bus[
+                "id"
+            ]
+            compared += 1
+    assert compared >= 90
+    commands = list_commands(store, collector_id="col-1")
+    factor_commands = [c for c in commands if c["kind"] == "set_carbon_factor"]
+    user_meters = {
+        d["id"] for d in device_map["devices"] if d["kind"] == "carbon_meter" and d["bus"].startswith("U")
+    }
+    assert {c["device_id"] for c in factor_commands} == user_meters
+    assert outcome.factors_queued == len(user_meters)
+
+
+def test_an_interval_without_data_is_reported_not_stored(tmp_path, world):
+    topology, device_map, truths = world
+    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
+    upsert_topology(store, topology_rows(topology))
+    upsert_collector(store, "col-1", "secret")
+    register_devices(store, device_map["devices"], collector_id="col-1")
+    outcome = MeteringService(store, topology, INTERVAL_S).meter_interval(truths[1].ts)
+    assert not outcome.stored and re.fullmatch(
+        r"only \d+% of generators, loads and branches measured", outcome.error
+    )
+    assert interval_results(store, "bus", truths[1].ts - timedelta(seconds=1), truths[1].ts) == []
