@@ -248,6 +248,12 @@ def test_statuses_and_last_seen_are_updated(store):  # noqa: F811
     assert (collector.last_seen, collector.last_seq, collector.config_version) == (received, 7, "v3")
     with pytest.raises(InvalidBatchError, match="unknown device 'GHOST'"):
         ingest_batch(store, batch("batch-0002", [], statuses=[DeviceStatus(device="GHOST", online=True)]))
+    # the collector's report on itself (device = its own id) goes to its own row, not to a device
+    ingest_batch(
+        store, batch("batch-0003", [], statuses=[DeviceStatus(device="C1", online=True, error="outbox full")])
+    )
+    with store.read() as connection:
+        assert connection.execute(select(Collector.status)).scalar_one() == "degraded"
 
 
 def test_readings_by_element_go_through_the_point_map(store):  # noqa: F811

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from carbonflow.collector.config import ConfigError
 from carbonflow.engine.errors import SnapshotError
 from carbonflow.protocols.errors import ProtocolError
 from carbonflow.sim.errors import GridImportError, SimulationError
@@ -17,6 +18,7 @@ UserError = (
     GridImportError,
     SimulationError,
     CommandInputError,
+    ConfigError,
     ProtocolError,
     FileNotFoundError,
     IsADirectoryError,
@@ -25,9 +27,9 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, frame, import_grid, sim
+    from carbonflow.commands import cef, collector, frame, import_grid, sim
 
-    return [cef.register, import_grid.register, frame.register, sim.register]
+    return [cef.register, import_grid.register, frame.register, sim.register, collector.register]
 
 
 COMMANDS = _registered()

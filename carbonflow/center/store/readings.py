@@ -128,8 +128,8 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
         .where(BatchRow.batch_id == batch.batch_id)
         .values(accepted=accepted, duplicates=duplicates)
     )
-    _update_devices(connection, batch)
     _touch_collector(connection, batch, received_at)
+    _update_devices(connection, batch)  # after: the collector's own status may say "degraded"
     return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates)
 
 
@@ -161,7 +161,23 @@ def _check_readings(connection: Connection, batch: Batch, received_at: datetime)
                 f"reading {index}: point {reading.point!r} belongs to collector {owner[reading.point]!r}",
                 {"index": index, "point": reading.point},
             )
-    _check_statuses(connection, batch.collector_id, batch.statuses)
+    own = batch.collector_id
+    _check_statuses(connection, own, [s for s in batch.statuses if s.device != own])
+
+
+def _own_status(
+    connection: Connection, collector_id: str, statuses: list[DeviceStatus]
+) -> list[DeviceStatus]:
+    """A collector reports on itself with ``device == collector id`` (e.g. "outbox full"): that goes to
+    the collector's row; the device statuses are returned."""
+    devices = []
+    for status in statuses:
+        if status.device != collector_id:
+            devices.append(status)
+            continue
+        values = {"status": "online" if status.online and not status.error else "degraded"}
+        connection.execute(update(Collector).where(Collector.id == collector_id).values(**values))
+    return devices
 
 
 def _check_statuses(connection: Connection, collector_id: str, statuses: list[DeviceStatus]) -> None:
@@ -195,8 +211,9 @@ def _update_devices(connection: Connection, batch: Batch) -> None:
         device = reading.point.rsplit("/", 1)[0]
         if reading.quality != "invalid" and (device not in newest or reading.ts > newest[device]):
             newest[device] = reading.ts
-    explicit = {s.device: s for s in batch.statuses}
-    _apply_statuses(connection, batch.statuses, newest)
+    statuses = _own_status(connection, batch.collector_id, batch.statuses)
+    explicit = {s.device: s for s in statuses}
+    _apply_statuses(connection, statuses, newest)
     for device, ts in newest.items():
         if device in explicit:
             continue
@@ -239,6 +256,7 @@ def record_status(
     with connection_of(target, write=True) as connection:
         if connection.execute(select(Collector.id).where(Collector.id == collector_id)).first() is None:
             raise UnknownCollectorError(f"unknown collector {collector_id!r}")
+        statuses = _own_status(connection, collector_id, statuses)
         _check_statuses(connection, collector_id, statuses)
         _apply_statuses(connection, statuses, {})
         values: dict = {"last_seen": received_at, "status": "online"}

@@ -1,0 +1,327 @@
+"""The durable outbox: a local SQLite file (WAL) between the pollers and the center.
+
+Readings are appended at once (``pending``), together with the validator's per-point state, in one
+transaction.  Batches are cut from them (at most ``max_readings`` each, or whatever is there once the
+oldest has waited ``max_age_s``), given a ``batch_id`` (uuid4) and the collector's next ``seq``,
+signed, and stored (``batches``) in the same transaction that removes their readings from ``pending``
+- before anything is sent.  A batch leaves the outbox only when the center's Ack for its ``batch_id``
+arrives (:meth:`Outbox.acknowledge`) or when the center rejects it (4xx): it then moves to
+``dead_letters``, kept for an operator, never retried by itself (:meth:`Outbox.requeue_dead_letters`
+puts it back).  After a restart the stored batches are sent again with the same ``batch_id`` and
+signature, so the center can tell a replay.
+
+Retention is bounded by ``max_readings`` (pending + batched): beyond it, :meth:`Outbox.append` refuses
+the whole append with :class:`OutboxFull` and counts the refused readings - an explicit, reported loss
+instead of a silent one; nothing already stored is ever dropped to make room.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from carbonflow.collector.validate import PointState
+from carbonflow.messages.c4 import Batch, DeviceStatus, Reading
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, point TEXT NOT NULL, ts TEXT NOT NULL,
+    value TEXT, quality TEXT NOT NULL, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_status (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY, batch_id TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
+    readings INTEGER NOT NULL, body BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    batch_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, readings INTEGER NOT NULL, body BLOB NOT NULL,
+    status INTEGER, error TEXT NOT NULL, failed_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS point_state (
+    point TEXT PRIMARY KEY, last_ts TEXT, last_raw TEXT, wraps INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class OutboxFull(Exception):
+    """The outbox holds its maximum of readings; new ones are refused (and counted)."""
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    seq: int
+    batch_id: str
+    readings: int
+    body: bytes  # the signed Batch JSON, exactly as first sent
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending_readings: int
+    batches: int
+    batched_readings: int
+    dead_letters: int
+    refused_readings: int
+    max_readings: int
+
+    @property
+    def full(self) -> bool:
+        return self.pending_readings + self.batched_readings >= self.max_readings
+
+
+class Outbox:
+    def __init__(self, path: str | Path, max_readings: int = 2_000_000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_readings = max_readings
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an appended reading survives a power cut
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._stored = self._count_stored()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _count_stored(self) -> int:
+        pending = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+        batched = self._db.execute("SELECT COALESCE(SUM(readings), 0) FROM batches").fetchone()[0]
+        return int(pending) + int(batched)
+
+    def _meta(self, key: str, default: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- appending --------------------------------------------------------------------------------
+    def append(
+        self,
+        readings: Iterable[Reading],
+        statuses: Iterable[DeviceStatus] = (),
+        states: dict[str, PointState] | None = None,
+    ) -> int:
+        """Store readings, statuses and point states in one transaction; returns readings stored."""
+        rows = [(r.point, r.ts.isoformat(), r.value, r.quality) for r in readings]
+        status_rows = [(s.model_dump_json(),) for s in statuses]
+        now = time.time()
+        with self._transaction():
+            if rows and self._stored + len(rows) > self.max_readings:
+                refused = int(self._meta("refused_readings", "0")) + len(rows)
+                self._set_meta("refused_readings", str(refused))
+                # statuses still get through: they are how the center learns the outbox is full
+                self._db.executemany(
+                    "INSERT INTO pending_status (body, added_at) VALUES (?, ?)",
+                    [(*s, now) for s in status_rows],
+                )
+                full = OutboxFull(
+                    f"outbox {self.path} full ({self._stored} of {self.max_readings} readings): "
+                    f"{len(rows)} new readings refused, {refused} so far"
+                )
+            else:
+                full = None
+                self._db.executemany(
+                    "INSERT INTO pending (point, ts, value, quality, added_at) VALUES (?, ?, ?, ?, ?)",
+                    [(*row, now) for row in rows],
+                )
+                self._db.executemany(
+                    "INSERT INTO pending_status (body, added_at) VALUES (?, ?)",
+                    [(*s, now) for s in status_rows],
+                )
+            if states:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO point_state (point, last_ts, last_raw, wraps) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        (
+                            point,
+                            None if s.last_ts is None else s.last_ts.isoformat(),
+                            None if s.last_raw is None else str(s.last_raw),
+                            s.wraps,
+                        )
+                        for point, s in states.items()
+                    ],
+                )
+        if full is not None:
+            raise full
+        self._stored += len(rows)
+        return len(rows)
+
+    def load_states(self) -> dict[str, PointState]:
+        states = {}
+        for point, last_ts, last_raw, wraps in self._db.execute(
+            "SELECT point, last_ts, last_raw, wraps FROM point_state"
+        ):
+            states[point] = PointState(
+                None if last_ts is None else datetime.fromisoformat(last_ts),
+                None if last_raw is None else Decimal(last_raw),
+                int(wraps),
+            )
+        return states
+
+    # -- batching ---------------------------------------------------------------------------------
+    def form_batch(
+        self,
+        collector_id: str,
+        secret: bytes,
+        max_readings: int,
+        max_age_s: float,
+        config_version: str | None = None,
+        force: bool = False,
+    ) -> Batch | None:
+        """Cut one batch when ``max_readings`` are waiting, the oldest waited ``max_age_s``, or
+        ``force``; it is signed and stored before this returns.  None: nothing to cut yet."""
+        now = time.time()
+        count, oldest = self._db.execute("SELECT COUNT(*), MIN(added_at) FROM pending").fetchone()
+        status_count, status_oldest = self._db.execute(
+            "SELECT COUNT(*), MIN(added_at) FROM pending_status"
+        ).fetchone()
+        oldest_any = min(t for t in (oldest, status_oldest, now) if t is not None)
+        if not count and not status_count:
+            return None
+        if not (force or count >= max_readings or now - oldest_any >= max_age_s):
+            return None
+        with self._transaction():
+            rows = self._db.execute(
+                "SELECT id, point, ts, value, quality FROM pending ORDER BY id LIMIT ?", (max_readings,)
+            ).fetchall()
+            status_rows = self._db.execute("SELECT id, body FROM pending_status ORDER BY id").fetchall()
+            seq = int(self._meta("next_seq", "0"))
+            batch = Batch(
+                collector_id=collector_id,
+                batch_id=str(uuid.uuid4()),
+                seq=seq,
+                created_at=datetime.now(UTC),
+                config_version=config_version,
+                readings=[
+                    Reading(point=point, ts=datetime.fromisoformat(ts), value=value, quality=quality)
+                    for _, point, ts, value, quality in rows
+                ],
+                statuses=[DeviceStatus.model_validate_json(body) for _, body in status_rows],
+            ).signed(secret)
+            self._db.execute(
+                "INSERT INTO batches (seq, batch_id, created_at, readings, body) VALUES (?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    batch.batch_id,
+                    batch.created_at.isoformat(),
+                    len(rows),
+                    batch.model_dump_json().encode(),
+                ),
+            )
+            if rows:
+                self._db.execute("DELETE FROM pending WHERE id <= ?", (rows[-1][0],))
+            if status_rows:
+                self._db.execute("DELETE FROM pending_status WHERE id <= ?", (status_rows[-1][0],))
+            self._set_meta("next_seq", str(seq + 1))
+        return batch
+
+    def unacked(self, limit: int = 1) -> list[StoredBatch]:
+        """The oldest stored batches (by seq), to send or send again."""
+        return [
+            StoredBatch(int(seq), batch_id, int(n), bytes(body), int(attempts))
+            for seq, batch_id, n, body, attempts in self._db.execute(
+                "SELECT seq, batch_id, readings, body, attempts FROM batches ORDER BY seq LIMIT ?", (limit,)
+            )
+        ]
+
+    def acknowledge(self, batch_id: str) -> bool:
+        """The center committed the batch: delete it.  False if it was not (or no longer) here."""
+        with self._transaction():
+            row = self._db.execute("SELECT readings FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+            if row is None:
+                return False
+            self._db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        self._stored -= int(row[0])
+        return True
+
+    def record_failure(self, batch_id: str, error: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE batch_id = ?",
+                (error[:500], batch_id),
+            )
+
+    def dead_letter(self, batch_id: str, status: int | None, error: str) -> bool:
+        """The center rejected the batch: keep it aside for an operator, never resend it by itself."""
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT seq, readings, body FROM batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO dead_letters "
+                "(batch_id, seq, readings, body, status, error, failed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (batch_id, row[0], row[1], row[2], status, error[:2000], datetime.now(UTC).isoformat()),
+            )
+            self._db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        self._stored -= int(row[1])
+        return True
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        return [
+            {"batch_id": b, "seq": s, "readings": n, "status": st, "error": e, "failed_at": f}
+            for b, s, n, st, e, f in self._db.execute(
+                "SELECT batch_id, seq, readings, status, error, failed_at FROM dead_letters ORDER BY seq"
+            )
+        ]
+
+    def requeue_dead_letters(self) -> int:
+        """Put every dead letter back in the queue (same batch_id), e.g. after the center was fixed."""
+        with self._transaction():
+            rows = self._db.execute("SELECT batch_id, seq, readings, body FROM dead_letters").fetchall()
+            for batch_id, seq, readings, body in rows:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO batches (seq, batch_id, created_at, readings, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (seq, batch_id, datetime.now(UTC).isoformat(), readings, body),
+                )
+            self._db.execute("DELETE FROM dead_letters")
+        self._stored = self._count_stored()
+        return len(rows)
+
+    def stats(self) -> OutboxStats:
+        pending = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+        batches, batched = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(readings), 0) FROM batches"
+        ).fetchone()
+        dead = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+        return OutboxStats(
+            int(pending),
+            int(batches),
+            int(batched),
+            int(dead),
+            int(self._meta("refused_readings", "0")),
+            self.max_readings,
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, error, trace) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

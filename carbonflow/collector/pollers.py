@@ -1,0 +1,408 @@
+"""One poller per device, the same few calls for every protocol (over carbonflow/collector/clients).
+
+``open``/``close``, ``poll`` -> values, ``read_clock_offset`` -> device clock minus collector clock (s),
+``time_sync`` and ``set_carbon_factor`` -> a detail line.  Errors are the clients' DeviceErrors.
+
+Timestamps (UTC): a polled meter (DL/T 645, DL/T 698.45, Modbus) does not time-stamp an instantaneous
+read, so a value's ``ts`` is the collector's clock when the answer arrived.  IEC 104 values carrying a
+CP56Time2a tag get the device's tag corrected by the measured clock offset (``tag - offset``); untagged
+ones (GI / CI answers of untagged types) the time of reception.  The collector's own clock is assumed
+NTP-disciplined.
+
+IEC 104 runs differently: the link stays open, a general interrogation (GI) is made at start and after
+every reconnect, spontaneous data arrives by itself, and ``poll`` is a counter interrogation (CI);
+every value reaches the collector through ``deliver`` (batched per event-loop tick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from carbonflow.collector.clients.dlt645 import Dlt645Client
+from carbonflow.collector.clients.dlt698 import Dlt698Client
+from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy
+from carbonflow.collector.clients.iec104 import Iec104Client
+from carbonflow.collector.clients.iec104 import Reading as IecReading
+from carbonflow.collector.clients.modbus import ModbusClient
+from carbonflow.collector.config import CollectorConfig, DeviceConfig
+from carbonflow.collector.validate import RawValue
+from carbonflow.messages.c4 import Quality
+from carbonflow.protocols.dlt698.types import Ti, TimeUnit
+
+Deliver = Callable[[str, list[RawValue]], None]
+DLT645_DATE, DLT645_TIME, DLT645_CARBON_FACTOR = "04000101", "04000102", "F0030000"
+IEC_QUALITY: dict[str, Quality] = {
+    "IV": "invalid",
+    "OV": "invalid",
+    "NT": "stale",
+    "BL": "stale",
+    "SB": "estimated",
+    "CA": "estimated",
+}
+OFFSET_SAMPLES = 20
+TI_SECONDS = {TimeUnit.SECOND: 1, TimeUnit.MINUTE: 60, TimeUnit.HOUR: 3600, TimeUnit.DAY: 86400}
+
+
+def _system_now() -> datetime:
+    return datetime.now(UTC)
+
+
+_clock: Callable[[], datetime] = _system_now
+
+
+def use_clock(now: Callable[[], datetime] | None) -> None:
+    """Time-stamp readings with ``now`` instead of the system clock (None: back to the system clock).
+    The simulator's accelerated demo uses it so that readings carry simulated time, like its devices."""
+    global _clock
+    _clock = now or _system_now
+
+
+def utc_now() -> datetime:
+    return _clock()
+
+
+def to_ms(moment: datetime) -> datetime:
+    """UTC, truncated to milliseconds: what every store keeps exactly (readings are unique on ts)."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def first_number(value: Any) -> Decimal | None:
+    """A register's number: blocks and arrays give their first member (the total of an energy block,
+    the total of a power array, phase A of a voltage array); non-numbers give None."""
+    while isinstance(value, list | tuple) and value:
+        value = value[0]
+    return value if isinstance(value, Decimal) else None
+
+
+def _offset(device_time: datetime, before: datetime, after: datetime, resolution_s: float = 1.0) -> float:
+    """Device clock minus collector clock, taking the middle of the exchange as the moment read.
+    A clock shown in whole seconds is on average half a second behind what it shows, hence the
+    ``resolution_s / 2`` (without it every meter would seem 0.5 s slow)."""
+    middle = before + (after - before) / 2
+    return round((device_time - middle).total_seconds() + resolution_s / 2, 3)
+
+
+def factors_of(params: dict[str, Any]) -> list[Decimal]:
+    raw = params.get("factors")
+    if raw is None and "factor" in params:
+        raw = [params["factor"]]
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("params need 'factor' (a decimal string) or 'factors' (a list of them)")
+    try:
+        factors = [Decimal(str(f)) for f in raw]
+    except ArithmeticError:
+        raise ValueError(f"factors {raw!r}: not decimal numbers") from None
+    if any(not f.is_finite() or f < 0 for f in factors):
+        raise ValueError(f"factors {raw!r}: must be finite and not negative")
+    return factors
+
+
+class Poller:
+    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+        self.device = device
+        self.config = config
+        self.deliver = deliver
+        self.policy = RetryPolicy(
+            timeout_s=device.timeout_s or 2.0,
+            retries=device.retries or 0,
+            backoff_s=min(0.2, (device.timeout_s or 2.0) / 4),
+        )
+        self.clock_offset_s: float | None = None
+
+    @property
+    def has_clock(self) -> bool:
+        return True
+
+    async def open(self) -> None:
+        """Connect where the protocol keeps a link; polled meters connect on first use."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def poll(self) -> list[RawValue]:
+        raise NotImplementedError
+
+    async def read_clock_offset(self) -> float | None:
+        return None
+
+    async def time_sync(self) -> str:
+        raise DeviceError(f"{self.device.id}: this device has no clock to set")
+
+    async def set_carbon_factor(self, params: dict[str, Any]) -> str:
+        raise DeviceError(f"{self.device.id}: no carbon factor download for protocol {self.device.protocol}")
+
+
+class Dlt645Poller(Poller):
+    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+        super().__init__(device, config, deliver)
+        self.address = device.address or ""
+        self.client = Dlt645Client(device.host, device.port, policy=self.policy, name=f"{device.id} (dlt645)")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def poll(self) -> list[RawValue]:
+        values = []
+        for point in self.device.points:
+            try:
+                shown = await self.client.read(self.address, point.di or "")
+            except DeviceRejected:  # this DI only: the meter answered, it is online
+                values.append(RawValue(point.name, None, to_ms(utc_now()), "invalid"))
+                continue
+            number = first_number(shown)
+            values.append(
+                RawValue(point.name, number, to_ms(utc_now()), "good" if number is not None else "invalid")
+            )
+        return values
+
+    async def read_clock_offset(self) -> float | None:
+        before = utc_now()
+        date = await self.client.read(self.address, DLT645_DATE)
+        clock = await self.client.read(self.address, DLT645_TIME)
+        after = utc_now()
+        local = datetime.fromisoformat(f"{date}T{clock}").replace(tzinfo=self.device.zone)
+        self.clock_offset_s = _offset(local, before, after)
+        return self.clock_offset_s
+
+    async def time_sync(self) -> str:
+        # 645 time sync is a broadcast without an answer: read the clock back to know it took
+        await self.client.time_sync(utc_now().astimezone(self.device.zone).replace(tzinfo=None))
+        offset = await self.read_clock_offset()
+        return f"broadcast time sync sent; clock offset now {offset:+.3f} s"
+
+    async def set_carbon_factor(self, params: dict[str, Any]) -> str:
+        factor = factors_of(params)[-1]
+        di = str(params.get("di", DLT645_CARBON_FACTOR))
+        await self.client.write(self.address, di, factor)
+        held = await self.client.read(self.address, di)
+        if first_number(held) != factor:
+            raise DeviceError(f"{self.device.id}: carbon factor {di} read back as {held}, expected {factor}")
+        return f"DI {di} = {held} (read back)"
+
+
+class Dlt698Poller(Poller):
+    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+        super().__init__(device, config, deliver)
+        self.client = Dlt698Client(
+            device.host, device.port, device.address or "", policy=self.policy, timezone=device.zone
+        )  # type: ignore[arg-type]
+        factor = self.client.carbon.factor
+        self.factor_oad = f"{factor.oi:04X}{factor.attribute:02X}00"
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def poll(self) -> list[RawValue]:
+        plain = [p for p in self.device.points if p.oad != self.factor_oad]
+        values: list[RawValue] = []
+        if plain:
+            try:
+                readings = await self.client.get_many([p.oad or "" for p in plain])
+                now = to_ms(utc_now())
+                for point, reading in zip(plain, readings):
+                    number = first_number(reading.value)
+                    values.append(
+                        RawValue(point.name, number, now, "good" if number is not None else "invalid")
+                    )
+            except DeviceRejected:  # one OAD refused spoils the list: read them one by one
+                for point in plain:
+                    try:
+                        number = first_number((await self.client.get(point.oad or "")).value)
+                    except DeviceRejected:
+                        number = None
+                    values.append(
+                        RawValue(
+                            point.name, number, to_ms(utc_now()), "good" if number is not None else "invalid"
+                        )
+                    )
+        for point in self.device.points:
+            if point.oad == self.factor_oad:
+                factor = await self._factor_in_force()
+                if factor is not None:
+                    values.append(RawValue(point.name, factor, to_ms(utc_now())))
+        return values
+
+    async def _factor_in_force(self) -> Decimal | None:
+        """The downloaded schedule's factor at the meter's clock now (None before its start)."""
+        schedule = await self.client.read_carbon_factor()
+        if schedule is None or not schedule.factors:
+            return None
+        seconds = TI_SECONDS.get(TimeUnit(schedule.interval.unit)) if schedule.interval.unit <= 3 else None
+        local_now = (utc_now() + timedelta(seconds=self.clock_offset_s or 0.0)).astimezone(self.device.zone)
+        elapsed = (local_now.replace(tzinfo=None) - schedule.start).total_seconds()
+        if elapsed < 0:
+            return None
+        if not seconds or schedule.interval.interval <= 0:
+            return schedule.factors[-1]
+        index = int(elapsed // (seconds * schedule.interval.interval))
+        return schedule.factors[min(index, len(schedule.factors) - 1)]
+
+    async def read_clock_offset(self) -> float | None:
+        before = utc_now()
+        device_time = await self.client.read_time()
+        self.clock_offset_s = _offset(device_time, before, utc_now())
+        return self.clock_offset_s
+
+    async def time_sync(self) -> str:
+        await self.client.sync_time(utc_now())
+        offset = await self.read_clock_offset()
+        return f"SET 40000200 done; clock offset now {offset:+.3f} s"
+
+    async def set_carbon_factor(self, params: dict[str, Any]) -> str:
+        """params: ``factors`` (or ``factor``), ``start`` (ISO 8601, default: now to the minute),
+        ``interval_s`` (default 900, whole minutes/hours/days as TI)."""
+        factors = factors_of(params)
+        start_text = params.get("start")
+        start = (
+            datetime.fromisoformat(start_text) if start_text else utc_now().replace(second=0, microsecond=0)
+        )
+        if start.tzinfo is None:
+            raise ValueError("start must carry a time zone")
+        interval = _ti(int(params.get("interval_s", 900)))
+        echoed = await self.client.set_carbon_factor(start, interval, factors)
+        shown = ", ".join(str(f) for f in echoed.factors)
+        first = echoed.start.isoformat()
+        return f"carbon factor schedule from {first} every {echoed.interval}: {shown} (read back)"
+
+
+def _ti(seconds: int) -> Ti:
+    if seconds <= 0:
+        raise ValueError("interval_s must be positive")
+    for unit, size in ((TimeUnit.DAY, 86400), (TimeUnit.HOUR, 3600), (TimeUnit.MINUTE, 60)):
+        if seconds % size == 0:
+            return Ti(int(unit), seconds // size)
+    return Ti(int(TimeUnit.SECOND), seconds)
+
+
+class ModbusPoller(Poller):
+    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+        super().__init__(device, config, deliver)
+        self.register_map = config.register_map(device)
+        self.client = ModbusClient(
+            device.host,
+            device.port,
+            self.register_map,
+            unit_id=device.unit_id or 0,
+            policy=self.policy,
+            name=f"{device.id} (modbus unit {device.unit_id})",
+        )
+
+    @property
+    def has_clock(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        self.client.close()
+
+    async def poll(self) -> list[RawValue]:
+        names = [p.register_name or "" for p in self.device.points]
+        values = await self.client.read_points(names)
+        now = to_ms(utc_now())
+        return [RawValue(p.name, values[p.register_name or ""].value, now) for p in self.device.points]
+
+    async def set_carbon_factor(self, params: dict[str, Any]) -> str:
+        """params: ``factor`` (in the register's unit) and optionally ``point`` (default: the map's only
+        writable point that ``carbon`` registers take their factor from)."""
+        factor = factors_of(params)[-1]
+        name = params.get("point") or next(
+            (p.factor_point for p in self.register_map.points if p.kind == "carbon" and p.factor_point), None
+        )
+        if not name:
+            raise DeviceError(f"{self.device.id}: register map {self.register_map.model} has no factor point")
+        held = await self.client.write_point(str(name), factor)
+        return f"{name} = {held} (read back)"
+
+
+class Iec104Poller(Poller):
+    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+        super().__init__(device, config, deliver)
+        self.by_ioa = {p.ioa: p for p in device.points}
+        scales = {p.ioa: p.scale for p in device.points if p.scale != 1}
+        self.client = Iec104Client(
+            device.host,
+            device.port,
+            common_address=device.common_address or 1,
+            name=f"{device.id} (iec104 CA {device.common_address})",
+            policy=self.policy,
+            scales=scales,
+            on_reading=self._on_reading,
+            station_tz=device.zone,
+        )
+        self._buffer: list[RawValue] = []
+        self._flush_scheduled = False
+        self._offset_samples: list[float] = []
+        self._interrogated_at_reconnects = -1  # the client's reconnect count when the last GI ran
+
+    async def open(self) -> None:
+        await self.client.connect()
+        await self._general_interrogation()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def _general_interrogation(self) -> None:
+        await self.client.general_interrogation()
+        self._interrogated_at_reconnects = self.client.reconnects
+
+    async def poll(self) -> list[RawValue]:
+        if not self.client.connected:
+            await self.client.connect()
+        if self.client.reconnects != self._interrogated_at_reconnects:
+            await self._general_interrogation()  # after a reconnect the picture must be complete again
+        if any(p.kind == "counter" for p in self.device.points):
+            await self.client.counter_interrogation()
+        return []  # every value arrives through _on_reading
+
+    def _on_reading(self, reading: IecReading) -> None:
+        point = self.by_ioa.get(reading.ioa)
+        if point is None or reading.common_address != self.client.common_address:
+            return
+        received = utc_now()
+        ts = received
+        if reading.time_tagged:
+            sample = (reading.timestamp - received).total_seconds()
+            self._offset_samples = [*self._offset_samples[-(OFFSET_SAMPLES - 1) :], sample]
+            # the tag is taken before the frame travels: the largest sample has the least latency in it
+            self.clock_offset_s = round(max(self._offset_samples), 3)
+            ts = reading.timestamp - timedelta(seconds=self.clock_offset_s)
+        quality: Quality = "good"
+        for flag in reading.quality:
+            candidate = IEC_QUALITY.get(flag)
+            if candidate == "invalid" or (candidate and quality == "good"):
+                quality = candidate
+        self._buffer.append(RawValue(point.name, reading.value, to_ms(ts), quality))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        values, self._buffer, self._flush_scheduled = self._buffer, [], False
+        if values:
+            self.deliver(self.device.id, values)
+
+    async def read_clock_offset(self) -> float | None:
+        return self.clock_offset_s  # measured from the time tags of spontaneous data
+
+    async def time_sync(self) -> str:
+        sent = utc_now()
+        confirmed = await self.client.clock_sync(sent)
+        self._offset_samples.clear()
+        self.clock_offset_s = None
+        return f"clock synchronisation confirmed (station time {confirmed})"
+
+
+POLLERS: dict[str, type[Poller]] = {
+    "dlt645": Dlt645Poller,
+    "dlt698": Dlt698Poller,
+    "iec104": Iec104Poller,
+    "modbus-tcp": ModbusPoller,
+}
+
+
+def make_poller(device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> Poller:
+    return POLLERS[device.protocol](device, config, deliver)
