@@ -3,7 +3,8 @@
 ``create_app(settings)`` (settings from the environment when omitted) opens and migrates the store from
 ``settings.database_url`` unless a store is handed in, and — when ``settings.mqtt_url`` is set — runs
 the MQTT ingest subscriber for the app's lifetime.  Routes: ``/healthz``; ``POST /api/v1/ingest`` (C4);
-the collector command endpoints; user endpoints (later issues) depend on ``deps.require_user``.
+the collector command endpoints; the user endpoints (login, topology, results, history, the three
+sides, devices, readings, live WebSocket — each requires ``deps.require_user``) and the web UI at ``/``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.api.errors import error_response, install_error_handlers
-from carbonflow.center.api.routes import collectors
+from carbonflow.center.api.routes import (
+    auth,
+    collectors,
+    devices,
+    history,
+    live,
+    results,
+    topology,
+    views,
+    web,
+)
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
@@ -67,4 +78,8 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
 
     app.include_router(ingest_http.router)
     app.include_router(collectors.router)
+    for module in (auth, topology, results, history, views, devices, live):  # user endpoints (login required)
+        app.include_router(module.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     return app

@@ -1,6 +1,8 @@
 """Shared dependencies: the store, the current user (bearer token), the calling collector (signature).
 
-User auth is a stub until users and roles exist: a bearer token from ``settings.api_tokens``.
+User auth: a session token from ``POST /api/v1/login`` (store ``users``/``user_sessions``), sent as
+``Authorization: Bearer <token>`` or as the HttpOnly cookie ``carbonflow_session`` (the web UI); static
+tokens from ``settings.api_tokens`` are accepted too (service accounts until RBAC exists).
 Collector auth: header ``X-Carbonflow-Signature`` = hex HMAC-SHA256, under the collector's secret, of
 the raw request body (POST) or of the request path (GET, e.g. ``/api/v1/collectors/C1/commands``).
 The GET signature is constant per path — it authenticates but does not prevent replay, so HTTPS is
@@ -16,9 +18,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.ingest.receive import verify_request_signature
-from carbonflow.center.store import Store
+from carbonflow.center.store import Store, user_for_token
 
 SIGNATURE_HEADER = "X-Carbonflow-Signature"
+SESSION_COOKIE = "carbonflow_session"
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -26,13 +29,28 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def require_user(
+def user_of_token(app, token: str | None) -> str | None:
+    """The user name a token (static API token or login session) stands for, else None."""
+    if not token:
+        return None
+    tokens: dict[str, str] = app.state.settings.api_tokens
+    if token in tokens:
+        return tokens[token]
+    user = user_for_token(app.state.store, token)
+    return None if user is None else user.name
+
+
+def request_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE)
+
+
+async def require_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
-    tokens: dict[str, str] = request.app.state.settings.api_tokens
-    if credentials is None or credentials.credentials not in tokens:
-        raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-    return tokens[credentials.credentials]
+    user = await run_in_threadpool(user_of_token, request.app, request_token(request, credentials))
+    if user is None:
+        raise HTTPException(401, "login required", headers={"WWW-Authenticate": "Bearer"})
+    return user
 
 
 async def signed_collector(collector_id: str, request: Request) -> str:

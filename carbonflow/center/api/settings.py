@@ -19,12 +19,16 @@ class CenterSettings(BaseModel):
     mqtt_url: str | None = None  # e.g. mqtt://127.0.0.1:1883; None: HTTP ingest only
     mqtt_client_id: str = "carbonflow-center"
     mqtt_topic_prefix: str = "carbonflow"
+    time_zone: str = "Asia/Shanghai"  # local time of the UI, of "today" and of aggregation buckets
+    session_hours: float = Field(default=12.0, gt=0)  # lifetime of a login session
+    cookie_secure: bool = False  # set the session cookie's Secure flag (behind HTTPS)
+    live_poll_s: float = Field(default=2.0, gt=0)  # how often /api/v1/live looks for a new interval
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CenterSettings:
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        for name in ("database_url", "mqtt_url", "mqtt_client_id", "mqtt_topic_prefix"):
+        for name in ("database_url", "mqtt_url", "mqtt_client_id", "mqtt_topic_prefix", "time_zone"):
             if f"CARBONFLOW_{name.upper()}" in environ:
                 values[name] = environ[f"CARBONFLOW_{name.upper()}"]
         if "CARBONFLOW_RETENTION_DAYS" in environ:

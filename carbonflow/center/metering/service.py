@@ -185,8 +185,9 @@ class MeteringService:
                 collector_id,
                 "set_carbon_factor",
                 device_id=device_id,
-                params={
-                    "factor_g_per_kwh": f"{value:.1f}",
+                params={  # electric-carbon meters hold kgCO2/kWh at 4 decimals (scaler -4)
+                    "factor": f"{value / 1000:.4f}",
+                    "unit": "kgCO2/kWh",
                     "start": end.isoformat(),
                     "interval_s": self.interval_s,
                     "source": f"nodal intensity of bus {bus}",

@@ -47,6 +47,14 @@ from carbonflow.center.store.topology import (
     upsert_rows,
     upsert_topology,
 )
+from carbonflow.center.store.users import (  # the models join the metadata the migrations are checked against
+    UserInfo,
+    authenticate,
+    create_user,
+    end_session,
+    start_session,
+    user_for_token,
+)
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
@@ -62,10 +70,14 @@ __all__ = [
     "StoreError",
     "StoredReading",
     "UnknownCollectorError",
+    "UserInfo",
     "aggregate",
     "aggregate_totals",
+    "authenticate",
     "collector_secret",
     "count_readings",
+    "create_user",
+    "end_session",
     "ingest_batch",
     "interval_from_document",
     "interval_results",
@@ -81,9 +93,11 @@ __all__ = [
     "register_devices",
     "requeue_unanswered",
     "save_interval",
+    "start_session",
     "take_queued_commands",
     "upgrade",
     "upsert_collector",
     "upsert_rows",
     "upsert_topology",
+    "user_for_token",
 ]
