@@ -47,3 +47,12 @@ def test_old_invalid_or_backwards_counter_readings_do_not_count():
     assert ENERGY.key not in measurements_for_interval([ENERGY], backwards, at(0), at(15)).counters
     missing_value = [r(POWER_KW, 5, None, quality="invalid")]
     assert POWER_KW.key not in measurements_for_interval([POWER_KW], missing_value, at(0), at(15)).instants
+
+
+def test_counters_are_interpolated_to_the_boundaries_between_unaligned_polls():
+    readings = [r(ENERGY, -2, "100"), r(ENERGY, 3, "105"), r(ENERGY, 13, "115"), r(ENERGY, 18, "120")]
+    data = measurements_for_interval([ENERGY], readings, at(0), at(15))
+    assert data.counters[ENERGY.key] == (Decimal("102"), Decimal("117"))  # 15 kWh in the 15 minutes
+    # with nothing after the end yet, the last reading before it stands in
+    data = measurements_for_interval([ENERGY], readings[:3], at(0), at(15))
+    assert data.counters[ENERGY.key] == (Decimal("102"), Decimal("115"))

@@ -27,9 +27,16 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, collector, frame, import_grid, sim
+    from carbonflow.commands import cef, collector, demo, frame, import_grid, sim
 
-    return [cef.register, import_grid.register, frame.register, sim.register, collector.register]
+    return [
+        demo.register,
+        cef.register,
+        import_grid.register,
+        frame.register,
+        sim.register,
+        collector.register,
+    ]
 
 
 COMMANDS = _registered()

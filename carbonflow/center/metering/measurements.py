@@ -1,8 +1,9 @@
 """From stored readings of points to one interval's :class:`Measurements` by element quantity.
 
-A counter's value at an interval boundary is its last good reading at or before the boundary, if that
-reading is recent enough (``max_age_s``); otherwise the counter does not count for the interval and the
-assembly estimates instead.  Instantaneous values are the good readings inside ``(start, end]``.
+A counter's value at an interval boundary is interpolated between the good readings around it (the
+last one before it alone when none follows yet), if they are recent enough (``max_age_s``); otherwise,
+or when the register went backwards, the counter does not count for the interval and the assembly
+estimates instead.  Instantaneous values are the good readings inside ``(start, end]``.
 Readings of quality ``invalid`` never count; ``estimated`` and ``stale`` ones count as they are (the
 collector already judged them usable) — what they fed is visible in the point's readings.
 """
@@ -69,11 +70,11 @@ def measurements_for_interval(
     for point in points:
         series = by_point.get(point.point_id, [])
         if point.is_counter:
-            first = _at_or_before(series, start, max_age)
-            last = _at_or_before(series, end, max_age)
-            if first is not None and last is not None and last.ts > first.ts and last.value >= first.value:
-                pair = (first.value * point.scale_to_element, last.value * point.scale_to_element)
-                counters.setdefault(point.key, pair)  # the first mapped meter of a quantity wins
+            pair = _counter_at_boundaries(series, start, end, max_age)
+            if pair is not None:  # the first mapped meter of a quantity wins
+                counters.setdefault(
+                    point.key, (pair[0] * point.scale_to_element, pair[1] * point.scale_to_element)
+                )
         else:
             inside = [r.value * point.scale_to_element for r in series if start < r.ts <= end]
             if inside:
@@ -81,12 +82,44 @@ def measurements_for_interval(
     return Measurements((end - start).total_seconds(), counters, instants)
 
 
-def _at_or_before(series: list[StoredReading], moment: datetime, max_age: timedelta) -> StoredReading | None:
-    index = bisect.bisect_right([r.ts for r in series], moment) - 1
-    if index < 0:
+def _counter_at_boundaries(
+    series: list[StoredReading], start: datetime, end: datetime, max_age: timedelta
+) -> tuple[Decimal, Decimal] | None:
+    """The register at both boundaries, interpolated linearly between the readings around each one
+    (polls are not aligned with intervals; a register grows ~linearly between two polls), or the last
+    reading before it when none follows yet.  A register that went backwards in between (a reset, a
+    replaced meter) gives None: the energy of that interval is not known from it."""
+    times = [r.ts for r in series]
+    first, last = _bracket(times, start, max_age), _bracket(times, end, max_age)
+    if first is None or last is None:
         return None
-    reading = series[index]
-    return reading if moment - reading.ts <= max_age else None
+    lo, hi = first[0], last[1]
+    if any(series[i + 1].value < series[i].value for i in range(lo, hi)):
+        return None
+    at_start, at_end = _interpolate(series, start, first), _interpolate(series, end, last)
+    if at_end < at_start or (hi == lo):
+        return None
+    return at_start, at_end
+
+
+def _bracket(times: list[datetime], moment: datetime, max_age: timedelta) -> tuple[int, int] | None:
+    """Indices of the readings just before (or at) and just after ``moment`` (the same index twice when
+    nothing follows within ``max_age``); None when nothing recent precedes it."""
+    before = bisect.bisect_right(times, moment) - 1
+    if before < 0 or moment - times[before] > max_age:
+        return None
+    after = before + 1
+    if after < len(times) and times[after] - moment <= max_age and times[before] < moment:
+        return before, after
+    return before, before
+
+
+def _interpolate(series: list[StoredReading], moment: datetime, bracket: tuple[int, int]) -> Decimal:
+    low, high = series[bracket[0]], series[bracket[1]]
+    if bracket[0] == bracket[1] or high.ts == low.ts:
+        return low.value
+    share = Decimal(str((moment - low.ts).total_seconds() / (high.ts - low.ts).total_seconds()))
+    return low.value + (high.value - low.value) * share
 
 
 def point_mappings(device_map: Mapping) -> list[PointMapping]:

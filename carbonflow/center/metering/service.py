@@ -38,6 +38,7 @@ class IntervalOutcome:
     estimates: int = 0
     factors_queued: int = 0
     error: str | None = None
+    intensities: dict[str, float | None] = field(default_factory=dict)  # bus id -> g/kWh
 
 
 class MeteringService:
@@ -108,7 +109,10 @@ class MeteringService:
     def meter_interval(self, end: datetime, *, download_factors: bool = True) -> IntervalOutcome:
         start = end - timedelta(seconds=self.interval_s)
         # a counter read up to one interval before a boundary still marks it (polls are not aligned)
-        readings = self._readings(start - timedelta(seconds=self.interval_s), end)
+        # and readings just after each boundary let the register be interpolated to it
+        readings = self._readings(
+            start - timedelta(seconds=self.interval_s), end + timedelta(seconds=self.interval_s)
+        )
         data = measurements_for_interval(self.points, readings, start, end, max_age_s=self.interval_s)
         discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
         assembled = assemble_snapshot(self.topology, data, self.previous, discharge)
@@ -139,7 +143,10 @@ class MeteringService:
         self.previous = assembled.values
         self._carry_storage(assembled, document)
         queued = self.queue_factor_downloads(document, end) if download_factors else 0
-        return IntervalOutcome(end, True, document["totals"], len(assembled.estimates), queued)
+        intensities = {b["id"]: b["intensity_g_per_kwh"] for b in document["buses"]}
+        return IntervalOutcome(
+            end, True, document["totals"], len(assembled.estimates), queued, None, intensities
+        )
 
     def _completeness(self, assembled: Assembled) -> float:
         """Share of generators, loads and branches whose power was measured (not held or zeroed)."""
