@@ -172,8 +172,8 @@ async def run_demo(
     try:
         await collector.start()
         say(
-            f"{len(farm.devices)} simulated devices on {len(farm.endpoints)} endpoints; collector polling every "
-            f"{poll_s:.1f} s; simulated time runs {options.speed:g}x from {start.isoformat()}"
+            f"{len(farm.devices)} simulated devices on {len(farm.endpoints)} endpoints; collector polling "
+            f"every {poll_s:.1f} s; simulated time runs {options.speed:g}x from {start.isoformat()}"
         )
         say(f"center: {url}  (user admin, password {password}); data in {options.directory}; Ctrl-C stops")
         clock.begin()

@@ -1,0 +1,54 @@
+"""Live updates: WebSocket ``/api/v1/live`` pushes the latest interval's totals whenever a new one is stored.
+
+Auth: the session cookie (the UI) or ``?token=`` (scripts); without a valid one the socket is closed with
+code 4401.  Each socket polls the store every ``settings.live_poll_s`` seconds — one cheap ``max(ts)``
+query — which needs no coupling to the metering process (another process may write the intervals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from carbonflow.center.api.deps import SESSION_COOKIE, user_of_token
+from carbonflow.center.api.routes._common import jsonable, latest_ts
+from carbonflow.center.api.routes.results import interval_at
+
+router = APIRouter(prefix="/api/v1", tags=["live"])
+
+
+@router.websocket("/live")
+async def live(socket: WebSocket) -> None:
+    token = socket.query_params.get("token") or socket.cookies.get(SESSION_COOKIE)
+    user = await run_in_threadpool(user_of_token, socket.app, token)
+    if user is None:
+        await socket.close(code=4401, reason="login required")
+        return
+    await socket.accept()
+    store, settings = socket.app.state.store, socket.app.state.settings
+    sent = None
+    try:
+        while True:
+            latest = await run_in_threadpool(latest_ts, store)
+            if latest is not None and latest != sent:
+                header = await run_in_threadpool(interval_at, store, None)
+                await socket.send_json(
+                    jsonable(
+                        {
+                            "type": "interval",
+                            "ts": header["ts"],
+                            "interval_s": header["interval_s"],
+                            "totals": header["totals"],
+                            "generation_energy_kwh": header["generation_energy_kwh"],
+                            "load_energy_kwh": header["load_energy_kwh"],
+                        }
+                    )
+                )
+                sent = latest
+            with contextlib.suppress(TimeoutError):  # a message from the client only wakes the loop early
+                await asyncio.wait_for(socket.receive_text(), timeout=settings.live_poll_s)
+    except WebSocketDisconnect:
+        return

@@ -1,0 +1,376 @@
+// carbonflow center web UI: plain modern JS, ECharts (vendored), data only from /api/v1 (login required).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { lang: localStorage.getItem("cf-lang") || "zh", zone: "Asia/Shanghai", page: "overview",
+  topo: null, intervals: [], result: null, charts: {}, latest: null, nodes: [] };
+window.cf = state; // for tests and the curious: state.nodes = [{id, intensity, color}]
+
+// ---- i18n, units, time -----------------------------------------------------------------------------
+const t = (key) => (window.CF_I18N[state.lang] || {})[key] ?? key;
+function applyLang() {
+  document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  $("lang").textContent = state.lang === "zh" ? "EN" : "中文";
+}
+function num(value, digits = 1) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "—";
+  return Number(value).toLocaleString(state.lang === "zh" ? "zh-CN" : "en-US",
+    { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+const fmt = (value, unit, digits = 1) => (value === null || value === undefined ? "—" : `${num(value, digits)} ${unit}`);
+function localTime(iso, withDate = true) {
+  if (!iso) return "—";
+  const options = { timeZone: state.zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  if (withDate) Object.assign(options, { year: "numeric", month: "2-digit", day: "2-digit" });
+  return new Intl.DateTimeFormat(state.lang === "zh" ? "zh-CN" : "en-GB", options).format(new Date(iso));
+}
+const zoneLabel = () => `(${state.zone})`;
+
+// ---- colour scale of intensity (also the legend's gradient) -------------------------------------------
+const STOPS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027", "#67001f"];
+const MAX_INTENSITY = 1000;
+function colorOf(intensity) {
+  if (intensity === null || intensity === undefined) return "#b0b7bf";
+  const x = Math.max(0, Math.min(1, intensity / MAX_INTENSITY)) * (STOPS.length - 1);
+  const i = Math.min(Math.floor(x), STOPS.length - 2), f = x - i;
+  const a = STOPS[i].match(/\w\w/g).map((h) => parseInt(h, 16));
+  const b = STOPS[i + 1].match(/\w\w/g).map((h) => parseInt(h, 16));
+  return "#" + a.map((v, k) => Math.round(v + (b[k] - v) * f).toString(16).padStart(2, "0")).join("");
+}
+
+// ---- API ----------------------------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const response = await fetch(path, { credentials: "same-origin", ...options,
+    headers: { "Content-Type": "application/json", ...(options.headers || {}) } });
+  if (response.status === 401) { showLogin(); throw new Error("login required"); }
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+const qs = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null)).toString();
+
+function chart(id) {
+  if (!state.charts[id]) state.charts[id] = echarts.init($(id));
+  return state.charts[id];
+}
+window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
+
+function table(rows, columns, onClick) {
+  const head = columns.map((c) => `<th class="${c.num ? "num" : ""}">${c.label}</th>`).join("");
+  const body = rows.map((row, k) => `<tr data-k="${k}" class="${onClick ? "clickable" : ""}">${columns
+    .map((c) => `<td class="${c.num ? "num" : ""}">${c.render ? c.render(row) : (row[c.key] ?? "—")}</td>`)
+    .join("")}</tr>`).join("");
+  const el = document.createElement("div");
+  el.innerHTML = `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+  if (onClick) el.querySelectorAll("tbody tr").forEach((tr) => tr.addEventListener("click", () => onClick(rows[tr.dataset.k])));
+  return el;
+}
+const put = (id, el) => { $(id).replaceChildren(el); };
+
+// ---- login / navigation -------------------------------------------------------------------------------
+function showLogin() {
+  document.querySelectorAll(".page").forEach((p) => { p.hidden = true; });
+  $("login-page").hidden = false; $("nav").hidden = true; $("logout").hidden = true;
+}
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const response = await fetch("/api/v1/login", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: $("login-user").value, password: $("login-password").value }) });
+  if (!response.ok) { $("login-error").textContent = t("login_failed"); return; }
+  $("login-error").textContent = "";
+  start();
+});
+$("logout").addEventListener("click", async () => { await fetch("/api/v1/logout", { method: "POST" }); showLogin(); });
+$("lang").addEventListener("click", () => {
+  state.lang = state.lang === "zh" ? "en" : "zh"; localStorage.setItem("cf-lang", state.lang); applyLang(); show(state.page);
+});
+document.querySelectorAll("#nav button").forEach((b) => b.addEventListener("click", () => show(b.dataset.page)));
+
+async function start() {
+  let me;
+  try { me = await api("/api/v1/me"); } catch { return; }
+  state.zone = me.time_zone || state.zone;
+  $("login-page").hidden = true; $("nav").hidden = false; $("logout").hidden = false;
+  connectLive();
+  show(location.hash.slice(1) || "overview");
+}
+
+const PAGES = {};
+async function show(page) {
+  if (!PAGES[page]) page = "overview";
+  state.page = page; location.hash = page;
+  document.querySelectorAll(".page").forEach((p) => { p.hidden = p.id !== `page-${page}`; });
+  document.querySelectorAll("#nav button").forEach((b) => b.classList.toggle("active", b.dataset.page === page));
+  try { await PAGES[page](); } catch (error) { console.error(error); }
+  Object.values(state.charts).forEach((c) => c.resize());
+  document.body.dataset.ready = page; // tests wait for this
+}
+
+// ---- live updates: WebSocket, else polling ------------------------------------------------------------
+function connectLive() {
+  const refresh = (ts) => { if (ts !== state.latest) { state.latest = ts; if (state.page === "overview") PAGES.overview(); } };
+  try {
+    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/live`);
+    socket.onmessage = (m) => { $("live").textContent = `● ${t("live")}`; refresh(JSON.parse(m.data).ts); };
+    socket.onerror = () => poll();
+  } catch { poll(); }
+  function poll() {
+    $("live").textContent = `○ ${t("polling")}`;
+    setInterval(async () => { try { refresh((await api("/api/v1/intervals?limit=1&offset=0")).items.at(-1)?.ts); } catch {} }, 15000);
+  }
+}
+
+// ---- Overview -----------------------------------------------------------------------------------------
+PAGES.overview = async () => {
+  const o = await api("/api/v1/overview");
+  state.latest = o.ts;
+  $("ov-ts").textContent = `${localTime(o.ts)} ${zoneLabel()}`;
+  const c = o.completeness;
+  const cards = [
+    [t("gen_carbon"), fmt(o.now.generation_carbon_t_per_h, "tCO₂/h"), `${t("today")} ${fmt(o.today.generation_carbon_t, "tCO₂")}`],
+    [t("loss_carbon"), fmt(o.now.loss_carbon_t_per_h, "tCO₂/h", 2), `${t("today")} ${fmt(o.today.loss_carbon_t, "tCO₂")}`],
+    [t("load_carbon"), fmt(o.now.load_carbon_t_per_h, "tCO₂/h"), `${t("today")} ${fmt(o.today.load_carbon_t, "tCO₂")}`],
+    [t("sys_intensity"), fmt(o.now.generation_intensity_g_per_kwh, "gCO₂/kWh"), `${t("today")} ${fmt(o.today.generation_intensity_g_per_kwh, "gCO₂/kWh")}`],
+    [t("load_intensity"), fmt(o.now.load_intensity_g_per_kwh, "gCO₂/kWh"), `${fmt(o.now.load_mw, "MW")}`],
+    [t("residual"), fmt(o.now.residual_t_per_h, "tCO₂/h", 6), ""],
+    [t("completeness"), fmt(c.intervals_ratio * 100, "%"), `${c.intervals_today} ${t("of")} ${c.intervals_expected} ${t("intervals")} · ${c.devices_online} ${t("of")} ${c.devices_total} ${t("devices_online")}`],
+    [t("alarms"), o.alarms_active ?? t("not_yet"), ""],
+  ];
+  $("ov-cards").innerHTML = cards.map(([label, value, sub]) =>
+    `<div class="card"><div class="label">${label}</div><div class="value">${value}</div><div class="sub">${sub}</div></div>`).join("");
+  const h = await api(`/api/v1/history?${qs({ kind: "total", bucket: "15min" })}`);
+  chart("ov-chart").setOption({
+    tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 60, right: 60, top: 40, bottom: 30 },
+    xAxis: { type: "category", data: h.items.map((r) => localTime(r.bucket, false)) },
+    yAxis: [{ type: "value", name: "tCO₂" }, { type: "value", name: "gCO₂/kWh" }],
+    series: [
+      { name: `${t("gen_carbon")} (tCO₂)`, type: "bar", data: h.items.map((r) => r.generation_carbon_kg / 1000) },
+      { name: `${t("loss_carbon")} (tCO₂)`, type: "bar", data: h.items.map((r) => r.loss_carbon_kg / 1000) },
+      { name: `${t("sys_intensity")} (gCO₂/kWh)`, type: "line", yAxisIndex: 1, data: h.items.map((r) => r.generation_intensity_g_per_kwh) },
+    ] }, true);
+};
+
+// ---- Topology -----------------------------------------------------------------------------------------
+PAGES.topology = async () => {
+  state.topo = state.topo || await api("/api/v1/topology");
+  const intervals = (await api("/api/v1/intervals?limit=100000")).items;
+  state.intervals = intervals;
+  const slider = $("slider");
+  slider.max = Math.max(0, intervals.length - 1); slider.value = slider.max;
+  await loadInterval(intervals.at(-1)?.ts);
+};
+$("slider").addEventListener("input", () => loadInterval(state.intervals[$("slider").value]?.ts));
+
+async function loadInterval(ts) {
+  if (!ts) return;
+  state.result = await api(`/api/v1/results?${qs({ ts })}`);
+  $("slider-ts").textContent = `${localTime(ts)} ${zoneLabel()}`;
+  drawTopology();
+}
+
+function drawTopology() {
+  const topo = state.topo, result = state.result;
+  const busResult = Object.fromEntries(result.buses.map((b) => [b.element_id, b]));
+  const branchResult = Object.fromEntries(result.branches.map((b) => [b.element_id, b]));
+  const maxP = Math.max(1, ...result.branches.map((b) => Math.abs(b.p_send_mw)));
+  const symbol = { plant: "rect", substation: "circle", user: "triangle" };
+  state.nodes = topo.buses.map((bus) => {
+    const r = busResult[bus.id] || {};
+    return { id: bus.id, intensity: r.intensity_g_per_kwh ?? null, color: colorOf(r.intensity_g_per_kwh) };
+  });
+  const nodes = topo.buses.map((bus, k) => ({
+    id: bus.id, name: bus.id, x: bus.x_km, y: -bus.y_km, value: state.nodes[k].intensity,
+    symbol: symbol[bus.kind] || "circle", symbolSize: bus.kind === "plant" ? 16 : bus.kind === "user" ? 13 : 6 + bus.voltage_kv / 100,
+    itemStyle: { color: state.nodes[k].color, borderColor: "#334", borderWidth: 0.6 },
+    label: { show: bus.kind !== "substation", position: "right", fontSize: 10 }, bus,
+  }));
+  const edges = topo.branches.map((branch) => {
+    const r = branchResult[branch.id] || {};
+    const reverse = r.sending_bus && r.sending_bus === branch.to_bus;
+    return { source: reverse ? branch.to_bus : branch.from_bus, target: reverse ? branch.from_bus : branch.to_bus,
+      branch, result: r, symbol: ["none", r.sending_bus ? "arrow" : "none"], symbolSize: 7,
+      lineStyle: { width: 0.8 + 6 * Math.abs(r.p_send_mw || 0) / maxP, color: colorOf(r.intensity_g_per_kwh), opacity: 0.85 } };
+  });
+  chart("topo-chart").setOption({
+    tooltip: { formatter: (p) => p.dataType === "edge"
+      ? `${p.data.branch.id}: ${fmt(p.data.result.p_send_mw, "MW")} · ${fmt(p.data.result.intensity_g_per_kwh, "gCO₂/kWh")}`
+      : `${p.data.bus.id} ${p.data.bus.name || ""}<br>${t("intensity")}: ${fmt(p.data.value, "gCO₂/kWh")}` },
+    series: [{ type: "graph", layout: "none", roam: true, data: nodes, links: edges, emphasis: { focus: "adjacency" },
+      edgeSymbol: ["none", "arrow"] }],
+  }, true);
+  const c = chart("topo-chart");
+  c.off("click");
+  c.on("click", (p) => (p.dataType === "edge" ? showBranch(p.data.branch, p.data.result) : showBus(p.data.bus)));
+  if (state.selected) (state.selected.kind === "bus" ? showBus(state.selected.item) : showBranch(state.selected.item, branchResult[state.selected.item.id]));
+}
+// pixel position of a bus on the topology canvas (the browser test clicks there)
+state.busPixel = (id) => { const bus = state.topo.buses.find((b) => b.id === id);
+  return chart("topo-chart").convertToPixel({ seriesIndex: 0 }, [bus.x_km, -bus.y_km]); };
+
+async function showBus(bus) {
+  state.selected = { kind: "bus", item: bus };
+  const r = state.result.buses.find((b) => b.element_id === bus.id) || {};
+  $("topo-info").innerHTML = `<h3>${t("bus")} <span id="info-id">${bus.id}</span></h3><p>${bus.name || ""}</p><dl>
+    <dt>${t("kind")}</dt><dd>${bus.kind}</dd><dt>${t("region")}</dt><dd>${bus.region}</dd>
+    <dt>${t("voltage")}</dt><dd>${fmt(bus.voltage_kv, "kV", 0)}</dd>
+    <dt>${t("intensity")}</dt><dd id="info-intensity" data-value="${r.intensity_g_per_kwh ?? ""}">${fmt(r.intensity_g_per_kwh, "gCO₂/kWh")}</dd>
+    <dt>${t("flux")}</dt><dd>${fmt(r.flux_mw, "MW")}</dd><dt>${t("load")}</dt><dd>${fmt(r.load_mw, "MW")}</dd>
+    <dt>${t("load_carbon_rate")}</dt><dd>${fmt(r.load_carbon_t_per_h, "tCO₂/h", 2)}</dd></dl>
+    <h4>${t("history_of")} · ${t("intensity")}</h4><div id="info-chart" class="chart"></div>`;
+  infoChart("bus", bus.id);
+}
+function showBranch(branch, r = {}) {
+  state.selected = { kind: "branch", item: branch };
+  $("topo-info").innerHTML = `<h3>${t("branch")} <span id="info-id">${branch.id}</span></h3><dl>
+    <dt>${t("kind")}</dt><dd>${branch.kind}</dd><dt>${t("sending_bus")}</dt><dd>${r.sending_bus ?? "—"}</dd>
+    <dt>${t("p_send")}</dt><dd>${fmt(r.p_send_mw, "MW")}</dd>
+    <dt>${t("density")}</dt><dd id="info-intensity" data-value="${r.intensity_g_per_kwh ?? ""}">${fmt(r.intensity_g_per_kwh, "gCO₂/kWh")}</dd>
+    <dt>${t("carbon_flow")}</dt><dd>${fmt(r.carbon_send_t_per_h, "tCO₂/h", 2)}</dd>
+    <dt>${t("loss_carbon")}</dt><dd>${fmt(r.loss_carbon_t_per_h, "tCO₂/h", 3)}</dd></dl>
+    <h4>${t("history_of")} · ${t("density")}</h4><div id="info-chart" class="chart"></div>`;
+  infoChart("branch", branch.id);
+}
+async function infoChart(kind, id) {
+  const h = await api(`/api/v1/history?${qs({ kind, element: id, bucket: "15min" })}`);
+  delete state.charts["info-chart"];
+  chart("info-chart").setOption({ tooltip: { trigger: "axis" }, grid: { left: 50, right: 10, top: 20, bottom: 30 },
+    xAxis: { type: "category", data: h.items.map((r) => localTime(r.bucket, false)) },
+    yAxis: { type: "value", name: "gCO₂/kWh", scale: true },
+    series: [{ type: "line", showSymbol: false, data: h.items.map((r) => r.intensity_g_per_kwh) }] });
+}
+
+// ---- Generation ---------------------------------------------------------------------------------------
+PAGES.generation = async () => {
+  const g = await api("/api/v1/generation");
+  $("gen-range").textContent = `${localTime(g.start)} – ${localTime(g.end)} ${zoneLabel()}`;
+  const amounts = [
+    { label: `${t("export_energy")} (MWh)`, num: true, render: (r) => num(r.range_energy_kwh / 1000) },
+    { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.range_carbon_t) },
+    { label: `${t("factor")} (gCO₂/kWh)`, num: true, render: (r) => num(r.range_intensity_g_per_kwh) },
+  ];
+  put("gen-plants", table(g.plants, [{ label: t("plant"), key: "plant" }, { label: t("fuel"), key: "fuel" },
+    { label: t("region"), key: "region" }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+    { label: `${t("carbon_rate")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_t_per_h, 2) }, ...amounts]));
+  put("gen-units", table(g.units, [{ label: t("unit"), key: "id" }, { label: t("plant"), key: "plant" },
+    { label: t("fuel"), key: "fuel" }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+    { label: `${t("carbon_rate")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_t_per_h, 2) }, ...amounts]));
+  chart("gen-chart").setOption({ tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 60, right: 60, top: 40, bottom: 40 },
+    xAxis: { type: "category", data: g.plants.map((p) => p.plant) },
+    yAxis: [{ type: "value", name: "tCO₂" }, { type: "value", name: "MWh" }],
+    series: [{ name: `${t("carbon_amount")} (tCO₂)`, type: "bar", data: g.plants.map((p) => p.range_carbon_t) },
+      { name: `${t("export_energy")} (MWh)`, type: "bar", yAxisIndex: 1, data: g.plants.map((p) => p.range_energy_kwh / 1000) }] }, true);
+};
+
+// ---- Grid ---------------------------------------------------------------------------------------------
+PAGES.grid = async () => {
+  const g = await api("/api/v1/grid");
+  $("grid-range").textContent = `${localTime(g.start)} – ${localTime(g.end)} ${zoneLabel()}`;
+  const bars = (id, rows, key, title) => chart(id).setOption({ title: { text: title, textStyle: { fontSize: 13 } },
+    tooltip: {}, grid: { left: 60, right: 20, top: 40, bottom: 40 },
+    xAxis: { type: "category", data: rows.map((r) => (key === "voltage_kv" ? `${r[key]} kV` : r[key])) },
+    yAxis: { type: "value", name: "tCO₂" }, series: [{ type: "bar", data: rows.map((r) => r.loss_carbon_t) }] }, true);
+  bars("grid-voltage", g.loss_by_voltage, "voltage_kv", t("loss_by_voltage"));
+  bars("grid-region", g.loss_by_region, "region", t("loss_by_region"));
+  $("grid-csv").href = `/api/v1/results/branch?${qs({ ts: g.ts, format: "csv" })}`;
+  const rows = [...g.branches].sort((a, b) => b.carbon_send_t_per_h - a.carbon_send_t_per_h);
+  put("grid-branches", table(rows, [{ label: t("branch"), key: "id" }, { label: t("kind"), key: "kind" },
+    { label: t("sending_bus"), key: "sending_bus" }, { label: `${t("voltage")} (kV)`, num: true, key: "voltage_kv" },
+    { label: `${t("p_send")} (MW)`, num: true, render: (r) => num(r.p_send_mw) },
+    { label: `${t("density")} (gCO₂/kWh)`, num: true, render: (r) => num(r.density_g_per_kwh) },
+    { label: `${t("carbon_flow")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_send_t_per_h, 2) },
+    { label: `${t("loss_carbon")} (tCO₂/h)`, num: true, render: (r) => num(r.loss_carbon_t_per_h, 3) }]));
+};
+
+// ---- Consumption --------------------------------------------------------------------------------------
+PAGES.consumption = async () => {
+  const [c, origin] = await Promise.all([api("/api/v1/consumption"), api("/api/v1/origin")]);
+  $("con-range").textContent = `${localTime(c.start)} – ${localTime(c.end)} ${zoneLabel()}`;
+  const bars = (id, rows, title) => chart(id).setOption({ title: { text: title, textStyle: { fontSize: 13 } }, tooltip: {},
+    grid: { left: 60, right: 60, top: 40, bottom: 50 }, xAxis: { type: "category", data: rows.map((r) => r.key ?? "—"), axisLabel: { rotate: 20 } },
+    yAxis: [{ type: "value", name: "tCO₂" }, { type: "value", name: "gCO₂/kWh" }],
+    series: [{ type: "bar", name: "tCO₂", data: rows.map((r) => r.carbon_t) },
+      { type: "line", name: "gCO₂/kWh", yAxisIndex: 1, data: rows.map((r) => r.intensity_g_per_kwh) }] }, true);
+  bars("con-region", c.by_region, t("by_region")); bars("con-industry", c.by_industry, t("by_industry"));
+  state.topo = state.topo || await api("/api/v1/topology");
+  const userBuses = new Set(state.topo.buses.filter((b) => b.kind === "user").map((b) => b.id));
+  let users = origin.loads.filter((l) => Object.keys(l.power_mw || {}).length);
+  if (users.some((l) => userBuses.has(l.bus))) users = users.filter((l) => userBuses.has(l.bus)); // key users
+  const plantOf = Object.fromEntries(origin.sources.map((s) => [s.id, `${s.plant || s.id} (${s.fuel || "?"})`]));
+  const plants = [...new Set(origin.sources.map((s) => plantOf[s.id]))];
+  chart("con-origin").setOption({ tooltip: { trigger: "axis", axisPointer: { type: "shadow" } }, legend: { top: 0, type: "scroll" },
+    grid: { left: 80, right: 20, top: 40, bottom: 30 }, xAxis: { type: "value", max: 100, name: "%" },
+    yAxis: { type: "category", data: users.map((u) => u.id) },
+    series: plants.map((plant) => ({ name: plant, type: "bar", stack: "share", data: users.map((u) => {
+      const total = Object.values(u.power_mw).reduce((a, b) => a + b, 0);
+      const mine = Object.entries(u.power_mw).filter(([s]) => plantOf[s] === plant).reduce((a, [, v]) => a + v, 0);
+      return total ? +(100 * mine / total).toFixed(2) : 0; }) })) }, true);
+  put("con-users", table(c.users, [{ label: t("users"), key: "id" }, { label: t("region"), key: "region" },
+    { label: t("industry"), key: "industry" }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+    { label: `${t("intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.intensity_g_per_kwh) },
+    { label: `${t("energy")} (MWh)`, num: true, render: (r) => num(r.range_energy_kwh / 1000) },
+    { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.range_carbon_t) }]));
+};
+
+// ---- History ------------------------------------------------------------------------------------------
+function historyQuery(format) {
+  const hours = Number($("hist-range").value);
+  const end = state.latest ? new Date(new Date(state.latest).getTime() + 1000) : new Date();
+  const start = new Date(end.getTime() - hours * 3600 * 1000);
+  return qs({ kind: $("hist-kind").value, element: $("hist-element").value.trim(), group_by: $("hist-group").value,
+    bucket: $("hist-bucket").value, start: start.toISOString(), end: end.toISOString(), format });
+}
+PAGES.history = async () => {
+  if (!state.latest) state.latest = (await api("/api/v1/overview")).ts;
+  $("hist-csv").href = `/api/v1/history?${historyQuery("csv")}`;
+  $("hist-error").textContent = "";
+  let h;
+  try { h = await api(`/api/v1/history?${historyQuery()}`); } catch (error) { $("hist-error").textContent = error.message; return; }
+  const total = $("hist-kind").value === "total";
+  const keys = total ? [null] : [...new Set(h.items.map((r) => r.key))].slice(0, 12);
+  const buckets = [...new Set(h.items.map((r) => r.bucket))];
+  const value = (r) => (total ? r.generation_intensity_g_per_kwh : r.intensity_g_per_kwh);
+  chart("hist-chart").setOption({ tooltip: { trigger: "axis" }, legend: { top: 0, type: "scroll" },
+    grid: { left: 60, right: 20, top: 40, bottom: 30 }, xAxis: { type: "category", data: buckets.map((b) => b.slice(0, 16).replace("T", " ")) },
+    yAxis: { type: "value", name: "gCO₂/kWh", scale: true },
+    series: keys.map((key) => ({ name: key ?? t("sys_intensity"), type: "line", showSymbol: false,
+      data: buckets.map((b) => { const r = h.items.find((x) => x.bucket === b && (total || x.key === key)); return r ? value(r) : null; }) })) }, true);
+  const columns = total
+    ? [{ label: t("time"), key: "bucket" }, { label: `${t("gen_carbon")} (tCO₂)`, num: true, render: (r) => num(r.generation_carbon_kg / 1000) },
+      { label: `${t("loss_carbon")} (tCO₂)`, num: true, render: (r) => num(r.loss_carbon_kg / 1000, 2) },
+      { label: `${t("sys_intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.generation_intensity_g_per_kwh) }]
+    : [{ label: t("time"), key: "bucket" }, { label: t("element"), key: "key" },
+      { label: `${t("energy")} (MWh)`, num: true, render: (r) => num(r.energy_kwh / 1000, 2) },
+      { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.carbon_kg / 1000, 2) },
+      { label: `${t("intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.intensity_g_per_kwh) }];
+  put("hist-table", table(h.items.slice(0, 500), columns));
+};
+$("hist-form").addEventListener("submit", (event) => { event.preventDefault(); PAGES.history(); });
+
+// ---- Devices ------------------------------------------------------------------------------------------
+PAGES.devices = async () => {
+  const [d, commands] = await Promise.all([api("/api/v1/devices?limit=100000"), api("/api/v1/commands?limit=50")]);
+  const online = d.items.filter((x) => x.status === "online").length;
+  $("dev-summary").textContent = `${online} ${t("of")} ${d.total} ${t("devices_online")}`;
+  $("dev-csv").href = "/api/v1/devices?format=csv";
+  const el = table(d.items, [{ label: t("device"), key: "id" }, { label: t("kind"), key: "kind" },
+    { label: t("protocol"), key: "protocol" }, { label: t("bus"), key: "bus_id" },
+    { label: t("status"), render: (r) => `<span class="status-${r.status}">${t(r.status)}</span>` },
+    { label: `${t("last_seen")} ${zoneLabel()}`, render: (r) => localTime(r.last_seen) },
+    { label: `${t("clock_offset")} (s)`, num: true, render: (r) => num(r.clock_offset_s, 2) },
+    { label: t("actions"), render: (r) => ["time_sync", "read_now", "restart"].map((k) =>
+      `<button data-device="${r.id}" data-command="${k}">${t(k)}</button>`).join("") }]);
+  el.querySelectorAll("button[data-command]").forEach((b) => b.addEventListener("click", async () => {
+    await api(`/api/v1/devices/${encodeURIComponent(b.dataset.device)}/commands`, { method: "POST", body: JSON.stringify({ kind: b.dataset.command }) });
+    PAGES.devices();
+  }));
+  put("dev-table", el);
+  put("dev-commands", table(commands.items, [{ label: `${t("created")} ${zoneLabel()}`, render: (r) => localTime(r.created_at) },
+    { label: t("device"), key: "device_id" }, { label: t("kind"), render: (r) => t(r.kind) },
+    { label: t("status"), render: (r) => t(r.status) }, { label: t("user"), key: "actor" }]));
+};
+
+PAGES.cameras = async () => {};
+
+applyLang();
+start();

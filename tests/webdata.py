@@ -1,0 +1,113 @@
+"""A center store filled from the simulator, for the API and browser tests (and a demo-like server).
+
+``populate(url)`` upserts the 104-node reference grid's topology, registers its devices under one
+collector, stores ``hours`` of 15-minute intervals (engine output + origin shares) from the simulator,
+and creates the user ``operator`` / ``demo-pass``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from carbonflow.center.store import (
+    Store,
+    create_user,
+    ingest_batch,
+    interval_from_document,
+    record_status,
+    register_devices,
+    save_interval,
+    upsert_collector,
+    upsert_topology,
+)
+from carbonflow.engine.document import origin_document
+from carbonflow.engine.origin import origin_shares
+from carbonflow.messages.c4 import Batch, DeviceStatus, Reading
+from carbonflow.sim.device_map import build_device_map, grid_document
+from carbonflow.sim.reference_grid import reference_grid
+from carbonflow.sim.simulation import Simulation
+from carbonflow.sim.timeseries import SimConfig
+
+USER, PASSWORD = "operator", "demo-pass"
+COLLECTOR = "C1"
+START = datetime(2025, 6, 1, 16, 0, tzinfo=UTC)  # 2025-06-02 00:00 in Asia/Shanghai
+
+
+def topology_rows(document: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The simulator's grid document in the store's column names."""
+    return {
+        "buses": [
+            {
+                "id": b["id"],
+                "name": b.get("name_en") or b.get("name_zh"),
+                "kind": b["kind"],
+                "voltage_kv": b["vn_kv"],
+                "region": b["region"],
+                "industry": b.get("industry") or None,
+                "x_km": b.get("x_km"),
+                "y_km": b.get("y_km"),
+            }
+            for b in document["buses"]
+        ],
+        "generators": [
+            {
+                "id": g["id"],
+                "bus_id": g["bus"],
+                "plant": g.get("plant"),
+                "unit": g["id"],
+                "fuel": g.get("fuel"),
+                "intensity_g_per_kwh": g.get("intensity_g_per_kwh"),
+                "intensity_source": g.get("intensity_source"),
+            }
+            for g in document["generators"]
+        ],
+        "branches": [
+            {"id": b["id"], "kind": b["type"], "from_bus": b["from_bus"], "to_bus": b["to_bus"]}
+            for b in document["branches"]
+        ],
+        "loads": [
+            {
+                "id": lo["id"],
+                "bus_id": lo["bus"],
+                "user_name": lo["id"],
+                "industry": lo.get("industry") or None,
+            }
+            for lo in document["loads"]
+        ],
+    }
+
+
+def populate(url: str, *, hours: int = 6, start: datetime = START) -> tuple[Store, datetime]:
+    net = reference_grid()
+    store = Store.open(url)
+    upsert_topology(store, topology_rows(grid_document(net)))
+    upsert_collector(store, COLLECTOR, "secret")
+    devices = build_device_map(net)["devices"]
+    register_devices(store, devices, collector_id=COLLECTOR)
+    simulation = Simulation(net, SimConfig(start=start, interval_s=900, count=hours * 4))
+    for truth in simulation.intervals():
+        result = truth.result()
+        record = interval_from_document(
+            truth.ts,
+            int(truth.interval_s),
+            truth.result_document(),
+            origin=origin_document(result, origin_shares(result)),
+        )
+        save_interval(store, record)
+    last = start + timedelta(hours=hours)
+    statuses = [
+        DeviceStatus(device=d["id"], online=k % 10 != 3, last_seen=last, clock_offset_s=0.02 * (k % 7))
+        for k, d in enumerate(devices)
+    ]
+    record_status(store, COLLECTOR, statuses, received_at=last)
+    first = devices[0]
+    readings = [
+        Reading(point=p["id"], ts=last - timedelta(minutes=m), value=f"{100 + m}.25", quality="good")
+        for p in first["points"][:3]
+        for m in (0, 15, 30)
+    ]
+    batch = Batch(collector_id=COLLECTOR, batch_id="batch-0001", seq=1, created_at=last, readings=readings)
+    ingest_batch(store, batch, received_at=last)
+    create_user(store, USER, PASSWORD, "operator")
+    return store, last
