@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy import func, select
 
 from carbonflow.center.api.app import create_app
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.metering.service import MeteringService
 from carbonflow.center.store import Store, register_devices, upsert_collector, upsert_topology
+from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.users import create_user
 from carbonflow.center.topology import topology_rows
 from carbonflow.collector import pollers
@@ -111,6 +113,18 @@ def _aligned_now(interval_s: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def _start_after_stored_data(store: Store, interval_s: int) -> datetime:
+    """Now, or — when an earlier (accelerated) run left data in the future — just after it, so that a
+    restarted demo continues the timeline instead of writing readings older than the stored ones."""
+    with store.read() as connection:
+        latest = connection.execute(select(func.max(Reading.ts))).scalar()
+    start = _aligned_now(interval_s)
+    if latest is not None:
+        resume = datetime.fromtimestamp(int(latest.timestamp()) // interval_s * interval_s, UTC)
+        start = max(start, resume + timedelta(seconds=interval_s))
+    return start
+
+
 async def run_demo(
     options: DemoOptions, say: Callable[[str], None] = print, stop: asyncio.Event | None = None
 ) -> DemoReport:
@@ -124,13 +138,12 @@ async def run_demo(
     net = reference_grid()
     grid = grid_document(net)
     device_map = build_device_map(net, host=options.host)
-    start = _aligned_now(options.interval_s)
+    store = Store.open(database_url)
+    start = _start_after_stored_data(store, options.interval_s)
     count = max(1, int(options.hours * 3600 / options.interval_s))
     simulation = Simulation(
         net, SimConfig(start=start, interval_s=options.interval_s, count=count, seed=options.seed)
     )
-
-    store = Store.open(database_url)
     upsert_topology(store, topology_rows(grid))
     upsert_collector(store, COLLECTOR_ID, collector_secret, name="demo collector")
     create_user(store, "admin", password, "admin")
