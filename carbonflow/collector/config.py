@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from carbonflow.collector.camera_config import CameraConfig, ImagesConfig
 from carbonflow.protocols.errors import ProtocolError
 from carbonflow.protocols.modbus.registers import RegisterMap, builtin_map, register_map_from_dict
 
@@ -220,6 +221,8 @@ class CollectorConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list)  # site cameras (camera_config.py)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     # where the file was (relative paths resolve against it); not part of the file
     base_dir: Path = Field(default=Path("."), exclude=True)
     origin: str = Field(default="<config>", exclude=True)
@@ -228,7 +231,7 @@ class CollectorConfig(_Strict):
     def _whole(self) -> CollectorConfig:
         if (self.secret is None) == (self.secret_file is None):
             raise ValueError("secret: give exactly one of 'secret' and 'secret_file'")
-        ids = [d.id for d in self.devices]
+        ids = [d.id for d in self.devices] + [c.id for c in self.cameras]
         duplicate = next((i for i in ids if ids.count(i) > 1), None)
         if duplicate is not None:
             raise ValueError(f"devices: id {duplicate!r} appears twice")

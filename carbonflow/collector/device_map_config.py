@@ -119,19 +119,36 @@ def config_from_device_map(
     if not isinstance(device_map, dict) or not isinstance(device_map.get("devices"), list):
         raise ConfigError("device map: expected an object with a 'devices' list")
     chosen = [d for d in device_map["devices"] if devices is None or d.get("id") in devices]
+    cameras = [d for d in chosen if d.get("protocol") == "camera-http"]
+    chosen = [d for d in chosen if d.get("protocol") != "camera-http"]
     try:
         device_tables = [_device(d, None) for d in chosen]
+        camera_tables = [_camera(d) for d in cameras]
     except (KeyError, TypeError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
         raise ConfigError(f"device map: malformed device record: {error}") from None
-    return {
+    config = {
         "id": collector_id,
         "secret_file": secret_file,
         "center": {"url": center_url},
         "defaults": {"period_s": period_s},
         "outbox": {"path": outbox_path},
         "devices": device_tables,
+    }
+    if camera_tables:
+        config["cameras"] = camera_tables
+    return config
+
+
+def _camera(device: dict[str, Any]) -> dict[str, Any]:
+    """A site camera of the map (``carbonflow.sim.cameras``): its snapshot URL."""
+    endpoint = device.get("endpoint") or {}
+    return {
+        "id": device["id"],
+        "protocol": "camera-http",
+        "endpoint": f"{endpoint.get('host', '127.0.0.1')}:{endpoint.get('port', 0)}",
+        "path": str((device.get("address") or {}).get("path", "/snapshot.png")),
     }
 
 

@@ -19,10 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from carbonflow.collector.cameras import CameraService
 from carbonflow.collector.clients.errors import DeviceError
 from carbonflow.collector.config import CollectorConfig, ConfigError, DeviceConfig, load_config
 from carbonflow.collector.outbox import Outbox, OutboxFull
 from carbonflow.collector.pollers import Poller, make_poller, to_ms, utc_now
+from carbonflow.collector.remote_config import install_pushed_config
 from carbonflow.collector.transport import SendResult, TransportError, make_transport
 from carbonflow.collector.validate import RawValue, Validator
 from carbonflow.messages.c4 import Ack, Command, CommandResult, DeviceStatus
@@ -165,11 +167,13 @@ class Collector:
         self._send_ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._outbox_full = False
+        self.cameras = CameraService(self)  # site cameras: snapshots -> image outbox -> center
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.transport.start()
         self._start_runners()
+        await self.cameras.start()
         self._tasks = [
             asyncio.create_task(self._batcher(), name="batcher"),
             asyncio.create_task(self._sender(), name="sender"),
@@ -200,6 +204,7 @@ class Collector:
                 await task
         self._tasks = []
         await self.transport.stop()
+        await self.cameras.stop()
         self.outbox.close()
         self._stopped.set()
 
@@ -244,8 +249,10 @@ class Collector:
                 runner = DeviceRunner(self, device)
                 self.runners[device.id] = runner
                 runner.start()
+        self.cameras.start_runners()
 
     async def _stop_runners(self) -> None:
+        await self.cameras.stop_runners()
         runners, self.runners = list(self.runners.values()), {}
         await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
 
@@ -411,6 +418,7 @@ class Collector:
             },
             "last_send_error": self.last_send_error,
             "devices": [runner.status().model_dump(mode="json") for runner in self.runners.values()],
+            "images": self.cameras.stats(),
         }
 
     # -- commands -------------------------------------------------------------------------------------
@@ -455,7 +463,7 @@ class Collector:
     async def _execute(self, command: Command) -> str:
         kind = command.kind
         if kind == "reload_config":
-            return await self.reload_config()
+            return await self.reload_config(command.params)
         if kind == "restart":
             await self._stop_runners()
             self._start_runners()
@@ -485,9 +493,11 @@ class Collector:
             return await runner.poller.set_carbon_factor(command.params)
         raise ValueError(f"unknown command kind {kind!r}")
 
-    async def reload_config(self) -> str:
+    async def reload_config(self, params: dict[str, Any] | None = None) -> str:
         if self.config_path is None:
             raise ConfigError("this collector was not started from a file: nothing to reload")
+        if (params or {}).get("version") is not None:  # a version pushed by the center: fetch, check, write
+            await install_pushed_config(self.config, self.config_path, str(params["version"]), params.get("url"))
         config = load_config(self.config_path)  # an invalid file leaves the running config untouched
         notes = []
         if (config.id, config.center, config.outbox) != (
@@ -502,6 +512,7 @@ class Collector:
         await self._stop_runners()
         self.config = config
         self._start_runners()
+        self.report_status(self.collector_status())  # the next batch tells the center the new version
         return f"configuration {config.config_version} loaded: {len(self.runners)} devices" + (
             f" ({'; '.join(notes)})" if notes else ""
         )

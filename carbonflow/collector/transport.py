@@ -134,7 +134,18 @@ class HttpTransport:
             raise TransportError(f"POST {path}: HTTP {response.status_code}: {_error_text(response)}")
 
     async def publish_status(self, payload: dict[str, Any]) -> None:
-        """HTTP has no live status channel: statuses travel inside batches only."""
+        """The collector's own status report (outbox, devices), signed like on MQTT, to
+        ``POST /api/v1/collectors/{id}/status``; a center without that endpoint (404) is left alone."""
+        assert self._client is not None, "transport not started"
+        path = f"/api/v1/collectors/{self.collector_id}/status"
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+        body = json.dumps({**payload, "signature": sign(canonical, self.secret)}, default=str).encode()
+        try:
+            response = await self._client.post(path, content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as error:
+            raise TransportError(f"POST {path}: {type(error).__name__}: {error}") from None
+        if response.status_code >= 300 and response.status_code != 404:
+            raise TransportError(f"POST {path}: HTTP {response.status_code}: {_error_text(response)}")
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -270,6 +270,7 @@ class DeviceFactory:
             "dlt645": self._dlt645,
             "dlt698": self._dlt698,
             "modbus-tcp": self._modbus,
+            "camera-http": self._camera,
         }.get(str(protocol))
         if builder is None:
             raise SimulationError(f"device {entry.get('id')}: protocol {protocol!r} cannot be simulated")
@@ -280,6 +281,11 @@ class DeviceFactory:
             if isinstance(error, SimulationError):
                 raise
             raise SimulationError(f"device {entry.get('id')}: bad device-map entry: {error}") from None
+
+    def _camera(self, entry: dict[str, Any], events: list[Event]) -> SimulatedDevice:
+        from carbonflow.sim.cameras import build_camera  # a site camera (carbonflow.sim.cameras)
+
+        return build_camera(self, entry, events)
 
     def _chain(
         self,

@@ -7,6 +7,8 @@ Topics (``prefix`` = ``carbonflow`` in production; tests use their own):
   ``{prefix}/{collector}/acks``            Ack JSON, QoS 1, center → collector, after the commit
   ``{prefix}/{collector}/rejects``         ``{"batch_id", "error", "detail"}``: refused, nothing stored
   ``{prefix}/{collector}/commands``        Command JSON, QoS 1, center → collector
+  ``{prefix}/{collector}/images``          camera image envelope (messages.images), QoS 1, when the
+                                           subscriber has an ImageStore; ImageAck on ``.../image-acks``
 
 Delivery: fixed client id, ``clean_session=False``, QoS 1 subscriptions, so the broker keeps messages
 for the center while it is down.  PUBACK is sent by hand (``manual_ack``) only after the batch is
@@ -25,11 +27,13 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
+from carbonflow.center.ingest.images import receive_image_envelope
 from carbonflow.center.ingest.receive import receive_batch, receive_status
 from carbonflow.center.store import (
     Store,
@@ -94,7 +98,9 @@ class MqttIngest:
         dispatch_commands: bool = True,
         command_poll_s: float = 1.0,
         keepalive_s: int = 30,
+        images: Any = None,  # an ImageStore: also receive camera images
     ) -> None:
+        self.images = images
         self.address = parse_broker_url(broker_url)
         self.store = store
         self.client_id = client_id
@@ -183,9 +189,8 @@ class MqttIngest:
         if reason_code.is_failure:
             log.error("MQTT connection refused: %s", reason_code)
             return
-        client.subscribe(
-            [(f"{self.prefix}/+/{kind}", 1) for kind in ("readings", "status", "command-results")]
-        )
+        kinds = ("readings", "status", "command-results") + (("images",) if self.images is not None else ())
+        client.subscribe([(f"{self.prefix}/+/{kind}", 1) for kind in kinds])
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
         if all(not code.is_failure for code in reason_codes):
@@ -236,6 +241,9 @@ class MqttIngest:
                 result = CommandResult.model_validate_json(message.payload)
                 record_command_result(self.store, collector_id, result)
                 self.counters.command_results += 1
+            elif kind == "images" and self.images is not None:
+                ack = receive_image_envelope(self.images, collector_id, message.payload)
+                self._publish(f"{self.prefix}/{collector_id}/image-acks", ack.model_dump_json())
             elif kind == "status":
                 ack = receive_status(self.store, collector_id, message.payload)
                 if ack is not None:

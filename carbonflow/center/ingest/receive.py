@@ -26,6 +26,7 @@ from carbonflow.center.store import (
     collector_secret,
     ingest_batch,
 )
+from carbonflow.center.store.collector_admin import record_status_report
 from carbonflow.center.store.readings import record_status
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus, sign
 
@@ -119,4 +120,5 @@ def receive_status(store: Store, collector_id: str, raw: bytes | str) -> Ack | N
     except ValidationError as error:
         raise InvalidBatchError(f"invalid device status: {str(error).splitlines()[0]}") from None
     record_status(store, collector_id, statuses, config_version=document.get("config_version"))
+    record_status_report(store, collector_id, unsigned)  # outbox state etc., shown in /collectors
     return None

@@ -14,6 +14,11 @@ from carbonflow.center.store.errors import (
     StoreError,
     UnknownCollectorError,
 )
+from carbonflow.center.store.images import (  # the image model joins the metadata too
+    DEFAULT_IMAGE_RETENTION_DAYS,
+    ImagePurgeReport,
+    ImageStore,
+)
 from carbonflow.center.store.maintenance import (
     list_commands,
     queue_command,
@@ -57,11 +62,14 @@ from carbonflow.center.store.users import (  # the models join the metadata the 
 )
 
 __all__ = [
+    "DEFAULT_IMAGE_RETENTION_DAYS",
     "DEFAULT_RETENTION_DAYS",
     "Aggregate",
     "BadSignatureError",
     "BatchConflictError",
     "DatabaseUnavailableError",
+    "ImagePurgeReport",
+    "ImageStore",
     "IntervalRecord",
     "InvalidBatchError",
     "NotFoundError",

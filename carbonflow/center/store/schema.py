@@ -126,6 +126,9 @@ class Collector(Base):
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_seq: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20), default="unknown")
+    # the collector's own status report (outbox, last send error, devices), and when it arrived
+    status_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reported_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Device(Base):
@@ -313,6 +316,47 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(100))
     object: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CollectorConfigVersion(Base):
+    """One version of a collector's configuration as pushed by the center (TOML text, validated)."""
+
+    __tablename__ = "collector_configs"
+
+    collector_id: Mapped[str] = mapped_column(ForeignKey("collectors.id"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(100), primary_key=True)
+    toml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str | None] = mapped_column(String(100))
+
+
+class MeterCheck(Base):
+    """What an electric-carbon meter showed vs what the platform computed for it over one span."""
+
+    __tablename__ = "meter_checks"
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'mismatch', 'incomplete')", name="ck_meter_checks_status"),
+        Index("ix_meter_checks_device_end", "device_id", "end_ts"),
+        Index("ix_meter_checks_end", "end_ts"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ID)
+    carbon_point: Mapped[str] = mapped_column(String(200))
+    energy_point: Mapped[str] = mapped_column(String(200))
+    start_ts: Mapped[datetime] = mapped_column(UtcDateTime)  # the base reading (previous register)
+    end_ts: Mapped[datetime] = mapped_column(UtcDateTime)  # the last reading compared
+    status: Mapped[str] = mapped_column(String(20))
+    energy_kwh: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    expected_kg: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    shown_kg: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    deviation_kg: Mapped[Decimal | None] = mapped_column(ExactDecimal)  # shown - expected, the worst one
+    resolution_kg: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    uncertainty_kg: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    factors: Mapped[list[Any] | None] = mapped_column(JSON)  # the factors in force over the span
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 metadata = Base.metadata
