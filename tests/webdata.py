@@ -8,7 +8,6 @@ and creates the user ``operator`` / ``demo-pass``.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from carbonflow.center.store import (
     Store,
@@ -21,6 +20,7 @@ from carbonflow.center.store import (
     upsert_collector,
     upsert_topology,
 )
+from carbonflow.center.topology import topology_rows
 from carbonflow.engine.document import origin_document
 from carbonflow.engine.origin import origin_shares
 from carbonflow.messages.c4 import Batch, DeviceStatus, Reading
@@ -32,50 +32,6 @@ from carbonflow.sim.timeseries import SimConfig
 USER, PASSWORD = "operator", "demo-pass"
 COLLECTOR = "C1"
 START = datetime(2025, 6, 1, 16, 0, tzinfo=UTC)  # 2025-06-02 00:00 in Asia/Shanghai
-
-
-def topology_rows(document: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The simulator's grid document in the store's column names."""
-    return {
-        "buses": [
-            {
-                "id": b["id"],
-                "name": b.get("name_en") or b.get("name_zh"),
-                "kind": b["kind"],
-                "voltage_kv": b["vn_kv"],
-                "region": b["region"],
-                "industry": b.get("industry") or None,
-                "x_km": b.get("x_km"),
-                "y_km": b.get("y_km"),
-            }
-            for b in document["buses"]
-        ],
-        "generators": [
-            {
-                "id": g["id"],
-                "bus_id": g["bus"],
-                "plant": g.get("plant"),
-                "unit": g["id"],
-                "fuel": g.get("fuel"),
-                "intensity_g_per_kwh": g.get("intensity_g_per_kwh"),
-                "intensity_source": g.get("intensity_source"),
-            }
-            for g in document["generators"]
-        ],
-        "branches": [
-            {"id": b["id"], "kind": b["type"], "from_bus": b["from_bus"], "to_bus": b["to_bus"]}
-            for b in document["branches"]
-        ],
-        "loads": [
-            {
-                "id": lo["id"],
-                "bus_id": lo["bus"],
-                "user_name": lo["id"],
-                "industry": lo.get("industry") or None,
-            }
-            for lo in document["loads"]
-        ],
-    }
 
 
 def populate(url: str, *, hours: int = 6, start: datetime = START) -> tuple[Store, datetime]:
