@@ -64,7 +64,7 @@ def config(devices: list[dict], tmp_path, center_url: str = "http://127.0.0.1:9"
     return config_from_dict(document)
 
 
-async def eventually(condition, timeout_s: float = 20.0) -> bool:
+async def eventually(condition, timeout_s: float = 60.0) -> bool:
     """Wait (in the loop) for a condition; returns whether it came true.  Not a timing assertion."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

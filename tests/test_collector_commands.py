@@ -115,7 +115,7 @@ def test_commands_over_http_sync_clocks_download_factors_and_report_results(
                 "unknown": queue_command(record, "read_now", "NOPE").command_id,
                 "read": queue_command(record, "read_now", "M645").command_id,
             }
-            assert await eventually(lambda: len(record.results) == len(ids), 20)
+            assert await eventually(lambda: len(record.results) == len(ids))
 
             def factors_shown() -> set[str | None]:
                 with record.lock:
@@ -127,7 +127,7 @@ def test_commands_over_http_sync_clocks_download_factors_and_report_results(
             config_path.write_text(_toml(cfg, [t for t in tables(devices) if t["id"] != "MB"]))
             reload_id = queue_command(record, "reload_config").command_id
             restart_id = queue_command(record, "restart").command_id
-            assert await eventually(lambda: len(record.results) == len(ids) + 2, 20)
+            assert await eventually(lambda: len(record.results) == len(ids) + 2)
             results.update({r.command_id: r for r in record.results})
             return ids, results, reload_id, restart_id, sorted(collector.runners)
         finally:
@@ -214,7 +214,7 @@ def test_mqtt_batches_are_acked_by_the_center_and_commands_come_back(tmp_path, m
             collector._form_batches(force=True)
             accepted = collector.accepted_readings
             center.acking = True  # the center is back: resent batches are now stored and acknowledged
-            assert await eventually(lambda: collector.outbox.stats().batches == 0, 20)
+            assert await eventually(lambda: collector.outbox.stats().batches == 0)
             with center.record.lock:  # what the center holds once the outbox is empty
                 stored = len(center.record.readings)
                 in_batches = sum(len(b.readings) for b in center.record.batches.values())
