@@ -37,6 +37,7 @@ from carbonflow.collector import pollers
 from carbonflow.collector.config import config_from_dict
 from carbonflow.collector.device_map_config import config_from_device_map
 from carbonflow.collector.service import Collector
+from carbonflow.sim.cameras import add_cameras
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.serve import DeviceFarm, SimClock, TruthDriver
@@ -138,6 +139,7 @@ async def run_demo(
     net = reference_grid()
     grid = grid_document(net)
     device_map = build_device_map(net, host=options.host)
+    add_cameras(device_map, net)  # a site camera at every plant's metering point
     store = Store.open(database_url)
     start = _start_after_stored_data(store, options.interval_s)
     count = max(1, int(options.hours * 3600 / options.interval_s))
@@ -156,7 +158,9 @@ async def run_demo(
     served_map = await farm.start(options.host, None)
     register_devices(store, served_map["devices"], collector_id=COLLECTOR_ID)
 
-    settings = CenterSettings(database_url=database_url, mqtt_url=options.mqtt_url)
+    settings = CenterSettings(
+        database_url=database_url, mqtt_url=options.mqtt_url, image_dir=str(options.directory / "images")
+    )
     app = create_app(settings, store=store)
     server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
     server_task = asyncio.create_task(server.serve(), name="center-api")
@@ -179,6 +183,7 @@ async def run_demo(
         period_s=poll_s,
     )
     config_data["center"]["command_poll_s"] = max(0.5, poll_s)
+    config_data["images"] = {"period_s": max(1.0, options.interval_s / options.speed)}  # one per interval
     collector = Collector(config_from_dict(config_data, "demo collector", options.directory))
     report = DemoReport(url=url, user="admin", password=password)
     metering = MeteringService(store, grid, options.interval_s)

@@ -167,6 +167,7 @@ class Collector:
         self._send_ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._outbox_full = False
+        self.answered: dict[str, CommandResult] = {}  # recent results by command id (this run)
         self.cameras = CameraService(self)  # site cameras: snapshots -> image outbox -> center
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -431,7 +432,11 @@ class Collector:
                 await asyncio.sleep(self.config.center.command_poll_s)
                 continue
             for command in commands:
-                result = await self.execute(command)
+                # a command sent again by the center (its answer was lost) is answered, not run twice
+                result = self.answered.get(command.command_id) or await self.execute(command)
+                self.answered[command.command_id] = result
+                while len(self.answered) > 1000:
+                    self.answered.pop(next(iter(self.answered)))
                 try:
                     await self.transport.send_result(result)
                 except TransportError as error:
@@ -496,8 +501,10 @@ class Collector:
     async def reload_config(self, params: dict[str, Any] | None = None) -> str:
         if self.config_path is None:
             raise ConfigError("this collector was not started from a file: nothing to reload")
-        if (params or {}).get("version") is not None:  # a version pushed by the center: fetch, check, write
-            await install_pushed_config(self.config, self.config_path, str(params["version"]), params.get("url"))
+        params = params or {}
+        if params.get("version") is not None:  # a version pushed by the center: fetch, check, write
+            version, url = str(params["version"]), params.get("url")
+            await install_pushed_config(self.config, self.config_path, version, url)
         config = load_config(self.config_path)  # an invalid file leaves the running config untouched
         notes = []
         if (config.id, config.center, config.outbox) != (

@@ -52,6 +52,9 @@ class SendResult:
     error: str = ""
 
 
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
 class TransportError(Exception):
     """The center could not be reached or refused a request (not a batch verdict)."""
 
@@ -141,7 +144,7 @@ class HttpTransport:
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
         body = json.dumps({**payload, "signature": sign(canonical, self.secret)}, default=str).encode()
         try:
-            response = await self._client.post(path, content=body, headers={"Content-Type": "application/json"})
+            response = await self._client.post(path, content=body, headers=JSON_HEADERS)
         except httpx.HTTPError as error:
             raise TransportError(f"POST {path}: {type(error).__name__}: {error}") from None
         if response.status_code >= 300 and response.status_code != 404:

@@ -20,7 +20,8 @@ Kinds and their parameters:
   counting (the energy of the window is lost);
 * ``tamper`` (``device``, ``offset``, optional ``point``): the register shows ``offset`` (device units)
   more than it should during the window;
-* ``camera_offline`` (``camera``): recorded in the journal (cameras come with a later issue);
+* ``camera_offline`` (``camera``, a camera id or shell pattern): the site camera drops every connection
+  (:mod:`carbonflow.sim.cameras`), as ``offline`` does for a meter;
 * ``line_outage`` (``branch``): the branch is out of service in the AC power flow for every interval
   that starts inside the window (the topology changes; the branch carries 0).
 

@@ -19,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from carbonflow.center.api.errors import error_response, install_error_handlers
 from carbonflow.center.api.routes import (
     auth,
+    cameras,
+    collector_admin,
     collectors,
     devices,
     history,
@@ -31,7 +33,9 @@ from carbonflow.center.api.routes import (
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
-from carbonflow.center.store import Store
+from carbonflow.center.maintenance import scheduler_from_settings
+from carbonflow.center.store import ImageStore, Store
+from carbonflow.center.store.images import default_image_dir
 
 
 def create_app(settings: CenterSettings | None = None, *, store: Store | None = None) -> FastAPI:
@@ -48,12 +52,19 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
                 store,
                 client_id=settings.mqtt_client_id,
                 topic_prefix=settings.mqtt_topic_prefix,
+                images=app.state.images,
             )
             await run_in_threadpool(subscriber.start)
         app.state.mqtt = subscriber
+        scheduler = scheduler_from_settings(store, settings)  # command retries, retention, meter checks
+        if scheduler is not None:
+            scheduler.start()
+        app.state.maintenance = scheduler
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             if subscriber is not None:
                 await run_in_threadpool(subscriber.stop)
             if owned:
@@ -62,6 +73,9 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
     app = FastAPI(title="carbonflow center", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
+    app.state.images = ImageStore(  # site-camera images (routes/cameras.py)
+        store, settings.image_dir or default_image_dir(settings.database_url), settings.image_retention_days
+    )
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -78,7 +92,10 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
 
     app.include_router(ingest_http.router)
     app.include_router(collectors.router)
-    for module in (auth, topology, results, history, views, devices, live):  # user endpoints (login required)
+    app.include_router(collector_admin.router)  # remote maintenance (user + two signed endpoints)
+    app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
+    # user endpoints (login required)
+    for module in (auth, topology, results, history, views, devices, live, cameras):
         app.include_router(module.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")

@@ -6,7 +6,7 @@ import os
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carbonflow.center.store import DEFAULT_RETENTION_DAYS
+from carbonflow.center.store import DEFAULT_IMAGE_RETENTION_DAYS, DEFAULT_RETENTION_DAYS
 
 
 class CenterSettings(BaseModel):
@@ -23,6 +23,15 @@ class CenterSettings(BaseModel):
     session_hours: float = Field(default=12.0, gt=0)  # lifetime of a login session
     cookie_secure: bool = False  # set the session cookie's Secure flag (behind HTTPS)
     live_poll_s: float = Field(default=2.0, gt=0)  # how often /api/v1/live looks for a new interval
+    # site-camera images (store/images.py): files under image_dir (default: next to an SQLite database)
+    image_dir: str | None = None
+    image_retention_days: int = Field(default=DEFAULT_IMAGE_RETENTION_DAYS, ge=1)
+    # remote maintenance (carbonflow/center/maintenance.py); maintenance_period_s = 0 turns the scheduler off
+    maintenance_period_s: float = Field(default=30.0, ge=0)
+    command_timeout_s: float = Field(default=300.0, gt=0)  # sent but unanswered this long -> queued again
+    command_max_attempts: int = Field(default=3, ge=1)  # ... until this many tries, then failed
+    collector_offline_after_s: float = Field(default=300.0, gt=0)  # no batch or status this long -> offline
+    meter_check_period_s: float = Field(default=900.0, ge=0)  # electric-carbon meter checks; 0: never
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CenterSettings:
@@ -31,6 +40,10 @@ class CenterSettings(BaseModel):
         for name in ("database_url", "mqtt_url", "mqtt_client_id", "mqtt_topic_prefix", "time_zone"):
             if f"CARBONFLOW_{name.upper()}" in environ:
                 values[name] = environ[f"CARBONFLOW_{name.upper()}"]
+        if "CARBONFLOW_IMAGE_DIR" in environ:
+            values["image_dir"] = environ["CARBONFLOW_IMAGE_DIR"]
+        if "CARBONFLOW_IMAGE_RETENTION_DAYS" in environ:
+            values["image_retention_days"] = int(environ["CARBONFLOW_IMAGE_RETENTION_DAYS"])
         if "CARBONFLOW_RETENTION_DAYS" in environ:
             values["retention_days"] = int(environ["CARBONFLOW_RETENTION_DAYS"])
         if "CARBONFLOW_API_TOKENS" in environ:  # "token1:alice,token2:bob"

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from carbonflow.center.ingest.images import receive_image_envelope
+from carbonflow.center.ingest.images import answer_image_envelope
 from carbonflow.center.ingest.receive import receive_batch, receive_status
 from carbonflow.center.store import (
     Store,
@@ -242,8 +242,8 @@ class MqttIngest:
                 record_command_result(self.store, collector_id, result)
                 self.counters.command_results += 1
             elif kind == "images" and self.images is not None:
-                ack = receive_image_envelope(self.images, collector_id, message.payload)
-                self._publish(f"{self.prefix}/{collector_id}/image-acks", ack.model_dump_json())
+                answer = answer_image_envelope(self.images, collector_id, message.payload)
+                self._publish(f"{self.prefix}/{collector_id}/image-acks", answer)
             elif kind == "status":
                 ack = receive_status(self.store, collector_id, message.payload)
                 if ack is not None:

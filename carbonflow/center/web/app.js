@@ -353,6 +353,17 @@ PAGES.devices = async () => {
   const online = d.items.filter((x) => x.status === "online").length;
   $("dev-summary").textContent = `${online} ${t("of")} ${d.total} ${t("devices_online")}`;
   $("dev-csv").href = "/api/v1/devices?format=csv";
+  if (!$("dev-sync-all")) {  // remote maintenance: one time-sync command per meter and RTU with a clock
+    const button = document.createElement("button");
+    button.id = "dev-sync-all";
+    button.addEventListener("click", async () => {
+      const r = await api("/api/v1/commands/time-sync-all", { method: "POST" });
+      $("dev-summary").textContent = `${r.queued} ${t("sync_all_queued")}`;
+      setTimeout(PAGES.devices, 1500);
+    });
+    $("dev-csv").after(" ", button);
+  }
+  $("dev-sync-all").textContent = t("sync_all_clocks");
   const el = table(d.items, [{ label: t("device"), key: "id" }, { label: t("kind"), key: "kind" },
     { label: t("protocol"), key: "protocol" }, { label: t("bus"), key: "bus_id" },
     { label: t("status"), render: (r) => `<span class="status-${r.status}">${t(r.status)}</span>` },
@@ -370,7 +381,101 @@ PAGES.devices = async () => {
     { label: t("status"), render: (r) => t(r.status) }, { label: t("user"), key: "actor" }]));
 };
 
-PAGES.cameras = async () => {};
+// ---- Cameras: list, latest image, playback of stored images --------------------------------------------
+// state.cam = { cameras, id, frames: [{ts, key, url}], index, timer, mode: "latest" | "playback" }
+state.cam = { cameras: [], id: null, frames: [], index: 0, timer: null, mode: "latest" };
+function zonedParts(date, zone) {
+  const parts = new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }).formatToParts(date);
+  return Object.fromEntries(parts.map((p) => [p.type, p.value]));
+}
+// "YYYY-MM-DDTHH:MM" in the center's zone <-> a Date (datetime-local inputs show the center's local time)
+function toZonedInput(iso, zone) {
+  const p = zonedParts(new Date(iso), zone);
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+function fromZonedInput(text, zone) {
+  const guess = new Date(`${text}:00Z`);
+  const p = zonedParts(guess, zone);
+  const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
+  return new Date(guess.getTime() - (asUtc - guess.getTime()));
+}
+function camStop() {
+  if (state.cam.timer) clearInterval(state.cam.timer);
+  state.cam.timer = null; $("cam-play").textContent = t("play"); $("cam-play").dataset.playing = "";
+}
+function camShowFrame(index) {
+  const cam = state.cam, frame = cam.frames[index];
+  if (!frame) return;
+  cam.index = index; $("cam-slider").value = index;
+  $("cam-image").src = frame.url;
+  $("cam-ts").textContent = `${localTime(frame.ts)}:${new Date(frame.ts).toISOString().slice(17, 19)} ${zoneLabel()}`;
+  $("cam-frame").textContent = `${index + 1} / ${cam.frames.length}`;
+  $("cam-image").dataset.ts = frame.ts;
+}
+async function camLatest() {
+  const cam = state.cam; camStop(); cam.mode = "latest";
+  const row = cam.cameras.find((c) => c.id === cam.id);
+  $("cam-mode").textContent = `· ${t("live_view")}`;
+  $("cam-error").textContent = "";
+  if (!row || !row.latest_key) { $("cam-image").removeAttribute("src"); $("cam-ts").textContent = "—"; return; }
+  $("cam-image").src = `/api/v1/cameras/${encodeURIComponent(cam.id)}/latest?ts=${encodeURIComponent(row.latest_ts)}`;
+  $("cam-image").dataset.ts = row.latest_ts;
+  $("cam-ts").textContent = `${localTime(row.latest_ts)}:${new Date(row.latest_ts).toISOString().slice(17, 19)} ${zoneLabel()}`;
+}
+async function camPlayback() {
+  const cam = state.cam; camStop(); cam.mode = "playback";
+  $("cam-error").textContent = "";
+  const start = fromZonedInput($("cam-start").value, state.zone), end = fromZonedInput($("cam-end").value, state.zone);
+  let body;
+  try {
+    body = await api(`/api/v1/cameras/${encodeURIComponent(cam.id)}/images?${qs({ start: start.toISOString(),
+      end: new Date(end.getTime() + 60000).toISOString(), limit: 100000 })}`);
+  } catch (error) { $("cam-error").textContent = error.message; return; }
+  cam.frames = body.items;
+  $("cam-slider").max = Math.max(0, cam.frames.length - 1);
+  $("cam-mode").textContent = `· ${t("playback")}`;
+  if (!cam.frames.length) { $("cam-frame").textContent = "0 / 0"; $("cam-error").textContent = t("no_images"); return; }
+  camShowFrame(0);
+}
+function camPlay() {
+  const cam = state.cam;
+  if (cam.timer) { camStop(); return; }
+  if (!cam.frames.length) return;
+  if (cam.index >= cam.frames.length - 1) camShowFrame(0);
+  $("cam-play").textContent = t("pause"); $("cam-play").dataset.playing = "1";
+  cam.timer = setInterval(() => {
+    if (cam.index >= cam.frames.length - 1) { camStop(); return; }
+    camShowFrame(cam.index + 1);
+  }, 1000 / Number($("cam-speed").value));
+}
+async function camSelect(id) {
+  const cam = state.cam; cam.id = id; cam.frames = []; $("cam-slider").max = 0; $("cam-frame").textContent = "0 / 0";
+  const row = cam.cameras.find((c) => c.id === id) || {};
+  $("cam-id").textContent = id; $("cam-title").textContent = row.bus_name ? `· ${row.bus_name}` : "";
+  document.querySelectorAll("#cam-list tbody tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.id === id));
+  const end = row.latest_ts || new Date().toISOString();
+  $("cam-end").value = toZonedInput(end, state.zone);
+  $("cam-start").value = toZonedInput(new Date(new Date(end).getTime() - 3600 * 1000).toISOString(), state.zone);
+  await camLatest();
+}
+PAGES.cameras = async () => {
+  const cam = state.cam; camStop();
+  cam.cameras = (await api("/api/v1/cameras?limit=100000")).items;
+  const el = table(cam.cameras, [{ label: t("camera"), key: "id" }, { label: t("plant"), render: (r) => r.bus_name || r.bus_id || "—" },
+    { label: t("status"), render: (r) => `<span class="status-${r.status}">${t(r.status || "unknown")}</span>` },
+    { label: `${t("latest")} ${zoneLabel()}`, render: (r) => localTime(r.latest_ts) },
+    { label: t("images_stored"), num: true, key: "images" }], (row) => camSelect(row.id));
+  el.querySelectorAll("tbody tr").forEach((tr) => { tr.dataset.id = cam.cameras[tr.dataset.k].id; });
+  put("cam-list", el);
+  const keep = cam.cameras.some((c) => c.id === cam.id) ? cam.id : cam.cameras[0]?.id;
+  if (keep) await camSelect(keep);
+};
+$("cam-latest").addEventListener("click", () => camLatest());
+$("cam-load").addEventListener("click", () => camPlayback());
+$("cam-play").addEventListener("click", () => camPlay());
+$("cam-speed").addEventListener("change", () => { if (state.cam.timer) { camStop(); camPlay(); } });
+$("cam-slider").addEventListener("input", () => { camStop(); camShowFrame(Number($("cam-slider").value)); });
 
 applyLang();
 start();

@@ -1,0 +1,222 @@
+"""Remote maintenance for users (login required): collectors' status, configuration push with versions,
+"sync all clocks", electric-carbon meter checks.  And the two collector-signed endpoints that go with
+them: fetching a pushed configuration version and posting the collector's own status report.
+
+(``routes/collectors.py`` holds the collector-signed command endpoints.)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from carbonflow.center.api.deps import SignedCollector, StoreDep, UserDep, require_user
+from carbonflow.center.api.routes._common import (
+    Format,
+    Limit,
+    Offset,
+    bad_parameter,
+    jsonable,
+    listing,
+    parse_time,
+)
+from carbonflow.center.ingest.receive import receive_status
+from carbonflow.center.metering.meter_check import list_checks
+from carbonflow.center.store import Store, list_commands, queue_command
+from carbonflow.center.store.collector_admin import (
+    collector_config,
+    collector_configs,
+    collectors_overview,
+    next_config_version,
+    save_collector_config,
+)
+from carbonflow.center.store.schema import Collector, Device
+from carbonflow.collector.config import ConfigError, config_from_dict
+
+router = APIRouter(prefix="/api/v1", tags=["remote maintenance"])
+LOGIN = [Depends(require_user)]
+CLOCK_PROTOCOLS = ("dlt645", "dlt698", "iec104")  # devices with a clock to set (Modbus meters have none)
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _with_state(row: dict[str, Any], offline_after_s: float, now: datetime) -> dict[str, Any]:
+    """``status``: unknown (never heard of), offline (silent for ``offline_after_s``), else online or
+    degraded as the collector last reported; the outbox from its own status report."""
+    last_seen = row.get("last_seen")
+    if last_seen is None:
+        status = "unknown"
+    elif now - last_seen > timedelta(seconds=offline_after_s):
+        status = "offline"
+    else:
+        status = row.get("status") if row.get("status") in ("online", "degraded") else "online"
+    report = row.pop("status_report", None) or {}
+    return {
+        **row,
+        "status": status,
+        "online": status in ("online", "degraded"),
+        "outbox": report.get("outbox"),
+        "last_send_error": report.get("last_send_error"),
+    }
+
+
+def _collectors(request: Request, store: Store) -> list[dict[str, Any]]:
+    offline_after = request.app.state.settings.collector_offline_after_s
+    now = datetime.now(UTC)
+    return [_with_state(row, offline_after, now) for row in collectors_overview(store)]
+
+
+@router.get("/collectors", dependencies=LOGIN)
+async def collectors(
+    request: Request,
+    store: StoreDep,
+    status: Literal["online", "degraded", "offline", "unknown"] | None = None,
+    limit: Limit = None,
+    offset: Offset = 0,
+    format: Format = "json",
+):
+    """Collectors: status, last seen, reported and pushed configuration versions, outbox, open commands."""
+    rows = await run_in_threadpool(_collectors, request, store)
+    if status is not None:
+        rows = [r for r in rows if r["status"] == status]
+    return listing(rows, limit=limit, offset=offset, format=format, name="collectors")
+
+
+@router.get("/collectors/{collector_id}", dependencies=LOGIN)
+async def collector(collector_id: str, request: Request, store: StoreDep) -> dict:
+    def load() -> dict[str, Any]:
+        rows = [r for r in _collectors(request, store) if r["id"] == collector_id]
+        if not rows:
+            raise HTTPException(404, f"unknown collector {collector_id!r}")
+        with store.read() as connection:
+            report = connection.execute(
+                select(Collector.status_report).where(Collector.id == collector_id)
+            ).scalar_one_or_none()
+            devices = connection.execute(
+                select(Device.id, Device.kind, Device.protocol, Device.status, Device.last_seen)
+                .where(Device.collector_id == collector_id)
+                .order_by(Device.id)
+            ).all()
+        return {
+            **rows[0],
+            "status_report": report,
+            "configs": collector_configs(store, collector_id),
+            "commands": list_commands(store, collector_id=collector_id)[-20:][::-1],
+            "devices": [dict(d._mapping) for d in devices],
+        }
+
+    return jsonable(await run_in_threadpool(load))
+
+
+def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
+    """(version, TOML text as stored) or a 422 naming the problem."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise HTTPException(413, f"configuration larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise HTTPException(422, "configuration: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise HTTPException(422, f"configuration: TOML syntax: {error}") from None
+    if data.get("id") != collector_id:
+        raise HTTPException(422, f"configuration: id: {data.get('id')!r} is not collector {collector_id!r}")
+    if "config_version" not in data:  # the center numbers versions; the file carries its own number
+        version = next_config_version(store, collector_id)
+        text = f'config_version = "{version}"  # set by the center\n' + text
+        data["config_version"] = version
+    version = data["config_version"]
+    try:
+        config = config_from_dict(data, "configuration")
+    except ConfigError as error:
+        raise HTTPException(422, str(error)) from None
+    with store.read() as connection:
+        secret = connection.execute(select(Collector.secret).where(Collector.id == collector_id)).scalar_one()
+    if config.secret is not None and config.secret != secret:
+        raise HTTPException(
+            422, "configuration: secret: differs from the collector's secret held by the center"
+        )
+    return str(version), text
+
+
+@router.post("/collectors/{collector_id}/config", status_code=201)
+async def push_config(collector_id: str, request: Request, store: StoreDep, user: UserDep) -> dict:
+    """Store a new configuration version (TOML body, validated like the collector validates a file) and
+    queue ``reload_config`` with ``{"version", "url"}``: the collector fetches, checks and applies it."""
+    raw = await request.body()
+
+    def push() -> dict[str, Any]:
+        with store.read() as connection:
+            if connection.execute(select(Collector.id).where(Collector.id == collector_id)).first() is None:
+                raise HTTPException(404, f"unknown collector {collector_id!r}")
+        version, text = _validated(collector_id, raw, store)
+        url = f"/api/v1/collectors/{collector_id}/config/{version}"
+        with store.write() as connection:  # the version and its command, or neither
+            saved = save_collector_config(connection, collector_id, version, text, actor=user)
+            command = queue_command(
+                connection, collector_id, "reload_config", params={"version": version, "url": url}, actor=user
+            )
+        return {**saved, "url": url, "command_id": command.command_id, "status": "queued"}
+
+    return jsonable(await run_in_threadpool(push))
+
+
+@router.get("/collectors/{collector_id}/config/{version}", response_class=PlainTextResponse)
+async def fetch_config(collector_id: SignedCollector, version: str, store: StoreDep) -> PlainTextResponse:
+    """For the collector itself (signed): the TOML text of one pushed version."""
+    text = await run_in_threadpool(collector_config, store, collector_id, version)
+    return PlainTextResponse(text, media_type="application/toml; charset=utf-8")
+
+
+@router.post("/collectors/{collector_id}/status")
+async def post_status(collector_id: str, request: Request, store: StoreDep) -> dict[str, str]:
+    """For the collector itself: its status report, signed inside the document (as on MQTT)."""
+    await run_in_threadpool(receive_status, store, collector_id, await request.body())
+    return {"collector_id": collector_id, "status": "recorded"}
+
+
+@router.post("/commands/time-sync-all", status_code=202, dependencies=LOGIN)
+async def sync_all_clocks(store: StoreDep, user: UserDep) -> dict:
+    """Queue a time sync for every meter and RTU that has a clock and a collector to reach it."""
+
+    def queue() -> list[str]:
+        with store.write() as connection:
+            devices = connection.execute(
+                select(Device.id, Device.collector_id)
+                .where(Device.protocol.in_(CLOCK_PROTOCOLS), Device.collector_id.is_not(None))
+                .order_by(Device.id)
+            ).all()
+            for device_id, collector_id in devices:
+                queue_command(connection, collector_id, "time_sync", device_id=device_id, actor=user)
+        return [device_id for device_id, _ in devices]
+
+    devices = await run_in_threadpool(queue)
+    return {"queued": len(devices), "devices": devices}
+
+
+@router.get("/meter-checks", dependencies=LOGIN)
+async def meter_checks(
+    store: StoreDep,
+    device: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    status: Literal["ok", "mismatch", "incomplete"] | None = None,
+    limit: Limit = None,
+    offset: Offset = 0,
+    format: Format = "json",
+):
+    """Electric-carbon meter vs platform: per meter and span, what the meter showed, what the platform
+    computed (previous register + Σ ΔkWh × factor in force), the difference and the allowance; newest
+    first.  ``start``/``end`` filter on the end of the span."""
+    first, last = parse_time(start, "start"), parse_time(end, "end")
+    if first is not None and last is not None and last <= first:
+        raise bad_parameter("end", "must be after start")
+    rows = await run_in_threadpool(
+        lambda: list_checks(store, device=device, start=first, end=last, status=status)
+    )
+    return listing(rows, limit=limit, offset=offset, format=format, name="meter-checks")
