@@ -1,7 +1,7 @@
 """Remote maintenance and meter checks: collector status reports, versioned collector configurations,
 electric-carbon meter vs platform comparisons.
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-26
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 from carbonflow.center.store.types import ExactDecimal, UtcDateTime
 
-revision = "0004"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """Site-camera images: one row per (camera, ts) pointing to a content-addressed file on disk.
 
-Revision ID: 0003
-Revises: 0004
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-28
 
 (0004, remote maintenance, was written against 0002 in parallel; this revision follows it so the
@@ -13,8 +13,8 @@ from alembic import op
 
 from carbonflow.center.store.types import UtcDateTime
 
-revision = "0003"
-down_revision = "0004"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
