@@ -155,7 +155,7 @@ async def run_demo(
     driver = TruthDriver(simulation, feed, clock)
     driver.publish_until(start + timedelta(seconds=driver.lookahead_s))
     farm = DeviceFarm(device_map, feed, clock.now)
-    served_map = await farm.start(options.host, None)
+    served_map = await farm.start(options.host, 0)  # free ports: never clash with what else runs here
     register_devices(store, served_map["devices"], collector_id=COLLECTOR_ID)
 
     settings = CenterSettings(

@@ -78,7 +78,7 @@ async def chain_with_center_outage(database_url: str, mqtt: str | None, tmp_path
     driver = TruthDriver(simulation, feed, clock)
     driver.publish_until(start + timedelta(seconds=driver.lookahead_s))
     farm = DeviceFarm(build_device_map(net), feed, clock.now, only=DEVICES)
-    served = await farm.start("127.0.0.1", None)
+    served = await farm.start("127.0.0.1", 0)  # free ports
 
     store = Store.open(database_url)
     upsert_topology(store, topology_rows(grid_document(net)))
