@@ -22,7 +22,6 @@ import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -30,7 +29,14 @@ from pydantic import ValidationError
 from carbonflow.collector.camera_config import CameraConfig
 from carbonflow.collector.image_outbox import ImageOutbox, QueuedImage
 from carbonflow.collector.pollers import to_ms, utc_now
-from carbonflow.collector.transport import AUTH_STATUSES, RETRY_STATUSES, SendResult, _error_text
+from carbonflow.collector.transport import (
+    AUTH_STATUSES,
+    RETRY_STATUSES,
+    SendResult,
+    _error_text,
+    connect_to_center,
+    persistent_mqtt_client,
+)
 from carbonflow.messages.c4 import DeviceStatus
 from carbonflow.messages.images import (
     CAMERA_HEADER,
@@ -180,24 +186,14 @@ class MqttImageSender:
         self.last_error: str | None = None
 
     async def start(self) -> None:
-        import paho.mqtt.client as mqtt
 
         self._loop = asyncio.get_running_loop()
-        url = urlsplit(self.config.center.url)
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
-        if self.config.center.username:
-            client.username_pw_set(self.config.center.username, self.config.center.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client = persistent_mqtt_client(self.config, self.client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *_args: self._call(self._connected.clear)
         client.on_message = lambda _c, _u, message: self._call(self._received, bytes(message.payload))
         self._client = client
-        client.connect_async(url.hostname, url.port or 1883, keepalive=30)
+        connect_to_center(client, self.config)
         client.loop_start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), self.config.center.request_timeout_s)

@@ -205,24 +205,14 @@ class MqttTransport:
         return self._connected.is_set()
 
     async def start(self) -> None:
-        import paho.mqtt.client as mqtt
 
         self._loop = asyncio.get_running_loop()
-        url = urlsplit(self.config.center.url)
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
-        if self.config.center.username:
-            client.username_pw_set(self.config.center.username, self.config.center.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client = persistent_mqtt_client(self.config, self.client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
-        client.connect_async(url.hostname, url.port or 1883, keepalive=30)
+        connect_to_center(client, self.config)
         client.loop_start()
         with contextlib.suppress(TimeoutError):  # not fatal: sends retry until the broker is there
             await asyncio.wait_for(self._connected.wait(), self.config.center.request_timeout_s)
@@ -328,3 +318,22 @@ def make_transport(config: CollectorConfig, on_ack: Callable[[Ack], None] | None
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def persistent_mqtt_client(config: CollectorConfig, client_id: str):
+    """A paho client with a persistent session (QoS 1 messages survive a disconnect) and the center's
+    credentials; callbacks are the caller's."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
+    )
+    if config.center.username:
+        client.username_pw_set(config.center.username, config.center.password)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+def connect_to_center(client, config: CollectorConfig) -> None:
+    url = urlsplit(config.center.url)
+    client.connect_async(url.hostname, url.port or 1883, keepalive=30)
