@@ -28,7 +28,8 @@ from sqlalchemy import func, select
 
 from carbonflow.center.api.app import create_app
 from carbonflow.center.api.settings import CenterSettings
-from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.metering.loop import MeteringLoop
+from carbonflow.center.metering.service import IntervalOutcome, MeteringService
 from carbonflow.center.store import Store, register_devices, upsert_collector, upsert_topology
 from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.users import create_user
@@ -196,7 +197,14 @@ async def run_demo(
         say(f"center: {url}  (user admin, password {password}); data in {options.directory}; Ctrl-C stops")
         clock.begin()
         driver_task = asyncio.create_task(driver.run(stop), name="simulation")
-        await _meter_forever(metering, clock, feed, options, report, say, stop)
+        loop = MeteringLoop(
+            metering,
+            now=clock.now,
+            speed=options.speed,
+            on_outcome=_reporter(feed, report, say),
+            max_intervals=options.max_intervals,
+        )
+        await loop.run(stop)
         stop.set()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await driver_task
@@ -211,48 +219,31 @@ async def run_demo(
     return report
 
 
-async def _meter_forever(
-    metering: MeteringService,
-    clock: SimClock,
-    feed: TruthFeed,
-    options: DemoOptions,
-    report: DemoReport,
-    say: Callable[[str], None],
-    stop: asyncio.Event,
-) -> None:
-    """Meter each interval once its end, plus half an interval for the last polls to arrive, has
-    passed on the simulated clock."""
-    interval = timedelta(seconds=options.interval_s)
-    # the first whole interval after the clock started (the one in progress has no start reading)
-    now_s = int(clock.now().timestamp())
-    next_end = datetime.fromtimestamp(now_s // options.interval_s * options.interval_s, UTC) + 2 * interval
-    grace = interval / 2
-    while not stop.is_set():
-        wait_s = (next_end + grace - clock.now()).total_seconds() / options.speed
-        if wait_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait_s)
-            continue
-        outcome = await asyncio.to_thread(metering.meter_interval, next_end)
-        if outcome.stored:
-            report.intervals_metered += 1
-            report.factors_queued += outcome.factors_queued
-            totals = outcome.totals
-            check = compare_with_truth(outcome.intensities, feed.at(next_end - timedelta(seconds=1)))
-            report.truth_checks.append(check)
-            say(
-                f"{next_end.isoformat()}  generation {totals['generation_carbon_t_per_h']:.1f} t/h = load "
-                f"{totals['load_carbon_t_per_h']:.1f} + loss {totals['loss_carbon_t_per_h']:.2f} "
-                f"(residual {totals['residual_t_per_h']:+.2f}); {outcome.estimates} estimates; "
-                f"vs simulator truth: median |Δ| {check.median_abs_g_per_kwh:.2f} g/kWh, "
-                f"max {check.max_abs_g_per_kwh:.1f} at {check.worst_bus}"
-            )
-        else:
+def _reporter(
+    feed: TruthFeed, report: DemoReport, say: Callable[[str], None]
+) -> Callable[[IntervalOutcome], None]:
+    """Print each metered interval with its check against the simulator's truth."""
+
+    def on_outcome(outcome: IntervalOutcome) -> None:
+        end = outcome.end
+        if not outcome.stored:
             report.intervals_skipped += 1
-            say(f"{next_end.isoformat()}  not metered: {outcome.error}")
-        next_end += interval
-        if options.max_intervals is not None and report.intervals_metered >= options.max_intervals:
+            say(f"{end.isoformat()}  not metered: {outcome.error}")
             return
+        report.intervals_metered += 1
+        report.factors_queued += outcome.factors_queued
+        totals = outcome.totals
+        check = compare_with_truth(outcome.intensities, feed.at(end - timedelta(seconds=1)))
+        report.truth_checks.append(check)
+        say(
+            f"{end.isoformat()}  generation {totals['generation_carbon_t_per_h']:.1f} t/h = load "
+            f"{totals['load_carbon_t_per_h']:.1f} + loss {totals['loss_carbon_t_per_h']:.2f} "
+            f"(residual {totals['residual_t_per_h']:+.2f}); {outcome.estimates} estimates; "
+            f"vs simulator truth: median |Δ| {check.median_abs_g_per_kwh:.2f} g/kWh, "
+            f"max {check.max_abs_g_per_kwh:.1f} at {check.worst_bus}"
+        )
+
+    return on_outcome
 
 
 def demo_summary(report: DemoReport) -> dict[str, Any]:

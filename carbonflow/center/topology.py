@@ -65,3 +65,27 @@ def topology_rows(grid: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
             for s in grid.get("storage", [])
         ],
     }
+
+
+def topology_document(store) -> dict[str, list[dict[str, Any]]]:
+    """The metering topology as the center stores it (the inverse of :func:`topology_rows`): what a
+    production center meters with, whatever grid the rows came from."""
+    from sqlalchemy import select
+
+    from carbonflow.center.store.schema import Branch, Bus, Generator, Load, Storage
+
+    with store.read() as connection:
+        buses = connection.execute(select(Bus.id, Bus.kind, Bus.voltage_kv, Bus.region)).all()
+        generators = connection.execute(
+            select(Generator.id, Generator.bus_id, Generator.intensity_g_per_kwh)
+        ).all()
+        branches = connection.execute(select(Branch.id, Branch.from_bus, Branch.to_bus)).all()
+        loads = connection.execute(select(Load.id, Load.bus_id)).all()
+        storage = connection.execute(select(Storage.id, Storage.bus_id, Storage.e_max_mwh)).all()
+    return {
+        "buses": [{"id": b, "kind": kind, "vn_kv": kv, "region": region} for b, kind, kv, region in buses],
+        "generators": [{"id": g, "bus": bus, "intensity_g_per_kwh": e} for g, bus, e in generators],
+        "branches": [{"id": x, "from_bus": f, "to_bus": t} for x, f, t in branches],
+        "loads": [{"id": x, "bus": bus} for x, bus in loads],
+        "storage": [{"id": s, "bus": bus, "max_e_mwh": e or 0.0} for s, bus, e in storage],
+    }

@@ -34,8 +34,11 @@ from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
 from carbonflow.center.maintenance import scheduler_from_settings
+from carbonflow.center.metering.loop import MeteringLoop
+from carbonflow.center.metering.service import MeteringService
 from carbonflow.center.store import ImageStore, Store
 from carbonflow.center.store.images import default_image_dir
+from carbonflow.center.topology import topology_document
 
 
 def create_app(settings: CenterSettings | None = None, *, store: Store | None = None) -> FastAPI:
@@ -60,9 +63,22 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
         if scheduler is not None:
             scheduler.start()
         app.state.maintenance = scheduler
+        metering = None
+        if settings.metering_interval_s:
+            service = MeteringService(
+                store,
+                await run_in_threadpool(topology_document, store),
+                settings.metering_interval_s,
+                losses=settings.metering_losses,
+            )
+            metering = MeteringLoop(service)
+            metering.start()
+        app.state.metering = metering
         try:
             yield
         finally:
+            if metering is not None:
+                await metering.stop()
             if scheduler is not None:
                 await scheduler.stop()
             if subscriber is not None:

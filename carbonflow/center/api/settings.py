@@ -32,6 +32,10 @@ class CenterSettings(BaseModel):
     command_max_attempts: int = Field(default=3, ge=1)  # ... until this many tries, then failed
     collector_offline_after_s: float = Field(default=300.0, gt=0)  # no batch or status this long -> offline
     meter_check_period_s: float = Field(default=900.0, ge=0)  # electric-carbon meter checks; 0: never
+    # interval metering by the wall clock (carbonflow/center/metering/loop.py): 900 = every 15 min;
+    # 0 = not in this process (the demo meters on its simulated clock itself)
+    metering_interval_s: int = Field(default=0, ge=0)
+    metering_losses: str = Field(default="receiving", pattern="^(receiving|consumer)$")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> CenterSettings:
@@ -44,6 +48,11 @@ class CenterSettings(BaseModel):
             values["image_dir"] = environ["CARBONFLOW_IMAGE_DIR"]
         if "CARBONFLOW_IMAGE_RETENTION_DAYS" in environ:
             values["image_retention_days"] = int(environ["CARBONFLOW_IMAGE_RETENTION_DAYS"])
+        for name in ("metering_interval_s",):
+            if f"CARBONFLOW_{name.upper()}" in environ:
+                values[name] = int(environ[f"CARBONFLOW_{name.upper()}"])
+        if "CARBONFLOW_METERING_LOSSES" in environ:
+            values["metering_losses"] = environ["CARBONFLOW_METERING_LOSSES"]
         if "CARBONFLOW_RETENTION_DAYS" in environ:
             values["retention_days"] = int(environ["CARBONFLOW_RETENTION_DAYS"])
         if "CARBONFLOW_API_TOKENS" in environ:  # "token1:alice,token2:bob"

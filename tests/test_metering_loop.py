@@ -1,0 +1,85 @@
+"""The center's clock-driven metering loop and the topology it meters with."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from carbonflow.center.api.app import create_app
+from carbonflow.center.api.settings import CenterSettings
+from carbonflow.center.metering.loop import MeteringLoop, interval_end_after
+from carbonflow.center.metering.service import IntervalOutcome
+from carbonflow.center.store import Store, upsert_topology
+from carbonflow.center.topology import topology_document, topology_rows
+from carbonflow.sim.device_map import grid_document
+from carbonflow.sim.reference_grid import reference_grid
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(seconds=7)  # time passes as the loop looks at it
+        return self.t
+
+
+class RecordingService:
+    interval_s = 60
+
+    def __init__(self) -> None:
+        self.ends: list[datetime] = []
+
+    def meter_interval(self, end: datetime) -> IntervalOutcome:
+        self.ends.append(end)
+        return IntervalOutcome(end, stored=len(self.ends) != 2, error=None if len(self.ends) != 2 else "gap")
+
+
+def test_loop_meters_each_whole_interval_once_in_order_after_its_grace():
+    clock = FakeClock(datetime(2026, 11, 25, 8, 0, 30, tzinfo=UTC))
+    service, outcomes = RecordingService(), []
+    loop = MeteringLoop(service, now=clock, speed=1e6, on_outcome=outcomes.append, max_intervals=3)
+    asyncio.run(loop.run())
+    first = datetime(2026, 11, 25, 8, 2, tzinfo=UTC)  # 08:01 is in progress at the start: skipped
+    assert service.ends == [first + timedelta(minutes=k) for k in range(4)]
+    assert (loop.metered, loop.skipped) == (3, 1) and [o.stored for o in outcomes] == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert interval_end_after(datetime(2026, 1, 1, 0, 15, tzinfo=UTC), 900) == datetime(
+        2026, 1, 1, 0, 30, tzinfo=UTC
+    )
+
+
+def test_topology_document_from_the_store_carries_what_metering_needs(tmp_path):
+    grid = grid_document(reference_grid())
+    store = Store.open(f"sqlite:///{tmp_path / 'c.db'}")
+    upsert_topology(store, topology_rows(grid))
+    document = topology_document(store)
+    for section in ("buses", "generators", "branches", "loads", "storage"):
+        assert {x["id"] for x in document[section]} == {x["id"] for x in grid[section]}, section
+    by_id = {g["id"]: g for g in document["generators"]}
+    for unit in grid["generators"]:
+        assert by_id[unit["id"]]["bus"] == unit["bus"]
+        assert by_id[unit["id"]]["intensity_g_per_kwh"] == unit["intensity_g_per_kwh"]
+    branches = {b["id"]: (b["from_bus"], b["to_bus"]) for b in document["branches"]}
+    assert branches == {b["id"]: (b["from_bus"], b["to_bus"]) for b in grid["branches"]}
+    store.close()
+
+
+def test_a_center_with_a_metering_interval_runs_the_loop(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = Store.open(url)
+    upsert_topology(store, topology_rows(grid_document(reference_grid())))
+    settings = CenterSettings(database_url=url, metering_interval_s=900, maintenance_period_s=0)
+    with TestClient(create_app(settings, store=store)) as client:
+        assert client.get("/healthz").status_code == 200
+        loop = client.app.state.metering
+        assert isinstance(loop, MeteringLoop) and loop.service.interval_s == 900
+        assert len(loop.service.topology["buses"]) == 104
+    assert CenterSettings.from_env({"CARBONFLOW_METERING_INTERVAL_S": "300"}).metering_interval_s == 300
+    store.close()
