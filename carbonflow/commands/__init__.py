@@ -27,7 +27,7 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, collector, demo, frame, import_grid, sim
+    from carbonflow.commands import cef, center, collector, demo, frame, import_grid, sim
 
     return [
         demo.register,
@@ -36,6 +36,7 @@ def _registered():
         frame.register,
         sim.register,
         collector.register,
+        center.register,
     ]
 
 

@@ -1,0 +1,142 @@
+"""``carbonflow center serve|load|user`` — run a monitoring management center outside the demo.
+
+Settings come from the environment (``CARBONFLOW_*``, see docs/configuration.md); options given here
+override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from carbonflow.commands import CommandInputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "center",
+        help="run a monitoring management center (API, web UI, ingest, metering) and administer it",
+        description="Monitoring management center: serve it, load its topology and devices, add users.",
+    )
+    actions = parser.add_subparsers(dest="center_command", required=True, metavar="CENTER_COMMAND")
+    serve = actions.add_parser("serve", help="serve the API and web UI; ingest; meter every interval")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--database", metavar="URL", help="sqlite:///FILE or postgresql+psycopg://...")
+    serve.add_argument("--mqtt", metavar="URL", help="subscribe to collectors on this broker")
+    serve.add_argument("--metering-interval", type=int, metavar="S", help="meter every S seconds (e.g. 900)")
+    serve.set_defaults(run=run_serve)
+
+    load = actions.add_parser("load", help="load the grid topology and a collector's devices into the store")
+    load.add_argument("--database", metavar="URL")
+    load.add_argument("--grid", required=True, help="grid document (carbonflow sim grid --export X.cf.json)")
+    load.add_argument("--device-map", help="device map JSON (carbonflow sim grid --device-map X.json)")
+    load.add_argument("--collector", help="the collector that reads these devices")
+    load.add_argument("--secret-file", help="the collector's shared secret (HMAC key), one line")
+    load.set_defaults(run=run_load)
+
+    user = actions.add_parser("user", help="create a user or reset a password (read from stdin or a prompt)")
+    user.add_argument("name")
+    user.add_argument("--role", default="operator", choices=("admin", "operator", "viewer"))
+    user.add_argument("--database", metavar="URL")
+    user.set_defaults(run=run_user)
+
+
+def _settings(args: argparse.Namespace, **overrides: Any):
+    from carbonflow.center.api.settings import CenterSettings
+
+    settings = CenterSettings.from_env()
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if getattr(args, "database", None):
+        values["database_url"] = args.database
+    return settings.model_copy(update=values)
+
+
+def _json_file(path: str, what: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CommandInputError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CommandInputError(f"{path}: not a JSON {what} ({error})") from None
+    if not isinstance(data, dict):
+        raise CommandInputError(f"{path}: a {what} must be a JSON object")
+    return data
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from carbonflow.center.api.app import create_app
+
+    settings = _settings(args, mqtt_url=args.mqtt, metering_interval_s=args.metering_interval)
+    print(
+        f"carbonflow center on http://{args.host}:{args.port}; database {settings.database_url}; "
+        f"ingest HTTP{' + MQTT ' + settings.mqtt_url if settings.mqtt_url else ''}; metering "
+        f"{'every ' + str(settings.metering_interval_s) + ' s' if settings.metering_interval_s else 'off'}",
+        flush=True,
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def run_load(args: argparse.Namespace) -> int:
+    from carbonflow.center.store import Store, register_devices, upsert_collector, upsert_topology
+    from carbonflow.center.topology import topology_rows
+
+    grid = _json_file(args.grid, "grid document")
+    device_map = _json_file(args.device_map, "device map") if args.device_map else None
+    if device_map is not None and not args.collector:
+        raise CommandInputError("--device-map needs --collector (the collector that reads the devices)")
+    secret = None
+    if args.secret_file:
+        try:
+            secret = Path(args.secret_file).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise CommandInputError(f"{args.secret_file}: no such file") from None
+        if not secret:
+            raise CommandInputError(f"{args.secret_file}: the secret is empty")
+    try:
+        rows = topology_rows(grid)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CommandInputError(f"{args.grid}: not a grid document (missing or bad field {error})") from None
+    store = Store.open(_settings(args).database_url)
+    try:
+        counts = upsert_topology(store, rows)
+        if args.collector:
+            if secret is None:
+                raise CommandInputError("--collector needs --secret-file (the collector's HMAC key)")
+            upsert_collector(store, args.collector, secret)
+        devices = points = 0
+        if device_map is not None:
+            try:
+                devices, points = register_devices(
+                    store, device_map.get("devices", []), collector_id=args.collector
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                raise CommandInputError(f"{args.device_map}: bad device record ({error})") from None
+    finally:
+        store.close()
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+    print(f"loaded {summary}; {devices} devices with {points} points")
+    return 0
+
+
+def run_user(args: argparse.Namespace) -> int:
+    from carbonflow.center.store import Store
+    from carbonflow.center.store.users import create_user
+
+    password = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("password: ")
+    if len(password) < 8:
+        raise CommandInputError("the password must have at least 8 characters")
+    store = Store.open(_settings(args).database_url)
+    try:
+        create_user(store, args.name, password, args.role)
+    finally:
+        store.close()
+    print(f"user {args.name} ({args.role}) saved")
+    return 0
