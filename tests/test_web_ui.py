@@ -112,7 +112,8 @@ def test_the_operator_logs_in_and_reads_every_page(server, browser, tmp_path):
     # switch language (screenshots in English: CI machines often lack CJK fonts)
     assert page.inner_text('#nav button[data-page="topology"]') == "拓扑"
     page.click("#lang")
-    page.wait_for_function("document.body.dataset.ready === 'overview'")
+    # the cards are rendered again after the switch (a fetch): wait for them, not for the old page
+    page.wait_for_function("document.getElementById('ov-cards').innerText.includes('System average')")
     assert page.inner_text('#nav button[data-page="topology"]') == "Topology"
     assert "System average intensity" in page.inner_text("#ov-cards")
     assert "gCO₂/kWh" in page.inner_text("#ov-cards")
