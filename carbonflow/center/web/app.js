@@ -99,6 +99,7 @@ async function start() {
 const PAGES = {};
 async function show(page) {
   if (!PAGES[page]) page = "overview";
+  document.body.dataset.ready = ""; // not ready until this render is done (tests wait for it)
   state.page = page; location.hash = page;
   document.querySelectorAll(".page").forEach((p) => { p.hidden = p.id !== `page-${page}`; });
   document.querySelectorAll("#nav button").forEach((b) => b.classList.toggle("active", b.dataset.page === page));
