@@ -252,3 +252,29 @@ def test_mqtt_batches_are_acked_by_the_center_and_commands_come_back(tmp_path, m
         and status["devices"][0]["device"] == "M645"
     )
     assert datetime.now(UTC) - datetime.fromisoformat(status["sent_at"]) < timedelta(minutes=5)
+
+
+def test_a_command_result_the_center_did_not_take_is_sent_again_later():
+    from datetime import UTC, datetime
+
+    from carbonflow.collector.transport import TransportError
+    from carbonflow.messages.c4 import CommandResult
+
+    class FlakyCenter:
+        def __init__(self) -> None:
+            self.calls, self.taken = 0, []
+
+        async def send_result(self, result) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise TransportError("timed out")
+            self.taken.append(result.command_id)
+
+    center = FlakyCenter()
+    collector = Collector.__new__(Collector)  # only the result sending is exercised
+    collector.transport = center
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    results = [CommandResult(command_id=i, status="acknowledged", finished_at=now) for i in ("a", "b")]
+    left = asyncio.run(collector._send_results(results))
+    assert [r.command_id for r in left] == ["a", "b"] and center.taken == []
+    assert asyncio.run(collector._send_results(left)) == [] and center.taken == ["a", "b"]

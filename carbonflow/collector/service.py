@@ -424,7 +424,9 @@ class Collector:
 
     # -- commands -------------------------------------------------------------------------------------
     async def _command_loop(self) -> None:
+        unsent: list[CommandResult] = []  # results the center has not taken yet: sent again, in order
         while True:
+            unsent = await self._send_results(unsent)
             try:
                 commands = await self.transport.next_commands()
             except TransportError as error:
@@ -437,10 +439,18 @@ class Collector:
                 self.answered[command.command_id] = result
                 while len(self.answered) > 1000:
                     self.answered.pop(next(iter(self.answered)))
-                try:
-                    await self.transport.send_result(result)
-                except TransportError as error:
-                    log.warning("result of command %s not sent: %s", command.command_id, error)
+                unsent.append(result)
+                unsent = await self._send_results(unsent)
+
+    async def _send_results(self, results: list[CommandResult]) -> list[CommandResult]:
+        """Send what can be sent; a result that fails (center away, slow) stays for the next round."""
+        for index, result in enumerate(results):
+            try:
+                await self.transport.send_result(result)
+            except TransportError as error:
+                log.warning("result of command %s not sent yet: %s", result.command_id, error)
+                return results[index:]
+        return []
 
     async def execute(self, command: Command) -> CommandResult:
         """Run one command; any failure becomes a 'failed' result with a one-line reason."""
