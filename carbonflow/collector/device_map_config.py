@@ -28,7 +28,7 @@ COUNTER_QUANTITIES = (
 )
 INTENSITY_BOUNDS = (Decimal(0), Decimal(2000))  # g/kWh: no fuel emits more
 # register range of the counters in the simulated models (value wraps modulo this)
-ROLLOVER_645 = Decimal("1000000")  # XXXXXX.XX kWh
+ROLLOVER_645 = Decimal("1000000")  # DL/T 645 energy shows 6 integer digits: wraps at 10^6 kWh
 ROLLOVER_U32_CENTI = Decimal(2**32) * Decimal("0.01")  # double-long-unsigned / uint32 at 0.01
 ROLLOVER_104_COUNTS = Decimal(2**32)  # binary counter reading: 32-bit signed, wraps through -2^31
 

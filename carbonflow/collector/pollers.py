@@ -17,6 +17,7 @@ every value reaches the collector through ``deliver`` (batched per event-loop ti
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -102,7 +103,7 @@ def factors_of(params: dict[str, Any]) -> list[Decimal]:
     return factors
 
 
-class Poller:
+class Poller(ABC):
     def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
         self.device = device
         self.config = config
@@ -118,14 +119,16 @@ class Poller:
     def has_clock(self) -> bool:
         return True
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027  (optional hook: most meters connect on first use)
         """Connect where the protocol keeps a link; polled meters connect on first use."""
 
+    @abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Release the protocol client's connection."""
 
+    @abstractmethod
     async def poll(self) -> list[RawValue]:
-        raise NotImplementedError
+        """Read every configured point once."""
 
     async def read_clock_offset(self) -> float | None:
         return None

@@ -6,6 +6,7 @@ APDUs carry neither.  CONNECT and SECURITY are kept as :class:`RawApdu` (not dec
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -124,7 +125,7 @@ def _encode_sequence(items: tuple | list, encode: Callable[[object], bytes]) -> 
 
 # -- APDU base -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Apdu:
+class Apdu(ABC):
     tag: ClassVar[int]
     choice: ClassVar[int | None] = None  # the service choice byte after the tag, if any
 
@@ -136,8 +137,9 @@ class Apdu:
     def service(self) -> str:
         return type(self).__name__
 
+    @abstractmethod
     def body(self) -> bytes:
-        raise NotImplementedError
+        """The encoded service data after the tag (and choice)."""
 
     def trailer(self) -> bytes:
         return b""
@@ -509,6 +511,9 @@ class RawApdu(Apdu):
     @property
     def name(self) -> str:
         return APDU_NAMES.get(self.raw_tag, f"APDU {self.raw_tag:02X}")
+
+    def body(self) -> bytes:
+        return self.payload
 
     def encode(self) -> bytes:
         return bytes([self.raw_tag]) + self.payload
