@@ -33,6 +33,20 @@ from carbonflow.protocols.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 
+async def cancel_and_wait(tasks: list[asyncio.Task]) -> None:
+    """Cancel until done: on Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives
+    as its inner call completes, and a polling loop would then run on while ``stop`` waits forever."""
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+        pending = [t for t in pending if not t.done()]
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
+
+
 @dataclass
 class DeviceState:
     online: bool | None = None  # None: not known yet
@@ -67,9 +81,7 @@ class DeviceRunner:
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+            await cancel_and_wait([self.task])
         with contextlib.suppress(Exception):
             await self.poller.close()
 
@@ -198,11 +210,7 @@ class Collector:
             self._send_ready.set()
             with contextlib.suppress(TimeoutError):  # a short grace period for the sender, no more
                 await asyncio.wait_for(self._drained(), self.DRAIN_S)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self.transport.stop()
         await self.cameras.stop()
