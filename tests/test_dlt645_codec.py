@@ -368,3 +368,11 @@ def test_take_frame_reports_a_bad_checksum_and_is_not_stalled_by_a_stray_68() ->
     good = h(BY_NAME["645-5"].response)
     buffer = bytearray(b"\x68\x00\x00\x00\x00\x00\x00\x68\x11\xff" + good)  # a 68 announcing 255 bytes
     assert take_frame(buffer) == good
+
+
+def test_a_date_that_does_not_exist_is_refused_when_decoded_not_only_when_encoded():
+    """All-zero date digits (an unset meter calendar) decode to an error, so decode and encode agree."""
+    (date_and_weekday,) = parse_format("YYMMDDWW")
+    with pytest.raises(ProtocolError, match="not a valid date"):
+        decode_field(date_and_weekday, b"\x00\x00\x00\x00")
+    assert decode_field(date_and_weekday, b"\x05\x04\x12\x26") == "2026-12-04"

@@ -109,7 +109,10 @@ def decode_field(field: FieldFormat, raw: bytes, signed: bool = False) -> FieldV
     _check_bcd(digits, field.pattern)
     if field.kind == "digits":
         return digits
-    return _render_clock(field.tokens, digits)
+    rendered = _render_clock(field.tokens, digits)
+    if "WW" in field.tokens:  # the weekday is derived from the date, which must therefore exist
+        _weekday_from_text({t: digits[2 * i : 2 * i + 2] for i, t in enumerate(field.tokens)}, rendered)
+    return rendered
 
 
 def _render_clock(tokens: tuple[str, ...], digits: str) -> str:
