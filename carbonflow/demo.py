@@ -74,6 +74,8 @@ class TruthCheck:
     median_abs_g_per_kwh: float
     max_abs_g_per_kwh: float
     worst_bus: str
+    inside_band: int = 0  # buses whose truth lies within the metered value ± its uncertainty band
+    widest_band_share: float = 0.0  # the widest band as a share of its intensity
 
 
 @dataclass
@@ -83,12 +85,16 @@ class DemoReport:
     password: str
     intervals_metered: int = 0
     intervals_skipped: int = 0
+    intervals_remetered: int = 0
     factors_queued: int = 0
     truth_checks: list[TruthCheck] = field(default_factory=list)
 
 
-def compare_with_truth(metered: dict[str, float | None], truth: Any) -> TruthCheck:
+def compare_with_truth(
+    metered: dict[str, float | None], truth: Any, bands: dict[str, float | None] | None = None
+) -> TruthCheck:
     true_values = {b["id"]: b["intensity_g_per_kwh"] for b in truth.result_document()["buses"]}
+    bands = bands or {}
     gaps = sorted(
         (abs(value - true_values[bus]), bus)
         for bus, value in metered.items()
@@ -96,7 +102,10 @@ def compare_with_truth(metered: dict[str, float | None], truth: Any) -> TruthChe
     )
     if not gaps:
         return TruthCheck(truth.ts, 0, float("nan"), float("nan"), "-")
-    return TruthCheck(truth.ts, len(gaps), gaps[len(gaps) // 2][0], gaps[-1][0], gaps[-1][1])
+    inside = sum(1 for gap, bus in gaps if gap <= (bands.get(bus) or 0.0) + 1e-9)
+    shares = [(bands.get(bus) or 0.0) / value for bus, value in metered.items() if value and bus in bands]
+    median, (worst, worst_bus) = gaps[len(gaps) // 2][0], gaps[-1]
+    return TruthCheck(truth.ts, len(gaps), median, worst, worst_bus, inside, max(shares, default=0.0))
 
 
 def _secret(path: Path, length: int = 16) -> str:
@@ -230,17 +239,25 @@ def _reporter(
             report.intervals_skipped += 1
             say(f"{end.isoformat()}  not metered: {outcome.error}")
             return
-        report.intervals_metered += 1
+        if outcome.version > 1:
+            report.intervals_remetered += 1
+        else:
+            report.intervals_metered += 1
         report.factors_queued += outcome.factors_queued
         totals = outcome.totals
-        check = compare_with_truth(outcome.intensities, feed.at(end - timedelta(seconds=1)))
+        check = compare_with_truth(outcome.intensities, feed.at(end - timedelta(seconds=1)), outcome.bands)
         report.truth_checks.append(check)
+        generation = totals["generation_carbon_t_per_h"]
+        residual_share = abs(totals["residual_t_per_h"]) / generation if generation else 0.0
+        again = f" (metered again: version {outcome.version})" if outcome.version > 1 else ""
         say(
-            f"{end.isoformat()}  generation {totals['generation_carbon_t_per_h']:.1f} t/h = load "
-            f"{totals['load_carbon_t_per_h']:.1f} + loss {totals['loss_carbon_t_per_h']:.2f} "
-            f"(residual {totals['residual_t_per_h']:+.2f}); {outcome.estimates} estimates; "
-            f"vs simulator truth: median |Δ| {check.median_abs_g_per_kwh:.2f} g/kWh, "
-            f"max {check.max_abs_g_per_kwh:.1f} at {check.worst_bus}"
+            f"{end.isoformat()}{again}  generation {generation:.1f} t/h = load "
+            f"{totals['load_carbon_t_per_h']:.1f} + loss {totals['loss_carbon_t_per_h']:.2f} (residual "
+            f"{totals['residual_t_per_h']:+.2f}, {residual_share:.3%}); {outcome.estimates} estimates, "
+            f"{outcome.completeness:.0%} measured\n{' ' * 27}vs simulator truth: median |Δ| "
+            f"{check.median_abs_g_per_kwh:.2f} g/kWh, max {check.max_abs_g_per_kwh:.2f} at "
+            f"{check.worst_bus}; inside the band at {check.inside_band}/{check.buses} buses "
+            f"(band ≤ {check.widest_band_share:.2%})"
         )
 
     return on_outcome
@@ -251,5 +268,6 @@ def demo_summary(report: DemoReport) -> dict[str, Any]:
         "url": report.url,
         "intervals_metered": report.intervals_metered,
         "intervals_skipped": report.intervals_skipped,
+        "intervals_remetered": report.intervals_remetered,
         "factors_queued": report.factors_queued,
     }

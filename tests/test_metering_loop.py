@@ -27,29 +27,41 @@ class FakeClock:
 
 
 class RecordingService:
+    """Meters every interval fully, except the second one: its readings arrive one interval late."""
+
     interval_s = 60
 
     def __init__(self) -> None:
         self.ends: list[datetime] = []
+        self.reasons: list[str] = []
+        self.late: datetime | None = None
 
-    def meter_interval(self, end: datetime) -> IntervalOutcome:
+    def readings_available(self, end: datetime) -> int:
+        return 10 if end == self.late and len(self.ends) >= 3 else 5
+
+    def meter_interval(self, end: datetime, *, reason: str = "first metering") -> IntervalOutcome:
         self.ends.append(end)
-        return IntervalOutcome(end, stored=len(self.ends) != 2, error=None if len(self.ends) != 2 else "gap")
+        self.reasons.append(reason)
+        if len(self.ends) == 2:
+            self.late = end
+        if end == self.late and reason == "first metering":
+            return IntervalOutcome(end, stored=False, error="gap", readings=5)
+        return IntervalOutcome(end, stored=True, completeness=1.0, version=1, readings=10)
 
 
-def test_loop_meters_each_whole_interval_once_in_order_after_its_grace():
+def test_loop_meters_each_whole_interval_in_order_after_its_grace_and_again_when_late_data_came():
     clock = FakeClock(datetime(2026, 11, 25, 8, 0, 30, tzinfo=UTC))
     service, outcomes = RecordingService(), []
-    loop = MeteringLoop(service, now=clock, speed=1e6, on_outcome=outcomes.append, max_intervals=3)
+    loop = MeteringLoop(service, now=clock, speed=1e6, on_outcome=outcomes.append, max_intervals=4)
     asyncio.run(loop.run())
     first = datetime(2026, 11, 25, 8, 2, tzinfo=UTC)  # 08:01 is in progress at the start: skipped
-    assert service.ends == [first + timedelta(minutes=k) for k in range(4)]
-    assert (loop.metered, loop.skipped) == (3, 1) and [o.stored for o in outcomes] == [
-        True,
-        False,
-        True,
-        True,
-    ]
+    minute = timedelta(minutes=1)
+    # the second interval had no data in time; when its readings arrived it was metered again
+    assert service.ends == [first, first + minute, first + 2 * minute, first + minute, first + 3 * minute]
+    assert service.reasons[3] == "late readings: 5 more"
+    assert [o.stored for o in outcomes] == [True, False, True, True, True]
+    assert (loop.metered, loop.skipped, loop.remetered) == (4, 1, 1)
+    assert loop.pending == {}
     assert interval_end_after(datetime(2026, 1, 1, 0, 15, tzinfo=UTC), 900) == datetime(
         2026, 1, 1, 0, 30, tzinfo=UTC
     )

@@ -248,8 +248,9 @@ def _by_address(points: Iterable[Mapping[str, Any]], key: str) -> dict[str, Mapp
 
 
 def _power_ref(point: Mapping[str, Any] | None, energy: Mapping[str, Any] | None) -> PointRef | None:
-    if point is not None:
-        return _ref(point)
+    if point is not None:  # the device's own power unit is its business: the meter is fed in kW
+        ref = _ref(point)
+        return PointRef(ref.element_kind, ref.element_id, ref.quantity, ref.end, 1000.0)
     if energy is None:
         return None
     ref = _ref(energy)

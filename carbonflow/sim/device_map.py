@@ -128,7 +128,8 @@ def _meter_points(
     if reverse:
         points.append(_point(kind, element_id, reverse, end, unit="kWh", oad="00200200"))
     if power:
-        points.append(_point(kind, element_id, "p_mw", end, unit="kW", scale=1000.0, oad="20040200"))
+        # 2004 is double-long in W with scaler -1 (DL/T 698.45): the point is in W, not kW
+        points.append(_point(kind, element_id, "p_mw", end, unit="W", scale=1e6, oad="20040200"))
     return points
 
 

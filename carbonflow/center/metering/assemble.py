@@ -1,39 +1,49 @@
 """Turn one interval's measurements into a power-flow snapshot the engine can meter.
 
-Pure: topology and measurements in, a C1 snapshot document and the list of estimates out.
+Pure: topology and measurements in, a C1 snapshot document, what was not measured and the standard
+uncertainty (1σ) of every input out.
 
 What is measured where (the device map decides, per point ``(element_kind, element_id, quantity,
 end)``): energy counters (kWh, kg) are read at both ends of the interval and their increase is the
 interval's energy; instantaneous values (MW, g/kWh) are averaged over the samples in the interval.
-A counter beats an instantaneous value because it integrates the whole interval.
+Where both exist, the one with the smaller uncertainty counts (a measured value always beats an
+estimated one; on a tie the counter, because it integrates the whole interval).
 
-Missing data is estimated, never silently dropped, and every estimate is reported with its method:
+What is not measured is *derived* where a law fixes it from measured values, and *estimated*
+otherwise; both are reported with their method, only estimates count as estimates:
 
-* branch end without a measurement: the other end's value with the sign turned (lossless), else the
-  balance (KCL) at a bus where it is the only unknown, else the previous interval's value;
-* generator or load without a measurement: the previous interval's value, else zero;
-* generator intensity: Δcarbon / Δenergy from the unit's counters, else its measured factor, else
-  the configured intensity of the unit (its declared emission factor).
+* derived — a branch end from the balance (KCL) at a bus where it is the only unknown; the factor of a
+  zero-emission unit (declared 0 g/kWh: wind, solar, hydro) without a carbon meter;
+* estimated — a branch end from its other end with the sign turned (lossless), a generator or load or
+  branch held at the previous interval's value (else zero), a unit's configured intensity where its
+  carbon meter gives nothing, and every value built from estimated readings (interpolated counters).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 ElementKey = tuple[str, str, str, str]  # (element_kind, element_id, quantity, end)
+HELD_RELATIVE_U = 0.10  # a value held from the previous interval: 10 % (1σ) of it
+LOSSLESS_RELATIVE_U = 0.01  # the other end of a branch, losses ignored: 1 % of the flow
+SECTIONS = ("generators", "generator_intensity", "loads", "storage", "branches_from", "branches_to")
 
 
 @dataclass(frozen=True)
 class Measurements:
     """One interval's data by element quantity.  ``counters``: (value at start, value at end);
-    ``instants``: the samples within the interval."""
+    ``instants``: the samples within the interval; ``uncertainty``: 1σ of a counter's increase or of the
+    samples' mean (element units; absent: 0); ``estimated``: why a value is an estimate."""
 
     interval_s: float
     counters: Mapping[ElementKey, tuple[Decimal, Decimal]] = field(default_factory=dict)
     instants: Mapping[ElementKey, list[Decimal]] = field(default_factory=dict)
+    uncertainty: Mapping[ElementKey, float] = field(default_factory=dict)
+    estimated: Mapping[ElementKey, str] = field(default_factory=dict)
 
     @property
     def hours(self) -> float:
@@ -52,6 +62,12 @@ class Measurements:
             return None
         return float(sum(samples) / len(samples))
 
+    def u(self, kind: str, element: str, quantity: str, end: str = "-") -> float:
+        return self.uncertainty.get((kind, element, quantity, end), 0.0)
+
+    def why_estimated(self, kind: str, element: str, quantity: str, end: str = "-") -> str | None:
+        return self.estimated.get((kind, element, quantity, end))
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -59,6 +75,7 @@ class Estimate:
     element_id: str
     quantity: str
     method: str  # "other end", "kcl", "previous interval", "zero", "configured intensity", ...
+    kind: str = "estimated"  # or "derived": fixed by a law from measured values
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -66,13 +83,34 @@ class Estimate:
             "element_id": self.element_id,
             "quantity": self.quantity,
             "method": self.method,
+            "kind": self.kind,
         }
+
+
+@dataclass(frozen=True)
+class Value:
+    """An input of the snapshot with its standard uncertainty and, unless measured, how it was found."""
+
+    value: float
+    u: float = 0.0
+    method: str | None = None
+    derived: bool = False
+
+    @property
+    def measured(self) -> bool:
+        return self.method is None
+
+    @property
+    def estimated(self) -> bool:
+        return self.method is not None and not self.derived
 
 
 @dataclass
 class Assembled:
     snapshot: dict[str, Any]  # C1 snapshot document
     estimates: list[Estimate]
+    derived: list[Estimate] = field(default_factory=list)
+    uncertainty: dict[str, dict[str, float]] = field(default_factory=dict)  # section -> id -> 1σ
 
     @property
     def values(self) -> dict[str, dict[str, float]]:
@@ -86,6 +124,53 @@ class Assembled:
         }
 
 
+class _Inputs:
+    """Collects the snapshot's values with their uncertainty and the list of what was not measured."""
+
+    def __init__(self, data: Measurements, previous: Mapping[str, Mapping[str, float]]) -> None:
+        self.data, self.previous = data, previous
+        self.estimates: list[Estimate] = []
+        self.derived: list[Estimate] = []
+        self.uncertainty: dict[str, dict[str, float]] = {section: {} for section in SECTIONS}
+
+    def record(self, section: str, kind: str, element: str, quantity: str, found: Value) -> float:
+        self.uncertainty[section][element] = found.u
+        if found.method is not None:
+            kind_of = "derived" if found.derived else "estimated"
+            note = Estimate(kind, element, quantity, found.method, kind_of)
+            (self.derived if found.derived else self.estimates).append(note)
+        return found.value
+
+    def power(
+        self, kind: str, element: str, counter_in: str, counter_out: str | None = None, end: str = "-"
+    ) -> Value | None:
+        """MW from counters (in minus out) or from the mean of instantaneous p_mw, the better of both."""
+        data, hours = self.data, self.data.hours
+        candidates = []
+        energy_in = data.energy_mwh(kind, element, counter_in, end)
+        energy_out = data.energy_mwh(kind, element, counter_out, end) if counter_out else None
+        if energy_in is not None or energy_out is not None:
+            names = [q for q, e in ((counter_in, energy_in), (counter_out, energy_out)) if e is not None]
+            u = math.hypot(*(data.u(kind, element, q, end) for q in names)) / 1000.0 / hours
+            why = next((w for q in names if (w := data.why_estimated(kind, element, q, end))), None)
+            one_way = counter_out is not None and len(names) == 1
+            value = ((energy_in or 0.0) - (energy_out or 0.0)) / hours
+            candidates.append((why is not None, one_way, u, 0, Value(value, u, why)))
+        mean = data.mean(kind, element, "p_mw", end)
+        if mean is not None:
+            why = data.why_estimated(kind, element, "p_mw", end)
+            u = data.u(kind, element, "p_mw", end)
+            candidates.append((why is not None, False, u, 1, Value(mean, u, why)))
+        # measured first; a one-way counter cannot see a reversed flow, the power samples can
+        return min(candidates, key=lambda c: c[:4])[4] if candidates else None
+
+    def held(self, section: str, element: str) -> Value:
+        last = self.previous.get(section, {}).get(element)
+        if last is None:
+            return Value(0.0, 0.0, "zero")
+        return Value(float(last), HELD_RELATIVE_U * abs(float(last)), "previous interval")
+
+
 def assemble_snapshot(
     topology: Mapping[str, Any],
     data: Measurements,
@@ -94,167 +179,213 @@ def assemble_snapshot(
 ) -> Assembled:
     """``topology`` is the grid document (buses, generators, loads, storage, branches as in
     :func:`carbonflow.sim.device_map.grid_document`; only ids, buses and intensities are used)."""
-    previous = previous or {}
-    estimates: list[Estimate] = []
-    hours = data.hours
-
-    def power(kind: str, element: str, counter_in: str, counter_out: str | None = None) -> float | None:
-        """MW from counters (in minus out) if present, else the mean of instantaneous p_mw."""
-        energy_in = data.energy_mwh(kind, element, counter_in)
-        energy_out = data.energy_mwh(kind, element, counter_out) if counter_out else None
-        if energy_in is not None or energy_out is not None:
-            return ((energy_in or 0.0) - (energy_out or 0.0)) / hours
-        return data.mean(kind, element, "p_mw")
-
-    def held(section: str, kind: str, element: str, quantity: str = "p_mw") -> float:
-        last = previous.get(section, {}).get(element)
-        estimates.append(Estimate(kind, element, quantity, "zero" if last is None else "previous interval"))
-        return 0.0 if last is None else float(last)
-
-    generators = []
+    inputs = _Inputs(data, previous or {})
+    injections: list[_Injection] = []
     for unit in topology["generators"]:
-        gid = unit["id"]
-        p = power("generator", gid, "export_energy_kwh")
-        if p is None:
-            p = held("generators", "generator", gid)
-        generators.append(
-            {
-                "id": gid,
-                "bus": unit["bus"],
-                "p_mw": p,
-                "intensity_g_per_kwh": _unit_intensity(unit, data, estimates),
-            }
-        )
-
-    loads = []
+        found = inputs.power("generator", unit["id"], "export_energy_kwh")
+        injections.append(_Injection("generator", unit, 1.0, found or inputs.held("generators", unit["id"])))
     for load in topology["loads"]:
-        lid = load["id"]
-        p = power("load", lid, "import_energy_kwh", "export_energy_kwh")
-        if p is None:
-            p = held("loads", "load", lid)
-        loads.append({"id": lid, "bus": load["bus"], "p_mw": p})
+        found = inputs.power("load", load["id"], "import_energy_kwh", "export_energy_kwh")
+        injections.append(_Injection("load", load, -1.0, found or inputs.held("loads", load["id"])))
+    for unit in topology.get("storage", []):
+        found = inputs.power("storage", unit["id"], "charge_energy_kwh", "discharge_energy_kwh")
+        injections.append(_Injection("storage", unit, -1.0, found or inputs.held("storage", unit["id"])))
 
-    storage = []
-    for store in topology.get("storage", []):
-        sid = store["id"]
-        p = power("storage", sid, "charge_energy_kwh", "discharge_energy_kwh")
-        if p is None:
-            p = held("storage", "storage", sid)
-        record: dict[str, Any] = {"id": sid, "bus": store["bus"], "p_mw": p}
-        if storage_intensity_g_per_kwh and sid in storage_intensity_g_per_kwh:
-            record["intensity_g_per_kwh"] = storage_intensity_g_per_kwh[sid]
-        storage.append(record)
+    ends = _branch_ends(topology, inputs, injections)
+    _fill_injections_by_kcl(topology, ends, injections)
 
-    branches = _branch_flows(topology, data, generators, loads, storage, previous, estimates)
+    generators, loads, storage = [], [], []
+    for injection in injections:
+        element, kind = injection.element, injection.kind
+        p = inputs.record(SECTION_OF[kind], kind, element["id"], "p_mw", injection.p)
+        record: dict[str, Any] = {"id": element["id"], "bus": element["bus"], "p_mw": p}
+        if kind == "generator":
+            intensity = _unit_intensity(element, data)
+            record["intensity_g_per_kwh"] = inputs.record(
+                "generator_intensity", kind, element["id"], "intensity_g_per_kwh", intensity
+            )
+            generators.append(record)
+        elif kind == "load":
+            loads.append(record)
+        else:
+            if storage_intensity_g_per_kwh and element["id"] in storage_intensity_g_per_kwh:
+                record["intensity_g_per_kwh"] = storage_intensity_g_per_kwh[element["id"]]
+            storage.append(record)
     snapshot = {
         "buses": [{"id": b["id"]} for b in topology["buses"]],
         "generators": generators,
         "loads": loads,
-        "branches": branches,
+        "branches": _branch_records(topology, inputs, ends),
     }
     if storage:
         snapshot["storage"] = storage
-    return Assembled(snapshot, estimates)
+    return Assembled(snapshot, inputs.estimates, inputs.derived, inputs.uncertainty)
 
 
-def _unit_intensity(unit: Mapping[str, Any], data: Measurements, estimates: list[Estimate]) -> float:
+@dataclass
+class _Injection:
+    kind: str  # generator | load | storage
+    element: Mapping[str, Any]
+    sign: float  # +1: into the bus (generation), -1: out of it (load, charging storage)
+    p: Value
+
+    @property
+    def bus(self) -> str:
+        return self.element["bus"]
+
+
+SECTION_OF = {"generator": "generators", "load": "loads", "storage": "storage"}
+
+
+def _unit_intensity(unit: Mapping[str, Any], data: Measurements) -> Value:
+    """Δcarbon/Δenergy from the unit's counters, or its meter's factor, whichever is surer; else the
+    unit's configured intensity (declared, not estimated, for a zero-emission unit)."""
     gid = unit["id"]
+    candidates = []
     energy = data.energy_mwh("generator", gid, "export_energy_kwh")
     carbon_pair = data.counters.get(("generator", gid, "carbon_kg", "-"))
     if energy and energy > 0 and carbon_pair is not None:
         carbon_t = float(carbon_pair[1] - carbon_pair[0]) / 1000.0
         if carbon_t >= 0:
-            return carbon_t / energy * 1000.0  # t/MWh -> g/kWh
+            ratio = carbon_t / energy * 1000.0  # t/MWh -> g/kWh
+            relative = math.hypot(
+                data.u("generator", gid, "export_energy_kwh") / 1000.0 / energy,
+                data.u("generator", gid, "carbon_kg") / 1000.0 / carbon_t if carbon_t else 0.0,
+            )
+            why = data.why_estimated("generator", gid, "export_energy_kwh") or data.why_estimated(
+                "generator", gid, "carbon_kg"
+            )
+            candidates.append((why is not None, ratio * relative, 0, Value(ratio, ratio * relative, why)))
     measured = data.mean("generator", gid, "intensity_g_per_kwh")
     if measured is not None and measured >= 0:
-        return measured
-    configured = unit.get("intensity_g_per_kwh")
-    estimates.append(Estimate("generator", gid, "intensity_g_per_kwh", "configured intensity"))
-    return float(configured) if configured is not None else 0.0
+        why = data.why_estimated("generator", gid, "intensity_g_per_kwh")
+        u = data.u("generator", gid, "intensity_g_per_kwh")
+        candidates.append((why is not None, u, 1, Value(measured, u, why)))
+    if candidates:
+        return min(candidates, key=lambda c: c[:3])[3]
+    configured = float(unit.get("intensity_g_per_kwh") or 0.0)
+    if configured == 0.0:
+        return Value(0.0, 0.0, "declared zero-emission unit", derived=True)
+    return Value(configured, 0.0, "configured intensity")
 
 
-def _branch_flows(
-    topology: Mapping[str, Any],
-    data: Measurements,
-    generators: list[dict[str, Any]],
-    loads: list[dict[str, Any]],
-    storage: list[dict[str, Any]],
-    previous: Mapping[str, Mapping[str, float]],
-    estimates: list[Estimate],
-) -> list[dict[str, Any]]:
-    hours = data.hours
-    ends: dict[tuple[str, str], float | None] = {}
+def _bus_injections(injections: list[_Injection]) -> dict[str, tuple[float, float, bool]]:
+    """Net injection of every bus into the network (MW), its variance, and whether an estimate is in it."""
+    by_bus: dict[str, tuple[float, float, bool]] = {}
+    for injection in injections:
+        value, variance, estimated = by_bus.get(injection.bus, (0.0, 0.0, False))
+        by_bus[injection.bus] = (
+            value + injection.sign * injection.p.value,
+            variance + injection.p.u**2,
+            estimated or injection.p.estimated,
+        )
+    return by_bus
+
+
+def _incident_ends(topology: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    incident: dict[str, list[tuple[str, str]]] = {}
+    for branch in topology["branches"]:
+        incident.setdefault(branch["from_bus"], []).append((branch["id"], "from"))
+        incident.setdefault(branch["to_bus"], []).append((branch["id"], "to"))
+    return incident
+
+
+def _branch_ends(
+    topology: Mapping[str, Any], inputs: _Inputs, injections: list[_Injection]
+) -> dict[tuple[str, str], Value | None]:
+    ends: dict[tuple[str, str], Value | None] = {}
     for branch in topology["branches"]:
         for end in ("from", "to"):
-            bid = branch["id"]
-            exported = data.energy_mwh("branch", bid, "export_energy_kwh", end)
-            imported = data.energy_mwh("branch", bid, "import_energy_kwh", end)
-            instant = data.mean("branch", bid, "p_mw", end)
-            if exported is not None and imported is not None:
-                # counters at a branch end are seen from the bus: export = into the branch
-                ends[(bid, end)] = (exported - imported) / hours
-            elif instant is not None:
-                # a one-way counter cannot see a reversed flow; the power samples can
-                ends[(bid, end)] = instant
-            elif exported is not None or imported is not None:
-                ends[(bid, end)] = ((exported or 0.0) - (imported or 0.0)) / hours
-            else:
-                ends[(bid, end)] = None
+            # counters at a branch end are seen from the bus: export = into the branch
+            ends[(branch["id"], end)] = inputs.power(
+                "branch", branch["id"], "export_energy_kwh", "import_energy_kwh", end
+            )
+    incident = _incident_ends(topology)
+    by_bus = _bus_injections(injections)
+    while True:
+        _fill_by_kcl(incident, ends, by_bus)
+        single = [
+            (b["id"], end)
+            for b in topology["branches"]
+            for end, other in (("from", "to"), ("to", "from"))
+            if ends[(b["id"], end)] is None and ends[(b["id"], other)] is not None
+        ]
+        if not single:
+            return ends
+        for bid, end in single:  # one end known and no balance to close: the lossless estimate
+            known = ends[(bid, "to" if end == "from" else "from")]
+            assert known is not None
+            u = math.hypot(known.u, LOSSLESS_RELATIVE_U * abs(known.value))
+            ends[(bid, end)] = Value(-known.value, u, "other end")
 
-    for branch in topology["branches"]:  # one end known: lossless estimate of the other
-        bid = branch["id"]
-        p_from, p_to = ends[(bid, "from")], ends[(bid, "to")]
-        if (p_from is None) != (p_to is None):
-            missing = "to" if p_to is None else "from"
-            ends[(bid, missing)] = -(p_from if p_to is None else p_to)
-            estimates.append(Estimate("branch", bid, f"p_{missing}_mw", "other end"))
 
-    _fill_by_kcl(topology, ends, generators, loads, storage, estimates)
+def _fill_injections_by_kcl(
+    topology: Mapping[str, Any], ends: Mapping[tuple[str, str], Value | None], injections: list[_Injection]
+) -> None:
+    """A generator, load or storage that was not measured is the balance of its bus, when it is the only
+    unknown there: derived when every branch end at the bus was measured (or derived from measured
+    values), else still a better estimate than holding the previous interval's value."""
+    incident = _incident_ends(topology)
+    at_bus: dict[str, list[_Injection]] = {}
+    for injection in injections:
+        at_bus.setdefault(injection.bus, []).append(injection)
+    for bus, members in at_bus.items():
+        unknown = [m for m in members if m.p.estimated]
+        branch_values = [ends[key] for key in incident.get(bus, [])]
+        if not unknown or len({m.sign for m in unknown}) != 1 or any(v is None for v in branch_values):
+            continue
+        sent = sum(v.value for v in branch_values)  # type: ignore[union-attr]
+        variance = sum(v.u**2 for v in branch_values)  # type: ignore[union-attr]
+        for other in members:
+            if other not in unknown:
+                sent -= other.sign * other.p.value
+                variance += other.p.u**2
+        exact = len(unknown) == 1 and not any(v.estimated for v in branch_values)  # type: ignore[union-attr]
+        # several unknowns of one kind share the balance by their rating (an estimate)
+        ratings = [abs(float(m.element.get("p_max_mw") or m.element.get("p_mw") or 1.0)) for m in unknown]
+        for member, rating in zip(unknown, ratings):
+            share = rating / sum(ratings)
+            method = "kcl" if len(unknown) == 1 else "kcl shared by rating"
+            member.p = Value(member.sign * sent * share, math.sqrt(variance) * share, method, derived=exact)
 
+
+def _branch_records(
+    topology: Mapping[str, Any], inputs: _Inputs, ends: Mapping[tuple[str, str], Value | None]
+) -> list[dict[str, Any]]:
     records = []
     for branch in topology["branches"]:
         bid = branch["id"]
         p_from, p_to = ends[(bid, "from")], ends[(bid, "to")]
-        if p_from is None:
-            last_from = previous.get("branches_from", {}).get(bid)
-            last_to = previous.get("branches_to", {}).get(bid)
-            method = "previous interval" if last_from is not None else "zero"
-            p_from = float(last_from) if last_from is not None else 0.0
-            p_to = float(last_to) if last_to is not None else -p_from
-            estimates.append(Estimate("branch", bid, "p_from_mw", method))
+        if p_from is None or p_to is None:
+            p_from = inputs.held("branches_from", bid)
+            last_to = inputs.previous.get("branches_to", {}).get(bid)
+            p_to = Value(float(last_to) if last_to is not None else -p_from.value, p_from.u)
         records.append(
             {
                 "id": bid,
                 "from_bus": branch["from_bus"],
                 "to_bus": branch["to_bus"],
-                "p_from_mw": p_from,
-                "p_to_mw": p_to,
+                "p_from_mw": inputs.record("branches_from", "branch", bid, "p_from_mw", p_from),
+                "p_to_mw": inputs.record("branches_to", "branch", bid, "p_to_mw", _quiet(p_to, p_from)),
             }
         )
     return records
 
 
+def _quiet(p_to: Value, p_from: Value) -> Value:
+    """The 'to' end held together with the 'from' end is one estimate, reported once."""
+    if p_from.method in ("previous interval", "zero") and p_to.method is None:
+        return Value(p_to.value, p_to.u)
+    return p_to
+
+
 def _fill_by_kcl(
-    topology: Mapping[str, Any],
-    ends: dict[tuple[str, str], float | None],
-    generators: list[dict[str, Any]],
-    loads: list[dict[str, Any]],
-    storage: list[dict[str, Any]],
-    estimates: list[Estimate],
+    incident: Mapping[str, list[tuple[str, str]]],
+    ends: dict[tuple[str, str], Value | None],
+    injections: Mapping[str, tuple[float, float, bool]],
 ) -> None:
-    """Where a bus has exactly one unknown branch (both ends unmeasured), its flow is the bus balance;
-    repeat until nothing more can be found (a radial feeder unwinds from its leaves)."""
-    injection: dict[str, float] = {}
-    for g in generators:
-        injection[g["bus"]] = injection.get(g["bus"], 0.0) + g["p_mw"]
-    for x in loads:
-        injection[x["bus"]] = injection.get(x["bus"], 0.0) - x["p_mw"]
-    for s in storage:
-        injection[s["bus"]] = injection.get(s["bus"], 0.0) - s["p_mw"]
-    incident: dict[str, list[tuple[str, str]]] = {}
-    for branch in topology["branches"]:
-        incident.setdefault(branch["from_bus"], []).append((branch["id"], "from"))
-        incident.setdefault(branch["to_bus"], []).append((branch["id"], "to"))
+    """Where a bus has exactly one unknown branch end, that end's flow is the bus balance; repeat until
+    nothing more can be found (a radial feeder unwinds from its leaves)."""
     changed = True
     while changed:
         changed = False
@@ -262,11 +393,10 @@ def _fill_by_kcl(
             unknown = [key for key in branch_ends if ends[key] is None]
             if len(unknown) != 1:
                 continue
-            known_out = sum(ends[key] for key in branch_ends if ends[key] is not None)
-            bid, end = unknown[0]
-            value = injection.get(bus, 0.0) - known_out  # power the bus must send into the branch
-            other = "to" if end == "from" else "from"
-            ends[(bid, end)] = value
-            ends[(bid, other)] = -value
-            estimates.append(Estimate("branch", bid, "p_from_mw", "kcl"))
+            known = [ends[key] for key in branch_ends if ends[key] is not None]
+            injection, variance, guessed = injections.get(bus, (0.0, 0.0, False))
+            value = injection - sum(v.value for v in known)  # type: ignore[union-attr]
+            u = math.sqrt(variance + sum(v.u**2 for v in known))  # type: ignore[union-attr]
+            from_estimates = guessed or any(v.estimated for v in known)  # type: ignore[union-attr]
+            ends[unknown[0]] = Value(value, u, "kcl", derived=not from_estimates)
             changed = True

@@ -1,9 +1,13 @@
-"""Meter every interval once its data is in: the center's clock-driven loop.
+"""Meter every interval once its data is in, and again when late data arrives: the center's loop.
 
 Interval ``k`` ends at a multiple of ``interval_s``; it is metered ``grace_s`` after its end so that
-the polls around the boundary have arrived (counters are interpolated to the boundary from readings on
-both sides).  The clock is the wall clock in production and the simulated clock in the demo (``speed``
-says how many clock seconds pass per real second).
+the polls around the boundary have arrived.  The clock is the wall clock in production and the
+simulated clock in the demo (``speed`` says how many clock seconds pass per real second).
+
+An interval that was not complete — not metered at all, or metered with estimates (readings that had not
+arrived: a busy collector, a center outage, a link down) — stays *pending* for ``remeter_window_s``: at
+every tick the loop counts the readings it would be metered from, and when more have arrived it meters
+it again (a new version; the earlier one is kept).  No interval stays unmetered once its data is there.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class MeteringLoop:
         grace_s: float | None = None,
         on_outcome: Callable[[IntervalOutcome], None] | None = None,
         max_intervals: int | None = None,
+        remeter_window_s: float | None = None,
     ) -> None:
         self.service = service
         self.now = now
@@ -44,6 +49,10 @@ class MeteringLoop:
         self.max_intervals = max_intervals
         self.metered = 0
         self.skipped = 0
+        self.remetered = 0
+        window = 60 * service.interval_s if remeter_window_s is None else remeter_window_s
+        self.remeter_window = timedelta(seconds=window)
+        self.pending: dict[datetime, int] = {}  # incomplete interval end -> readings it was metered from
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
@@ -59,17 +68,43 @@ class MeteringLoop:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait_s)
                 continue
+            await self._remeter_pending(next_end)
             outcome = await asyncio.to_thread(self.service.meter_interval, next_end)
             if outcome.stored:
                 self.metered += 1
             else:
                 self.skipped += 1
                 log.warning("interval ending %s not metered: %s", next_end.isoformat(), outcome.error)
+            self._track(outcome)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
             next_end += timedelta(seconds=self.service.interval_s)
             if self.max_intervals is not None and self.metered >= self.max_intervals:
                 return
+
+    def _track(self, outcome: IntervalOutcome) -> None:
+        if outcome.complete:
+            self.pending.pop(outcome.end, None)
+        else:
+            self.pending[outcome.end] = outcome.readings
+
+    async def _remeter_pending(self, newest: datetime) -> None:
+        """Meter again every pending interval for which more readings have arrived."""
+        for end in sorted(self.pending):
+            if newest - end > self.remeter_window:
+                del self.pending[end]  # given up: it keeps its last version, estimates named
+                continue
+            available = await asyncio.to_thread(self.service.readings_available, end)
+            if available <= self.pending[end]:
+                continue
+            reason = f"late readings: {available - self.pending[end]} more"
+            outcome = await asyncio.to_thread(self.service.meter_interval, end, reason=reason)
+            self.remetered += 1
+            self._track(outcome)
+            if outcome.stored and outcome.version == 1:
+                self.metered += 1
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="metering")

@@ -1,16 +1,30 @@
 """From stored readings of points to one interval's :class:`Measurements` by element quantity.
 
-A counter's value at an interval boundary is interpolated between the good readings around it (the
-last one before it alone when none follows yet), if they are recent enough (``max_age_s``); otherwise,
-or when the register went backwards, the counter does not count for the interval and the assembly
-estimates instead.  Instantaneous values are the good readings inside ``(start, end]``.
-Readings of quality ``invalid`` never count; ``estimated`` and ``stale`` ones count as they are (the
-collector already judged them usable) — what they fed is visible in the point's readings.
+Counters (energy kWh, carbon kg) count by their value at both interval boundaries:
+
+* a reading time-stamped exactly at a boundary — a frozen register (IEC 104 periodic freeze, DL/T 645
+  freeze, DL/T 698.45 minute/hour freeze), or a poll that happened to land there — is the boundary
+  value itself: *measured*;
+* otherwise the register is interpolated between the two readings that straddle the boundary; the
+  true value lies between them (a register never runs backwards), which bounds the interpolation's
+  error; the value is *estimated* and carries that bound;
+* with no reading after the boundary yet, the last one before it stands in (estimated, bounded by the
+  rate seen so far) — the interval is metered again when later readings arrive.
+
+A register that went backwards (reset, replaced meter) does not count for the interval.
+Instantaneous values are the good readings inside ``(start, end]``.  Readings of quality ``invalid``
+never count; ``estimated`` and ``stale`` ones count, marked as estimates.
+
+Every value carries its standard uncertainty (1σ), from the meter's accuracy class (maximum permissible
+error, a rectangular distribution: MPE/√3) and its register resolution (quantisation, r/√12 a value).
+Where several points measure the same quantity (the plant RTU and the unit's electric-carbon meter), the
+one with the smallest uncertainty counts; a measured value always beats an estimated one.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +35,11 @@ from carbonflow.center.metering.assemble import ElementKey, Measurements
 COUNTER_QUANTITIES = frozenset(
     {"export_energy_kwh", "import_energy_kwh", "carbon_kg", "charge_energy_kwh", "discharge_energy_kwh"}
 )
+DEFAULT_ACCURACY_PERCENT = 0.5  # class 0.5S when the device map does not say
+# registers that hold a value set for them (an emission factor) have no measuring error, only a resolution
+EXACT_QUANTITIES = frozenset({"intensity_g_per_kwh"})
+HELD_QUANTITIES = EXACT_QUANTITIES
+ESTIMATED_QUALITIES = frozenset({"estimated", "stale"})
 
 
 @dataclass(frozen=True)
@@ -30,7 +49,15 @@ class PointMapping:
     element_id: str
     quantity: str
     end: str = "-"
-    scale_to_element: Decimal = Decimal(1)  # device unit -> element unit (e.g. kW -> MW: 0.001)
+    scale_to_element: Decimal = Decimal(1)  # device unit -> element unit (e.g. kW -> MW: 0.001; x CT x VT)
+    accuracy_percent: float | None = None  # maximum permissible error, % of the reading (None: default)
+    resolution: Decimal = Decimal(0)  # the register's last digit, in device units
+
+    @property
+    def mpe_percent(self) -> float:
+        if self.accuracy_percent is not None:
+            return self.accuracy_percent
+        return 0.0 if self.quantity in EXACT_QUANTITIES else DEFAULT_ACCURACY_PERCENT
 
     @property
     def key(self) -> ElementKey:
@@ -39,6 +66,9 @@ class PointMapping:
     @property
     def is_counter(self) -> bool:
         return self.quantity in COUNTER_QUANTITIES
+
+    def resolution_in_element_units(self) -> float:
+        return float(abs(self.resolution * self.scale_to_element))
 
 
 @dataclass(frozen=True)
@@ -49,15 +79,40 @@ class StoredReading:
     quality: str = "good"
 
 
+@dataclass(frozen=True)
+class BoundaryValue:
+    value: Decimal
+    bound: Decimal  # the true register lies within value ± bound (0 for a reading at the boundary)
+    estimated: str | None  # why it is an estimate, None when read at the boundary
+    since: datetime  # the latest reading it rests on
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    u: float
+    estimated: str | None
+    order: int
+
+    def better_than(self, other: _Candidate | None) -> bool:
+        if other is None:
+            return True
+        if (self.estimated is None) != (other.estimated is None):
+            return self.estimated is None
+        return (self.u, self.order) < (other.u, other.order)
+
+
 def measurements_for_interval(
     points: Iterable[PointMapping],
     readings: Iterable[StoredReading],
     start: datetime,
     end: datetime,
     max_age_s: float | None = None,
+    held_max_age_s: float | None = None,
 ) -> Measurements:
-    """``readings`` must include, for counters, readings up to ``max_age_s`` before ``start``."""
+    """``readings`` must include, for counters, readings up to ``max_age_s`` before ``start``, and for
+    factor registers the last reading up to ``held_max_age_s`` before it."""
     max_age = timedelta(seconds=max_age_s if max_age_s is not None else (end - start).total_seconds())
+    held_max_age = timedelta(seconds=held_max_age_s) if held_max_age_s is not None else max_age
     by_point: dict[str, list[StoredReading]] = {}
     for reading in readings:
         if reading.value is not None and reading.quality != "invalid":
@@ -67,59 +122,112 @@ def measurements_for_interval(
 
     counters: dict[ElementKey, tuple[Decimal, Decimal]] = {}
     instants: dict[ElementKey, list[Decimal]] = {}
-    for point in points:
+    uncertainty: dict[ElementKey, float] = {}
+    estimated: dict[ElementKey, str] = {}
+    chosen: dict[ElementKey, _Candidate] = {}
+    for order, point in enumerate(points):
         series = by_point.get(point.point_id, [])
         if point.is_counter:
-            pair = _counter_at_boundaries(series, start, end, max_age)
-            if pair is not None:  # the first mapped meter of a quantity wins
-                counters.setdefault(
-                    point.key, (pair[0] * point.scale_to_element, pair[1] * point.scale_to_element)
-                )
+            found = _counter_over_interval(point, series, start, end, max_age)
+            if found is None:
+                continue
+            pair, u, why = found
+            target = counters
         else:
-            inside = [r.value * point.scale_to_element for r in series if start < r.ts <= end]
-            if inside:
-                instants.setdefault(point.key, []).extend(inside)
-    return Measurements((end - start).total_seconds(), counters, instants)
+            inside = [r for r in series if start < r.ts <= end]
+            if not inside and point.quantity in HELD_QUANTITIES:
+                # a factor register is reported when it changes (IEC 104 spontaneous data, a download):
+                # the last value before the interval is still the value in force
+                inside = [r for r in series if start - held_max_age <= r.ts <= start][-1:]
+            if not inside:
+                continue
+            values = [r.value * point.scale_to_element for r in inside]
+            pair, u = values, _sample_mean_uncertainty(point, values)
+            flagged = sorted({r.quality for r in inside if r.quality in ESTIMATED_QUALITIES})
+            why = f"{' and '.join(flagged)} readings" if flagged else None
+            target = instants
+        candidate = _Candidate(u, why, order)
+        if candidate.better_than(chosen.get(point.key)):
+            chosen[point.key] = candidate
+            target[point.key] = pair  # type: ignore[assignment]
+            uncertainty[point.key] = u
+            if why:
+                estimated[point.key] = why
+            else:
+                estimated.pop(point.key, None)
+    return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
 
 
-def _counter_at_boundaries(
-    series: list[StoredReading], start: datetime, end: datetime, max_age: timedelta
-) -> tuple[Decimal, Decimal] | None:
-    """The register at both boundaries, interpolated linearly between the readings around each one
-    (polls are not aligned with intervals; a register grows ~linearly between two polls), or the last
-    reading before it when none follows yet.  A register that went backwards in between (a reset, a
-    replaced meter) gives None: the energy of that interval is not known from it."""
+def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> float:
+    """1σ of the mean of ``values``: the class error is systematic (it does not average out), the
+    quantisation is random, and so is the spread of the samples themselves."""
+    mean = float(sum(values)) / len(values)
+    systematic = point.mpe_percent / 100.0 * abs(mean) / math.sqrt(3)
+    quantisation = point.resolution_in_element_units() / math.sqrt(12 * len(values))
+    spread = 0.0
+    if len(values) > 1:
+        variance = sum((float(v) - mean) ** 2 for v in values) / (len(values) - 1)
+        spread = math.sqrt(variance / len(values))
+    return math.sqrt(systematic**2 + quantisation**2 + spread**2)
+
+
+def _counter_over_interval(
+    point: PointMapping, series: list[StoredReading], start: datetime, end: datetime, max_age: timedelta
+) -> tuple[tuple[Decimal, Decimal], float, str | None] | None:
+    """(value at start, value at end) in element units, the 1σ of their difference, and why it is an
+    estimate (None: both read at the boundaries)."""
+    first = register_at(series, start, max_age)
+    last = register_at(series, end, max_age)
+    if first is None or last is None or last.since <= start:
+        return None  # nothing read inside the interval: the register says nothing about it
+    lo = bisect.bisect_left([r.ts for r in series], start - max_age)
+    hi = bisect.bisect_right([r.ts for r in series], end + max_age)
+    if any(series[i + 1].value < series[i].value for i in range(lo, hi - 1)):  # type: ignore[operator]
+        return None  # reset or replaced meter in between: not an energy
+    if last.value < first.value:
+        return None
+    scale = point.scale_to_element
+    energy = float((last.value - first.value) * scale)
+    resolution = point.resolution_in_element_units()
+    u = math.sqrt(
+        (point.mpe_percent / 100.0 * abs(energy)) ** 2 / 3
+        + resolution**2 / 6  # two quantised registers
+        + float(first.bound * abs(scale)) ** 2 / 3
+        + float(last.bound * abs(scale)) ** 2 / 3
+    )
+    reasons = [why for why in (first.estimated, last.estimated) if why]
+    why = "; ".join(dict.fromkeys(reasons)) or None
+    return (first.value * scale, last.value * scale), u, why
+
+
+def register_at(series: list[StoredReading], moment: datetime, max_age: timedelta) -> BoundaryValue | None:
+    """A counter's value at ``moment`` from its time-ordered readings (device units)."""
     times = [r.ts for r in series]
-    first, last = _bracket(times, start, max_age), _bracket(times, end, max_age)
-    if first is None or last is None:
-        return None
-    lo, hi = first[0], last[1]
-    if any(series[i + 1].value < series[i].value for i in range(lo, hi)):
-        return None
-    at_start, at_end = _interpolate(series, start, first), _interpolate(series, end, last)
-    if at_end < at_start or (hi == lo):
-        return None
-    return at_start, at_end
-
-
-def _bracket(times: list[datetime], moment: datetime, max_age: timedelta) -> tuple[int, int] | None:
-    """Indices of the readings just before (or at) and just after ``moment`` (the same index twice when
-    nothing follows within ``max_age``); None when nothing recent precedes it."""
     before = bisect.bisect_right(times, moment) - 1
     if before < 0 or moment - times[before] > max_age:
         return None
+    low = series[before]
+    flagged = low.quality in ESTIMATED_QUALITIES
+    if low.ts == moment:
+        why = f"{low.quality} reading" if flagged else None
+        return BoundaryValue(low.value, Decimal(0), why, low.ts)  # type: ignore[arg-type]
     after = before + 1
-    if after < len(times) and times[after] - moment <= max_age and times[before] < moment:
-        return before, after
-    return before, before
-
-
-def _interpolate(series: list[StoredReading], moment: datetime, bracket: tuple[int, int]) -> Decimal:
-    low, high = series[bracket[0]], series[bracket[1]]
-    if bracket[0] == bracket[1] or high.ts == low.ts:
-        return low.value
-    share = Decimal(str((moment - low.ts).total_seconds() / (high.ts - low.ts).total_seconds()))
-    return low.value + (high.value - low.value) * share
+    if after < len(series) and series[after].ts - moment <= max_age:
+        high = series[after]
+        share = Decimal(str((moment - low.ts).total_seconds() / (high.ts - low.ts).total_seconds()))
+        value = low.value + (high.value - low.value) * share  # type: ignore[operator]
+        bound = max(value - low.value, high.value - value)  # type: ignore[operator]
+        return BoundaryValue(value, bound, "interpolated between reads around the boundary", high.ts)
+    # nothing after it yet: hold the last value; the register grew by at most its recent rate since
+    earlier = before - 1
+    bound = Decimal(0)
+    if earlier >= 0 and series[earlier].ts < low.ts:
+        rate = (low.value - series[earlier].value) / Decimal(  # type: ignore[operator]
+            str((low.ts - series[earlier].ts).total_seconds())
+        )
+        bound = abs(rate) * Decimal(str((moment - low.ts).total_seconds()))
+    held = "last reading before the boundary held"
+    return BoundaryValue(low.value, bound, held, low.ts)  # type: ignore[arg-type]
 
 
 def point_mappings(device_map: Mapping) -> list[PointMapping]:

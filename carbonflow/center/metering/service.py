@@ -15,19 +15,29 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import func, select
 
 from carbonflow.center.metering.assemble import Assembled, assemble_snapshot
-from carbonflow.center.metering.measurements import PointMapping, StoredReading, measurements_for_interval
-from carbonflow.center.store import Store, interval_from_document, queue_command, save_interval
+from carbonflow.center.metering.measurements import (
+    HELD_QUANTITIES,
+    PointMapping,
+    StoredReading,
+    measurements_for_interval,
+)
+from carbonflow.center.metering.uncertainty import input_uncertainty
+from carbonflow.center.store import Store, interval_from_document, queue_command, save_new_version
 from carbonflow.center.store.schema import Device, Point, Reading
 from carbonflow.engine import SnapshotError, snapshot_from_dict, solve
 from carbonflow.engine.document import result_document
 from carbonflow.engine.origin import origin_shares
 from carbonflow.engine.storage import StorageState
+from carbonflow.engine.uncertainty import DEFAULT_SAMPLES, propagate
 
 log = logging.getLogger(__name__)
 CARBON_METER_KINDS = ("carbon_meter",)
+HELD_MAX_AGE = timedelta(days=1)  # a factor register unchanged for longer is not trusted as in force
+KEEP_INTERVALS = 512  # assembled values kept per interval, for metering a late interval again
 
 
 @dataclass
@@ -39,6 +49,17 @@ class IntervalOutcome:
     factors_queued: int = 0
     error: str | None = None
     intensities: dict[str, float | None] = field(default_factory=dict)  # bus id -> g/kWh
+    derived: int = 0  # inputs fixed by a law from measured ones (bus balance, zero-emission units)
+    completeness: float = 0.0
+    version: int = 0  # 1: first metering; more: metered again when late readings arrived
+    readings: int = 0  # readings the interval was metered from
+    bands: dict[str, float | None] = field(default_factory=dict)  # bus id -> expanded uncertainty g/kWh
+    totals_band: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every input measured or derived from measured ones: nothing estimated, nothing missing."""
+        return self.stored and self.estimates == 0 and self.completeness >= 1.0
 
 
 class MeteringService:
@@ -53,14 +74,18 @@ class MeteringService:
         storage_soc: float = 0.5,
         storage_start_intensity_g_per_kwh: float = 600.0,
         min_completeness: float = 0.5,
+        uncertainty_samples: int = DEFAULT_SAMPLES,
     ) -> None:
         self.min_completeness = min_completeness
+        self.uncertainty_samples = uncertainty_samples
         self.store = store
         self.topology = topology
         self.interval_s = interval_s
         self.losses = losses
         self.level = level
         self.previous: dict[str, dict[str, float]] = {}
+        self._values_by_end: dict[datetime, dict[str, dict[str, float]]] = {}
+        self._carried: set[datetime] = set()  # intervals whose storage carbon has been carried on
         self.storage = {
             s["id"]: StorageState(
                 energy_mwh=storage_soc * float(s.get("max_e_mwh", 0.0)),
@@ -97,36 +122,98 @@ class MeteringService:
     def refresh_points(self) -> None:
         self.points = self._point_mappings()
 
-    def _readings(self, start: datetime, end: datetime) -> list[StoredReading]:
+    def _window(self, end: datetime) -> tuple[datetime, datetime]:
+        """Readings an interval is metered from: one interval on either side of it, so a counter read
+        before a boundary still marks it and readings after each boundary bracket it."""
+        span = timedelta(seconds=self.interval_s)
+        return end - 2 * span, end + span
+
+    def _readings(self, end: datetime) -> list[StoredReading]:
+        low, high = self._window(end)
         with self.store.read() as connection:
             rows = connection.execute(
                 select(Reading.point_id, Reading.ts, Reading.value, Reading.quality).where(
-                    Reading.ts >= start, Reading.ts <= end
+                    Reading.ts >= low, Reading.ts <= high
+                )
+            ).all()
+            held = [p.point_id for p in self.points if p.quantity in HELD_QUANTITIES]
+            # a factor register reports when it changes: its last value before the window still holds
+            latest = (
+                select(Reading.point_id, func.max(Reading.ts).label("ts"))
+                .where(Reading.point_id.in_(held), Reading.ts < low, Reading.ts >= low - HELD_MAX_AGE)
+                .group_by(Reading.point_id)
+                .subquery()
+            )
+            rows += connection.execute(
+                select(Reading.point_id, Reading.ts, Reading.value, Reading.quality).join(
+                    latest, (Reading.point_id == latest.c.point_id) & (Reading.ts == latest.c.ts)
                 )
             ).all()
         return [StoredReading(*row) for row in rows]
 
-    def meter_interval(self, end: datetime, *, download_factors: bool = True) -> IntervalOutcome:
+    def readings_available(self, end: datetime) -> int:
+        """How many readings the interval ending at ``end`` would be metered from now."""
+        low, high = self._window(end)
+        with self.store.read() as connection:
+            return int(
+                connection.execute(
+                    select(func.count()).select_from(Reading).where(Reading.ts >= low, Reading.ts <= high)
+                ).scalar_one()
+            )
+
+    def _previous_for(self, end: datetime) -> dict[str, dict[str, float]]:
+        before = end - timedelta(seconds=self.interval_s)
+        return self._values_by_end.get(before, self.previous)
+
+    def meter_interval(
+        self, end: datetime, *, download_factors: bool = True, reason: str = "first metering"
+    ) -> IntervalOutcome:
         start = end - timedelta(seconds=self.interval_s)
-        # a counter read up to one interval before a boundary still marks it (polls are not aligned)
-        # and readings just after each boundary let the register be interpolated to it
-        readings = self._readings(
-            start - timedelta(seconds=self.interval_s), end + timedelta(seconds=self.interval_s)
+        readings = self._readings(end)
+        data = measurements_for_interval(
+            self.points,
+            readings,
+            start,
+            end,
+            max_age_s=self.interval_s,
+            held_max_age_s=HELD_MAX_AGE.total_seconds(),
         )
-        data = measurements_for_interval(self.points, readings, start, end, max_age_s=self.interval_s)
         discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
-        assembled = assemble_snapshot(self.topology, data, self.previous, discharge)
+        assembled = assemble_snapshot(self.topology, data, self._previous_for(end), discharge)
         completeness = self._completeness(assembled)
+        failed = IntervalOutcome(
+            end, stored=False, estimates=len(assembled.estimates), completeness=completeness,
+            readings=len(readings), derived=len(assembled.derived),
+        )  # fmt: skip
         if completeness < self.min_completeness:
-            message = f"only {completeness:.0%} of generators, loads and branches measured"
-            log.warning("interval ending %s not metered: %s", end.isoformat(), message)
-            return IntervalOutcome(end, stored=False, estimates=len(assembled.estimates), error=message)
+            failed.error = f"only {completeness:.0%} of generators, loads and branches measured"
+            log.warning("interval ending %s not metered: %s", end.isoformat(), failed.error)
+            return failed
         try:
-            result = solve(snapshot_from_dict(assembled.snapshot), self.losses)
+            snapshot = snapshot_from_dict(assembled.snapshot)
+            result = solve(snapshot, self.losses)
+            bands = propagate(
+                snapshot,
+                input_uncertainty(snapshot, assembled),
+                self.losses,
+                samples=self.uncertainty_samples,
+                seed=int(end.timestamp()),
+            )
         except SnapshotError as error:
+            failed.error = str(error)
             log.warning("interval ending %s not metered: %s", end.isoformat(), error)
-            return IntervalOutcome(end, stored=False, estimates=len(assembled.estimates), error=str(error))
+            return failed
         document = result_document(result, origin_shares(result))
+        band_by_bus = {
+            bus: (None if np.isnan(band) else round(float(band), 6))
+            for bus, band in zip(snapshot.bus_ids, bands.bus_intensity_g_per_kwh)
+        }
+        totals_band = {name: round(value, 6) for name, value in bands.totals.items() if np.isfinite(value)}
+        outcome = IntervalOutcome(
+            end, True, document["totals"], len(assembled.estimates), 0, None,
+            {b["id"]: b["intensity_g_per_kwh"] for b in document["buses"]}, len(assembled.derived),
+            completeness, 0, len(readings), band_by_bus, totals_band,
+        )  # fmt: skip
         record = interval_from_document(
             end,
             self.interval_s,
@@ -135,18 +222,31 @@ class MeteringService:
             snapshot=assembled.snapshot,
             estimation={
                 "completeness": completeness,
+                "complete": outcome.complete,
+                "readings": len(readings),
                 "estimates": [e.as_dict() for e in assembled.estimates],
+                "derived": [e.as_dict() for e in assembled.derived],
+                "uncertainty": {
+                    "coverage_factor": bands.coverage_factor,
+                    "samples": bands.samples,
+                    "intensity_g_per_kwh": band_by_bus,
+                    "totals": totals_band,
+                },
             },
             origin=document.get("origin"),
         )
-        save_interval(self.store, record)
-        self.previous = assembled.values
-        self._carry_storage(assembled, document)
-        queued = self.queue_factor_downloads(document, end) if download_factors else 0
-        intensities = {b["id"]: b["intensity_g_per_kwh"] for b in document["buses"]}
-        return IntervalOutcome(
-            end, True, document["totals"], len(assembled.estimates), queued, None, intensities
-        )
+        outcome.version = save_new_version(self.store, record, reason)
+        self._values_by_end[end] = assembled.values
+        for old in sorted(self._values_by_end)[:-KEEP_INTERVALS]:
+            del self._values_by_end[old]
+        if end >= max(self._values_by_end):
+            self.previous = assembled.values
+        if end not in self._carried:  # storage carbon moves on once per interval
+            self._carried.add(end)
+            self._carry_storage(assembled, document)
+        if download_factors and outcome.version == 1:
+            outcome.factors_queued = self.queue_factor_downloads(document, end)
+        return outcome
 
     def _completeness(self, assembled: Assembled) -> float:
         """Share of generators, loads and branches whose power was measured (not held or zeroed)."""

@@ -60,6 +60,11 @@ from carbonflow.center.store.users import (  # the models join the metadata the 
     start_session,
     user_for_token,
 )
+from carbonflow.center.store.versions import (  # superseded interval results join the metadata too
+    StoredVersion,
+    interval_versions,
+    save_new_version,
+)
 
 __all__ = [
     "DEFAULT_IMAGE_RETENTION_DAYS",
@@ -77,6 +82,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredReading",
+    "StoredVersion",
     "UnknownCollectorError",
     "UserInfo",
     "aggregate",
@@ -89,6 +95,7 @@ __all__ = [
     "ingest_batch",
     "interval_from_document",
     "interval_results",
+    "interval_versions",
     "list_commands",
     "make_engine",
     "purge_older_than",
@@ -101,6 +108,7 @@ __all__ = [
     "register_devices",
     "requeue_unanswered",
     "save_interval",
+    "save_new_version",
     "start_session",
     "take_queued_commands",
     "upgrade",

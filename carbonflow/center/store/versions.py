@@ -1,0 +1,117 @@
+"""Versions of an interval's result: metering again (late readings, a correction) never erases.
+
+``intervals`` and the result tables hold the current version of every interval; when an interval is
+metered again, the version it replaces is kept in ``interval_versions`` — its hash, totals, estimation
+(completeness, estimates, uncertainty) and when it was made — with the reason it was replaced.  The
+current version's number is ``estimation["version"]`` (1 for the first metering).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from carbonflow.center.store.access import connection_of
+from carbonflow.center.store.engine import Store
+from carbonflow.center.store.results import IntervalRecord, save_interval
+from carbonflow.center.store.schema import Base, Interval
+from carbonflow.center.store.types import UtcDateTime
+
+
+class IntervalVersion(Base):
+    __tablename__ = "interval_versions"
+    __table_args__ = (Index("ix_interval_versions_ts", "ts"),)
+
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    level: Mapped[str] = mapped_column(String(100), primary_key=True)
+    interval_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    totals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    estimation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    superseded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    version: int
+    hash: str
+    totals: dict[str, Any]
+    estimation: dict[str, Any]
+    created_at: datetime
+    superseded_at: datetime | None  # None: the current version
+    reason: str | None
+
+
+def version_of(estimation: dict[str, Any] | None) -> int:
+    return int((estimation or {}).get("version", 1))
+
+
+def save_new_version(store: Store, record: IntervalRecord, reason: str, now: datetime | None = None) -> int:
+    """Store ``record`` as the interval's current version, keeping the one it replaces; its number."""
+    key = (Interval.ts == record.ts, Interval.level == record.level, Interval.interval_s == record.interval_s)
+    with store.write() as connection:
+        current = connection.execute(
+            select(Interval.hash, Interval.totals, Interval.estimation, Interval.created_at).where(*key)
+        ).first()
+        version = 1
+        if current is not None:
+            version = version_of(current.estimation) + 1
+            connection.execute(
+                IntervalVersion.__table__.insert(),
+                {
+                    "ts": record.ts,
+                    "level": record.level,
+                    "interval_s": record.interval_s,
+                    "version": version - 1,
+                    "hash": current.hash,
+                    "totals": current.totals,
+                    "estimation": current.estimation,
+                    "created_at": current.created_at,
+                    "superseded_at": now or datetime.now(UTC),
+                    "reason": reason,
+                },
+            )
+        record.estimation = {**(record.estimation or {}), "version": version}
+        save_interval(connection, record)
+    return version
+
+
+def interval_versions(store: Store, ts: datetime, level: str = "") -> list[StoredVersion]:
+    """Every version of the interval ending at ``ts``, oldest first, the current one last."""
+    with connection_of(store, write=False) as connection:
+        old = connection.execute(
+            select(IntervalVersion.__table__)
+            .where(IntervalVersion.ts == ts, IntervalVersion.level == level)
+            .order_by(IntervalVersion.version)
+        ).all()
+        versions = [
+            StoredVersion(
+                v.version, v.hash, v.totals or {}, v.estimation or {}, v.created_at, v.superseded_at, v.reason
+            )
+            for v in old
+        ]
+        current = connection.execute(
+            select(Interval.hash, Interval.totals, Interval.estimation, Interval.created_at).where(
+                Interval.ts == ts, Interval.level == level
+            )
+        ).first()
+    if current is not None:
+        versions.append(
+            StoredVersion(
+                version_of(current.estimation),
+                current.hash,
+                current.totals or {},
+                current.estimation or {},
+                current.created_at,
+                None,
+                None,
+            )
+        )
+    return versions
