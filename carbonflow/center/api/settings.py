@@ -39,7 +39,9 @@ class _Environment(EnvSettingsSource):
         if environ is not None:  # keys folded like pydantic-settings folds os.environ (case-insensitive)
             self.env_vars = {key.lower(): value for key, value in environ.items()}
 
-    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
         if field_name == "api_tokens" and isinstance(value, str):
             return value  # parsed by CenterSettings._token_pairs
         return super().prepare_field_value(field_name, field, value, value_is_complex)
