@@ -47,9 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace, **overrides: Any):
-    from carbonflow.center.api.settings import CenterSettings
+    from carbonflow.center.api.settings import CenterSettings, SettingsError
 
-    settings = CenterSettings.from_env()
+    try:
+        settings = CenterSettings.from_env()
+    except SettingsError as error:  # one line, exit 2, like any other bad input
+        raise CommandInputError(str(error)) from None
     values = {k: v for k, v in overrides.items() if v is not None}
     if getattr(args, "database", None):
         values["database_url"] = args.database

@@ -15,7 +15,6 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.ingest.receive import verify_request_signature
 from carbonflow.center.store import Store, user_for_token
@@ -44,24 +43,28 @@ def request_token(request: Request, credentials: HTTPAuthorizationCredentials | 
     return credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE)
 
 
-async def require_user(
+def require_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
-    user = await run_in_threadpool(user_of_token, request.app, request_token(request, credentials))
+    user = user_of_token(request.app, request_token(request, credentials))
     if user is None:
         raise HTTPException(401, "login required", headers={"WWW-Authenticate": "Bearer"})
     return user
 
 
-async def signed_collector(collector_id: str, request: Request) -> str:
+async def request_body(request: Request) -> bytes:
+    """The raw body, read on the event loop so that plain ``def`` routes (run in the threadpool) get it."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(request_body)]
+
+
+def signed_collector(collector_id: str, request: Request, body: RawBody) -> str:
     """The path's collector, once the request's signature checks out under its secret."""
-    payload = await request.body() if request.method != "GET" else request.url.path.encode("utf-8")
-    await run_in_threadpool(
-        verify_request_signature,
-        request.app.state.store,
-        collector_id,
-        payload,
-        request.headers.get(SIGNATURE_HEADER),
+    payload = body if request.method != "GET" else request.url.path.encode("utf-8")
+    verify_request_signature(
+        request.app.state.store, collector_id, payload, request.headers.get(SIGNATURE_HEADER)
     )
     return collector_id
 

@@ -7,10 +7,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from carbonflow.center.store import StoreError
+from carbonflow.center.store import DATABASE_DOWN_ERRORS, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,12 @@ def install_error_handlers(app: FastAPI) -> None:
             [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors],
         )
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, error: OperationalError) -> JSONResponse:
+    async def _database_down(_request: Request, error: Exception) -> JSONResponse:
         log.error("database error: %s", error)
         return error_response(503, "database unavailable, retry later")
+
+    for error_type in DATABASE_DOWN_ERRORS:
+        app.add_exception_handler(error_type, _database_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:

@@ -1,19 +1,57 @@
-"""Center settings: one pydantic model, from code, a dict (TOML) or the environment (``CARBONFLOW_*``)."""
+"""Center settings: one pydantic-settings class, from code, a dict (TOML) or the environment.
+
+Every field ``name`` is read from the environment variable ``CARBONFLOW_<NAME>`` (docs/configuration.md);
+values given in code win over the environment.  ``CenterSettings.from_env()`` is the edge the CLI and
+``create_app`` use: a bad value there is one :class:`SettingsError` line naming the variable.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from carbonflow.center.store import DEFAULT_IMAGE_RETENTION_DAYS, DEFAULT_RETENTION_DAYS
 
+ENV_PREFIX = "CARBONFLOW_"
 
-class CenterSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+class SettingsError(ValueError):
+    """A setting from the environment that cannot be used; the message is one line naming the variable."""
+
+
+class _Environment(EnvSettingsSource):
+    """The environment (or a given mapping), with ``api_tokens`` in its documented ``token:user,...``
+    form rather than the JSON pydantic-settings expects of a dict."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings_cls)
+        if environ is not None:  # keys folded like pydantic-settings folds os.environ (case-insensitive)
+            self.env_vars = {key.lower(): value for key, value in environ.items()}
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        if field_name == "api_tokens" and isinstance(value, str):
+            return value  # parsed by CenterSettings._token_pairs
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
+
+
+class CenterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     database_url: str = "sqlite:///carbonflow-center.db"
-    # bearer tokens accepted for user endpoints until users and roles exist (token → user name)
+    # bearer tokens for scripts (token → user name); env form "token1:alice,token2:bob"
     api_tokens: dict[str, str] = Field(default_factory=dict)
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1)
     mqtt_url: str | None = None  # e.g. mqtt://127.0.0.1:1883; None: HTTP ingest only
@@ -37,25 +75,47 @@ class CenterSettings(BaseModel):
     metering_interval_s: int = Field(default=0, ge=0)
     metering_losses: str = Field(default="receiving", pattern="^(receiving|consumer)$")
 
+    @field_validator("api_tokens", mode="before")
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> CenterSettings:
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in ("database_url", "mqtt_url", "mqtt_client_id", "mqtt_topic_prefix", "time_zone"):
-            if f"CARBONFLOW_{name.upper()}" in environ:
-                values[name] = environ[f"CARBONFLOW_{name.upper()}"]
-        if "CARBONFLOW_IMAGE_DIR" in environ:
-            values["image_dir"] = environ["CARBONFLOW_IMAGE_DIR"]
-        if "CARBONFLOW_IMAGE_RETENTION_DAYS" in environ:
-            values["image_retention_days"] = int(environ["CARBONFLOW_IMAGE_RETENTION_DAYS"])
-        for name in ("metering_interval_s",):
-            if f"CARBONFLOW_{name.upper()}" in environ:
-                values[name] = int(environ[f"CARBONFLOW_{name.upper()}"])
-        if "CARBONFLOW_METERING_LOSSES" in environ:
-            values["metering_losses"] = environ["CARBONFLOW_METERING_LOSSES"]
-        if "CARBONFLOW_RETENTION_DAYS" in environ:
-            values["retention_days"] = int(environ["CARBONFLOW_RETENTION_DAYS"])
-        if "CARBONFLOW_API_TOKENS" in environ:  # "token1:alice,token2:bob"
-            pairs = [item.split(":", 1) for item in environ["CARBONFLOW_API_TOKENS"].split(",") if item]
-            values["api_tokens"] = {token: (user[0] if user else "api") for token, *user in pairs}
-        return cls(**values)
+    def _token_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = [item.split(":", 1) for item in value.split(",") if item]
+        return {token: (user[0] if user else "api") for token, *user in pairs}
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from None
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls)  # code first, then CARBONFLOW_* variables
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CenterSettings:
+        """Settings from ``environ`` (default: the process environment) and the defaults."""
+        values = _Environment(cls, os.environ if environ is None else environ)()
+        try:
+            return cls.model_validate(values)  # not cls(**values): that would read os.environ again
+        except ValidationError as error:
+            raise SettingsError(_one_line(error, values)) from None
+
+
+def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
+    first = error.errors(include_url=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    message = first["msg"].removeprefix("Value error, ")
+    shown = f"={values[field]!r}" if field in values and not field.startswith("api_tokens") else ""
+    return f"{ENV_PREFIX}{field.upper()}{shown}: {message}"

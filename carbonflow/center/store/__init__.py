@@ -4,8 +4,28 @@ Open with ``Store.open(url)`` (``sqlite:///path.db`` embedded default, ``postgre
 production); it migrates to the latest schema.  See docs/storage.md.
 """
 
+from carbonflow.center.store.cameras import camera_known, camera_overview
+from carbonflow.center.store.collector_admin import (
+    collector_config,
+    collector_configs,
+    collector_exists,
+    collector_status_report,
+    collectors_overview,
+    next_config_version,
+    push_collector_config,
+)
+from carbonflow.center.store.devices import (
+    collector_devices,
+    device_row,
+    device_status_counts,
+    list_devices,
+    list_points,
+    queue_time_sync_all,
+)
+from carbonflow.center.store.elements import generator_plants, topology_tables
 from carbonflow.center.store.engine import Store, make_engine, upgrade
 from carbonflow.center.store.errors import (
+    DATABASE_DOWN_ERRORS,
     BadSignatureError,
     BatchConflictError,
     DatabaseUnavailableError,
@@ -18,6 +38,13 @@ from carbonflow.center.store.images import (  # the image model joins the metada
     DEFAULT_IMAGE_RETENTION_DAYS,
     ImagePurgeReport,
     ImageStore,
+)
+from carbonflow.center.store.intervals import (
+    interval_header,
+    interval_headers,
+    interval_origin,
+    latest_interval_ts,
+    result_quantities,
 )
 from carbonflow.center.store.maintenance import (
     list_commands,
@@ -67,6 +94,7 @@ from carbonflow.center.store.versions import (  # superseded interval results jo
 )
 
 __all__ = [
+    "DATABASE_DOWN_ERRORS",
     "DEFAULT_IMAGE_RETENTION_DAYS",
     "DEFAULT_RETENTION_DAYS",
     "Aggregate",
@@ -88,18 +116,38 @@ __all__ = [
     "aggregate",
     "aggregate_totals",
     "authenticate",
+    "camera_known",
+    "camera_overview",
+    "collector_config",
+    "collector_configs",
+    "collector_devices",
+    "collector_exists",
     "collector_secret",
+    "collector_status_report",
+    "collectors_overview",
     "count_readings",
     "create_user",
+    "device_row",
+    "device_status_counts",
     "end_session",
+    "generator_plants",
     "ingest_batch",
     "interval_from_document",
+    "interval_header",
+    "interval_headers",
+    "interval_origin",
     "interval_results",
     "interval_versions",
+    "latest_interval_ts",
     "list_commands",
+    "list_devices",
+    "list_points",
     "make_engine",
+    "next_config_version",
     "purge_older_than",
+    "push_collector_config",
     "queue_command",
+    "queue_time_sync_all",
     "readings_for_element",
     "readings_for_point",
     "record_audit",
@@ -107,10 +155,12 @@ __all__ = [
     "record_status",
     "register_devices",
     "requeue_unanswered",
+    "result_quantities",
     "save_interval",
     "save_new_version",
     "start_session",
     "take_queued_commands",
+    "topology_tables",
     "upgrade",
     "upsert_collector",
     "upsert_rows",

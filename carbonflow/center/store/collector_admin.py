@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError, StoreError, UnknownCollectorError
-from carbonflow.center.store.maintenance import _audit
+from carbonflow.center.store.maintenance import _audit, queue_command
 from carbonflow.center.store.schema import Collector, CollectorConfigVersion, Device
 from carbonflow.center.store.schema import Command as CommandRow
+from carbonflow.messages.c4 import Command
 
 Target = Store | Session | Connection
 
@@ -59,6 +60,20 @@ def collectors_overview(target: Target) -> list[dict[str, Any]]:
         row["commands_sent"] = open_commands.get(row["id"], {}).get("sent", 0)
         row["pushed_config_version"] = latest.get(row["id"])
     return rows
+
+
+def collector_exists(target: Target, collector_id: str) -> bool:
+    with connection_of(target, write=False) as connection:
+        found = connection.execute(select(Collector.id).where(Collector.id == collector_id)).first()
+    return found is not None
+
+
+def collector_status_report(target: Target, collector_id: str) -> dict[str, Any] | None:
+    """The collector's own latest status report as it sent it (signature left out), if any."""
+    with connection_of(target, write=False) as connection:
+        return connection.execute(
+            select(Collector.status_report).where(Collector.id == collector_id)
+        ).scalar_one_or_none()
 
 
 def record_status_report(
@@ -134,6 +149,19 @@ def save_collector_config(
             )
             _audit(connection, actor or "system", "config.push", collector_id, {"version": version})
     return {"collector_id": collector_id, "version": version, "sha256": digest, "created_at": now}
+
+
+def push_collector_config(
+    target: Target, collector_id: str, version: str, toml: str, *, url: str, actor: str | None = None
+) -> tuple[dict[str, Any], Command]:
+    """Store a configuration version and queue its ``reload_config`` command — both or neither.
+    The saved version (as ``save_collector_config`` gives it) and the command."""
+    with connection_of(target, write=True) as connection:
+        saved = save_collector_config(connection, collector_id, version, toml, actor=actor)
+        command = queue_command(
+            connection, collector_id, "reload_config", params={"version": version, "url": url}, actor=actor
+        )
+    return saved, command
 
 
 def collector_config(target: Target, collector_id: str, version: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,6 +104,11 @@ class Store:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as connection, connection.begin():
             yield connection
+
+    def ping(self) -> None:
+        """One round trip to the database; raises when it cannot be reached."""
+        with self.read() as connection:
+            connection.execute(text("SELECT 1"))
 
     def session(self) -> Session:
         return self.sessions()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 
 class StoreError(Exception):
     """Base: a request the store refuses.  ``status_code`` is the HTTP answer at the API edge."""
@@ -42,3 +44,7 @@ class NotFoundError(StoreError):
 
 class DatabaseUnavailableError(StoreError):
     status_code = 503
+
+
+# driver errors that mean "the database is not reachable now" (the API answers 503, retry later)
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (OperationalError,)

@@ -19,10 +19,8 @@ from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
 
-from carbonflow.center.store import Store
-from carbonflow.center.store.schema import Interval
+from carbonflow.center.store import Store, latest_interval_ts
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 100_000
@@ -58,11 +56,6 @@ def offset_minutes(zone: ZoneInfo, at: datetime) -> int:
     return int(at.astimezone(zone).utcoffset().total_seconds() // 60)
 
 
-def latest_ts(store: Store) -> datetime | None:
-    with store.read() as connection:
-        return connection.execute(select(func.max(Interval.ts))).scalar_one_or_none()
-
-
 def resolve_range(
     store: Store,
     start: str | None,
@@ -75,7 +68,7 @@ def resolve_range(
     ``default`` before the end."""
     start_t, end_t = parse_time(start, "start"), parse_time(end, "end")
     if end_t is None:
-        anchor = latest_ts(store) if start_t is None else start_t + default
+        anchor = latest_interval_ts(store) if start_t is None else start_t + default
         end_t = (anchor or datetime.now(UTC)) + timedelta(microseconds=1)
     if start_t is None:
         start_t = end_t - default

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.api.deps import SESSION_COOKIE, StoreDep, UserDep, _bearer, request_token
 from carbonflow.center.store import authenticate, end_session, record_audit, start_session, user_for_token
@@ -24,16 +23,14 @@ class Login(BaseModel):
 
 
 @router.post("/login")
-async def login(body: Login, request: Request, store: StoreDep) -> JSONResponse:
+def login(body: Login, request: Request, store: StoreDep) -> JSONResponse:
     settings = request.app.state.settings
-    user = await run_in_threadpool(authenticate, store, body.name, body.password)
+    user = authenticate(store, body.name, body.password)
     if user is None:
-        await run_in_threadpool(record_audit, store, body.name, "login.failed")
+        record_audit(store, body.name, "login.failed")
         raise HTTPException(401, "wrong user name or password")
-    token, expires = await run_in_threadpool(
-        start_session, store, user.name, lifetime=timedelta(hours=settings.session_hours)
-    )
-    await run_in_threadpool(record_audit, store, user.name, "login")
+    token, expires = start_session(store, user.name, lifetime=timedelta(hours=settings.session_hours))
+    record_audit(store, user.name, "login")
     response = JSONResponse(
         {
             "token": token,
@@ -56,23 +53,23 @@ async def login(body: Login, request: Request, store: StoreDep) -> JSONResponse:
 
 
 @router.post("/logout")
-async def logout(request: Request, store: StoreDep, credentials: Credentials) -> JSONResponse:
+def logout(request: Request, store: StoreDep, credentials: Credentials) -> JSONResponse:
     token = request_token(request, credentials)
     if token:
-        await run_in_threadpool(end_session, store, token)
+        end_session(store, token)
     response = JSONResponse({"status": "logged out"})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 @router.get("/me")
-async def me(
+def me(
     user: UserDep,
     request: Request,
     store: StoreDep,
     credentials: Credentials,
 ) -> dict:
-    info = await run_in_threadpool(user_for_token, store, request_token(request, credentials) or "")
+    info = user_for_token(store, request_token(request, credentials) or "")
     return {
         "user": user,
         "role": info.role if info else "api",

@@ -13,10 +13,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
-from carbonflow.center.api.deps import SignedCollector, StoreDep, UserDep, require_user
+from carbonflow.center.api.deps import RawBody, SignedCollector, StoreDep, UserDep, require_user
 from carbonflow.center.api.routes._common import (
     Format,
     Limit,
@@ -28,15 +26,20 @@ from carbonflow.center.api.routes._common import (
 )
 from carbonflow.center.ingest.receive import receive_status
 from carbonflow.center.metering.meter_check import list_checks
-from carbonflow.center.store import Store, list_commands, queue_command
-from carbonflow.center.store.collector_admin import (
+from carbonflow.center.store import (
+    Store,
     collector_config,
     collector_configs,
+    collector_devices,
+    collector_exists,
+    collector_secret,
+    collector_status_report,
     collectors_overview,
+    list_commands,
     next_config_version,
-    save_collector_config,
+    push_collector_config,
+    queue_time_sync_all,
 )
-from carbonflow.center.store.schema import Collector, Device
 from carbonflow.collector.config import ConfigError, config_from_dict
 
 router = APIRouter(prefix="/api/v1", tags=["remote maintenance"])
@@ -72,7 +75,7 @@ def _collectors(request: Request, store: Store) -> list[dict[str, Any]]:
 
 
 @router.get("/collectors", dependencies=LOGIN)
-async def collectors(
+def collectors(
     request: Request,
     store: StoreDep,
     status: Literal["online", "degraded", "offline", "unknown"] | None = None,
@@ -81,36 +84,26 @@ async def collectors(
     format: Format = "json",
 ):
     """Collectors: status, last seen, reported and pushed configuration versions, outbox, open commands."""
-    rows = await run_in_threadpool(_collectors, request, store)
+    rows = _collectors(request, store)
     if status is not None:
         rows = [r for r in rows if r["status"] == status]
     return listing(rows, limit=limit, offset=offset, format=format, name="collectors")
 
 
 @router.get("/collectors/{collector_id}", dependencies=LOGIN)
-async def collector(collector_id: str, request: Request, store: StoreDep) -> dict:
-    def load() -> dict[str, Any]:
-        rows = [r for r in _collectors(request, store) if r["id"] == collector_id]
-        if not rows:
-            raise HTTPException(404, f"unknown collector {collector_id!r}")
-        with store.read() as connection:
-            report = connection.execute(
-                select(Collector.status_report).where(Collector.id == collector_id)
-            ).scalar_one_or_none()
-            devices = connection.execute(
-                select(Device.id, Device.kind, Device.protocol, Device.status, Device.last_seen)
-                .where(Device.collector_id == collector_id)
-                .order_by(Device.id)
-            ).all()
-        return {
+def collector(collector_id: str, request: Request, store: StoreDep) -> dict:
+    rows = [r for r in _collectors(request, store) if r["id"] == collector_id]
+    if not rows:
+        raise HTTPException(404, f"unknown collector {collector_id!r}")
+    return jsonable(
+        {
             **rows[0],
-            "status_report": report,
+            "status_report": collector_status_report(store, collector_id),
             "configs": collector_configs(store, collector_id),
             "commands": list_commands(store, collector_id=collector_id)[-20:][::-1],
-            "devices": [dict(d._mapping) for d in devices],
+            "devices": collector_devices(store, collector_id),
         }
-
-    return jsonable(await run_in_threadpool(load))
+    )
 
 
 def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
@@ -135,9 +128,8 @@ def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
         config = config_from_dict(data, "configuration")
     except ConfigError as error:
         raise HTTPException(422, str(error)) from None
-    with store.read() as connection:
-        secret = connection.execute(select(Collector.secret).where(Collector.id == collector_id)).scalar_one()
-    if config.secret is not None and config.secret != secret:
+    secret = collector_secret(store, collector_id)
+    if config.secret is not None and config.secret.encode("utf-8") != secret:
         raise HTTPException(
             422, "configuration: secret: differs from the collector's secret held by the center"
         )
@@ -145,62 +137,40 @@ def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
 
 
 @router.post("/collectors/{collector_id}/config", status_code=201)
-async def push_config(collector_id: str, request: Request, store: StoreDep, user: UserDep) -> dict:
+def push_config(collector_id: str, raw: RawBody, store: StoreDep, user: UserDep) -> dict:
     """Store a new configuration version (TOML body, validated like the collector validates a file) and
     queue ``reload_config`` with ``{"version", "url"}``: the collector fetches, checks and applies it."""
-    raw = await request.body()
-
-    def push() -> dict[str, Any]:
-        with store.read() as connection:
-            if connection.execute(select(Collector.id).where(Collector.id == collector_id)).first() is None:
-                raise HTTPException(404, f"unknown collector {collector_id!r}")
-        version, text = _validated(collector_id, raw, store)
-        url = f"/api/v1/collectors/{collector_id}/config/{version}"
-        with store.write() as connection:  # the version and its command, or neither
-            saved = save_collector_config(connection, collector_id, version, text, actor=user)
-            command = queue_command(
-                connection, collector_id, "reload_config", params={"version": version, "url": url}, actor=user
-            )
-        return {**saved, "url": url, "command_id": command.command_id, "status": "queued"}
-
-    return jsonable(await run_in_threadpool(push))
+    if not collector_exists(store, collector_id):
+        raise HTTPException(404, f"unknown collector {collector_id!r}")
+    version, text = _validated(collector_id, raw, store)
+    url = f"/api/v1/collectors/{collector_id}/config/{version}"
+    saved, command = push_collector_config(store, collector_id, version, text, url=url, actor=user)
+    return jsonable({**saved, "url": url, "command_id": command.command_id, "status": "queued"})
 
 
 @router.get("/collectors/{collector_id}/config/{version}", response_class=PlainTextResponse)
-async def fetch_config(collector_id: SignedCollector, version: str, store: StoreDep) -> PlainTextResponse:
+def fetch_config(collector_id: SignedCollector, version: str, store: StoreDep) -> PlainTextResponse:
     """For the collector itself (signed): the TOML text of one pushed version."""
-    text = await run_in_threadpool(collector_config, store, collector_id, version)
+    text = collector_config(store, collector_id, version)
     return PlainTextResponse(text, media_type="application/toml; charset=utf-8")
 
 
 @router.post("/collectors/{collector_id}/status")
-async def post_status(collector_id: str, request: Request, store: StoreDep) -> dict[str, str]:
+def post_status(collector_id: str, body: RawBody, store: StoreDep) -> dict[str, str]:
     """For the collector itself: its status report, signed inside the document (as on MQTT)."""
-    await run_in_threadpool(receive_status, store, collector_id, await request.body())
+    receive_status(store, collector_id, body)
     return {"collector_id": collector_id, "status": "recorded"}
 
 
 @router.post("/commands/time-sync-all", status_code=202, dependencies=LOGIN)
-async def sync_all_clocks(store: StoreDep, user: UserDep) -> dict:
+def sync_all_clocks(store: StoreDep, user: UserDep) -> dict:
     """Queue a time sync for every meter and RTU that has a clock and a collector to reach it."""
-
-    def queue() -> list[str]:
-        with store.write() as connection:
-            devices = connection.execute(
-                select(Device.id, Device.collector_id)
-                .where(Device.protocol.in_(CLOCK_PROTOCOLS), Device.collector_id.is_not(None))
-                .order_by(Device.id)
-            ).all()
-            for device_id, collector_id in devices:
-                queue_command(connection, collector_id, "time_sync", device_id=device_id, actor=user)
-        return [device_id for device_id, _ in devices]
-
-    devices = await run_in_threadpool(queue)
+    devices = queue_time_sync_all(store, CLOCK_PROTOCOLS, actor=user)
     return {"queued": len(devices), "devices": devices}
 
 
 @router.get("/meter-checks", dependencies=LOGIN)
-async def meter_checks(
+def meter_checks(
     store: StoreDep,
     device: str | None = None,
     start: str | None = None,
@@ -216,7 +186,5 @@ async def meter_checks(
     first, last = parse_time(start, "start"), parse_time(end, "end")
     if first is not None and last is not None and last <= first:
         raise bad_parameter("end", "must be after start")
-    rows = await run_in_threadpool(
-        lambda: list_checks(store, device=device, start=first, end=last, status=status)
-    )
+    rows = list_checks(store, device=device, start=first, end=last, status=status)
     return listing(rows, limit=limit, offset=offset, format=format, name="meter-checks")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from carbonflow.center.api.deps import SignedCollector, StoreDep
+from carbonflow.center.api.deps import RawBody, SignedCollector, StoreDep
 from carbonflow.center.store import InvalidBatchError, record_command_result, take_queued_commands
 from carbonflow.messages.c4 import Command, CommandResult
 
@@ -14,18 +13,18 @@ router = APIRouter(prefix="/api/v1/collectors", tags=["collectors"])
 
 
 @router.get("/{collector_id}/commands", response_model=list[Command])
-async def queued_commands(collector_id: SignedCollector, store: StoreDep) -> list[Command]:
+def queued_commands(collector_id: SignedCollector, store: StoreDep) -> list[Command]:
     """The collector's queued commands, oldest first; they are marked ``sent``."""
-    return await run_in_threadpool(take_queued_commands, store, collector_id)
+    return take_queued_commands(store, collector_id)
 
 
 @router.post("/{collector_id}/command-results")
-async def command_result(request: Request, collector_id: SignedCollector, store: StoreDep) -> dict[str, str]:
+def command_result(body: RawBody, collector_id: SignedCollector, store: StoreDep) -> dict[str, str]:
     try:
-        result = CommandResult.model_validate_json(await request.body())
+        result = CommandResult.model_validate_json(body)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidBatchError(f"invalid command result: {where}: {first['msg']}") from None
-    await run_in_threadpool(record_command_result, store, collector_id, result)
+    record_command_result(store, collector_id, result)
     return {"command_id": result.command_id, "status": result.status}

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.api.deps import StoreDep, require_user
 from carbonflow.center.api.routes._common import (
@@ -20,15 +19,26 @@ from carbonflow.center.api.routes._common import (
     split_ids,
     zone_of,
 )
-from carbonflow.center.store import aggregate, aggregate_totals
+from carbonflow.center.store import Aggregate, aggregate, aggregate_totals
 
 router = APIRouter(prefix="/api/v1", tags=["history"], dependencies=[Depends(require_user)])
 BUCKET_SECONDS = {"15min": 900, "hour": 3600, "day": 86400, "month": 31 * 86400}
 MAX_BUCKETS = 40_000  # a year of 15-minute buckets is 35,040
 
 
+def _group_row(group: Aggregate) -> dict[str, Any]:
+    return {
+        "bucket": group.bucket,
+        "key": group.key,
+        "energy_kwh": group.energy_kwh,
+        "carbon_kg": group.carbon_kg,
+        "intensity_g_per_kwh": group.intensity_g_per_kwh,
+        "intervals": group.intervals,
+    }
+
+
 @router.get("/history")
-async def history(
+def history(
     request: Request,
     store: StoreDep,
     kind: Literal["bus", "branch", "generator", "load", "total"] = "total",
@@ -49,21 +59,17 @@ async def history(
     per bucket and group (element, region, industry or voltage level) with ``energy_kwh``, ``carbon_kg``
     and the energy-weighted ``intensity_g_per_kwh``."""
     zone = zone_of(request)
-
-    def load() -> list[dict[str, Any]]:
-        first, last = resolve_range(store, start, end)
-        if (last - first).total_seconds() / BUCKET_SECONDS[bucket] > MAX_BUCKETS:
-            raise bad_parameter("bucket", f"{bucket} buckets over this range are more than {MAX_BUCKETS}")
-        offset_min = offset_minutes(zone, first)
-        if kind == "total":
-            rows = aggregate_totals(store, bucket, first, last, utc_offset_minutes=offset_min)
-            for row in rows:
-                row["load_intensity_g_per_kwh"] = (
-                    row["load_carbon_kg"] * 1000.0 / row["load_energy_kwh"]
-                    if row["load_energy_kwh"]
-                    else None
-                )
-            return rows
+    first, last = resolve_range(store, start, end)
+    if (last - first).total_seconds() / BUCKET_SECONDS[bucket] > MAX_BUCKETS:
+        raise bad_parameter("bucket", f"{bucket} buckets over this range are more than {MAX_BUCKETS}")
+    offset_min = offset_minutes(zone, first)
+    if kind == "total":
+        rows = aggregate_totals(store, bucket, first, last, utc_offset_minutes=offset_min)
+        for row in rows:
+            row["load_intensity_g_per_kwh"] = (
+                row["load_carbon_kg"] * 1000.0 / row["load_energy_kwh"] if row["load_energy_kwh"] else None
+            )
+    else:
         groups = aggregate(
             store,
             kind,
@@ -78,19 +84,7 @@ async def history(
             voltage_kv=voltage_kv,
             utc_offset_minutes=offset_min,
         )
-        return [
-            {
-                "bucket": g.bucket,
-                "key": g.key,
-                "energy_kwh": g.energy_kwh,
-                "carbon_kg": g.carbon_kg,
-                "intensity_g_per_kwh": g.intensity_g_per_kwh,
-                "intervals": g.intervals,
-            }
-            for g in groups
-        ]
-
-    rows = await run_in_threadpool(load)
+        rows = [_group_row(g) for g in groups]
     for row in rows:  # local wall time of the bucket start, with its offset
         row["bucket"] = row["bucket"].isoformat()
     return listing(rows, limit=limit, offset=offset, format=format, name=f"history-{kind}-{bucket}")

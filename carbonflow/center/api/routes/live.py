@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.api.deps import SESSION_COOKIE, user_of_token
-from carbonflow.center.api.routes._common import jsonable, latest_ts
-from carbonflow.center.api.routes.results import interval_at
+from carbonflow.center.api.routes._common import jsonable
+from carbonflow.center.store import interval_header, latest_interval_ts
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
+
+
+def _totals_message(header: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "interval",
+        "ts": header["ts"],
+        "interval_s": header["interval_s"],
+        "totals": header["totals"],
+        "generation_energy_kwh": header["generation_energy_kwh"],
+        "load_energy_kwh": header["load_energy_kwh"],
+    }
 
 
 @router.websocket("/live")
@@ -32,21 +44,11 @@ async def live(socket: WebSocket) -> None:
     sent = None
     try:
         while True:
-            latest = await run_in_threadpool(latest_ts, store)
+            latest = await run_in_threadpool(latest_interval_ts, store)
             if latest is not None and latest != sent:
-                header = await run_in_threadpool(interval_at, store, None)
-                await socket.send_json(
-                    jsonable(
-                        {
-                            "type": "interval",
-                            "ts": header["ts"],
-                            "interval_s": header["interval_s"],
-                            "totals": header["totals"],
-                            "generation_energy_kwh": header["generation_energy_kwh"],
-                            "load_energy_kwh": header["load_energy_kwh"],
-                        }
-                    )
-                )
+                header = await run_in_threadpool(interval_header, store, latest)
+                if header is not None:  # None: purged between the two queries
+                    await socket.send_json(jsonable(_totals_message(header)))
                 sent = latest
             with contextlib.suppress(TimeoutError):  # a message from the client only wakes the loop early
                 await asyncio.wait_for(socket.receive_text(), timeout=settings.live_poll_s)

@@ -7,8 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.api.deps import StoreDep, require_user
 from carbonflow.center.api.routes._common import (
@@ -17,34 +15,37 @@ from carbonflow.center.api.routes._common import (
     Offset,
     bad_parameter,
     jsonable,
-    latest_ts,
     listing,
     parse_time,
     resolve_range,
     split_ids,
 )
-from carbonflow.center.store import Store, interval_results
-from carbonflow.center.store.schema import RESULT_MODELS, Generator, Interval
+from carbonflow.center.store import (
+    Store,
+    generator_plants,
+    interval_header,
+    interval_headers,
+    interval_origin,
+    interval_results,
+    latest_interval_ts,
+    result_quantities,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["results"], dependencies=[Depends(require_user)])
 Kind = Literal["bus", "branch", "generator", "load"]
 PLURAL = {"bus": "buses", "branch": "branches", "generator": "generators", "load": "loads"}
-HEADER_COLUMNS = [c for c in Interval.__table__.c if c.name not in ("snapshot", "origin", "estimation")]
 _KEY_COLUMNS = ("level", "interval_s")
 
 
 def interval_at(store: Store, ts: str | None) -> dict[str, Any]:
     """The header of the interval ending at ``ts`` (default: the latest); 404 when there is none."""
-    when = parse_time(ts, "ts") if ts else latest_ts(store)
+    when = parse_time(ts, "ts") if ts else latest_interval_ts(store)
     if when is None:
         raise HTTPException(404, "no interval results stored yet")
-    with store.read() as connection:
-        row = connection.execute(
-            select(*HEADER_COLUMNS, Interval.estimation).where(Interval.ts == when).order_by(Interval.level)
-        ).first()
-    if row is None:
+    header = interval_header(store, when)
+    if header is None:
         raise HTTPException(404, f"no interval ends at {when.isoformat()}")
-    return dict(row._mapping)
+    return header
 
 
 def rows_at(store: Store, kind: str, ts: datetime, **filters: Any) -> list[dict[str, Any]]:
@@ -65,7 +66,7 @@ def result_at(store: Store, ts: str | None) -> dict[str, Any]:
 
 
 @router.get("/intervals")
-async def intervals(
+def intervals(
     store: StoreDep,
     start: str | None = None,
     end: str | None = None,
@@ -75,30 +76,20 @@ async def intervals(
 ):
     """Interval headers (ts = interval end, totals, energies, carbon) with ``start ≤ start-of-interval``
     and end ``≤ end``; default: the 24 h up to the latest interval."""
-
-    def load() -> list[dict[str, Any]]:
-        first, last = resolve_range(store, start, end)
-        with store.read() as connection:
-            query = (
-                select(*HEADER_COLUMNS)
-                .where(Interval.ts > first, Interval.ts <= last)
-                .order_by(Interval.ts, Interval.level)
-            )
-            return [dict(r._mapping) for r in connection.execute(query)]
-
-    rows = await run_in_threadpool(load)
+    first, last = resolve_range(store, start, end)
+    rows = interval_headers(store, first, last)
     return listing(rows, limit=limit, offset=offset, format=format, name="intervals")
 
 
 @router.get("/results")
-async def results(store: StoreDep, ts: str | None = None) -> dict:
+def results(store: StoreDep, ts: str | None = None) -> dict:
     """One interval (default: the latest): bus intensities, branch carbon flows, generator and load
     carbon, totals."""
-    return jsonable(await run_in_threadpool(result_at, store, ts))
+    return jsonable(result_at(store, ts))
 
 
 @router.get("/results/{kind}")
-async def results_of_kind(
+def results_of_kind(
     kind: Kind,
     store: StoreDep,
     ts: str | None = None,
@@ -110,27 +101,23 @@ async def results_of_kind(
     offset: Offset = 0,
     format: Format = "json",
 ):
-    def load():
-        header = interval_at(store, ts)
-        rows = rows_at(
-            store,
-            kind,
-            header["ts"],
-            element_ids=split_ids(element),
-            region=region,
-            industry=industry,
-            voltage_kv=voltage_kv,
-        )
-        return header["ts"], rows
-
-    when, rows = await run_in_threadpool(load)
+    when = interval_at(store, ts)["ts"]
+    rows = rows_at(
+        store,
+        kind,
+        when,
+        element_ids=split_ids(element),
+        region=region,
+        industry=industry,
+        voltage_kv=voltage_kv,
+    )
     return listing(
         rows, limit=limit, offset=offset, format=format, name=f"{kind}-results", extra={"ts": when}
     )
 
 
 @router.get("/series")
-async def series(
+def series(
     store: StoreDep,
     kind: Kind,
     element: str = Query(..., min_length=1, description="comma-separated element ids"),
@@ -142,43 +129,21 @@ async def series(
     format: Format = "json",
 ):
     """Per-interval values of one stored quantity of some elements (no aggregation)."""
-    columns = set(RESULT_MODELS[kind].__table__.c.keys()) - {
-        "ts",
-        "level",
-        "interval_s",
-        "element_id",
-        "bus_id",
-    }
+    columns = result_quantities(kind)
     if quantity not in columns:
         raise bad_parameter("quantity", f"{kind} results have {', '.join(sorted(columns))}")
-
-    def load():
-        first, last = resolve_range(store, start, end, max_range=timedelta(days=31))
-        rows = interval_results(store, kind, first, last, element_ids=split_ids(element))
-        return [
-            {
-                "ts": r["ts"],
-                "element_id": r["element_id"],
-                "interval_s": r["interval_s"],
-                quantity: r[quantity],
-            }
-            for r in rows
-        ]
-
-    rows = await run_in_threadpool(load)
+    first, last = resolve_range(store, start, end, max_range=timedelta(days=31))
+    rows = [
+        {"ts": r["ts"], "element_id": r["element_id"], "interval_s": r["interval_s"], quantity: r[quantity]}
+        for r in interval_results(store, kind, first, last, element_ids=split_ids(element))
+    ]
     return listing(rows, limit=limit, offset=offset, format=format, name=f"{kind}-{quantity}")
 
 
 def origin_at(store: Store, ts: str | None, load: str | None, bus: str | None) -> dict[str, Any]:
     header = interval_at(store, ts)
-    with store.read() as connection:
-        origin = connection.execute(
-            select(Interval.origin).where(Interval.ts == header["ts"], Interval.level == header["level"])
-        ).scalar_one_or_none()
-        generators = {
-            r.id: {"plant": r.plant, "fuel": r.fuel}
-            for r in connection.execute(select(Generator.id, Generator.plant, Generator.fuel))
-        }
+    origin = interval_origin(store, header["ts"], header["level"])
+    generators = generator_plants(store)
     if not origin:
         raise HTTPException(
             404, f"no origin shares stored for the interval ending {header['ts'].isoformat()}"
@@ -217,9 +182,7 @@ def origin_at(store: Store, ts: str | None, load: str | None, bus: str | None) -
 
 
 @router.get("/origin")
-async def origin(
-    store: StoreDep, ts: str | None = None, load: str | None = None, bus: str | None = None
-) -> dict:
+def origin(store: StoreDep, ts: str | None = None, load: str | None = None, bus: str | None = None) -> dict:
     """Origin of electricity: each bus's power share per source and each user's power / carbon per source
     (and per fuel), for one interval (default: the latest)."""
-    return jsonable(await run_in_threadpool(origin_at, store, ts, load, bus))
+    return jsonable(origin_at(store, ts, load, bus))

@@ -14,11 +14,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.api.deps import StoreDep, require_user
 from carbonflow.center.api.routes._common import (
+    bad_parameter,
     jsonable,
     local_day,
     offset_minutes,
@@ -26,9 +25,14 @@ from carbonflow.center.api.routes._common import (
     zone_of,
 )
 from carbonflow.center.api.routes.results import interval_at, rows_at
-from carbonflow.center.api.routes.topology import topology
-from carbonflow.center.store import Store, aggregate, aggregate_totals, interval_results
-from carbonflow.center.store.schema import Device
+from carbonflow.center.store import (
+    Store,
+    aggregate,
+    aggregate_totals,
+    device_status_counts,
+    interval_results,
+    topology_tables,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["views"], dependencies=[Depends(require_user)])
 
@@ -85,10 +89,7 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
     }
     intervals_today = sum(row["intervals"] for row in today)
     expected = max(1, round((ts - day_start).total_seconds() / header["interval_s"]))
-    with store.read() as connection:
-        device_counts = dict(
-            connection.execute(select(Device.status, func.count()).group_by(Device.status)).all()
-        )
+    device_counts = device_status_counts(store)
     devices_total = sum(device_counts.values())
     estimation = header.get("estimation") or {}
     return {
@@ -139,14 +140,14 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
 
 
 @router.get("/overview")
-async def get_overview(request: Request, store: StoreDep) -> dict:
-    return jsonable(await run_in_threadpool(overview, store, zone_of(request)))
+def get_overview(request: Request, store: StoreDep) -> dict:
+    return jsonable(overview(store, zone_of(request)))
 
 
 def generation(store: Store, zone: ZoneInfo, ts, start, end) -> dict[str, Any]:
     header = interval_at(store, ts)
     first, last = _range(store, zone, start, end, header)
-    topo = topology(store)
+    topo = topology_tables(store)
     now = {r["element_id"]: r for r in rows_at(store, "generator", header["ts"])}
     sums = _sums(store, "generator", first, last, zone)
     units, plants = [], {}
@@ -195,21 +196,19 @@ def generation(store: Store, zone: ZoneInfo, ts, start, end) -> dict[str, Any]:
 
 
 @router.get("/generation")
-async def get_generation(
+def get_generation(
     request: Request, store: StoreDep, ts: str | None = None, start: str | None = None, end: str | None = None
 ) -> dict:
     """Per unit and per plant: rate now (MW, t/h, g/kWh) and over the range (on-grid energy, carbon)."""
-    return jsonable(await run_in_threadpool(generation, store, zone_of(request), ts, start, end))
+    return jsonable(generation(store, zone_of(request), ts, start, end))
 
 
 def grid(store: Store, zone: ZoneInfo, ts, start, end) -> dict[str, Any]:
     header = interval_at(store, ts)
     first, last = _range(store, zone, start, end, header)
     if last - first > timedelta(days=31):
-        from carbonflow.center.api.routes._common import bad_parameter
-
         raise bad_parameter("start", "the grid view's loss breakdown spans at most 31 days")
-    topo = topology(store)
+    topo = topology_tables(store)
     info = {b["id"]: b for b in topo["branches"]}
     branches = []
     for row in rows_at(store, "branch", header["ts"]):
@@ -259,18 +258,18 @@ def grid(store: Store, zone: ZoneInfo, ts, start, end) -> dict[str, Any]:
 
 
 @router.get("/grid")
-async def get_grid(
+def get_grid(
     request: Request, store: StoreDep, ts: str | None = None, start: str | None = None, end: str | None = None
 ) -> dict:
     """Branch carbon flows now; loss energy and loss carbon by voltage level (of the from bus) and region
     over the range."""
-    return jsonable(await run_in_threadpool(grid, store, zone_of(request), ts, start, end))
+    return jsonable(grid(store, zone_of(request), ts, start, end))
 
 
 def consumption(store: Store, zone: ZoneInfo, ts, start, end, region_depth: int) -> dict[str, Any]:
     header = interval_at(store, ts)
     first, last = _range(store, zone, start, end, header)
-    topo = topology(store)
+    topo = topology_tables(store)
     now = {r["element_id"]: r for r in rows_at(store, "load", header["ts"])}
     sums = _sums(store, "load", first, last, zone)
     users = []
@@ -304,7 +303,7 @@ def consumption(store: Store, zone: ZoneInfo, ts, start, end, region_depth: int)
 
 
 @router.get("/consumption")
-async def get_consumption(
+def get_consumption(
     request: Request,
     store: StoreDep,
     ts: str | None = None,
@@ -314,6 +313,4 @@ async def get_consumption(
 ) -> dict:
     """Users (loads) now and over the range: energy, carbon, energy-weighted intensity; totals by region
     (``region_depth``: 1 province, 2 city, 3 county) and by industry.  Origin per user: ``/origin``."""
-    return jsonable(
-        await run_in_threadpool(consumption, store, zone_of(request), ts, start, end, region_depth)
-    )
+    return jsonable(consumption(store, zone_of(request), ts, start, end, region_depth))

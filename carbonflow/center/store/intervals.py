@@ -1,0 +1,59 @@
+"""Interval headers as the API reads them: the latest interval, one interval's header, the headers in a
+range, one interval's origin shares, and which quantities each element kind's results store.
+
+A header is every column of ``intervals`` except the bulky ``snapshot``, ``origin`` and ``estimation``
+(``interval_header`` adds ``estimation``: the overview counts the estimated inputs).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session
+
+from carbonflow.center.store.access import connection_of
+from carbonflow.center.store.engine import Store
+from carbonflow.center.store.schema import RESULT_MODELS, Interval
+
+Target = Store | Session | Connection
+HEADER_COLUMNS = [c for c in Interval.__table__.c if c.name not in ("snapshot", "origin", "estimation")]
+_KEY_COLUMNS = {"ts", "level", "interval_s", "element_id", "bus_id"}
+
+
+def latest_interval_ts(target: Target) -> datetime | None:
+    """The end of the latest stored interval (any level), or None before the first one."""
+    with connection_of(target, write=False) as connection:
+        return connection.execute(select(func.max(Interval.ts))).scalar_one_or_none()
+
+
+def interval_header(target: Target, ts: datetime) -> dict[str, Any] | None:
+    """The header (with ``estimation``) of the interval ending at ``ts`` — the first level by name."""
+    query = select(*HEADER_COLUMNS, Interval.estimation).where(Interval.ts == ts).order_by(Interval.level)
+    with connection_of(target, write=False) as connection:
+        row = connection.execute(query).first()
+    return None if row is None else dict(row._mapping)
+
+
+def interval_headers(target: Target, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Headers of the intervals inside ``[start, end)`` (ends in ``(start, end]``), by ts then level."""
+    query = (
+        select(*HEADER_COLUMNS)
+        .where(Interval.ts > start, Interval.ts <= end)
+        .order_by(Interval.ts, Interval.level)
+    )
+    with connection_of(target, write=False) as connection:
+        return [dict(r._mapping) for r in connection.execute(query)]
+
+
+def interval_origin(target: Target, ts: datetime, level: str) -> dict[str, Any] | None:
+    """The origin shares stored with one interval (``{"sources", "buses", "loads"}``), if any."""
+    query = select(Interval.origin).where(Interval.ts == ts, Interval.level == level)
+    with connection_of(target, write=False) as connection:
+        return connection.execute(query).scalar_one_or_none()
+
+
+def result_quantities(kind: str) -> set[str]:
+    """The stored quantities (non-key columns) of one element kind's results, e.g. ``flux_mw``."""
+    return set(RESULT_MODELS[kind].__table__.c.keys()) - _KEY_COLUMNS
