@@ -168,8 +168,11 @@ async def run_demo(
     served_map = await farm.start(options.host, 0)  # free ports: never clash with what else runs here
     register_devices(store, served_map["devices"], collector_id=COLLECTOR_ID)
 
-    settings = CenterSettings(
-        database_url=database_url, mqtt_url=options.mqtt_url, image_dir=str(options.directory / "images")
+    settings = CenterSettings(  # the demo meters on its own simulated clock, never the wall clock's loop
+        database_url=database_url,
+        mqtt_url=options.mqtt_url,
+        image_dir=str(options.directory / "images"),
+        metering_interval_s=0,
     )
     app = create_app(settings, store=store)
     server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
