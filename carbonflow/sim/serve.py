@@ -7,7 +7,8 @@
   line outages) ahead of the clock, in a worker thread, and publishes each interval to the
   :class:`~carbonflow.sim.truth.TruthFeed` before simulated time reaches it.
 * A :class:`DeviceFarm` builds every device of the map (:mod:`carbonflow.sim.bindings`), one asyncio
-  TCP server per endpoint (Modbus devices sharing a port sit behind one :class:`ModbusGateway`), on the
+  TCP server per endpoint (Modbus devices sharing a port sit behind one
+  :class:`~carbonflow.devices.modbus_gateway.ModbusGateway`), on the
   map's ports, on consecutive ports from ``base_port``, or on free ports (``base_port=0``); the device
   map with the actual endpoints is what the collector configuration is generated from.
 """
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from carbonflow.devices.base import DeviceServer
+from carbonflow.devices.modbus_gateway import ModbusGateway
 from carbonflow.devices.modbus_meter import ModbusMeter
-from carbonflow.sim.bindings import DeviceFactory, ModbusGateway, SimulatedDevice
+from carbonflow.sim.bindings import DeviceFactory, SimulatedDevice
 from carbonflow.sim.errors import SimulationError
 from carbonflow.sim.scenarios import Scenario
 from carbonflow.sim.simulation import Simulation
