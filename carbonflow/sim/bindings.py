@@ -75,8 +75,9 @@ class TruthCounter(Counter):
 
 
 class TrueTimeSource:
-    """For devices that read their source at their own clock's time (645, 104, Modbus): map that time
-    back to simulated true time, so a skewed clock mislabels values instead of changing them."""
+    """For devices that read their source at their own clock's time (``reads_at_true_time`` False: 645,
+    104, Modbus, cameras): map that time back to simulated true time, so a skewed clock mislabels
+    values instead of changing them."""
 
     def __init__(self, inner, clock: DeviceClock) -> None:
         self.inner, self.clock = inner, clock
