@@ -10,7 +10,7 @@ import pytest
 
 from carbonflow.collector.clients.dlt698 import Dlt698Client
 from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, DeviceTimeout, RetryPolicy
-from carbonflow.devices.base import DeviceClock, StaticSource
+from carbonflow.devices.base import Counter, DeviceClock, StaticSource
 from carbonflow.devices.dlt698_meter import CHINA_TIME, Dlt698Meter, MeterModel
 from carbonflow.protocols.dlt698.apdu import LinkRequest, LinkResponse
 from carbonflow.protocols.dlt698.apdu_decode import decode_apdu
@@ -329,3 +329,27 @@ def test_link_request_carries_the_meter_clock():
     assert apdu.time == date_time(datetime(2026, 10, 7, 0, 0))
     assert decode_frame(meter.link_request(0)).control.to_byte() == 0x81
     assert Oad.parse("40000200") == Oad(0x4000, 2, 0)
+
+
+def test_a_value_its_data_type_cannot_hold_is_refused_out_of_range_and_the_link_stays_up():
+    meter, _ = make_meter(p_kw=250_000.0)  # 250 MW: above double-long in 0.1 W
+
+    async def scenario(client):
+        with pytest.raises(DeviceRejected, match=r"DAR 8 \(out of range\)"):
+            await client.get("20040200")
+        return await client.get("00100200")  # the same link still answers
+
+    assert run(scenario, meter).value is not None
+
+
+def test_bound_energy_registers_restart_the_carbon_registers_from_now():
+    meter, time = make_meter(p_kw=10.0, model=MeterModel(initial_factor=Decimal("0.5")))
+    forward = Counter(lambda t: 0.0, "100", meter.forward_energy.resolution)
+    meter.bind_counters({"energy_forward_kwh": forward})
+    assert meter.forward_energy is forward and meter.counter_registers()["energy_forward_kwh"] is forward
+    time.advance(hours=1)
+    forward.add(Decimal(4))
+    meter.advance()
+    assert meter.forward_carbon.value() == Decimal("2.00")  # 4 kWh x 0.5 kg/kWh, not the 100 before
+    with pytest.raises(KeyError, match="no counter"):
+        meter.bind_counters({"reactive_kvarh": forward})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from simfield import QUICK, START, close_to, make_field, register_ok
@@ -188,3 +190,37 @@ def test_cli_serve_runs_the_simulated_hours_and_writes_the_device_map(tmp_path, 
     assert "RTU-P01            iec104     127.0.0.1:" in text
     served = json.loads(out.read_text())
     assert len(served["devices"]) == 177 and all(d["endpoint"]["port"] > 0 for d in served["devices"])
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Every ``carbonflow`` module a package's modules import, at module level or inside functions."""
+    folder = Path(__file__).resolve().parent.parent / "carbonflow" / package
+    found: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        names = found.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+    return {module: {n for n in names if n.startswith("carbonflow.")} for module, names in found.items()}
+
+
+def test_sim_binds_devices_without_knowing_a_protocol_and_devices_never_import_the_simulator():
+    for module, names in _imports("sim").items():
+        assert not {n for n in names if n.startswith("carbonflow.protocols")}, module
+    for module, names in _imports("devices").items():
+        parts = {n.split(".")[1] for n in names}
+        assert parts <= {"devices", "protocols"}, module
+
+
+def test_no_sim_module_imports_another_inside_a_function():
+    # grid_import's local import of matpower helpers dodges no cycle (it imports matpower at the top too)
+    folder = Path(__file__).resolve().parent.parent / "carbonflow" / "sim"
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in ast.walk(tree):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.ImportFrom) and node.module and path.stem != "grid_import":
+                        assert not node.module.startswith("carbonflow.sim"), f"{path.name}: {node.module}"

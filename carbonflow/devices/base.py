@@ -4,6 +4,10 @@ fault injection and an asyncio TCP server that serves one protocol's frames.
 A device takes its physical values (power, voltage, ...) from a :class:`ValueSource`; the simulator
 plugs its AC power-flow time series in there, tests plug constants.  Counters integrate a rate from the
 source over the device's own clock, as a real meter's registers do.
+
+Every device offers the simulator the same few calls (:class:`DeviceServer`): :meth:`~DeviceServer.bind`
+a value source and a clock, :meth:`~DeviceServer.bind_counters` to replace its energy registers,
+:meth:`~DeviceServer.inject` a fault object, :meth:`~DeviceServer.start` serving.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+# the names a meter's forward/reverse active-energy registers go by in counter_registers()
+FORWARD_ENERGY, REVERSE_ENERGY = "energy_forward_kwh", "energy_reverse_kwh"
 
 
 def utc_now() -> datetime:
@@ -46,6 +54,38 @@ class StaticSource:
         except KeyError:
             raise KeyError(f"no value for quantity {quantity!r}") from None
         return float(value(t)) if callable(value) else float(value)
+
+
+class DerivedSource:
+    """What a three-phase meter shows besides P, Q and U when its source has only those: per-phase
+    voltages, currents, power factor and frequency derived from them (balanced phases, 50 Hz)."""
+
+    def __init__(self, inner: ValueSource, f_hz: float = 50.0) -> None:
+        self.inner, self.f_hz = inner, f_hz
+
+    def _try(self, quantity: str, t: datetime) -> float | None:
+        try:
+            return self.inner.read(quantity, t)
+        except KeyError:
+            return None
+
+    def read(self, quantity: str, t: datetime) -> float:
+        value = self._try(quantity, t)
+        if value is not None:
+            return value
+        if quantity in ("u_v", "u_b_v", "u_c_v"):
+            return self.inner.read("u_a_v", t)
+        p = self.inner.read("p_kw", t)
+        q = self._try("q_kvar", t) or 0.0
+        s_kva = math.hypot(p, q)
+        if quantity in ("i_a", "i_a_a", "i_b_a", "i_c_a"):
+            u = self.read("u_a_v", t)
+            return s_kva * 1000.0 / (3.0 * u) if u else 0.0
+        if quantity == "pf":
+            return abs(p) / s_kva if s_kva else 1.0
+        if quantity in ("f_hz", "frequency_hz"):
+            return self.f_hz
+        raise KeyError(f"no value for quantity {quantity!r}")
 
 
 @dataclass
@@ -119,6 +159,12 @@ class Counter:
     def add(self, amount: Decimal) -> None:
         self._exact += amount
 
+    def show(self, total: Decimal, t: datetime) -> None:
+        """Show ``total`` (wrapped at the roll-over) as of ``t``: a register fed its total from outside
+        instead of integrating its rate."""
+        self._exact = total % self.rollover if self.rollover is not None else total
+        self._last_t = t
+
     def value(self, t: datetime | None = None) -> Decimal:
         """The register as the device shows it: floored to the resolution, with its digits."""
         if t is not None:
@@ -156,11 +202,13 @@ class DeviceServer:
     """
 
     protocol = "?"
+    reads_at_true_time = False  # True: asks its source at true time (clock.now_fn), not at its clock's time
 
     def __init__(self, name: str, faults: Faults | None = None, clock: DeviceClock | None = None) -> None:
         self.name = name
         self.faults = faults or Faults()
         self.clock = clock or DeviceClock()
+        self.source: ValueSource = StaticSource()
         self.connections: set[Connection] = set()
         self.requests_served = 0
         self._server: asyncio.base_events.Server | None = None
@@ -180,6 +228,35 @@ class DeviceServer:
 
     async def on_connect(self, connection: Connection) -> None:
         """Called when a client connects."""
+
+    # -- what the simulator calls -----------------------------------------------------------------
+    def bind(self, source: ValueSource, clock: DeviceClock | None = None) -> None:
+        """Take physical values from ``source`` (and tell time by ``clock``) from now on."""
+        self.source = source
+        if clock is not None:
+            self.clock = clock
+
+    def inject(self, faults: Faults) -> None:
+        """Misbehave as ``faults`` says; the caller may change (or drive) the object while serving."""
+        self.faults = faults
+
+    def counter_registers(self) -> dict[str, Counter]:
+        """The accumulating registers a binding may replace, by the quantity each counts."""
+        return {}
+
+    def bind_counters(self, counters: Mapping[str, Counter]) -> None:
+        """Replace registers of :meth:`counter_registers` (e.g. by counters that follow a truth)."""
+        unknown = sorted(set(counters) - set(self.counter_registers()))
+        if unknown:
+            raise KeyError(f"device {self.name} has no counter {', '.join(unknown)}")
+        self._set_counters(counters)
+
+    def _set_counters(self, counters: Mapping[str, Counter]) -> None:
+        """Store checked counters (devices with counters override)."""
+
+    def garbled(self, frame: bytes) -> bytes:
+        """Random bytes as long as ``frame`` (the garbage fault)."""
+        return self._random.randbytes(len(frame))
 
     async def on_disconnect(self, connection: Connection) -> None:
         """Called when a client goes away."""
@@ -266,7 +343,7 @@ class DeviceServer:
         if self.faults.delay_s and not delayed:
             await asyncio.sleep(self.faults.delay_s)
         if self.faults.garbage:
-            frame = self._random.randbytes(len(frame))
+            frame = self.garbled(frame)
         elif self.faults.bad_checksum:
             frame = self.corrupt_checksum(frame)
         await connection.send(frame)

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from carbonflow.devices.base import (
+    FORWARD_ENERGY,
+    REVERSE_ENERGY,
     Connection,
     Counter,
     DeviceClock,
@@ -131,6 +133,13 @@ class Dlt645Meter(DeviceServer):
             "F0030001": None,
             "04000402": self.address,
         }
+
+    def counter_registers(self) -> dict[str, Counter]:
+        return {FORWARD_ENERGY: self.forward, REVERSE_ENERGY: self.reverse}
+
+    def _set_counters(self, counters: Mapping[str, Counter]) -> None:
+        self.forward = counters.get(FORWARD_ENERGY, self.forward)
+        self.reverse = counters.get(REVERSE_ENERGY, self.reverse)
 
     # -- register values --------------------------------------------------------------------------
     def local_now(self) -> datetime:

@@ -10,12 +10,14 @@ registers (see :mod:`carbonflow.devices.carbon_meter`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from carbonflow.devices.base import (
+    FORWARD_ENERGY,
+    REVERSE_ENERGY,
     Connection,
     Counter,
     DeviceClock,
@@ -50,6 +52,7 @@ from carbonflow.protocols.dlt698.apdu import (
     SetResponseNormalList,
 )
 from carbonflow.protocols.dlt698.apdu_decode import decode_apdu
+from carbonflow.protocols.dlt698.axdr import encode_data
 from carbonflow.protocols.dlt698.frame import (
     SERVER_RESPONSE,
     Control,
@@ -76,6 +79,7 @@ DAR_REFUSED, DAR_UNDEFINED, DAR_NO_OBJECT, DAR_TYPE, DAR_RANGE, DAR_OTHER = 3, 4
 FREEZE_TIME_OAD = Oad(0x2021, 2, 0)
 DAILY_FROZEN_OI = 0x5004
 BROADCAST_TIME_METHOD = 127  # 4000 method 127: broadcast time sync with a date_time_s parameter
+ENERGY_ROLLOVER_KWH = Decimal(2**32) * Decimal("0.01")  # double-long-unsigned energy at 0.01 kWh wraps here
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ def _raw(value: float | Decimal, scaler: int) -> int:
 
 class Dlt698Meter(DeviceServer):
     protocol = "dlt698"
+    reads_at_true_time = True  # registers advance on true time; only the displayed clock is the meter's
 
     def __init__(
         self,
@@ -125,23 +130,33 @@ class Dlt698Meter(DeviceServer):
         self.link_responses: list[LinkResponse] = []
         self.frozen: list[dict[Oad, Data]] = []  # daily frozen records, oldest first
         self.factor_data: Data | None = None  # the last factor download as received, for read-back
-        res = self.model.energy_resolution
-        self.forward_energy = Counter(lambda t: max(self._p_kw(t), 0.0), resolution=res)
-        self.reverse_energy = Counter(lambda t: max(-self._p_kw(t), 0.0), resolution=res)
-        carbon = self.model.carbon
-        self.forward_carbon = CarbonRegister(
-            self.forward_energy.value,
-            Decimal(1).scaleb(carbon.forward.scaler),
-            self.model.initial_factor,
-            carbon_unit_scale(carbon.forward.unit, carbon.factor.unit),
-        )
-        self.reverse_carbon = CarbonRegister(
-            self.reverse_energy.value,
-            Decimal(1).scaleb(carbon.reverse.scaler),
-            self.model.initial_factor,
-            carbon_unit_scale(carbon.reverse.unit, carbon.factor.unit),
-        )
+        res, rollover = self.model.energy_resolution, ENERGY_ROLLOVER_KWH
+        self.forward_energy = Counter(lambda t: max(self._p_kw(t), 0.0), resolution=res, rollover=rollover)
+        self.reverse_energy = Counter(lambda t: max(-self._p_kw(t), 0.0), resolution=res, rollover=rollover)
+        self.forward_carbon = self._carbon_register(self.forward_energy, self.model.carbon.forward)
+        self.reverse_carbon = self._carbon_register(self.reverse_energy, self.model.carbon.reverse)
         self._readers = self._build_readers()
+
+    def _carbon_register(self, energy: Counter, item: ObjectItem) -> CarbonRegister:
+        """The carbon register ``item`` counting Δ``energy`` x the factor in force, in its own unit."""
+        return CarbonRegister(
+            energy.value,
+            Decimal(1).scaleb(item.scaler),
+            self.model.initial_factor,
+            carbon_unit_scale(item.unit, self.model.carbon.factor.unit),
+        )
+
+    def counter_registers(self) -> dict[str, Counter]:
+        return {FORWARD_ENERGY: self.forward_energy, REVERSE_ENERGY: self.reverse_energy}
+
+    def _set_counters(self, counters: Mapping[str, Counter]) -> None:
+        """New energy registers restart their carbon registers, which count from now on (as the
+        energy registers do)."""
+        self.forward_energy = counters.get(FORWARD_ENERGY, self.forward_energy)
+        self.reverse_energy = counters.get(REVERSE_ENERGY, self.reverse_energy)
+        self.forward_carbon = self._carbon_register(self.forward_energy, self.model.carbon.forward)
+        self.reverse_carbon = self._carbon_register(self.reverse_energy, self.model.carbon.reverse)
+        self.advance()
 
     # -- physical values ----------------------------------------------------------------------------
     def _read(self, quantity: str, t: datetime, default: float) -> float:
@@ -234,7 +249,18 @@ class Dlt698Meter(DeviceServer):
         )
 
     def read_attribute(self, oad: Oad, now: datetime) -> tuple[Data | None, int]:
-        """(Data, 0) or (None, DAR) for one OAD, as the meter would answer it."""
+        """(Data, 0) or (None, DAR) for one OAD, as the meter would answer it: DAR 8 (out of range) for
+        a value its data type cannot hold (e.g. active power above 214 MW as double-long in 0.1 W)
+        instead of dropping the link."""
+        data, dar = self._attribute(oad, now)
+        if data is not None:
+            try:
+                encode_data(data)
+            except ProtocolError:
+                return None, DAR_RANGE
+        return data, dar
+
+    def _attribute(self, oad: Oad, now: datetime) -> tuple[Data | None, int]:
         key = (oad.oi, oad.attribute_id)
         if oad.attribute_id == 3 and (oad.oi, 2) in self._readers:
             item = self.model.objects.find(oad.oi, 2)

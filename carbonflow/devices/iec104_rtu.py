@@ -117,6 +117,12 @@ class Iec104Rtu(DeviceServer):
         self.clock_syncs = 0
         self.connections_accepted = 0
 
+    def counter_registers(self) -> dict[str, Counter]:
+        return dict(self.counters)
+
+    def _set_counters(self, counters: Mapping[str, Counter]) -> None:
+        self.counters.update(counters)
+
     # -- reading points ---------------------------------------------------------------------------
     def wire_value(self, point: PointSpec, t: datetime) -> tuple[Decimal, frozenset[str]]:
         """The value as transmitted (after scale and type rounding) and its quality flags."""

@@ -7,12 +7,14 @@ times the carbon factor held in its factor register at that moment — the facto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
 from carbonflow.devices.base import (
     Connection,
     Counter,
+    DerivedSource,
     DeviceClock,
     DeviceServer,
     Faults,
@@ -26,6 +28,26 @@ from carbonflow.protocols.modbus.registers import RegisterMap, RegisterPoint, Ta
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE, DEVICE_FAILURE = 1, 2, 3, 4
 
 
+def corrupt_mbap(frame: bytes) -> bytes:
+    """Modbus TCP has no checksum of its own (TCP carries one); the integrity fault breaks the MBAP
+    header instead, which a master must reject just as it rejects a bad CRC on RTU."""
+    return frame[:2] + b"\xde\xad" + frame[4:]
+
+
+def split_frames(buffer: bytearray) -> list[bytes]:
+    """Cut complete Modbus TCP ADUs from ``buffer``; a stream that is not Modbus is dropped."""
+    frames = []
+    while (length := mb.frame_length(buffer)) is not None:
+        if buffer[2:4] != b"\x00\x00" or not 8 <= length <= mb.MAX_ADU:
+            buffer.clear()  # not Modbus: a real server drops the stream
+            break
+        if len(buffer) < length:
+            break
+        frames.append(bytes(buffer[:length]))
+        del buffer[:length]
+    return frames
+
+
 class ModbusMeter(DeviceServer):
     protocol = "modbus-tcp"
 
@@ -37,10 +59,12 @@ class ModbusMeter(DeviceServer):
         unit_id: int = 1,
         faults: Faults | None = None,
         clock: DeviceClock | None = None,
+        derive_phases: bool = False,
     ) -> None:
         super().__init__(name, faults, clock)
         self.map = register_map
-        self.source = source or StaticSource()
+        self.derive_phases = derive_phases  # a source with only P, Q, U: derive per-phase U, I, pf, f
+        self.source = self._wrapped(source or StaticSource())
         self.unit_id = unit_id
         self.settings: dict[str, Decimal] = {
             p.name: p.initial if p.initial is not None else Decimal(0)
@@ -60,6 +84,18 @@ class ModbusMeter(DeviceServer):
             for p in register_map.points
             if p.kind == "carbon"
         }
+
+    def _wrapped(self, source: ValueSource) -> ValueSource:
+        return DerivedSource(source) if self.derive_phases else source
+
+    def bind(self, source: ValueSource, clock: DeviceClock | None = None) -> None:
+        super().bind(self._wrapped(source), clock)
+
+    def counter_registers(self) -> dict[str, Counter]:
+        return dict(self.counters)
+
+    def _set_counters(self, counters: Mapping[str, Counter]) -> None:
+        self.counters.update(counters)
 
     def _rate(self, quantity: str):
         sign, name = (-1.0, quantity[1:]) if quantity.startswith("-") else (1.0, quantity)
@@ -123,21 +159,10 @@ class ModbusMeter(DeviceServer):
 
     # -- serving ----------------------------------------------------------------------------------
     def corrupt_checksum(self, frame: bytes) -> bytes:
-        """Modbus TCP has no checksum of its own (TCP carries one); the integrity fault breaks the
-        MBAP header instead, which a master must reject just as it rejects a bad CRC on RTU."""
-        return frame[:2] + b"\xde\xad" + frame[4:]
+        return corrupt_mbap(frame)
 
     def split_frames(self, buffer: bytearray) -> list[bytes]:
-        frames = []
-        while (length := mb.frame_length(buffer)) is not None:
-            if buffer[2:4] != b"\x00\x00" or not 8 <= length <= mb.MAX_ADU:
-                buffer.clear()  # not Modbus: a real server drops the stream
-                break
-            if len(buffer) < length:
-                break
-            frames.append(bytes(buffer[:length]))
-            del buffer[:length]
-        return frames
+        return split_frames(buffer)
 
     async def handle(self, frame: bytes, connection: Connection) -> bytes | None:
         try:

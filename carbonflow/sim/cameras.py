@@ -1,4 +1,4 @@
-"""Site cameras at every plant's metering point: device-map entries and their simulated binding.
+"""Site cameras at every plant's metering point: their device-map entries.
 
 :func:`add_cameras` adds one ``camera`` device per plant to a device map (from
 :mod:`carbonflow.sim.device_map`): protocol ``camera-http``, an HTTP endpoint (ports from 28080),
@@ -7,26 +7,18 @@ the truth points the camera's picture shows (output ``p_mw`` and on-grid energy
 ``export_energy_kwh``).  A camera has no ``points``: it measures nothing the metering reads, so the
 center registers the device (status, last seen) but no points.
 
-:func:`build_camera` is how :class:`~carbonflow.sim.bindings.DeviceFactory` builds one: a
+The binding (:class:`~carbonflow.sim.bindings.DeviceFactory`) serves each as a
 :class:`~carbonflow.devices.camera.SiteCamera` reading the truth feed on the simulated clock, offline
 while a scenario's ``camera_offline`` event names it (a shell pattern, like ``"CAM-P0*"``) or an
-``offline`` event names its device id.
+``offline`` event names its device id (:class:`~carbonflow.sim.scenarios.CameraFaults`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandapower as pp
-
-from carbonflow.devices.camera import CameraView, SiteCamera
-from carbonflow.sim.scenarios import Event, Scenario, ScenarioClock, ScenarioFaults
-from carbonflow.sim.truth import PointRef
-
-if TYPE_CHECKING:  # bindings imports this module lazily; no cycle at run time
-    from carbonflow.sim.bindings import DeviceFactory, SimulatedDevice
 
 CAMERA_PORT = 28080
 SNAPSHOT_PATH = "/snapshot.png"
@@ -107,53 +99,3 @@ def add_cameras(
 
 def cameras_of(device_map: dict[str, Any]) -> list[dict[str, Any]]:
     return [d for d in device_map["devices"] if d.get("protocol") == "camera-http"]
-
-
-class CameraFaults(ScenarioFaults):
-    """Offline in the scenario's ``offline`` windows of the device and its ``camera_offline`` windows."""
-
-    def __init__(self, now_fn, events: list[Event], scenario: Scenario | None, camera_id: str) -> None:
-        self._scenario, self._camera_id = scenario, camera_id
-        super().__init__(now_fn, events)
-
-    @property  # type: ignore[override]
-    def offline(self) -> bool:
-        if ScenarioFaults.offline.fget(self):  # type: ignore[attr-defined]
-            return True
-        if self._scenario is None:
-            return False
-        patterns = self._scenario.cameras_offline(self._now_fn())
-        return any(fnmatch.fnmatchcase(self._camera_id, pattern) for pattern in patterns)
-
-    @offline.setter
-    def offline(self, value: bool) -> None:
-        ScenarioFaults.offline.fset(self, value)  # type: ignore[attr-defined]
-
-
-def build_camera(factory: DeviceFactory, entry: dict[str, Any], events: list[Event]) -> SimulatedDevice:
-    from carbonflow.sim.bindings import SimulatedDevice, TrueTimeSource
-
-    device_id = str(entry["id"])
-    refs: dict[str, PointRef] = {}
-    views = []
-    for view in entry.get("views", []):
-        unit = str(view["unit"])
-        names = {}
-        for role in ("power", "energy"):
-            if view.get(role):
-                names[role] = f"{unit}/{view[role]['quantity']}"
-                refs[names[role]] = PointRef.from_point(view[role])
-        views.append(CameraView(unit, names.get("power"), names.get("energy")))
-    chain = factory._chain(device_id, refs, {}, [], events)
-    clock = ScenarioClock(factory.now_fn, events)
-    source = TrueTimeSource(chain, clock)
-    camera = SiteCamera(
-        device_id,
-        views,
-        source,
-        title=str(entry.get("title") or entry.get("bus") or device_id),
-        path=str((entry.get("address") or {}).get("path", SNAPSHOT_PATH)),
-        faults=CameraFaults(factory.now_fn, events, factory.scenario, device_id),
-        clock=clock,
-    )
-    return SimulatedDevice(entry, camera, source, chain, events)

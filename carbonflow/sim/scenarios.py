@@ -21,7 +21,7 @@ Kinds and their parameters:
 * ``tamper`` (``device``, ``offset``, optional ``point``): the register shows ``offset`` (device units)
   more than it should during the window;
 * ``camera_offline`` (``camera``, a camera id or shell pattern): the site camera drops every connection
-  (:mod:`carbonflow.sim.cameras`), as ``offline`` does for a meter;
+  (:class:`CameraFaults`), as ``offline`` does for a meter;
 * ``line_outage`` (``branch``): the branch is out of service in the AC power flow for every interval
   that starts inside the window (the topology changes; the branch carries 0).
 
@@ -271,6 +271,28 @@ class ScenarioFaults(Faults):
     @offline.setter
     def offline(self, value: bool) -> None:
         self._manual_offline = bool(value)
+
+
+class CameraFaults(ScenarioFaults):
+    """Offline in the scenario's ``offline`` windows of the device and its ``camera_offline`` windows
+    (whose ``camera`` is an id or a shell pattern, like ``"CAM-P0*"``)."""
+
+    def __init__(self, now_fn, events: Iterable[Event], scenario: Scenario | None, camera_id: str) -> None:
+        self._scenario, self._camera_id = scenario, camera_id
+        super().__init__(now_fn, events)
+
+    @property  # type: ignore[override]
+    def offline(self) -> bool:
+        if ScenarioFaults.offline.fget(self):  # type: ignore[attr-defined]
+            return True
+        if self._scenario is None:
+            return False
+        patterns = self._scenario.cameras_offline(self._now_fn())
+        return any(fnmatch.fnmatchcase(self._camera_id, pattern) for pattern in patterns)
+
+    @offline.setter
+    def offline(self, value: bool) -> None:
+        ScenarioFaults.offline.fset(self, value)  # type: ignore[attr-defined]
 
 
 class ScenarioClock(DeviceClock):

@@ -7,7 +7,8 @@
   line outages) ahead of the clock, in a worker thread, and publishes each interval to the
   :class:`~carbonflow.sim.truth.TruthFeed` before simulated time reaches it.
 * A :class:`DeviceFarm` builds every device of the map (:mod:`carbonflow.sim.bindings`), one asyncio
-  TCP server per endpoint (Modbus devices sharing a port sit behind one :class:`ModbusGateway`), on the
+  TCP server per endpoint (Modbus devices sharing a port sit behind one
+  :class:`~carbonflow.devices.modbus_gateway.ModbusGateway`), on the
   map's ports, on consecutive ports from ``base_port``, or on free ports (``base_port=0``); the device
   map with the actual endpoints is what the collector configuration is generated from.
 """
@@ -25,10 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from carbonflow.devices.base import DeviceServer
+from carbonflow.devices.modbus_gateway import ModbusGateway
 from carbonflow.devices.modbus_meter import ModbusMeter
-from carbonflow.sim.bindings import DeviceFactory, ModbusGateway, SimulatedDevice
+from carbonflow.sim.bindings import DeviceFactory, SimulatedDevice
 from carbonflow.sim.errors import SimulationError
 from carbonflow.sim.scenarios import Scenario
 from carbonflow.sim.simulation import Simulation
@@ -129,27 +132,24 @@ class TruthDriver:
     def tick(self, now: datetime) -> None:
         """Journal scenario transitions and progress up to ``now``; fix scenario baselines."""
         for _when, text in self.scenario.transitions(self._journal_at, now):
-            self._say(f"{self._local(_when)} scenario: {text}")
+            self._say(f"{self.local_text(_when)} scenario: {text}")
         if now > self._journal_at:
             self._journal_at = now
         for device in self.devices:
             device.prime(now)
         if now >= self._next_report:
-            self._say(f"{self._local(now)} simulated; {self.published}/{self.count} intervals published")
+            self._say(f"{self.local_text(now)} simulated; {self.published}/{self.count} intervals published")
             while self._next_report <= now:
                 self._next_report += timedelta(hours=1)
         if not self.done and now > self.next_start and not self._behind_warned:
             self._behind_warned = True
             self._say("warning: the power flow falls behind the clock; lower --speed")
 
-    def _local(self, t: datetime) -> str:
+    def local_text(self, t: datetime) -> str:
+        """A simulated time as the journal shows it: in the simulation's zone, with its offset."""
         zone = getattr(self.simulation.inputs.config, "zone", None)
-        try:
-            from zoneinfo import ZoneInfo
-
+        with contextlib.suppress(Exception):  # an unknown zone name: show UTC
             t = t.astimezone(ZoneInfo(zone)) if zone else t
-        except Exception:  # an unknown zone name: show UTC
-            pass
         return t.strftime("%Y-%m-%d %H:%M:%S %z")
 
     def _say(self, text: str) -> None:
@@ -342,7 +342,7 @@ async def serve(
         hours = config.count * config.interval_s / 3600.0
         say(
             f"{len(farm.devices)} devices on {len(farm.endpoints)} endpoints, started in {startup_s:.2f} s; "
-            f"simulating {hours:g} h from {driver._local(config.start)} at {options.speed:g}x "
+            f"simulating {hours:g} h from {driver.local_text(config.start)} at {options.speed:g}x "
             f"(Ctrl-C to stop)"
         )
         clock.begin()
