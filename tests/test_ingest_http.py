@@ -63,6 +63,7 @@ def test_a_batch_is_stored_acknowledged_and_a_replay_is_a_duplicate(app, store):
         "accepted": 5,
         "duplicates": 0,
         "duplicate_batch": False,
+        "conflicts": 0,
     }
     replay = post(app, "/api/v1/ingest", body)
     assert replay.status_code == 200
@@ -71,6 +72,7 @@ def test_a_batch_is_stored_acknowledged_and_a_replay_is_a_duplicate(app, store):
         "accepted": 0,
         "duplicates": 5,
         "duplicate_batch": True,
+        "conflicts": 0,
     }
     assert count_readings(store) == 5
 

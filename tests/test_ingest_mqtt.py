@@ -117,6 +117,7 @@ def test_batches_are_stored_then_acked_and_replays_are_duplicates(mqtt_setup, st
         "accepted": 0,
         "duplicates": 10,
         "duplicate_batch": True,
+        "conflicts": 0,
     }
 
     bad = batch("batch-bad1", [("EM-U1/1", 99, "1"), ("GHOST/1", 99, "1")]).signed(SECRET).model_dump_json()

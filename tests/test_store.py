@@ -23,6 +23,7 @@ from carbonflow.center.store import (
     interval_from_document,
     interval_results,
     list_commands,
+    list_conflicts,
     purge_older_than,
     queue_command,
     readings_for_element,
@@ -163,6 +164,22 @@ def test_partial_duplicates_are_counted_by_point_and_ts(store):  # noqa: F811
     ack = ingest_batch(store, batch("batch-0003", [("EM-U1/2", 0, "5"), ("EM-U1/2", 0, "5")], seq=3))
     assert (ack.accepted, ack.duplicates) == (1, 1)
     assert count_readings(store) == 11
+
+
+def test_a_different_value_for_a_stored_point_and_time_is_kept_out_and_reported(store):  # noqa: F811
+    seed(store)
+    ingest_batch(store, batch("batch-0001", [("EM-U1/1", m, "1.00") for m in range(3)]))
+    # minute 1 offered again with another value (two runs overlapping), minute 2 again with the same
+    # value written differently, minute 3 new
+    offer = [("EM-U1/1", 1, "7.5"), ("EM-U1/1", 2, "1.0"), ("EM-U1/1", 3, "2"), ("EM-U1/1", 3, "9")]
+    ack = ingest_batch(store, batch("batch-0002", offer, seq=2))
+    assert (ack.accepted, ack.duplicates, ack.conflicts) == (1, 3, 2)
+    conflicts = sorted(list_conflicts(store), key=lambda c: c.ts)
+    assert [(c.point_id, c.stored_value, c.offered_value, c.batch_id) for c in conflicts] == [
+        ("EM-U1/1", Decimal("1.00"), Decimal("7.5"), "batch-0002"),
+        ("EM-U1/1", Decimal("2"), Decimal("9"), "batch-0002"),
+    ]
+    assert count_readings(store) == 4  # the first stored values stay
 
 
 def test_unknown_point_refuses_the_whole_batch(store):  # noqa: F811

@@ -104,6 +104,7 @@ class Ack(BaseModel):
     accepted: int  # readings stored now
     duplicates: int  # readings already stored (replay): (point, ts) seen before
     duplicate_batch: bool = False  # the whole batch_id was seen before
+    conflicts: int = 0  # duplicates whose value differs from the stored one (kept, reported, not stored)
 
 
 class Command(BaseModel):

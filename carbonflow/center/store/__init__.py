@@ -14,6 +14,7 @@ from carbonflow.center.store.collector_admin import (
     next_config_version,
     push_collector_config,
 )
+from carbonflow.center.store.conflicts import Conflict, list_conflicts
 from carbonflow.center.store.devices import (
     collector_devices,
     device_row,
@@ -100,6 +101,7 @@ __all__ = [
     "Aggregate",
     "BadSignatureError",
     "BatchConflictError",
+    "Conflict",
     "DatabaseUnavailableError",
     "ImagePurgeReport",
     "ImageStore",
@@ -140,6 +142,7 @@ __all__ = [
     "interval_versions",
     "latest_interval_ts",
     "list_commands",
+    "list_conflicts",
     "list_devices",
     "list_points",
     "make_engine",

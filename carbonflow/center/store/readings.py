@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import chunks, connection_of
+from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
 from carbonflow.center.store.partitions import ensure_partitions, months_between
@@ -117,12 +118,16 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
     statement = (
         dialect_insert(connection, readings_table)
         .on_conflict_do_nothing(index_elements=["point_id", "ts"])
-        .returning(readings_table.c.point_id)
+        .returning(readings_table.c.point_id, readings_table.c.ts)
     )
-    accepted = 0
+    stored_now: set[tuple[str, datetime]] = set()
     for page in chunks(rows, INSERT_PAGE):
-        accepted += len(connection.execute(statement, page).all())
+        stored_now.update((point, ts) for point, ts in connection.execute(statement, page).all())
+    accepted = len(stored_now)
     duplicates = n - accepted
+    conflicts = 0
+    if duplicates:
+        conflicts = record_conflicts(connection, rows, stored_now, batch.collector_id, received_at)
     connection.execute(
         update(BatchRow)
         .where(BatchRow.batch_id == batch.batch_id)
@@ -130,7 +135,7 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
     )
     _touch_collector(connection, batch, received_at)
     _update_devices(connection, batch)  # after: the collector's own status may say "degraded"
-    return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates)
+    return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates, conflicts=conflicts)
 
 
 def _check_readings(connection: Connection, batch: Batch, received_at: datetime) -> None:

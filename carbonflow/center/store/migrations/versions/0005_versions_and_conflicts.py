@@ -1,4 +1,5 @@
-"""Superseded versions of interval results (an interval metered again keeps what it replaces).
+"""Superseded versions of interval results (an interval metered again keeps what it replaces), and
+readings offered again for a stored (point, ts) with a different value.
 
 Revision ID: 0005
 Revises: 0004
@@ -8,7 +9,7 @@ Create Date: 2026-12-04
 import sqlalchemy as sa
 from alembic import op
 
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import ExactDecimal, UtcDateTime
 
 revision = "0005"
 down_revision = "0004"
@@ -32,8 +33,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("ts", "level", "interval_s", "version"),
     )
     op.create_index("ix_interval_versions_ts", "interval_versions", ["ts"], unique=False)
+    op.create_table(
+        "reading_conflicts",
+        sa.Column("point_id", sa.String(length=100), nullable=False),
+        sa.Column("ts", UtcDateTime(), nullable=False),
+        sa.Column("batch_id", sa.String(length=100), nullable=False),
+        sa.Column("stored_value", ExactDecimal(), nullable=True),
+        sa.Column("offered_value", ExactDecimal(), nullable=True),
+        sa.Column("collector_id", sa.String(length=100), nullable=True),
+        sa.Column("received_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("point_id", "ts", "batch_id"),
+    )
+    op.create_index("ix_reading_conflicts_received_at", "reading_conflicts", ["received_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_reading_conflicts_received_at", table_name="reading_conflicts")
+    op.drop_table("reading_conflicts")
     op.drop_index("ix_interval_versions_ts", table_name="interval_versions")
     op.drop_table("interval_versions")
