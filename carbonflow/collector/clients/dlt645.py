@@ -2,27 +2,28 @@
 
 The link is half duplex: one request, then wait for the matching reply.  The byte stream may carry
 FE preambles, echoes of other meters on the bus and line noise; :func:`take_frame` skips all that, and
-replies for another address or function are ignored.  Every exchange runs under the client's
-:class:`RetryPolicy` (timeout per attempt, retries, reconnect after a failure so that a late reply is
-never taken for the next request's).  Errors name the device, the meter address and the DI.
+replies for another address or function are ignored.  Connection, retries and reconnects are the
+:class:`~carbonflow.collector.clients.base.FramedClient`'s; this module builds requests and matches
+replies.  Errors name the device, the meter address and the DI.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy, with_retries
+from carbonflow.collector.clients.base import FramedClient
+from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy
 from carbonflow.protocols import dlt645
 from carbonflow.protocols.dlt645 import DataItem, DiTable, Frame, ProtocolError, Reply, Value
 
 MAX_FOLLOW_UPS = 255  # the sequence number is one byte
 
 
-class Dlt645Client:
+class Dlt645Client(FramedClient):
+    protocol = "dlt645"
+
     def __init__(
         self,
         host: str,
@@ -33,29 +34,15 @@ class Dlt645Client:
         name: str | None = None,
         preamble: int = 4,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port, name or f"dlt645 {host}:{port}", policy)
         self.table = table
-        self.policy = policy or RetryPolicy()
-        self.name = name or f"dlt645 {host}:{port}"
         self.preamble = preamble  # FE wake-up bytes before each request (4 is customary)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._buffer = bytearray()
-        self._lock = asyncio.Lock()
 
-    async def __aenter__(self) -> Dlt645Client:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        self._buffer.clear()
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    def split_frames(self, buffer: bytearray, rejects: list[str]) -> list[bytes]:
+        frames = []
+        while (frame := dlt645.take_frame(buffer, rejects)) is not None:
+            frames.append(frame)
+        return frames
 
     # -- public calls -----------------------------------------------------------------------------
     async def read(self, address: str, di: str) -> Value:
@@ -125,14 +112,14 @@ class Dlt645Client:
     async def time_sync(self, moment: datetime) -> None:
         """Broadcast time sync (no reply); ``moment`` is the meters' local wall time."""
         what = f"{self.name}: broadcast time sync"
-        await self._send_only(self._checked(what, dlt645.time_sync_request, moment, self.preamble), what)
+        await self.send_only(self._checked(what, dlt645.time_sync_request, moment, self.preamble), what)
 
     async def freeze(self, address: str = dlt645.BROADCAST, when: str = dlt645.FREEZE_NOW) -> None:
         """Freeze (``99999999`` = now); broadcast gets no reply, a single meter acknowledges."""
         what = self._what("freeze", address, None)
         request = self._checked(what, dlt645.freeze_request, address, when, self.preamble)
         if address == dlt645.BROADCAST:
-            await self._send_only(request, what)
+            await self.send_only(request, what)
         else:
             await self._exchange(request, address, dlt645.FREEZE, what)
 
@@ -159,56 +146,18 @@ class Dlt645Client:
         except ProtocolError as error:
             raise DeviceError(f"{what}: {error}") from None
 
-    async def _connect(self) -> None:
-        if self._writer is None or self._writer.is_closing():
-            self._buffer.clear()
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-
-    async def _drop(self) -> None:
-        await self.close()
-
-    async def _send_only(self, request: bytes, what: str) -> None:
-        async def attempt() -> None:
-            await self._connect()
-            assert self._writer is not None
-            self._writer.write(request)
-            await self._writer.drain()
-
-        async with self._lock:
-            await with_retries(attempt, what, self.policy, self._drop)
-
     async def _exchange(self, request: bytes, address: str, function: int, what: str) -> Reply:
-        async def attempt() -> Reply:
-            await self._connect()
-            assert self._writer is not None
-            self._writer.write(request)
-            await self._writer.drain()
-            return await self._await_reply(address, function)
+        async def accept(raw: bytes) -> Reply | None:
+            return self._matching(dlt645.parse_frame(raw), address, function)
 
-        async with self._lock:
-            reply = await with_retries(attempt, what, self.policy, self._drop)
+        reply = await self.exchange(request, accept, what)
         if reply.error is not None:
             raise DeviceRejected(f"{what}: meter answered {reply.error}")
         return reply
 
-    async def _await_reply(self, address: str, function: int) -> Reply:
-        """Read until a reply from ``address`` to ``function`` arrives; ignore anything else."""
-        assert self._reader is not None
-        rejects: list[str] = []
-        while True:
-            while (raw := dlt645.take_frame(self._buffer, rejects)) is not None:
-                reply = self._matching(dlt645.parse_frame(raw), address, function)
-                if reply is not None:
-                    return reply
-            if rejects:  # with_retries puts ``what`` in front of the final message
-                raise DeviceError(rejects[0])
-            chunk = await self._reader.read(4096)
-            if not chunk:
-                raise ConnectionError("connection closed by the device")
-            self._buffer.extend(chunk)
-
     @staticmethod
     def _matching(frame: Frame, address: str, function: int) -> Reply | None:
+        """The reply from ``address`` to ``function``, or None for anything else on the line."""
         if not frame.is_reply or frame.function != function:
             return None  # an echo of our request or another master's traffic
         if not dlt645.address_matches(

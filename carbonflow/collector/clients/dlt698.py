@@ -8,14 +8,13 @@ the answer to the next request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy, with_retries
+from carbonflow.collector.clients.base import FramedClient
+from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy
 from carbonflow.protocols.dlt698.apdu import (
     ActionRequestNormal,
     ActionResponseNormal,
@@ -108,7 +107,9 @@ def _as_oad(oad: Oad | str) -> Oad:
     return oad if isinstance(oad, Oad) else Oad.parse(oad)
 
 
-class Dlt698Client:
+class Dlt698Client(FramedClient):
+    protocol = "dlt698"
+
     def __init__(
         self,
         host: str,
@@ -120,44 +121,17 @@ class Dlt698Client:
         objects: ObjectTable | None = None,
         timezone: timezone = CHINA_TIME,
     ) -> None:
-        self.host, self.port = host, port
         self.address = server_address(address)
+        super().__init__(host, port, f"DL/T 698 meter {self.address.address} at {host}:{port}", policy)
         self.client_address = client_address
-        self.policy = policy or RetryPolicy()
         self.carbon = carbon
         self.objects = objects or carbon.table()
         self.timezone = timezone
         self.reports: list[Apdu] = []  # REPORT-Notifications and LINK-Requests received
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._buffer = bytearray()
-        self._frames: list[bytes] = []  # complete frames received but not yet consumed
-        self._piid = 0
-        self._lock = asyncio.Lock()
+        self._piid = 0  # of the request in flight (one at a time)
 
-    @property
-    def name(self) -> str:
-        return f"DL/T 698 meter {self.address.address} at {self.host}:{self.port}"
-
-    # -- connection ---------------------------------------------------------------------------------
-    async def connect(self) -> None:
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-            self._buffer.clear()
-            self._frames.clear()
-
-    async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def __aenter__(self) -> Dlt698Client:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def split_frames(self, buffer: bytearray, rejects: list[str]) -> list[bytes]:
+        return split_frames(buffer)  # frames with a bad FCS too: decoding them names the fault
 
     # -- exchange -------------------------------------------------------------------------------------
     def _next_piid(self) -> int:
@@ -167,46 +141,26 @@ class Dlt698Client:
     async def _request(self, make: Callable[[int], Apdu], what: str, expected: tuple[type, ...]) -> Apdu:
         """Send the APDU built by ``make(piid)`` and wait for the matching reply, with retries."""
 
-        async def attempt() -> Apdu:
-            await self.connect()
-            piid = self._next_piid()
-            apdu = make(piid)
-            assert self._writer is not None
-            self._writer.write(client_frame(self.address, apdu, self.client_address))
-            await self._writer.drain()
-            while True:
-                reply = await self._receive(what)
-                if isinstance(reply, ErrorResponse):
-                    raise DeviceRejected(f"{self.name}: {what}: ERROR-Response code {reply.error}")
-                if isinstance(reply, expected) and (getattr(reply, "piid_acd", piid) & 0x3F) == piid:
-                    return reply
+        def request() -> bytes:  # a new PIID for each attempt
+            return client_frame(self.address, make(self._next_piid()), self.client_address)
 
-        async with self._lock:
-            return await with_retries(attempt, f"{self.name}: {what}", self.policy, on_failure=self.close)
+        async def accept(raw: bytes) -> Apdu | None:
+            try:
+                frame = decode_frame(raw)
+                reply = decode_apdu(frame.apdu)
+            except ProtocolError as error:
+                raise DeviceError(f"bad reply frame: {error}") from None
+            if frame.control.is_request:  # the meter speaks on its own: answer as a master does
+                await self._answer_meter(reply)
+                return None
+            if isinstance(reply, ErrorResponse):
+                raise DeviceRejected(f"{self.name}: {what}: ERROR-Response code {reply.error}")
+            piid = getattr(reply, "piid_acd", self._piid) & 0x3F
+            return reply if isinstance(reply, expected) and piid == self._piid else None
 
-    async def _receive(self, what: str) -> Apdu:
-        """The next APDU addressed to us; meter-initiated frames are answered on the way."""
-        assert self._reader is not None
-        while True:
-            while self._frames:
-                raw = self._frames.pop(0)
-                try:
-                    frame = decode_frame(raw)
-                    apdu = decode_apdu(frame.apdu)
-                except ProtocolError as error:
-                    raise DeviceError(f"{self.name}: {what}: bad reply frame: {error}") from None
-                if frame.control.is_request:
-                    await self._answer_meter(apdu)
-                    continue
-                return apdu
-            chunk = await self._reader.read(4096)
-            if not chunk:
-                raise DeviceError(f"{self.name}: {what}: connection closed by the meter")
-            self._buffer.extend(chunk)
-            self._frames.extend(split_frames(self._buffer))
+        return await self.exchange(request, accept, f"{self.name}: {what}")
 
     async def _answer_meter(self, apdu: Apdu) -> None:
-        assert self._writer is not None
         self.reports.append(apdu)
         if isinstance(apdu, LinkRequest):
             now = date_time(datetime.now(UTC).astimezone(self.timezone))
@@ -217,8 +171,7 @@ class Dlt698Client:
             reply = ReportResponseRecordList(apdu.piid_acd & 0x3F, tuple(r.oad for r in apdu.results))
         else:
             return
-        self._writer.write(link_answer_frame(self.address, reply, self.client_address))
-        await self._writer.drain()
+        await self.send(link_answer_frame(self.address, reply, self.client_address))
 
     # -- reading --------------------------------------------------------------------------------------
     def _reading(self, result: ResultNormal) -> Reading:

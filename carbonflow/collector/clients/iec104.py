@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
+from typing import TypeVar
 
-from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy, with_retries
+from carbonflow.collector.clients.base import close_stream, open_stream, with_retries
+from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy
 from carbonflow.protocols import ProtocolError
 from carbonflow.protocols.iec104 import asdu
 from carbonflow.protocols.iec104.asdu import Asdu, Cause, InformationObject, cause_name
@@ -33,6 +35,7 @@ from carbonflow.protocols.iec104.link import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READINGS_QUEUE_SIZE = 10_000
 _NEGATIVE_CAUSES = {Cause.UNKNOWN_TYPE, Cause.UNKNOWN_CAUSE, Cause.UNKNOWN_COMMON_ADDRESS, Cause.UNKNOWN_IOA}
@@ -117,7 +120,7 @@ class Iec104Client:
     async def connect(self) -> None:
         """Open the TCP link and start data transfer (STARTDT), with the retry policy."""
         self._closing = False
-        await with_retries(self._ensure_connected, f"{self}: connect", self.policy, on_failure=self._drop)
+        await self._retrying(self._ensure_connected, "connect")
 
     async def close(self) -> None:
         self._closing = True
@@ -141,10 +144,7 @@ class Iec104Client:
                 return
             await self._drop()
             loop = asyncio.get_running_loop()
-            try:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            except OSError as error:
-                raise DeviceError(f"{self}: cannot connect: {error.strerror or error}") from error
+            reader, writer = await open_stream(self.host, self.port)
             self._writer = writer
             self._link = Link("master", self.link_config, loop.time())
             self._started = loop.create_future()
@@ -162,10 +162,7 @@ class Iec104Client:
             task.cancel()  # first, so that the reader does not take our own close for a lost link
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        await close_stream(writer)
 
     def _flush(self) -> None:
         if self._link is not None and self._writer is not None and not self._writer.is_closing():
@@ -222,9 +219,12 @@ class Iec104Client:
 
     async def _reconnect(self) -> None:
         with contextlib.suppress(DeviceError):
-            what = f"{self}: reconnect"
-            await with_retries(self._ensure_connected, what, self.policy, on_failure=self._drop)
+            await self._retrying(self._ensure_connected, "reconnect")
             self.reconnects += 1
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
+        """``attempt`` with the retry policy; a failed attempt drops the link (no late answers)."""
+        return await with_retries(attempt, f"{self}: {what}", self.policy, on_failure=self._drop)
 
     # -- incoming ---------------------------------------------------------------------------------
     def _on_event(self, event: object) -> None:
@@ -328,7 +328,7 @@ class Iec104Client:
             await self._test
 
         async with self._request_lock:
-            await with_retries(attempt, f"{self}: TESTFR", self.policy, on_failure=self._drop)
+            await self._retrying(attempt, "TESTFR")
 
     async def _request(self, what: str, command: Asdu, data_causes: frozenset[int]):
         async def attempt():
@@ -343,8 +343,7 @@ class Iec104Client:
                 self._exchange = None
 
         async with self._request_lock:
-            return await with_retries(attempt, f"{self}: {what} CA {self.common_address}", self.policy,
-                                      on_failure=self._drop)
+            return await self._retrying(attempt, f"{what} CA {self.common_address}")
 
     async def _send(self, data: bytes) -> None:
         while True:

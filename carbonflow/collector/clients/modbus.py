@@ -1,17 +1,23 @@
-"""Modbus TCP client (master) reading and writing points of a register map, on pymodbus."""
+"""Modbus TCP client (master) reading and writing points of a register map, on pymodbus.
+
+pymodbus frames the MBAP requests itself, so this client is no ``FramedClient``; it shares the retry
+policy (``base.with_retries``) and the error mapping of the others.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ModbusPDU
 
-from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy, with_retries
+from carbonflow.collector.clients.base import with_retries
+from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy
 from carbonflow.protocols.errors import ProtocolError
 from carbonflow.protocols.modbus.frame import EXCEPTION_NAMES
 from carbonflow.protocols.modbus.registers import RegisterMap, Table
@@ -67,28 +73,37 @@ class ModbusClient:
     async def _reset(self) -> None:
         self.close()
 
-    async def read_registers(self, table: Table, address: int, count: int) -> list[int]:
-        what = f"{self.name}: read {table.value} {address}+{count}"
+    async def _call(self, what: str, request: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        """One pymodbus request with the retry policy; an exception reply is a DeviceRejected."""
 
-        async def attempt() -> list[int]:
+        async def attempt() -> ModbusPDU:
             await self._ensure_connected()
-            read = (
-                self._client.read_holding_registers
-                if table is Table.HOLDING
-                else self._client.read_input_registers
-            )
             try:
-                response = await read(address, count=count, device_id=self.unit_id)
+                response = await request()
             except ModbusException as error:
                 raise DeviceError(f"{what}: {error}") from error
             if response.isError():
                 code = getattr(response, "exception_code", 0)
                 raise DeviceRejected(f"{what}: exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
-            if len(response.registers) != count:
-                raise DeviceError(f"{what}: answer has {len(response.registers)} registers")
-            return list(response.registers)
+            return response
 
         return await with_retries(attempt, what, self.policy, on_failure=self._reset)
+
+    async def read_registers(self, table: Table, address: int, count: int) -> list[int]:
+        what = f"{self.name}: read {table.value} {address}+{count}"
+        read = (
+            self._client.read_holding_registers
+            if table is Table.HOLDING
+            else self._client.read_input_registers
+        )
+
+        async def request() -> ModbusPDU:
+            response = await read(address, count=count, device_id=self.unit_id)
+            if not response.isError() and len(response.registers) != count:  # a short answer is retried
+                raise DeviceError(f"{what}: answer has {len(response.registers)} registers")
+            return response
+
+        return list((await self._call(what, request)).registers)
 
     async def read_points(self, names: Iterable[str] | None = None) -> dict[str, PointValue]:
         """Read the named points (all of the map by default) in as few requests as the map allows."""
@@ -115,19 +130,9 @@ class ModbusClient:
         registers = point.encode(value)
         what = f"{self.name}: write {name}={value}"
 
-        async def attempt() -> None:
-            await self._ensure_connected()
-            try:
-                response = await self._client.write_registers(
-                    point.address, registers, device_id=self.unit_id
-                )
-            except ModbusException as error:
-                raise DeviceError(f"{what}: {error}") from error
-            if response.isError():
-                code = getattr(response, "exception_code", 0)
-                raise DeviceRejected(f"{what}: exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
-
-        await with_retries(attempt, what, self.policy, on_failure=self._reset)
+        await self._call(
+            what, lambda: self._client.write_registers(point.address, registers, device_id=self.unit_id)
+        )
         held = (await self.read_points([name]))[name].value
         if held != point.decode(registers):
             raise DeviceError(f"{what}: read back {held}")
