@@ -44,6 +44,8 @@ from carbonflow.center.store.intervals import (
     interval_header,
     interval_headers,
     interval_origin,
+    is_complete,
+    latest_complete_interval_ts,
     latest_interval_ts,
     result_quantities,
 )
@@ -140,6 +142,8 @@ __all__ = [
     "interval_origin",
     "interval_results",
     "interval_versions",
+    "is_complete",
+    "latest_complete_interval_ts",
     "latest_interval_ts",
     "list_commands",
     "list_conflicts",

@@ -28,6 +28,25 @@ def latest_interval_ts(target: Target) -> datetime | None:
         return connection.execute(select(func.max(Interval.ts))).scalar_one_or_none()
 
 
+def is_complete(estimation: dict[str, Any] | None) -> bool:
+    """Every input measured or derived from measured ones (intervals stored before the flag was kept
+    count as complete when they name no estimate)."""
+    estimation = estimation or {}
+    if "complete" in estimation:
+        return bool(estimation["complete"])
+    return not estimation.get("estimates")
+
+
+def latest_complete_interval_ts(target: Target, look_back: int = 1000) -> datetime | None:
+    """The end of the latest interval metered from complete data, among the latest ``look_back``."""
+    query = select(Interval.ts, Interval.estimation).order_by(Interval.ts.desc()).limit(look_back)
+    with connection_of(target, write=False) as connection:
+        for ts, estimation in connection.execute(query):
+            if is_complete(estimation):
+                return ts
+    return None
+
+
 def interval_header(target: Target, ts: datetime) -> dict[str, Any] | None:
     """The header (with ``estimation``) of the interval ending at ``ts`` — the first level by name."""
     query = select(*HEADER_COLUMNS, Interval.estimation).where(Interval.ts == ts).order_by(Interval.level)

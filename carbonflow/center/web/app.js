@@ -19,6 +19,9 @@ function num(value, digits = 1) {
     { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 const fmt = (value, unit, digits = 1) => (value === null || value === undefined ? "—" : `${num(value, digits)} ${unit}`);
+// a metered value with its expanded uncertainty: "812.3 ± 1.2 gCO₂/kWh"
+const pm = (value, band, unit, digits = 1) => (value === null || value === undefined ? "—"
+  : band === null || band === undefined ? fmt(value, unit, digits) : `${num(value, digits)} ± ${num(band, digits)} ${unit}`);
 function localTime(iso, withDate = true) {
   if (!iso) return "—";
   const options = { timeZone: state.zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
@@ -128,13 +131,17 @@ PAGES.overview = async () => {
   state.latest = o.ts;
   $("ov-ts").textContent = `${localTime(o.ts)} ${zoneLabel()}`;
   const c = o.completeness;
+  const band = o.now_band || {};
+  const iv = o.interval || {};
   const cards = [
-    [t("gen_carbon"), fmt(o.now.generation_carbon_t_per_h, "tCO₂/h"), `${t("today")} ${fmt(o.today.generation_carbon_t, "tCO₂")}`],
-    [t("loss_carbon"), fmt(o.now.loss_carbon_t_per_h, "tCO₂/h", 2), `${t("today")} ${fmt(o.today.loss_carbon_t, "tCO₂")}`],
-    [t("load_carbon"), fmt(o.now.load_carbon_t_per_h, "tCO₂/h"), `${t("today")} ${fmt(o.today.load_carbon_t, "tCO₂")}`],
+    [t("gen_carbon"), pm(o.now.generation_carbon_t_per_h, band.generation_carbon_t_per_h, "tCO₂/h"), `${t("today")} ${fmt(o.today.generation_carbon_t, "tCO₂")}`],
+    [t("loss_carbon"), pm(o.now.loss_carbon_t_per_h, band.loss_carbon_t_per_h, "tCO₂/h", 2), `${t("today")} ${fmt(o.today.loss_carbon_t, "tCO₂")}`],
+    [t("load_carbon"), pm(o.now.load_carbon_t_per_h, band.load_carbon_t_per_h, "tCO₂/h"), `${t("today")} ${fmt(o.today.load_carbon_t, "tCO₂")}`],
     [t("sys_intensity"), fmt(o.now.generation_intensity_g_per_kwh, "gCO₂/kWh"), `${t("today")} ${fmt(o.today.generation_intensity_g_per_kwh, "gCO₂/kWh")}`],
     [t("load_intensity"), fmt(o.now.load_intensity_g_per_kwh, "gCO₂/kWh"), `${fmt(o.now.load_mw, "MW")}`],
-    [t("residual"), fmt(o.now.residual_t_per_h, "tCO₂/h", 6), ""],
+    [t("residual"), fmt(o.now.residual_t_per_h, "tCO₂/h", 2),
+      `${iv.complete ? t("interval_complete") : t("interval_incomplete")} · ${iv.estimated_inputs ?? 0} ${t("estimates")}` +
+      (iv.newer_incomplete ? ` · ${iv.newer_incomplete} ${t("newer_waiting")}` : "")],
     [t("completeness"), fmt(c.intervals_ratio * 100, "%"), `${c.intervals_today} ${t("of")} ${c.intervals_expected} ${t("intervals")} · ${c.devices_online} ${t("of")} ${c.devices_total} ${t("devices_online")}`],
     [t("alarms"), o.alarms_active ?? t("not_yet"), ""],
   ];
@@ -215,7 +222,7 @@ async function showBus(bus) {
   $("topo-info").innerHTML = `<h3>${t("bus")} <span id="info-id">${bus.id}</span></h3><p>${bus.name || ""}</p><dl>
     <dt>${t("kind")}</dt><dd>${bus.kind}</dd><dt>${t("region")}</dt><dd>${bus.region}</dd>
     <dt>${t("voltage")}</dt><dd>${fmt(bus.voltage_kv, "kV", 0)}</dd>
-    <dt>${t("intensity")}</dt><dd id="info-intensity" data-value="${r.intensity_g_per_kwh ?? ""}">${fmt(r.intensity_g_per_kwh, "gCO₂/kWh")}</dd>
+    <dt>${t("intensity")}</dt><dd id="info-intensity" data-value="${r.intensity_g_per_kwh ?? ""}">${pm(r.intensity_g_per_kwh, r.intensity_band_g_per_kwh, "gCO₂/kWh")}</dd>
     <dt>${t("flux")}</dt><dd>${fmt(r.flux_mw, "MW")}</dd><dt>${t("load")}</dt><dd>${fmt(r.load_mw, "MW")}</dd>
     <dt>${t("load_carbon_rate")}</dt><dd>${fmt(r.load_carbon_t_per_h, "tCO₂/h", 2)}</dd></dl>
     <h4>${t("history_of")} · ${t("intensity")}</h4><div id="info-chart" class="chart"></div>`;

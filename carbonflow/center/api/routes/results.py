@@ -27,6 +27,8 @@ from carbonflow.center.store import (
     interval_headers,
     interval_origin,
     interval_results,
+    is_complete,
+    latest_complete_interval_ts,
     latest_interval_ts,
     result_quantities,
 )
@@ -38,8 +40,9 @@ _KEY_COLUMNS = ("level", "interval_s")
 
 
 def interval_at(store: Store, ts: str | None) -> dict[str, Any]:
-    """The header of the interval ending at ``ts`` (default: the latest); 404 when there is none."""
-    when = parse_time(ts, "ts") if ts else latest_interval_ts(store)
+    """The header of the interval ending at ``ts`` (default: the latest metered from complete data, else
+    the latest); 404 when there is none."""
+    when = parse_time(ts, "ts") if ts else latest_complete_interval_ts(store) or latest_interval_ts(store)
     if when is None:
         raise HTTPException(404, "no interval results stored yet")
     header = interval_header(store, when)
@@ -59,10 +62,34 @@ def rows_at(store: Store, kind: str, ts: datetime, **filters: Any) -> list[dict[
 
 def result_at(store: Store, ts: str | None) -> dict[str, Any]:
     header = interval_at(store, ts)
-    document = {**header}
+    document = {**header, **quality_of(header)}
     for kind, plural in PLURAL.items():
         document[plural] = rows_at(store, kind, header["ts"])
+    with_bands(document["buses"], header)
     return document
+
+
+def quality_of(header: dict[str, Any]) -> dict[str, Any]:
+    """How far an interval's figures can be trusted: complete or not, what was estimated, the bands."""
+    estimation = header.get("estimation") or {}
+    uncertainty = estimation.get("uncertainty") or {}
+    return {
+        "complete": is_complete(estimation),
+        "completeness": estimation.get("completeness"),
+        "version": estimation.get("version", 1),
+        "estimates": estimation.get("estimates", []),
+        "derived": len(estimation.get("derived", [])),
+        "totals_band": uncertainty.get("totals", {}),
+        "coverage_factor": uncertainty.get("coverage_factor"),
+    }
+
+
+def with_bands(bus_rows: list[dict[str, Any]], header: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each bus row gets its intensity's expanded uncertainty (``intensity_band_g_per_kwh``)."""
+    bands = ((header.get("estimation") or {}).get("uncertainty") or {}).get("intensity_g_per_kwh", {})
+    for row in bus_rows:
+        row["intensity_band_g_per_kwh"] = bands.get(row["element_id"])
+    return bus_rows
 
 
 @router.get("/intervals")
@@ -101,7 +128,8 @@ def results_of_kind(
     offset: Offset = 0,
     format: Format = "json",
 ):
-    when = interval_at(store, ts)["ts"]
+    header = interval_at(store, ts)
+    when = header["ts"]
     rows = rows_at(
         store,
         kind,
@@ -111,6 +139,8 @@ def results_of_kind(
         industry=industry,
         voltage_kv=voltage_kv,
     )
+    if kind == "bus":
+        with_bands(rows, header)
     return listing(
         rows, limit=limit, offset=offset, format=format, name=f"{kind}-results", extra={"ts": when}
     )

@@ -24,13 +24,14 @@ from carbonflow.center.api.routes._common import (
     resolve_range,
     zone_of,
 )
-from carbonflow.center.api.routes.results import interval_at, rows_at
+from carbonflow.center.api.routes.results import interval_at, quality_of, rows_at
 from carbonflow.center.store import (
     Store,
     aggregate,
     aggregate_totals,
     device_status_counts,
     interval_results,
+    latest_interval_ts,
     topology_tables,
 )
 
@@ -91,11 +92,25 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
     expected = max(1, round((ts - day_start).total_seconds() / header["interval_s"]))
     device_counts = device_status_counts(store)
     devices_total = sum(device_counts.values())
-    estimation = header.get("estimation") or {}
+    quality = quality_of(header)
+    latest = latest_interval_ts(store)
     return {
         "ts": ts,
         "interval_s": header["interval_s"],
         "time_zone": str(zone),
+        "latest_metered_ts": latest,  # newer than ts when the latest intervals still wait for data
+        "interval": {
+            "complete": quality["complete"],
+            "completeness": quality["completeness"],
+            "version": quality["version"],
+            "estimated_inputs": len(quality["estimates"]),
+            "derived_inputs": quality["derived"],
+            "newer_incomplete": max(0, round((latest - ts).total_seconds() / header["interval_s"]))
+            if latest
+            else 0,
+        },
+        "now_band": quality["totals_band"],  # expanded uncertainty (k = coverage_factor) of the totals
+        "coverage_factor": quality["coverage_factor"],
         "now": {
             "generation_carbon_t_per_h": totals.get("generation_carbon_t_per_h"),
             "load_carbon_t_per_h": totals.get("load_carbon_t_per_h"),
@@ -133,7 +148,7 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
             "devices_online": device_counts.get("online", 0),
             "devices_total": devices_total,
             "devices_ratio": device_counts.get("online", 0) / devices_total if devices_total else None,
-            "estimated_inputs": len(estimation) if isinstance(estimation, dict | list) else 0,
+            "estimated_inputs": len(quality["estimates"]),
         },
         "alarms_active": None,  # alarms arrive with their own issue
     }
