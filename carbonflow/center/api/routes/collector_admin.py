@@ -37,7 +37,7 @@ from carbonflow.center.store.collector_admin import (
     save_collector_config,
 )
 from carbonflow.center.store.schema import Collector, Device
-from carbonflow.collector.config import ConfigError, config_from_dict
+from carbonflow.messages.collector_config import ConfigError, collector_config_from_dict
 
 router = APIRouter(prefix="/api/v1", tags=["remote maintenance"])
 LOGIN = [Depends(require_user)]
@@ -132,7 +132,7 @@ def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
         data["config_version"] = version
     version = data["config_version"]
     try:
-        config = config_from_dict(data, "configuration")
+        config = collector_config_from_dict(data, "configuration")
     except ConfigError as error:
         raise HTTPException(422, str(error)) from None
     with store.read() as connection:
