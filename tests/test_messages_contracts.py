@@ -113,8 +113,10 @@ def test_a_device_map_problem_names_the_device_and_the_point():
     device["points"][0].update(address={"di": "00010000"}, id="EM-U02/1")
     with pytest.raises(ContractError, match="must be '<device id>/<name>'"):
         DeviceMap.parse({"devices": [device]})
-    with pytest.raises(ContractError, match="expected an object with a 'devices' list"):
-        DeviceMap.parse({"devices": {}})
+    with pytest.raises(ContractError, match="device map: devices: required field is missing"):
+        DeviceMap.parse({"version": 1})
+    with pytest.raises(ContractError, match="device map: schema_version 2 is newer"):
+        DeviceMap.parse({"version": 2, "devices": []})
 
 
 INLINE = """
@@ -168,63 +170,35 @@ def _envelope(payload) -> Envelope:
     )
 
 
+REGION = {"region": "AH/HF", "generation_carbon_t": 210.5, "load_carbon_t": 200.1, "loss_carbon_t": 10.4}
+ENERGY = {"generation_energy_kwh": 2.6e5, "load_energy_kwh": 2.5e5, "loss_energy_kwh": 1e4}
+TIE = {"branch_id": "L012", "lower_bus": "S012", "upper_bus": "S003", "p_into_lower_mw": -40.0}
+TIE_ENERGY = {"energy_into_lower_kwh": -1e4, "lower_intensity_g_per_kwh": 612.0}
+SUM = {"element_kind": "load", "quantity": "import_energy_kwh", "total": "250000.25", "points": 14}
+VERDICT = {"check": "tie_flow", "status": "mismatch", "subject": "L012", "expected": -40.0, "found": -38.0}
+
+
 def test_cascade_messages_are_signed_by_the_sender_and_survive_json():
+    totals = RegionTotals(**REGION, **ENERGY)
     report = IntervalReport(
-        totals=RegionTotals(
-            region="AH/HF",
-            generation_carbon_t=210.5,
-            load_carbon_t=200.1,
-            loss_carbon_t=10.4,
-            generation_energy_kwh=2.6e5,
-            load_energy_kwh=2.5e5,
-            loss_energy_kwh=1e4,
-        ),
-        ties=[
-            TieFlow(
-                branch_id="L012",
-                lower_bus="S012",
-                upper_bus="S003",
-                p_into_lower_mw=-40.0,
-                energy_into_lower_kwh=-1e4,
-                lower_intensity_g_per_kwh=612.0,
-            )
-        ],
-        meter_sums=[
-            MeterSum(element_kind="load", quantity="import_energy_kwh", total="250000.25", points=14)
-        ],
+        totals=totals,
+        ties=[TieFlow(**TIE, **TIE_ENERGY)],
+        meter_sums=[MeterSum(**SUM)],
         result_hash="ab" * 32,
     )
     key = Ed25519PrivateKey.generate()
     envelope = _envelope(report).signed(key)
     received = Envelope.model_validate_json(envelope.model_dump_json())
     assert received == envelope and received.verify(key.public_key())
-    assert (
-        isinstance(received.payload, IntervalReport)
-        and str(received.payload.meter_sums[0].total) == "250000.25"
-    )
+    assert isinstance(received.payload, IntervalReport)
+    assert str(received.payload.meter_sums[0].total) == "250000.25"  # exact, as metered
     forged = received.model_copy(update={"recipient": "JS"})
-    assert not forged.verify(key.public_key()) and not received.verify(
-        Ed25519PrivateKey.generate().public_key()
-    )
-    verdicts = Verification(
-        report_hash="ab" * 32,
-        status="mismatch",
-        verdicts=[
-            Verdict(
-                check="tie_flow",
-                status="mismatch",
-                subject="L012",
-                expected=-40.0,
-                found=-38.0,
-                tolerance=0.5,
-            )
-        ],
-    )
-    for payload in (
-        verdicts,
-        BoundaryIntensities(boundaries=[{"bus": "S003", "intensity_g_per_kwh": 580.0}]),
-    ):
-        again = Envelope.model_validate(json.loads(_envelope(payload).model_dump_json()))
+    assert not forged.verify(key.public_key())
+    assert not received.verify(Ed25519PrivateKey.generate().public_key())
+    verdicts = Verification(report_hash="ab" * 32, status="mismatch", verdicts=[Verdict(**VERDICT)])
+    boundary = BoundaryIntensities(boundaries=[{"bus": "S003", "intensity_g_per_kwh": 580.0}])
+    for payload in (verdicts, boundary):
+        again = Envelope.parse(json.loads(_envelope(payload).model_dump_json()))
         assert type(again.payload) is type(payload)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 # a record list's name -> what one record is called in an error line
@@ -36,10 +36,33 @@ class Contract(BaseModel):
         return self.model_dump(mode="python", by_alias=True, exclude_unset=True)
 
 
-def check_schema_version(value: int, supported: int, what: str) -> int:
-    if value > supported:
-        raise ValueError(f"{what} schema_version {value} is newer than this carbonflow reads ({supported})")
-    return value
+class Document(Contract):
+    """A whole document: its ``schema_version`` is one this carbonflow reads; :meth:`parse` turns any
+    problem into one :class:`ContractError` line naming the record."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1  # the newest this carbonflow reads (and writes)
+    TITLE: ClassVar[str] = "document"  # how an error line names the document
+    RECORDS: ClassVar[tuple[str, ...]] = tuple(RECORD_NAMES)  # record lists an error line names by id
+    schema_version: int
+
+    @model_validator(mode="after")
+    def _supported_version(self) -> Self:
+        version, newest = self.schema_version, self.SCHEMA_VERSION
+        if version > newest:
+            raise ValueError(f"schema_version {version} is newer than this carbonflow reads ({newest})")
+        return self
+
+    @classmethod
+    def parse(cls, data: Any, origin: str | None = None) -> Self:
+        origin = origin or cls.TITLE
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, Mapping):
+            raise ContractError(f"{origin}: expected an object")
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as error:
+            raise ContractError(error_line(origin, dict(data), error, cls.RECORDS)) from None
 
 
 def inherit(model: BaseModel, name: str, value: Any) -> None:

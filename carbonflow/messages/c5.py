@@ -20,13 +20,13 @@ import binascii
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field
 
-from carbonflow.messages.base import ID_PATTERN, Contract, check_schema_version
+from carbonflow.messages.base import ID_PATTERN, Contract, Document
 
 SCHEMA_VERSION = 1
 VerdictStatus = Literal["ok", "mismatch", "pending"]
@@ -117,7 +117,10 @@ class Verification(Contract):
 Payload = Annotated[IntervalReport | BoundaryIntensities | Verification, Field(discriminator="kind")]
 
 
-class Envelope(Contract):
+class Envelope(Document):
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+    TITLE: ClassVar[str] = "cascade message"
+
     schema_version: int = SCHEMA_VERSION
     message_id: str = Field(min_length=8, max_length=64)  # idempotency key (a UUID)
     sender: CenterId
@@ -129,11 +132,6 @@ class Envelope(Contract):
     signature_alg: Literal["ed25519"] = "ed25519"
     key_id: str | None = None  # which of the sender's keys (rotation)
     signature: str | None = None  # base64 of the 64-byte Ed25519 signature
-
-    @field_validator("schema_version")
-    @classmethod
-    def _supported(cls, value: int) -> int:
-        return check_schema_version(value, SCHEMA_VERSION, "cascade message")
 
     def canonical(self) -> bytes:
         body = self.model_dump(mode="json", exclude={"signature"})

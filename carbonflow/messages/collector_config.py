@@ -15,19 +15,12 @@ import json
 import re
 from datetime import UTC, timedelta, timezone, tzinfo
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from carbonflow.messages.base import (
-    ID_PATTERN,
-    Contract,
-    ContractError,
-    check_schema_version,
-    error_line,
-    inherit,
-)
+from carbonflow.messages.base import ID_PATTERN, Contract, ContractError, Document, inherit
 
 SCHEMA_VERSION = 1
 Protocol = Literal["dlt645", "dlt698", "iec104", "modbus-tcp"]
@@ -293,7 +286,11 @@ class OutboxConfig(Contract):
     max_readings: int = Field(default=2_000_000, ge=1)  # retention bound: beyond -> "outbox full"
 
 
-class CollectorConfig(Contract):
+class CollectorConfig(Document):
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+    TITLE: ClassVar[str] = "collector configuration"
+    RECORDS: ClassVar[tuple[str, ...]] = ("devices",)
+
     schema_version: int = SCHEMA_VERSION
     id: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN)
     secret: str | None = Field(default=None, min_length=8)
@@ -305,11 +302,6 @@ class CollectorConfig(Contract):
     devices: list[DeviceConfig] = Field(default_factory=list)
     cameras: list[CameraConfig] = Field(default_factory=list)  # site cameras
     images: ImagesConfig = Field(default_factory=ImagesConfig)
-
-    @field_validator("schema_version")
-    @classmethod
-    def _supported(cls, value: int) -> int:
-        return check_schema_version(value, SCHEMA_VERSION, "collector configuration")
 
     @model_validator(mode="after")
     def _whole(self) -> CollectorConfig:
@@ -332,9 +324,9 @@ class CollectorConfig(Contract):
         if not isinstance(data, dict):
             raise ConfigError(f"{origin}: the configuration must be a table")
         try:
-            config = cls.model_validate(data)
-        except ValidationError as error:
-            raise ConfigError(error_line(origin, data, error, ("devices",))) from None
+            config = cls.parse(data, origin)
+        except ContractError as error:
+            raise ConfigError(str(error)) from None
         if config.config_version is None:
             canonical = json.dumps(data, sort_keys=True, default=str).encode()
             inherit(config, "config_version", hashlib.sha256(canonical).hexdigest()[:12])

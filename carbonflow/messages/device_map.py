@@ -20,11 +20,11 @@ Wire form (``version`` is the schema version)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
-from carbonflow.messages.base import Contract, ContractError, check_schema_version, error_line
+from carbonflow.messages.base import Contract, Document
 
 SCHEMA_VERSION = 1
 Protocol = Literal["dlt645", "dlt698", "iec104", "modbus-tcp", "camera-http"]
@@ -132,28 +132,15 @@ class Device(Contract):
         return None if self.endpoint is None else self.endpoint.text
 
 
-class DeviceMap(Contract):
+class DeviceMap(Document):
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+    TITLE: ClassVar[str] = "device map"
+    RECORDS: ClassVar[tuple[str, ...]] = ("devices",)
+
     schema_version: int = Field(default=SCHEMA_VERSION, alias="version")
     grid: str = ""
     host: str = "127.0.0.1"
-    devices: list[Device] = Field(default_factory=list)
-
-    @field_validator("schema_version")
-    @classmethod
-    def _supported(cls, value: int) -> int:
-        return check_schema_version(value, SCHEMA_VERSION, "device map")
-
-    @classmethod
-    def parse(cls, data: DeviceMap | Mapping[str, Any], origin: str = "device map") -> DeviceMap:
-        """A validated map; any problem -> one :class:`ContractError` line naming the device."""
-        if isinstance(data, DeviceMap):
-            return data
-        if not isinstance(data, Mapping) or not isinstance(data.get("devices"), list):
-            raise ContractError(f"{origin}: expected an object with a 'devices' list")
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as error:
-            raise ContractError(error_line(origin, dict(data), error, ("devices",))) from None
+    devices: list[Device]
 
     def points(self) -> list[tuple[Device, Point]]:
         """Every (device, point) pair."""

@@ -8,12 +8,11 @@ round trip through :meth:`GridDocument.document`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field
 
-from carbonflow.messages.base import Contract, ContractError, check_schema_version, error_line
+from carbonflow.messages.base import Contract, Document
 
 SCHEMA_VERSION = 1
 
@@ -111,7 +110,10 @@ class GridPlant(Contract):
     region: str | None = None
 
 
-class GridDocument(Contract):
+class GridDocument(Document):
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+    TITLE: ClassVar[str] = "grid document"
+
     schema_version: int = SCHEMA_VERSION
     name: str = ""
     f_hz: float | None = None
@@ -123,20 +125,3 @@ class GridDocument(Contract):
     branches: list[GridBranch] = Field(default_factory=list)
     regions: list[GridRegion] = Field(default_factory=list)
     plants: list[GridPlant] = Field(default_factory=list)
-
-    @field_validator("schema_version")
-    @classmethod
-    def _supported(cls, value: int) -> int:
-        return check_schema_version(value, SCHEMA_VERSION, "grid document")
-
-    @classmethod
-    def parse(cls, data: GridDocument | Mapping[str, Any], origin: str = "grid document") -> GridDocument:
-        """A validated document; any problem -> one :class:`ContractError` line naming the record."""
-        if isinstance(data, GridDocument):
-            return data
-        if not isinstance(data, Mapping):
-            raise ContractError(f"{origin}: expected an object with 'buses'")
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as error:
-            raise ContractError(error_line(origin, dict(data), error)) from None
