@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from carbonflow.collector.config import CollectorConfig, config_from_dict
+from carbonflow.collector.config import LoadedConfig, config_from_dict
 from carbonflow.devices.base import DeviceClock
 from carbonflow.messages.c4 import Ack, Batch, Command, CommandResult, sign
 
@@ -50,7 +50,7 @@ def fake_clock(time: FakeTime) -> DeviceClock:
     return DeviceClock(now_fn=time, _epoch=time.now)
 
 
-def config(devices: list[dict], tmp_path, center_url: str = "http://127.0.0.1:9", **extra) -> CollectorConfig:
+def config(devices: list[dict], tmp_path, center_url: str = "http://127.0.0.1:9", **extra) -> LoadedConfig:
     document = {
         "id": "c1",
         "secret": SECRET,

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from carbonflow.collector.config import ConfigError, load_config
+from carbonflow.collector.config import load_config
 from carbonflow.collector.device_map_config import config_from_device_map, to_toml
 from carbonflow.commands import CommandInputError
 from carbonflow.commands import collector as collector_command
+from carbonflow.messages.collector_config import ConfigError
 
 GOOD = """
 id = "col-1"

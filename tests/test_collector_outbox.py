@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from carbonflow.collector.config import PointConfig
 from carbonflow.collector.outbox import Outbox, OutboxFull
 from carbonflow.collector.validate import RawValue, Validator
 from carbonflow.messages.c4 import Batch, DeviceStatus, Reading
+from carbonflow.messages.collector_config import PointConfig
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 SECRET = b"outbox-test-secret"

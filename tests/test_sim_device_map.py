@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from carbonflow.sim.device_map import build_device_map, points_of
+from carbonflow.messages.device_map import DeviceMap
+from carbonflow.sim.device_map import build_device_map
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation, element_ids
 from carbonflow.sim.timeseries import SimConfig
@@ -26,6 +27,12 @@ def net():
 @pytest.fixture(scope="module")
 def device_map(net):
     return json.loads(json.dumps(build_device_map(net), allow_nan=False))
+
+
+def points_of(device_map):
+    """(device, point) records of the JSON document, checked against the contract on the way."""
+    pairs = DeviceMap.parse(device_map).points()
+    return [(device.document(), point.document()) for device, point in pairs]
 
 
 def _targets(device_map, kind=None):

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from carbonflow.collector.camera_config import CameraConfig
 from carbonflow.collector.image_outbox import ImageOutbox, QueuedImage
 from carbonflow.collector.pollers import to_ms, utc_now
 from carbonflow.collector.transport import (
@@ -38,6 +37,7 @@ from carbonflow.collector.transport import (
     persistent_mqtt_client,
 )
 from carbonflow.messages.c4 import DeviceStatus
+from carbonflow.messages.collector_config import CameraConfig
 from carbonflow.messages.images import (
     CAMERA_HEADER,
     COLLECTOR_HEADER,

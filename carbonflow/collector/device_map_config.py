@@ -1,4 +1,4 @@
-"""A collector configuration generated from the simulator's device map (:mod:`carbonflow.sim.device_map`).
+"""A collector configuration generated from a device map (:mod:`carbonflow.messages.device_map`).
 
 Point names are the device map's point ids without the ``<device id>/`` prefix, so the point ids the
 collector sends (``<device id>/<point name>``) are exactly the device map's ``points[].id`` and the
@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from carbonflow.collector.config import ConfigError, config_from_dict
+from carbonflow.collector.config import config_from_dict
+from carbonflow.messages.base import ContractError
+from carbonflow.messages.collector_config import ConfigError
+from carbonflow.messages.device_map import READ_KEYS, Device, DeviceAddress, DeviceMap, Endpoint, Point
+from carbonflow.protocols.modbus.registers import builtin_map
 
 COUNTER_QUANTITIES = (
     "export_energy_kwh",
@@ -34,8 +40,6 @@ ROLLOVER_104_COUNTS = Decimal(2**32)  # binary counter reading: 32-bit signed, w
 
 
 def _modbus_rollover(model: str, register: str) -> Decimal | None:
-    from carbonflow.protocols.modbus.registers import builtin_map
-
     try:
         point = builtin_map(model).point(register)
     except Exception:  # an unknown model is reported by the validation of the generated config
@@ -45,23 +49,20 @@ def _modbus_rollover(model: str, register: str) -> Decimal | None:
     return Decimal(2 ** (16 * point.words)) * point.scale
 
 
-def _point(device: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    device_id = device["id"]
-    point_id = str(record["id"])
-    name = point_id.removeprefix(f"{device_id}/")
-    address = record.get("address") or {}
-    quantity = str(record.get("quantity", ""))
-    iec_counter = str(address.get("type", "")).startswith("M_IT")
-    counter = quantity in COUNTER_QUANTITIES or iec_counter
+def _point(device: Device, record: Point) -> dict[str, Any]:
+    name = record.id.removeprefix(f"{device.id}/")
+    address = record.address.document() if record.address is not None else {}
+    iec_counter = str(address.get("type") or "").startswith("M_IT")
+    counter = record.quantity in COUNTER_QUANTITIES or iec_counter
     point: dict[str, Any] = {"name": name}
-    protocol = device["protocol"]
-    key = {"dlt645": "di", "dlt698": "oad", "iec104": "ioa", "modbus-tcp": "register"}[protocol]
-    if key not in address:
-        raise ConfigError(f"device map: device {device_id!r} point {point_id!r}: address has no {key!r}")
+    protocol = device.protocol
+    key = READ_KEYS[protocol]
+    if address.get(key) is None:
+        raise ConfigError(f"device map: device {device.id!r} point {record.id!r}: address has no {key!r}")
     point[key] = address[key]
     point["kind"] = "counter" if counter else "instant"
-    if record.get("unit"):
-        point["unit"] = str(record["unit"])
+    if record.unit:
+        point["unit"] = record.unit
     if counter:
         point["min"] = "0"
         rollover = {
@@ -70,43 +71,44 @@ def _point(device: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             "iec104": ROLLOVER_104_COUNTS,
         }.get(protocol)
         if protocol == "modbus-tcp":
-            rollover = _modbus_rollover(str(device.get("model", "")), str(address[key]))
+            rollover = _modbus_rollover(device.model or "", str(address[key]))
         if rollover is not None:
             point["rollover"] = str(rollover)
-    if quantity == "intensity_g_per_kwh" and protocol != "dlt698":  # 698: the meter's factor, kg/kWh
+    if record.quantity == "intensity_g_per_kwh" and protocol != "dlt698":  # 698: the meter's factor, kg/kWh
         point["min"], point["max"] = (str(b) for b in INTENSITY_BOUNDS)
     return point
 
 
-def _device(device: dict[str, Any], period_s: float | None) -> dict[str, Any]:
-    protocol = device.get("protocol")
-    if protocol not in ("dlt645", "dlt698", "iec104", "modbus-tcp"):
-        raise ConfigError(f"device map: device {device.get('id')!r}: unknown protocol {protocol!r}")
-    endpoint = device.get("endpoint") or {}
-    out: dict[str, Any] = {
-        "id": device["id"],
-        "protocol": protocol,
-        "endpoint": f"{endpoint.get('host', '127.0.0.1')}:{endpoint.get('port', 0)}",
-    }
-    address = device.get("address") or {}
-    if protocol == "dlt645":
-        out["address"] = str(address.get("address", ""))
-    elif protocol == "dlt698":
-        out["address"] = str(address.get("sa", ""))
-    elif protocol == "iec104":
-        out["common_address"] = int(address.get("common_address", 0))
+def _endpoint(device: Device) -> str:
+    endpoint = device.endpoint or Endpoint()
+    return f"{endpoint.host}:{endpoint.port}"
+
+
+def _device(device: Device) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": device.id, "protocol": device.protocol, "endpoint": _endpoint(device)}
+    address = device.address or DeviceAddress()
+    if device.protocol == "dlt645":
+        out["address"] = address.address or ""
+    elif device.protocol == "dlt698":
+        out["address"] = address.sa or ""
+    elif device.protocol == "iec104":
+        out["common_address"] = address.common_address or 0
     else:
-        out["unit_id"] = int(address.get("unit_id", 0))
-    if device.get("model"):
-        out["model"] = str(device["model"])
-    if period_s is not None:
-        out["period_s"] = period_s
-    out["points"] = [_point(device, record) for record in device.get("points", [])]
+        out["unit_id"] = address.unit_id or 0
+    if device.model:
+        out["model"] = device.model
+    out["points"] = [_point(device, record) for record in device.points]
     return out
 
 
+def _camera(device: Device) -> dict[str, Any]:
+    """A site camera of the map (``carbonflow.sim.cameras``): its snapshot URL."""
+    path = (device.address.path if device.address is not None else None) or "/snapshot.png"
+    return {"id": device.id, "protocol": "camera-http", "endpoint": _endpoint(device), "path": path}
+
+
 def config_from_device_map(
-    device_map: dict[str, Any],
+    device_map: DeviceMap | Mapping[str, Any],
     *,
     collector_id: str = "collector-1",
     center_url: str = "http://127.0.0.1:8000",
@@ -116,40 +118,23 @@ def config_from_device_map(
     devices: list[str] | None = None,
 ) -> dict[str, Any]:
     """The configuration (as a TOML-ready dict) for the map's devices (all, or those named)."""
-    if not isinstance(device_map, dict) or not isinstance(device_map.get("devices"), list):
-        raise ConfigError("device map: expected an object with a 'devices' list")
-    chosen = [d for d in device_map["devices"] if devices is None or d.get("id") in devices]
-    cameras = [d for d in chosen if d.get("protocol") == "camera-http"]
-    chosen = [d for d in chosen if d.get("protocol") != "camera-http"]
     try:
-        device_tables = [_device(d, None) for d in chosen]
-        camera_tables = [_camera(d) for d in cameras]
-    except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"device map: malformed device record: {error}") from None
-    config = {
+        parsed = DeviceMap.parse(device_map)
+    except ContractError as error:
+        raise ConfigError(str(error)) from None
+    chosen = [d for d in parsed.devices if devices is None or d.id in devices]
+    cameras = [d for d in chosen if d.protocol == "camera-http"]
+    config: dict[str, Any] = {
         "id": collector_id,
         "secret_file": secret_file,
         "center": {"url": center_url},
         "defaults": {"period_s": period_s},
         "outbox": {"path": outbox_path},
-        "devices": device_tables,
+        "devices": [_device(d) for d in chosen if d.protocol != "camera-http"],
     }
-    if camera_tables:
-        config["cameras"] = camera_tables
+    if cameras:
+        config["cameras"] = [_camera(d) for d in cameras]
     return config
-
-
-def _camera(device: dict[str, Any]) -> dict[str, Any]:
-    """A site camera of the map (``carbonflow.sim.cameras``): its snapshot URL."""
-    endpoint = device.get("endpoint") or {}
-    return {
-        "id": device["id"],
-        "protocol": "camera-http",
-        "endpoint": f"{endpoint.get('host', '127.0.0.1')}:{endpoint.get('port', 0)}",
-        "path": str((device.get("address") or {}).get("path", "/snapshot.png")),
-    }
 
 
 def write_config_from_device_map(map_path: Path, out_path: Path, **options: Any) -> dict[str, Any]:
@@ -162,15 +147,9 @@ def write_config_from_device_map(map_path: Path, out_path: Path, **options: Any)
         raise ConfigError(f"{map_path}: not JSON: {error}") from None
     config = config_from_device_map(device_map, **options)
     text = to_toml(config)
-    config_from_dict(_reparse(text), str(out_path), Path(out_path).resolve().parent)  # must validate
+    config_from_dict(tomllib.loads(text), str(out_path), Path(out_path).resolve().parent)  # must validate
     Path(out_path).write_text(text, "utf-8")
     return config
-
-
-def _reparse(text: str) -> dict[str, Any]:
-    import tomllib
-
-    return tomllib.loads(text)
 
 
 # -- a TOML writer for this document's shape (tables, arrays of tables, scalars) -----------------------

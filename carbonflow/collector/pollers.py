@@ -29,9 +29,10 @@ from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, Ret
 from carbonflow.collector.clients.iec104 import Iec104Client
 from carbonflow.collector.clients.iec104 import Reading as IecReading
 from carbonflow.collector.clients.modbus import ModbusClient
-from carbonflow.collector.config import CollectorConfig, DeviceConfig
+from carbonflow.collector.config import LoadedConfig
 from carbonflow.collector.validate import RawValue
 from carbonflow.messages.c4 import Quality
+from carbonflow.messages.collector_config import DeviceConfig
 from carbonflow.protocols.dlt698.types import Ti, TimeUnit
 
 Deliver = Callable[[str, list[RawValue]], None]
@@ -104,7 +105,7 @@ def factors_of(params: dict[str, Any]) -> list[Decimal]:
 
 
 class Poller(ABC):
-    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
         self.device = device
         self.config = config
         self.deliver = deliver
@@ -141,7 +142,7 @@ class Poller(ABC):
 
 
 class Dlt645Poller(Poller):
-    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
         super().__init__(device, config, deliver)
         self.address = device.address or ""
         self.client = Dlt645Client(device.host, device.port, policy=self.policy, name=f"{device.id} (dlt645)")
@@ -189,7 +190,7 @@ class Dlt645Poller(Poller):
 
 
 class Dlt698Poller(Poller):
-    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
         super().__init__(device, config, deliver)
         self.client = Dlt698Client(
             device.host, device.port, device.address or "", policy=self.policy, timezone=device.zone
@@ -283,7 +284,7 @@ def _ti(seconds: int) -> Ti:
 
 
 class ModbusPoller(Poller):
-    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
         super().__init__(device, config, deliver)
         self.register_map = config.register_map(device)
         self.client = ModbusClient(
@@ -322,7 +323,7 @@ class ModbusPoller(Poller):
 
 
 class Iec104Poller(Poller):
-    def __init__(self, device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> None:
+    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
         super().__init__(device, config, deliver)
         self.by_ioa = {p.ioa: p for p in device.points}
         scales = {p.ioa: p.scale for p in device.points if p.scale != 1}
@@ -407,5 +408,5 @@ POLLERS: dict[str, type[Poller]] = {
 }
 
 
-def make_poller(device: DeviceConfig, config: CollectorConfig, deliver: Deliver) -> Poller:
+def make_poller(device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> Poller:
     return POLLERS[device.protocol](device, config, deliver)

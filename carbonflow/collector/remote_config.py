@@ -20,13 +20,14 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from carbonflow.collector.config import CollectorConfig, ConfigError, config_from_dict
+from carbonflow.collector.config import LoadedConfig, config_from_dict
 from carbonflow.messages.c4 import sign
+from carbonflow.messages.collector_config import ConfigError
 
 SIGNATURE_HEADER = "X-Carbonflow-Signature"
 
 
-def config_url(config: CollectorConfig, version: str, url: str | None) -> str:
+def config_url(config: LoadedConfig, version: str, url: str | None) -> str:
     url = url or f"/api/v1/collectors/{config.id}/config/{version}"
     if urlsplit(url).scheme in ("http", "https"):
         return url
@@ -35,7 +36,7 @@ def config_url(config: CollectorConfig, version: str, url: str | None) -> str:
     return urljoin(config.center.url + "/", url.lstrip("/"))
 
 
-async def fetch_config_text(config: CollectorConfig, version: str, url: str | None = None) -> str:
+async def fetch_config_text(config: LoadedConfig, version: str, url: str | None = None) -> str:
     target = config_url(config, version, url)
     path = urlsplit(target).path
     headers = {SIGNATURE_HEADER: sign(path.encode("utf-8"), config.secret_bytes)}
@@ -51,7 +52,7 @@ async def fetch_config_text(config: CollectorConfig, version: str, url: str | No
     return response.text
 
 
-def validate_config_text(text: str, version: str, current: CollectorConfig, path: Path) -> CollectorConfig:
+def validate_config_text(text: str, version: str, current: LoadedConfig, path: Path) -> LoadedConfig:
     origin = f"{path.name} version {version}"
     try:
         data = tomllib.loads(text)
@@ -89,8 +90,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 async def install_pushed_config(
-    current: CollectorConfig, path: Path, version: str, url: str | None = None
-) -> CollectorConfig:
+    current: LoadedConfig, path: Path, version: str, url: str | None = None
+) -> LoadedConfig:
     text = await fetch_config_text(current, version, url)
     config = validate_config_text(text, version, current, path)
     write_atomically(path, text)

@@ -21,13 +21,14 @@ from typing import Any
 
 from carbonflow.collector.cameras import CameraService
 from carbonflow.collector.clients.errors import DeviceError
-from carbonflow.collector.config import CollectorConfig, ConfigError, DeviceConfig, load_config
+from carbonflow.collector.config import LoadedConfig, load_config
 from carbonflow.collector.outbox import Outbox, OutboxFull
 from carbonflow.collector.pollers import Poller, make_poller, to_ms, utc_now
 from carbonflow.collector.remote_config import install_pushed_config
 from carbonflow.collector.transport import SendResult, TransportError, make_transport
 from carbonflow.collector.validate import RawValue, Validator
 from carbonflow.messages.c4 import Ack, Command, CommandResult, DeviceStatus
+from carbonflow.messages.collector_config import ConfigError, DeviceConfig
 from carbonflow.protocols.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class Collector:
     DRAIN_S = 3.0  # on a graceful stop, how long the last batches may take to reach the center
     def __init__(
         self,
-        config: CollectorConfig,
+        config: LoadedConfig,
         config_path: str | Path | None = None,
         transport: Any = None,
         on_event: Callable[[str], None] | None = None,

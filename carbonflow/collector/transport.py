@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from carbonflow.collector.config import CollectorConfig
+from carbonflow.collector.config import LoadedConfig
 from carbonflow.messages.c4 import Ack, Command, CommandResult, sign
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class HttpTransport:
     kind = "http"
     max_in_flight = 1  # one request at a time keeps the center's view in seq order
 
-    def __init__(self, config: CollectorConfig) -> None:
+    def __init__(self, config: LoadedConfig) -> None:
         self.config = config
         self.secret = config.secret_bytes
         self.collector_id = config.id
@@ -182,7 +182,7 @@ def _parse_commands(raw: bytes, what: str) -> list[Command]:
 class MqttTransport:
     kind = "mqtt"
 
-    def __init__(self, config: CollectorConfig, on_ack: Callable[[Ack], None] | None = None) -> None:
+    def __init__(self, config: LoadedConfig, on_ack: Callable[[Ack], None] | None = None) -> None:
         self.config = config
         self.collector_id = config.id
         self.secret = config.secret_bytes
@@ -310,7 +310,7 @@ class MqttTransport:
             raise TransportError(f"MQTT {topic}: publish failed (paho rc {info.rc})")
 
 
-def make_transport(config: CollectorConfig, on_ack: Callable[[Ack], None] | None = None):
+def make_transport(config: LoadedConfig, on_ack: Callable[[Ack], None] | None = None):
     if config.center.transport == "mqtt":
         return MqttTransport(config, on_ack)
     return HttpTransport(config)
@@ -320,7 +320,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def persistent_mqtt_client(config: CollectorConfig, client_id: str):
+def persistent_mqtt_client(config: LoadedConfig, client_id: str):
     """A paho client with a persistent session (QoS 1 messages survive a disconnect) and the center's
     credentials; callbacks are the caller's."""
     import paho.mqtt.client as mqtt
@@ -334,6 +334,6 @@ def persistent_mqtt_client(config: CollectorConfig, client_id: str):
     return client
 
 
-def connect_to_center(client, config: CollectorConfig) -> None:
+def connect_to_center(client, config: LoadedConfig) -> None:
     url = urlsplit(config.center.url)
     client.connect_async(url.hostname, url.port or 1883, keepalive=30)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from carbonflow.collector.config import PointConfig
 from carbonflow.messages.c4 import Quality, Reading
+from carbonflow.messages.collector_config import PointConfig
 
 QUALITY_RANK = {"good": 0, "estimated": 1, "stale": 2, "invalid": 3}
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from carbonflow.collector.config import ConfigError
 from carbonflow.engine.errors import SnapshotError
+from carbonflow.messages.collector_config import ConfigError
 from carbonflow.protocols.errors import ProtocolError
 from carbonflow.sim.errors import GridImportError, SimulationError
 

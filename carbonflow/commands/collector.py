@@ -59,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str):
-    from carbonflow.collector.config import ConfigError, load_config
+    from carbonflow.collector.config import load_config
+    from carbonflow.messages.collector_config import ConfigError
 
     try:
         return load_config(path)
@@ -68,8 +69,8 @@ def _load(path: str):
 
 
 def run_collector(args: argparse.Namespace) -> int:
-    from carbonflow.collector.config import ConfigError
     from carbonflow.collector.service import Collector
+    from carbonflow.messages.collector_config import ConfigError
 
     config = _load(args.config)
     logging.basicConfig(
@@ -84,8 +85,8 @@ def run_collector(args: argparse.Namespace) -> int:
 
 
 def run_config(args: argparse.Namespace) -> int:
-    from carbonflow.collector.config import ConfigError
     from carbonflow.collector.device_map_config import write_config_from_device_map
+    from carbonflow.messages.collector_config import ConfigError
 
     try:
         written = write_config_from_device_map(

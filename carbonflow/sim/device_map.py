@@ -1,7 +1,8 @@
-"""The device map: which simulated field device measures what, as data (a JSON document).
+"""The device map and the grid document of a simulated grid (models in :mod:`carbonflow.messages`).
 
-Generated from a grid's tables; the collector configuration is generated from it and the simulator
-binds each device's quantities to the truth through it (``PointRef.from_point``).  No device code here.
+The device map says which simulated field device measures what.  Generated from a grid's tables;
+the collector configuration is generated from it and the simulator binds each device's quantities
+to the truth through it (``PointRef.from_point``).  No device code here.
 
 Devices (``kind``):
 
@@ -33,9 +34,12 @@ from typing import Any
 
 import pandapower as pp
 
+from carbonflow.messages.device_map import SCHEMA_VERSION as DEVICE_MAP_VERSION
+from carbonflow.messages.device_map import DeviceMap
+from carbonflow.messages.grid import SCHEMA_VERSION as GRID_VERSION
+from carbonflow.messages.grid import GridDocument
 from carbonflow.sim.simulation import element_ids
 
-VERSION = 1
 PORTS = {"iec104": 24040, "dlt645": 26450, "dlt698": 26980, "modbus-tcp": 15020}
 IOA_TELEMETRY, IOA_TOTALS = 16385, 25601
 
@@ -134,6 +138,11 @@ def _meter_points(
 
 
 def build_device_map(net: pp.pandapowerNet, host: str = "127.0.0.1") -> dict[str, Any]:
+    """The device map document (JSON-ready) of a grid; see :func:`device_map_of`."""
+    return device_map_of(net, host).document()
+
+
+def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
     """The device map of a grid with carbonflow's bus metadata (reference grid or ``with_defaults``)."""
     ids = element_ids(net)
     bus_rows = {
@@ -325,7 +334,9 @@ def build_device_map(net: pp.pandapowerNet, host: str = "127.0.0.1") -> dict[str
                         _meter_points(protocol, "branch", bid, "import_energy_kwh", end=end),
                         f"cf-meter-{protocol[3:]}",
                     )
-    return {"version": VERSION, "grid": net.name or "", "host": host, "devices": m.devices}
+    return DeviceMap.model_validate(
+        {"version": DEVICE_MAP_VERSION, "grid": net.name or "", "host": host, "devices": m.devices}
+    )
 
 
 def _address(m: _Map, protocol: str) -> dict[str, str]:
@@ -334,13 +345,13 @@ def _address(m: _Map, protocol: str) -> dict[str, str]:
     )
 
 
-def points_of(device_map: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Every (device, point) pair of a map."""
-    return [(device, point) for device in device_map["devices"] for point in device["points"]]
-
-
 def grid_document(net: pp.pandapowerNet) -> dict[str, Any]:
-    """The grid as carbonflow's own JSON: buses, generators, loads, storage, branches, regions, plants."""
+    """The grid document (JSON-ready) of a grid; see :func:`grid_of`."""
+    return grid_of(net).document()
+
+
+def grid_of(net: pp.pandapowerNet) -> GridDocument:
+    """The grid as carbonflow's own document: buses, generators, loads, storage, branches, regions, plants."""
 
     def records(table: str, columns: list[str]) -> list[dict[str, Any]]:
         frame = net[table]
@@ -350,7 +361,12 @@ def grid_document(net: pp.pandapowerNet) -> dict[str, Any]:
 
     bus_name = {index: str(name) for index, name in net.bus.name.items()}
     ids = element_ids(net)
-    document: dict[str, Any] = {"name": net.name or "", "f_hz": float(net.f_hz), "sn_mva": float(net.sn_mva)}
+    document: dict[str, Any] = {
+        "schema_version": GRID_VERSION,
+        "name": net.name or "",
+        "f_hz": float(net.f_hz),
+        "sn_mva": float(net.sn_mva),
+    }
     document["buses"] = [
         dict(id=bus_name[i], **r)
         for i, r in zip(
@@ -438,4 +454,4 @@ def grid_document(net: pp.pandapowerNet) -> dict[str, Any]:
     for extra in ("cf_region", "cf_plant"):
         if extra in net:
             document[extra[3:] + "s"] = net[extra].to_dict("records")
-    return document
+    return GridDocument.model_validate(document)

@@ -2,12 +2,13 @@
 
 Element dicts use the schema's column names (``buses``: id, name, kind, voltage_kv, region, industry,
 x_km, y_km; ``generators``: id, bus_id, plant, unit, fuel, intensity_g_per_kwh, intensity_source; …).
-``register_devices`` takes devices in the device-map form of ``carbonflow/sim/device_map.py``
-(endpoint ``{host, port}``, ``points`` with ``scale_to_device``), so adding a device never needs code.
+``register_devices`` takes device records of the device map (:mod:`carbonflow.messages.device_map`:
+endpoint ``{host, port}``, ``points`` with ``scale_to_device``), so adding a device never needs code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +29,8 @@ from carbonflow.center.store.schema import (
     Point,
     Storage,
 )
+from carbonflow.messages.device_map import Device as DeviceRecord
+from carbonflow.messages.device_map import parse_devices
 
 ELEMENT_MODELS: dict[str, type[Base]] = {
     "buses": Bus,
@@ -109,43 +112,37 @@ def collector_secret(target: Store | Session | Connection, collector_id: str) ->
 
 
 def register_devices(
-    target: Store | Session | Connection, devices: list[dict[str, Any]], collector_id: str | None = None
+    target: Store | Session | Connection,
+    devices: Sequence[DeviceRecord | Mapping[str, Any]],
+    collector_id: str | None = None,
 ) -> tuple[int, int]:
-    """Upsert devices and their points (device-map form); returns (devices, points)."""
+    """Upsert devices and their points (device-map records); returns (devices, points)."""
     device_rows, point_rows = [], []
-    for device in devices:
-        endpoint = device.get("endpoint")
-        if isinstance(endpoint, dict):
-            endpoint = f"{endpoint.get('host')}:{endpoint.get('port')}"
+    for device in parse_devices(list(devices)):
         device_rows.append(
             {
-                "id": device["id"],
-                "collector_id": device.get("collector_id", collector_id),
-                "kind": device.get("kind"),
-                "protocol": device["protocol"],
-                "endpoint": endpoint,
-                "address": device.get("address"),
-                "model": device.get("model"),
-                "bus_id": device.get("bus"),
-                "region": device.get("region"),
+                "id": device.id,
+                "collector_id": device.collector_id or collector_id,
+                "kind": device.kind,
+                "protocol": device.protocol,
+                "endpoint": device.endpoint_text,
+                "address": None if device.address is None else device.address.document(),
+                "model": device.model,
+                "bus_id": device.bus,
+                "region": device.region,
             }
         )
-        for point in device.get("points", []):
-            point_id = point["id"]
-            if not point_id.startswith(f"{device['id']}/"):
-                raise ValueError(
-                    f"point {point_id!r} of device {device['id']!r} must be '<device id>/<name>'"
-                )
-            scale = point.get("scale_to_device", point.get("scale"))
+        for point in device.points:
+            scale = point.scale_to_device
             point_rows.append(
                 {
-                    "id": point_id,
-                    "device_id": device["id"],
-                    "element_kind": point["element_kind"],
-                    "element_id": point["element_id"],
-                    "quantity": point["quantity"],
-                    "end": point.get("end", "-"),
-                    "unit": point.get("unit"),
+                    "id": point.id,
+                    "device_id": device.id,
+                    "element_kind": point.element_kind,
+                    "element_id": point.element_id,
+                    "quantity": point.quantity,
+                    "end": point.end,
+                    "unit": point.unit,
                     "scale": None if scale is None else Decimal(str(scale)),
                 }
             )

@@ -40,7 +40,7 @@ from carbonflow.center.store import (
     push_collector_config,
     queue_time_sync_all,
 )
-from carbonflow.collector.config import ConfigError, config_from_dict
+from carbonflow.messages.collector_config import ConfigError, collector_config_from_dict
 
 router = APIRouter(prefix="/api/v1", tags=["remote maintenance"])
 LOGIN = [Depends(require_user)]
@@ -125,7 +125,7 @@ def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
         data["config_version"] = version
     version = data["config_version"]
     try:
-        config = config_from_dict(data, "configuration")
+        config = collector_config_from_dict(data, "configuration")
     except ConfigError as error:
         raise HTTPException(422, str(error)) from None
     secret = collector_secret(store, collector_id)
