@@ -70,6 +70,7 @@ class PointConfig(Contract):
     max: Decimal | None = None
     rollover: Decimal | None = Field(default=None, gt=0)  # a counter wraps around modulo this value
     scale: Decimal = Field(default=Decimal(1), gt=0)  # IEC 104: engineering units per wire count
+    frozen: bool = False  # a counter the device freezes at every freeze_period_s boundary
 
     @field_validator("di", "oad")
     @classmethod
@@ -142,6 +143,9 @@ class DeviceConfig(Contract):
     period_s: float | None = Field(default=None, gt=0)
     timeout_s: float | None = Field(default=None, gt=0)
     retries: int | None = Field(default=None, ge=0, le=10)
+    freeze_period_s: int | None = Field(default=None, gt=0)  # the device freezes counters at these boundaries
+    ct_ratio: Decimal | None = Field(default=None, gt=0)  # the meter's instrument transformers (倍率),
+    vt_ratio: Decimal | None = Field(default=None, gt=0)  # for the record: values go out as the meter shows
     enabled: bool = True
     points: list[PointConfig] = Field(min_length=1)
 

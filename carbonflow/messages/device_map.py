@@ -81,7 +81,11 @@ class PointTarget(Contract):
     unit: str | None = None  # the device's unit
     scale_to_device: float | None = Field(
         default=None, validation_alias=AliasChoices("scale_to_device", "scale")
-    )  # element unit x this = device unit; None: 1
+    )  # element unit x this = device unit, 1/(CT x VT) included for a secondary-side value; None: 1
+    # metrology (None: the defaults of docs/metering.md)
+    secondary: bool | None = None  # the device shows the secondary side of the device's CT/VT
+    resolution: str | None = None  # the register's last digit in the device unit, e.g. "0.01"
+    frozen: bool | None = None  # a counter the device freezes at every freeze_period_s boundary
 
 
 class _PointKey(Contract):
@@ -112,6 +116,11 @@ class Device(Contract):
     endpoint: Endpoint | None = None
     address: DeviceAddress | None = None
     points: list[Point] = Field(default_factory=list)
+    # metering: instrument transformers (倍率 = CT x VT), accuracy class, freezing of counters
+    ct_ratio: float | None = Field(default=None, gt=0)  # primary / secondary current, e.g. 600/5 -> 120
+    vt_ratio: float | None = Field(default=None, gt=0)  # primary / secondary voltage, e.g. 35 kV/100 V -> 350
+    accuracy_class: str | None = None  # active energy class: "0.2S", "0.5S", "1", "2"
+    freeze_period_s: int | None = Field(default=None, gt=0)  # counters frozen at every multiple of it
     # site cameras only
     title: str | None = None
     views: list[CameraView] | None = None
