@@ -21,12 +21,11 @@ from simfield import START, grid_and_map, make_field
 
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.store import ImageStore, Store, create_user, register_devices, upsert_collector
-from carbonflow.collector import pollers
-from carbonflow.collector.cameras import MqttImageSender
 from carbonflow.collector.config import config_from_dict
 from carbonflow.collector.device_map_config import config_from_device_map
 from carbonflow.collector.image_outbox import ImageOutbox, QueuedImage
 from carbonflow.collector.service import Collector
+from carbonflow.collector.transport import MqttTransport
 from carbonflow.devices.base import DeviceClock, StaticSource
 from carbonflow.devices.camera import CameraView, SiteCamera
 from carbonflow.messages.images import sha256_hex, sign_image, ts_text
@@ -232,8 +231,7 @@ def test_collector_forwards_snapshots_that_the_center_stores_once_and_serves(cen
                     "cameras": [{"id": "CAM-1", "endpoint": f"127.0.0.1:{cam.port}"}],
                 }
             )
-            pollers.use_clock(cam.clock.now_fn)  # the collector's clock: the test's
-            collector = Collector(config)
+            collector = Collector(config, clock=cam.clock.now_fn)  # the collector's clock: the test's
             await collector.start()
             try:
                 runner = collector.cameras.runners["CAM-1"]
@@ -256,7 +254,6 @@ def test_collector_forwards_snapshots_that_the_center_stores_once_and_serves(cen
                 outcome["status"] = collector.status()["images"]
             finally:
                 await collector.stop(flush=True)  # the camera's status travels in a readings batch
-                pollers.use_clock(None)
 
     asyncio.run(run())
     assert outcome["stats"]["delivered"] == 3 and outcome["stats"]["dropped"] == 0
@@ -359,21 +356,16 @@ def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused
         base_dir=tmp_path,
     )
 
-    class Owner:  # what the sender needs of a Collector
-        pass
-
-    owner = Owner()
-    owner.config = config
-    sender = MqttImageSender(owner)  # type: ignore[arg-type]
+    sender = MqttTransport(config)  # images share the collector's one MQTT session
     data = camera().snapshot()
     queued = QueuedImage(1, "CAM-9", "2025-06-01T16:00:00.000Z", "image/png", data, 0)
 
     async def run():
         await sender.start()
         try:
-            first = await sender.send(queued)
-            again = await sender.send(queued)
-            junk = await sender.send(
+            first = await sender.send_image(queued)
+            again = await sender.send_image(queued)
+            junk = await sender.send_image(
                 QueuedImage(2, "CAM-9", "2025-06-01T16:00:01.000Z", "image/png", b"GIF89a", 0)
             )
             return first, again, junk

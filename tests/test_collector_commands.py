@@ -257,7 +257,8 @@ def test_mqtt_batches_are_acked_by_the_center_and_commands_come_back(tmp_path, m
 def test_a_command_result_the_center_did_not_take_is_sent_again_later():
     from datetime import UTC, datetime
 
-    from carbonflow.collector.transport import TransportError
+    from carbonflow.collector.commands import CommandLoop
+    from carbonflow.delivery import DeliveryError
     from carbonflow.messages.c4 import CommandResult
 
     class FlakyCenter:
@@ -267,14 +268,13 @@ def test_a_command_result_the_center_did_not_take_is_sent_again_later():
         async def send_result(self, result) -> None:
             self.calls += 1
             if self.calls == 1:
-                raise TransportError("timed out")
+                raise DeliveryError("timed out")
             self.taken.append(result.command_id)
 
     center = FlakyCenter()
-    collector = Collector.__new__(Collector)  # only the result sending is exercised
-    collector.transport = center
+    loop = CommandLoop(None, center.send_result, None, retry_s=0.1)  # only the result sending
     now = datetime(2026, 6, 1, tzinfo=UTC)
     results = [CommandResult(command_id=i, status="acknowledged", finished_at=now) for i in ("a", "b")]
-    left = asyncio.run(collector._send_results(results))
+    left = asyncio.run(loop.send_results(results))
     assert [r.command_id for r in left] == ["a", "b"] and center.taken == []
-    assert asyncio.run(collector._send_results(left)) == [] and center.taken == ["a", "b"]
+    assert asyncio.run(loop.send_results(left)) == [] and center.taken == ["a", "b"]
