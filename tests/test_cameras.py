@@ -383,3 +383,72 @@ def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused
     assert junk.outcome == "rejected" and "PNG" in junk.error
     stored = list(Path(tmp_path / "images").rglob("*.png"))
     assert [p.name for p in stored] == [f"{sha256_hex(data)}.png"]
+
+
+def test_a_collector_sends_readings_status_and_images_over_one_mqtt_connection(
+    tmp_path,
+    mqtt_url,  # noqa: F811
+    monkeypatch,
+):
+    import aiomqtt
+    from collector_services import forget_session
+
+    from carbonflow.center.ingest.mqtt import MqttIngest
+
+    opened: list[str | None] = []
+
+    class CountedClient(aiomqtt.Client):
+        def __init__(self, *args, **kwargs) -> None:
+            opened.append(kwargs.get("identifier"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(aiomqtt, "Client", CountedClient)
+    collector_id = f"one-{uuid.uuid4().hex[:8]}"
+    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
+    upsert_collector(store, collector_id, SECRET)
+    register_devices(
+        store,
+        [{"id": "CAM-1", "kind": "camera", "protocol": "camera-http", "endpoint": {"host": "x", "port": 1}}],
+        collector_id=collector_id,
+    )
+    images = ImageStore(store, tmp_path / "images")
+    ingest = MqttIngest(
+        mqtt_url, store, client_id=f"center-{collector_id}", images=images, dispatch_commands=False
+    )
+    cam = camera()
+
+    async def run():
+        async with cam:
+            config = config_from_dict(
+                {
+                    "id": collector_id,
+                    "secret": SECRET,
+                    "center": {"url": mqtt_url, "ack_timeout_s": 10},
+                    "outbox": {"path": str(tmp_path / "outbox.sqlite"), "batch_max_age_s": 0.1},
+                    "images": {"period_s": 3600},
+                    "cameras": [{"id": "CAM-1", "endpoint": f"127.0.0.1:{cam.port}"}],
+                },
+                base_dir=tmp_path,
+            )
+            collector = Collector(config, clock=cam.clock.now_fn)
+            await collector.start()
+            try:
+                for _ in range(600):  # the camera's status travels in a batch, its snapshot as an image
+                    if collector.delivered and collector.cameras.stats()["delivered"]:
+                        break
+                    await asyncio.sleep(0.05)
+                sent_images = collector.cameras.stats()["delivered"]
+                return collector.delivered, sent_images, collector.transport.connected
+            finally:
+                await collector.stop()
+
+    ingest.start()
+    try:
+        delivered, images_delivered, connected = asyncio.run(run())
+    finally:
+        ingest.stop()
+        ingest.forget_session()
+        store.close()
+        forget_session(f"carbonflow-collector-{collector_id}")
+    assert delivered >= 1 and images_delivered == 1 and connected
+    assert opened == [f"carbonflow-collector-{collector_id}"]  # one connection for everything
