@@ -338,10 +338,11 @@ def test_retention_purges_old_rows_and_the_files_no_row_needs(tmp_path):
         store.close()
 
 
-def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused(
-    tmp_path,
-    mqtt_url,  # noqa: F811
-):
+@pytest.fixture
+def mqtt_image_center(tmp_path, mqtt_url):  # noqa: F811
+    """A center receiving a fresh collector's batches and images over the real broker: (id, store)."""
+    from collector_services import forget_session
+
     from carbonflow.center.ingest.mqtt import MqttIngest
 
     collector_id = f"cam-{uuid.uuid4().hex[:8]}"
@@ -351,6 +352,22 @@ def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused
     ingest = MqttIngest(
         mqtt_url, store, client_id=f"center-{collector_id}", images=images, dispatch_commands=False
     )
+    ingest.start()
+    try:
+        yield collector_id, store
+    finally:
+        ingest.stop()
+        ingest.forget_session()
+        store.close()
+        forget_session(f"carbonflow-collector-{collector_id}")
+
+
+def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused(
+    tmp_path,
+    mqtt_url,  # noqa: F811
+    mqtt_image_center,
+):
+    collector_id, _ = mqtt_image_center
     config = config_from_dict(
         {"id": collector_id, "secret": SECRET, "center": {"url": mqtt_url, "ack_timeout_s": 10}},
         base_dir=tmp_path,
@@ -372,13 +389,7 @@ def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused
         finally:
             await sender.stop()
 
-    ingest.start()
-    try:
-        first, again, junk = asyncio.run(run())
-    finally:
-        ingest.stop()
-        ingest.forget_session()
-        store.close()
+    first, again, junk = asyncio.run(run())
     assert (first.outcome, again.outcome) == ("acked", "acked")
     assert junk.outcome == "rejected" and "PNG" in junk.error
     stored = list(Path(tmp_path / "images").rglob("*.png"))
@@ -388,12 +399,10 @@ def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused
 def test_a_collector_sends_readings_status_and_images_over_one_mqtt_connection(
     tmp_path,
     mqtt_url,  # noqa: F811
+    mqtt_image_center,
     monkeypatch,
 ):
     import aiomqtt
-    from collector_services import forget_session
-
-    from carbonflow.center.ingest.mqtt import MqttIngest
 
     opened: list[str | None] = []
 
@@ -403,17 +412,11 @@ def test_a_collector_sends_readings_status_and_images_over_one_mqtt_connection(
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(aiomqtt, "Client", CountedClient)
-    collector_id = f"one-{uuid.uuid4().hex[:8]}"
-    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
-    upsert_collector(store, collector_id, SECRET)
+    collector_id, store = mqtt_image_center
     register_devices(
         store,
         [{"id": "CAM-1", "kind": "camera", "protocol": "camera-http", "endpoint": {"host": "x", "port": 1}}],
         collector_id=collector_id,
-    )
-    images = ImageStore(store, tmp_path / "images")
-    ingest = MqttIngest(
-        mqtt_url, store, client_id=f"center-{collector_id}", images=images, dispatch_commands=False
     )
     cam = camera()
 
@@ -442,13 +445,6 @@ def test_a_collector_sends_readings_status_and_images_over_one_mqtt_connection(
             finally:
                 await collector.stop()
 
-    ingest.start()
-    try:
-        delivered, images_delivered, connected = asyncio.run(run())
-    finally:
-        ingest.stop()
-        ingest.forget_session()
-        store.close()
-        forget_session(f"carbonflow-collector-{collector_id}")
+    delivered, images_delivered, connected = asyncio.run(run())
     assert delivered >= 1 and images_delivered == 1 and connected
     assert opened == [f"carbonflow-collector-{collector_id}"]  # one connection for everything

@@ -36,18 +36,9 @@ from pydantic import ValidationError
 from carbonflow.collector.config import CollectorConfig
 from carbonflow.collector.image_outbox import QueuedImage
 from carbonflow.delivery import AwaitedAcks, DeliveryError, HttpSender, MqttSession, SendResult
+from carbonflow.messages import images as wire
 from carbonflow.messages.c4 import Ack, Command, CommandResult, sign
-from carbonflow.messages.images import (
-    CAMERA_HEADER,
-    COLLECTOR_HEADER,
-    SHA256_HEADER,
-    SIGNATURE_HEADER,
-    TS_HEADER,
-    ImageAck,
-    ImageEnvelope,
-    sha256_hex,
-    sign_image,
-)
+from carbonflow.messages.images import SIGNATURE_HEADER, ImageAck, ImageEnvelope
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -102,14 +93,14 @@ class HttpTransport:
         return await self.http.send("/api/v1/ingest", body, self._headers(body), accept)
 
     async def send_image(self, image: QueuedImage) -> SendResult:
-        digest = sha256_hex(image.body)
+        digest = wire.sha256_hex(image.body)
         headers = {
             "Content-Type": image.content_type,
-            COLLECTOR_HEADER: self.collector_id,
-            CAMERA_HEADER: image.camera,
-            TS_HEADER: image.ts,
-            SHA256_HEADER: digest,
-            SIGNATURE_HEADER: sign_image(self.secret, self.collector_id, image.camera, image.ts, digest),
+            wire.COLLECTOR_HEADER: self.collector_id,
+            wire.CAMERA_HEADER: image.camera,
+            wire.TS_HEADER: image.ts,
+            wire.SHA256_HEADER: digest,
+            SIGNATURE_HEADER: wire.sign_image(self.secret, self.collector_id, image.camera, image.ts, digest),
         }
         return await self.http.send("/api/v1/images", image.body, headers)
 
