@@ -278,3 +278,26 @@ def test_a_command_result_the_center_did_not_take_is_sent_again_later():
     left = asyncio.run(loop.send_results(results))
     assert [r.command_id for r in left] == ["a", "b"] and center.taken == []
     assert asyncio.run(loop.send_results(left)) == [] and center.taken == ["a", "b"]
+
+
+def test_the_command_registry_types_parameters_and_answers_an_unknown_kind_clearly():
+    from carbonflow.collector.commands import COMMANDS, run_command
+    from carbonflow.messages.c4 import CommandKind
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def command(kind: str, **params) -> Command:  # model_construct: a kind the schema would refuse
+        return Command.model_construct(
+            command_id=kind, collector_id="C1", kind=kind, device="X", params=params, created_at=now
+        )
+
+    async def answer(cmd: Command):
+        return await run_command(lambda c: COMMANDS.run(None, c), cmd, lambda: now, events.append)
+
+    events: list[str] = []
+    unknown = asyncio.run(answer(command("reboot_world")))
+    bad = asyncio.run(answer(command("set_carbon_factor", factors="many")))
+    assert unknown.status == "failed" and "unknown command kind 'reboot_world'" in unknown.detail
+    assert bad.status == "failed" and bad.detail.startswith("set_carbon_factor: parameter factors")
+    assert unknown.finished_at == now and len(events) == 2
+    assert set(COMMANDS.handlers) == set(CommandKind.__args__)  # every kind of the contract is handled
