@@ -34,7 +34,6 @@ from carbonflow.center.store import Store, register_devices, upsert_collector, u
 from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.users import create_user
 from carbonflow.center.topology import topology_rows
-from carbonflow.collector import pollers
 from carbonflow.collector.config import config_from_dict
 from carbonflow.collector.device_map_config import config_from_device_map
 from carbonflow.collector.service import Collector
@@ -185,7 +184,6 @@ async def run_demo(
         server_task.result()  # raises: the port is taken, ...
     url = f"http://{options.host}:{options.port}"
 
-    pollers.use_clock(clock.now)
     poll_s = max(0.5, options.interval_s / options.speed / 3)
     config_data = config_from_device_map(
         served_map,
@@ -197,7 +195,7 @@ async def run_demo(
     )
     config_data["center"]["command_poll_s"] = max(0.5, poll_s)
     config_data["images"] = {"period_s": max(1.0, options.interval_s / options.speed)}  # one per interval
-    collector = Collector(config_from_dict(config_data, "demo collector", options.directory))
+    collector = Collector(config_from_dict(config_data, "demo collector", options.directory), clock=clock.now)
     report = DemoReport(url=url, user="admin", password=password)
     metering = MeteringService(store, grid, options.interval_s)
     try:
@@ -222,7 +220,6 @@ async def run_demo(
             await driver_task
     finally:
         await collector.stop(flush=True)
-        pollers.use_clock(None)
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await server_task

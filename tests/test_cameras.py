@@ -21,12 +21,11 @@ from simfield import START, grid_and_map, make_field
 
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.store import ImageStore, Store, create_user, register_devices, upsert_collector
-from carbonflow.collector import pollers
-from carbonflow.collector.cameras import MqttImageSender
 from carbonflow.collector.config import config_from_dict
 from carbonflow.collector.device_map_config import config_from_device_map
 from carbonflow.collector.image_outbox import ImageOutbox, QueuedImage
 from carbonflow.collector.service import Collector
+from carbonflow.collector.transport import MqttTransport
 from carbonflow.devices.base import DeviceClock, StaticSource
 from carbonflow.devices.camera import CameraView, SiteCamera
 from carbonflow.messages.images import sha256_hex, sign_image, ts_text
@@ -232,8 +231,7 @@ def test_collector_forwards_snapshots_that_the_center_stores_once_and_serves(cen
                     "cameras": [{"id": "CAM-1", "endpoint": f"127.0.0.1:{cam.port}"}],
                 }
             )
-            pollers.use_clock(cam.clock.now_fn)  # the collector's clock: the test's
-            collector = Collector(config)
+            collector = Collector(config, clock=cam.clock.now_fn)  # the collector's clock: the test's
             await collector.start()
             try:
                 runner = collector.cameras.runners["CAM-1"]
@@ -256,7 +254,6 @@ def test_collector_forwards_snapshots_that_the_center_stores_once_and_serves(cen
                 outcome["status"] = collector.status()["images"]
             finally:
                 await collector.stop(flush=True)  # the camera's status travels in a readings batch
-                pollers.use_clock(None)
 
     asyncio.run(run())
     assert outcome["stats"]["delivered"] == 3 and outcome["stats"]["dropped"] == 0
@@ -341,10 +338,11 @@ def test_retention_purges_old_rows_and_the_files_no_row_needs(tmp_path):
         store.close()
 
 
-def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused(
-    tmp_path,
-    mqtt_url,  # noqa: F811
-):
+@pytest.fixture
+def mqtt_image_center(tmp_path, mqtt_url):  # noqa: F811
+    """A center receiving a fresh collector's batches and images over the real broker: (id, store)."""
+    from collector_services import forget_session
+
     from carbonflow.center.ingest.mqtt import MqttIngest
 
     collector_id = f"cam-{uuid.uuid4().hex[:8]}"
@@ -354,40 +352,99 @@ def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused
     ingest = MqttIngest(
         mqtt_url, store, client_id=f"center-{collector_id}", images=images, dispatch_commands=False
     )
+    ingest.start()
+    try:
+        yield collector_id, store
+    finally:
+        ingest.stop()
+        ingest.forget_session()
+        store.close()
+        forget_session(f"carbonflow-collector-{collector_id}")
+
+
+def test_images_over_mqtt_are_acknowledged_after_the_commit_and_bad_ones_refused(
+    tmp_path,
+    mqtt_url,  # noqa: F811
+    mqtt_image_center,
+):
+    collector_id, _ = mqtt_image_center
     config = config_from_dict(
         {"id": collector_id, "secret": SECRET, "center": {"url": mqtt_url, "ack_timeout_s": 10}},
         base_dir=tmp_path,
     )
 
-    class Owner:  # what the sender needs of a Collector
-        pass
-
-    owner = Owner()
-    owner.config = config
-    sender = MqttImageSender(owner)  # type: ignore[arg-type]
+    sender = MqttTransport(config)  # images share the collector's one MQTT session
     data = camera().snapshot()
     queued = QueuedImage(1, "CAM-9", "2025-06-01T16:00:00.000Z", "image/png", data, 0)
 
     async def run():
         await sender.start()
         try:
-            first = await sender.send(queued)
-            again = await sender.send(queued)
-            junk = await sender.send(
+            first = await sender.send_image(queued)
+            again = await sender.send_image(queued)
+            junk = await sender.send_image(
                 QueuedImage(2, "CAM-9", "2025-06-01T16:00:01.000Z", "image/png", b"GIF89a", 0)
             )
             return first, again, junk
         finally:
             await sender.stop()
 
-    ingest.start()
-    try:
-        first, again, junk = asyncio.run(run())
-    finally:
-        ingest.stop()
-        ingest.forget_session()
-        store.close()
+    first, again, junk = asyncio.run(run())
     assert (first.outcome, again.outcome) == ("acked", "acked")
     assert junk.outcome == "rejected" and "PNG" in junk.error
     stored = list(Path(tmp_path / "images").rglob("*.png"))
     assert [p.name for p in stored] == [f"{sha256_hex(data)}.png"]
+
+
+def test_a_collector_sends_readings_status_and_images_over_one_mqtt_connection(
+    tmp_path,
+    mqtt_url,  # noqa: F811
+    mqtt_image_center,
+    monkeypatch,
+):
+    import aiomqtt
+
+    opened: list[str | None] = []
+
+    class CountedClient(aiomqtt.Client):
+        def __init__(self, *args, **kwargs) -> None:
+            opened.append(kwargs.get("identifier"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(aiomqtt, "Client", CountedClient)
+    collector_id, store = mqtt_image_center
+    register_devices(
+        store,
+        [{"id": "CAM-1", "kind": "camera", "protocol": "camera-http", "endpoint": {"host": "x", "port": 1}}],
+        collector_id=collector_id,
+    )
+    cam = camera()
+
+    async def run():
+        async with cam:
+            config = config_from_dict(
+                {
+                    "id": collector_id,
+                    "secret": SECRET,
+                    "center": {"url": mqtt_url, "ack_timeout_s": 10},
+                    "outbox": {"path": str(tmp_path / "outbox.sqlite"), "batch_max_age_s": 0.1},
+                    "images": {"period_s": 3600},
+                    "cameras": [{"id": "CAM-1", "endpoint": f"127.0.0.1:{cam.port}"}],
+                },
+                base_dir=tmp_path,
+            )
+            collector = Collector(config, clock=cam.clock.now_fn)
+            await collector.start()
+            try:
+                for _ in range(600):  # the camera's status travels in a batch, its snapshot as an image
+                    if collector.delivered and collector.cameras.stats()["delivered"]:
+                        break
+                    await asyncio.sleep(0.05)
+                sent_images = collector.cameras.stats()["delivered"]
+                return collector.delivered, sent_images, collector.transport.connected
+            finally:
+                await collector.stop()
+
+    delivered, images_delivered, connected = asyncio.run(run())
+    assert delivered >= 1 and images_delivered == 1 and connected
+    assert opened == [f"carbonflow-collector-{collector_id}"]  # one connection for everything

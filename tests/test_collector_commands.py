@@ -257,7 +257,8 @@ def test_mqtt_batches_are_acked_by_the_center_and_commands_come_back(tmp_path, m
 def test_a_command_result_the_center_did_not_take_is_sent_again_later():
     from datetime import UTC, datetime
 
-    from carbonflow.collector.transport import TransportError
+    from carbonflow.collector.commands import CommandLoop
+    from carbonflow.delivery import DeliveryError
     from carbonflow.messages.c4 import CommandResult
 
     class FlakyCenter:
@@ -267,14 +268,36 @@ def test_a_command_result_the_center_did_not_take_is_sent_again_later():
         async def send_result(self, result) -> None:
             self.calls += 1
             if self.calls == 1:
-                raise TransportError("timed out")
+                raise DeliveryError("timed out")
             self.taken.append(result.command_id)
 
     center = FlakyCenter()
-    collector = Collector.__new__(Collector)  # only the result sending is exercised
-    collector.transport = center
+    loop = CommandLoop(None, center.send_result, None, retry_s=0.1)  # only the result sending
     now = datetime(2026, 6, 1, tzinfo=UTC)
     results = [CommandResult(command_id=i, status="acknowledged", finished_at=now) for i in ("a", "b")]
-    left = asyncio.run(collector._send_results(results))
+    left = asyncio.run(loop.send_results(results))
     assert [r.command_id for r in left] == ["a", "b"] and center.taken == []
-    assert asyncio.run(collector._send_results(left)) == [] and center.taken == ["a", "b"]
+    assert asyncio.run(loop.send_results(left)) == [] and center.taken == ["a", "b"]
+
+
+def test_the_command_registry_types_parameters_and_answers_an_unknown_kind_clearly():
+    from carbonflow.collector.commands import COMMANDS, run_command
+    from carbonflow.messages.c4 import CommandKind
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def command(kind: str, **params) -> Command:  # model_construct: a kind the schema would refuse
+        return Command.model_construct(
+            command_id=kind, collector_id="C1", kind=kind, device="X", params=params, created_at=now
+        )
+
+    async def answer(cmd: Command):
+        return await run_command(lambda c: COMMANDS.run(None, c), cmd, lambda: now, events.append)
+
+    events: list[str] = []
+    unknown = asyncio.run(answer(command("reboot_world")))
+    bad = asyncio.run(answer(command("set_carbon_factor", factors="many")))
+    assert unknown.status == "failed" and "unknown command kind 'reboot_world'" in unknown.detail
+    assert bad.status == "failed" and bad.detail.startswith("set_carbon_factor: parameter factors")
+    assert unknown.finished_at == now and len(events) == 2
+    assert set(COMMANDS.handlers) == set(CommandKind.__args__)  # every kind of the contract is handled

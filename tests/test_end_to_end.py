@@ -23,7 +23,6 @@ from carbonflow.center.store import Store, register_devices, upsert_collector, u
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Reading
 from carbonflow.center.topology import topology_rows
-from carbonflow.collector import pollers
 from carbonflow.collector.config import config_from_dict
 from carbonflow.collector.device_map_config import config_from_device_map
 from carbonflow.collector.service import Collector
@@ -92,7 +91,6 @@ async def chain_with_center_outage(database_url: str, mqtt: str | None, tmp_path
     )
     center = await start_center(store, settings, port)
 
-    pollers.use_clock(clock.now)
     data = config_from_device_map(
         served,
         collector_id=collector_id,
@@ -102,7 +100,7 @@ async def chain_with_center_outage(database_url: str, mqtt: str | None, tmp_path
         period_s=0.5,
     )
     data["center"]["backoff_max_s"] = 1.0
-    collector = Collector(config_from_dict(data, "e2e", tmp_path))
+    collector = Collector(config_from_dict(data, "e2e", tmp_path), clock=clock.now)
     clock.begin()
     driver_task = asyncio.create_task(driver.run())
     try:
@@ -140,7 +138,6 @@ async def chain_with_center_outage(database_url: str, mqtt: str | None, tmp_path
         }
     finally:
         await collector.stop()
-        pollers.use_clock(None)
         driver_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await driver_task

@@ -235,8 +235,7 @@ def test_a_real_dlt698_carbon_meter_agrees_within_resolution_and_a_tampered_regi
                 ],
             }
         )
-        poller = pollers.make_poller(config.devices[0], config, lambda *_: None)
-        pollers.use_clock(time)
+        poller = pollers.make_poller(config.devices[0], config, lambda *_: None, clock=time)
         try:
             await poller.open()
 
@@ -297,7 +296,6 @@ def test_a_real_dlt698_carbon_meter_agrees_within_resolution_and_a_tampered_regi
             tampered = check_meters(store, time.now)
             return honest, tampered
         finally:
-            pollers.use_clock(None)
             await poller.close()
             await meter.stop()
 

@@ -9,10 +9,11 @@ when the center acknowledges it.  Unique on ``(camera, ts)``: the same snapshot 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from carbonflow.delivery import SendResult, SqliteOutbox
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -32,6 +33,14 @@ class QueuedImage:
     body: bytes
     attempts: int
 
+    @property
+    def key(self) -> int:
+        return self.id
+
+    @property
+    def label(self) -> str:
+        return f"image {self.camera} {self.ts}"
+
 
 @dataclass(frozen=True)
 class ImageOutboxStats:
@@ -43,42 +52,23 @@ class ImageOutboxStats:
     delivered: int
 
 
-class ImageOutbox:
+class ImageOutbox(SqliteOutbox):
+    SCHEMA = SCHEMA
+    META_TABLE = "image_meta"
+
     def __init__(self, path: str | Path, max_bytes: int) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, any_thread=True)
         self.max_bytes = max_bytes
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _count(self, key: str, add: int) -> None:
-        self._db.execute(
-            "INSERT INTO image_meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
-            (key, add),
-        )
-
-    def _meta(self, key: str) -> int:
-        row = self._db.execute("SELECT value FROM image_meta WHERE key = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
 
     def append(self, camera: str, ts: str, body: bytes, content_type: str) -> int:
         """Queue one image; returns how many old images were dropped to make room (an image larger
         than the whole bound is itself dropped).  A second image of the same (camera, ts) is ignored."""
         size = len(body)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if self._db.execute("SELECT 1 FROM images WHERE camera = ? AND ts = ?", (camera, ts)).fetchone():
-                self._db.execute("COMMIT")
                 return 0
             if size > self.max_bytes:
                 self._count("dropped", 1)
-                self._db.execute("COMMIT")
                 return 1
             used = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM images").fetchone()[0]
             dropped = 0
@@ -97,10 +87,6 @@ class ImageOutbox:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (camera, ts, content_type, size, body, time.time()),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return dropped
 
     def oldest(self, limit: int = 1) -> list[QueuedImage]:
@@ -118,7 +104,7 @@ class ImageOutbox:
             self._count("delivered", 1)
         return bool(deleted)
 
-    def reject(self, image_id: int) -> bool:
+    def reject(self, image_id: int, result: SendResult | None = None) -> bool:
         deleted = self._db.execute("DELETE FROM images WHERE id = ?", (image_id,)).rowcount
         if deleted:
             self._count("rejected", 1)
@@ -135,7 +121,7 @@ class ImageOutbox:
             int(count),
             int(used),
             self.max_bytes,
-            self._meta("dropped"),
-            self._meta("rejected"),
-            self._meta("delivered"),
+            int(self._meta("dropped")),
+            int(self._meta("rejected")),
+            int(self._meta("delivered")),
         )

@@ -17,7 +17,6 @@ instead of a silent one; nothing already stored is ever dropped to make room.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from carbonflow.collector.validate import PointState
+from carbonflow.delivery import SendResult, SqliteOutbox
 from carbonflow.messages.c4 import Batch, DeviceStatus, Reading
 
 SCHEMA = """
@@ -60,6 +60,14 @@ class StoredBatch:
     body: bytes  # the signed Batch JSON, exactly as first sent
     attempts: int
 
+    @property
+    def key(self) -> str:
+        return self.batch_id
+
+    @property
+    def label(self) -> str:
+        return f"batch {self.batch_id}"
+
 
 @dataclass(frozen=True)
 class OutboxStats:
@@ -75,38 +83,18 @@ class OutboxStats:
         return self.pending_readings + self.batched_readings >= self.max_readings
 
 
-class Outbox:
+class Outbox(SqliteOutbox):
+    SCHEMA = SCHEMA
+
     def __init__(self, path: str | Path, max_readings: int = 2_000_000) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, durable=True)  # an appended reading survives a power cut
         self.max_readings = max_readings
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # an appended reading survives a power cut
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
         self._stored = self._count_stored()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _count_stored(self) -> int:
         pending = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
         batched = self._db.execute("SELECT COALESCE(SUM(readings), 0) FROM batches").fetchone()[0]
         return int(pending) + int(batched)
-
-    def _meta(self, key: str, default: str) -> str:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else str(row[0])
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # -- appending --------------------------------------------------------------------------------
     def append(
@@ -239,6 +227,8 @@ class Outbox:
             )
         ]
 
+    oldest = unacked  # the DeliveryQueue protocol
+
     def acknowledge(self, batch_id: str) -> bool:
         """The center committed the batch: delete it.  False if it was not (or no longer) here."""
         with self._transaction():
@@ -273,6 +263,9 @@ class Outbox:
             self._db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
         self._stored -= int(row[1])
         return True
+
+    def reject(self, batch_id: str, result: SendResult) -> bool:
+        return self.dead_letter(batch_id, result.status, result.error)
 
     def dead_letters(self) -> list[dict[str, object]]:
         return [
@@ -310,18 +303,3 @@ class Outbox:
             int(self._meta("refused_readings", "0")),
             self.max_readings,
         )
-
-    # -- plumbing ---------------------------------------------------------------------------------
-    def _transaction(self):
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind, error, trace) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

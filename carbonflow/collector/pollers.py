@@ -49,22 +49,11 @@ OFFSET_SAMPLES = 20
 TI_SECONDS = {TimeUnit.SECOND: 1, TimeUnit.MINUTE: 60, TimeUnit.HOUR: 3600, TimeUnit.DAY: 86400}
 
 
-def _system_now() -> datetime:
+Clock = Callable[[], datetime]  # the collector's time source, injected (the demo passes simulated time)
+
+
+def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-_clock: Callable[[], datetime] = _system_now
-
-
-def use_clock(now: Callable[[], datetime] | None) -> None:
-    """Time-stamp readings with ``now`` instead of the system clock (None: back to the system clock).
-    The simulator's accelerated demo uses it so that readings carry simulated time, like its devices."""
-    global _clock
-    _clock = now or _system_now
-
-
-def utc_now() -> datetime:
-    return _clock()
 
 
 def to_ms(moment: datetime) -> datetime:
@@ -105,8 +94,11 @@ def factors_of(params: dict[str, Any]) -> list[Decimal]:
 
 
 class Poller(ABC):
-    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
+    def __init__(
+        self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver, clock: Clock = system_clock
+    ) -> None:
         self.device = device
+        self.now = clock
         self.config = config
         self.deliver = deliver
         self.policy = RetryPolicy(
@@ -142,8 +134,9 @@ class Poller(ABC):
 
 
 class Dlt645Poller(Poller):
-    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
-        super().__init__(device, config, deliver)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        device = self.device
         self.address = device.address or ""
         self.client = Dlt645Client(device.host, device.port, policy=self.policy, name=f"{device.id} (dlt645)")
 
@@ -156,26 +149,26 @@ class Dlt645Poller(Poller):
             try:
                 shown = await self.client.read(self.address, point.di or "")
             except DeviceRejected:  # this DI only: the meter answered, it is online
-                values.append(RawValue(point.name, None, to_ms(utc_now()), "invalid"))
+                values.append(RawValue(point.name, None, to_ms(self.now()), "invalid"))
                 continue
             number = first_number(shown)
             values.append(
-                RawValue(point.name, number, to_ms(utc_now()), "good" if number is not None else "invalid")
+                RawValue(point.name, number, to_ms(self.now()), "good" if number is not None else "invalid")
             )
         return values
 
     async def read_clock_offset(self) -> float | None:
-        before = utc_now()
+        before = self.now()
         date = await self.client.read(self.address, DLT645_DATE)
         clock = await self.client.read(self.address, DLT645_TIME)
-        after = utc_now()
+        after = self.now()
         local = datetime.fromisoformat(f"{date}T{clock}").replace(tzinfo=self.device.zone)
         self.clock_offset_s = _offset(local, before, after)
         return self.clock_offset_s
 
     async def time_sync(self) -> str:
         # 645 time sync is a broadcast without an answer: read the clock back to know it took
-        await self.client.time_sync(utc_now().astimezone(self.device.zone).replace(tzinfo=None))
+        await self.client.time_sync(self.now().astimezone(self.device.zone).replace(tzinfo=None))
         offset = await self.read_clock_offset()
         return f"broadcast time sync sent; clock offset now {offset:+.3f} s"
 
@@ -190,8 +183,9 @@ class Dlt645Poller(Poller):
 
 
 class Dlt698Poller(Poller):
-    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
-        super().__init__(device, config, deliver)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        device = self.device
         self.client = Dlt698Client(
             device.host, device.port, device.address or "", policy=self.policy, timezone=device.zone
         )  # type: ignore[arg-type]
@@ -207,7 +201,7 @@ class Dlt698Poller(Poller):
         if plain:
             try:
                 readings = await self.client.get_many([p.oad or "" for p in plain])
-                now = to_ms(utc_now())
+                now = to_ms(self.now())
                 for point, reading in zip(plain, readings):
                     number = first_number(reading.value)
                     values.append(
@@ -221,14 +215,14 @@ class Dlt698Poller(Poller):
                         number = None
                     values.append(
                         RawValue(
-                            point.name, number, to_ms(utc_now()), "good" if number is not None else "invalid"
+                            point.name, number, to_ms(self.now()), "good" if number is not None else "invalid"
                         )
                     )
         for point in self.device.points:
             if point.oad == self.factor_oad:
                 factor = await self._factor_in_force()
                 if factor is not None:
-                    values.append(RawValue(point.name, factor, to_ms(utc_now())))
+                    values.append(RawValue(point.name, factor, to_ms(self.now())))
         return values
 
     async def _factor_in_force(self) -> Decimal | None:
@@ -237,7 +231,7 @@ class Dlt698Poller(Poller):
         if schedule is None or not schedule.factors:
             return None
         seconds = TI_SECONDS.get(TimeUnit(schedule.interval.unit)) if schedule.interval.unit <= 3 else None
-        local_now = (utc_now() + timedelta(seconds=self.clock_offset_s or 0.0)).astimezone(self.device.zone)
+        local_now = (self.now() + timedelta(seconds=self.clock_offset_s or 0.0)).astimezone(self.device.zone)
         elapsed = (local_now.replace(tzinfo=None) - schedule.start).total_seconds()
         if elapsed < 0:
             return None
@@ -247,13 +241,13 @@ class Dlt698Poller(Poller):
         return schedule.factors[min(index, len(schedule.factors) - 1)]
 
     async def read_clock_offset(self) -> float | None:
-        before = utc_now()
+        before = self.now()
         device_time = await self.client.read_time()
-        self.clock_offset_s = _offset(device_time, before, utc_now())
+        self.clock_offset_s = _offset(device_time, before, self.now())
         return self.clock_offset_s
 
     async def time_sync(self) -> str:
-        await self.client.sync_time(utc_now())
+        await self.client.sync_time(self.now())
         offset = await self.read_clock_offset()
         return f"SET 40000200 done; clock offset now {offset:+.3f} s"
 
@@ -263,7 +257,7 @@ class Dlt698Poller(Poller):
         factors = factors_of(params)
         start_text = params.get("start")
         start = (
-            datetime.fromisoformat(start_text) if start_text else utc_now().replace(second=0, microsecond=0)
+            datetime.fromisoformat(start_text) if start_text else self.now().replace(second=0, microsecond=0)
         )
         if start.tzinfo is None:
             raise ValueError("start must carry a time zone")
@@ -284,9 +278,10 @@ def _ti(seconds: int) -> Ti:
 
 
 class ModbusPoller(Poller):
-    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
-        super().__init__(device, config, deliver)
-        self.register_map = config.register_map(device)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        device = self.device
+        self.register_map = self.config.register_map(device)
         self.client = ModbusClient(
             device.host,
             device.port,
@@ -306,7 +301,7 @@ class ModbusPoller(Poller):
     async def poll(self) -> list[RawValue]:
         names = [p.register_name or "" for p in self.device.points]
         values = await self.client.read_points(names)
-        now = to_ms(utc_now())
+        now = to_ms(self.now())
         return [RawValue(p.name, values[p.register_name or ""].value, now) for p in self.device.points]
 
     async def set_carbon_factor(self, params: dict[str, Any]) -> str:
@@ -323,8 +318,9 @@ class ModbusPoller(Poller):
 
 
 class Iec104Poller(Poller):
-    def __init__(self, device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> None:
-        super().__init__(device, config, deliver)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        device = self.device
         self.by_ioa = {p.ioa: p for p in device.points}
         scales = {p.ioa: p.scale for p in device.points if p.scale != 1}
         self.client = Iec104Client(
@@ -366,7 +362,7 @@ class Iec104Poller(Poller):
         point = self.by_ioa.get(reading.ioa)
         if point is None or reading.common_address != self.client.common_address:
             return
-        received = utc_now()
+        received = self.now()
         ts = received
         if reading.time_tagged:
             sample = (reading.timestamp - received).total_seconds()
@@ -393,7 +389,7 @@ class Iec104Poller(Poller):
         return self.clock_offset_s  # measured from the time tags of spontaneous data
 
     async def time_sync(self) -> str:
-        sent = utc_now()
+        sent = self.now()
         confirmed = await self.client.clock_sync(sent)
         self._offset_samples.clear()
         self.clock_offset_s = None
@@ -408,5 +404,7 @@ POLLERS: dict[str, type[Poller]] = {
 }
 
 
-def make_poller(device: DeviceConfig, config: LoadedConfig, deliver: Deliver) -> Poller:
-    return POLLERS[device.protocol](device, config, deliver)
+def make_poller(
+    device: DeviceConfig, config: LoadedConfig, deliver: Deliver, clock: Clock = system_clock
+) -> Poller:
+    return POLLERS[device.protocol](device, config, deliver, clock)

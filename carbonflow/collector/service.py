@@ -2,8 +2,10 @@
 
 ``Collector(config).run()`` runs until :meth:`Collector.stop`; ``start``/``stop`` for embedding (the
 demo, tests).  Tasks: one per device (poll loop aligned to multiples of its period, clock checks,
-online/offline status), the batcher (cuts batches from the outbox), the sender (sends the oldest
-unacked batches, backs off while the center is down), the status reporter and the command loop.
+online/offline status), the batcher (cuts batches from the outbox), the batch delivery loop
+(:class:`~carbonflow.delivery.DeliveryLoop`: sends the oldest unacked batches, backs off while the
+center is down), the cameras, the status reporter and the command loop (:mod:`.commands`).  Time comes
+from the injected ``clock`` (the system clock unless the demo passes its simulated one).
 """
 
 from __future__ import annotations
@@ -21,31 +23,18 @@ from typing import Any
 
 from carbonflow.collector.cameras import CameraService
 from carbonflow.collector.clients.errors import DeviceError
+from carbonflow.collector.commands import COMMANDS, CommandLoop, run_command
 from carbonflow.collector.config import LoadedConfig, load_config
 from carbonflow.collector.outbox import Outbox, OutboxFull
-from carbonflow.collector.pollers import Poller, make_poller, to_ms, utc_now
+from carbonflow.collector.pollers import Clock, Poller, make_poller, system_clock, to_ms
 from carbonflow.collector.remote_config import install_pushed_config
-from carbonflow.collector.transport import SendResult, TransportError, make_transport
+from carbonflow.collector.transport import make_transport
 from carbonflow.collector.validate import RawValue, Validator
+from carbonflow.delivery import DeliveryError, DeliveryLoop, cancel_and_wait
 from carbonflow.messages.c4 import Ack, Command, CommandResult, DeviceStatus
 from carbonflow.messages.collector_config import ConfigError, DeviceConfig
-from carbonflow.protocols.errors import ProtocolError
 
 log = logging.getLogger(__name__)
-
-
-async def cancel_and_wait(tasks: list[asyncio.Task]) -> None:
-    """Cancel until done: on Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives
-    as its inner call completes, and a polling loop would then run on while ``stop`` waits forever."""
-    pending = [t for t in tasks if not t.done()]
-    while pending:
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=0.5)
-        pending = [t for t in pending if not t.done()]
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            task.result()
 
 
 @dataclass
@@ -72,7 +61,7 @@ class DeviceRunner:
     def __init__(self, collector: Collector, device: DeviceConfig) -> None:
         self.collector = collector
         self.device = device
-        self.poller: Poller = make_poller(device, collector.config, collector.deliver)
+        self.poller: Poller = make_poller(device, collector.config, collector.deliver, collector.clock)
         self.state = DeviceState()
         self.task: asyncio.Task | None = None
         self.poll_lock = asyncio.Lock()
@@ -130,7 +119,7 @@ class DeviceRunner:
 
     def _succeeded(self) -> None:
         self.state.failures = 0
-        self.state.last_seen = to_ms(utc_now())
+        self.state.last_seen = to_ms(self.collector.clock())
         if self.state.online is not True:
             self.state.online, self.state.last_error = True, None
             log.info("%s: online", self.device.id)
@@ -156,15 +145,18 @@ class DeviceRunner:
 
 class Collector:
     DRAIN_S = 3.0  # on a graceful stop, how long the last batches may take to reach the center
+
     def __init__(
         self,
         config: LoadedConfig,
         config_path: str | Path | None = None,
         transport: Any = None,
         on_event: Callable[[str], None] | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
+        self.clock = clock
         self.outbox = Outbox(config.outbox_path, config.outbox.max_readings)
         self.validator = Validator(self.outbox.load_states())
         self.transport = transport or make_transport(config, on_ack=self._on_late_ack)
@@ -172,16 +164,36 @@ class Collector:
         self.on_event = on_event  # flags and notices, for tests and the CLI log
         self.events: list[str] = []
         self.accepted_readings = 0  # readings that passed validation into the outbox in this run
-        self.delivered = 0  # batches acknowledged by the center in this run
-        self.rejected = 0
-        self.last_send_error: str | None = None
+        self.batches = DeliveryLoop(
+            self.outbox,
+            lambda batch: self.transport.send_batch(batch.batch_id, batch.body),
+            backoff_min_s=config.center.backoff_min_s,
+            backoff_max_s=config.center.backoff_max_s,
+            in_flight=getattr(self.transport, "max_in_flight", 1),
+            on_event=self._event,
+            rejected_note=", kept as a dead letter",
+        )
         self._tasks: list[asyncio.Task] = []
         self._batch_ready = asyncio.Event()
-        self._send_ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._outbox_full = False
         self.answered: dict[str, CommandResult] = {}  # recent results by command id (this run)
-        self.cameras = CameraService(self)  # site cameras: snapshots -> image outbox -> center
+        self.cameras = CameraService(  # site cameras: snapshots -> image outbox -> center
+            config, lambda image: self.transport.send_image(image), self.report_status, self._event, clock
+        )
+
+    @property
+    def delivered(self) -> int:
+        """Batches acknowledged by the center in this run."""
+        return self.batches.delivered
+
+    @property
+    def rejected(self) -> int:
+        return self.batches.rejected
+
+    @property
+    def last_send_error(self) -> str | None:
+        return self.batches.last_error
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -190,7 +202,7 @@ class Collector:
         await self.cameras.start()
         self._tasks = [
             asyncio.create_task(self._batcher(), name="batcher"),
-            asyncio.create_task(self._sender(), name="sender"),
+            asyncio.create_task(self.batches.run(), name="sender"),
             asyncio.create_task(self._status_reporter(), name="status"),
             asyncio.create_task(self._command_loop(), name="commands"),
         ]
@@ -208,13 +220,13 @@ class Collector:
         await self._stop_runners()
         if flush:
             self._form_batches(force=True)
-            self._send_ready.set()
+            self.batches.wake()
             with contextlib.suppress(TimeoutError):  # a short grace period for the sender, no more
                 await asyncio.wait_for(self._drained(), self.DRAIN_S)
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        await self.cameras.stop()  # its image sender uses the transport
         await self.transport.stop()
-        await self.cameras.stop()
         self.outbox.close()
         self._stopped.set()
 
@@ -308,7 +320,7 @@ class Collector:
         return DeviceStatus(
             device=self.config.id,
             online=True,
-            last_seen=to_ms(utc_now()),
+            last_seen=to_ms(self.clock()),
             firmware=f"carbonflow collector, config {self.config.config_version}",
             error=error,
         )
@@ -347,52 +359,11 @@ class Collector:
                 await asyncio.wait_for(self._batch_ready.wait(), tick)
             self._batch_ready.clear()
             if self._form_batches():
-                self._send_ready.set()
-
-    async def _sender(self) -> None:
-        center = self.config.center
-        backoff = center.backoff_min_s
-        while True:
-            batches = self.outbox.unacked(getattr(self.transport, "max_in_flight", 1))
-            if not batches:
-                self._send_ready.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._send_ready.wait(), 1.0)
-                continue
-            results = await asyncio.gather(*(self.transport.send_batch(b.batch_id, b.body) for b in batches))
-            trouble = False
-            for batch, result in zip(batches, results):
-                trouble |= self._settle(batch.batch_id, result)
-            if trouble:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, center.backoff_max_s)
-            else:
-                backoff = center.backoff_min_s
-
-    def _settle(self, batch_id: str, result: SendResult) -> bool:
-        """Apply the center's verdict; True when the center is unreachable or refuses us (back off)."""
-        if result.outcome == "acked":
-            if self.outbox.acknowledge(batch_id):
-                self.delivered += 1
-            self.last_send_error = None
-            return False
-        if result.outcome == "rejected":
-            self.outbox.dead_letter(batch_id, result.status, result.error)
-            self.rejected += 1
-            self._event(f"batch {batch_id} rejected by the center, kept as a dead letter: {result.error}")
-            return False
-        self.outbox.record_failure(batch_id, result.error)
-        if result.error != self.last_send_error:
-            log.warning("batch %s not delivered (%s): %s", batch_id, result.outcome, result.error)
-        self.last_send_error = result.error
-        if result.outcome == "unauthorized":
-            self._event(f"the center refuses this collector's credentials: {result.error}")
-        return True
+                self.batches.wake()
 
     def _on_late_ack(self, ack: Ack) -> None:
         """MQTT: an Ack nobody waits for (its batch was sent before a restart) still settles it."""
-        if self.outbox.acknowledge(ack.batch_id):
-            self.delivered += 1
+        self.batches.acknowledged(ack.batch_id)
 
     # -- status -------------------------------------------------------------------------------------
     async def _status_reporter(self) -> None:
@@ -408,7 +379,7 @@ class Collector:
             )
             for status in statuses:
                 self.report_status(status)
-            with contextlib.suppress(TransportError):
+            with contextlib.suppress(DeliveryError):
                 await self.transport.publish_status(self.status())
             await asyncio.sleep(self.config.defaults.status_period_s)
 
@@ -417,7 +388,7 @@ class Collector:
         return {
             "collector_id": self.config.id,
             "config_version": self.config.config_version,
-            "sent_at": utc_now().isoformat(),
+            "sent_at": self.clock().isoformat(),
             "outbox": {
                 "pending_readings": stats.pending_readings,
                 "batches": stats.batches,
@@ -433,96 +404,44 @@ class Collector:
 
     # -- commands -------------------------------------------------------------------------------------
     async def _command_loop(self) -> None:
-        unsent: list[CommandResult] = []  # results the center has not taken yet: sent again, in order
-        while True:
-            unsent = await self._send_results(unsent)
-            try:
-                commands = await self.transport.next_commands()
-            except TransportError as error:
-                log.info("commands not fetched: %s", error)
-                await asyncio.sleep(self.config.center.command_poll_s)
-                continue
-            for command in commands:
-                # a command sent again by the center (its answer was lost) is answered, not run twice
-                result = self.answered.get(command.command_id) or await self.execute(command)
-                self.answered[command.command_id] = result
-                while len(self.answered) > 1000:
-                    self.answered.pop(next(iter(self.answered)))
-                unsent.append(result)
-                unsent = await self._send_results(unsent)
-
-    async def _send_results(self, results: list[CommandResult]) -> list[CommandResult]:
-        """Send what can be sent; a result that fails (center away, slow) stays for the next round."""
-        for index, result in enumerate(results):
-            try:
-                await self.transport.send_result(result)
-            except TransportError as error:
-                log.warning("result of command %s not sent yet: %s", result.command_id, error)
-                return results[index:]
-        return []
+        transport = self.transport
+        loop = CommandLoop(
+            transport.next_commands,
+            transport.send_result,
+            self.execute,
+            self.config.center.command_poll_s,
+            self.answered,
+        )
+        await loop.run()
 
     async def execute(self, command: Command) -> CommandResult:
         """Run one command; any failure becomes a 'failed' result with a one-line reason."""
-        try:
-            detail = await self._execute(command)
-            status = "acknowledged"
-        except (DeviceError, OSError, ValueError, KeyError, ConfigError, ProtocolError) as error:
-            detail, status = " ".join(str(error).split()) or type(error).__name__, "failed"
-        except Exception as error:  # the center still gets an answer, and the command loop goes on
-            log.exception("command %s failed unexpectedly", command.command_id)
-            detail, status = f"internal error: {type(error).__name__}: {error}", "failed"
-        self._event(f"command {command.command_id} {command.kind} {command.device or ''}: {status}: {detail}")
-        return CommandResult(
-            command_id=command.command_id, status=status, detail=detail[:2000], finished_at=utc_now()
-        )
-
-    def _targets(self, command: Command) -> list[DeviceRunner]:
-        if command.device is None:
-            return list(self.runners.values())
-        runner = self.runners.get(command.device)
-        if runner is None:
-            raise KeyError(f"no device {command.device!r} on collector {self.config.id}")
-        return [runner]
+        return await run_command(self._execute, command, self.clock, self._event)
 
     async def _execute(self, command: Command) -> str:
-        kind = command.kind
-        if kind == "reload_config":
-            return await self.reload_config(command.params)
-        if kind == "restart":
-            await self._stop_runners()
-            self._start_runners()
-            return f"polling restarted for {len(self.runners)} devices"
-        if kind == "read_now":
-            counts = []
-            for runner in self._targets(command):
-                counts.append(f"{runner.device.id}: {await runner.poll_once()} readings")
-                if runner.state.online is False or runner.state.failures:
-                    counts[-1] += f" (failed: {runner.state.last_error})"
-            self._batch_ready.set()
-            return "; ".join(counts)
-        if kind == "time_sync":
-            lines, failed = [], []
-            for runner in self._targets(command):
-                try:
-                    lines.append(f"{runner.device.id}: {await runner.poller.time_sync()}")
-                except (DeviceError, OSError) as error:
-                    failed.append(f"{runner.device.id}: {error}")
-            if failed:
-                raise DeviceError("; ".join(failed + lines))
-            return "; ".join(lines)
-        if kind == "set_carbon_factor":
-            if command.device is None:
-                raise ValueError("set_carbon_factor needs a device")
-            runner = self._targets(command)[0]
-            return await runner.poller.set_carbon_factor(command.params)
-        raise ValueError(f"unknown command kind {kind!r}")
+        return await COMMANDS.run(self, command)
 
-    async def reload_config(self, params: dict[str, Any] | None = None) -> str:
+    # -- what command handlers may do (commands.Maintained) ------------------------------------------
+    def targets(self, device: str | None) -> list[DeviceRunner]:
+        if device is None:
+            return list(self.runners.values())
+        runner = self.runners.get(device)
+        if runner is None:
+            raise KeyError(f"no device {device!r} on collector {self.config.id}")
+        return [runner]
+
+    async def restart_polling(self) -> int:
+        await self._stop_runners()
+        self._start_runners()
+        return len(self.runners)
+
+    def batch_now(self) -> None:
+        self._batch_ready.set()
+
+    async def reload_config(self, version: str | None = None, url: str | None = None) -> str:
         if self.config_path is None:
             raise ConfigError("this collector was not started from a file: nothing to reload")
-        params = params or {}
-        if params.get("version") is not None:  # a version pushed by the center: fetch, check, write
-            version, url = str(params["version"]), params.get("url")
+        if version is not None:  # a version pushed by the center: fetch, check, write
             await install_pushed_config(self.config, self.config_path, version, url)
         config = load_config(self.config_path)  # an invalid file leaves the running config untouched
         notes = []
@@ -536,7 +455,7 @@ class Collector:
                 update={"id": self.config.id, "center": self.config.center, "outbox": self.config.outbox}
             )
         await self._stop_runners()
-        self.config = config
+        self.config = self.cameras.config = config
         self._start_runners()
         self.report_status(self.collector_status())  # the next batch tells the center the new version
         return f"configuration {config.config_version} loaded: {len(self.runners)} devices" + (
