@@ -357,3 +357,9 @@ def readings_for_element(
 def count_readings(target: Store | Session | Connection) -> int:
     with connection_of(target, write=False) as connection:
         return connection.execute(select(func.count()).select_from(readings_table)).scalar_one()
+
+
+def latest_reading_ts(target: Store | Session | Connection) -> datetime | None:
+    """The time of the latest stored reading, or None before the first."""
+    with connection_of(target, write=False) as connection:
+        return connection.execute(select(func.max(readings_table.c.ts))).scalar_one_or_none()
