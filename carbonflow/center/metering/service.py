@@ -130,7 +130,7 @@ class MeteringService:
         span = timedelta(seconds=self.interval_s)
         return end - 2 * span, end + span
 
-    def _readings(self, end: datetime) -> list[StoredReading]:
+    def readings_for(self, end: datetime) -> list[StoredReading]:
         low, high = self._window(end)
         with self.store.read() as connection:
             rows = connection.execute(
@@ -186,7 +186,7 @@ class MeteringService:
         self, end: datetime, *, download_factors: bool = True, reason: str = "first metering"
     ) -> IntervalOutcome:
         start = end - timedelta(seconds=self.interval_s)
-        readings = self._readings(end)
+        readings = self.readings_for(end)
         data = measurements_for_interval(
             self.points,
             readings,
