@@ -150,8 +150,12 @@ def _start_after_stored_data(store: Store, interval_s: int, outbox_path: Path) -
 
 
 async def run_demo(
-    options: DemoOptions, say: Callable[[str], None] = print, stop: asyncio.Event | None = None
+    options: DemoOptions,
+    say: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
+    keep_feed: Callable[[TruthFeed], None] | None = None,
 ) -> DemoReport:
+    """``keep_feed`` receives the simulator's truth feed (benchmarks compare with it afterwards)."""
     options.directory.mkdir(parents=True, exist_ok=True)
     stop = stop or asyncio.Event()
     database_url = options.database_url or f"sqlite:///{(options.directory / 'center.db').resolve()}"
@@ -174,6 +178,8 @@ async def run_demo(
     create_user(store, "admin", password, "admin")
 
     feed = TruthFeed(keep=max(64, int(4 * 3600 / options.interval_s)))
+    if keep_feed is not None:
+        keep_feed(feed)
     clock = SimClock(start, options.speed)
     driver = TruthDriver(simulation, feed, clock)
     driver.publish_until(start + timedelta(seconds=driver.lookahead_s))
