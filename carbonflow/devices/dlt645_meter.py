@@ -20,8 +20,9 @@ at every start + k x interval of the meter's own clock - by default the multiple
 the UTC epoch - it records the freeze time (``0504 00 NN``, YYMMDDhhmm local) and the forward / reverse
 active energy totals (``0504 01 NN`` / ``0504 02 NN``) of record NN = 01 (the last) .. FE.  The simulated
 meter takes the records it owes when it is next asked anything, with the registers' values at each
-boundary (its registers integrate the source in order, so nothing is lost by taking them late).  Requests for other addresses are
-ignored, as on a shared RS-485 bus; ``AA`` digit pairs match any digits.
+boundary (its registers integrate the source in order, so nothing is lost by taking them late).
+
+Requests for other addresses are ignored, as on a shared RS-485 bus; ``AA`` digit pairs match any digits.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -63,7 +64,7 @@ from carbonflow.protocols.dlt645.di_table import (
 PHASES = "abc"
 ENERGY_ROLLOVER = Decimal("1000000")  # XXXXXX.XX registers wrap at 10^6 kWh
 FREEZE_DEPTHS = {DAILY_FREEZE: 62, INSTANT_FREEZE: INSTANT_FREEZE_DEPTH, HOURLY_FREEZE: HOURLY_FREEZE_DEPTH}
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FrozenRecord = tuple[datetime, list[Decimal], list[Decimal]]  # local freeze time, forward, reverse
 
 
@@ -72,7 +73,9 @@ def hourly_freeze_minutes(freeze_period_s: int | None) -> int:
     if not freeze_period_s:
         return 0
     if freeze_period_s % 60 or not 1 <= freeze_period_s // 60 <= 60:
-        raise ValueError(f"freeze period {freeze_period_s} s: a DL/T 645 hourly freeze runs every 1..60 minutes")
+        raise ValueError(
+            f"freeze period {freeze_period_s} s: a DL/T 645 hourly freeze runs every 1..60 minutes"
+        )
     return freeze_period_s // 60
 
 

@@ -118,7 +118,11 @@ def _freeze_series(series: str, what: str, depth: int, energy_block: bool) -> li
     rows: list[Row] = []
     for number in range(1, depth + 1):
         rows.append(
-            {"di": frozen_di(series, FREEZE_TIME, number), "name": f"{what} -{number} time", "format": "YYMMDDhhmm"}
+            {
+                "di": frozen_di(series, FREEZE_TIME, number),
+                "name": f"{what} -{number} time",
+                "format": "YYMMDDhhmm",
+            }
         )
         for column, direction in ((FREEZE_FORWARD, "forward"), (FREEZE_REVERSE, "reverse")):
             name = f"{what} -{number} {direction} active energy{detail}"
@@ -130,7 +134,12 @@ def _freezes() -> list[Row]:
     rows: list[Row] = [
         *_freeze_series(INSTANT_FREEZE, "instant freeze", INSTANT_FREEZE_DEPTH, energy_block=True),
         *_freeze_series(HOURLY_FREEZE, "hourly freeze", HOURLY_FREEZE_DEPTH, energy_block=False),
-        {"di": HOURLY_FREEZE_START, "name": "hourly freeze start time", "format": "YYMMDDhhmm", "access": "rw"},
+        {
+            "di": HOURLY_FREEZE_START,
+            "name": "hourly freeze start time",
+            "format": "YYMMDDhhmm",
+            "access": "rw",
+        },
         {
             "di": HOURLY_FREEZE_INTERVAL,
             "name": "hourly freeze interval (00 = off)",
