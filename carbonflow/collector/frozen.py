@@ -69,6 +69,7 @@ class FreezeTracker:
         self.tolerance_s = float(device.clock_tolerance_s)
         self.last_tag: datetime | None = None  # UTC freeze time of the newest record delivered
         self.note: str | None = None
+        self.since: datetime | None = None  # the first freeze read: boundaries before it may lack records
 
     @property
     def active(self) -> bool:
@@ -103,6 +104,7 @@ class FreezeTracker:
         """Read the records not delivered yet (newest first) and make their readings (oldest first)."""
         records: list[tuple[datetime, FrozenRecord]] = []
         period = timedelta(seconds=self.period_s)
+        self.since = self.since or now
         try:
             for number in range(1, (self.depth if self.last_tag else min(self.depth, FIRST_RECORDS)) + 1):
                 record = await read(number)
@@ -118,12 +120,17 @@ class FreezeTracker:
             self._say(f"freeze records not readable: {error}")
             return []
         values = self._readings(records, now, offset_s or 0.0)
-        if records:
-            self.last_tag = max(self.last_tag or records[0][0], records[0][0])
-        elif self.due(now, offset_s) and self.last_tag is not None:
+        placed = [
+            tag
+            for tag, _ in records
+            if tag <= now + timedelta(seconds=abs(offset_s or 0.0) + self.tolerance_s)
+        ]
+        if placed:  # a tag from the future must not stop the reading of the records to come
+            self.last_tag = max(self.last_tag or placed[0], *placed)
+        elif self.due(now, offset_s):
             expected = self.boundary(now + timedelta(seconds=offset_s or 0.0))
             late = (now - expected).total_seconds() - abs(offset_s or 0.0)
-            if late > self.tolerance_s + HOLD_MARGIN_S:
+            if expected > self.since and late > self.tolerance_s + HOLD_MARGIN_S:
                 self._say(f"no freeze record for {expected.isoformat()} yet ({late:.0f} s after it)")
         return values
 
@@ -151,6 +158,7 @@ class FreezeTracker:
                 )
         if records:
             self._say("; ".join(notes) if notes else None)
+        values.sort(key=lambda v: v.ts)  # stable: a misplaced record must not put the others out of order
         return values
 
     def _say(self, note: str | None) -> None:

@@ -416,6 +416,11 @@ class Dlt698Meter(DeviceServer):
         return 0
 
     # -- protocol -----------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self.catch_up_freezes()  # periodic freezes and the registers count from the moment of switch-on
+        self.advance()
+        return await super().start(host, port)
+
     def split_frames(self, buffer: bytearray) -> list[bytes]:
         return split_frames(buffer)
 
