@@ -447,6 +447,7 @@ def test_freeze_configuration_comes_from_the_device_map():
     assert device_from_entry(as_645).server.settings["04001202"] == Decimal(15)
     without = device_from_entry({**entry, "freeze_period_s": None}).server
     assert without.freeze_oi is None
-    document = config_from_device_map({"devices": [entry, as_645 | {"id": "EM-2"}]})
+    as_645 |= {"id": "EM-2", "points": [{**as_645["points"][0], "id": "EM-2/e"}]}
+    document = config_from_device_map({"devices": [entry, as_645]})
     for device in document["devices"]:
         assert device["freeze_period_s"] == 900 and device["points"][0]["frozen"] is True
