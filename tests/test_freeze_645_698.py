@@ -247,31 +247,24 @@ def test_the_dlt698_package_reads_our_minute_freeze_record():
 
 # -- the collector reads the records after every boundary -----------------------------------------------
 def _devices(m645: Dlt645Meter, m698: Dlt698Meter, **extra) -> list[dict]:
-    common = {"freeze_period_s": 900, **extra}
-    return [
-        {
-            "id": "M645",
-            "protocol": "dlt645",
-            "endpoint": f"127.0.0.1:{m645.port}",
-            "address": A645,
-            **common,
-            "points": [
-                {"name": "e", "di": "00010000", "kind": "counter", "frozen": True},
-                {"name": "p", "di": "02030000"},
-            ],
-        },
-        {
-            "id": "M698",
-            "protocol": "dlt698",
-            "endpoint": f"127.0.0.1:{m698.port}",
-            "address": A698,
-            **common,
-            "points": [
-                {"name": "e", "oad": "00100201", "kind": "counter", "frozen": True},
-                {"name": "p", "oad": "20040200"},
-            ],
-        },
-    ]
+    """Each meter with a frozen energy counter ``e`` (an OAD index for 698) and a live power ``p``."""
+    devices = []
+    for name, meter, key, address, energy, power in (
+        ("M645", m645, "di", A645, "00010000", "02030000"),
+        ("M698", m698, "oad", A698, "00100201", "20040200"),
+    ):
+        points = [{"name": "e", key: energy, "kind": "counter", "frozen": True}, {"name": "p", key: power}]
+        endpoint = f"127.0.0.1:{meter.port}"
+        devices.append(
+            {
+                "id": name,
+                "protocol": meter.protocol,
+                "endpoint": endpoint,
+                "address": address,
+                "points": points,
+            }
+        )
+    return [{**d, "freeze_period_s": 900, **extra} for d in devices]
 
 
 class Rig:
@@ -282,7 +275,6 @@ class Rig:
         self.meters = (meter645(self.time, offset_s=offset_s), meter698(self.time, offset_s=offset_s))
         self.tmp_path, self.extra = tmp_path, extra
         self.validator = Validator()
-        self.delivered: list[tuple[str, RawValue]] = []
 
     async def __aenter__(self) -> Rig:
         for meter in self.meters:
