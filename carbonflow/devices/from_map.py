@@ -78,13 +78,20 @@ def _meter_inputs(entry: Point) -> list[Input]:
 
 
 def _dlt645(entry: Point, initial_factor: FactorFn) -> MappedDevice:
-    meter = Dlt645Meter(str(entry["id"]), str(_address(entry)["address"]))
+    meter = Dlt645Meter(
+        str(entry["id"]), str(_address(entry)["address"]), freeze_period_s=entry.get("freeze_period_s")
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 
 def _dlt698(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     model = MeterModel(name=str(entry.get("model", "")), initial_factor=initial_factor())
-    meter = Dlt698Meter(str(entry["id"]), str(_address(entry)["sa"]), model=model)
+    meter = Dlt698Meter(
+        str(entry["id"]),
+        str(_address(entry)["sa"]),
+        model=model,
+        freeze_period_s=entry.get("freeze_period_s"),
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 
