@@ -47,6 +47,7 @@ def figures(directory: Path, truths: dict, lines: list[str]) -> dict[str, Any]:
     estimates = intervals_with_estimates = inside = pairs = remetered = 0
     widest = 0.0
     compared = 0
+    worst_total = ""
     try:
         for end, truth in sorted(truths.items()):
             versions = interval_versions(store, end)
@@ -89,6 +90,7 @@ def figures(directory: Path, truths: dict, lines: list[str]) -> dict[str, Any]:
         "intervals_metered_again": remetered,
         "max_abs_intensity_error_g_per_kwh": round(worst, 4),
         "max_totals_error_share": round(total_share, 6),
+        "worst_total": worst_total,
         "max_residual_share": round(residual_share, 6),
         "estimated_inputs": estimates,
         "intervals_with_estimates": intervals_with_estimates,
