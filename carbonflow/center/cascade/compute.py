@@ -99,7 +99,9 @@ def solve_part(
     }
     region_totals = RegionTotals(
         region=str(part.get("region")),
-        generation_carbon_t=(totals["generation_carbon_t_per_h"] - sum(g["carbon_t_per_h"] for g in pseudo_gen))
+        generation_carbon_t=(
+            totals["generation_carbon_t_per_h"] - sum(g["carbon_t_per_h"] for g in pseudo_gen)
+        )
         * hours,
         load_carbon_t=(totals["load_carbon_t_per_h"] - sum(x["carbon_t_per_h"] for x in pseudo_load)) * hours,
         loss_carbon_t=totals["loss_carbon_t_per_h"] * hours,
@@ -125,9 +127,17 @@ def solve_part(
     ]
     recv = {b["id"]: delivered_intensity(b, intensity, losses) for b in full["branches"]}
     return PartResult(
-        str(part.get("region")), losses, interval_s, document, intensity, region_totals, ties,
-        meter_sums(part, hours), used, recv,
-    )  # fmt: skip
+        str(part.get("region")),
+        losses,
+        interval_s,
+        document,
+        intensity,
+        region_totals,
+        ties,
+        meter_sums(part, hours),
+        used,
+        recv,
+    )
 
 
 def meter_sums(part: Mapping[str, Any], hours: float) -> list[MeterSum]:

@@ -47,8 +47,10 @@ def region_part(snapshot: Mapping[str, Any], regions: Mapping[str, str], region:
     unknown = [str(b["id"]) for b in snapshot.get("buses", []) if str(b["id"]) not in regions]
     if unknown:
         raise CascadeError(f"bus {unknown[0]!r} has no region in the topology")
-    part: dict[str, Any] = {"region": region, "buses": [dict(b) for b in snapshot.get("buses", [])
-                                                          if str(b["id"]) in inside]}
+    part: dict[str, Any] = {
+        "region": region,
+        "buses": [dict(b) for b in snapshot.get("buses", []) if str(b["id"]) in inside],
+    }
     if not part["buses"]:  # a snapshot without a bus list: the buses its elements name
         part["buses"] = [{"id": bus} for bus in sorted(inside)]
     for name in ELEMENT_LISTS:
@@ -64,9 +66,14 @@ def region_part(snapshot: Mapping[str, Any], regions: Mapping[str, str], region:
             if p_mw is None:  # lossless record: the to end is the negative of the from end
                 p_mw = -float(branch["p_from_mw"])
             part["ties"].append(
-                {"id": str(branch["id"]), "from_bus": str(branch["from_bus"]), "to_bus": str(branch["to_bus"]),
-                 "end": end, "p_mw": float(p_mw)}
-            )  # fmt: skip
+                {
+                    "id": str(branch["id"]),
+                    "from_bus": str(branch["from_bus"]),
+                    "to_bus": str(branch["to_bus"]),
+                    "end": end,
+                    "p_mw": float(p_mw),
+                }
+            )
     return part
 
 
@@ -95,9 +102,14 @@ def merge_parts(region: str, parts: Iterable[Mapping[str, Any]]) -> dict[str, An
         if len(seen) == 2:
             first = seen["from"]
             merged["branches"].append(
-                {"id": tie_id, "from_bus": first["from_bus"], "to_bus": first["to_bus"],
-                 "p_from_mw": float(seen["from"]["p_mw"]), "p_to_mw": float(seen["to"]["p_mw"])}
-            )  # fmt: skip
+                {
+                    "id": tie_id,
+                    "from_bus": first["from_bus"],
+                    "to_bus": first["to_bus"],
+                    "p_from_mw": float(seen["from"]["p_mw"]),
+                    "p_to_mw": float(seen["to"]["p_mw"]),
+                }
+            )
         else:
             merged["ties"].append(next(iter(seen.values())))
     return merged
@@ -134,9 +146,13 @@ def part_snapshot(part: Mapping[str, Any], imports: Mapping[str, float | None]) 
                 raise CascadeError(f"tie {tie['id']!r}: no import intensity from the upper level")
             intensity = imports[str(tie["id"])]
             snapshot["generators"].append(
-                {"id": element_id, "bus": bus, "p_mw": -p_mw,
-                 "intensity_g_per_kwh": 0.0 if intensity is None else float(intensity)}
-            )  # fmt: skip
+                {
+                    "id": element_id,
+                    "bus": bus,
+                    "p_mw": -p_mw,
+                    "intensity_g_per_kwh": 0.0 if intensity is None else float(intensity),
+                }
+            )
         else:
             snapshot["loads"].append({"id": element_id, "bus": bus, "p_mw": max(p_mw, 0.0)})
     return snapshot

@@ -18,9 +18,15 @@ from carbonflow.center.cascade.split import CascadeError
 from carbonflow.messages.c5 import IntervalReport, RegionTotals, Verdict
 
 TOTAL_FIELDS = (
-    "generation_carbon_t", "load_carbon_t", "loss_carbon_t", "generation_energy_kwh", "load_energy_kwh",
-    "loss_energy_kwh", "import_energy_kwh", "export_energy_kwh",
-)  # fmt: skip
+    "generation_carbon_t",
+    "load_carbon_t",
+    "loss_carbon_t",
+    "generation_energy_kwh",
+    "load_energy_kwh",
+    "loss_energy_kwh",
+    "import_energy_kwh",
+    "export_energy_kwh",
+)
 
 
 @dataclass(frozen=True)
@@ -45,25 +51,45 @@ def balance(report: IntervalReport, tol: Tolerances = Tolerances()) -> list[Verd
     energy_in = t.generation_energy_kwh + t.import_energy_kwh
     energy_out = t.load_energy_kwh + t.loss_energy_kwh + t.export_energy_kwh
     energy_tol = tol.energy_kwh + tol.energy_share * abs(scale)
-    import_carbon = sum(
-        x.energy_into_lower_kwh * (x.import_intensity_g_per_kwh or 0.0) for x in report.ties
-        if x.energy_into_lower_kwh > 0
-    ) / 1e6  # fmt: skip
-    export_carbon = sum(
-        -x.energy_into_lower_kwh * (x.lower_intensity_g_per_kwh or 0.0) for x in report.ties
-        if x.energy_into_lower_kwh < 0
-    ) / 1e6  # fmt: skip
+    import_carbon = (
+        sum(
+            x.energy_into_lower_kwh * (x.import_intensity_g_per_kwh or 0.0)
+            for x in report.ties
+            if x.energy_into_lower_kwh > 0
+        )
+        / 1e6
+    )
+    export_carbon = (
+        sum(
+            -x.energy_into_lower_kwh * (x.lower_intensity_g_per_kwh or 0.0)
+            for x in report.ties
+            if x.energy_into_lower_kwh < 0
+        )
+        / 1e6
+    )
     carbon_in = t.generation_carbon_t + import_carbon
     carbon_out = t.load_carbon_t + t.loss_carbon_t + export_carbon
     carbon_tol = tol.carbon_t + tol.energy_share * abs(carbon_in)
     return [
-        _verdict("balance", abs(energy_in - energy_out) <= energy_tol, subject="energy_kwh",
-                 expected=energy_in, found=energy_out, tolerance=energy_tol,
-                 detail="generation + imports against load + loss + exports"),
-        _verdict("balance", abs(carbon_in - carbon_out) <= carbon_tol, subject="carbon_t",
-                 expected=carbon_in, found=carbon_out, tolerance=carbon_tol,
-                 detail="generation + import carbon against load + loss + export carbon"),
-    ]  # fmt: skip
+        _verdict(
+            "balance",
+            abs(energy_in - energy_out) <= energy_tol,
+            subject="energy_kwh",
+            expected=energy_in,
+            found=energy_out,
+            tolerance=energy_tol,
+            detail="generation + imports against load + loss + exports",
+        ),
+        _verdict(
+            "balance",
+            abs(carbon_in - carbon_out) <= carbon_tol,
+            subject="carbon_t",
+            expected=carbon_in,
+            found=carbon_out,
+            tolerance=carbon_tol,
+            detail="generation + import carbon against load + loss + export carbon",
+        ),
+    ]
 
 
 def tie_flows(report: IntervalReport, merged_part: Mapping[str, Any], tol: Tolerances = Tolerances()):
@@ -82,11 +108,17 @@ def tie_flows(report: IntervalReport, merged_part: Mapping[str, Any], tol: Toler
         sent = max(far_p, lower_p)
         high = tol.tie_max_loss_share * abs(sent) + tol.tie_abs_mw
         verdicts.append(
-            _verdict("tie_flow", -tol.tie_abs_mw <= loss <= high, subject=tie.branch_id,
-                     expected=-far_p, found=tie.p_into_lower_mw, tolerance=high,
-                     detail=f"into the lower region, MW: far end {-far_p:.6g}, lower end {tie.p_into_lower_mw:.6g}, "
-                            f"loss {loss:.6g}")
-        )  # fmt: skip
+            _verdict(
+                "tie_flow",
+                -tol.tie_abs_mw <= loss <= high,
+                subject=tie.branch_id,
+                expected=-far_p,
+                found=tie.p_into_lower_mw,
+                tolerance=high,
+                detail=f"into the lower region, MW: far end {-far_p:.6g}, "
+                f"lower end {tie.p_into_lower_mw:.6g}, loss {loss:.6g}",
+            )
+        )
     return verdicts
 
 
@@ -104,9 +136,16 @@ def tie_intensities(
             expected is not None and found is not None and abs(found - expected) <= tol.intensity_g_per_kwh
         )
         verdicts.append(
-            _verdict("tie_intensity", ok, subject=tie.branch_id, expected=expected, found=found,
-                     tolerance=tol.intensity_g_per_kwh, detail="import intensity, g/kWh")
-        )  # fmt: skip
+            _verdict(
+                "tie_intensity",
+                ok,
+                subject=tie.branch_id,
+                expected=expected,
+                found=found,
+                tolerance=tol.intensity_g_per_kwh,
+                detail="import intensity, g/kWh",
+            )
+        )
     return verdicts
 
 
@@ -124,17 +163,28 @@ def hierarchical(
     except CascadeError as error:
         return [_verdict("data", False, detail=str(error))]
     verdicts = [
-        _verdict("hierarchical", again.result_hash == report.result_hash, subject="result_hash",
-                 detail=f"recomputed {again.result_hash[:12]}, reported {report.result_hash[:12]}")
-    ]  # fmt: skip
+        _verdict(
+            "hierarchical",
+            again.result_hash == report.result_hash,
+            subject="result_hash",
+            detail=f"recomputed {again.result_hash[:12]}, reported {report.result_hash[:12]}",
+        )
+    ]
     for name in TOTAL_FIELDS:
         expected, found = getattr(again.totals, name), getattr(report.totals, name)
         limit = tol.totals_share * max(abs(expected), 1.0)
         if abs(expected - found) > limit:
             verdicts.append(
-                _verdict("hierarchical", False, subject=name, expected=expected, found=found, tolerance=limit,
-                         detail=f"region total {name}: recomputed from the lower's data vs reported")
-            )  # fmt: skip
+                _verdict(
+                    "hierarchical",
+                    False,
+                    subject=name,
+                    expected=expected,
+                    found=found,
+                    tolerance=limit,
+                    detail=f"region total {name}: recomputed from the lower's data vs reported",
+                )
+            )
     worst, where = 0.0, None
     for tie in report.ties:
         mine = upper.intensities.get(tie.lower_bus)
@@ -146,10 +196,16 @@ def hierarchical(
     if where is not None:
         tie, mine, theirs = where
         verdicts.append(
-            _verdict("hierarchical", worst <= tol.intensity_g_per_kwh, subject=tie.lower_bus, expected=mine,
-                     found=theirs, tolerance=tol.intensity_g_per_kwh,
-                     detail="nodal intensity at the tie bus: upper's whole-region solution vs lower's, g/kWh")
-        )  # fmt: skip
+            _verdict(
+                "hierarchical",
+                worst <= tol.intensity_g_per_kwh,
+                subject=tie.lower_bus,
+                expected=mine,
+                found=theirs,
+                tolerance=tol.intensity_g_per_kwh,
+                detail="nodal intensity at the tie bus: upper's whole-region solution vs lower's, g/kWh",
+            )
+        )
     return verdicts
 
 

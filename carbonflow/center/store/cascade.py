@@ -81,13 +81,23 @@ class StoredMessage:
 
 
 def _message(row) -> StoredMessage:
-    return StoredMessage(row.message_id, row.direction, row.peer, row.kind, utc(row.ts), row.payload, row.digest,
-                         utc(row.received_at))  # fmt: skip
+    return StoredMessage(
+        row.message_id,
+        row.direction,
+        row.peer,
+        row.kind,
+        utc(row.ts),
+        row.payload,
+        row.digest,
+        utc(row.received_at),
+    )
 
 
 def message_by_id(store: Store, message_id: str) -> StoredMessage | None:
     with store.read() as connection:
-        row = connection.execute(select(CascadeMessage).where(CascadeMessage.message_id == message_id)).first()
+        row = connection.execute(
+            select(CascadeMessage).where(CascadeMessage.message_id == message_id)
+        ).first()
     return None if row is None else _message(row)
 
 
@@ -96,11 +106,15 @@ def find_message(store: Store, direction: str, peer: str, kind: str, ts: datetim
     with store.read() as connection:
         row = connection.execute(
             select(CascadeMessage)
-            .where(CascadeMessage.direction == direction, CascadeMessage.peer == peer,
-                   CascadeMessage.kind == kind, CascadeMessage.ts == ts)
+            .where(
+                CascadeMessage.direction == direction,
+                CascadeMessage.peer == peer,
+                CascadeMessage.kind == kind,
+                CascadeMessage.ts == ts,
+            )
             .order_by(CascadeMessage.id.desc())
             .limit(1)
-        ).first()  # fmt: skip
+        ).first()
     return None if row is None else _message(row)
 
 
@@ -108,10 +122,19 @@ def save_message(store: Store, message: StoredMessage, interval_s: int, created_
     with store.write() as connection:
         connection.execute(
             CascadeMessage.__table__.insert(),
-            {"message_id": message.message_id, "direction": message.direction, "peer": message.peer,
-             "kind": message.kind, "ts": message.ts, "interval_s": interval_s, "payload": message.payload,
-             "digest": message.digest, "created_at": created_at, "received_at": message.received_at},
-        )  # fmt: skip
+            {
+                "message_id": message.message_id,
+                "direction": message.direction,
+                "peer": message.peer,
+                "kind": message.kind,
+                "ts": message.ts,
+                "interval_s": interval_s,
+                "payload": message.payload,
+                "digest": message.digest,
+                "created_at": created_at,
+                "received_at": message.received_at,
+            },
+        )
 
 
 def last_exchange(store: Store, peer: str) -> datetime | None:
@@ -135,17 +158,34 @@ def pending_intervals(store: Store, since: datetime) -> list[datetime]:
         return sorted(utc(ts) for ts in seen if ts not in done)
 
 
-def save_result(store: Store, ts: datetime, region: str, interval_s: int, losses: str, result_hash: str,
-                totals: dict[str, Any], document: dict[str, Any], now: datetime) -> None:  # fmt: skip
+def save_result(
+    store: Store,
+    ts: datetime,
+    region: str,
+    interval_s: int,
+    losses: str,
+    result_hash: str,
+    totals: dict[str, Any],
+    document: dict[str, Any],
+    now: datetime,
+) -> None:
     with store.write() as connection:
         connection.execute(
             delete(CascadeResult).where(CascadeResult.ts == ts, CascadeResult.region == region)
         )
         connection.execute(
             CascadeResult.__table__.insert(),
-            {"ts": ts, "region": region, "interval_s": interval_s, "losses": losses, "hash": result_hash,
-             "totals": totals, "document": document, "created_at": now},
-        )  # fmt: skip
+            {
+                "ts": ts,
+                "region": region,
+                "interval_s": interval_s,
+                "losses": losses,
+                "hash": result_hash,
+                "totals": totals,
+                "document": document,
+                "created_at": now,
+            },
+        )
 
 
 def result_at(store: Store, ts: datetime, region: str) -> dict[str, Any] | None:
@@ -155,32 +195,61 @@ def result_at(store: Store, ts: datetime, region: str) -> dict[str, Any] | None:
         ).first()
     if row is None:
         return None
-    return {"ts": utc(row.ts), "region": row.region, "hash": row.hash, "totals": row.totals,
-            "document": row.document, "losses": row.losses}  # fmt: skip
+    return {
+        "ts": utc(row.ts),
+        "region": row.region,
+        "hash": row.hash,
+        "totals": row.totals,
+        "document": row.document,
+        "losses": row.losses,
+    }
 
 
-def save_verdicts(store: Store, ts: datetime, peer: str, judge: str, report_hash: str | None,
-                  verdicts: list[dict[str, Any]], now: datetime) -> None:  # fmt: skip
+def save_verdicts(
+    store: Store,
+    ts: datetime,
+    peer: str,
+    judge: str,
+    report_hash: str | None,
+    verdicts: list[dict[str, Any]],
+    now: datetime,
+) -> None:
     """The verdicts of ``judge`` on the pair (this center, ``peer``) for one interval, replacing earlier
     ones of the same judge (an interval judged again is never counted twice)."""
     with store.write() as connection:
         connection.execute(
             delete(CascadeVerification).where(
-                CascadeVerification.ts == ts, CascadeVerification.peer == peer, CascadeVerification.judge == judge
+                CascadeVerification.ts == ts,
+                CascadeVerification.peer == peer,
+                CascadeVerification.judge == judge,
             )
         )
         if verdicts:
             connection.execute(
                 CascadeVerification.__table__.insert(),
-                [{"ts": ts, "peer": peer, "judge": judge, "check": v["check"], "status": v["status"],
-                  "subject": v.get("subject"), "expected": v.get("expected"), "found": v.get("found"),
-                  "tolerance": v.get("tolerance"), "detail": v.get("detail"), "report_hash": report_hash,
-                  "created_at": now} for v in verdicts],
-            )  # fmt: skip
+                [
+                    {
+                        "ts": ts,
+                        "peer": peer,
+                        "judge": judge,
+                        "check": v["check"],
+                        "status": v["status"],
+                        "subject": v.get("subject"),
+                        "expected": v.get("expected"),
+                        "found": v.get("found"),
+                        "tolerance": v.get("tolerance"),
+                        "detail": v.get("detail"),
+                        "report_hash": report_hash,
+                        "created_at": now,
+                    }
+                    for v in verdicts
+                ],
+            )
 
 
-def verifications(store: Store, since: datetime | None = None, peer: str | None = None,
-                  limit: int = 1000) -> list[dict[str, Any]]:  # fmt: skip
+def verifications(
+    store: Store, since: datetime | None = None, peer: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
     query = select(CascadeVerification).order_by(CascadeVerification.ts, CascadeVerification.id)
     if since is not None:
         query = query.where(CascadeVerification.ts >= since)
@@ -189,11 +258,22 @@ def verifications(store: Store, since: datetime | None = None, peer: str | None 
     with store.read() as connection:
         rows = connection.execute(query.limit(limit)).all()
     return [
-        {"ts": utc(r.ts).isoformat(), "peer": r.peer, "judge": r.judge, "check": r.check, "status": r.status,
-         "subject": r.subject, "expected": r.expected, "found": r.found, "tolerance": r.tolerance,
-         "detail": r.detail, "report_hash": r.report_hash, "created_at": utc(r.created_at).isoformat()}
+        {
+            "ts": utc(r.ts).isoformat(),
+            "peer": r.peer,
+            "judge": r.judge,
+            "check": r.check,
+            "status": r.status,
+            "subject": r.subject,
+            "expected": r.expected,
+            "found": r.found,
+            "tolerance": r.tolerance,
+            "detail": r.detail,
+            "report_hash": r.report_hash,
+            "created_at": utc(r.created_at).isoformat(),
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 def verification_summary(store: Store, peer: str) -> dict[str, Any]:
@@ -211,10 +291,30 @@ def verification_summary(store: Store, peer: str) -> dict[str, Any]:
         if newest is not None:
             bad = connection.execute(
                 select(func.count()).where(
-                    CascadeVerification.peer == peer, CascadeVerification.ts == newest,
+                    CascadeVerification.peer == peer,
+                    CascadeVerification.ts == newest,
                     CascadeVerification.status == "mismatch",
                 )
-            ).scalar_one()  # fmt: skip
+            ).scalar_one()
             status = "mismatch" if bad else "ok"
-    return {"status": status, "last_verified_ts": None if newest is None else utc(newest).isoformat(),
-            "mismatches": int(mismatched)}  # fmt: skip
+    return {
+        "status": status,
+        "last_verified_ts": None if newest is None else utc(newest).isoformat(),
+        "mismatches": int(mismatched),
+    }
+
+
+def judged_hash(store: Store, ts: datetime, peer: str, judge: str) -> str | None:
+    """The report hash of the verdicts ``judge`` stored on (this center, ``peer``) for ``ts``; "" when
+    verdicts exist without one, None when the interval was not judged yet."""
+    with store.read() as connection:
+        row = connection.execute(
+            select(CascadeVerification.report_hash)
+            .where(
+                CascadeVerification.ts == ts,
+                CascadeVerification.peer == peer,
+                CascadeVerification.judge == judge,
+            )
+            .limit(1)
+        ).first()
+    return None if row is None else (row[0] or "")
