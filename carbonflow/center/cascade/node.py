@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 FROM_LOWER = ("region_data", "interval_report")
 FROM_UPPER = ("boundary_intensities", "verification")
 DEFAULT_TOLERANCES = Tolerances()
+INDEX_INTERVALS = 64  # intervals whose messages and solution a node keeps in memory
 RESUME_WINDOW = timedelta(days=7)  # a restarted center looks this far back for unfinished intervals
 
 
@@ -110,7 +112,10 @@ class CascadeNode:
         self.listeners: list[Callable[[Mismatch], None]] = []
         self.wake: Callable[[str], None] = lambda _peer: None  # set by the service: a peer has mail
         self._lock = threading.RLock()
-        self._solved: dict[datetime, tuple[dict[str, Any], PartResult]] = {}
+        self._solved: dict[datetime, tuple[str, PartResult]] = {}
+        # the messages of recent intervals, by (direction, peer, kind): this node is its store's only
+        # writer of cascade messages, so the index is kept exact by _save
+        self._index: OrderedDict[datetime, dict[tuple[str, str, str], cstore.StoredMessage]] = OrderedDict()
 
     @property
     def id(self) -> str:
@@ -124,12 +129,12 @@ class CascadeNode:
         """This center's own metered part of the interval ending at ``ts``."""
         payload = RegionData(region=self.config.region, part=part).model_dump(mode="json")
         with self._lock:
-            if cstore.find_message(self.store, "own", self.id, "region_data", ts) is None:
+            if self._find("own", self.id, "region_data", ts) is None:
                 now = self.now()
                 message = cstore.StoredMessage(
                     uuid.uuid4().hex, "own", self.id, "region_data", ts, payload, digest(payload), now
                 )
-                cstore.save_message(self.store, message, self.config.interval_s, now)
+                self._save(message, self.config.interval_s, now)
             self.advance(ts)
 
     def receive(self, body: bytes) -> dict[str, Any]:
@@ -187,7 +192,7 @@ class CascadeNode:
             if cstore.message_by_id(self.store, envelope.message_id) is not None:
                 self._audit("duplicate", envelope, "message_id seen before")
                 return {"status": "duplicate", "message_id": envelope.message_id}
-            earlier = cstore.find_message(self.store, "in", peer.id, kind, envelope.ts)
+            earlier = self._find("in", peer.id, kind, envelope.ts)
             if earlier is not None:
                 if earlier.digest == digest(payload):
                     self._audit("duplicate", envelope, f"same {kind} as message {earlier.message_id}")
@@ -201,7 +206,7 @@ class CascadeNode:
             message = cstore.StoredMessage(
                 envelope.message_id, "in", peer.id, kind, envelope.ts, payload, digest(payload), now
             )
-            cstore.save_message(self.store, message, envelope.interval_s, envelope.created_at)
+            self._save(message, envelope.interval_s, envelope.created_at)
             self.advance(envelope.ts)
         return {"status": "accepted", "message_id": envelope.message_id}
 
@@ -226,8 +231,25 @@ class CascadeNode:
                 self.advance(ts)
         return len(pending)
 
+    def _messages(self, ts: datetime) -> dict[tuple[str, str, str], cstore.StoredMessage]:
+        found = self._index.get(ts)
+        if found is None:
+            found = {(m.direction, m.peer, m.kind): m for m in cstore.messages_at(self.store, ts)}
+            self._index[ts] = found
+            while len(self._index) > INDEX_INTERVALS:
+                self._index.popitem(last=False)
+        self._index.move_to_end(ts)
+        return found
+
+    def _find(self, direction: str, peer: str, kind: str, ts: datetime) -> cstore.StoredMessage | None:
+        return self._messages(ts).get((direction, peer, kind))
+
+    def _save(self, message: cstore.StoredMessage, interval_s: int, created_at: datetime) -> None:
+        cstore.save_message(self.store, message, interval_s, created_at)
+        self._messages(message.ts)[(message.direction, message.peer, message.kind)] = message
+
     def _payload(self, direction: str, peer: str, kind: str, ts: datetime) -> dict[str, Any] | None:
-        found = cstore.find_message(self.store, direction, peer, kind, ts)
+        found = self._find(direction, peer, kind, ts)
         return None if found is None else found.payload
 
     def _own_part(self, ts: datetime) -> dict[str, Any] | None:
@@ -260,26 +282,29 @@ class CascadeNode:
         merged = merge_parts(self.config.region, [own, *child_parts.values()])
         imports: dict[str, float | None] = {}
         if upper is not None:
-            if cstore.find_message(self.store, "out", upper.id, "region_data", ts) is None:
+            if self._find("out", upper.id, "region_data", ts) is None:
                 self._send(upper, ts, RegionData(region=self.config.region, part=merged))
             boundaries = self._payload("in", upper.id, "boundary_intensities", ts)
             if boundaries is None:
                 return
             imports = {str(b["branch_id"]): b["intensity_g_per_kwh"] for b in boundaries["boundaries"]}
-        result = self._solved_result(ts, merged, imports)
+        inputs = digest({"parts": [own, *child_parts.values()], "imports": imports})
+        result = self._solved_result(ts, inputs, merged, imports)
         if result is None:
             return
         for peer in self.config.lowers:
             self._judge(ts, peer, child_parts[peer.id], merged, result)
 
-    def _solved_result(self, ts, merged, imports) -> PartResult | None:
+    def _solved_result(self, ts, inputs: str, merged, imports) -> PartResult | None:
         cached = self._solved.get(ts)
-        if cached is not None and cached[0] is merged:
+        if cached is not None and cached[0] == inputs:
             return cached[1]
         result = solve_part(merged, imports, self.config.losses, self.config.interval_s)
         if cstore.result_at(self.store, ts, self.config.region) is None:
             self._publish(ts, merged, imports, result)
-        self._solved = {ts: (merged, result)}
+        self._solved[ts] = (inputs, result)
+        while len(self._solved) > INDEX_INTERVALS:
+            self._solved.pop(next(iter(self._solved)))
         return result
 
     def _publish(self, ts: datetime, merged, imports, result: PartResult) -> None:
@@ -393,8 +418,7 @@ class CascadeNode:
         self.outbox.append(peer.id, envelope.message_id, kind, ts.isoformat(), body)
         data = envelope.payload.model_dump(mode="json")
         now = self.now()
-        cstore.save_message(
-            self.store,
+        self._save(
             cstore.StoredMessage(envelope.message_id, "out", peer.id, kind, ts, data, digest(data), now),
             self.config.interval_s,
             now,

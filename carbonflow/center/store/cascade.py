@@ -318,3 +318,12 @@ def judged_hash(store: Store, ts: datetime, peer: str, judge: str) -> str | None
             .limit(1)
         ).first()
     return None if row is None else (row[0] or "")
+
+
+def messages_at(store: Store, ts: datetime) -> list[StoredMessage]:
+    """Every message of one interval, oldest first."""
+    with store.read() as connection:
+        rows = connection.execute(
+            select(CascadeMessage).where(CascadeMessage.ts == ts).order_by(CascadeMessage.id)
+        ).all()
+    return [_message(row) for row in rows]
