@@ -51,7 +51,9 @@ class Center:
         self.service.node.on_mismatch(self.mismatches.append)
         settings = CenterSettings(database_url="sqlite://", api_tokens={TOKEN: "tester"})
         app = create_app(settings, store=self.store, cascade=self.service)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             assert not self.task.done(), f"center {self.id} did not start"
@@ -68,7 +70,11 @@ class Center:
 class World:
     def __init__(self, grid: dict, directory: Path, url_of_store, *, max_level="county", losses="receiving",
                  interval_s=3600, node_kwargs=None) -> None:  # fmt: skip
-        regions = [r for r in grid["regions"] if len(r["path"].split("/")) <= ("province", "city", "county").index(max_level) + 1]
+        regions = [
+            r
+            for r in grid["regions"]
+            if len(r["path"].split("/")) <= ("province", "city", "county").index(max_level) + 1
+        ]
         self.ports = {}
         for region in regions:
             self.ports[region["path"].lower().replace("/", "-")] = free_port()
@@ -111,7 +117,9 @@ class World:
         for center in self.centers.values():
             if result_at(center.store, ts, center.config.region) is None:
                 return False
-            judges = {(v["peer"], v["judge"]) for v in verifications(center.store, ts) if v["ts"] == ts.isoformat()}
+            judges = {
+                (v["peer"], v["judge"]) for v in verifications(center.store, ts) if v["ts"] == ts.isoformat()
+            }
             if center.config.upper and (center.config.upper.id, center.config.upper.id) not in judges:
                 return False
             if any((p.id, center.id) not in judges for p in center.config.lowers):

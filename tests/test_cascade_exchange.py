@@ -33,7 +33,11 @@ def sqlite_urls(tmp_path):
 
 
 def mismatches(world):
-    return {cid: [(m.verdict["check"], m.judge) for m in c.mismatches] for cid, c in world.centers.items() if c.mismatches}
+    return {
+        cid: [(m.verdict["check"], m.judge) for m in c.mismatches]
+        for cid, c in world.centers.items()
+        if c.mismatches
+    }
 
 
 def test_eleven_centers_meter_the_monolithic_intensities_and_verify_each_other(grid_and_truths, tmp_path):
@@ -65,4 +69,6 @@ def test_eleven_centers_meter_the_monolithic_intensities_and_verify_each_other(g
     assert mismatches(world) == {}
     statuses = {v["status"] for c in world.centers.values() for v in verifications(c.store)}
     assert statuses == {"ok"}
-    print(f"\nper-interval exchange + verification, 11 centers: {[round(x * 1000) for x in latencies]} ms; max |Δ| {worst:.2e}")
+    print(
+        f"\nper-interval exchange + verification, 11 centers: {[round(x * 1000) for x in latencies]} ms; max |Δ| {worst:.2e}"
+    )

@@ -94,6 +94,7 @@ class CascadeConfig(BaseModel):
     interval_s: int = Field(default=900, gt=0)
     losses: Literal["receiving", "consumer"] = "receiving"
     outbox_path: str = "cascade-outbox.db"
+    outbox_durable: bool = True  # fsync each queued message (survives a power cut, not only a crash)
     max_clock_skew_s: float = Field(default=120.0, ge=0)  # an interval ending later than now + this: refused
     backoff_min_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)

@@ -7,7 +7,10 @@ peer's answer).  An unreachable peer delays, never loses; the peer de-duplicates
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +51,15 @@ class CascadeOutbox(SqliteOutbox):
     SCHEMA = SCHEMA
     META_TABLE = "cascade_meta"
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, durable=True, any_thread=True)
+    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+        """``durable``: fsync every commit (a queued message survives a power cut, not only a crash)."""
+        super().__init__(path, durable=durable, any_thread=True)
+        self._lock = threading.RLock()  # one connection, used by the API's threads and the sender loops
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock, super()._transaction():
+            yield
 
     def append(self, peer: str, message_id: str, kind: str, ts: str, body: bytes) -> None:
         with self._transaction():
@@ -60,6 +70,10 @@ class CascadeOutbox(SqliteOutbox):
             )
 
     def oldest_for(self, peer: str, limit: int) -> list[QueuedMessage]:
+        with self._lock:
+            return self._oldest_for(peer, limit)
+
+    def _oldest_for(self, peer: str, limit: int) -> list[QueuedMessage]:
         return [
             QueuedMessage(int(i), p, m, k, ts, bytes(body))
             for i, p, m, k, ts, body in self._db.execute(
@@ -70,9 +84,10 @@ class CascadeOutbox(SqliteOutbox):
         ]
 
     def acknowledge(self, key: int) -> bool:
-        deleted = self._db.execute("DELETE FROM cascade_out WHERE id = ?", (key,)).rowcount
-        if deleted:
-            self._count("delivered", 1)
+        with self._transaction():
+            deleted = self._db.execute("DELETE FROM cascade_out WHERE id = ?", (key,)).rowcount
+            if deleted:
+                self._count("delivered", 1)
         return bool(deleted)
 
     def reject(self, key: int, result: SendResult | None = None) -> bool:
@@ -88,14 +103,24 @@ class CascadeOutbox(SqliteOutbox):
         return bool(deleted)
 
     def record_failure(self, key: int, error: str) -> None:
-        self._db.execute(
-            "UPDATE cascade_out SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error[:500], key)
-        )
+        with self._transaction():
+            self._db.execute(
+                "UPDATE cascade_out SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error[:500], key),
+            )
 
     def backlog(self, peer: str) -> int:
+        with self._lock:
+            return self._backlog(peer)
+
+    def _backlog(self, peer: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM cascade_out WHERE peer = ?", (peer,)).fetchone()[0])
 
     def refused(self, peer: str | None = None) -> list[dict]:
+        with self._lock:
+            return self._refused(peer)
+
+    def _refused(self, peer: str | None) -> list[dict]:
         rows = self._db.execute(
             "SELECT peer, message_id, kind, ts, error FROM cascade_refused"
             + (" WHERE peer = ?" if peer else "")
@@ -105,7 +130,8 @@ class CascadeOutbox(SqliteOutbox):
         return [dict(zip(("peer", "message_id", "kind", "ts", "error"), row)) for row in rows]
 
     def delivered(self) -> int:
-        return int(self._meta("delivered"))
+        with self._lock:
+            return int(self._meta("delivered"))
 
 
 class PeerQueue:

@@ -39,7 +39,7 @@ class CascadeService:
 
     @classmethod
     def open(cls, store: Store, config: CascadeConfig, **node_kwargs) -> CascadeService:
-        outbox = CascadeOutbox(Path(config.outbox_path))
+        outbox = CascadeOutbox(Path(config.outbox_path), durable=config.outbox_durable)
         return cls(CascadeNode(store, config, outbox, **node_kwargs))
 
     async def start(self) -> None:

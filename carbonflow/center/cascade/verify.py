@@ -112,10 +112,10 @@ def tie_flows(report: IntervalReport, merged_part: Mapping[str, Any], tol: Toler
                 "tie_flow",
                 -tol.tie_abs_mw <= loss <= high,
                 subject=tie.branch_id,
-                expected=-far_p,
+                expected=far_p,
                 found=tie.p_into_lower_mw,
                 tolerance=high,
-                detail=f"into the lower region, MW: far end {-far_p:.6g}, "
+                detail=f"into the lower region, MW: sent at the far end {far_p:.6g}, "
                 f"lower end {tie.p_into_lower_mw:.6g}, loss {loss:.6g}",
             )
         )
