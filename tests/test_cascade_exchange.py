@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from cascade_world import World
 
 from carbonflow.center.store.cascade import verifications
 from carbonflow.engine import snapshot_from_dict, solve
@@ -16,7 +17,6 @@ from carbonflow.sim.device_map import grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
 from carbonflow.sim.timeseries import SimConfig
-from cascade_world import World
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -70,5 +70,7 @@ def test_eleven_centers_meter_the_monolithic_intensities_and_verify_each_other(g
     statuses = {v["status"] for c in world.centers.values() for v in verifications(c.store)}
     assert statuses == {"ok"}
     print(
-        f"\nper-interval exchange + verification, 11 centers: {[round(x * 1000) for x in latencies]} ms; max |Δ| {worst:.2e}"
+        "\nper-interval exchange + verification, 11 centers:",
+        [round(x * 1000) for x in latencies],
+        f"ms; max |Δ| {worst:.2e}",
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 
 from carbonflow.center.cascade.compute import child_imports, solve_part
 from carbonflow.center.cascade.config import CascadeConfig
@@ -22,7 +23,6 @@ from carbonflow.sim.device_map import grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
 from carbonflow.sim.timeseries import SimConfig
-from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 

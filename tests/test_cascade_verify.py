@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from cascade_world import TOKEN, World
 from sqlalchemy import func, select
 
 from carbonflow.center.cascade.config import new_key
@@ -22,7 +23,6 @@ from carbonflow.sim.device_map import grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
 from carbonflow.sim.timeseries import SimConfig
-from cascade_world import TOKEN, World
 
 START = datetime(2026, 6, 1, 8, tzinfo=UTC)
 

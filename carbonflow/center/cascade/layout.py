@@ -47,9 +47,13 @@ def cascade_configs(
 
     def peer(path: str, direction: str) -> PeerConfig:
         return PeerConfig(
-            id=center_id(path), region=path, level=level[path], direction=direction,
-            url=url_of(center_id(path)), public_key=public_key_text(keys[path]),
-        )  # fmt: skip
+            id=center_id(path),
+            region=path,
+            level=level[path],
+            direction=direction,
+            url=url_of(center_id(path)),
+            public_key=public_key_text(keys[path]),
+        )
 
     configs = {}
     for region in regions:
@@ -58,10 +62,16 @@ def cascade_configs(
         peers = [peer(parent, "upper")] if parent in paths else []
         peers += [peer(p, "lower") for p in sorted(paths) if p.rsplit("/", 1)[0] == path and "/" in p]
         configs[center_id(path)] = CascadeConfig(
-            center_id=center_id(path), region=path, level=level[path],
-            private_key=private_key_text(keys[path]), interval_s=interval_s, losses=losses,
-            outbox_path=str(directory / f"{center_id(path)}-cascade-outbox.db"), peers=peers, **extra,
-        )  # fmt: skip
+            center_id=center_id(path),
+            region=path,
+            level=level[path],
+            private_key=private_key_text(keys[path]),
+            interval_s=interval_s,
+            losses=losses,
+            outbox_path=str(directory / f"{center_id(path)}-cascade-outbox.db"),
+            peers=peers,
+            **extra,
+        )
     return configs
 
 
