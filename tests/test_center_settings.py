@@ -36,6 +36,7 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_METER_CHECK_PERIOD_S": "0",
         "CARBONFLOW_METERING_INTERVAL_S": "900",
         "CARBONFLOW_METERING_LOSSES": "consumer",
+        "CARBONFLOW_CASCADE_CONFIG": "/etc/carbonflow/cascade.toml",
     }
     settings = CenterSettings.from_env(environ)
     defaults = CenterSettings.from_env({})

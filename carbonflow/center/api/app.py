@@ -29,7 +29,12 @@ from carbonflow.center.api.routes import (
     views,
     web,
 )
+from carbonflow.center.api.routes import (
+    cascade as cascade_routes,
+)
 from carbonflow.center.api.settings import CenterSettings
+from carbonflow.center.cascade.config import CascadeConfig
+from carbonflow.center.cascade.service import CascadeService
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
 from carbonflow.center.maintenance import scheduler_from_settings
@@ -40,10 +45,18 @@ from carbonflow.center.store.images import default_image_dir
 from carbonflow.center.topology import topology_document
 
 
-def create_app(settings: CenterSettings | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(
+    settings: CenterSettings | None = None,
+    *,
+    store: Store | None = None,
+    cascade: CascadeService | None = None,
+) -> FastAPI:
+    """``cascade``: this center's place in a cascade of centers (else from ``settings.cascade_config``)."""
     settings = settings or CenterSettings.from_env()
     owned = store is None
     store = store or Store.open(settings.database_url)
+    if cascade is None and settings.cascade_config:
+        cascade = CascadeService.open(store, CascadeConfig.load(settings.cascade_config))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,9 +86,13 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
             metering = MeteringLoop(service)
             metering.start()
         app.state.metering = metering
+        if cascade is not None:
+            await cascade.start()
         try:
             yield
         finally:
+            if cascade is not None:
+                await cascade.stop()
             if metering is not None:
                 await metering.stop()
             if scheduler is not None:
@@ -88,6 +105,7 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
     app = FastAPI(title="carbonflow center", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
+    app.state.cascade = cascade
     app.state.images = ImageStore(  # site-camera images (routes/cameras.py)
         store, settings.image_dir or default_image_dir(settings.database_url), settings.image_retention_days
     )
@@ -105,6 +123,7 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
     app.include_router(collectors.router)
     app.include_router(collector_admin.router)  # remote maintenance (user + two signed endpoints)
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
+    app.include_router(cascade_routes.router)  # C5: POST messages signed by a peer center; views need a user
     # user endpoints (login required)
     for module in (auth, topology, results, history, views, devices, live, cameras):
         app.include_router(module.router)

@@ -74,6 +74,8 @@ class CenterSettings(BaseSettings):
     # 0 = not in this process (the demo meters on its simulated clock itself)
     metering_interval_s: int = Field(default=0, ge=0)
     metering_losses: str = Field(default="receiving", pattern="^(receiving|consumer)$")
+    # the cascade between centers (docs/cascade.md): a TOML file with this center's id, key and peers
+    cascade_config: str | None = None
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ Open with ``Store.open(url)`` (``sqlite:///path.db`` embedded default, ``postgre
 production); it migrates to the latest schema.  See docs/storage.md.
 """
 
+from carbonflow.center.store import cascade as _cascade  # noqa: F401  (the cascade tables join the metadata)
 from carbonflow.center.store.cameras import camera_known, camera_overview
 from carbonflow.center.store.collector_admin import (
     collector_config,
