@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,34 @@ class MalformedBatchError(StoreError):
     status_code = 400
 
 
+JSON_NESTING_LIMIT = 32  # C4 messages nest 3 levels; anything near this is an attack on the parser
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_too_deep(raw: bytes | str, limit: int = JSON_NESTING_LIMIT) -> bool:
+    """Whether a JSON text opens more than ``limit`` arrays/objects inside each other (strings skipped)
+    — checked before parsing, so a deeply nested body is a 400, never a RecursionError."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', data)):
+        depth += 1 if match.group() in (b"[", b"{") else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _load_json(raw: bytes | str, what: str) -> Any:
+    if json_too_deep(raw):
+        raise MalformedBatchError(f"{what} JSON nested deeper than {JSON_NESTING_LIMIT} levels")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise MalformedBatchError(f"{what} is not valid JSON: {error}") from None
+
+
 def _describe(error: dict[str, Any], document: Any) -> tuple[str, dict[str, Any]]:
     """``reading 3 (point 'M1/2') value: ...`` from pydantic's first error and the raw document."""
     location = error.get("loc", ())
@@ -55,10 +84,7 @@ def _describe(error: dict[str, Any], document: Any) -> tuple[str, dict[str, Any]
 
 def decode_batch(raw: bytes | str) -> Batch:
     """Parse and validate a batch; errors name the offending reading (index and point)."""
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise MalformedBatchError(f"batch is not valid JSON: {error}") from None
+    document = _load_json(raw, "batch")
     if not isinstance(document, dict):
         raise MalformedBatchError("batch must be a JSON object")
     try:
@@ -100,10 +126,7 @@ def receive_status(store: Store, collector_id: str, raw: bytes | str) -> Ack | N
     """A message on the status topic: a Batch (stored like any batch, Ack returned) or a collector's
     live status ``{"collector_id", "config_version", "devices": [DeviceStatus...], ..., "signature"}``
     signed over its canonical JSON (keys sorted, no spaces) — device statuses and last seen are updated."""
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise MalformedBatchError(f"status is not valid JSON: {error}") from None
+    document = _load_json(raw, "status")
     if not isinstance(document, dict):
         raise MalformedBatchError("status must be a JSON object")
     if "batch_id" in document:
