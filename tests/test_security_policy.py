@@ -91,7 +91,7 @@ def operations(app) -> list[tuple[str, str]]:
         for method in ops
         if method.upper() in ("GET", "POST", "PATCH", "PUT", "DELETE")
     ]
-    return found + [("WEBSOCKET", "/api/v1/live")]
+    return [*found, ("WEBSOCKET", "/api/v1/live")]
 
 
 def _app_for_listing():

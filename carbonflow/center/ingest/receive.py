@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
 import re
 from datetime import datetime
 from typing import Any
@@ -23,13 +24,15 @@ from carbonflow.center.store import (
     InvalidBatchError,
     Store,
     StoreError,
-    UnknownCollectorError,
     collector_secret,
     ingest_batch,
+    record_audit,
 )
 from carbonflow.center.store.collector_admin import record_status_report
 from carbonflow.center.store.readings import record_status
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus, sign
+
+log = logging.getLogger(__name__)
 
 
 class MalformedBatchError(StoreError):
@@ -96,23 +99,32 @@ def decode_batch(raw: bytes | str) -> Batch:
         raise InvalidBatchError(f"invalid batch: {message}", detail) from None
 
 
+def refuse_collector(store: Store, collector_id: str, what: str, reason: str) -> BadSignatureError:
+    """The one answer to a collector message that fails authentication — the same for an unknown
+    collector and a bad signature, so ids cannot be probed; the real reason goes to the log, and to the
+    audit log when the collector exists (an unknown id costs no database write)."""
+    log.warning("refused %s of collector %r: %s", what, collector_id, reason)
+    if reason != "unknown collector":
+        with contextlib.suppress(StoreError):
+            record_audit(store, collector_id, "collector.refused", what, {"reason": reason})
+    return BadSignatureError(f"{what} refused: collector authentication failed")
+
+
 def authenticate(store: Store, batch: Batch) -> None:
     secret = collector_secret(store, batch.collector_id)
     if secret is None:
-        raise UnknownCollectorError(f"unknown collector {batch.collector_id!r}")
+        raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "unknown collector")
     if not batch.verify(secret):
-        raise BadSignatureError(
-            f"bad signature on batch {batch.batch_id!r} of collector {batch.collector_id!r}"
-        )
+        raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "bad signature")
 
 
 def verify_request_signature(store: Store, collector_id: str, payload: bytes, signature: str | None) -> None:
     """HMAC of a raw request body (or path, for GET) under the collector's secret."""
     secret = collector_secret(store, collector_id)
     if secret is None:
-        raise UnknownCollectorError(f"unknown collector {collector_id!r}")
+        raise refuse_collector(store, collector_id, "request", "unknown collector")
     if not signature or not hmac.compare_digest(signature, sign(payload, secret)):
-        raise BadSignatureError(f"bad or missing X-Carbonflow-Signature for collector {collector_id!r}")
+        raise refuse_collector(store, collector_id, "request", "bad or missing X-Carbonflow-Signature")
 
 
 def receive_batch(store: Store, raw: bytes | str, *, received_at: datetime | None = None) -> Ack:
