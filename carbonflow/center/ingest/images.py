@@ -60,7 +60,7 @@ def receive_image(
     ]
     if missing:
         raise InvalidBatchError(f"image without {', '.join(missing)}", {"missing": missing})
-    assert collector_id and camera and ts and sha256
+    assert collector_id and camera and ts and sha256  # narrows types; the check is just above
     for name, value in (("collector", collector_id), ("camera", camera)):
         if not _ID.match(value):
             raise InvalidBatchError(f"image {name} id {value[:40]!r} is not a valid id")

@@ -15,10 +15,12 @@ _QUERIES = {
     "camera": lambda key: select(Device.region).where(Device.id == key),
     "collector": lambda key: select(Collector.region).where(Collector.id == key),
     "bus": lambda key: select(Bus.region).where(Bus.id == key),
-    "image": lambda key: select(Device.region)
-    .join(Image, Image.camera_id == Device.id)
-    .where(Image.object_key == key)
-    .limit(1),
+    "image": lambda key: (
+        select(Device.region)
+        .join(Image, Image.camera_id == Device.id)
+        .where(Image.object_key == key)
+        .limit(1)
+    ),
 }
 
 

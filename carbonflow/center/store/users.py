@@ -229,13 +229,10 @@ def user_for_token(
     target: Store | Session | Connection, token: str, *, now: datetime | None = None
 ) -> UserInfo | None:
     now = now or datetime.now(UTC)
-    query = (
-        _USER_COLUMNS.join(UserSession, UserSession.user_name == User.name)
-        .where(
-            UserSession.token_hash == _token_hash(token),
-            UserSession.expires_at > now,
-            User.disabled.is_(False),
-        )
+    query = _USER_COLUMNS.join(UserSession, UserSession.user_name == User.name).where(
+        UserSession.token_hash == _token_hash(token),
+        UserSession.expires_at > now,
+        User.disabled.is_(False),
     )
     with connection_of(target, write=False) as connection:
         row = connection.execute(query).first()

@@ -98,7 +98,7 @@ def login(body: Login, request: Request, store: StoreDep) -> JSONResponse:
     response = JSONResponse(
         {
             "token": token,
-            "token_type": "bearer",
+            "token_type": "bearer",  # nosec B105
             "user": user.name,
             "role": user.role,
             "region": user.region,
