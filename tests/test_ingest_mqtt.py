@@ -134,6 +134,8 @@ def test_batches_are_stored_then_acked_and_replays_are_duplicates(mqtt_setup, st
         "collector_id": "C1",
         "config_version": "v7",
         "sent_at": datetime.now(UTC).isoformat(),
+        "signed_at": datetime.now(UTC).isoformat(),
+        "nonce": "n-1",
         "devices": [{"device": "RTU-B1", "online": False, "clock_offset_s": 2.5, "error": "no answer"}],
     }
     body = json.dumps(status, sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -145,3 +145,44 @@ def test_unknown_and_known_collectors_get_the_same_answer(center):
         response = client.get(path, headers={"X-Carbonflow-Signature": sign(path.encode(), b"guess")})
         answers.append((response.status_code, response.json()["error"]))
     assert answers[0] == answers[1] == (401, "request refused: collector authentication failed")
+
+
+def _status(signed_at, nonce, online=True, secret=b"secret"):
+    document = {
+        "collector_id": "C1",
+        "sent_at": signed_at.isoformat(),
+        "signed_at": signed_at.isoformat(),
+        "nonce": nonce,
+        "devices": [],
+        "online": online,
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return json.dumps({**document, "signature": sign(canonical, secret)})
+
+
+def test_a_replayed_stale_or_reordered_status_report_is_refused_and_audited(center):
+    from datetime import UTC, datetime, timedelta
+
+    client, store = center
+    path = "/api/v1/collectors/C1/status"
+    now = datetime.now(UTC)
+    first = _status(now, "nonce-1")
+    assert client.post(path, content=first).status_code == 200
+    replayed = client.post(path, content=first)
+    assert replayed.status_code == 401 and "replayed" in replayed.json()["error"]
+    stale = client.post(path, content=_status(now - timedelta(days=400), "nonce-2"))
+    assert stale.status_code == 401 and "stale" in stale.json()["error"]
+    newer = _status(now + timedelta(seconds=2), "nonce-3")
+    assert client.post(path, content=newer).status_code == 200
+    reordered = client.post(path, content=_status(now + timedelta(seconds=1), "nonce-4"))
+    assert reordered.status_code == 401 and "out of order" in reordered.json()["error"]
+    unfresh = client.post(path, content=_status(now, None))
+    assert unfresh.status_code == 401
+    with store.read() as connection:
+        reasons = [
+            json.loads(row[0])["reason"]
+            for row in connection.exec_driver_sql(
+                "SELECT detail FROM audit WHERE action = 'collector.refused' ORDER BY id"
+            )
+        ]
+    assert reasons == ["replayed", "stale", "reordered", "unfresh"]

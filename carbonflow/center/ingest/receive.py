@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,8 +22,10 @@ from pydantic import ValidationError
 from carbonflow.center.store import (
     BadSignatureError,
     InvalidBatchError,
+    StaleMessageError,
     Store,
     StoreError,
+    accept_fresh,
     collector_secret,
     ingest_batch,
     record_audit,
@@ -127,6 +129,21 @@ def verify_request_signature(store: Store, collector_id: str, payload: bytes, si
         raise refuse_collector(store, collector_id, "request", "bad or missing X-Carbonflow-Signature")
 
 
+def check_fresh(store: Store, collector_id: str, kind: str, nonce: Any, signed_at: Any) -> None:
+    """Refuse (401, audited) a signed message that is stale, replayed or older than one accepted."""
+    moment = None
+    with contextlib.suppress(TypeError, ValueError):
+        moment = datetime.fromisoformat(signed_at)
+        moment = moment if moment.tzinfo is not None else None
+    try:
+        accept_fresh(store, collector_id, kind, nonce if isinstance(nonce, str) else None, moment,
+                     now=datetime.now(UTC))  # fmt: skip
+    except StaleMessageError as error:
+        with contextlib.suppress(StoreError):
+            record_audit(store, collector_id, "collector.refused", kind, {"reason": error.detail["reason"]})
+        raise
+
+
 def receive_batch(store: Store, raw: bytes | str, *, received_at: datetime | None = None) -> Ack:
     """Decode, authenticate and store one batch; the Ack is returned only after the commit."""
     batch = decode_batch(raw)
@@ -150,6 +167,7 @@ def receive_status(store: Store, collector_id: str, raw: bytes | str) -> Ack | N
     unsigned = {key: value for key, value in document.items() if key != "signature"}
     canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), default=str).encode()
     verify_request_signature(store, collector_id, canonical, document.get("signature"))
+    check_fresh(store, collector_id, "status", unsigned.get("nonce"), unsigned.get("signed_at"))
     try:
         statuses = [DeviceStatus.model_validate(item) for item in document.get("devices") or []]
     except ValidationError as error:
