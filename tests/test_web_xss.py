@@ -4,14 +4,10 @@ block an inline script even if one slipped through."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 from sqlalchemy import update
 from test_web_ui import _require_browser
-from webdata import PASSWORD, USER, populate
+from webdata import PASSWORD, USER, populate, served
 
 from carbonflow.center.store import create_user, queue_command, register_devices
 from carbonflow.center.store.schema import Bus
@@ -21,8 +17,6 @@ PAYLOAD = '<img src=x onerror="window.__xss=(window.__xss||0)+1">'
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from carbonflow.center.api import CenterSettings, create_app
 
     path = tmp_path_factory.mktemp("xss") / "center.db"
@@ -37,17 +31,8 @@ def server(tmp_path_factory):
     create_user(store, PAYLOAD, "long-password", "operator")
     queue_command(store, "C1", "read_now", device_id=PAYLOAD, actor=PAYLOAD)
     app = create_app(CenterSettings(database_url=f"sqlite:///{path}", live_poll_s=0.5), store=store)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(10)
+    with served(app) as url:
+        yield url
     store.close()
 
 
