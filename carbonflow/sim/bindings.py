@@ -187,7 +187,7 @@ class DeviceFactory:
         aliases: dict[str, set[str]] = {}
         counters = []
         for item in mapped.inputs:
-            ref = self._ref_of(item)
+            ref = self.ref_of(item)
             if ref is None:
                 continue
             refs[item.name] = ref
@@ -209,7 +209,7 @@ class DeviceFactory:
         )
         return SimulatedDevice(entry, server, source, chain, events)
 
-    def _ref_of(self, item: Input) -> PointRef | None:
+    def ref_of(self, item: Input) -> PointRef | None:
         """The truth point an input reads: its map point, else the complement of its opposite, else
         the power of the element its energy point measures.  Power is fed in kW as the device sees it:
         the point's scale converted from its unit to kW (CT×VT and sign kept)."""

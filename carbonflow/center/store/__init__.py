@@ -77,6 +77,7 @@ from carbonflow.center.store.results import (
 from carbonflow.center.store.retention import DEFAULT_RETENTION_DAYS, PurgeReport, purge_older_than
 from carbonflow.center.store.topology import (
     collector_secret,
+    metrology_problems,
     register_devices,
     upsert_collector,
     upsert_rows,
@@ -150,6 +151,7 @@ __all__ = [
     "list_devices",
     "list_points",
     "make_engine",
+    "metrology_problems",
     "next_config_version",
     "purge_older_than",
     "push_collector_config",
