@@ -92,13 +92,23 @@ def _meter_inputs(entry: Point) -> list[Input]:
 def _dlt645(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     # behind a VT the meter sees secondary voltage (its source gives secondary power: see sim.bindings)
     nominal_v = SECONDARY_PHASE_V if entry.get("vt_ratio") else 220.0
-    meter = Dlt645Meter(str(entry["id"]), str(_address(entry)["address"]), nominal_v=nominal_v)
+    meter = Dlt645Meter(
+        str(entry["id"]),
+        str(_address(entry)["address"]),
+        nominal_v=nominal_v,
+        freeze_period_s=entry.get("freeze_period_s"),
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 
 def _dlt698(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     model = MeterModel(name=str(entry.get("model", "")), initial_factor=initial_factor())
-    meter = Dlt698Meter(str(entry["id"]), str(_address(entry)["sa"]), model=model)
+    meter = Dlt698Meter(
+        str(entry["id"]),
+        str(_address(entry)["sa"]),
+        model=model,
+        freeze_period_s=entry.get("freeze_period_s"),
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 
