@@ -259,3 +259,36 @@ def test_a_secondary_point_without_a_ct_ratio_is_a_named_device_problem_never_x1
         assert len(MeteringService(store, {}, 60).points) == len(entry["points"])
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("device_id", ["EM-U04", "ECM-U01", "ECM-G3-1"])
+def test_frozen_secondary_counters_give_the_primary_truth_at_each_boundary(field, tmp_path, device_id):
+    net, _ = grid_and_map()
+    frozen_map = build_device_map(net, freeze_period_s=60)  # every meter freezes each minute
+    entry = next(d for d in frozen_map["devices"] if d["id"] == device_id)
+
+    async def scenario():
+        field.at(0)
+        farm = DeviceFarm(frozen_map, field.feed, field.clock.now, only=[device_id])
+        await farm.start(base_port=0)
+        try:
+            field.at(7.25)
+            return await _poll(farm.device_map(), device_id, field.clock.now)
+        finally:
+            await farm.stop()
+
+    values = asyncio.run(scenario())
+    store, mappings = _mappings(tmp_path, [entry])
+    store.close()
+    points = {p["id"]: p for p in entry["points"]}
+    at_boundaries = [v for v in values if v.ts.second == 0 and v.ts.microsecond == 0 and v.value is not None]
+    energy = [
+        v for v in at_boundaries if points[f"{device_id}/{v.point}"]["quantity"].endswith("_energy_kwh")
+    ]
+    assert len({v.ts for v in energy}) >= 5  # the freeze records of the minutes before the poll
+    for value in energy:
+        point, mapping = points[f"{device_id}/{value.point}"], mappings[f"{device_id}/{value.point}"]
+        primary = float(value.value * mapping.scale_to_element)
+        truth, _ = _truth_of(field, point, value.ts)
+        digit = mapping.resolution_in_element_units()
+        assert truth - digit - 1e-6 <= primary <= truth + 1e-6, (point["id"], value.ts, primary, truth)
