@@ -292,3 +292,10 @@ def test_frozen_secondary_counters_give_the_primary_truth_at_each_boundary(field
         truth, _ = _truth_of(field, point, value.ts)
         digit = mapping.resolution_in_element_units()
         assert truth - digit - 1e-6 <= primary <= truth + 1e-6, (point["id"], value.ts, primary, truth)
+
+
+def test_the_collector_configuration_records_each_meters_ct_and_vt_ratio():
+    _, device_map = grid_and_map()
+    config = config_from_dict(config_from_device_map(device_map, devices=["ECM-G1-1", "RTU-P01"]))
+    meter, rtu = sorted(config.devices, key=lambda d: d.id)
+    assert (meter.ct_ratio, meter.vt_ratio) == (300, 5000) and rtu.ct_ratio is None
