@@ -81,6 +81,7 @@ from carbonflow.center.store.retention import DEFAULT_RETENTION_DAYS, PurgeRepor
 from carbonflow.center.store.scope import resource_region
 from carbonflow.center.store.topology import (
     collector_secret,
+    metrology_problems,
     register_devices,
     upsert_collector,
     upsert_rows,
@@ -163,6 +164,7 @@ __all__ = [
     "list_points",
     "list_users",
     "make_engine",
+    "metrology_problems",
     "next_config_version",
     "normalise_region",
     "purge_older_than",
