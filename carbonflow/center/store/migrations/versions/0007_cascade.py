@@ -6,16 +6,13 @@ Revises: 0006
 Create Date: 2026-12-10
 """
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 
 from carbonflow.center.store.types import UtcDateTime
 
 revision = "0007"
-# after 0006 (points metrology, merged separately); on a branch without it, after 0005
-down_revision = "0006" if any(Path(__file__).parent.glob("0006_*.py")) else "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
