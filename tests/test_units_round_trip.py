@@ -299,3 +299,25 @@ def test_the_collector_configuration_records_each_meters_ct_and_vt_ratio():
     config = config_from_dict(config_from_device_map(device_map, devices=["ECM-G1-1", "RTU-P01"]))
     meter, rtu = sorted(config.devices, key=lambda d: d.id)
     assert (meter.ct_ratio, meter.vt_ratio) == (300, 5000) and rtu.ct_ratio is None
+
+
+def test_a_secondary_value_carries_the_errors_of_its_ct_and_vt_as_well_as_the_meters(tmp_path):
+    """Class I metering point: 0.2S meter, 0.2S CT, 0.2 VT → √(3 × 0.2²) ≈ 0.346 % on a secondary value;
+    the plant RTU's primary transducer values keep their own class; a factor register has none."""
+    device_map = build_device_map(grid_and_map()[0], freeze_period_s=60)
+    plant_meter = next(d for d in device_map["devices"] if d["id"] == "ECM-G1-1")
+    rtu = next(d for d in device_map["devices"] if d["id"] == "RTU-P01")
+    assert (plant_meter["accuracy_class"], plant_meter["ct_class"], plant_meter["vt_class"]) == (
+        "0.2S",
+        "0.2S",
+        "0.2",
+    )
+    store, mappings = _mappings(tmp_path, [plant_meter, rtu])
+    try:
+        by_quantity = {(m.point_id.split("/")[0], m.quantity): m for m in mappings.values()}
+        energy = by_quantity[("ECM-G1-1", "export_energy_kwh")]
+        assert energy.mpe_percent == pytest.approx(math.sqrt(3) * 0.2)
+        assert by_quantity[("ECM-G1-1", "intensity_g_per_kwh")].mpe_percent == 0.0
+        assert by_quantity[("RTU-P01", "p_mw")].mpe_percent == pytest.approx(0.5)
+    finally:
+        store.close()

@@ -65,18 +65,30 @@ class Metering:
     ct_ratio: float
     vt_ratio: float
     accuracy_class: str
+    ct_class: str  # the instrument transformers' classes (GB/T 20840): their ratio errors add to the meter's
+    vt_class: str
 
     @property
     def ratio(self) -> float:  # 倍率
         return self.ct_ratio * self.vt_ratio
 
     def device_fields(self) -> dict[str, Any]:
-        return {"ct_ratio": self.ct_ratio, "vt_ratio": self.vt_ratio, "accuracy_class": self.accuracy_class}
+        return {
+            "ct_ratio": self.ct_ratio,
+            "vt_ratio": self.vt_ratio,
+            "accuracy_class": self.accuracy_class,
+            "ct_class": self.ct_class,
+            "vt_class": self.vt_class,
+        }
 
 
 def metering_at(vn_kv: float, rating_mw: float, plant: bool = False) -> Metering:
+    """Metering points of class I (plant outlets, 110 kV and above: 0.2S meter, 0.2S CT, 0.2 VT) and the
+    others (0.5S meter, 0.5S CT, 0.5 VT), as DL/T 448 assigns them."""
     ct, vt = instrument_transformers(vn_kv, rating_mw)
-    return Metering(ct, vt, HV_METER_CLASS if plant or vn_kv >= 110 else METER_CLASS)
+    if plant or vn_kv >= 110:
+        return Metering(ct, vt, HV_METER_CLASS, "0.2S", "0.2")
+    return Metering(ct, vt, METER_CLASS, "0.5S", "0.5")
 
 
 def rated_mw(row: Any, *columns: str) -> float:

@@ -13,6 +13,7 @@ lack a CT or VT ratio gets a ``metrology_error`` naming it, and metering does no
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -133,6 +134,12 @@ def register_devices(
     device_rows, point_rows = [], []
     for device in parse_devices(list(devices)):
         accuracy = accuracy_percent(device.accuracy_class)
+        # a secondary-side value also carries the ratio errors of its CT and VT (root sum of squares)
+        transformers = [accuracy_percent(device.ct_class or device.accuracy_class),
+                        accuracy_percent(device.vt_class or device.accuracy_class)]  # fmt: skip
+        behind = (
+            None if accuracy is None else math.sqrt(accuracy**2 + sum((t or 0.0) ** 2 for t in transformers))
+        )
         problem = _metrology_problem(device)
         if problem:
             log.warning(problem)
@@ -164,7 +171,11 @@ def register_devices(
                     "end": point.end,
                     "unit": point.unit,
                     "scale": _decimal(point.scale_to_device),
-                    "accuracy_percent": None if point.quantity in SET_VALUE_QUANTITIES else accuracy,
+                    "accuracy_percent": (
+                        None
+                        if point.quantity in SET_VALUE_QUANTITIES
+                        else (behind if point.secondary else accuracy)
+                    ),
                     "resolution": _decimal(point.resolution),
                     "secondary": point.secondary,
                 }
