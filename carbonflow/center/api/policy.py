@@ -104,6 +104,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", f"{V1}/collectors/{{collector_id}}/config"): Rule("operate", "collector"),
     ("POST", f"{V1}/commands/time-sync-all"): Rule("operate", "center"),
     ("GET", f"{V1}/meter-checks"): Rule("read", "center"),
+    ("GET", f"{V1}/meter-checks/summary"): Rule("read", "center"),
     # site cameras
     ("GET", f"{V1}/cameras"): Rule("read", "center"),
     ("GET", f"{V1}/cameras/{{camera_id}}/latest"): Rule("read", "camera"),
