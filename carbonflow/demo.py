@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -204,7 +205,7 @@ async def run_demo(
         metering_interval_s=0,
     )
     app = create_app(settings, store=store)
-    server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
+    server = _Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
     server_task = asyncio.create_task(server.serve(), name="center-api")
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
@@ -235,6 +236,7 @@ async def run_demo(
             f"every {poll_s:.1f} s; simulated time runs {options.speed:g}x from {start.isoformat()}"
         )
         say(f"center: {url}  (user admin, password {password}); data in {options.directory}; Ctrl-C stops")
+        _stop_on_signals(stop)
         clock.begin()
         driver_task = asyncio.create_task(driver.run(stop), name="simulation")
         loop = MeteringLoop(
@@ -249,6 +251,7 @@ async def run_demo(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await driver_task
     finally:
+        _stop_on_signals(None)
         await collector.stop(flush=True)
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -256,6 +259,27 @@ async def run_demo(
         await farm.stop()
         store.close()
     return report
+
+
+class _Server(uvicorn.Server):
+    """The center's server without signal handlers of its own: one Ctrl-C (SIGINT) or SIGTERM stops the
+    whole demo — metering, simulation, collector (its outbox kept), server, devices — not only the
+    server while the rest runs on."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def _stop_on_signals(stop: asyncio.Event | None) -> None:
+    """SIGINT and SIGTERM set ``stop`` (None: back to the defaults)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            if stop is None:
+                loop.remove_signal_handler(sig)
+            else:
+                loop.add_signal_handler(sig, stop.set)
 
 
 def _reporter(

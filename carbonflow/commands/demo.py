@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         max_intervals=args.intervals,
     )
     try:
-        asyncio.run(run_demo(options))
-    except KeyboardInterrupt:
+        report = asyncio.run(run_demo(options))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
         print("stopped")
+        return 130
+    print(f"stopped: {report.intervals_metered} intervals metered; data kept in {options.directory}")
     return 0
