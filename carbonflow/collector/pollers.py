@@ -4,10 +4,11 @@
 ``time_sync`` and ``set_carbon_factor`` -> a detail line.  Errors are the clients' DeviceErrors.
 
 Timestamps (UTC): a polled meter (DL/T 645, DL/T 698.45, Modbus) does not time-stamp an instantaneous
-read, so a value's ``ts`` is the collector's clock when the answer arrived.  IEC 104 values carrying a
-CP56Time2a tag get the device's tag corrected by the measured clock offset (``tag - offset``); untagged
-ones (GI / CI answers of untagged types) the time of reception.  The collector's own clock is assumed
-NTP-disciplined.
+read, so a value's ``ts`` is the collector's clock when the answer arrived.  Values the device
+time-stamps itself (IEC 104 CP56Time2a tags, frozen integrated totals, Modbus interval snapshots) keep
+the device's time while its clock offset is within ``clock_tolerance_s``, else get ``time - offset``
+and quality ``estimated`` (:func:`device_time_ts`); untagged IEC 104 values (GI / CI answers of
+untagged types) the time of reception.  The collector's own clock is assumed NTP-disciplined.
 
 IEC 104 runs differently: the link stays open, a general interrogation (GI) is made at start and after
 every reconnect, spontaneous data arrives by itself, and ``poll`` is a counter interrogation (CI);
@@ -46,6 +47,8 @@ IEC_QUALITY: dict[str, Quality] = {
     "CA": "estimated",
 }
 OFFSET_SAMPLES = 20
+DEFAULT_CLOCK_TOLERANCE_S = 2.0  # DeviceConfig.clock_tolerance_s when not given
+COUNTER_TYPE_IDS = frozenset({15, 37})  # M_IT_NA_1, M_IT_TB_1: their tags are freeze times, not "now"
 TI_SECONDS = {TimeUnit.SECOND: 1, TimeUnit.MINUTE: 60, TimeUnit.HOUR: 3600, TimeUnit.DAY: 86400}
 
 
@@ -76,6 +79,21 @@ def _offset(device_time: datetime, before: datetime, after: datetime, resolution
     ``resolution_s / 2`` (without it every meter would seem 0.5 s slow)."""
     middle = before + (after - before) / 2
     return round((device_time - middle).total_seconds() + resolution_s / 2, 3)
+
+
+def device_time_ts(
+    device_time: datetime, offset_s: float | None, device: DeviceConfig, quality: Quality = "good"
+) -> tuple[datetime, Quality]:
+    """``ts`` and quality of a value the device time-stamped itself (an IEC 104 tag, a freeze time, a
+    Modbus interval snapshot): within the clock tolerance the device's time stands as it is - the
+    offset measured is then latency and noise, and a freeze stays exactly on its boundary; beyond it,
+    ``ts`` is the device time minus the offset and the value is ``estimated`` (right, but its time is
+    not sure).  An offset not measured yet counts as none."""
+    tolerance = device.clock_tolerance_s or DEFAULT_CLOCK_TOLERANCE_S
+    if offset_s is None or abs(offset_s) <= tolerance:
+        return to_ms(device_time), quality
+    corrected = to_ms(device_time - timedelta(seconds=offset_s))
+    return corrected, "estimated" if quality == "good" else quality
 
 
 def factors_of(params: dict[str, Any]) -> list[Decimal]:
@@ -333,6 +351,11 @@ class Iec104Poller(Poller):
             on_reading=self._on_reading,
             station_tz=device.zone,
         )
+        # counters the RTU freezes: only their time-tagged (frozen) readings count
+        self.frozen_ioas = {
+            p.ioa for p in device.points if p.kind == "counter" and (p.frozen or device.freeze_period_s)
+        }
+        self._last_counter: dict[int, tuple[datetime, Decimal]] = {}  # IOA -> last (ts, value) sent
         self._buffer: list[RawValue] = []
         self._flush_scheduled = False
         self._offset_samples: list[float] = []
@@ -355,6 +378,7 @@ class Iec104Poller(Poller):
         if self.client.reconnects != self._interrogated_at_reconnects:
             await self._general_interrogation()  # after a reconnect the picture must be complete again
         if any(p.kind == "counter" for p in self.device.points):
+            # a freezing RTU answers with its last freeze (a missed spontaneous one is recovered)
             await self.client.counter_interrogation()
         return []  # every value arrives through _on_reading
 
@@ -362,20 +386,28 @@ class Iec104Poller(Poller):
         point = self.by_ioa.get(reading.ioa)
         if point is None or reading.common_address != self.client.common_address:
             return
+        counter = reading.type_id in COUNTER_TYPE_IDS
+        if counter and reading.ioa in self.frozen_ioas and not reading.time_tagged:
+            return  # a register read at an unknown moment must not compete with the frozen values
         received = self.now()
-        ts = received
-        if reading.time_tagged:
-            sample = (reading.timestamp - received).total_seconds()
-            self._offset_samples = [*self._offset_samples[-(OFFSET_SAMPLES - 1) :], sample]
-            # the tag is taken before the frame travels: the largest sample has the least latency in it
-            self.clock_offset_s = round(max(self._offset_samples), 3)
-            ts = reading.timestamp - timedelta(seconds=self.clock_offset_s)
         quality: Quality = "good"
         for flag in reading.quality:
             candidate = IEC_QUALITY.get(flag)
             if candidate == "invalid" or (candidate and quality == "good"):
                 quality = candidate
-        self._buffer.append(RawValue(point.name, reading.value, to_ms(ts), quality))
+        ts = to_ms(received)
+        if reading.time_tagged:
+            if not counter:  # a measured value is tagged when sent; a counter when it was frozen
+                sample = (reading.timestamp - received).total_seconds()
+                self._offset_samples = [*self._offset_samples[-(OFFSET_SAMPLES - 1) :], sample]
+                # the tag is taken before the frame travels: the largest sample has the least latency
+                self.clock_offset_s = round(max(self._offset_samples), 3)
+            ts, quality = device_time_ts(reading.timestamp, self.clock_offset_s, self.device, quality)
+        if counter:
+            if self._last_counter.get(reading.ioa) == (ts, reading.value):
+                return  # the same freeze again (spontaneous, then read by the counter interrogation)
+            self._last_counter[reading.ioa] = (ts, reading.value)
+        self._buffer.append(RawValue(point.name, reading.value, ts, quality))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
