@@ -37,6 +37,7 @@ from carbonflow.devices.base import (
     StaticSource,
     ValueSource,
 )
+from carbonflow.devices.freeze import next_boundary
 from carbonflow.protocols import ProtocolError
 from carbonflow.protocols.iec104 import apci, asdu
 from carbonflow.protocols.iec104.asdu import TIME_TAGGED, TYPE_IDS, Asdu, Cause, InformationObject
@@ -50,13 +51,6 @@ MEASURED_TYPES = {"M_ME_NA_1", "M_ME_NB_1", "M_ME_NC_1", "M_ME_TD_1", "M_ME_TE_1
 COUNTER_TYPES = {"M_IT_NA_1", "M_IT_TB_1"}
 FROZEN_TYPE = "M_IT_TB_1"  # frozen totals always go out with their freeze time
 FREEZE_LOG = 96  # freezes an RTU keeps for a master that is not listening (a day of 15-minute freezes)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def next_boundary(t: datetime, period_s: int) -> datetime:
-    """The first multiple of ``period_s`` (seconds since the UTC epoch) at or after ``t``."""
-    period = timedelta(seconds=period_s)
-    return EPOCH + -((EPOCH - t) // period) * period
 
 
 @dataclass(frozen=True)
