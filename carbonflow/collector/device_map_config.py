@@ -61,6 +61,8 @@ def _point(device: Device, record: Point) -> dict[str, Any]:
         raise ConfigError(f"device map: device {device.id!r} point {record.id!r}: address has no {key!r}")
     point[key] = address[key]
     point["kind"] = "counter" if counter else "instant"
+    if counter and (record.frozen or device.freeze_period_s):
+        point["frozen"] = True  # read at the device's freezes (IEC 104 M_IT_TB_1, Modbus snapshot, ...)
     if record.unit:
         point["unit"] = record.unit
     if counter:
@@ -97,6 +99,8 @@ def _device(device: Device) -> dict[str, Any]:
         out["unit_id"] = address.unit_id or 0
     if device.model:
         out["model"] = device.model
+    if device.freeze_period_s:
+        out["freeze_period_s"] = device.freeze_period_s
     out["points"] = [_point(device, record) for record in device.points]
     return out
 

@@ -296,6 +296,11 @@ def _ti(seconds: int) -> Ti:
 
 
 class ModbusPoller(Poller):
+    """Reads the configured registers; a counter the meter snapshots at interval ends (``frozen``, or
+    every counter of a device with ``freeze_period_s``) is also sent as the snapshot, with ``ts`` = the
+    snapshot time - read in one request with the meter's clock, where the map has one.  Modbus has no
+    clock synchronisation: without a clock register the snapshot time is trusted as it is."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         device = self.device
@@ -308,19 +313,64 @@ class ModbusPoller(Poller):
             policy=self.policy,
             name=f"{device.id} (modbus unit {device.unit_id})",
         )
+        kinds = {p.kind: p.name for p in self.register_map.points}  # one clock / snapshot_time per map
+        self.clock_register = kinds.get("clock")
+        self.snapshot_time_register = kinds.get("snapshot_time")
+        copies = {p.snapshot_of: p.name for p in self.register_map.points if p.kind == "snapshot"}
+        self.snapshots = {  # point name -> the snapshot register of its counter
+            p.name: copies[p.register_name or ""]
+            for p in device.points
+            if p.kind == "counter" and (p.frozen or device.freeze_period_s) and p.register_name in copies
+        }
+        self._last_snapshot: datetime | None = None  # snapshot time (device clock) last sent
 
     @property
     def has_clock(self) -> bool:
-        return False
+        return self.clock_register is not None
 
     async def close(self) -> None:
         self.client.close()
 
     async def poll(self) -> list[RawValue]:
+        taken, values = None, []
+        if self.snapshots and self.snapshot_time_register:
+            taken, values = await self._snapshot()
         names = [p.register_name or "" for p in self.device.points]
-        values = await self.client.read_points(names)
+        read = await self.client.read_points(names)
         now = to_ms(self.now())
-        return [RawValue(p.name, values[p.register_name or ""].value, now) for p in self.device.points]
+        snapshot_ts = {v.point: v.ts for v in values}
+        values += [
+            RawValue(p.name, read[p.register_name or ""].value, now)
+            for p in self.device.points
+            if p.name not in snapshot_ts or snapshot_ts[p.name] < now  # never behind its own snapshot
+        ]
+        if taken is not None:
+            self._last_snapshot = taken  # sent: a poll that fails sends it next time
+        return values
+
+    async def _snapshot(self) -> tuple[datetime | None, list[RawValue]]:
+        """The interval snapshot block (and the clock) in one read; values only for a new snapshot."""
+        names = [*([self.clock_register] if self.clock_register else []), self.snapshot_time_register or ""]
+        names += list(dict.fromkeys(self.snapshots.values()))
+        before = self.now()
+        read = await self.client.read_points(names)
+        if self.clock_register:
+            shown = datetime.fromtimestamp(int(read[self.clock_register].value), UTC)
+            self.clock_offset_s = _offset(shown, before, self.now())
+        seconds = int(read[self.snapshot_time_register or ""].value)
+        taken = datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
+        if taken is None or taken == self._last_snapshot:
+            return None, []
+        ts, quality = device_time_ts(taken, self.clock_offset_s, self.device)
+        return taken, [RawValue(name, read[reg].value, ts, quality) for name, reg in self.snapshots.items()]
+
+    async def read_clock_offset(self) -> float | None:
+        if self.clock_register is None:
+            return None
+        before = self.now()
+        shown = (await self.client.read_points([self.clock_register]))[self.clock_register].value
+        self.clock_offset_s = _offset(datetime.fromtimestamp(int(shown), UTC), before, self.now())
+        return self.clock_offset_s
 
     async def set_carbon_factor(self, params: dict[str, Any]) -> str:
         """params: ``factor`` (in the register's unit) and optionally ``point`` (default: the map's only
