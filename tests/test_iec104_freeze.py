@@ -130,8 +130,9 @@ def test_c104_freezes_and_reads_our_rtu_and_receives_the_periodic_freeze():
             energy = station.add_point(io_address=ENERGY, type=c104.Type.M_IT_TB_1)
             seen: list[tuple[int, dt.datetime | None, int]] = []
 
-            def on_receive(point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage
-                           ) -> c104.ResponseState:
+            def on_receive(
+                point: c104.Point, previous_info: c104.Information, message: c104.IncomingMessage
+            ) -> c104.ResponseState:
                 seen.append((point.info.value, point.info.recorded_at, int(message.cot)))
                 return c104.ResponseState.SUCCESS
 
