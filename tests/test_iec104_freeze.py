@@ -28,10 +28,21 @@ T0 = datetime(2026, 6, 1, 0, 0, 30, tzinfo=UTC)  # half a minute after a boundar
 ENERGY, CARBON = 0x6401, 0x6402
 
 
+def at_t0(**kwargs):
+    """True time at T0 and an RTU on it."""
+    time = FakeTime()
+    time.now = T0
+    return time, rtu_on(time, **kwargs)
+
+
+def client_for(rtu) -> Iec104Client:
+    return Iec104Client("127.0.0.1", rtu.port, policy=FAST, link_config=QUICK_LINK)
+
+
 def rtu_on(time: FakeTime, offset_s: float = 0.0, **kwargs):
     """A 300 MW / 850 g/kWh unit freezing every minute on a clock at true time + offset_s."""
     clock = DeviceClock(offset_s=offset_s, now_fn=time, _epoch=time.now)
-    source = kwargs.pop("source", None) or StaticSource({"p_mw": 300.0, "intensity_g_per_kwh": 850.0})
+    source = StaticSource({"p_mw": 300.0, "intensity_g_per_kwh": 850.0})
     return plant_rtu(
         "rtu", source, clock=clock, freeze_period_s=60, cycle_s=0.02, link_config=QUICK_LINK, **kwargs
     )
@@ -50,12 +61,10 @@ def test_boundaries_are_multiples_of_the_period_since_the_epoch():
 
 
 def test_rtu_freezes_at_each_boundary_of_its_clock_and_sends_it_spontaneously():
-    time = FakeTime()
-    time.now = T0
-    rtu = rtu_on(time)
+    time, rtu = at_t0()
 
     async def scenario():
-        async with rtu, Iec104Client("127.0.0.1", rtu.port, policy=FAST, link_config=QUICK_LINK) as client:
+        async with rtu, client_for(rtu) as client:
             before = await client.counter_interrogation()  # no freeze yet: the registers now, tagged now
             time.now = minute(3) + timedelta(seconds=5)  # three boundaries pass at once
             got = []
@@ -78,16 +87,14 @@ def test_rtu_freezes_at_each_boundary_of_its_clock_and_sends_it_spontaneously():
 
 
 def test_freezes_made_while_no_master_listens_are_sent_when_one_starts():
-    time = FakeTime()
-    time.now = T0
-    rtu = rtu_on(time)
+    time, rtu = at_t0()
 
     async def scenario():
         async with rtu:
-            async with Iec104Client("127.0.0.1", rtu.port, policy=FAST, link_config=QUICK_LINK) as client:
+            async with client_for(rtu) as client:
                 await client.counter_interrogation()  # the registers start counting
             time.now = minute(2) + timedelta(seconds=1)
-            async with Iec104Client("127.0.0.1", rtu.port, policy=FAST, link_config=QUICK_LINK) as client:
+            async with client_for(rtu) as client:
                 got = set()
                 while len(got) < 2:
                     reading = await asyncio.wait_for(client.readings.get(), 5)
@@ -100,12 +107,10 @@ def test_freezes_made_while_no_master_listens_are_sent_when_one_starts():
 
 
 def test_commanded_freeze_then_read_gives_the_moment_of_the_command():
-    time = FakeTime()
-    time.now = T0
-    rtu = rtu_on(time)
+    time, rtu = at_t0()
 
     async def scenario():
-        async with rtu, Iec104Client("127.0.0.1", rtu.port, policy=FAST, link_config=QUICK_LINK) as client:
+        async with rtu, client_for(rtu) as client:
             await client.counter_interrogation()
             time.now = T0 + timedelta(seconds=12)
             assert await client.counter_interrogation(freeze=1) == {}
@@ -118,9 +123,7 @@ def test_commanded_freeze_then_read_gives_the_moment_of_the_command():
 
 def test_c104_freezes_and_reads_our_rtu_and_receives_the_periodic_freeze():
     c104 = pytest.importorskip("c104")
-    time = FakeTime()
-    time.now = T0
-    rtu = rtu_on(time, energy_start_kwh="1000")
+    time, rtu = at_t0(energy_start_kwh="1000")
 
     async def scenario():
         async with rtu:
@@ -201,9 +204,7 @@ def counters_of(delivered: list[RawValue]) -> list[tuple[str, datetime, Decimal,
 
 
 def test_the_collector_sends_each_freeze_once_at_its_boundary(tmp_path):
-    time = FakeTime()
-    time.now = T0
-    rtu = rtu_on(time)
+    time, rtu = at_t0()
 
     async def first_poll(poller, delivered):
         await poller.poll()  # CI before any freeze: the registers now, tagged now
@@ -225,10 +226,8 @@ def test_the_collector_sends_each_freeze_once_at_its_boundary(tmp_path):
 
 
 def test_a_skewed_rtu_clock_gives_estimated_values_at_the_corrected_time(tmp_path):
-    time = FakeTime()
-    time.now = T0
-    source = StaticSource({"p_mw": 300.0, "intensity_g_per_kwh": 850.0})
-    rtu = rtu_on(time, offset_s=20.0, source=source)  # 20 s fast: its 00:01:00 is 00:00:40 true time
+    time, rtu = at_t0(offset_s=20.0)  # 20 s fast: its 00:01:00 is 00:00:40 true time
+    source = rtu.source
 
     async def measure_offset(poller, delivered):
         await poller.poll()
@@ -252,10 +251,8 @@ def test_a_skewed_rtu_clock_gives_estimated_values_at_the_corrected_time(tmp_pat
 
 
 def test_a_small_clock_offset_keeps_the_freeze_on_its_boundary(tmp_path):
-    time = FakeTime()
-    time.now = T0
-    source = StaticSource({"p_mw": 300.0, "intensity_g_per_kwh": 850.0})
-    rtu = rtu_on(time, offset_s=0.8, source=source)  # within the 2 s default tolerance
+    time, rtu = at_t0(offset_s=0.8)  # within the 2 s default tolerance
+    source = rtu.source
 
     async def steps(poller, delivered):
         await poller.poll()

@@ -6,12 +6,14 @@ poller and through pymodbus (an independent master)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from collector_services import FakeTime, config
 from pymodbus.client import AsyncModbusTcpClient
+from test_collector_config import DEVICE_MAP
 
 from carbonflow.collector.config import config_from_dict
 from carbonflow.collector.device_map_config import config_from_device_map
@@ -190,51 +192,16 @@ def test_register_maps_check_snapshot_registers():
 
 
 def test_device_map_freeze_period_reaches_devices_and_collector_configuration(tmp_path):
-    device_map = {
-        "devices": [
-            {
-                "id": "MB-1",
-                "protocol": "modbus-tcp",
-                "model": "cf-3ph-meter",
-                "freeze_period_s": 900,
-                "endpoint": {"host": "127.0.0.1", "port": 15020},
-                "address": {"unit_id": 2},
-                "points": [
-                    {
-                        "id": "MB-1/e",
-                        "address": {"register": "import_energy_kwh"},
-                        "element_kind": "load",
-                        "element_id": "L1",
-                        "quantity": "import_energy_kwh",
-                        "unit": "kWh",
-                    },
-                ],
-            },
-            {
-                "id": "RTU-1",
-                "protocol": "iec104",
-                "endpoint": {"host": "127.0.0.1", "port": 2404},
-                "address": {"common_address": 1},
-                "points": [
-                    {
-                        "id": "RTU-1/e",
-                        "address": {"ioa": 25601, "type": "M_IT_NA_1"},
-                        "element_kind": "generator",
-                        "element_id": "G1",
-                        "quantity": "export_energy_kwh",
-                        "unit": "kWh",
-                        "frozen": True,
-                    },
-                ],
-            },
-        ]
-    }
+    device_map = copy.deepcopy(DEVICE_MAP)
+    rtu_entry, modbus_entry = device_map["devices"][:2]
+    modbus_entry["freeze_period_s"] = 900  # every counter of the meter is frozen
+    rtu_entry["points"][2]["frozen"] = True  # this counter only; the RTU's period is its own business
     generated = config_from_device_map(device_map, secret_file=str(tmp_path / "s"))
-    modbus, rtu = generated["devices"]
-    assert modbus["freeze_period_s"] == 900 and modbus["points"][0]["frozen"] is True
-    assert "freeze_period_s" not in rtu and rtu["points"][0]["frozen"] is True
+    rtu, modbus = generated["devices"][:2]
+    assert modbus["freeze_period_s"] == 900 and modbus["points"][1]["frozen"] is True
+    assert "freeze_period_s" not in rtu and [p.get("frozen") for p in rtu["points"]] == [None, None, True]
     (tmp_path / "s").write_text("secret-0123456789")
     loaded = config_from_dict(generated, "generated", tmp_path)
-    assert loaded.devices[0].freeze_period_s == 900 and loaded.devices[1].points[0].frozen
-    assert device_from_entry(device_map["devices"][0]).server.freeze_period_s == 900
-    assert device_from_entry(device_map["devices"][1]).server.freeze_period_s is None
+    assert loaded.devices[1].freeze_period_s == 900 and loaded.devices[0].points[2].frozen
+    assert device_from_entry(modbus_entry).server.freeze_period_s == 900
+    assert device_from_entry(rtu_entry).server.freeze_period_s is None
