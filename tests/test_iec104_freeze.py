@@ -164,24 +164,17 @@ def test_c104_freezes_and_reads_our_rtu_and_receives_the_periodic_freeze():
     assert periodic[0] == 1000 + 1000 and periodic[1] == minute(1).replace(tzinfo=None)  # 12 s x 300 MW
 
 
+POINTS = [  # output, and the two totals: energy frozen by the device's period, carbon by the point
+    {"name": "p", "ioa": 0x4001},
+    {"name": "e", "ioa": ENERGY, "kind": "counter"},
+    {"name": "c", "ioa": CARBON, "kind": "counter", "frozen": True},
+]
+
+
 def poller_config(rtu, tmp_path, **device):
-    return config(
-        [
-            {
-                "id": "RTU",
-                "protocol": "iec104",
-                "endpoint": f"127.0.0.1:{rtu.port}",
-                "common_address": 1,
-                "points": [
-                    {"name": "p", "ioa": 0x4001},
-                    {"name": "e", "ioa": ENERGY, "kind": "counter"},
-                    {"name": "c", "ioa": CARBON, "kind": "counter", "frozen": True},
-                ],
-                **device,
-            }
-        ],
-        tmp_path,
-    )
+    endpoint = f"127.0.0.1:{rtu.port}"
+    rtu_device = dict(id="RTU", protocol="iec104", endpoint=endpoint, common_address=1, points=POINTS)
+    return config([{**rtu_device, **device}], tmp_path)
 
 
 async def run_poller(rtu, time: FakeTime, tmp_path, steps, **device) -> list[RawValue]:
