@@ -1,7 +1,8 @@
 """The folder tree is the architecture: imports point one way (DESIGN.md §2) and form no cycle.
 
 Walks every module of the package with ``ast`` — function-local imports included, since a cycle hidden
-in a function is still a cycle — and fails on an arrow against the layout or on an import cycle.
+in a function is still a cycle; only ``if TYPE_CHECKING:`` blocks are left out, as they never run — and
+fails on an arrow against the layout or on an import cycle.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     this = module_name(path)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -59,6 +60,19 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
             if name.startswith("carbonflow") and name != this:
                 found.add(name)
     return found
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (annotations only, never imported at run time)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -19,7 +19,14 @@ from sqlalchemy import func, select
 
 from carbonflow.center.api.app import create_app
 from carbonflow.center.api.settings import CenterSettings
-from carbonflow.center.store import Store, register_devices, upsert_collector, upsert_topology
+from carbonflow.center.store import (
+    Store,
+    latest_interval_ts,
+    list_conflicts,
+    register_devices,
+    upsert_collector,
+    upsert_topology,
+)
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Reading
 from carbonflow.center.topology import topology_rows
@@ -160,7 +167,7 @@ def test_center_outage_loses_nothing_and_duplicates_nothing(backend, request, tm
     assert figures["batches"] == figures["delivered"], figures
 
 
-def test_demo_meters_intervals_that_match_the_simulator_truth(tmp_path):
+def test_demo_meters_intervals_that_match_the_simulator_truth_and_a_restart_keeps_the_books(tmp_path):
     options = DemoOptions(
         directory=tmp_path / "demo", port=free_port(), speed=20.0, hours=1.0, max_intervals=2, password="pw"
     )
@@ -172,3 +179,20 @@ def test_demo_meters_intervals_that_match_the_simulator_truth(tmp_path):
         assert check.median_abs_g_per_kwh < 1.0, lines  # nodal intensities as the simulator computed them
     assert report.factors_queued == 2 * 14, lines  # one factor per consumer's electric-carbon meter
     assert any("user admin" in line for line in lines)
+    store = Store.open(f"sqlite:///{options.directory / 'center.db'}")
+    first_run_end = latest_interval_ts(store)
+    store.close()
+
+    # stopped and started again on the same directory: time resumes after everything the first run left
+    options.port = free_port()
+    again: list[str] = []
+    second = asyncio.run(run_demo(options, say=again.append))
+    assert second.intervals_metered == 2, again
+    assert all(check.ts > first_run_end for check in second.truth_checks), again
+    for check in second.truth_checks:
+        assert check.median_abs_g_per_kwh < 1.0, again
+    store = Store.open(f"sqlite:///{options.directory / 'center.db'}")
+    try:
+        assert list_conflicts(store) == []  # no reading of one run offered into the other's (point, ts)
+    finally:
+        store.close()

@@ -48,7 +48,7 @@ def meter_on(time: FakeTime, offset_s: float = 0.0, p_kw: float = 360.0) -> Modb
     )
 
 
-def modbus_config(meter: ModbusMeter, tmp_path, **device):
+def modbus_config(meter: ModbusMeter, tmp_path, frozen: bool = True, **device):
     return config(
         [
             {
@@ -59,8 +59,8 @@ def modbus_config(meter: ModbusMeter, tmp_path, **device):
                 "model": "cf-3ph-meter",
                 "points": [
                     {"name": "p", "register": "p_kw"},
-                    {"name": "e", "register": "import_energy_kwh", "kind": "counter"},
-                    {"name": "c", "register": "carbon_kg", "kind": "counter"},
+                    {"name": "e", "register": "import_energy_kwh", "kind": "counter", "frozen": frozen},
+                    {"name": "c", "register": "carbon_kg", "kind": "counter", "frozen": frozen},
                 ],
                 **device,
             }
@@ -69,10 +69,10 @@ def modbus_config(meter: ModbusMeter, tmp_path, **device):
     )
 
 
-async def polls(meter: ModbusMeter, time: FakeTime, tmp_path, moments, **device) -> list[list[RawValue]]:
+async def polls(meter: ModbusMeter, time: FakeTime, tmp_path, moments, frozen=True) -> list[list[RawValue]]:
     """One poll at each moment; what each returned."""
     await meter.start()
-    cfg = modbus_config(meter, tmp_path, **device)
+    cfg = modbus_config(meter, tmp_path, frozen, freeze_period_s=60)
     poller = make_poller(cfg.devices[0], cfg, lambda *_: None, clock=time)
     out = []
     try:
@@ -94,7 +94,7 @@ def test_the_poller_sends_the_interval_snapshot_at_its_time_once(tmp_path):
     time.now = T0
     meter = meter_on(time)
     moments = [T0, minute(1) + timedelta(seconds=7), minute(1) + timedelta(seconds=20), minute(2.5)]
-    first, second, third, fourth = asyncio.run(polls(meter, time, tmp_path, moments, freeze_period_s=60))
+    first, second, third, fourth = asyncio.run(polls(meter, time, tmp_path, moments))
     # the first poll: the snapshot of 00:00:00, when the meter first read its registers, then live reads
     assert snapshot_values(first) == {
         "e": (minute(0), Decimal("0.00"), "good"),
@@ -123,18 +123,19 @@ def test_a_meter_clock_off_by_more_than_the_tolerance_gives_estimated_snapshots_
     time.now = T0
     meter = meter_on(time, offset_s=-20.0)  # 20 s slow: its 00:01:00 is 00:01:20 true time
     moments = [T0, minute(1) + timedelta(seconds=25.5)]  # (a clock in whole seconds: read mid-second)
-    _first, second = asyncio.run(polls(meter, time, tmp_path, moments, freeze_period_s=60))
+    _first, second = asyncio.run(polls(meter, time, tmp_path, moments))
     snap = {v.point: v for v in second if v.point in ("e", "c") and v.quality == "estimated"}
     # the register at the true moment of the snapshot: 6 kWh a minute after the one at 00:00:20 true time
     assert snap["e"].value == Decimal("6.00") and snap["e"].ts == minute(1) + timedelta(seconds=20)
     assert [v.quality for v in second if v.point == "p"] == ["good"]  # a live read carries the true time
 
 
-def test_without_freezing_configured_only_live_reads_are_sent(tmp_path):
+def test_points_not_marked_frozen_are_read_live_only(tmp_path):
     time = FakeTime()
     time.now = T0
     meter = meter_on(time)
-    (first, second) = asyncio.run(polls(meter, time, tmp_path, [T0, minute(1) + timedelta(seconds=5)]))
+    moments = [T0, minute(1) + timedelta(seconds=5)]
+    (first, second) = asyncio.run(polls(meter, time, tmp_path, moments, frozen=False))
     assert [v.ts for v in first + second] == [T0] * 3 + [minute(1) + timedelta(seconds=5)] * 3
 
 
@@ -194,11 +195,12 @@ def test_register_maps_check_snapshot_registers():
 def test_device_map_freeze_period_reaches_devices_and_collector_configuration(tmp_path):
     device_map = copy.deepcopy(DEVICE_MAP)
     rtu_entry, modbus_entry = device_map["devices"][:2]
-    modbus_entry["freeze_period_s"] = 900  # every counter of the meter is frozen
-    rtu_entry["points"][2]["frozen"] = True  # this counter only; the RTU's period is its own business
+    modbus_entry["freeze_period_s"] = 900
+    modbus_entry["points"][1]["frozen"] = True
+    rtu_entry["points"][2]["frozen"] = True  # the RTU's period is its own business
     generated = config_from_device_map(device_map, secret_file=str(tmp_path / "s"))
     rtu, modbus = generated["devices"][:2]
-    assert modbus["freeze_period_s"] == 900 and modbus["points"][1]["frozen"] is True
+    assert modbus["freeze_period_s"] == 900 and [p.get("frozen") for p in modbus["points"]] == [None, True]
     assert "freeze_period_s" not in rtu and [p.get("frozen") for p in rtu["points"]] == [None, None, True]
     (tmp_path / "s").write_text("secret-0123456789")
     loaded = config_from_dict(generated, "generated", tmp_path)

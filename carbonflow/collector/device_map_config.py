@@ -61,8 +61,8 @@ def _point(device: Device, record: Point) -> dict[str, Any]:
         raise ConfigError(f"device map: device {device.id!r} point {record.id!r}: address has no {key!r}")
     point[key] = address[key]
     point["kind"] = "counter" if counter else "instant"
-    if counter and (record.frozen or device.freeze_period_s):
-        point["frozen"] = True  # read at the device's freezes (IEC 104 M_IT_TB_1, Modbus snapshot, ...)
+    if counter and record.frozen:
+        point["frozen"] = True
     if record.unit:
         point["unit"] = record.unit
     if counter:

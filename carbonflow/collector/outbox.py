@@ -161,6 +161,11 @@ class Outbox(SqliteOutbox):
             )
         return states
 
+    def latest_reading_ts(self) -> datetime | None:
+        """The time of the latest reading this collector has taken (sent or still queued)."""
+        times = [state.last_ts for state in self.load_states().values() if state.last_ts is not None]
+        return max(times, default=None)
+
     # -- batching ---------------------------------------------------------------------------------
     def form_batch(
         self,

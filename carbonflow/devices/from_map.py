@@ -78,13 +78,20 @@ def _meter_inputs(entry: Point) -> list[Input]:
 
 
 def _dlt645(entry: Point, initial_factor: FactorFn) -> MappedDevice:
-    meter = Dlt645Meter(str(entry["id"]), str(_address(entry)["address"]))
+    meter = Dlt645Meter(
+        str(entry["id"]), str(_address(entry)["address"]), freeze_period_s=entry.get("freeze_period_s")
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 
 def _dlt698(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     model = MeterModel(name=str(entry.get("model", "")), initial_factor=initial_factor())
-    meter = Dlt698Meter(str(entry["id"]), str(_address(entry)["sa"]), model=model)
+    meter = Dlt698Meter(
+        str(entry["id"]),
+        str(_address(entry)["sa"]),
+        model=model,
+        freeze_period_s=entry.get("freeze_period_s"),
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 
@@ -101,8 +108,9 @@ def _modbus(entry: Point, initial_factor: FactorFn) -> MappedDevice:
         if name not in mapped and bound:
             inputs.append(Input(name, None, True, opposite=bound[0].point))
     unit_id = int(_address(entry).get("unit_id", 1))
+    freeze_period_s = entry.get("freeze_period_s")
     meter = ModbusMeter(
-        str(entry["id"]), register_map, unit_id=unit_id, derive_phases=True, freeze_period_s=_freeze(entry)
+        str(entry["id"]), register_map, unit_id=unit_id, derive_phases=True, freeze_period_s=freeze_period_s
     )
     return MappedDevice(meter, inputs)
 
@@ -117,16 +125,11 @@ def _iec104(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     # integrated totals count whole units until a binding gives them a source
     counters = {i.name: Counter(lambda t: 0.0, resolution="1") for i in inputs if i.counter}
     common_address = int(_address(entry).get("common_address", 1))
+    freeze_period_s = entry.get("freeze_period_s")
     rtu = Iec104Rtu(
-        str(entry["id"]), specs, StaticSource(), counters, common_address, freeze_period_s=_freeze(entry)
+        str(entry["id"]), specs, StaticSource(), counters, common_address, freeze_period_s=freeze_period_s
     )
     return MappedDevice(rtu, inputs)
-
-
-def _freeze(entry: Point) -> int | None:
-    """The entry's ``freeze_period_s`` (None: the device does not freeze its counters)."""
-    period = entry.get("freeze_period_s")
-    return int(period) if period else None
 
 
 def _camera(entry: Point, initial_factor: FactorFn) -> MappedDevice:

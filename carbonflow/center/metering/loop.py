@@ -58,6 +58,9 @@ class MeteringLoop:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or self._stop
+        watch = getattr(self.service, "incomplete_intervals", None)
+        if watch is not None:  # a restarted center keeps waiting for the late data of its last run
+            self.pending.update(await asyncio.to_thread(watch, self.now() - self.remeter_window))
         # the interval in progress has no reading at its start: begin with the next whole one
         next_end = interval_end_after(self.now(), self.service.interval_s) + timedelta(
             seconds=self.service.interval_s

@@ -27,7 +27,9 @@ from carbonflow.center.metering.measurements import (
 )
 from carbonflow.center.metering.uncertainty import input_uncertainty
 from carbonflow.center.store import Store, interval_from_document, queue_command, save_new_version
-from carbonflow.center.store.schema import Device, Point, Reading
+from carbonflow.center.store.intervals import is_complete
+from carbonflow.center.store.schema import Device, Interval, Point, Reading
+from carbonflow.center.store.types import utc
 from carbonflow.engine import SnapshotError, snapshot_from_dict, solve
 from carbonflow.engine.document import result_document
 from carbonflow.engine.origin import origin_shares
@@ -128,7 +130,7 @@ class MeteringService:
         span = timedelta(seconds=self.interval_s)
         return end - 2 * span, end + span
 
-    def _readings(self, end: datetime) -> list[StoredReading]:
+    def readings_for(self, end: datetime) -> list[StoredReading]:
         low, high = self._window(end)
         with self.store.read() as connection:
             rows = connection.execute(
@@ -161,6 +163,21 @@ class MeteringService:
                 ).scalar_one()
             )
 
+    def incomplete_intervals(self, since: datetime) -> dict[datetime, int]:
+        """Intervals stored since ``since`` that were not metered from complete data, with the readings
+        they were metered from — what a restarted loop must keep watching for late readings."""
+        with self.store.read() as connection:
+            rows = connection.execute(
+                select(Interval.ts, Interval.estimation).where(
+                    Interval.ts >= since, Interval.level == self.level
+                )
+            ).all()
+        return {
+            utc(ts): int((estimation or {}).get("readings", 0))
+            for ts, estimation in rows
+            if not is_complete(estimation)
+        }
+
     def _previous_for(self, end: datetime) -> dict[str, dict[str, float]]:
         before = end - timedelta(seconds=self.interval_s)
         return self._values_by_end.get(before, self.previous)
@@ -169,7 +186,7 @@ class MeteringService:
         self, end: datetime, *, download_factors: bool = True, reason: str = "first metering"
     ) -> IntervalOutcome:
         start = end - timedelta(seconds=self.interval_s)
-        readings = self._readings(end)
+        readings = self.readings_for(end)
         data = measurements_for_interval(
             self.points,
             readings,
