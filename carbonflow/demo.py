@@ -175,7 +175,7 @@ async def run_demo(
     say("building the 104-node reference grid and its time series ...")
     net = reference_grid()
     grid = grid_document(net)
-    device_map = build_device_map(net, host=options.host)
+    device_map = build_device_map(net, host=options.host, freeze_period_s=options.interval_s)
     add_cameras(device_map, net)  # a site camera at every plant's metering point
     store = Store.open(database_url)
     start = _start_after_stored_data(store, options.interval_s, options.directory / "outbox.sqlite")

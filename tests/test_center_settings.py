@@ -36,6 +36,13 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_METER_CHECK_PERIOD_S": "0",
         "CARBONFLOW_METERING_INTERVAL_S": "900",
         "CARBONFLOW_METERING_LOSSES": "consumer",
+        "CARBONFLOW_CASCADE_CONFIG": "/etc/carbonflow/cascade.toml",
+        "CARBONFLOW_CENTER_REGION": "AH",
+        "CARBONFLOW_ALLOWED_ORIGINS": '["https://ops.example"]',
+        "CARBONFLOW_LOGIN_MAX_FAILURES": "3",
+        "CARBONFLOW_LOGIN_LOCKOUT_S": "60",
+        "CARBONFLOW_MAX_BODY_BYTES": "1048576",
+        "CARBONFLOW_MAX_JSON_DEPTH": "16",
     }
     settings = CenterSettings.from_env(environ)
     defaults = CenterSettings.from_env({})

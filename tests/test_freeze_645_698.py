@@ -168,6 +168,8 @@ def test_dlt698_meter_minute_freeze_object_and_its_records():
     assert listed == [
         (15, "00100200", 288),
         (15, "00200200", 288),
+        (15, "00100400", 288),  # extended precision: what a meter behind CT/VT is read at
+        (15, "00200400", 288),
         (15, "20800200", 288),
         (15, "20900200", 288),
     ]

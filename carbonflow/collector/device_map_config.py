@@ -101,6 +101,9 @@ def _device(device: Device) -> dict[str, Any]:
         out["model"] = device.model
     if device.freeze_period_s:
         out["freeze_period_s"] = device.freeze_period_s
+    for ratio in ("ct_ratio", "vt_ratio"):  # for the record: values go out as the meter shows them
+        if getattr(device, ratio) is not None:
+            out[ratio] = format(Decimal(str(getattr(device, ratio))).normalize(), "f")
     out["points"] = [_point(device, record) for record in device.points]
     return out
 

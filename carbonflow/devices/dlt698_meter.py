@@ -160,6 +160,8 @@ class Dlt698Meter(DeviceServer):
         self.freeze_columns = (  # what the periodic freeze keeps, besides its time 2021-0200
             Oad(0x0010, 2, 0),
             Oad(0x0020, 2, 0),
+            Oad(0x0010, 4, 0),  # extended precision (0.0001 kWh): what a meter behind CT/VT is read at
+            Oad(0x0020, 4, 0),
             Oad(carbon.forward.oi, carbon.forward.attribute, 0),
             Oad(carbon.reverse.oi, carbon.reverse.attribute, 0),
         )
