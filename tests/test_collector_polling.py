@@ -158,7 +158,8 @@ def test_iec104_general_interrogation_then_spontaneous_data_with_the_clock_offse
 
     by_gi, spontaneous, offset = asyncio.run(main())
     assert by_gi == {"p": Decimal(300), "i": Decimal(850)}
-    assert spontaneous.value == Decimal("312.5") and spontaneous.quality == "good"
+    # 2 min off is beyond the 2 s clock tolerance: the value is right, its time corrected but not sure
+    assert spontaneous.value == Decimal("312.5") and spontaneous.quality == "estimated"
     assert offset is not None and 119.0 < offset <= 120.5  # measured from the time tags
     assert abs((spontaneous.ts - datetime.now(UTC)).total_seconds()) < 30  # device time - offset
 

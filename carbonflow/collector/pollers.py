@@ -6,10 +6,12 @@
 Timestamps (UTC): a polled meter (DL/T 645, DL/T 698.45, Modbus) does not time-stamp an instantaneous
 read, so a value's ``ts`` is the collector's clock when the answer arrived.  Counters a DL/T 645 or
 DL/T 698.45 meter freezes (points marked ``frozen``, device ``freeze_period_s``) are also read from its
-freeze records after every boundary, time-stamped with the freeze time (see :mod:`.frozen`).  IEC 104
-values carrying a CP56Time2a tag get the device's tag corrected by the measured clock offset
-(``tag - offset``); untagged ones (GI / CI answers of untagged types) the time of reception.  The
-collector's own clock is assumed NTP-disciplined.
+freeze records after every boundary, time-stamped with the freeze time (see :mod:`.frozen`); so are a
+Modbus meter's interval snapshots of points marked ``frozen``.  Values the device time-stamps itself
+(IEC 104 CP56Time2a tags, frozen integrated totals, Modbus snapshots) keep the device's time while its
+clock offset is within ``clock_tolerance_s``, else get ``time - offset`` and quality ``estimated``
+(:func:`device_time_ts`, the rule of :mod:`.frozen`); untagged IEC 104 values (GI / CI answers of
+untagged types) the time of reception.  The collector's own clock is assumed NTP-disciplined.
 
 IEC 104 runs differently: the link stays open, a general interrogation (GI) is made at start and after
 every reconnect, spontaneous data arrives by itself, and ``poll`` is a counter interrogation (CI);
@@ -51,6 +53,7 @@ IEC_QUALITY: dict[str, Quality] = {
     "CA": "estimated",
 }
 OFFSET_SAMPLES = 20
+COUNTER_TYPE_IDS = frozenset({15, 37})  # M_IT_NA_1, M_IT_TB_1: their tags are freeze times, not "now"
 TI_SECONDS = {TimeUnit.SECOND: 1, TimeUnit.MINUTE: 60, TimeUnit.HOUR: 3600, TimeUnit.DAY: 86400}
 
 
@@ -81,6 +84,20 @@ def _offset(device_time: datetime, before: datetime, after: datetime, resolution
     ``resolution_s / 2`` (without it every meter would seem 0.5 s slow)."""
     middle = before + (after - before) / 2
     return round((device_time - middle).total_seconds() + resolution_s / 2, 3)
+
+
+def device_time_ts(
+    device_time: datetime, offset_s: float | None, device: DeviceConfig, quality: Quality = "good"
+) -> tuple[datetime, Quality]:
+    """``ts`` and quality of a value the device time-stamped itself (an IEC 104 tag, a freeze time, a
+    Modbus interval snapshot): within the clock tolerance the device's time stands as it is - the
+    offset measured is then latency and noise, and a freeze stays exactly on its boundary; beyond it,
+    ``ts`` is the device time minus the offset and the value is ``estimated`` (right, but its time is
+    not sure).  An offset not measured yet counts as none."""
+    if offset_s is None or abs(offset_s) <= device.clock_tolerance_s:
+        return to_ms(device_time), quality
+    corrected = to_ms(device_time - timedelta(seconds=offset_s))
+    return corrected, "estimated" if quality == "good" else quality
 
 
 def factors_of(params: dict[str, Any]) -> list[Decimal]:
@@ -331,6 +348,11 @@ def _ti(seconds: int) -> Ti:
 
 
 class ModbusPoller(Poller):
+    """Reads the configured registers; a counter point marked ``frozen`` whose register the map
+    snapshots at interval ends is also sent as the snapshot, with ``ts`` = the snapshot time - read in
+    one request with the meter's clock, where the map has one.  Modbus has no clock synchronisation:
+    without a clock register the snapshot time is trusted as it is."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         device = self.device
@@ -343,19 +365,64 @@ class ModbusPoller(Poller):
             policy=self.policy,
             name=f"{device.id} (modbus unit {device.unit_id})",
         )
+        kinds = {p.kind: p.name for p in self.register_map.points}  # one clock / snapshot_time per map
+        self.clock_register = kinds.get("clock")
+        self.snapshot_time_register = kinds.get("snapshot_time")
+        copies = {p.snapshot_of: p.name for p in self.register_map.points if p.kind == "snapshot"}
+        self.snapshots = {  # point name -> the snapshot register of its counter
+            p.name: copies[p.register_name or ""]
+            for p in device.points
+            if p.kind == "counter" and p.frozen and p.register_name in copies
+        }
+        self._last_snapshot: datetime | None = None  # snapshot time (device clock) last sent
 
     @property
     def has_clock(self) -> bool:
-        return False
+        return self.clock_register is not None
 
     async def close(self) -> None:
         self.client.close()
 
     async def poll(self) -> list[RawValue]:
+        taken, values = None, []
+        if self.snapshots and self.snapshot_time_register:
+            taken, values = await self._snapshot()
         names = [p.register_name or "" for p in self.device.points]
-        values = await self.client.read_points(names)
+        read = await self.client.read_points(names)
         now = to_ms(self.now())
-        return [RawValue(p.name, values[p.register_name or ""].value, now) for p in self.device.points]
+        snapshot_ts = {v.point: v.ts for v in values}
+        values += [
+            RawValue(p.name, read[p.register_name or ""].value, now)
+            for p in self.device.points
+            if p.name not in snapshot_ts or snapshot_ts[p.name] < now  # never behind its own snapshot
+        ]
+        if taken is not None:
+            self._last_snapshot = taken  # sent: a poll that fails sends it next time
+        return values
+
+    async def _snapshot(self) -> tuple[datetime | None, list[RawValue]]:
+        """The interval snapshot block (and the clock) in one read; values only for a new snapshot."""
+        names = [*([self.clock_register] if self.clock_register else []), self.snapshot_time_register or ""]
+        names += list(dict.fromkeys(self.snapshots.values()))
+        before = self.now()
+        read = await self.client.read_points(names)
+        if self.clock_register:
+            shown = datetime.fromtimestamp(int(read[self.clock_register].value), UTC)
+            self.clock_offset_s = _offset(shown, before, self.now())
+        seconds = int(read[self.snapshot_time_register or ""].value)
+        taken = datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
+        if taken is None or taken == self._last_snapshot:
+            return None, []
+        ts, quality = device_time_ts(taken, self.clock_offset_s, self.device)
+        return taken, [RawValue(name, read[reg].value, ts, quality) for name, reg in self.snapshots.items()]
+
+    async def read_clock_offset(self) -> float | None:
+        if self.clock_register is None:
+            return None
+        before = self.now()
+        shown = (await self.client.read_points([self.clock_register]))[self.clock_register].value
+        self.clock_offset_s = _offset(datetime.fromtimestamp(int(shown), UTC), before, self.now())
+        return self.clock_offset_s
 
     async def set_carbon_factor(self, params: dict[str, Any]) -> str:
         """params: ``factor`` (in the register's unit) and optionally ``point`` (default: the map's only
@@ -386,6 +453,9 @@ class Iec104Poller(Poller):
             on_reading=self._on_reading,
             station_tz=device.zone,
         )
+        # counters the RTU freezes: only their time-tagged (frozen) readings count
+        self.frozen_ioas = {p.ioa for p in device.points if p.kind == "counter" and p.frozen}
+        self._last_counter: dict[int, tuple[datetime, Decimal]] = {}  # IOA -> last (ts, value) sent
         self._buffer: list[RawValue] = []
         self._flush_scheduled = False
         self._offset_samples: list[float] = []
@@ -408,6 +478,7 @@ class Iec104Poller(Poller):
         if self.client.reconnects != self._interrogated_at_reconnects:
             await self._general_interrogation()  # after a reconnect the picture must be complete again
         if any(p.kind == "counter" for p in self.device.points):
+            # a freezing RTU answers with its last freeze (a missed spontaneous one is recovered)
             await self.client.counter_interrogation()
         return []  # every value arrives through _on_reading
 
@@ -415,20 +486,28 @@ class Iec104Poller(Poller):
         point = self.by_ioa.get(reading.ioa)
         if point is None or reading.common_address != self.client.common_address:
             return
+        counter = reading.type_id in COUNTER_TYPE_IDS
+        if counter and reading.ioa in self.frozen_ioas and not reading.time_tagged:
+            return  # a register read at an unknown moment must not compete with the frozen values
         received = self.now()
-        ts = received
-        if reading.time_tagged:
-            sample = (reading.timestamp - received).total_seconds()
-            self._offset_samples = [*self._offset_samples[-(OFFSET_SAMPLES - 1) :], sample]
-            # the tag is taken before the frame travels: the largest sample has the least latency in it
-            self.clock_offset_s = round(max(self._offset_samples), 3)
-            ts = reading.timestamp - timedelta(seconds=self.clock_offset_s)
         quality: Quality = "good"
         for flag in reading.quality:
             candidate = IEC_QUALITY.get(flag)
             if candidate == "invalid" or (candidate and quality == "good"):
                 quality = candidate
-        self._buffer.append(RawValue(point.name, reading.value, to_ms(ts), quality))
+        ts = to_ms(received)
+        if reading.time_tagged:
+            if not counter:  # a measured value is tagged when sent; a counter when it was frozen
+                sample = (reading.timestamp - received).total_seconds()
+                self._offset_samples = [*self._offset_samples[-(OFFSET_SAMPLES - 1) :], sample]
+                # the tag is taken before the frame travels: the largest sample has the least latency
+                self.clock_offset_s = round(max(self._offset_samples), 3)
+            ts, quality = device_time_ts(reading.timestamp, self.clock_offset_s, self.device, quality)
+        if counter:
+            if self._last_counter.get(reading.ioa) == (ts, reading.value):
+                return  # the same freeze again (spontaneous, then read by the counter interrogation)
+            self._last_counter[reading.ioa] = (ts, reading.value)
+        self._buffer.append(RawValue(point.name, reading.value, ts, quality))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

@@ -125,7 +125,10 @@ def _modbus(entry: Point, initial_factor: FactorFn) -> MappedDevice:
         if name not in mapped and bound:
             inputs.append(Input(name, None, True, opposite=bound[0].point))
     unit_id = int(_address(entry).get("unit_id", 1))
-    meter = ModbusMeter(str(entry["id"]), register_map, unit_id=unit_id, derive_phases=True)
+    freeze_period_s = entry.get("freeze_period_s")
+    meter = ModbusMeter(
+        str(entry["id"]), register_map, unit_id=unit_id, derive_phases=True, freeze_period_s=freeze_period_s
+    )
     return MappedDevice(meter, inputs)
 
 
@@ -139,7 +142,10 @@ def _iec104(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     # integrated totals count whole units until a binding gives them a source
     counters = {i.name: Counter(lambda t: 0.0, resolution="1") for i in inputs if i.counter}
     common_address = int(_address(entry).get("common_address", 1))
-    rtu = Iec104Rtu(str(entry["id"]), specs, StaticSource(), counters, common_address)
+    freeze_period_s = entry.get("freeze_period_s")
+    rtu = Iec104Rtu(
+        str(entry["id"]), specs, StaticSource(), counters, common_address, freeze_period_s=freeze_period_s
+    )
     return MappedDevice(rtu, inputs)
 
 

@@ -5,6 +5,15 @@ Serves a configurable point list (IOA -> type, quantity, unit, scale) from a Val
 actterm), counter interrogation (COT 37, freeze/reset), clock sync (sets the :class:`DeviceClock`), and
 spontaneous time-tagged measured values while data transfer is active, all through the sans-IO
 :class:`~carbonflow.protocols.iec104.link.Link` so k/w and t1..t3 are the protocol's own.
+
+Counter acquisition (IEC 60870-5-101 §7.4.7 modes): with ``freeze_period_s`` the RTU freezes its
+integrated totals at every multiple of that period of ITS OWN clock (UTC epoch) and sends each freeze
+spontaneously (mode A) as ``M_IT_TB_1``, COT 3, tagged with the freeze time and the freeze's BCR
+sequence number; freezes made while no master listens are kept (the last :data:`FREEZE_LOG`) and sent
+when one starts data transfer.  ``C_CI_NA_1`` with FRZ=1 freezes now (mode C), FRZ=0 returns the last
+freeze (periodic or commanded) as ``M_IT_TB_1`` with its freeze time, COT 37 - or, before any freeze,
+the registers now tagged now.  The value frozen is the register at the boundary itself, however late the
+RTU notices it.  Without a freeze period the RTU behaves as before: FRZ=1 freezes for the next read only.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from carbonflow.devices.base import (
@@ -28,6 +37,7 @@ from carbonflow.devices.base import (
     StaticSource,
     ValueSource,
 )
+from carbonflow.devices.freeze import next_boundary
 from carbonflow.protocols import ProtocolError
 from carbonflow.protocols.iec104 import apci, asdu
 from carbonflow.protocols.iec104.asdu import TIME_TAGGED, TYPE_IDS, Asdu, Cause, InformationObject
@@ -39,6 +49,20 @@ log = logging.getLogger(__name__)
 BROADCAST_ADDRESS = 0xFFFF
 MEASURED_TYPES = {"M_ME_NA_1", "M_ME_NB_1", "M_ME_NC_1", "M_ME_TD_1", "M_ME_TE_1", "M_ME_TF_1"}
 COUNTER_TYPES = {"M_IT_NA_1", "M_IT_TB_1"}
+FROZEN_TYPE = "M_IT_TB_1"  # frozen totals always go out with their freeze time
+FREEZE_LOG = 96  # freezes an RTU keeps for a master that is not listening (a day of 15-minute freezes)
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """One freeze of the integrated totals: when (device clock), its BCR sequence number, and per IOA the
+    value and quality flags frozen.  ``number`` counts freezes since start (0, 1, ...)."""
+
+    number: int
+    time: datetime
+    sequence: int
+    values: dict[int, tuple[Decimal, frozenset[str]]]
+    periodic: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,8 +126,11 @@ class Iec104Rtu(DeviceServer):
         send_end_of_init: bool = True,
         faults: Faults | None = None,
         clock: DeviceClock | None = None,
+        freeze_period_s: int | None = None,
     ) -> None:
         super().__init__(name, faults, clock)
+        if freeze_period_s is not None and freeze_period_s <= 0:
+            raise ValueError(f"freeze_period_s must be positive, got {freeze_period_s}")
         self.points = {point.ioa: point for point in points}
         self.source = source
         self.counters = dict(counters or {})
@@ -114,6 +141,11 @@ class Iec104Rtu(DeviceServer):
         self.send_end_of_init = send_end_of_init
         self.freeze_sequence = 0  # BCR sequence number, advanced by each freeze
         self._frozen: dict[int, tuple[Decimal, frozenset[str]]] | None = None
+        self.freeze_period_s = freeze_period_s
+        self.freezes: deque[Freeze] = deque(maxlen=FREEZE_LOG)  # newest last
+        self._freeze_count = 0
+        self._next_freeze: datetime | None = None
+        self._freezes_sent = -1  # number of the newest freeze queued to any master
         self.clock_syncs = 0
         self.connections_accepted = 0
 
@@ -190,6 +222,56 @@ class Iec104Rtu(DeviceServer):
     def _packed_by_type(self, by_type: dict[str, list[InformationObject]], cot: int) -> list[bytes]:
         return [frame for name, objects in by_type.items() for frame in self._packed(name, cot, objects)]
 
+    # -- freezing ---------------------------------------------------------------------------------
+    @property
+    def last_freeze(self) -> Freeze | None:
+        return self.freezes[-1] if self.freezes else None
+
+    def freeze_due(self, t: datetime) -> None:
+        """Make every periodic freeze whose boundary (device clock) is at or before ``t``; call before
+        anything reads the registers at ``t``, so each freeze reads them at its boundary."""
+        if not self.freeze_period_s:
+            return
+        period = timedelta(seconds=self.freeze_period_s)
+        if self._next_freeze is None or t < self._next_freeze - period:  # first call, or clock set back
+            self._next_freeze = next_boundary(t, self.freeze_period_s)
+        missed = (t - self._next_freeze) // period + 1
+        if missed > FREEZE_LOG:  # the clock jumped ahead: only the freezes the RTU can keep
+            self._next_freeze += (missed - FREEZE_LOG) * period
+        while self._next_freeze <= t:
+            self._freeze(self._next_freeze, periodic=True)
+            self._next_freeze += period
+
+    def _freeze(self, t: datetime, periodic: bool) -> Freeze:
+        self.freeze_sequence = (self.freeze_sequence + 1) % 32
+        freeze = Freeze(self._freeze_count, t, self.freeze_sequence, self._read_counters(t), periodic)
+        self._freeze_count += 1
+        self.freezes.append(freeze)
+        return freeze
+
+    def _freeze_frames(self, freeze: Freeze, cot: int) -> list[bytes]:
+        tag = CP56Time2a.from_datetime(freeze.time.astimezone(self.station_tz))
+        objects = [
+            InformationObject(ioa, value, quality, tag, freeze.sequence)
+            for ioa, (value, quality) in freeze.values.items()
+        ]
+        return self._packed(FROZEN_TYPE, cot, objects) if objects else []
+
+    def _unsent_freezes(self, connection: Connection) -> list[bytes]:
+        """Periodic freezes this master has not been sent yet (spontaneous, COT 3)."""
+        link: Link = connection.state["link"]  # type: ignore[assignment]
+        if not link.started:
+            return []
+        cursor: int = connection.state["freezes_sent"]  # type: ignore[assignment]
+        frames = []
+        for freeze in self.freezes:
+            if freeze.number > cursor and freeze.periodic:
+                frames.extend(self._freeze_frames(freeze, Cause.SPONTANEOUS))
+        if self.freezes:
+            connection.state["freezes_sent"] = self.freezes[-1].number
+            self._freezes_sent = max(self._freezes_sent, self.freezes[-1].number)
+        return frames
+
     # -- DeviceServer -----------------------------------------------------------------------------
     def split_frames(self, buffer: bytearray) -> list[bytes]:
         try:
@@ -210,6 +292,7 @@ class Iec104Rtu(DeviceServer):
         connection.state["link"] = Link("outstation", self.link_config, loop.time())
         connection.state["queue"] = deque()
         connection.state["sent"] = {}  # IOA -> last value/quality sent on this connection
+        connection.state["freezes_sent"] = self._freezes_sent  # freezes nobody was sent yet go to it
         connection.state["lock"] = asyncio.Lock()
         connection.state["task"] = asyncio.create_task(self._supervise(connection))
 
@@ -273,6 +356,8 @@ class Iec104Rtu(DeviceServer):
             self._queue(connection, [self._mirror(unit, Cause.UNKNOWN_IOA)])
             return
         t = self.clock.now()
+        self.freeze_due(t)
+        self._queue(connection, self._unsent_freezes(connection))  # in time order, before any answer
         if unit.type_id == 100:
             self._queue(connection, self._interrogation(unit, t, connection))
         elif unit.type_id == 101:
@@ -310,8 +395,12 @@ class Iec104Rtu(DeviceServer):
             return [self._confirm(unit, Cause.ACTIVATION_CON, negative=True)]
         counters = [p for p in self.points.values() if p.is_counter] if request == 5 else []
         frames: list[bytes] = []
-        if freeze == 0:  # read: frozen values if a freeze is pending, else the registers now
-            cot = Cause.REQUESTED_BY_GENERAL_COUNTER + (0 if request == 5 else request)
+        cot = Cause.REQUESTED_BY_GENERAL_COUNTER + (0 if request == 5 else request)
+        if freeze == 0 and self.freeze_period_s and counters:
+            # the last freeze with its time; before any, the registers now, tagged now
+            last = self.last_freeze or Freeze(-1, t, self.freeze_sequence, self._read_counters(t), False)
+            frames = self._freeze_frames(last, cot)
+        elif freeze == 0:  # read: frozen values if a freeze is pending, else the registers now
             by_type: dict[str, list[InformationObject]] = {}
             for point in sorted(counters, key=lambda p: p.ioa):
                 value, quality = (self._frozen or {}).get(point.ioa) or self.wire_value(point, t)
@@ -321,9 +410,11 @@ class Iec104Rtu(DeviceServer):
             self._frozen = None
             frames = self._packed_by_type(by_type, cot)
         else:
-            self.freeze_sequence = (self.freeze_sequence + 1) % 32
             if freeze in (1, 2):
-                self._frozen = {point.ioa: self.wire_value(point, t) for point in counters}
+                frozen = self._freeze(t, periodic=False)
+                self._frozen = None if self.freeze_period_s else frozen.values
+            else:  # reset only: a new counting period, so a new sequence number
+                self.freeze_sequence = (self.freeze_sequence + 1) % 32
             if freeze in (2, 3):
                 for point in counters:
                     register = self.counters.get(point.quantity)
@@ -334,6 +425,10 @@ class Iec104Rtu(DeviceServer):
             *frames,
             self._confirm(unit, Cause.ACTIVATION_TERMINATION),
         ]
+
+    def _read_counters(self, t: datetime) -> dict[int, tuple[Decimal, frozenset[str]]]:
+        counters = sorted((p for p in self.points.values() if p.is_counter), key=lambda p: p.ioa)
+        return {p.ioa: self.wire_value(p, t) for p in counters}
 
     def _clock_sync(self, unit: Asdu) -> list[bytes]:
         tag = unit.objects[0].time
@@ -391,7 +486,9 @@ class Iec104Rtu(DeviceServer):
                         return
                 if now >= next_cycle:
                     next_cycle = now + self.cycle_s
+                    self.freeze_due(self.clock.now())
                     if link.started:
+                        self._queue(connection, self._unsent_freezes(connection))
                         self._queue(connection, self._spontaneous(connection))
                 await self._transmit(connection)
         except (ConnectionError, asyncio.CancelledError):

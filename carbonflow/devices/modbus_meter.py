@@ -3,10 +3,16 @@
 Instant points show the source's value now; counters integrate their quantity (``-p_kw`` integrates
 the negated power, i.e. export); a carbon register accumulates the increase of its energy register
 times the carbon factor held in its factor register at that moment — the factor the center downloads.
+
+Interval snapshots: with ``freeze_period_s`` the meter copies its counters into the map's ``snapshot``
+registers at every multiple of that period of ITS OWN clock (UTC epoch) and shows that moment in the
+``snapshot_time`` register (UNIX seconds) until the next one; the values are the registers at the
+boundary itself, however late the meter notices it.  A ``clock`` register shows the meter's clock.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -21,6 +27,7 @@ from carbonflow.devices.base import (
     StaticSource,
     ValueSource,
 )
+from carbonflow.devices.freeze import last_boundary
 from carbonflow.protocols.errors import ProtocolError
 from carbonflow.protocols.modbus import frame as mb
 from carbonflow.protocols.modbus.registers import RegisterMap, RegisterPoint, Table
@@ -60,8 +67,14 @@ class ModbusMeter(DeviceServer):
         faults: Faults | None = None,
         clock: DeviceClock | None = None,
         derive_phases: bool = False,
+        freeze_period_s: int | None = None,
     ) -> None:
         super().__init__(name, faults, clock)
+        if freeze_period_s is not None and freeze_period_s <= 0:
+            raise ValueError(f"freeze_period_s must be positive, got {freeze_period_s}")
+        self.freeze_period_s = freeze_period_s
+        self.snapshot_time: datetime | None = None  # device clock; None: no snapshot yet
+        self.snapshot: dict[str, Decimal] = {}  # snapshot register name -> value at snapshot_time
         self.map = register_map
         self.derive_phases = derive_phases  # a source with only P, Q, U: derive per-phase U, I, pf, f
         self.source = self._wrapped(source or StaticSource())
@@ -101,10 +114,32 @@ class ModbusMeter(DeviceServer):
         sign, name = (-1.0, quantity[1:]) if quantity.startswith("-") else (1.0, quantity)
         return lambda t: sign * self.source.read(name, t)
 
+    # -- interval snapshots -----------------------------------------------------------------------
+    def snapshot_due(self, t: datetime) -> None:
+        """Take the snapshot of the last interval end at or before ``t`` if not taken yet; call before
+        anything reads the registers at ``t``.  Only the newest is kept, as the registers show one."""
+        if not self.freeze_period_s:
+            return
+        boundary = last_boundary(t, self.freeze_period_s)
+        if self.snapshot_time is not None and boundary <= self.snapshot_time:
+            return  # taken (or the clock went back: keep the one taken until the next boundary)
+        self.snapshot = {
+            p.name: self.value(self.map.point(p.snapshot_of), boundary)
+            for p in self.map.points
+            if p.kind == "snapshot"
+        }
+        self.snapshot_time = boundary
+
     # -- register values --------------------------------------------------------------------------
     def value(self, point: RegisterPoint, t: datetime) -> Decimal:
         if point.writable:
             return self.settings[point.name]
+        if point.kind == "clock":
+            return Decimal(math.floor(t.timestamp()))
+        if point.kind == "snapshot_time":
+            return Decimal(0) if self.snapshot_time is None else Decimal(int(self.snapshot_time.timestamp()))
+        if point.kind == "snapshot":
+            return self.snapshot.get(point.name, Decimal(0))
         if point.kind == "counter":
             return self.counters[point.name].value(t)
         if point.kind == "carbon":
@@ -173,6 +208,7 @@ class ModbusMeter(DeviceServer):
             return None  # another device behind the same gateway
         t = self.clock.now()
         try:
+            self.snapshot_due(t)
             return self._answer(request, t)
         except _ModbusException as error:
             return mb.exception_response(request, error.code)

@@ -4,7 +4,8 @@ and spontaneous data into a queue/callback, over the sans-IO :class:`~carbonflow
 
 Every received value becomes a :class:`Reading` ``(ioa, value, quality, timestamp, ...)``: ``value`` is
 the wire value as a Decimal, multiplied by the point's scale when one is configured; ``timestamp`` is the
-CP56Time2a tag when the type carries one, else the time of reception.
+CP56Time2a tag when the type carries one (for integrated totals ``M_IT_TB_1``: the time they were
+frozen, with the BCR ``sequence`` number), else the time of reception.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Reading:
     type_id: int
     cot: int
     common_address: int
+    sequence: int | None = None  # integrated totals: the BCR sequence number of the freeze
 
     @property
     def valid(self) -> bool:
@@ -278,7 +280,7 @@ class Iec104Client:
             with contextlib.suppress(ProtocolError):
                 timestamp = obj.time.to_datetime(self.station_tz)
         return Reading(obj.ioa, value, obj.quality, timestamp, obj.time is not None, unit.type_id,
-                       unit.cot, unit.common_address)
+                       unit.cot, unit.common_address, obj.sequence)
 
     def _deliver(self, reading: Reading) -> None:
         if self.readings.full():  # nobody drains the queue: keep the newest

@@ -3,6 +3,11 @@ scale and unit — they differ by vendor and model, so a new meter needs a map f
 
 Integers are scaled exactly (``Decimal(raw) * scale``); IEEE floats are taken at their shortest
 decimal form (the digits a meter's display shows for the value it holds), then scaled.
+
+Interval snapshots, as meters with a demand interval have them: a ``snapshot_time`` register (UNIX
+seconds of the last interval end, 0 before the first) and ``snapshot`` registers, each a copy of a
+counter (``snapshot_of``) taken at that moment, in the same format; a ``clock`` register shows the
+meter's own time.  Kept next to each other, one read returns a consistent snapshot.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from carbonflow.protocols.errors import ProtocolError
 
 MAX_REGISTERS_PER_READ = 125  # Modbus limit for function codes 3 and 4
+KINDS = ("instant", "counter", "carbon", "clock", "snapshot_time", "snapshot")
 EXACT = Context(prec=400)  # digits enough for any register type times any scale: never rounds
 
 
@@ -72,12 +78,15 @@ class RegisterPoint:
     unit: str = ""
     quantity: str = ""  # what a simulated device feeds it with, e.g. "p_kw"; a counter integrates it
     # "instant" (a measured value), "counter" (integrates its quantity over time), "carbon" (accumulates
-    # the increase of energy_point x the value of factor_point in g/kWh, as an electric-carbon meter does)
+    # the increase of energy_point x the value of factor_point in g/kWh, as an electric-carbon meter does),
+    # "clock" (the meter's clock, UNIX seconds), "snapshot_time" (UNIX seconds of the last interval end
+    # the meter took a snapshot at; 0: none yet), "snapshot" (register ``snapshot_of`` at that moment)
     kind: str = "instant"
     writable: bool = False
     energy_point: str = ""
     factor_point: str = ""
     initial: Decimal | None = None  # a setting's value at power-up (e.g. the carbon factor)
+    snapshot_of: str = ""  # a "snapshot" register: the register it copies at every interval end
 
     @property
     def words(self) -> int:
@@ -220,10 +229,15 @@ def _point_from_dict(record: Any, where: str) -> RegisterPoint:
     if not scale.is_finite() or scale == 0:
         raise ProtocolError(f"{where}: scale must be a finite non-zero number")
     kind = record.get("kind", "instant")
-    if kind not in ("instant", "counter", "carbon"):
-        raise ProtocolError(f"{where}: kind must be 'instant', 'counter' or 'carbon'")
+    if kind not in KINDS:
+        raise ProtocolError(f"{where}: kind must be one of {', '.join(repr(k) for k in KINDS)}")
     if kind == "carbon" and not (record.get("energy_point") and record.get("factor_point")):
         raise ProtocolError(f"{where}: a carbon register needs energy_point and factor_point")
+    if (kind == "snapshot") != bool(record.get("snapshot_of")):
+        raise ProtocolError(f"{where}: a snapshot register (and only one) names the register it copies "
+                            "in snapshot_of")
+    if kind in ("clock", "snapshot_time") and dtype.is_float:
+        raise ProtocolError(f"{where}: a {kind} register holds whole UNIX seconds, not a float")
     initial = record.get("initial")
     try:
         initial = None if initial is None else Decimal(str(initial))
@@ -248,6 +262,7 @@ def _point_from_dict(record: Any, where: str) -> RegisterPoint:
         energy_point=str(record.get("energy_point", "")),
         factor_point=str(record.get("factor_point", "")),
         initial=initial,
+        snapshot_of=str(record.get("snapshot_of", "")),
     )
 
 
@@ -275,9 +290,17 @@ def _check_overlaps(points: list[RegisterPoint], where: str) -> None:
 def _check_references(points: list[RegisterPoint], where: str) -> None:
     names = {p.name for p in points}
     for point in points:
-        for ref in (point.energy_point, point.factor_point):
+        for ref in (point.energy_point, point.factor_point, point.snapshot_of):
             if ref and ref not in names:
                 raise ProtocolError(f"{where}: point {point.name!r} refers to unknown point {ref!r}")
+    by_name = {p.name: p for p in points}
+    snapshots = [p for p in points if p.kind == "snapshot"]
+    for point in snapshots:
+        if by_name[point.snapshot_of].kind not in ("counter", "carbon"):
+            copied = point.snapshot_of
+            raise ProtocolError(f"{where}: snapshot {point.name!r} copies {copied!r}, which is no counter")
+    if snapshots and not any(p.kind == "snapshot_time" for p in points):
+        raise ProtocolError(f"{where}: snapshot registers need a snapshot_time register (when taken)")
 
 
 def builtin_map(model: str) -> RegisterMap:
