@@ -226,6 +226,10 @@ async def run_demo(
     )
     config_data["center"]["command_poll_s"] = max(0.5, poll_s)
     config_data["images"] = {"period_s": max(1.0, options.interval_s / options.speed)}  # one per interval
+    # the collector's clock is the simulated one: every latency of the machine is `speed` times longer in
+    # it, so the usual 2 s of clock tolerance is 2 x speed simulated seconds
+    for device in config_data["devices"]:
+        device["clock_tolerance_s"] = 2.0 * max(1.0, options.speed)
     collector = Collector(config_from_dict(config_data, "demo collector", options.directory), clock=clock.now)
     report = DemoReport(url=url, user="admin", password=password)
     metering = MeteringService(store, grid, options.interval_s)

@@ -5,7 +5,7 @@ real meter, and online/offline status through the running collector."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from collector_services import (  # noqa: F401 - fixture
@@ -17,7 +17,7 @@ from collector_services import (  # noqa: F401 - fixture
     http_center,
 )
 
-from carbonflow.collector.pollers import make_poller
+from carbonflow.collector.pollers import make_poller, read_stamp
 from carbonflow.collector.service import Collector
 from carbonflow.collector.validate import RawValue, Validator
 from carbonflow.devices.base import DeviceClock, StaticSource
@@ -253,3 +253,12 @@ def test_a_device_goes_offline_after_failed_polls_and_comes_back(tmp_path, http_
     asyncio.run(main())
     offline = next(s for s in http_center.record.statuses if s["device"] == "M645" and not s["online"])
     assert offline["error"] and offline["last_seen"] is not None
+
+
+def test_a_polled_value_is_stamped_at_the_middle_of_its_exchange_and_marked_when_it_straddles_a_boundary():
+    start = datetime(2026, 12, 4, 8, 0, 58, tzinfo=UTC)
+    ts, quality = read_stamp(start, start + timedelta(seconds=1), 60)
+    assert (ts, quality) == (start + timedelta(seconds=0.5), "good")
+    ts, quality = read_stamp(start, start + timedelta(seconds=4), 60)  # 08:01:00 lies in the exchange
+    assert (ts, quality) == (start + timedelta(seconds=2), "estimated")
+    assert read_stamp(start, start + timedelta(seconds=4), None)[1] == "good"  # no interval: nothing to miss

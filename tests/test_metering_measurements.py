@@ -56,3 +56,13 @@ def test_counters_are_interpolated_to_the_boundaries_between_unaligned_polls():
     # with nothing after the end yet, the last reading before it stands in
     data = measurements_for_interval([ENERGY], readings[:3], at(0), at(15))
     assert data.counters[ENERGY.key] == (Decimal("102"), Decimal("115"))
+
+
+def test_a_sample_read_across_a_boundary_counts_only_when_no_surer_one_came():
+    readings = [r(POWER_KW, 0.02, "9000", "estimated"), r(POWER_KW, 5, "2000"), r(POWER_KW, 10, "2000")]
+    data = measurements_for_interval([POWER_KW], readings, at(0), at(15))
+    assert data.mean(*POWER_KW.key) == 2.0 and POWER_KW.key not in data.estimated
+    only_unsure = measurements_for_interval([POWER_KW], readings[:1], at(0), at(15))
+    assert (
+        only_unsure.mean(*POWER_KW.key) == 9.0 and only_unsure.estimated[POWER_KW.key] == "estimated readings"
+    )

@@ -78,6 +78,17 @@ def first_number(value: Any) -> Decimal | None:
     return value if isinstance(value, Decimal) else None
 
 
+def read_stamp(before: datetime, after: datetime, period_s: float | None) -> tuple[datetime, Quality]:
+    """A polled value carries no time tag: the meter took it between the request and its answer, so its
+    time is the middle of the exchange. When an interval boundary (a multiple of ``period_s``) falls in
+    that window, the interval the value belongs to is not known: it is marked ``estimated`` (on a busy
+    machine, or at the demo's accelerated clock, the window is seconds long)."""
+    middle = to_ms(before + (after - before) / 2)
+    if period_s and int(before.timestamp() // period_s) != int(after.timestamp() // period_s):
+        return middle, "estimated"
+    return middle, "good"
+
+
 def _offset(device_time: datetime, before: datetime, after: datetime, resolution_s: float = 1.0) -> float:
     """Device clock minus collector clock, taking the middle of the exchange as the moment read.
     A clock shown in whole seconds is on average half a second behind what it shows, hence the
@@ -181,15 +192,15 @@ class Dlt645Poller(Poller):
     async def poll(self) -> list[RawValue]:
         values = await frozen_values(self, self.freezes, self._frozen_record)
         for point in self.freezes.live_points(self.now()):
+            before = self.now()
             try:
                 shown = await self.client.read(self.address, point.di or "")
             except DeviceRejected:  # this DI only: the meter answered, it is online
                 values.append(RawValue(point.name, None, to_ms(self.now()), "invalid"))
                 continue
             number = first_number(shown)
-            values.append(
-                RawValue(point.name, number, to_ms(self.now()), "good" if number is not None else "invalid")
-            )
+            ts, quality = read_stamp(before, self.now(), self.device.freeze_period_s)
+            values.append(RawValue(point.name, number, ts, quality if number is not None else "invalid"))
         return values
 
     async def read_clock_offset(self) -> float | None:
@@ -260,13 +271,13 @@ class Dlt698Poller(Poller):
         plain = [p for p in live if p.oad != self.factor_oad]
         if plain:
             try:
+                before = self.now()
                 readings = await self.client.get_many([p.oad or "" for p in plain])
-                now = to_ms(self.now())
+                ts, quality = read_stamp(before, self.now(), self.device.freeze_period_s)
                 for point, reading in zip(plain, readings):
                     number = first_number(reading.value)
-                    values.append(
-                        RawValue(point.name, number, now, "good" if number is not None else "invalid")
-                    )
+                    shown = quality if number is not None else "invalid"
+                    values.append(RawValue(point.name, number, ts, shown))
             except DeviceRejected:  # one OAD refused spoils the list: read them one by one
                 for point in plain:
                     try:
@@ -388,11 +399,12 @@ class ModbusPoller(Poller):
         if self.snapshots and self.snapshot_time_register:
             taken, values = await self._snapshot()
         names = [p.register_name or "" for p in self.device.points]
+        before = self.now()
         read = await self.client.read_points(names)
-        now = to_ms(self.now())
+        now, quality = read_stamp(before, self.now(), self.device.freeze_period_s)
         snapshot_ts = {v.point: v.ts for v in values}
         values += [
-            RawValue(p.name, read[p.register_name or ""].value, now)
+            RawValue(p.name, read[p.register_name or ""].value, now, quality)
             for p in self.device.points
             if p.name not in snapshot_ts or snapshot_ts[p.name] < now  # never behind its own snapshot
         ]

@@ -135,6 +135,8 @@ def measurements_for_interval(
             target = counters
         else:
             inside = [r for r in series if start < r.ts <= end]
+            sure = [r for r in inside if r.quality not in ESTIMATED_QUALITIES]
+            inside = sure or inside  # a sample read across a boundary counts only when nothing surer came
             if not inside and point.quantity in HELD_QUANTITIES:
                 # a factor register is reported when it changes (IEC 104 spontaneous data, a download):
                 # the last value before the interval is still the value in force
