@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, Connection, Index, Integer, String, Text, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -93,28 +93,25 @@ def data_version(target: Target, start: datetime, end: datetime) -> tuple[str, i
 
 
 def loss_sums(
-    target: Target,
-    start: datetime,
-    end: datetime,
-    group_by: Literal["voltage", "region"],
-    *,
-    region: str | None = None,
-) -> dict[Any, tuple[float, float]]:
-    """Branch losses over ``[start, end)`` by the from bus's voltage or region:
-    key → (loss energy kWh, loss carbon kg)."""
-    key = Bus.voltage_kv if group_by == "voltage" else Bus.region
+    target: Target, start: datetime, end: datetime, *, region: str | None = None
+) -> dict[tuple[float, str], tuple[float, float]]:
+    """Branch losses over ``[start, end)`` by the from bus's (voltage, region):
+    → (loss energy kWh, loss carbon kg).  Roll up either key by adding: sums add."""
     loss_kwh = (BranchResult.p_send_mw - BranchResult.p_recv_mw) * BranchResult.interval_s / 3.6
     query = (
-        select(key.label("key"), func.sum(loss_kwh), func.sum(BranchResult.loss_carbon_kg))
+        select(Bus.voltage_kv, Bus.region, func.sum(loss_kwh), func.sum(BranchResult.loss_carbon_kg))
         .select_from(BranchResult)
         .join(Bus, Bus.id == BranchResult.bus_id)
         .where(BranchResult.ts > start, BranchResult.ts <= end)
-        .group_by(key)
+        .group_by(Bus.voltage_kv, Bus.region)
     )
     if region is not None:
         query = query.where(_region_clause(Bus.region, region))
     with connection_of(target, write=False) as connection:
-        return {row[0]: (float(row[1] or 0.0), float(row[2] or 0.0)) for row in connection.execute(query)}
+        return {
+            (row[0], row[1]): (float(row[2] or 0.0), float(row[3] or 0.0))
+            for row in connection.execute(query)
+        }
 
 
 def load_directory(target: Target) -> list[dict[str, Any]]:
