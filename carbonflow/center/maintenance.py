@@ -26,11 +26,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from carbonflow.center.metering.meter_check import check_meters
-from carbonflow.center.reports.service import default_report_dir, parse_schedule, run_scheduled
+from carbonflow.center.reports.service import parse_schedule, report_directory, run_scheduled
 from carbonflow.center.store import (
     DEFAULT_RETENTION_DAYS,
     PurgeReport,
@@ -168,7 +167,5 @@ def _scheduled_reports(store: Store, settings: Any) -> Callable[[], list] | None
     schedule = parse_schedule(getattr(settings, "report_schedule", None) or [])
     if not schedule:
         return None
-    directory = (
-        Path(settings.report_dir) if settings.report_dir else default_report_dir(settings.database_url)
-    )
+    directory = report_directory(settings)
     return lambda: run_scheduled(store, directory, schedule, time_zone=settings.time_zone)

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from carbonflow.center.reports.build import ReportInputError, build_report
     from carbonflow.center.reports.render import FORMATS, render
-    from carbonflow.center.reports.service import default_report_dir, make_report
+    from carbonflow.center.reports.service import make_report, report_directory
     from carbonflow.center.store import Store
     from carbonflow.commands.center import _settings
 
@@ -65,11 +65,7 @@ def run_report(args: argparse.Namespace) -> int:
             )
             data = render(report, format)
         else:
-            directory = (
-                Path(settings.report_dir)
-                if settings.report_dir
-                else default_report_dir(settings.database_url)
-            )
+            directory = report_directory(settings)
             row, report = make_report(
                 store,
                 directory,

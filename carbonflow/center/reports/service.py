@@ -28,6 +28,11 @@ def default_report_dir(database_url: str) -> Path:
     return Path("carbonflow-reports").resolve()
 
 
+def report_directory(settings: Any) -> Path:
+    """Where a center with these settings keeps its report files (``report_dir`` or the default)."""
+    return Path(settings.report_dir) if settings.report_dir else default_report_dir(settings.database_url)
+
+
 def make_report(
     store: Store,
     directory: Path,

@@ -22,7 +22,7 @@ from carbonflow.center.api.policy import within
 from carbonflow.center.api.routes._common import jsonable
 from carbonflow.center.reports.build import ReportInputError
 from carbonflow.center.reports.render import MEDIA_TYPES
-from carbonflow.center.reports.service import default_report_dir, download_name, make_report
+from carbonflow.center.reports.service import download_name, make_report, report_directory
 from carbonflow.center.store import get_report, list_reports
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -40,8 +40,7 @@ class ReportRequest(BaseModel):
 
 
 def report_dir(request: Request) -> Path:
-    settings = request.app.state.settings
-    return Path(settings.report_dir) if settings.report_dir else default_report_dir(settings.database_url)
+    return report_directory(request.app.state.settings)
 
 
 def bad_request(error: ReportInputError) -> HTTPException:
