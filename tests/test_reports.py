@@ -239,15 +239,17 @@ def test_scheduled_reports_are_built_once_per_ended_period(center):
         parse_schedule(["week:csv"])
 
 
-def test_cli_report(center, tmp_path, capsys):
+def test_cli_report(center, tmp_path, capsys, monkeypatch):
     from carbonflow.cli import main
 
+    monkeypatch.setenv("CARBONFLOW_REPORT_DIR", str(tmp_path / "files"))  # not ./carbonflow-reports
     app = center[0]
     url = app.state.settings.database_url
     out = tmp_path / "day.pdf"
     assert main(["report", "--period", "day", "--start", DAY, "--out", str(out), "--database", url]) == 0
     assert out.read_bytes().startswith(b"%PDF")
     assert "24 intervals" in capsys.readouterr().out
+    assert len(list((tmp_path / "files").iterdir())) == 1  # recorded, with its file
     code = main(["report", "--period", "day", "--start", "2025-6-2", "--out", str(out), "--database", url])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
