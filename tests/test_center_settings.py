@@ -43,6 +43,10 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_LOGIN_LOCKOUT_S": "60",
         "CARBONFLOW_MAX_BODY_BYTES": "1048576",
         "CARBONFLOW_MAX_JSON_DEPTH": "16",
+        "CARBONFLOW_REPORT_DIR": "/var/lib/carbonflow/reports",
+        "CARBONFLOW_REPORT_SCHEDULE": '["month:xlsx", "day:csv"]',
+        "CARBONFLOW_DISCLOSURE_MIN_USERS": "5",
+        "CARBONFLOW_DISCLOSURE_CONSENT": '["U01", "U07"]',
     }
     settings = CenterSettings.from_env(environ)
     defaults = CenterSettings.from_env({})

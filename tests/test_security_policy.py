@@ -31,6 +31,8 @@ SAMPLES = {  # a real resource of AH/HF for each path parameter
     "name": "target-user",
     "kind": "bus",
     "version": "1",
+    "report_id": "0" * 32,
+    "release_id": "1",
 }
 QUERIES = {"/api/v1/series": {"kind": "bus", "element": "S003"}}
 BODIES = {
@@ -42,6 +44,8 @@ BODIES = {
     },
     ("PATCH", "/api/v1/users/{name}"): {"region": "AH"},
     ("POST", "/api/v1/login"): {"name": "nobody", "password": "x"},
+    ("POST", "/api/v1/reports"): {"period": "day", "start": "2025-06-02", "format": "csv"},
+    ("POST", "/api/v1/releases"): {"period": "day", "start": "2025-06-02"},
 }
 
 

@@ -9,7 +9,9 @@ Every ``period_s`` it
   first ``purge_delay_s`` after start and then every ``purge_every_s`` (daily); each purge is written to
   the audit log;
 * compares electric-carbon meters with the platform every ``meter_check_every_s``
-  (:func:`carbonflow.center.metering.meter_check.check_meters`, up to the latest metered interval).
+  (:func:`carbonflow.center.metering.meter_check.check_meters`, up to the latest metered interval);
+* builds the scheduled carbon reports (``settings.report_schedule``) of each period that has ended
+  (:func:`carbonflow.center.reports.service.run_scheduled`, each once).
 
 ``tick(now)`` does one round synchronously (tests call it with chosen times); the task runs it in a
 worker thread so the event loop never waits on the database.  A failing step is logged and retried at
@@ -27,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carbonflow.center.metering.meter_check import check_meters
+from carbonflow.center.reports.service import parse_schedule, report_directory, run_scheduled
 from carbonflow.center.store import (
     DEFAULT_RETENTION_DAYS,
     PurgeReport,
@@ -47,6 +50,7 @@ class TickReport:
     purge: PurgeReport | None = None
     meter_checks: int = 0
     mismatches: int = 0
+    reports: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -63,6 +67,7 @@ class MaintenanceScheduler:
         purge_delay_s: float = 600.0,
         meter_check_every_s: float | None = 900.0,
         clock: Callable[[], datetime] | None = None,
+        reports: Callable[[], list] | None = None,
     ) -> None:
         if period_s <= 0:
             raise ValueError("period_s must be positive")
@@ -77,6 +82,7 @@ class MaintenanceScheduler:
         started = self.clock()
         self.next_purge = started + timedelta(seconds=purge_delay_s)
         self.next_meter_check = started
+        self.reports = reports  # builds the scheduled reports of ended periods, answers those made
         self.last: TickReport | None = None
         self._task: asyncio.Task | None = None
 
@@ -114,6 +120,11 @@ class MaintenanceScheduler:
                 self.next_meter_check = now + self.meter_check_every
             except Exception as error:
                 report.errors.append(f"meter checks: {error}")
+        if self.reports is not None:
+            try:
+                report.reports = len(self.reports())
+            except Exception as error:
+                report.errors.append(f"reports: {error}")
         for error in report.errors:
             log.error("maintenance: %s", error)
         self.last = report
@@ -148,4 +159,13 @@ def scheduler_from_settings(store: Store, settings: Any) -> MaintenanceScheduler
         max_attempts=getattr(settings, "command_max_attempts", 3),
         retention_days=settings.retention_days,
         meter_check_every_s=getattr(settings, "meter_check_period_s", 900.0),
+        reports=_scheduled_reports(store, settings),
     )
+
+
+def _scheduled_reports(store: Store, settings: Any) -> Callable[[], list] | None:
+    schedule = parse_schedule(getattr(settings, "report_schedule", None) or [])
+    if not schedule:
+        return None
+    directory = report_directory(settings)
+    return lambda: run_scheduled(store, directory, schedule, time_zone=settings.time_zone)

@@ -27,7 +27,7 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, center, collector, demo, frame, import_grid, sim
+    from carbonflow.commands import cef, center, collector, demo, frame, import_grid, report, sim
 
     return [
         demo.register,
@@ -37,6 +37,7 @@ def _registered():
         sim.register,
         collector.register,
         center.register,
+        report.register,
     ]
 
 

@@ -31,6 +31,8 @@ from carbonflow.center.api.routes import (
     devices,
     history,
     live,
+    public,
+    reports,
     results,
     topology,
     users,
@@ -135,8 +137,9 @@ def create_app(
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
     app.include_router(cascade_routes.router)  # C5: POST messages signed by a peer center; views need a user
     # user endpoints (role × region, policy.py)
-    for module in (auth, users, audit, topology, results, history, views, devices, live, cameras):
+    for module in (auth, users, audit, topology, results, history, views, devices, live, cameras, reports):
         app.include_router(module.router)
+    app.include_router(public.router)  # public disclosure (no login) and publishing releases
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     unguarded = unlisted_operations(app.openapi())

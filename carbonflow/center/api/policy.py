@@ -110,6 +110,18 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/cameras/{{camera_id}}/latest"): Rule("read", "camera"),
     ("GET", f"{V1}/cameras/{{camera_id}}/images"): Rule("read", "camera"),
     ("GET", f"{V1}/images/{{key}}"): Rule("read", "image"),
+    # carbon reports (the region query parameter: the report's region, defaulted to the user's)
+    ("POST", f"{V1}/reports"): Rule("report", "region"),
+    ("GET", f"{V1}/reports"): Rule("report", "region"),
+    ("GET", f"{V1}/reports/{{report_id}}"): Rule("report", "region"),
+    # public disclosure: no login; a release is published by an analyst or admin of the whole center
+    ("GET", "/public"): PUBLIC,
+    ("GET", f"{V1}/public/regions"): PUBLIC,
+    ("GET", f"{V1}/public/industries"): PUBLIC,
+    ("GET", f"{V1}/public/key-users"): PUBLIC,
+    ("GET", f"{V1}/public/releases"): PUBLIC,
+    ("GET", f"{V1}/public/releases/{{release_id}}"): PUBLIC,
+    ("POST", f"{V1}/releases"): Rule("report", "center"),
 }
 
 # FastAPI's own documentation pages: public (they describe, they hold no data)

@@ -83,6 +83,13 @@ class CenterSettings(BaseSettings):
     metering_losses: str = Field(default="receiving", pattern="^(receiving|consumer)$")
     # the cascade between centers (docs/cascade.md): a TOML file with this center's id, key and peers
     cascade_config: str | None = None
+    # carbon reports (docs/reports.md): files under report_dir (default: next to an SQLite database);
+    # report_schedule: "period:format" entries the maintenance scheduler builds once per ended period
+    report_dir: str | None = None
+    report_schedule: list[str] = Field(default_factory=list)  # e.g. ["day:csv", "month:xlsx", "year:pdf"]
+    # public disclosure: aggregates behind fewer users are suppressed; key users shown only if consenting
+    disclosure_min_users: int = Field(default=3, ge=1)
+    disclosure_consent: list[str] = Field(default_factory=list)  # load (user) ids that consented
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -91,6 +98,14 @@ class CenterSettings(BaseSettings):
             return value
         pairs = [item.split(":", 1) for item in value.split(",") if item]
         return {token: (user[0] if user else "api") for token, *user in pairs}
+
+    @field_validator("report_schedule")
+    @classmethod
+    def _schedule_entries(cls, value: list[str]) -> list[str]:
+        from carbonflow.center.reports.service import parse_schedule
+
+        parse_schedule(value)
+        return value
 
     @field_validator("time_zone")
     @classmethod
