@@ -4,6 +4,10 @@ Open with ``Store.open(url)`` (``sqlite:///path.db`` embedded default, ``postgre
 production); it migrates to the latest schema.  See docs/storage.md.
 """
 
+from carbonflow.center.store.alarms import (  # the alarm tables join the metadata too
+    alarm_counts,
+    list_alarms,
+)
 from carbonflow.center.store.cameras import camera_known, camera_overview
 from carbonflow.center.store.collector_admin import (
     collector_config,
@@ -119,6 +123,7 @@ __all__ = [
     "UnknownCollectorError",
     "UserInfo",
     "aggregate",
+    "alarm_counts",
     "aggregate_totals",
     "authenticate",
     "camera_known",
@@ -144,6 +149,7 @@ __all__ = [
     "interval_results",
     "interval_versions",
     "is_complete",
+    "list_alarms",
     "latest_complete_interval_ts",
     "latest_interval_ts",
     "latest_reading_ts",
