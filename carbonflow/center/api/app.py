@@ -9,14 +9,17 @@ sides, devices, readings, live WebSocket — each requires ``deps.require_user``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from carbonflow.center.alarms import AlarmEngine, Notifier, channels_from_settings
 from carbonflow.center.api.errors import error_response, install_error_handlers
 from carbonflow.center.api.routes import (
+    alarms,
     auth,
     cameras,
     collector_admin,
@@ -40,6 +43,19 @@ from carbonflow.center.store.images import default_image_dir
 from carbonflow.center.topology import topology_document
 
 
+def start_alarm_ticks(engine: AlarmEngine, period_s: float) -> asyncio.Task | None:
+    """The time-based alarm rules (a device silent for N s) every ``period_s``, over current state."""
+    if not period_s:
+        return None
+
+    async def ticks() -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            await run_in_threadpool(engine.tick)
+
+    return asyncio.create_task(ticks(), name="alarm ticks")
+
+
 def create_app(settings: CenterSettings | None = None, *, store: Store | None = None) -> FastAPI:
     settings = settings or CenterSettings.from_env()
     owned = store is None
@@ -55,6 +71,7 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
                 client_id=settings.mqtt_client_id,
                 topic_prefix=settings.mqtt_topic_prefix,
                 images=app.state.images,
+                on_status=app.state.alarms.on_status,
             )
             await run_in_threadpool(subscriber.start)
         app.state.mqtt = subscriber
@@ -70,12 +87,18 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
                 settings.metering_interval_s,
                 losses=settings.metering_losses,
             )
-            metering = MeteringLoop(service)
+            app.state.alarms.interval_s = settings.metering_interval_s
+            metering = MeteringLoop(service, on_outcome=app.state.alarms.on_interval)
             metering.start()
         app.state.metering = metering
+        app.state.notifier.start()
+        alarm_ticks = start_alarm_ticks(app.state.alarms, settings.alarm_tick_s)
         try:
             yield
         finally:
+            if alarm_ticks is not None:
+                alarm_ticks.cancel()
+            await app.state.notifier.stop()
             if metering is not None:
                 await metering.stop()
             if scheduler is not None:
@@ -91,6 +114,9 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
     app.state.images = ImageStore(  # site-camera images (routes/cameras.py)
         store, settings.image_dir or default_image_dir(settings.database_url), settings.image_retention_days
     )
+    channels = channels_from_settings(settings)  # alarms: rules evaluated as intervals are metered
+    app.state.alarms = AlarmEngine(store, channels=channels, interval_s=settings.metering_interval_s or 900)
+    app.state.notifier = Notifier(store, channels, max_attempts=settings.alarm_notify_max_attempts)
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -106,7 +132,7 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
     app.include_router(collector_admin.router)  # remote maintenance (user + two signed endpoints)
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
     # user endpoints (login required)
-    for module in (auth, topology, results, history, views, devices, live, cameras):
+    for module in (auth, topology, results, history, views, devices, live, cameras, alarms):
         app.include_router(module.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")

@@ -20,10 +20,10 @@ from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text, delet
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.access import connection_of
+from carbonflow.center.store.conflicts import ReadingConflict
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError
 from carbonflow.center.store.images import Image
-from carbonflow.center.store.conflicts import ReadingConflict
 from carbonflow.center.store.schema import ID, AutoId, Base, Collector, Device, MeterCheck, Point, Reading
 from carbonflow.center.store.types import UtcDateTime
 
@@ -137,7 +137,7 @@ def alarm_dict(row: Any) -> dict[str, Any]:
             "camera": data["image_camera"],
             "ts": data["image_ts"],
             "key": data["image_key"],
-            "url": f"/api/v1/cameras/{data['image_camera']}/images/{data['image_key']}",
+            "url": f"/api/v1/images/{data['image_key']}",
         }
     return {
         "id": data["id"],
@@ -169,7 +169,9 @@ def active_alarm_keys(target: Store) -> dict[tuple[str, str, str], int]:
     """``(rule, subject kind, subject id) -> alarm id`` of every active alarm (an engine's restart)."""
     with connection_of(target, write=False) as connection:
         rows = connection.execute(
-            select(Alarm.rule_id, Alarm.subject_kind, Alarm.subject_id, Alarm.id).where(Alarm.state == "active")
+            select(Alarm.rule_id, Alarm.subject_kind, Alarm.subject_id, Alarm.id).where(
+                Alarm.state == "active"
+            )
         ).all()
     return {(r.rule_id, r.subject_kind, r.subject_id): r.id for r in rows}
 
@@ -191,9 +193,7 @@ def touch_alarm(target: Store, alarm_id: int, seen_at: datetime, message: str, v
         connection.execute(
             update(Alarm)
             .where(Alarm.id == alarm_id)
-            .values(
-                occurrences=Alarm.occurrences + 1, last_seen_at=seen_at, message=message, value=value
-            )
+            .values(occurrences=Alarm.occurrences + 1, last_seen_at=seen_at, message=message, value=value)
         )
 
 
@@ -395,10 +395,11 @@ def interval_point_values(target: Store, start: datetime, end: datetime) -> dict
 
 
 def point_catalogue(target: Store) -> dict[str, dict[str, Any]]:
-    """Every point with its device, element, quantity and scale (loaded once by the engine)."""
+    """Every point with its device (kind, region, bus), element, quantity and scale."""
     query = select(
-        Point.id, Point.device_id, Point.element_kind, Point.element_id, Point.quantity, Point.end, Point.scale
-    )
+        Point.id, Point.device_id, Point.element_kind, Point.element_id, Point.quantity, Point.end,
+        Point.scale, Device.kind.label("device_kind"), Device.region, Device.bus_id,
+    ).join(Device, Device.id == Point.device_id)  # fmt: skip
     with connection_of(target, write=False) as connection:
         return {row.id: dict(row._mapping) for row in connection.execute(query)}
 
@@ -437,5 +438,5 @@ def latest_conflict_received(target: Store) -> datetime | None:
 
 def collector_states(target: Store) -> list[dict[str, Any]]:
     with connection_of(target, write=False) as connection:
-        rows = connection.execute(select(Collector.id, Collector.region, Collector.last_seen, Collector.status))
-        return [dict(row._mapping) for row in rows]
+        query = select(Collector.id, Collector.region, Collector.last_seen, Collector.status)
+        return [dict(row._mapping) for row in connection.execute(query)]
