@@ -46,8 +46,8 @@ from carbonflow.collector.service import Collector
 from carbonflow.sim.cameras import add_cameras
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
+from carbonflow.sim.scenarios import Scenario, ScenarioSimulation
 from carbonflow.sim.serve import DeviceFarm, SimClock, TruthDriver
-from carbonflow.sim.simulation import Simulation
 from carbonflow.sim.timeseries import SimConfig
 from carbonflow.sim.truth import TruthFeed
 
@@ -68,6 +68,7 @@ class DemoOptions:
     mqtt_url: str | None = None  # default: HTTP ingest
     password: str | None = None  # default: generated once and kept in the directory
     max_intervals: int | None = None  # stop after metering this many intervals (tests)
+    scenario: Path | None = None  # simulator fault scenario (JSON/TOML events, times from the start)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class DemoReport:
     intervals_remetered: int = 0
     factors_queued: int = 0
     truth_checks: list[TruthCheck] = field(default_factory=list)
+    alarms_raised: int = 0
+    alarms_cleared: int = 0
 
 
 def compare_with_truth(
@@ -166,8 +169,9 @@ async def run_demo(
     store = Store.open(database_url)
     start = _start_after_stored_data(store, options.interval_s, options.directory / "outbox.sqlite")
     count = max(1, int(options.hours * 3600 / options.interval_s))
-    simulation = Simulation(
-        net, SimConfig(start=start, interval_s=options.interval_s, count=count, seed=options.seed)
+    scenario = Scenario.load(options.scenario, start) if options.scenario else None
+    simulation = ScenarioSimulation(
+        net, SimConfig(start=start, interval_s=options.interval_s, count=count, seed=options.seed), scenario
     )
     upsert_topology(store, topology_rows(grid))
     upsert_collector(store, COLLECTOR_ID, collector_secret, name="demo collector")
@@ -175,9 +179,10 @@ async def run_demo(
 
     feed = TruthFeed(keep=max(64, int(4 * 3600 / options.interval_s)))
     clock = SimClock(start, options.speed)
-    driver = TruthDriver(simulation, feed, clock)
+    driver = TruthDriver(simulation, feed, clock, scenario=scenario, on_line=say if scenario else None)
     driver.publish_until(start + timedelta(seconds=driver.lookahead_s))
-    farm = DeviceFarm(device_map, feed, clock.now)
+    farm = DeviceFarm(device_map, feed, clock.now, scenario)
+    driver.devices = [d for d in farm.devices.values() if d.events]  # scenario baselines (stuck, drift)
     served_map = await farm.start(options.host, 0)  # free ports: never clash with what else runs here
     register_devices(store, served_map["devices"], collector_id=COLLECTOR_ID)
 
@@ -188,6 +193,8 @@ async def run_demo(
         metering_interval_s=0,
     )
     app = create_app(settings, store=store)
+    alarms = app.state.alarms  # evaluated on the simulated clock, as each interval is metered
+    alarms.clock, alarms.interval_s = clock.now, options.interval_s
     server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
     server_task = asyncio.create_task(server.serve(), name="center-api")
     while not server.started and not server_task.done():
@@ -225,7 +232,7 @@ async def run_demo(
             metering,
             now=clock.now,
             speed=options.speed,
-            on_outcome=_reporter(feed, report, say),
+            on_outcome=_with_alarms(_reporter(feed, report, say), alarms, report, say),
             max_intervals=options.max_intervals,
         )
         await loop.run(stop)
@@ -277,6 +284,22 @@ def _reporter(
             f"{check.worst_bus}; inside the band at {check.inside_band}/{check.buses} buses "
             f"(band ≤ {check.widest_band_share:.2%})"
         )
+
+    return on_outcome
+
+
+def _with_alarms(
+    reporter: Callable[[IntervalOutcome], None], alarms: Any, report: DemoReport, say: Callable[[str], None]
+) -> Callable[[IntervalOutcome], None]:
+    """Each metered interval: its line, then the alarm rules over it (alarms raised/cleared printed)."""
+
+    def on_outcome(outcome: IntervalOutcome) -> None:
+        reporter(outcome)
+        evaluation = alarms.on_interval(outcome)
+        report.alarms_raised += len(evaluation.raised)
+        report.alarms_cleared += len(evaluation.cleared)
+        if evaluation.raised or evaluation.cleared:
+            say(f"{' ' * 27}alarms: {len(evaluation.raised)} raised, {len(evaluation.cleared)} cleared")
 
     return on_outcome
 

@@ -62,13 +62,13 @@ async def live(socket: WebSocket) -> None:
     alarms_seen = None
     try:
         while True:
-            alarms_seen = await _alarm_changes(socket, store, alarms_seen)
             latest = await run_in_threadpool(latest_interval_ts, store)
             if latest is not None and latest != sent:
                 header = await run_in_threadpool(interval_header, store, latest)
                 if header is not None:  # None: purged between the two queries
                     await socket.send_json(jsonable(_totals_message(header)))
                 sent = latest
+            alarms_seen = await _alarm_changes(socket, store, alarms_seen)
             with contextlib.suppress(TimeoutError):  # a message from the client only wakes the loop early
                 await asyncio.wait_for(socket.receive_text(), timeout=settings.live_poll_s)
     except WebSocketDisconnect:
