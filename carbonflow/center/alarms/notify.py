@@ -13,7 +13,6 @@ Channels: ``webhook`` (HTTP POST of ``{"event", "alarm"}`` as JSON with httpx; a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import smtplib
 from collections.abc import Callable, Mapping
@@ -128,7 +127,6 @@ class Notifier:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._task: asyncio.Task | None = None
 
     def send_due(self, now: datetime | None = None) -> SendReport:
         """One round: every notification due now, each tried once."""
@@ -169,14 +167,3 @@ class Notifier:
             except Exception:  # the store may be down for a moment: the next round retries
                 log.exception("alarm notifications")
             await asyncio.sleep(period_s)
-
-    def start(self, period_s: float = 1.0) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(period_s), name="alarm notifications")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

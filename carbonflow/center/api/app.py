@@ -43,17 +43,17 @@ from carbonflow.center.store.images import default_image_dir
 from carbonflow.center.topology import topology_document
 
 
-def start_alarm_ticks(engine: AlarmEngine, period_s: float) -> asyncio.Task | None:
+def start_alarm_ticks(engine: AlarmEngine, period_s: float) -> list[asyncio.Task]:
     """The time-based alarm rules (a device silent for N s) every ``period_s``, over current state."""
     if not period_s:
-        return None
+        return []
 
     async def ticks() -> None:
         while True:
             await asyncio.sleep(period_s)
             await run_in_threadpool(engine.tick)
 
-    return asyncio.create_task(ticks(), name="alarm ticks")
+    return [asyncio.create_task(ticks(), name="alarm ticks")]
 
 
 def create_app(settings: CenterSettings | None = None, *, store: Store | None = None) -> FastAPI:
@@ -91,14 +91,14 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
             metering = MeteringLoop(service, on_outcome=app.state.alarms.on_interval)
             metering.start()
         app.state.metering = metering
-        app.state.notifier.start()
-        alarm_ticks = start_alarm_ticks(app.state.alarms, settings.alarm_tick_s)
+        alarm_tasks = [asyncio.create_task(app.state.notifier.run(), name="alarm notifications")]
+        alarm_tasks += start_alarm_ticks(app.state.alarms, settings.alarm_tick_s)
         try:
             yield
         finally:
-            if alarm_ticks is not None:
-                alarm_ticks.cancel()
-            await app.state.notifier.stop()
+            for task in alarm_tasks:
+                task.cancel()
+            await asyncio.gather(*alarm_tasks, return_exceptions=True)
             if metering is not None:
                 await metering.stop()
             if scheduler is not None:
