@@ -114,7 +114,18 @@ def test_the_alarm_list_follows_the_contract_and_ack_records_who_when_and_a_note
     app.state.alarms.on_interval(outcome(1, completeness=0.5))
     body = client.get("/api/v1/alarms").json()
     [item] = body["items"]
-    contract = ["id", "rule", "severity", "state", "acknowledged", "subject", "raised_at", "cleared_at", "message", "image"]
+    contract = [
+        "id",
+        "rule",
+        "severity",
+        "state",
+        "acknowledged",
+        "subject",
+        "raised_at",
+        "cleared_at",
+        "message",
+        "image",
+    ]
     assert set(contract) <= set(item)
     assert item["rule"] == "gap" and item["state"] == "active" and item["acknowledged"] is False
     assert (
