@@ -96,6 +96,7 @@ class DemoReport:
     truth_checks: list[TruthCheck] = field(default_factory=list)
     alarms_raised: int = 0
     alarms_cleared: int = 0
+    start: datetime | None = None  # simulated start (scenario times count from it)
 
 
 def compare_with_truth(
@@ -191,6 +192,7 @@ async def run_demo(
         mqtt_url=options.mqtt_url,
         image_dir=str(options.directory / "images"),
         metering_interval_s=0,
+        alarm_tick_s=max(0.5, options.interval_s / options.speed / 2),  # time-based rules twice an interval
     )
     app = create_app(settings, store=store)
     alarms = app.state.alarms  # evaluated on the simulated clock, as each interval is metered
@@ -215,9 +217,11 @@ async def run_demo(
         period_s=poll_s,
     )
     config_data["center"]["command_poll_s"] = max(0.5, poll_s)
-    config_data["images"] = {"period_s": max(1.0, options.interval_s / options.speed)}  # one per interval
+    interval_real_s = max(1.0, options.interval_s / options.speed)
+    config_data["images"] = {"period_s": max(1.0, interval_real_s / 2)}  # two per interval
+    config_data["defaults"].update(status_period_s=interval_real_s, clock_check_s=interval_real_s)
     collector = Collector(config_from_dict(config_data, "demo collector", options.directory), clock=clock.now)
-    report = DemoReport(url=url, user="admin", password=password)
+    report = DemoReport(url=url, user="admin", password=password, start=start)
     metering = MeteringService(store, grid, options.interval_s)
     try:
         await collector.start()

@@ -205,13 +205,14 @@ def test_interval_rules_fire_on_their_condition_and_stay_silent_otherwise(store)
 
 def test_comm_loss_clock_offset_and_camera_follow_the_device_state(store):  # noqa: F811
     field_devices(store)
+    wall = [at(1)]  # collectors' last_seen is the center's receive time: wall clock
     engine = engine_with(
         store,
         {"id": "loss", "kind": "comm_loss", "after_s": 120},
         {"id": "clock", "kind": "clock_offset", "tolerance": 5},
         {"id": "cam", "kind": "camera_offline", "after_s": 120},
         {"id": "collector", "kind": "collector_loss", "after_s": 300},
-        clock=lambda: at(1),
+        clock=lambda: at(1), wall_clock=lambda: wall[0],
     )  # fmt: skip
     set_device(store, "EM-1", last_seen=at(1))
     set_device(store, "EM-2", last_seen=at(1))
@@ -234,6 +235,7 @@ def test_comm_loss_clock_offset_and_camera_follow_the_device_state(store):  # no
     set_device(store, "ECM-1", last_seen=at(4))
     engine.tick(at(4))
     assert [a["subject"]["id"] for a in active(store)] == []
+    wall[0] = at(7)
     engine.tick(at(7))  # the collector has been silent for 6 minutes now; devices too
     assert ("collector", "C1") in {(a["rule"], a["subject"]["id"]) for a in active(store)}
 

@@ -256,3 +256,41 @@ def test_a_channel_that_is_down_is_retried_visibly_and_never_blocks_metering(sql
         assert {n["channel"] for n in failed} == {"webhook", "email"}
     finally:
         store.close()
+
+
+def status_batch(seq: int, online: bool, at: datetime) -> bytes:
+    from carbonflow.messages.c4 import Batch, DeviceStatus
+
+    status = DeviceStatus(device="EM-1", online=online, last_seen=at, error=None if online else "no answer")
+    batch = Batch(
+        collector_id="C1",
+        batch_id=f"status-batch-{seq}",
+        seq=seq,
+        created_at=at,
+        readings=[],
+        statuses=[status],
+    )
+    return batch.signed(b"s3cret").model_dump_json().encode()
+
+
+def test_a_device_status_arriving_through_ingest_raises_and_clears_comm_loss(center):
+    from carbonflow.center.store import register_devices, upsert_collector
+
+    app, client = center
+    store = app.state.store
+    upsert_collector(store, "C1", "s3cret")
+    register_devices(
+        store,
+        [{"id": "EM-1", "kind": "energy_meter", "protocol": "dlt645", "bus": "U1", "region": "AH/HF",
+          "endpoint": {"host": "127.0.0.1", "port": 1}, "address": {"address": "1"}, "points": []}],
+        collector_id="C1",
+    )  # fmt: skip
+    app.state.alarms.set_rules([{"id": "loss", "kind": "comm_loss", "after_s": 600}])
+    app.state.alarms.clock = lambda: T0 + timedelta(minutes=5)
+    assert client.post("/api/v1/ingest", content=status_batch(1, False, T0)).status_code == 200
+    [alarm] = client.get("/api/v1/alarms").json()["items"]
+    assert alarm["subject"] == {"kind": "device", "id": "EM-1"} and "offline" in alarm["message"]
+    assert alarm["region"] == "AH/HF"
+    later = T0 + timedelta(minutes=5)
+    assert client.post("/api/v1/ingest", content=status_batch(2, True, later)).status_code == 200
+    assert client.get("/api/v1/alarms").json()["items"] == []

@@ -39,11 +39,14 @@ class Observed:
     """What one evaluation sees: the interval just metered (if any) and the current state."""
 
     at: datetime
+    wall_at: datetime | None = None  # wall clock: collectors' last_seen is the center's receive time
     outcome: Any | None = None  # carbonflow.center.metering.service.IntervalOutcome
     devices: list[dict[str, Any]] | None = None  # current device rows (store.alarms.device_states)
     collectors: list[dict[str, Any]] | None = None
     points: dict[str, dict[str, Any]] = field(default_factory=dict)  # point id -> device, element, ...
     point_values: dict[str, float] = field(default_factory=dict)  # point id -> last value, §3 unit
+    point_times: dict[str, datetime] = field(default_factory=dict)  # point id -> ts of that value
+    camera_images: dict[str, datetime] = field(default_factory=dict)  # camera -> latest image ts
     bus_region: dict[str, str] = field(default_factory=dict)
     device_region: dict[str, str | None] = field(default_factory=dict)
     meter_checks: list[dict[str, Any]] = field(default_factory=list)  # new electric-carbon meter checks
@@ -96,8 +99,8 @@ def check_comm_loss(rule: AlarmRule, observed: Observed, memory: dict) -> Iterat
         if device.get("kind") in CAMERA_KINDS or not device_in_scope(rule, device):
             continue
         age = _age_s(observed, device.get("last_seen"))
-        if device.get("online") is None and age is None:
-            continue  # never heard of: not yet polled
+        if age is None and not device.get("error"):
+            continue  # registered, never polled yet: nothing was lost
         offline = device.get("online") is False
         silent = age is not None and age > (rule.after_s or 0)
         reason = (
@@ -114,8 +117,9 @@ def check_camera_offline(rule: AlarmRule, observed: Observed, memory: dict) -> I
     for device in observed.devices or []:
         if device.get("kind") not in CAMERA_KINDS or not device_in_scope(rule, device):
             continue
-        age = _age_s(observed, device.get("last_seen"))
-        if device.get("online") is None and age is None:
+        seen = [t for t in (device.get("last_seen"), observed.camera_images.get(device["id"])) if t]
+        age = _age_s(observed, max(seen)) if seen else None
+        if age is None and not device.get("error"):
             continue
         offline = device.get("online") is False or (age is not None and age > (rule.after_s or 0))
         text = f"camera {device['id']}: offline" + (
@@ -137,9 +141,10 @@ def check_collector_loss(rule: AlarmRule, observed: Observed, memory: dict) -> I
     for collector in observed.collectors or []:
         if not _in_region(collector.get("region"), rule.scope.region):
             continue
-        age = _age_s(observed, collector.get("last_seen"))
-        if age is None:
+        last = collector.get("last_seen")
+        if last is None:
             continue
+        age = ((observed.wall_at or observed.at) - last).total_seconds()
         bad = age > (rule.after_s or 0)
         text = f"collector {collector['id']}: silent for {age:.0f} s"
         yield Finding("collector", str(collector["id"]), bad, text, age, collector.get("region"))
@@ -294,10 +299,19 @@ def _point_finding(point: dict[str, Any], bad: bool, message: str, value: float 
 
 def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
     """A value that keeps exactly the same non-zero reading for ``intervals`` intervals in a row (a live
-    measurement always moves a little; a frozen transducer or a hung device does not)."""
+    measurement always moves a little; a frozen transducer or a hung device does not).  A point of an
+    online device that brought no new reading this interval counts as repeating its last value: a
+    device that stopped updating sends nothing new (its time tags stop too)."""
     history: dict[str, deque] = memory.setdefault("history", {})
+    points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
+    online = {d["id"] for d in observed.devices or [] if d.get("online")}
+    current = {point_id: (point, value) for point_id, point, value in _point_series(rule, observed)}
+    for point_id in history:
+        if point_id not in current and points[point_id]["device_id"] in online and history[point_id]:
+            current[point_id] = (points[point_id], history[point_id][-1])
     by_device: dict[str, tuple[bool, str, float, dict]] = {}
-    for point_id, point, value in _point_series(rule, observed):
+    for point_id, (point, value) in current.items():
+        points[point_id] = point
         seen = history.setdefault(point_id, deque(maxlen=rule.intervals))
         seen.append(value)
         if len(seen) < rule.intervals:
@@ -312,21 +326,25 @@ def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iter
 
 
 def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
-    """Register jumps: an increment of more than ``ratio`` × the usual one (median of the last four)
-    plus ``min_jump``, or a register running backwards.  The alarm holds while the jump is outstanding
-    and clears when the register comes back by it (the tampering ended); a reading offered again
-    with another value is a tamper signal of its own (one evaluation)."""
-    last: dict[str, float] = memory.setdefault("last", {})
+    """Register jumps: an increment of more than ``ratio`` × the usual one (median of the last four
+    positive increments per hour, times the hours between the readings — a device back after an
+    outage catches up, it does not jump) plus ``min_jump``, or a register running backwards.  The
+    alarm holds while the jump is outstanding and clears when the register comes back by it (the
+    tampering ended); a reading offered again with another value is a tamper signal of its own."""
+    last: dict[str, tuple[float, datetime]] = memory.setdefault("last", {})
     steps: dict[str, deque] = memory.setdefault("steps", {})
     outstanding: dict[str, float] = memory.setdefault("outstanding", {})
     by_device: dict[str, Finding] = {}
     for point_id, point, value in _point_series(rule, observed):
-        before = last.get(point_id)
-        last[point_id] = value
-        if before is None:
+        ts = observed.point_times.get(point_id, observed.at)
+        before, before_ts = last.get(point_id, (None, None))
+        last[point_id] = (value, ts)
+        if before is None or ts <= before_ts:
             continue
         step = value - before
-        usual = statistics.median(steps[point_id]) if steps.get(point_id) else None
+        hours = (ts - before_ts).total_seconds() / 3600
+        seen = steps.get(point_id)  # per hour, positive increments only: a register frozen between
+        usual = statistics.median(seen) * hours if seen and len(seen) >= 2 else None  # updates shows 0
         text = ""
         if step < 0:
             if outstanding.get(point_id, 0.0) > 0 and abs(step) >= 0.5 * outstanding[point_id]:
@@ -335,9 +353,9 @@ def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[
                 text = f"{point_id} {point['quantity']} ran backwards by {-step:g}"
         elif usual is not None and step > rule.ratio * usual + rule.min_jump:
             outstanding[point_id] = step - usual
-            text = f"{point_id} {point['quantity']} jumped by {step:g} (usual {usual:g} per interval)"
-        elif step >= 0:
-            steps.setdefault(point_id, deque(maxlen=4)).append(step)
+            text = f"{point_id} {point['quantity']} jumped by {step:g} (usual {usual:g} in that time)"
+        elif step > 0:
+            steps.setdefault(point_id, deque(maxlen=4)).append(step / hours)
         if not text and outstanding.get(point_id, 0.0) > 0:
             text = f"{point_id} {point['quantity']} still {outstanding[point_id]:g} above its usual course"
         finding = _point_finding(

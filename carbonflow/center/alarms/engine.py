@@ -31,7 +31,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carbonflow.center.alarms.checks import CHECKS, POINT_KINDS, STATE_KINDS, Finding, Observed
+from carbonflow.center.alarms.checks import (
+    CAMERA_KINDS,
+    CHECKS,
+    POINT_KINDS,
+    STATE_KINDS,
+    Finding,
+    Observed,
+)
 from carbonflow.center.alarms.rules import AlarmRule, default_rules, parse_rules, rules_document
 from carbonflow.center.store import Store
 from carbonflow.center.store import alarms as alarm_store
@@ -63,6 +70,7 @@ class AlarmEngine:
         store: Store,
         *,
         clock: Callable[[], datetime] | None = None,
+        wall_clock: Callable[[], datetime] | None = None,
         rules: Iterable[AlarmRule] | None = None,
         channels: Iterable[str] = (),
         interval_s: int = 900,
@@ -71,7 +79,8 @@ class AlarmEngine:
     ) -> None:
         self.store = store
         self.interval_s = interval_s  # the metering interval: an outcome's readings are (end - it, end]
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or (lambda: datetime.now(UTC))  # the field's time (simulated in the demo)
+        self.wall_clock = wall_clock or (lambda: datetime.now(UTC))  # the center's own (receive times)
         self.channels = set(channels)  # configured notification channels; others are not queued
         self.flap_raises = flap_raises
         self.flap_window = timedelta(seconds=flap_window_s)
@@ -190,7 +199,7 @@ class AlarmEngine:
         started = time.perf_counter()
         rules = self._enabled(CHECKS)
         kinds = {rule.kind for rule in rules}
-        observed = Observed(outcome.end, outcome=outcome)
+        observed = Observed(outcome.end, self.wall_clock(), outcome=outcome)
         self._gather_state(observed, kinds)
         needs_points = kinds & set(POINT_KINDS) or any(
             (rule.quantity or "").startswith("point.") for rule in rules
@@ -201,11 +210,12 @@ class AlarmEngine:
             observed.points = self._points
             start = outcome.end - timedelta(seconds=self.interval_s)
             raw = alarm_store.interval_point_values(self.store, start, outcome.end)
-            for point_id, (_ts, value) in raw.items():
+            for point_id, (ts, value) in raw.items():
                 point = self._points.get(point_id)
                 if point is not None:
                     scale = point.get("scale")
                     observed.point_values[point_id] = float(value / scale if scale else value)
+                    observed.point_times[point_id] = ts
         if "meter_mismatch" in kinds:
             observed.meter_checks = alarm_store.meter_checks_after(self.store, self._meter_check_id)
             if observed.meter_checks:
@@ -215,7 +225,13 @@ class AlarmEngine:
             if observed.conflicts:
                 self._conflicts_after = observed.conflicts[-1]["received_at"]
         evaluation.gather_ms = (time.perf_counter() - started) * 1000
-        self._run(evaluation, observed, [k for k in CHECKS if k != "cascade_mismatch"])
+        self._run(
+            evaluation, observed, [k for k in CHECKS if k not in STATE_KINDS and k != "cascade_mismatch"]
+        )
+        # the device-state rules look at the state now (the interval's end is already past)
+        now = Observed(max(self.clock(), outcome.end), observed.wall_at, devices=observed.devices)
+        now.collectors, now.camera_images = observed.collectors, observed.camera_images
+        self._run(evaluation, now, STATE_KINDS, add=True)
 
     def _gather_state(self, observed: Observed, kinds: set[str]) -> None:
         if kinds & {"comm_loss", "clock_offset", "camera_offline", "meter_mismatch"} or kinds & set(
@@ -223,12 +239,15 @@ class AlarmEngine:
         ):
             observed.devices = alarm_store.device_states(self.store)
             observed.device_region = {d["id"]: d.get("region") for d in observed.devices}
+        if "camera_offline" in kinds and observed.devices:
+            cameras = [d["id"] for d in observed.devices if d.get("kind") in CAMERA_KINDS]
+            observed.camera_images = alarm_store.latest_images(self.store, cameras)
         if "collector_loss" in kinds:
             observed.collectors = alarm_store.collector_states(self.store)
 
     def _state(self, evaluation: Evaluation, at: datetime) -> None:
         started = time.perf_counter()
-        observed = Observed(at)
+        observed = Observed(at, self.wall_clock())
         self._gather_state(observed, {rule.kind for rule in self._enabled(STATE_KINDS)})
         evaluation.gather_ms = (time.perf_counter() - started) * 1000
         self._run(evaluation, observed, STATE_KINDS)
@@ -237,19 +256,26 @@ class AlarmEngine:
         """Evaluate the rules of ``kinds`` over given observations (tests, the benchmark)."""
         return self._guarded("given", observed.at, lambda e: self._run(e, observed, kinds))
 
-    def _run(self, evaluation: Evaluation, observed: Observed, kinds: Iterable[str]) -> None:
+    def _run(
+        self, evaluation: Evaluation, observed: Observed, kinds: Iterable[str], *, add: bool = False
+    ) -> None:
         started = time.perf_counter()
         rules = self._enabled(kinds)
         found: list[tuple[AlarmRule, Finding]] = []
         for rule in rules:
             memory = self._memory.setdefault(rule.id, {})
             found.extend((rule, finding) for finding in CHECKS[rule.kind](rule, observed, memory))
-        evaluation.rules, evaluation.findings = len(rules), len(found)
-        evaluation.rules_ms = (time.perf_counter() - started) * 1000
-        started = time.perf_counter()
+        checked = time.perf_counter()
         for rule, finding in found:
             self._apply(rule, finding, observed, evaluation)
-        evaluation.apply_ms = (time.perf_counter() - started) * 1000
+        applied = time.perf_counter()
+        if not add:
+            evaluation.rules = evaluation.findings = 0
+            evaluation.rules_ms = evaluation.apply_ms = 0.0
+        evaluation.rules += len(rules)
+        evaluation.findings += len(found)
+        evaluation.rules_ms += (checked - started) * 1000
+        evaluation.apply_ms += (applied - checked) * 1000
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def _apply(self, rule: AlarmRule, finding: Finding, observed: Observed, evaluation: Evaluation) -> None:

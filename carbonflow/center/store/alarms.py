@@ -298,6 +298,17 @@ def device_states(target: Store) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in connection.execute(select(*columns))]
 
 
+def latest_images(target: Store, camera_ids: list[str]) -> dict[str, datetime]:
+    """Each camera's latest image time (one indexed lookup per camera)."""
+    found: dict[str, datetime] = {}
+    with connection_of(target, write=False) as connection:
+        for camera in camera_ids:
+            ts = connection.execute(select(func.max(Image.ts)).where(Image.camera_id == camera)).scalar()
+            if ts is not None:
+                found[camera] = ts
+    return found
+
+
 def nearest_image(target: Store, camera_ids: list[str], at: datetime) -> dict[str, Any] | None:
     """The image of one of ``camera_ids`` whose time is nearest to ``at`` (one before, one after)."""
     if not camera_ids:
@@ -382,10 +393,9 @@ def list_notifications(target: Store, *, status: str | None = None, limit: int =
 
 
 def interval_point_values(target: Store, start: datetime, end: datetime) -> dict[str, tuple[datetime, Any]]:
-    """The last reading of every point with ``start < ts <= end`` (one interval's readings only)."""
-    query = select(Reading.point_id, Reading.ts, Reading.value).where(
-        Reading.ts > start, Reading.ts <= end, Reading.quality != "invalid"
-    )
+    """The last reading of every point with ``start < ts <= end`` (one interval's readings only; an
+    ``invalid`` one too: a register reset or a value out of bounds is what the tamper rule looks for)."""
+    query = select(Reading.point_id, Reading.ts, Reading.value).where(Reading.ts > start, Reading.ts <= end)
     latest: dict[str, tuple[datetime, Any]] = {}
     with connection_of(target, write=False) as connection:
         for point_id, ts, value in connection.execute(query):
