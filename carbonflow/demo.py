@@ -192,7 +192,7 @@ async def run_demo(
         mqtt_url=options.mqtt_url,
         image_dir=str(options.directory / "images"),
         metering_interval_s=0,
-        alarm_tick_s=max(0.5, options.interval_s / options.speed / 2),  # time-based rules twice an interval
+        alarm_tick_s=max(0.5, options.interval_s / options.speed / 4),  # time-based rules: 4 per interval
     )
     app = create_app(settings, store=store)
     alarms = app.state.alarms  # evaluated on the simulated clock, as each interval is metered

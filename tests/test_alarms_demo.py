@@ -26,7 +26,9 @@ EVENTS = [
     {"kind": "tamper", "device": "EM-U05", "point": "import_energy_kwh", "offset": 20000},
     {"kind": "line_outage", "branch": "L008"},
 ]
-# fault -> the alarm it must raise: (rule, subject kind, subject id)
+# fault -> the alarm it must raise: (rule, subject kind, subject id); each must also clear within two
+# intervals after the fault ends, except the register jump: the collector repeats the highest value of a
+# register that runs back (see docs/alarms.md), so the jump stays until an operator clears it
 EXPECTED = {
     "offline": ("device-comm-loss", "device", "EM-U07"),
     "camera_offline": ("camera-offline", "camera", "CAM-P02"),
@@ -49,9 +51,7 @@ def intervals_between(start: datetime, moment: datetime) -> float:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("alarm-demo")
-    events = [
-        {**event, "start": f"{FAULT_START_MIN}m", "end": f"{FAULT_END_MIN}m"} for event in EVENTS
-    ]
+    events = [{**event, "start": f"{FAULT_START_MIN}m", "end": f"{FAULT_END_MIN}m"} for event in EVENTS]
     scenario = directory / "faults.json"
     scenario.write_text(json.dumps({"events": events}))
     options = DemoOptions(
@@ -91,6 +91,9 @@ def test_every_fault_raises_within_two_intervals_and_clears_within_two_after(dem
         raised_after = intervals_between(fault_start, alarm["raised_at"])
         needs = 3 if kind == "stuck" else 2  # "stuck" means 3 identical readings in a row, by definition
         assert 0 < raised_after <= needs, (kind, alarm)
+        if kind == "tamper":
+            figures[kind] = (raised_after, None)
+            continue
         assert alarm["cleared_at"] is not None, (kind, alarm)
         cleared_after = intervals_between(fault_end, alarm["cleared_at"])
         assert 0 < cleared_after <= 2, (kind, alarm)
@@ -99,10 +102,15 @@ def test_every_fault_raises_within_two_intervals_and_clears_within_two_after(dem
 
 
 def test_the_line_outage_raises_zero_flow_at_its_ends_and_clean_devices_stay_silent(demo_run):
-    _report, alarms, _start, lines = demo_run
+    _report, alarms, start, lines = demo_run
     zero_flow = [a for a in alarms if a["rule"] == "line-zero-flow"]
     assert zero_flow, (sorted({a["rule"] for a in alarms}), lines)
     assert all("L008" in a["message"] for a in zero_flow), zero_flow
+    fault_start = start + timedelta(minutes=FAULT_START_MIN)
+    fault_end = start + timedelta(minutes=FAULT_END_MIN)
+    for alarm in zero_flow:  # both ends; see docs/alarms.md for why it may clear before the outage ends
+        assert 0 < intervals_between(fault_start, alarm["raised_at"]) <= 2, alarm
+        assert alarm["cleared_at"] is not None and alarm["cleared_at"] <= fault_end + timedelta(minutes=2)
     faulty = {"EM-U07", "CAM-P02", "RTU-S010", "ECM-U03", "EM-U05"} | {a["subject"]["id"] for a in zero_flow}
     unexpected = [
         (a["rule"], a["subject"]["id"], a["message"])
