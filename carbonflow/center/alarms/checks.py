@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import statistics
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +23,7 @@ from carbonflow.center.alarms.rules import AlarmRule
 CAMERA_KINDS = ("camera",)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Finding:
     subject_kind: str  # device | collector | bus | center | camera | meter
     subject_id: str
@@ -52,6 +52,19 @@ class Observed:
     meter_checks: list[dict[str, Any]] = field(default_factory=list)  # new electric-carbon meter checks
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # new reading conflicts
     cascade: list[dict[str, Any]] = field(default_factory=list)  # verdicts {peer, status, detail}
+    _by_quantity: dict[str, list[tuple[str, dict[str, Any], float]]] | None = None
+
+    def values_of(self, quantities: Iterable[str] | None) -> list[tuple[str, dict[str, Any], float]]:
+        """``(point id, point, value)`` of this evaluation's readings of the given quantities (all: None)."""
+        if self._by_quantity is None:
+            self._by_quantity = {}
+            for point_id, value in self.point_values.items():
+                point = self.points.get(point_id)
+                if point is not None:
+                    self._by_quantity.setdefault(point["quantity"], []).append((point_id, point, value))
+        if quantities is None:
+            return [item for items in self._by_quantity.values() for item in items]
+        return [item for quantity in quantities for item in self._by_quantity.get(quantity, ())]
 
 
 # --- scope ---------------------------------------------------------------------------------------------
@@ -73,7 +86,15 @@ def device_in_scope(rule: AlarmRule, device: dict[str, Any]) -> bool:
     return _in_region(device.get("region"), scope.region)
 
 
-def point_in_scope(rule: AlarmRule, point: dict[str, Any], observed: Observed) -> bool:
+def point_in_scope(
+    rule: AlarmRule, point: dict[str, Any], observed: Observed, memory: dict | None = None
+) -> bool:
+    """Whether a point is in the rule's scope; remembered per point in ``memory`` (scopes are static)."""
+    if memory is not None:
+        known = memory.setdefault("in_scope", {})
+        if point["id"] not in known:
+            known[point["id"]] = point_in_scope(rule, point, observed)
+        return known[point["id"]]
     scope = rule.scope
     if scope.element_kinds and point["element_kind"] not in scope.element_kinds:
         return False
@@ -186,55 +207,69 @@ def check_balance_residual(rule: AlarmRule, observed: Observed, memory: dict) ->
     yield _center(observed, share > (rule.tolerance or 0), text, share)
 
 
-def quantity_values(rule: AlarmRule, observed: Observed) -> dict[tuple[str, ...], tuple[float, Finding]]:
-    """``(subject kind, id[, point]) -> (value, a finding template)`` of a rule's ``quantity`` now."""
+# a subject of a quantity: (kind, id, region, bus, label); label is text, or (point id, quantity, point)
+Subject = tuple[str, str, str | None, str | None, Any]
+
+
+def _label(label: Any) -> str:
+    if isinstance(label, str):
+        return label
+    point_id, name, point = label
+    end = f" ({point['end']} end)" if point.get("end") not in (None, "-") else ""
+    return f"{point_id} {name} of {point['element_kind']} {point['element_id']}{end}"
+
+
+def quantity_values(
+    rule: AlarmRule, observed: Observed, memory: dict | None = None
+) -> dict[tuple[str, ...], tuple[float, Subject]]:
+    """``(subject kind, id[, point]) -> (value, subject)`` of a rule's ``quantity`` this evaluation."""
     quantity = rule.quantity or ""
     outcome = observed.outcome
-    found: dict[tuple[str, ...], tuple[float, Finding]] = {}
+    found: dict[tuple[str, ...], tuple[float, Subject]] = {}
     name = quantity.split(".", 1)[1]
     if quantity.startswith("point."):
-        for point_id, value in observed.point_values.items():
-            point = observed.points.get(point_id)
-            if point is None or point["quantity"] != name or not point_in_scope(rule, point, observed):
-                continue
-            element = f"{point['element_kind']} {point['element_id']}" + (
-                f" ({point['end']} end)" if point.get("end") not in (None, "-") else ""
-            )
-            template = Finding(
-                "device", point["device_id"], False, f"{point_id} {name} of {element}", value,
-                point.get("region"), point.get("bus_id"),
-            )  # fmt: skip
-            found[("device", point["device_id"], point_id)] = (value, template)
+        known = {} if memory is None else memory.setdefault("in_scope", {})
+        for point_id, point, value in observed.values_of((name,)):
+            inside = known.get(point_id)
+            if inside is None:
+                inside = known[point_id] = point_in_scope(rule, point, observed)
+            if inside:
+                device = point["device_id"]
+                subject = (
+                    "device",
+                    device,
+                    point.get("region"),
+                    point.get("bus_id"),
+                    (point_id, name, point),
+                )
+                found[("device", device, point_id)] = (value, subject)
         return found
     if outcome is None or not outcome.stored:
         return found
     if quantity.startswith("bus."):
         values = outcome.intensities if name == "intensity_g_per_kwh" else outcome.bands
+        buses = set(rule.scope.buses)
         for bus, value in values.items():
-            if value is None or (rule.scope.buses and bus not in rule.scope.buses):
+            if value is None or (buses and bus not in buses):
                 continue
             region = observed.bus_region.get(bus)
-            if not _in_region(region, rule.scope.region):
+            if rule.scope.region and not _in_region(region, rule.scope.region):
                 continue
-            found[("bus", bus)] = (
-                float(value),
-                Finding("bus", bus, False, f"bus {bus} {name}", value, region, bus),
-            )
-    elif quantity.startswith("totals."):
-        value = outcome.totals.get(name)
+            found[("bus", bus)] = (float(value), ("bus", bus, region, bus, f"bus {bus} {name}"))
+    else:
+        value = {
+            "interval.completeness": outcome.completeness,
+            "interval.estimates": outcome.estimates,
+        }.get(quantity, outcome.totals.get(name) if quantity.startswith("totals.") else None)
         if value is not None:
-            found[("center", "metering")] = (float(value), _center(observed, False, f"total {name}", value))
-    elif quantity == "interval.completeness":
-        found[("center", "metering")] = (outcome.completeness, _center(observed, False, "completeness"))
-    elif quantity == "interval.estimates":
-        found[("center", "metering")] = (float(outcome.estimates), _center(observed, False, "estimates"))
+            label = f"total {name}" if quantity.startswith("totals.") else name
+            found[("center", "metering")] = (float(value), ("center", "metering", None, None, label))
     return found
 
 
-def _with(template: Finding, bad: bool, message: str, value: float) -> Finding:
-    return Finding(
-        template.subject_kind, template.subject_id, bad, message, value, template.region, template.bus
-    )
+def _finding(subject: Subject, bad: bool, message: str = "", value: float | None = None) -> Finding:
+    kind, ident, region, bus, _ = subject
+    return Finding(kind, ident, bad, message, value, region, bus)
 
 
 def _worst_per_subject(findings: Iterator[Finding]) -> Iterator[Finding]:
@@ -248,15 +283,18 @@ def _worst_per_subject(findings: Iterator[Finding]) -> Iterator[Finding]:
 
 
 def check_threshold(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+    above_limit, below_limit = rule.above, rule.below
+
     def each() -> Iterator[Finding]:
-        for value, template in quantity_values(rule, observed).values():
+        for value, subject in quantity_values(rule, observed, memory).values():
             shown = abs(value) if rule.absolute else value
-            above = rule.above is not None and shown > rule.above
-            below = rule.below is not None and shown < rule.below
-            limit = (
-                f"above {rule.above:g}" if above else f"below {rule.below:g}" if below else "within limits"
-            )
-            yield _with(template, above or below, f"{template.message} = {value:g}: {limit}", value)
+            above = above_limit is not None and shown > above_limit
+            below = below_limit is not None and shown < below_limit
+            if not (above or below):
+                yield _finding(subject, False, value=value)
+                continue
+            limit = f"above {above_limit:g}" if above else f"below {below_limit:g}"
+            yield _finding(subject, True, f"{_label(subject[4])} = {value:g}: {limit}", value)
 
     return _worst_per_subject(each())
 
@@ -265,7 +303,7 @@ def check_rate_of_change(rule: AlarmRule, observed: Observed, memory: dict) -> I
     previous: dict = memory.setdefault("previous", {})
 
     def each() -> Iterator[Finding]:
-        for key, (value, template) in quantity_values(rule, observed).items():
+        for key, (value, subject) in quantity_values(rule, observed, memory).items():
             before = previous.get(key)
             previous[key] = value
             if before is None:
@@ -275,19 +313,24 @@ def check_rate_of_change(rule: AlarmRule, observed: Observed, memory: dict) -> I
             bad = (rule.max_change is not None and abs(change) > rule.max_change) or (
                 rule.max_change_percent is not None and percent > rule.max_change_percent
             )
-            text = f"{template.message} changed {before:g} → {value:g} ({change:+g}, {percent:.0f} %)"
-            yield _with(template, bad, text, change)
+            if not bad:
+                yield _finding(subject, False, value=change)
+                continue
+            text = f"{_label(subject[4])} changed {before:g} → {value:g} ({change:+g}, {percent:.0f} %)"
+            yield _finding(subject, True, text, change)
 
     return _worst_per_subject(each())
 
 
-def _point_series(rule: AlarmRule, observed: Observed) -> Iterator[tuple[str, dict[str, Any], float]]:
-    wanted = set(rule.quantities)
-    for point_id, value in observed.point_values.items():
-        point = observed.points.get(point_id)
-        if point is None or (wanted and point["quantity"] not in wanted):
-            continue
-        if point_in_scope(rule, point, observed):
+def _point_series(
+    rule: AlarmRule, observed: Observed, memory: dict
+) -> Iterator[tuple[str, dict[str, Any], float]]:
+    known = memory.setdefault("in_scope", {})
+    for point_id, point, value in observed.values_of(rule.quantities or None):
+        inside = known.get(point_id)
+        if inside is None:
+            inside = known[point_id] = point_in_scope(rule, point, observed)
+        if inside:
             yield point_id, point, value
 
 
@@ -305,7 +348,7 @@ def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iter
     history: dict[str, deque] = memory.setdefault("history", {})
     points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
     online = {d["id"] for d in observed.devices or [] if d.get("online")}
-    current = {point_id: (point, value) for point_id, point, value in _point_series(rule, observed)}
+    current = {point_id: (point, value) for point_id, point, value in _point_series(rule, observed, memory)}
     for point_id in history:
         if point_id not in current and points[point_id]["device_id"] in online and history[point_id]:
             current[point_id] = (points[point_id], history[point_id][-1])
@@ -335,7 +378,7 @@ def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[
     steps: dict[str, deque] = memory.setdefault("steps", {})
     outstanding: dict[str, float] = memory.setdefault("outstanding", {})
     by_device: dict[str, Finding] = {}
-    for point_id, point, value in _point_series(rule, observed):
+    for point_id, point, value in _point_series(rule, observed, memory):
         ts = observed.point_times.get(point_id, observed.at)
         before, before_ts = last.get(point_id, (None, None))
         last[point_id] = (value, ts)
@@ -365,7 +408,7 @@ def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[
             by_device[point["device_id"]] = finding
     for conflict in observed.conflicts:
         point = observed.points.get(conflict["point_id"])
-        if point is None or not point_in_scope(rule, point, observed):
+        if point is None or not point_in_scope(rule, point, observed, memory):
             continue
         text = (
             f"{conflict['point_id']} at {conflict['ts'].isoformat()}: offered {conflict['offered_value']} "

@@ -281,6 +281,8 @@ class AlarmEngine:
     def _apply(self, rule: AlarmRule, finding: Finding, observed: Observed, evaluation: Evaluation) -> None:
         key = (rule.id, finding.subject_kind, finding.subject_id)
         history = self._history.get(key)
+        if not finding.bad and history is None and key not in self._active:
+            return  # the common case: nothing wrong, nothing remembered
         if history is None or history.maxlen != rule.window:
             history = self._history[key] = deque(history or (), maxlen=rule.window)
         history.append(finding.bad)
