@@ -50,6 +50,7 @@ from carbonflow.sim.simulation import Simulation
 from carbonflow.sim.timeseries import SimConfig
 
 REGIONS = ("AH", "AH/HF", "AH/WH")
+POWER_ELEMENTS = ["branch", "load"]  # generators may run flat for hours: not a stuck transducer
 DEVICE_KINDS = ("substation_meter", "substation_rtu", "carbon_meter", "plant_rtu", "energy_meter")
 
 
@@ -72,7 +73,7 @@ def fifty_rules() -> list:
                       "max_change": 1000.0, "scope": {"element_kinds": [element]}})  # fmt: skip
     for k, kind in enumerate(DEVICE_KINDS):
         rules.append({"id": f"stuck-{k}", "kind": "stuck_value", "quantities": ["p_mw", "q_mvar"],
-                      "intervals": 4, "scope": {"device_kind": kind, "element_kinds": ["branch", "load"]}})  # fmt: skip
+                      "intervals": 4, "scope": {"device_kind": kind, "element_kinds": POWER_ELEMENTS}})  # fmt: skip
     rules.append({"id": "loss-region", "kind": "comm_loss", "after_s": 600, "scope": {"region": "AH/HF"}})
     rules.append({"id": "gap-estimates", "kind": "data_gap", "max_estimates": 50})
     rules.append({"id": "band-wide", "kind": "threshold", "quantity": "bus.band_g_per_kwh", "above": 500.0})
