@@ -72,8 +72,9 @@ def fifty_rules() -> list:
         rules.append({"id": f"point-step-{k}", "kind": "rate_of_change", "quantity": f"point.{quantity}",
                       "max_change": 1000.0, "scope": {"element_kinds": [element]}})  # fmt: skip
     for k, kind in enumerate(DEVICE_KINDS):
+        scope = {"device_kind": kind, "element_kinds": POWER_ELEMENTS}
         rules.append({"id": f"stuck-{k}", "kind": "stuck_value", "quantities": ["p_mw", "q_mvar"],
-                      "intervals": 4, "scope": {"device_kind": kind, "element_kinds": POWER_ELEMENTS}})  # fmt: skip
+                      "intervals": 4, "scope": scope})  # fmt: skip
     rules.append({"id": "loss-region", "kind": "comm_loss", "after_s": 600, "scope": {"region": "AH/HF"}})
     rules.append({"id": "gap-estimates", "kind": "data_gap", "max_estimates": 50})
     rules.append({"id": "band-wide", "kind": "threshold", "quantity": "bus.band_g_per_kwh", "above": 500.0})
