@@ -349,17 +349,20 @@ def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iter
     points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
     online = {d["id"] for d in observed.devices or [] if d.get("online")}
     current = {point_id: (point, value) for point_id, point, value in _point_series(rule, observed, memory)}
-    for point_id in history:
-        if point_id not in current and points[point_id]["device_id"] in online and history[point_id]:
+    for point_id in history.keys() - current.keys():
+        if points[point_id]["device_id"] in online and history[point_id]:
             current[point_id] = (points[point_id], history[point_id][-1])
     by_device: dict[str, tuple[bool, str, float, dict]] = {}
+    needed = rule.intervals
     for point_id, (point, value) in current.items():
-        points[point_id] = point
-        seen = history.setdefault(point_id, deque(maxlen=rule.intervals))
+        seen = history.get(point_id)
+        if seen is None:
+            points[point_id] = point
+            seen = history[point_id] = deque(maxlen=needed)
         seen.append(value)
-        if len(seen) < rule.intervals:
+        if len(seen) < needed:
             continue
-        stuck = value != 0 and all(v == value for v in seen)
+        stuck = value != 0 and seen.count(value) == needed
         text = f"{point_id} {point['quantity']} stuck at {value:g} for {rule.intervals} intervals"
         device = point["device_id"]
         if device not in by_device or (stuck and not by_device[device][0]):
