@@ -30,20 +30,14 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from bench.metering import readings_at
+from bench.metering import fill_store
 from carbonflow.center.alarms import AlarmEngine, default_rules, parse_rules
 from carbonflow.center.alarms.rules import rules_document
 from carbonflow.center.metering.service import MeteringService
 from carbonflow.center.store import (
     Store,
-    ingest_batch,
     list_alarms,
-    register_devices,
-    upsert_collector,
-    upsert_topology,
 )
-from carbonflow.center.topology import topology_rows
-from carbonflow.messages.c4 import Batch
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
@@ -125,15 +119,7 @@ def run(args: argparse.Namespace, url: str) -> None:
     truths = list(Simulation(net, config).intervals())
     grid, device_map = grid_document(net), build_device_map(net)
     store = Store.open(url)
-    upsert_topology(store, topology_rows(grid))
-    upsert_collector(store, "bench", "secret")
-    register_devices(store, device_map["devices"], collector_id="bench")
-    for seq, truth in enumerate(truths):
-        batch = Batch(
-            collector_id="bench", batch_id=uuid.uuid4().hex, seq=seq, created_at=truth.ts,
-            readings=readings_at(device_map, truth, truth.ts),
-        )  # fmt: skip
-        ingest_batch(store, batch)
+    fill_store(store, grid, device_map, truths)
     service = MeteringService(store, grid, args.interval_s, uncertainty_samples=32)
     rules = fifty_rules()
     engine = AlarmEngine(store, rules=rules, interval_s=args.interval_s, clock=lambda: truths[-1].ts)

@@ -4,19 +4,16 @@ arrives over the live socket without a reload."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_web_ui import _require_browser
+from test_web_ui import browser  # noqa: F401 - the module's Chromium
+from webdata import serving
 
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.metering.service import IntervalOutcome
 from carbonflow.center.store import Store, create_user, list_alarms
 
-CHROMIUM = "/usr/bin/chromium"
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 RULES = [
     {"id": "gap", "kind": "data_gap", "min_completeness": 0.9, "severity": "minor"},
@@ -32,8 +29,6 @@ def outcome(k: int, completeness: float = 1.0, residual: float = 0.0, error: str
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     path = tmp_path_factory.mktemp("alarm-ui") / "center.db"
     store = Store.open(f"sqlite:///{path}")
     create_user(store, "op", "pw", "admin")
@@ -42,32 +37,12 @@ def server(tmp_path_factory):
     )
     app = create_app(settings, store=store)
     app.state.alarms.set_rules(RULES)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="auto"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if uv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app
-    uv.should_exit = True
-    thread.join(10)
+    with serving(app) as base:
+        yield base, app
     store.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _require_browser()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
-def test_the_operator_sees_acknowledges_and_receives_alarms_live(server, browser, tmp_path):
+def test_the_operator_sees_acknowledges_and_receives_alarms_live(server, browser, tmp_path):  # noqa: F811
     base, app = server
     app.state.alarms.on_interval(outcome(1, completeness=0.4))
     page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()

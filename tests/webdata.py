@@ -7,6 +7,11 @@ and creates the user ``operator`` / ``demo-pass``.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from carbonflow.center.store import (
@@ -67,3 +72,26 @@ def populate(url: str, *, hours: int = 6, start: datetime = START) -> tuple[Stor
     ingest_batch(store, batch, received_at=last)
     create_user(store, USER, PASSWORD, "operator")
     return store, last
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """The app on a real uvicorn server on a free port (a thread); yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="auto")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if uv.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(10)
