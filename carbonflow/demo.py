@@ -52,6 +52,7 @@ from carbonflow.sim.timeseries import SimConfig
 from carbonflow.sim.truth import TruthFeed
 
 COLLECTOR_ID = "demo-collector"
+TOTALS = ("generation_carbon_t_per_h", "load_carbon_t_per_h", "loss_carbon_t_per_h")
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +83,7 @@ class TruthCheck:
     worst_bus: str
     inside_band: int = 0  # buses whose truth lies within the metered value ± its uncertainty band
     widest_band_share: float = 0.0  # the widest band as a share of its intensity
+    totals_error_share: float = 0.0  # the largest of generation, load, loss carbon off the truth, as a share
 
 
 @dataclass
@@ -100,7 +102,10 @@ class DemoReport:
 
 
 def compare_with_truth(
-    metered: dict[str, float | None], truth: Any, bands: dict[str, float | None] | None = None
+    metered: dict[str, float | None],
+    truth: Any,
+    bands: dict[str, float | None] | None = None,
+    totals: dict[str, float] | None = None,
 ) -> TruthCheck:
     true_values = {b["id"]: b["intensity_g_per_kwh"] for b in truth.result_document()["buses"]}
     bands = bands or {}
@@ -112,9 +117,14 @@ def compare_with_truth(
     if not gaps:
         return TruthCheck(truth.ts, 0, float("nan"), float("nan"), "-")
     inside = sum(1 for gap, bus in gaps if gap <= (bands.get(bus) or 0.0) + 1e-9)
-    shares = [(bands.get(bus) or 0.0) / value for bus, value in metered.items() if value and bus in bands]
+    widths = [(bands.get(bus) or 0.0) / value for bus, value in metered.items() if value and bus in bands]
     median, (worst, worst_bus) = gaps[len(gaps) // 2][0], gaps[-1]
-    return TruthCheck(truth.ts, len(gaps), median, worst, worst_bus, inside, max(shares, default=0.0))
+    true_totals = truth.totals() if totals else {}
+    shares = [abs(totals[k] - true_totals[k]) / true_totals[k] for k in TOTALS if true_totals.get(k)]
+    totals_share = max(shares, default=0.0)
+    return TruthCheck(
+        truth.ts, len(gaps), median, worst, worst_bus, inside, max(widths, default=0.0), totals_share
+    )
 
 
 def _secret(path: Path, length: int = 16) -> str:
@@ -154,8 +164,12 @@ def _start_after_stored_data(store: Store, interval_s: int, outbox_path: Path) -
 
 
 async def run_demo(
-    options: DemoOptions, say: Callable[[str], None] = print, stop: asyncio.Event | None = None
+    options: DemoOptions,
+    say: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
+    keep_feed: Callable[[TruthFeed], None] | None = None,
 ) -> DemoReport:
+    """``keep_feed`` receives the simulator's truth feed (benchmarks compare with it afterwards)."""
     options.directory.mkdir(parents=True, exist_ok=True)
     stop = stop or asyncio.Event()
     database_url = options.database_url or f"sqlite:///{(options.directory / 'center.db').resolve()}"
@@ -165,7 +179,7 @@ async def run_demo(
     say("building the 104-node reference grid and its time series ...")
     net = reference_grid()
     grid = grid_document(net)
-    device_map = build_device_map(net, host=options.host)
+    device_map = build_device_map(net, host=options.host, freeze_period_s=options.interval_s)
     add_cameras(device_map, net)  # a site camera at every plant's metering point
     store = Store.open(database_url)
     start = _start_after_stored_data(store, options.interval_s, options.directory / "outbox.sqlite")
@@ -179,6 +193,8 @@ async def run_demo(
     create_user(store, "admin", password, "admin")
 
     feed = TruthFeed(keep=max(64, int(4 * 3600 / options.interval_s)))
+    if keep_feed is not None:
+        keep_feed(feed)
     clock = SimClock(start, options.speed)
     driver = TruthDriver(simulation, feed, clock, scenario=scenario, on_line=say if scenario else None)
     driver.publish_until(start + timedelta(seconds=driver.lookahead_s))
@@ -274,7 +290,7 @@ def _reporter(
         if truth.ts != end:  # an interval of an earlier run (its late data came in): no truth to compare
             say(f"{end.isoformat()}  metered again (v{outcome.version}): {outcome.estimates} estimates")
             return
-        check = compare_with_truth(outcome.intensities, truth, outcome.bands)
+        check = compare_with_truth(outcome.intensities, truth, outcome.bands, outcome.totals)
         report.truth_checks.append(check)
         generation = totals["generation_carbon_t_per_h"]
         residual_share = abs(totals["residual_t_per_h"]) / generation if generation else 0.0
@@ -285,8 +301,8 @@ def _reporter(
             f"{totals['residual_t_per_h']:+.2f}, {residual_share:.3%}); {outcome.estimates} estimates, "
             f"{outcome.completeness:.0%} measured\n{' ' * 27}vs simulator truth: median |Δ| "
             f"{check.median_abs_g_per_kwh:.2f} g/kWh, max {check.max_abs_g_per_kwh:.2f} at "
-            f"{check.worst_bus}; inside the band at {check.inside_band}/{check.buses} buses "
-            f"(band ≤ {check.widest_band_share:.2%})"
+            f"{check.worst_bus}; totals within {check.totals_error_share:.3%}; inside the band at "
+            f"{check.inside_band}/{check.buses} buses (band ≤ {check.widest_band_share:.2%})"
         )
 
     return on_outcome

@@ -21,7 +21,7 @@ from services import sqlite_url  # noqa: F401
 from carbonflow.center.alarms import EmailChannel, Notifier, WebhookChannel
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.metering.service import IntervalOutcome
-from carbonflow.center.store import Store
+from carbonflow.center.store import Store, create_user
 from carbonflow.center.store import alarms as alarm_store
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -91,6 +91,7 @@ def smtp():
 @pytest.fixture
 def center(sqlite_url, webhook, smtp):  # noqa: F811
     store = Store.open(sqlite_url)
+    create_user(store, "alice", "a long enough password", "operator")  # the API token names her
     settings = CenterSettings(
         database_url=sqlite_url,
         api_tokens={"tok": "alice"},

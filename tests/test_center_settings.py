@@ -36,6 +36,23 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_METER_CHECK_PERIOD_S": "0",
         "CARBONFLOW_METERING_INTERVAL_S": "900",
         "CARBONFLOW_METERING_LOSSES": "consumer",
+        "CARBONFLOW_CASCADE_CONFIG": "/etc/carbonflow/cascade.toml",
+        "CARBONFLOW_CENTER_REGION": "AH",
+        "CARBONFLOW_ALLOWED_ORIGINS": '["https://ops.example"]',
+        "CARBONFLOW_LOGIN_MAX_FAILURES": "3",
+        "CARBONFLOW_LOGIN_LOCKOUT_S": "60",
+        "CARBONFLOW_MAX_BODY_BYTES": "1048576",
+        "CARBONFLOW_MAX_JSON_DEPTH": "16",
+        "CARBONFLOW_ALARM_TICK_S": "0",
+        "CARBONFLOW_ALARM_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+        "CARBONFLOW_ALARM_SMTP_HOST": "smtp.example",
+        "CARBONFLOW_ALARM_SMTP_PORT": "587",
+        "CARBONFLOW_ALARM_SMTP_STARTTLS": "true",
+        "CARBONFLOW_ALARM_SMTP_USER": "ops",
+        "CARBONFLOW_ALARM_SMTP_PASSWORD": "secret",
+        "CARBONFLOW_ALARM_EMAIL_FROM": "center@example",
+        "CARBONFLOW_ALARM_EMAIL_TO": "a@example,b@example",
+        "CARBONFLOW_ALARM_NOTIFY_MAX_ATTEMPTS": "2",
     }
     settings = CenterSettings.from_env(environ)
     defaults = CenterSettings.from_env({})

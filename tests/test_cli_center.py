@@ -88,3 +88,32 @@ def test_bad_load_requests_give_one_line(files, tmp_path, capsys, argv, message)
     code = main(["center", *argv, "--database", f"sqlite:///{tmp_path / 'c.db'}"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_users_get_a_role_and_region_then_are_changed_disabled_and_refused(tmp_path, capsys, monkeypatch):
+    from carbonflow.center.store import Store, authenticate, get_user
+
+    database = f"sqlite:///{tmp_path / 'users.db'}"
+
+    def run(*args: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", __import__("io").StringIO(stdin))
+        return main(["center", "user", *args, "--database", database])
+
+    assert run("carol", "--role", "analyst", "--region", "AH/HF/", stdin="first-password\n") == 0
+    assert "carol (analyst, region AH/HF, enabled) saved" in capsys.readouterr().out
+    assert run("carol", "--role", "auditor", "--region", "AH") == 0  # no password asked for a change
+    assert run("carol", "--password", stdin="second-password\n") == 0
+    assert run("carol", "--disable") == 0
+    assert "disabled" in capsys.readouterr().out.splitlines()[-1]
+    store = Store.open(database)
+    try:
+        user = get_user(store, "carol")
+        assert (user.role, user.region, user.disabled) == ("auditor", "AH", True)
+        assert authenticate(store, "carol", "second-password") is None  # disabled
+    finally:
+        store.close()
+    assert run("carol", "--enable") == 0
+    assert run("carol", "--region", "AH/../x") == 2
+    assert "user 'carol': region" in capsys.readouterr().err
+    assert run("nobody", "--disable") == 2
+    assert run("dave", stdin="short\n") == 2

@@ -215,11 +215,13 @@ def test_freeze_now_records_the_energy_registers() -> None:
             time.advance(hours=1)
             await client.freeze()  # broadcast: no reply
             await client.read(ADDRESS, "02800002")
-            assert await client.read(ADDRESS, "05060001") == "2024-01-01 14:00"
-            assert (await client.read(ADDRESS, "05060101"))[0] == Decimal("25.00")
-            assert (await client.read(ADDRESS, "05060102"))[0] == Decimal("12.50")
+            assert await client.read(ADDRESS, "05010001") == "2024-01-01 14:00"  # instant freeze
+            assert (await client.read(ADDRESS, "05010101"))[0] == Decimal("25.00")
+            assert (await client.read(ADDRESS, "05010102"))[0] == Decimal("12.50")
             with pytest.raises(DeviceRejected, match="no requested data"):
-                await client.read(ADDRESS, "05060103")
+                await client.read(ADDRESS, "05010103")
+            with pytest.raises(DeviceRejected, match="no requested data"):
+                await client.read(ADDRESS, "05040001")  # no hourly freeze configured
             await client.freeze(ADDRESS, "99990030")
             assert meter.freeze_schedule == ["99990030"]
 

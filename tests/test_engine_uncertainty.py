@@ -12,7 +12,7 @@ from carbonflow.engine import snapshot_from_dict, solve
 from carbonflow.engine.origin import origin_shares
 from carbonflow.engine.uncertainty import InputUncertainty, propagate
 
-SNAPSHOTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "snapshots"
+SNAPSHOTS = Path(__file__).resolve().parents[1] / "examples"  # the reference snapshots, kept in the repo
 
 
 def four_bus():

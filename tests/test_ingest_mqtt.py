@@ -134,13 +134,15 @@ def test_batches_are_stored_then_acked_and_replays_are_duplicates(mqtt_setup, st
         "collector_id": "C1",
         "config_version": "v7",
         "sent_at": datetime.now(UTC).isoformat(),
+        "signed_at": datetime.now(UTC).isoformat(),
+        "nonce": "n-1",
         "devices": [{"device": "RTU-B1", "online": False, "clock_offset_s": 2.5, "error": "no answer"}],
     }
     body = json.dumps(status, sort_keys=True, separators=(",", ":"), default=str).encode()
     collector.publish("status", json.dumps({**status, "signature": sign(body, SECRET)}).encode())
     collector.publish("status", json.dumps({**status, "signature": sign(body, b"forged")}).encode())
     wait_for(lambda: collector.count("rejects") == 3, "the forged status to be refused")
-    assert "bad or missing" in collector.received["rejects"][2]["error"]
+    assert "collector authentication failed" in collector.received["rejects"][2]["error"]
     with store.read() as connection:
         rtu = connection.execute(select(Device).where(Device.id == "RTU-B1")).one()
         version = connection.execute(select(Collector.config_version)).scalar_one()

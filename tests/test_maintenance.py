@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -370,6 +371,50 @@ def test_meter_checks_listing_filters_and_csv(client, store):
     csv = client.get("/api/v1/meter-checks?format=csv")
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.count("\n") == 4
     assert csv.text.splitlines()[0].startswith("id,device_id,carbon_point")
+
+
+def test_meter_checks_summary_cumulates_the_steps_per_meter(client, store):
+    from carbonflow.center.metering.meter_check import CheckResult, save_checks
+
+    def step(minutes: int, shown: str, computed: str, status: str = "ok") -> dict:
+        start, end = (T0 + timedelta(minutes=m) for m in (minutes, minutes + 15))
+        return {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "energy_kwh": "100",
+            "shown_kg": shown,
+            "computed_kg": computed,
+            "deviation_kg": "0",
+            "allowed_kg": "0.02",
+            "status": status,
+        }
+
+    save_checks(
+        store,
+        [
+            CheckResult(
+                "ECM",
+                "ok",
+                T0,
+                T0 + timedelta(minutes=30),
+                intervals=[step(0, "57.03", "57.03"), step(15, "57.02", "57.03")],
+            ),
+            CheckResult(
+                "ECM",
+                "mismatch",
+                T0 + timedelta(minutes=30),
+                T0 + timedelta(minutes=45),
+                intervals=[step(30, "60.00", "57.03", "mismatch")],
+            ),
+        ],
+    )
+    (summary,) = client.get("/api/v1/meter-checks/summary").json()["items"]
+    assert summary["device_id"] == "ECM" and summary["steps"] == 3 and summary["mismatched_steps"] == 1
+    assert Decimal(summary["shown_kg"]) == Decimal("174.05") and Decimal(summary["computed_kg"]) == Decimal(
+        "171.09"
+    )
+    assert Decimal(summary["deviation_kg"]) == Decimal("2.96") and summary["latest_status"] == "mismatch"
+    assert client.get("/api/v1/meter-checks/summary?device=OTHER").json()["items"] == []
 
 
 def test_a_command_sent_again_is_answered_again_not_executed_twice(tmp_path):

@@ -9,6 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from carbonflow.center.metering.meter_check import (
     FactorDownload,
     Sample,
@@ -16,6 +18,7 @@ from carbonflow.center.metering.meter_check import (
     compare,
     downloads_from_commands,
     list_checks,
+    meter_summary,
     pair_samples,
     resolution_of,
 )
@@ -185,33 +188,34 @@ class FakeTime:
         self.now += timedelta(**delta)
 
 
-def test_a_real_dlt698_carbon_meter_agrees_within_resolution_and_a_tampered_register_is_reported(tmp_path):
+@pytest.mark.parametrize(
+    "ct_ratio, vt_ratio", [(None, None), (100, 100)], ids=["primary", "behind CT 500/5 and VT 10 kV/100 V"]
+)
+def test_a_real_dlt698_carbon_meter_agrees_within_resolution_and_a_tampered_register_is_reported(
+    tmp_path, ct_ratio, vt_ratio
+):
+    ratio = D(ct_ratio * vt_ratio) if ct_ratio else D(1)  # 倍率: the register shows primary / ratio
+    secondary = {"secondary": True, "scale_to_device": str(1 / ratio)} if ct_ratio else {}
+    power_kw = 120.0 / 100 if ct_ratio else 120.0  # behind CT/VT: 1.2 kW secondary is 12 MW primary
     time = FakeTime()
-    source = StaticSource({"p_kw": 120.0})
+    source = StaticSource({"p_kw": power_kw})
     meter = Dlt698Meter("ecm", "220100000009", source, clock=DeviceClock(now_fn=time, _epoch=time.now))
     store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
     upsert_collector(store, "C1", "secret-0123456789")
-    register_devices(
-        store,
-        [
-            {
-                "id": "ECM-U1",
-                "kind": "carbon_meter",
-                "protocol": "dlt698",
-                "bus": "B1",
-                "points": [
-                    {
-                        "id": "ECM-U1/e",
-                        "element_kind": "load",
-                        "element_id": "U1",
-                        "quantity": "import_energy_kwh",
-                    },
-                    {"id": "ECM-U1/c", "element_kind": "load", "element_id": "U1", "quantity": "carbon_kg"},
-                ],
-            }
+    point = {"element_kind": "load", "element_id": "U1", **secondary}
+    device = {
+        "id": "ECM-U1",
+        "kind": "carbon_meter",
+        "protocol": "dlt698",
+        "bus": "B1",
+        "points": [
+            {"id": "ECM-U1/e", "quantity": "import_energy_kwh", "resolution": "0.0001", **point},
+            {"id": "ECM-U1/c", "quantity": "carbon_kg", "resolution": "0.01", **point},
         ],
-        "C1",
-    )
+    }
+    if ct_ratio:
+        device.update(ct_ratio=ct_ratio, vt_ratio=vt_ratio, accuracy_class="0.5S")
+    register_devices(store, [device], "C1")
     seq = iter(range(1, 1000))
 
     async def main():
@@ -228,7 +232,7 @@ def test_a_real_dlt698_carbon_meter_agrees_within_resolution_and_a_tampered_regi
                         "endpoint": f"127.0.0.1:{meter.port}",
                         "address": "220100000009",
                         "points": [
-                            {"name": "e", "oad": "00100200", "kind": "counter"},
+                            {"name": "e", "oad": "00100400", "kind": "counter"},
                             {"name": "c", "oad": "20800200"},
                         ],
                     }
@@ -286,7 +290,7 @@ def test_a_real_dlt698_carbon_meter_agrees_within_resolution_and_a_tampered_regi
             ):
                 if factor is not None:
                     await download(factor)
-                source.set("p_kw", p_kw)
+                source.set("p_kw", p_kw if not ct_ratio else p_kw / 100)
                 time.advance(minutes=7, seconds=13 * step)
                 await poll()
             honest = check_meters(store, time.now)
@@ -302,11 +306,22 @@ def test_a_real_dlt698_carbon_meter_agrees_within_resolution_and_a_tampered_regi
     honest, tampered = asyncio.run(main())
     (ok,) = honest
     assert ok.status == "ok", ok.detail
-    assert abs(ok.deviation_kg) < ok.resolution_kg == D("0.01")
+    assert abs(ok.deviation_kg) < ok.resolution_kg == D("0.01") * ratio  # the digit, on the primary side
     assert ok.energy_kwh > 40 and len(ok.factors) == 3
+    assert len(ok.intervals) == 4 and all(step["status"] == "ok" for step in ok.intervals)
+    assert sum(D(step["energy_kwh"]) for step in ok.intervals) == ok.energy_kwh
+    for step in ok.intervals:  # per step: what the register added vs the platform's energy x factor
+        assert abs(D(step["shown_kg"]) - D(step["computed_kg"])) <= D(step["allowed_kg"])
     (bad,) = tampered
     assert bad.status == "mismatch" and bad.start_ts == ok.end_ts  # chained: the next check starts there
-    assert D("0.04") <= bad.deviation_kg <= D("0.06")
+    assert D("0.04") * ratio <= bad.deviation_kg <= D("0.06") * ratio
+    assert [step["status"] for step in bad.intervals] == ["mismatch"]
     stored = list_checks(store, device="ECM-U1")
     assert [row["status"] for row in stored] == ["mismatch", "ok"]
+    (summary,) = meter_summary(store)
+    assert (
+        summary["steps"] == 5 and summary["mismatched_steps"] == 1 and summary["latest_status"] == "mismatch"
+    )
+    assert summary["energy_kwh"] == ok.energy_kwh + bad.energy_kwh
+    assert summary["deviation_kg"] == summary["shown_kg"] - summary["computed_kg"] > D("0.04") * ratio
     store.close()

@@ -189,3 +189,22 @@ def test_an_element_nothing_can_fix_is_held_at_the_previous_interval(world):
     methods = {(e.quantity, e.method) for e in assembled.estimates if e.element_id == unit}
     assert ("p_mw", "previous interval") in methods
     assert assembled.uncertainty["generators"][unit] == pytest.approx(12.3)
+
+
+def test_a_carbon_register_that_did_not_move_is_no_exact_zero_intensity():
+    """A secondary-side carbon register (0.01 kg x CT x VT = 15 t a digit at a 500 kV unit) may not move
+    in a minute: Δcarbon/Δenergy is then 0 ± a digit / energy, and the unit's RTU factor (790) wins."""
+    from carbonflow.center.metering.assemble import _unit_intensity
+
+    unit = ("generator", "G1-1", "-")
+    energy, carbon, factor = (
+        (unit[0], unit[1], q, unit[2]) for q in ("export_energy_kwh", "carbon_kg", "intensity_g_per_kwh")
+    )
+    data = Measurements(
+        interval_s=60,
+        counters={energy: (Decimal("6600"), Decimal("10800")), carbon: (Decimal("0"), Decimal("0"))},
+        instants={factor: [Decimal("790")]},
+        uncertainty={energy: 150 / 6**0.5, carbon: 15000 / 6**0.5},
+    )
+    chosen = _unit_intensity({"id": "G1-1", "intensity_g_per_kwh": 790.0}, data)
+    assert chosen.value == 790.0

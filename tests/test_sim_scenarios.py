@@ -84,26 +84,28 @@ def test_events_for_unknown_devices_or_branches_are_refused(field):
 
 
 def test_offline_window_times_out_the_client_and_the_device_answers_again_after(field):
-    address = field.entry("EM-U04")["address"]["address"]
+    entry = field.entry("EM-U04")
+    address, ratio = entry["address"]["address"], entry["ct_ratio"] * entry["vt_ratio"]  # secondary side
 
     async def scenario():
         async with _farm(field, "EM-U04") as farm:
             host, port = farm.endpoint_of("EM-U04")
             async with Dlt645Client(host, port, policy=QUICK) as client:
                 field.at(1.5)
-                assert await client.read(address, "00010000") > 0
+                assert await client.read(address, "02030000") > 0  # the load's power, secondary kW
                 field.at(3.0)
                 with pytest.raises(DeviceError):
                     await client.read(address, "00010000")
                 now = field.at(4.5)
                 energy = await client.read(address, "00010000")
-                assert register_ok(energy, 1000 * field.integral("load", "U04", "p_mw", now))
+                assert register_ok(energy, 1000 * field.integral("load", "U04", "p_mw", now) / ratio)
 
     asyncio.run(scenario())
 
 
 def test_clock_skew_moves_the_meter_clock_but_not_its_energy(field):
-    address = field.entry("EM-U04")["address"]["address"]
+    entry = field.entry("EM-U04")
+    address, ratio = entry["address"]["address"], entry["ct_ratio"] * entry["vt_ratio"]  # secondary side
 
     async def scenario():
         async with _farm(field, "EM-U04") as farm:
@@ -114,7 +116,7 @@ def test_clock_skew_moves_the_meter_clock_but_not_its_energy(field):
                 shown = str(await client.read(address, "04000102"))
                 assert shown == (now + timedelta(seconds=30)).astimezone(tz).strftime("%H:%M:%S")
                 energy = await client.read(address, "00010000")
-                assert register_ok(energy, 1000 * field.integral("load", "U04", "p_mw", now))
+                assert register_ok(energy, 1000 * field.integral("load", "U04", "p_mw", now) / ratio)
 
     asyncio.run(scenario())
 

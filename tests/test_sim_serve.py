@@ -88,34 +88,39 @@ def test_plant_rtu_gi_and_ci_give_the_truth_and_the_integrals_of_unit_output(fie
 
 
 def test_dlt698_unit_carbon_meter_counts_energy_and_carbon_with_the_factor_downloaded_last(field):
-    address = field.entry("ECM-G3-1")["address"]["sa"]
+    entry = field.entry("ECM-G3-1")
+    address, ratio = entry["address"]["sa"], entry["ct_ratio"] * entry["vt_ratio"]  # secondary side
 
     async def scenario():
         async with _farm(field, "ECM-G3-1") as farm:
             host, port = farm.endpoint_of("ECM-G3-1")
             async with Dlt698Client(host, port, address, policy=QUICK) as client:
                 now = field.at(4.5)
-                energy = (await client.get("00200200")).value[0]
+                energy = (await client.get("00200400")).value[0]
                 carbon = (await client.get("20900200")).value
-                expected_kwh = 1000 * field.integral("generator", "G3-1", "p_mw", now)
-                assert register_ok(energy, expected_kwh)
-                assert (await client.get("00100200")).value[0] == 0  # a unit outlet only exports
+                expected_kwh = 1000 * field.integral("generator", "G3-1", "p_mw", now) / ratio
+                assert register_ok(energy, expected_kwh, 0.0001)
+                assert (await client.get("00100400")).value[0] == 0  # a unit outlet only exports
                 factor = Decimal("0.929")  # the unit's own intensity, the model default
                 assert energy * factor - Decimal("0.011") < carbon <= energy * factor + Decimal("0.001")
                 await client.set_carbon_factor(START, Ti(TimeUnit.DAY, 1), ["0.5"])
-                later = field.at(8.0)
-                energy_later = (await client.get("00200200")).value[0]
+                later = field.at(11.9)
+                energy_later = (await client.get("00200400")).value[0]
                 carbon_later = (await client.get("20900200")).value
-                expected_later = 1000 * field.integral("generator", "G3-1", "p_mw", later)
-                assert register_ok(energy_later, expected_later)
+                expected_later = 1000 * field.integral("generator", "G3-1", "p_mw", later) / ratio
+                assert register_ok(energy_later, expected_later, 0.0001)
                 added = (energy_later - energy) * Decimal("0.5")
                 assert abs(carbon_later - carbon - added) <= Decimal("0.02")
+                power_w = (await client.get("20040200")).value[0]  # export shows negative
+                expected_w = -1e6 * field.feed.at(later).value("generator", "G3-1", "p_mw") / ratio
+                assert close_to(power_w, expected_w, 0.05)
 
     asyncio.run(scenario())
 
 
 def test_dlt645_user_meter_energy_is_the_integral_of_the_load_within_its_resolution(field):
-    address = field.entry("EM-U04")["address"]["address"]
+    entry = field.entry("EM-U04")
+    address, ratio = entry["address"]["address"], entry["ct_ratio"] * entry["vt_ratio"]  # secondary side
 
     async def scenario():
         async with _farm(field, "EM-U04") as farm:
@@ -124,8 +129,10 @@ def test_dlt645_user_meter_energy_is_the_integral_of_the_load_within_its_resolut
                 for minutes in (0.5, 3.0, 7.75, 11.9):
                     now = field.at(minutes)
                     energy = await client.read(address, "00010000")
-                    expected = 1000 * field.integral("load", "U04", "p_mw", now)
+                    expected = 1000 * field.integral("load", "U04", "p_mw", now) / ratio
                     assert register_ok(energy, expected)
+                    p_kw = 1000 * field.feed.at(now).value("load", "U04", "p_mw") / ratio
+                    assert close_to(await client.read(address, "02030000"), p_kw, 0.00005)
                     assert await client.read(address, "00020000") == 0
                     local = now.astimezone(farm.device("EM-U04").server.tz).strftime("%H:%M:%S")
                     assert str(await client.read(address, "04000102")) == local

@@ -73,7 +73,7 @@ def test_the_operator_watches_the_latest_image_and_plays_back_a_period(server, t
     sync_playwright = _require_browser()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page = browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)  # see test_web_ui
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(server + "/#cameras")

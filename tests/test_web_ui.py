@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from webdata import PASSWORD, USER, populate, serving
+from webdata import PASSWORD, USER, populate, served
 
 CHROMIUM = os.environ.get("CARBONFLOW_CHROMIUM", "/usr/bin/chromium")
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -42,7 +42,7 @@ def server(tmp_path_factory):
     path = tmp_path_factory.mktemp("center") / "center.db"
     store, _last = populate(f"sqlite:///{path}", hours=24)
     app = create_app(CenterSettings(database_url=f"sqlite:///{path}", live_poll_s=0.5), store=store)
-    with serving(app) as base:
+    with served(app) as base:
         yield base, store
     store.close()
 
@@ -72,7 +72,10 @@ def _open(page, name: str) -> None:
 
 def test_the_operator_logs_in_and_reads_every_page(server, browser, tmp_path):
     base, _store = server
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    # bypass_csp: Playwright's wait_for_function evaluates strings, which the center's CSP forbids
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, accept_downloads=True, bypass_csp=True
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

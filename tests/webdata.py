@@ -75,23 +75,20 @@ def populate(url: str, *, hours: int = 6, start: datetime = START) -> tuple[Stor
 
 
 @contextmanager
-def serving(app) -> Iterator[str]:
-    """The app on a real uvicorn server on a free port (a thread); yields its base URL."""
+def served(app) -> Iterator[str]:
+    """The app on a real uvicorn server (a thread, a free port): yields its base URL."""
     import uvicorn
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="auto")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(200):
-        if uv.started:
-            break
-        time.sleep(0.05)
+    while not server.started:
+        time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        uv.should_exit = True
+        server.should_exit = True
         thread.join(10)

@@ -61,6 +61,8 @@ def _point(device: Device, record: Point) -> dict[str, Any]:
         raise ConfigError(f"device map: device {device.id!r} point {record.id!r}: address has no {key!r}")
     point[key] = address[key]
     point["kind"] = "counter" if counter else "instant"
+    if counter and record.frozen:
+        point["frozen"] = True
     if record.unit:
         point["unit"] = record.unit
     if counter:
@@ -97,6 +99,11 @@ def _device(device: Device) -> dict[str, Any]:
         out["unit_id"] = address.unit_id or 0
     if device.model:
         out["model"] = device.model
+    if device.freeze_period_s:
+        out["freeze_period_s"] = device.freeze_period_s
+    for ratio in ("ct_ratio", "vt_ratio"):  # for the record: values go out as the meter shows them
+        if getattr(device, ratio) is not None:
+            out[ratio] = format(Decimal(str(getattr(device, ratio))).normalize(), "f")
     out["points"] = [_point(device, record) for record in device.points]
     return out
 

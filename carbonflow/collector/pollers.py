@@ -4,10 +4,12 @@
 ``time_sync`` and ``set_carbon_factor`` -> a detail line.  Errors are the clients' DeviceErrors.
 
 Timestamps (UTC): a polled meter (DL/T 645, DL/T 698.45, Modbus) does not time-stamp an instantaneous
-read, so a value's ``ts`` is the collector's clock when the answer arrived.  IEC 104 values carrying a
-CP56Time2a tag get the device's tag corrected by the measured clock offset (``tag - offset``); untagged
-ones (GI / CI answers of untagged types) the time of reception.  The collector's own clock is assumed
-NTP-disciplined.
+read, so a value's ``ts`` is the collector's clock when the answer arrived.  Counters a DL/T 645 or
+DL/T 698.45 meter freezes (points marked ``frozen``, device ``freeze_period_s``) are also read from its
+freeze records after every boundary, time-stamped with the freeze time (see :mod:`.frozen`).  IEC 104
+values carrying a CP56Time2a tag get the device's tag corrected by the measured clock offset
+(``tag - offset``); untagged ones (GI / CI answers of untagged types) the time of reception.  The
+collector's own clock is assumed NTP-disciplined.
 
 IEC 104 runs differently: the link stays open, a general interrogation (GI) is made at start and after
 every reconnect, spontaneous data arrives by itself, and ``poll`` is a counter interrogation (CI);
@@ -30,10 +32,13 @@ from carbonflow.collector.clients.iec104 import Iec104Client
 from carbonflow.collector.clients.iec104 import Reading as IecReading
 from carbonflow.collector.clients.modbus import ModbusClient
 from carbonflow.collector.config import LoadedConfig
+from carbonflow.collector.frozen import FreezeTracker, FrozenRecord
 from carbonflow.collector.validate import RawValue
 from carbonflow.messages.c4 import Quality
 from carbonflow.messages.collector_config import DeviceConfig
-from carbonflow.protocols.dlt698.types import Ti, TimeUnit
+from carbonflow.protocols.dlt645.di_table import FROZEN_COLUMN_OF, HOURLY_FREEZE_DEPTH
+from carbonflow.protocols.dlt698.objects import freeze_object
+from carbonflow.protocols.dlt698.types import Oad, Ti, TimeUnit
 
 Deliver = Callable[[str, list[RawValue]], None]
 DLT645_DATE, DLT645_TIME, DLT645_CARBON_FACTOR = "04000101", "04000102", "F0030000"
@@ -139,13 +144,26 @@ class Dlt645Poller(Poller):
         device = self.device
         self.address = device.address or ""
         self.client = Dlt645Client(device.host, device.port, policy=self.policy, name=f"{device.id} (dlt645)")
+        self.freezes = FreezeTracker(device, HOURLY_FREEZE_DEPTH)
+        unfrozen = [p.name for p in self.freezes.points if p.di not in FROZEN_COLUMN_OF]
+        self.freezes.points = [p for p in self.freezes.points if p.di in FROZEN_COLUMN_OF]
+        if unfrozen:  # the hourly freeze keeps the active energy totals only
+            self.freezes.note = f"{', '.join(unfrozen)}: no frozen record for its DI, read live only"
 
     async def close(self) -> None:
         await self.client.close()
 
+    async def _frozen_record(self, number: int) -> FrozenRecord | None:
+        columns = {p.name: FROZEN_COLUMN_OF[p.di or ""] for p in self.freezes.points}
+        record = await self.client.read_frozen(self.address, number, sorted(set(columns.values())))
+        if record is None:
+            return None
+        tag, shown = record
+        return FrozenRecord(tag, {name: first_number(shown[column]) for name, column in columns.items()})
+
     async def poll(self) -> list[RawValue]:
-        values = []
-        for point in self.device.points:
+        values = await frozen_values(self, self.freezes, self._frozen_record)
+        for point in self.freezes.live_points(self.now()):
             try:
                 shown = await self.client.read(self.address, point.di or "")
             except DeviceRejected:  # this DI only: the meter answered, it is online
@@ -191,13 +209,38 @@ class Dlt698Poller(Poller):
         )  # type: ignore[arg-type]
         factor = self.client.carbon.factor
         self.factor_oad = f"{factor.oi:04X}{factor.attribute:02X}00"
+        self.freezes = FreezeTracker(
+            device, 0xFFFF
+        )  # the meter says its depth; we stop at the last delivered
+        self.freeze_oi = 0
+        if self.freezes.active:
+            try:
+                self.freeze_oi = freeze_object(device.freeze_period_s or 0)[0]
+            except ValueError as error:  # a period the meter cannot freeze at: live reads only
+                self.freezes.points, self.freezes.note = [], str(error)
 
     async def close(self) -> None:
         await self.client.close()
 
+    async def _frozen_record(self, number: int) -> FrozenRecord | None:
+        oads = {p.name: Oad.parse(p.oad or "") for p in self.freezes.points}
+        columns = sorted({Oad(o.oi, o.attribute, 0) for o in oads.values()}, key=str)
+        record = await self.client.read_frozen(self.freeze_oi, number, list(columns))
+        if record is None:
+            return None
+        tag, shown = record
+        values = {}
+        for name, oad in oads.items():
+            cell = shown.get(str(Oad(oad.oi, oad.attribute, 0)))
+            if oad.index and isinstance(cell, list):
+                cell = cell[oad.index - 1] if oad.index <= len(cell) else None
+            values[name] = first_number(cell)
+        return FrozenRecord(tag, values)
+
     async def poll(self) -> list[RawValue]:
-        plain = [p for p in self.device.points if p.oad != self.factor_oad]
-        values: list[RawValue] = []
+        values = await frozen_values(self, self.freezes, self._frozen_record)
+        live = self.freezes.live_points(self.now())
+        plain = [p for p in live if p.oad != self.factor_oad]
         if plain:
             try:
                 readings = await self.client.get_many([p.oad or "" for p in plain])
@@ -218,7 +261,7 @@ class Dlt698Poller(Poller):
                             point.name, number, to_ms(self.now()), "good" if number is not None else "invalid"
                         )
                     )
-        for point in self.device.points:
+        for point in live:
             if point.oad == self.factor_oad:
                 factor = await self._factor_in_force()
                 if factor is not None:
@@ -266,6 +309,16 @@ class Dlt698Poller(Poller):
         shown = ", ".join(str(f) for f in echoed.factors)
         first = echoed.start.isoformat()
         return f"carbon factor schedule from {first} every {echoed.interval}: {shown} (read back)"
+
+
+async def frozen_values(poller: Poller, freezes: FreezeTracker, read) -> list[RawValue]:
+    """After a boundary of the meter's clock: the readings of the freeze records not delivered yet
+    (the clock offset is measured first if it is not known; it decides ts and quality)."""
+    if not freezes.due(poller.now(), poller.clock_offset_s):
+        return []
+    if poller.clock_offset_s is None:
+        await poller.read_clock_offset()
+    return await freezes.collect(read, poller.now(), poller.clock_offset_s)
 
 
 def _ti(seconds: int) -> Ti:

@@ -140,7 +140,11 @@ class DeviceRunner:
             self.collector.report_status(self.status())
 
     def status(self) -> DeviceStatus:
-        return self.state.status(self.device.id, self.poller.clock_offset_s)
+        status = self.state.status(self.device.id, self.poller.clock_offset_s)
+        freezes = getattr(self.poller, "freezes", None)  # what is wrong with its frozen counters
+        if status.error is None and freezes is not None and freezes.note:
+            status = status.model_copy(update={"error": freezes.note})
+        return status
 
 
 class Collector:

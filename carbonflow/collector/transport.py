@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -46,7 +48,10 @@ TOPICS = ("readings", "status", "images", "image-acks", "acks", "commands", "com
 
 
 def signed_status(payload: dict[str, Any], secret: bytes) -> bytes:
-    """The status report with its signature over the canonical JSON (sorted keys, no spaces)."""
+    """The status report with its signature over the canonical JSON (sorted keys, no spaces), and inside
+    it ``signed_at`` (the wall clock, whatever clock the data runs on) and a random ``nonce``: the center
+    refuses a stale, replayed or out-of-order report (a replay must not mark an offline collector online)."""
+    payload = {**payload, "signed_at": datetime.now(UTC).isoformat(), "nonce": secrets.token_hex(16)}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
     return json.dumps({**payload, "signature": sign(canonical, secret)}, default=str).encode()
 

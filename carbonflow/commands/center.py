@@ -39,9 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.add_argument("--secret-file", help="the collector's shared secret (HMAC key), one line")
     load.set_defaults(run=run_load)
 
-    user = actions.add_parser("user", help="create a user or reset a password (read from stdin or a prompt)")
+    user = actions.add_parser(
+        "user",
+        help="create a user, or change one's role, region, password or state (password: stdin or prompt)",
+    )
     user.add_argument("name")
-    user.add_argument("--role", default="operator", choices=("admin", "operator", "viewer"))
+    user.add_argument("--role", choices=("admin", "operator", "analyst", "auditor", "viewer"))
+    user.add_argument("--region", metavar="PATH", help='region prefix the user sees and commands ("" = all)')
+    user.add_argument("--password", action="store_true", help="set a new password (an existing user)")
+    state = user.add_mutually_exclusive_group()
+    state.add_argument("--disable", action="store_true", help="refuse logins and end the user's sessions")
+    state.add_argument("--enable", action="store_true")
     user.add_argument("--database", metavar="URL")
     user.set_defaults(run=run_user)
 
@@ -129,17 +137,38 @@ def run_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_user(args: argparse.Namespace) -> int:
-    from carbonflow.center.store import Store
-    from carbonflow.center.store.users import create_user
-
+def _read_password() -> str:
     password = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("password: ")
     if len(password) < 8:
         raise CommandInputError("the password must have at least 8 characters")
+    return password
+
+
+def run_user(args: argparse.Namespace) -> int:
+    from carbonflow.center.store import Store, get_user, record_audit
+    from carbonflow.center.store.users import create_user, update_user
+
     store = Store.open(_settings(args).database_url)
     try:
-        create_user(store, args.name, password, args.role)
+        existing = get_user(store, args.name)
+        if existing is None:
+            if args.disable or args.enable:
+                raise CommandInputError(f"user {args.name!r}: no such user to enable or disable")
+            user = create_user(store, args.name, _read_password(), args.role or "operator", args.region or "")
+            action = "user.create"
+        else:
+            changes = {"role": args.role, "region": args.region}
+            if args.disable or args.enable:
+                changes["disabled"] = bool(args.disable)
+            if args.password or all(value is None for value in changes.values()):
+                changes["password"] = _read_password()  # no other change asked: a password reset
+            user = update_user(store, args.name, **changes)
+            action = "user.update"
+        record_audit(store, "cli", action, args.name, {"role": user.role, "region": user.region})
+    except ValueError as error:
+        raise CommandInputError(f"user {args.name!r}: {error}") from None
     finally:
         store.close()
-    print(f"user {args.name} ({args.role}) saved")
+    state = "disabled" if user.disabled else "enabled"
+    print(f"user {user.name} ({user.role}, region {user.region or 'all'}, {state}) saved")
     return 0

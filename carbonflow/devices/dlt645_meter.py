@@ -11,8 +11,18 @@ being writable with 14H so a center can download it.
 
 Answers read (11H, with follow-up frames 12H for payloads above ``max_payload``), read address (13H),
 write (14H, password checked), broadcast time sync (08H, sets the device clock), freeze (16H).  A DI the
-meter cannot serve gets an abnormal reply with the right error bit.  Requests for other addresses are
-ignored, as on a shared RS-485 bus; ``AA`` digit pairs match any digits.
+meter cannot serve gets an abnormal reply with the right error bit.
+
+Freezing: ``99999999`` (16H) takes an instant-freeze record (瞬时冻结, DIs ``0501 xx 01..03``).  With a
+``freeze_period_s`` (whole minutes, 1..60) the meter runs DL/T 645's 整点冻结 (hourly freeze) with that
+interval: ``04001202`` holds the interval in minutes (writable; ``00`` = off), ``04001201`` the start time;
+at every start + k x interval of the meter's own clock - by default the multiples of the period since
+the UTC epoch - it records the freeze time (``0504 00 NN``, YYMMDDhhmm local) and the forward / reverse
+active energy totals (``0504 01 NN`` / ``0504 02 NN``) of record NN = 01 (the last) .. FE.  The simulated
+meter takes the records it owes when it is next asked anything, with the registers' values at each
+boundary (its registers integrate the source in order, so nothing is lost by taking them late).
+
+Requests for other addresses are ignored, as on a shared RS-485 bus; ``AA`` digit pairs match any digits.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -38,10 +48,42 @@ from carbonflow.devices.base import (
 from carbonflow.protocols import dlt645
 from carbonflow.protocols.dlt645 import DataItem, DiTable, ProtocolError
 from carbonflow.protocols.dlt645.bcd import FieldFormat
+from carbonflow.protocols.dlt645.di_table import (
+    DAILY_FREEZE,
+    FREEZE_FORWARD,
+    FREEZE_REVERSE,
+    FREEZE_TIME,
+    HOURLY_FREEZE,
+    HOURLY_FREEZE_DEPTH,
+    HOURLY_FREEZE_INTERVAL,
+    HOURLY_FREEZE_START,
+    INSTANT_FREEZE,
+    INSTANT_FREEZE_DEPTH,
+)
 
 PHASES = "abc"
 ENERGY_ROLLOVER = Decimal("1000000")  # XXXXXX.XX registers wrap at 10^6 kWh
-FREEZE_RECORDS = 62
+FREEZE_DEPTHS = {DAILY_FREEZE: 62, INSTANT_FREEZE: INSTANT_FREEZE_DEPTH, HOURLY_FREEZE: HOURLY_FREEZE_DEPTH}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FrozenRecord = tuple[datetime, list[Decimal], list[Decimal]]  # local freeze time, forward, reverse
+
+
+def hourly_freeze_minutes(freeze_period_s: int | None) -> int:
+    """The 整点冻结 interval (minutes) for a freeze period; 0 for none; ValueError if 645 cannot do it."""
+    if not freeze_period_s:
+        return 0
+    if freeze_period_s % 60 or not 1 <= freeze_period_s // 60 <= 60:
+        raise ValueError(
+            f"freeze period {freeze_period_s} s: a DL/T 645 hourly freeze runs every 1..60 minutes"
+        )
+    return freeze_period_s // 60
+
+
+def epoch_aligned_start(period_s: int, tz: timezone, after: datetime = datetime(2000, 1, 1)) -> datetime:
+    """The first multiple of ``period_s`` since the UTC epoch at or after ``after`` (local), as local time."""
+    seconds = (after.replace(tzinfo=tz) - EPOCH).total_seconds()
+    aligned = EPOCH + timedelta(seconds=-(-seconds // period_s) * period_s)
+    return aligned.astimezone(tz).replace(tzinfo=None)
 
 
 def default_tariff(local: datetime) -> int:
@@ -94,8 +136,10 @@ class Dlt645Meter(DeviceServer):
         max_payload: int = 200,
         faults: Faults | None = None,
         clock: DeviceClock | None = None,
+        freeze_period_s: int | None = None,
     ) -> None:
         super().__init__(name, faults, clock)
+        minutes = hourly_freeze_minutes(freeze_period_s)
         if phases not in (1, 3):
             raise ValueError("phases must be 1 or 3")
         dlt645.encode_address(address)  # validate early
@@ -113,7 +157,9 @@ class Dlt645Meter(DeviceServer):
         self.max_payload = max_payload
         self.last_operator: str | None = None
         self.freeze_schedule: list[str] = []  # non-immediate freeze times received (not executed)
-        self.frozen: list[tuple[datetime, list[Decimal], list[Decimal]]] = []  # newest first
+        # freeze records by series (DI3 DI2: 0501 instant, 0504 hourly, 0506 daily), newest first
+        self.frozen: dict[str, list[FrozenRecord]] = {series: [] for series in FREEZE_DEPTHS}
+        self._freezes_checked: datetime | None = None  # hourly freezes are taken up to this clock time
 
         def rate(sign: float, quantity: str) -> Callable[[datetime], float]:
             return lambda t: max(0.0, sign * self.source.read(quantity, t))
@@ -132,6 +178,8 @@ class Dlt645Meter(DeviceServer):
             "F0030000": Decimal(carbon_factor),
             "F0030001": None,
             "04000402": self.address,
+            HOURLY_FREEZE_INTERVAL: Decimal(minutes),
+            HOURLY_FREEZE_START: epoch_aligned_start(max(minutes, 1) * 60, self.tz),
         }
 
     def counter_registers(self) -> dict[str, Counter]:
@@ -255,7 +303,7 @@ class Dlt645Meter(DeviceServer):
             return Decimal(1200)
         if di.startswith("040005"):
             return "0000"
-        if di.startswith("0506"):
+        if di[:4] in self.frozen:
             return self._frozen(di)
         if di in ("F0010000", "F0020000"):
             self.advance_energy(t)
@@ -305,20 +353,55 @@ class Dlt645Meter(DeviceServer):
         return {"q_kvar"}
 
     def _frozen(self, di: str) -> Any:
+        records = self.frozen[di[:4]]
         number = int(di[6:], 16)
-        if not 1 <= number <= len(self.frozen):
+        if not 1 <= number <= len(records):
             raise _NoData(di)
-        moment, forward, reverse = self.frozen[number - 1]
-        records = {"00": moment.replace(tzinfo=None), "01": forward, "02": reverse}
-        if di[4:6] not in records:
+        moment, forward, reverse = records[number - 1]
+        columns = {FREEZE_TIME: moment, FREEZE_FORWARD: forward, FREEZE_REVERSE: reverse}
+        if di[4:6] not in columns:
             raise _NoData(di)
-        return records[di[4:6]]
+        value = columns[di[4:6]]
+        if isinstance(value, list) and di[:4] == HOURLY_FREEZE:
+            return value[0]  # the hourly freeze keeps the totals only
+        return value
 
-    def freeze(self, t: datetime) -> None:
+    def _record(self, series: str, t: datetime) -> None:
+        """Freeze the energy registers as of ``t`` (the meter's clock) into ``series``."""
         forward = self._energy_block(self.forward, self.forward_tariffs, t)
         reverse = self._energy_block(self.reverse, self.reverse_tariffs, t)
-        self.frozen.insert(0, (t.astimezone(self.tz).replace(second=0, microsecond=0), forward, reverse))
-        del self.frozen[FREEZE_RECORDS:]
+        local = t.astimezone(self.tz).replace(tzinfo=None, second=0, microsecond=0)
+        records = self.frozen[series]
+        records.insert(0, (local, forward, reverse))
+        del records[FREEZE_DEPTHS[series] :]
+
+    def freeze(self, t: datetime) -> None:
+        """Instant freeze (16H ``99999999``)."""
+        self._record(INSTANT_FREEZE, t)
+
+    def hourly_freeze_times(self, after: datetime, until: datetime) -> list[datetime]:
+        """The hourly-freeze moments of the meter's clock in ``(after, until]`` (the last depth of them)."""
+        minutes = int(self.settings.get(HOURLY_FREEZE_INTERVAL) or 0)
+        start_text = self.settings.get(HOURLY_FREEZE_START)
+        if minutes <= 0 or start_text is None or until <= after:
+            return []
+        step = timedelta(minutes=minutes)
+        start = datetime.fromisoformat(str(start_text)).replace(tzinfo=self.tz)
+        first = max(0, (after - start) // step + 1)
+        last = (until - start) // step
+        first = max(first, last - HOURLY_FREEZE_DEPTH + 1)
+        return [start + k * step for k in range(first, last + 1)]
+
+    def catch_up_freezes(self, t: datetime) -> None:
+        """Take every hourly-freeze record due by ``t`` (the meter's clock) and not yet taken, each with
+        the registers at its own boundary.  The first call only starts the bookkeeping."""
+        checked = self._freezes_checked
+        self._freezes_checked = t if checked is None else max(checked, t)
+        if checked is None:
+            return
+        for moment in self.hourly_freeze_times(checked, t):
+            with contextlib.suppress(_NoData):  # no power value: nothing to freeze
+                self._record(HOURLY_FREEZE, moment)
 
     # -- writes -----------------------------------------------------------------------------------
     def write(self, request: dlt645.Request, t: datetime) -> None:
@@ -344,6 +427,8 @@ class Dlt645Meter(DeviceServer):
             self.set_local_time(local.replace(tzinfo=None, hour=hh, minute=mm, second=ss, microsecond=0))
         elif item.di == "04000401":
             self.address = str(value)
+        elif item.di == HOURLY_FREEZE_INTERVAL and not 0 <= int(str(value)) <= 60:
+            raise _Reject(dlt645.ERR_OTHER)
         else:
             if item.di == "F0030000":
                 self.advance_energy(t)  # carbon so far was earned at the old factor
@@ -354,8 +439,10 @@ class Dlt645Meter(DeviceServer):
 
     # -- serving ----------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        now = self.clock.now()
+        self.catch_up_freezes(now)
         with contextlib.suppress(_NoData):  # the registers integrate from the moment of switch-on
-            self.advance_energy(self.clock.now())
+            self.advance_energy(now)
         return await super().start(host, port)
 
     def corrupt_checksum(self, frame: bytes) -> bytes:
@@ -374,6 +461,7 @@ class Dlt645Meter(DeviceServer):
         except ProtocolError:
             return None  # a meter stays silent on frames it cannot read
         t = self.clock.now()
+        self.catch_up_freezes(t)  # a meter freezes on its own: the records due are taken first
         function = request.function
         broadcast = request.address == dlt645.BROADCAST
         if function == dlt645.TIME_SYNC:

@@ -5,6 +5,15 @@ voltage/current/power/power factor/frequency come from the source (``u_v``, ``i_
 ``pf``, ``f_hz``; missing ones fall back to nominal values).  The carbon objects are the meter model's
 :class:`CarbonItems`; the factor download is validated, stored, read back, and drives the carbon
 registers (see :mod:`carbonflow.devices.carbon_meter`).
+
+Freezing: with a ``freeze_period_s`` the meter runs the minute freeze 5002 (the hourly freeze 5003 when
+the period is whole hours): at every multiple of the period since the UTC epoch on its own clock it
+records the freeze time 2021-0200 (date_time_s, local) and the associated objects - forward / reverse
+active energy 0010-0200 / 0020-0200 and the carbon registers - up to ``FREEZE_DEPTH`` records.
+Attribute 3 lists them as structure{period, OAD, depth}; attribute 2 is read with GetRequestRecord,
+RSD selector 9 (the n-th last record), 1 (the record whose 2021-0200 equals a time) or 2 (2021-0200 in
+[start, end)).  The simulated meter takes the records it owes when it is next asked anything, with the
+registers' values at each boundary.  The daily freeze 5004 is taken by :meth:`Dlt698Meter.freeze`.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from carbonflow.devices.base import (
     FORWARD_ENERGY,
@@ -63,11 +73,14 @@ from carbonflow.protocols.dlt698.frame import (
     split_frames,
 )
 from carbonflow.protocols.dlt698.objects import (
+    DAILY_FROZEN_OI,
     DEFAULT_CARBON_ITEMS,
+    FREEZE_TIME_OI,
     CarbonItems,
     ObjectItem,
     ObjectTable,
     carbon_unit_scale,
+    freeze_object,
     scaled,
 )
 from carbonflow.protocols.dlt698.requests import date_time, date_time_s
@@ -76,8 +89,10 @@ from carbonflow.protocols.errors import ProtocolError
 
 CHINA_TIME = timezone(timedelta(hours=8), "CST")
 DAR_REFUSED, DAR_UNDEFINED, DAR_NO_OBJECT, DAR_TYPE, DAR_RANGE, DAR_OTHER = 3, 4, 6, 7, 8, 255
-FREEZE_TIME_OAD = Oad(0x2021, 2, 0)
-DAILY_FROZEN_OI = 0x5004
+FREEZE_TIME_OAD = Oad(FREEZE_TIME_OI, 2, 0)
+FREEZE_DEPTH = 288  # records kept by the minute / hourly freeze (3 days of 15-minute records)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Record = dict[Oad, Data]
 BROADCAST_TIME_METHOD = 127  # 4000 method 127: broadcast time sync with a date_time_s parameter
 ENERGY_ROLLOVER_KWH = Decimal(2**32) * Decimal("0.01")  # double-long-unsigned energy at 0.01 kWh wraps here
 
@@ -120,15 +135,20 @@ class Dlt698Meter(DeviceServer):
         clock: DeviceClock | None = None,
         login_on_connect: bool = False,
         heartbeat_s: int = 180,
+        freeze_period_s: int | None = None,
     ) -> None:
         super().__init__(name, faults, clock)
+        self.freeze_period_s = freeze_period_s
+        self.freeze_oi, self.freeze_every = freeze_object(freeze_period_s) if freeze_period_s else (None, 0)
         self.address = ServerAddress(address)
         self.source = source or StaticSource({"p_kw": 0.0})
         self.model = model or MeterModel()
         self.login_on_connect = login_on_connect
         self.heartbeat_s = heartbeat_s
         self.link_responses: list[LinkResponse] = []
-        self.frozen: list[dict[Oad, Data]] = []  # daily frozen records, oldest first
+        self.frozen: list[Record] = []  # daily frozen records, oldest first
+        self.period_frozen: list[Record] = []  # minute / hourly frozen records, oldest first
+        self._freezes_checked: datetime | None = None  # periodic freezes are taken up to this clock time
         self.factor_data: Data | None = None  # the last factor download as received, for read-back
         res, rollover = self.model.energy_resolution, ENERGY_ROLLOVER_KWH
         self.forward_energy = Counter(lambda t: max(self._p_kw(t), 0.0), resolution=res, rollover=rollover)
@@ -136,6 +156,15 @@ class Dlt698Meter(DeviceServer):
         self.forward_carbon = self._carbon_register(self.forward_energy, self.model.carbon.forward)
         self.reverse_carbon = self._carbon_register(self.reverse_energy, self.model.carbon.reverse)
         self._readers = self._build_readers()
+        carbon = self.model.carbon
+        self.freeze_columns = (  # what the periodic freeze keeps, besides its time 2021-0200
+            Oad(0x0010, 2, 0),
+            Oad(0x0020, 2, 0),
+            Oad(0x0010, 4, 0),  # extended precision (0.0001 kWh): what a meter behind CT/VT is read at
+            Oad(0x0020, 4, 0),
+            Oad(carbon.forward.oi, carbon.forward.attribute, 0),
+            Oad(carbon.reverse.oi, carbon.reverse.attribute, 0),
+        )
 
     def _carbon_register(self, energy: Counter, item: ObjectItem) -> CarbonRegister:
         """The carbon register ``item`` counting Δ``energy`` x the factor in force, in its own unit."""
@@ -262,6 +291,8 @@ class Dlt698Meter(DeviceServer):
 
     def _attribute(self, oad: Oad, now: datetime) -> tuple[Data | None, int]:
         key = (oad.oi, oad.attribute_id)
+        if oad.oi == self.freeze_oi and oad.attribute_id == 3 and oad.index == 0:
+            return self._freeze_associations(), 0
         if oad.attribute_id == 3 and (oad.oi, 2) in self._readers:
             item = self.model.objects.find(oad.oi, 2)
             if item is not None:
@@ -275,6 +306,53 @@ class Dlt698Meter(DeviceServer):
         if data.type not in (DataType.ARRAY, DataType.STRUCTURE) or oad.index > len(data.value):
             return None, DAR_UNDEFINED
         return data.value[oad.index - 1], 0
+
+    def _freeze_associations(self) -> Data:
+        """Attribute 3 of the periodic freeze object: array of structure{period, OAD, depth}."""
+        return Data.array(
+            [
+                Data.structure(
+                    [
+                        Data(DataType.LONG_UNSIGNED, self.freeze_every),
+                        Data(DataType.OAD, oad),
+                        Data(DataType.LONG_UNSIGNED, FREEZE_DEPTH),
+                    ]
+                )
+                for oad in self.freeze_columns
+            ]
+        )
+
+    def freeze_times(self, after: datetime, until: datetime) -> list[datetime]:
+        """The periodic freeze moments of the meter's clock in ``(after, until]``, the last depth of them."""
+        period = self.freeze_period_s
+        if not period or until <= after:
+            return []
+        first = int((after - EPOCH).total_seconds() // period) + 1
+        last = int((until - EPOCH).total_seconds() // period)
+        first = max(first, last - FREEZE_DEPTH + 1)
+        return [EPOCH + timedelta(seconds=k * period) for k in range(first, last + 1)]
+
+    def catch_up_freezes(self) -> None:
+        """Take every periodic frozen record due by the meter's clock now and not yet taken, each with
+        the registers at its boundary (registers run on true time: boundary minus the clock's offset)."""
+        shown, true_now = self.clock.now(), self.true_time()
+        checked = self._freezes_checked
+        self._freezes_checked = shown if checked is None else max(checked, shown)
+        if checked is None:
+            return
+        offset = shown - true_now
+        for moment in self.freeze_times(checked, shown):
+            true_time = moment - offset
+            local = moment.astimezone(self.model.timezone).replace(tzinfo=None)
+            self.forward_carbon.advance(true_time, local)
+            self.reverse_carbon.advance(true_time, local)
+            record: Record = {FREEZE_TIME_OAD: Data(DataType.DATE_TIME_S, date_time_s(local))}
+            for oad in self.freeze_columns:
+                data, dar = self.read_attribute(oad, true_time)
+                if data is not None and not dar:
+                    record[oad] = data
+            self.period_frozen.append(record)
+        del self.period_frozen[:-FREEZE_DEPTH]
 
     def freeze(self) -> None:
         """Take a daily frozen record (the simulator calls this at day change; tests call it directly)."""
@@ -340,6 +418,11 @@ class Dlt698Meter(DeviceServer):
         return 0
 
     # -- protocol -----------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self.catch_up_freezes()  # periodic freezes and the registers count from the moment of switch-on
+        self.advance()
+        return await super().start(host, port)
+
     def split_frames(self, buffer: bytearray) -> list[bytes]:
         return split_frames(buffer)
 
@@ -390,6 +473,7 @@ class Dlt698Meter(DeviceServer):
 
     def respond(self, apdu: Apdu) -> Apdu | None:
         """One request APDU -> the reply APDU."""
+        self.catch_up_freezes()  # a meter freezes on its own: the records due are taken first
         now = self.advance()
         match apdu:
             case GetRequestNormal():
@@ -427,16 +511,19 @@ class Dlt698Meter(DeviceServer):
     def _record(self, apdu: GetRequestRecord) -> ResultRecord:
         record = apdu.record
         columns = record.columns or (FREEZE_TIME_OAD, Oad(0x0010, 2, 0))
-        if record.oad.oi != DAILY_FROZEN_OI or record.rsd.selector != 9:
-            return ResultRecord(record.oad, columns, dar=DAR_OTHER if record.oad.oi == DAILY_FROZEN_OI else 6)
-        last = record.rsd.fields[0]
-        if not 1 <= last <= len(self.frozen):
-            return ResultRecord(record.oad, columns, rows=())
-        frozen = self.frozen[-last]
-        row = tuple(
-            frozen.get(column, Data.null()) if isinstance(column, Oad) else Data.null() for column in columns
+        stores = {DAILY_FROZEN_OI: self.frozen}
+        if self.freeze_oi is not None:
+            stores[self.freeze_oi] = self.period_frozen
+        if record.oad.oi not in stores or record.oad.attribute_id != 2:
+            return ResultRecord(record.oad, columns, dar=DAR_NO_OBJECT)
+        rows = _select(stores[record.oad.oi], record.rsd.selector, record.rsd.fields)
+        if rows is None:
+            return ResultRecord(record.oad, columns, dar=DAR_OTHER)
+        cells = tuple(
+            tuple(row.get(c, Data.null()) if isinstance(c, Oad) else Data.null() for c in columns)
+            for row in rows
         )
-        return ResultRecord(record.oad, columns, rows=(row,))
+        return ResultRecord(record.oad, columns, rows=cells)
 
     def _connect_response(self, payload: bytes) -> Apdu:
         """Accept a public CONNECT by agreeing to what the client proposed (no security)."""
@@ -445,3 +532,32 @@ class Dlt698Meter(DeviceServer):
         piid, proposal = payload[0], payload[1:38]  # version .. connection timeout
         factory = b"\x00" * 32  # vendor code, software/hardware versions and dates, extension
         return RawApdu(raw_tag=0x82, payload=bytes([piid]) + factory + proposal + b"\x00\x00" + b"\x00\x00")
+
+
+def _moment(data: Any) -> tuple[int, ...] | None:
+    """A date_time_s Data as a comparable tuple (None for anything else)."""
+    if not isinstance(data, Data) or data.type != DataType.DATE_TIME_S:
+        return None
+    v = data.value
+    return (v.year, v.month, v.day, v.hour, v.minute, v.second)
+
+
+def _select(records: list[Record], selector: int, fields: tuple[Any, ...]) -> list[Record] | None:
+    """Records (oldest first) chosen by an RSD: 9 the n-th last, 1 the ones whose column equals a
+    value, 2 the ones whose column lies in [start, end); None for a selector the meter does not serve."""
+    if selector == 9:
+        last = fields[0]
+        return [records[-last]] if 1 <= last <= len(records) else []
+    if selector == 1:
+        column, value = fields
+        return [r for r in records if r.get(column) == value]
+    if selector == 2:
+        column, start, end = fields[:3]
+        low, high = _moment(start), _moment(end)
+        chosen = []
+        for r in records:
+            at = _moment(r.get(column))
+            if at is not None and (low is None or at >= low) and (high is None or at < high):
+                chosen.append(r)
+        return chosen
+    return None

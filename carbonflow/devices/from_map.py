@@ -26,11 +26,13 @@ from carbonflow.protocols.modbus.registers import builtin_map
 
 POWER = "p_kw"
 DEFAULT_MODBUS_MODEL = "cf-3ph-meter"
-# per meter protocol: the address key of a point, then forward energy, reverse energy, active power
+# per meter protocol: the address key of a point, then the addresses of forward energy, reverse energy
+# and active power (a DL/T 698.45 energy register read at 0.01 kWh, attribute 2, or 0.0001 kWh, 4)
 METER_POINTS = {
-    "dlt645": ("di", "00010000", "00020000", "02030000"),
-    "dlt698": ("oad", "00100200", "00200200", "20040200"),
+    "dlt645": ("di", ("00010000",), ("00020000",), ("02030000",)),
+    "dlt698": ("oad", ("00100200", "00100400"), ("00200200", "00200400"), ("20040200",)),
 }
+SECONDARY_PHASE_V = 100.0 / 3**0.5  # a meter behind a VT sees 100 V between phases
 
 Point = Mapping[str, Any]
 FactorFn = Callable[[], Decimal | None]
@@ -50,6 +52,7 @@ class Input:
     counter: bool = False
     opposite: Point | None = None
     power_of: Point | None = None
+    power_on_reverse: bool = False  # ``power_of`` is on the reverse register: power counts it negative
 
 
 @dataclass
@@ -69,22 +72,43 @@ def _by_address(points: Iterable[Point], key: str) -> dict[str, Point]:
 def _meter_inputs(entry: Point) -> list[Input]:
     key, forward, reverse, power = METER_POINTS[str(entry["protocol"])]
     points = _by_address(entry.get("points", []), key)
-    forward_point, reverse_point = points.get(forward), points.get(reverse)
+
+    def first(addresses: tuple[str, ...]) -> Point | None:
+        return next((points[a] for a in addresses if a in points), None)
+
+    forward_point, reverse_point = first(forward), first(reverse)
     return [
         Input(FORWARD_ENERGY, forward_point, True, opposite=None if forward_point else reverse_point),
         Input(REVERSE_ENERGY, reverse_point, True, opposite=None if reverse_point else forward_point),
-        Input(POWER, points.get(power), power_of=forward_point or reverse_point),
+        Input(
+            POWER,
+            first(power),
+            power_of=forward_point or reverse_point,
+            power_on_reverse=forward_point is None and reverse_point is not None,
+        ),
     ]
 
 
 def _dlt645(entry: Point, initial_factor: FactorFn) -> MappedDevice:
-    meter = Dlt645Meter(str(entry["id"]), str(_address(entry)["address"]))
+    # behind a VT the meter sees secondary voltage (its source gives secondary power: see sim.bindings)
+    nominal_v = SECONDARY_PHASE_V if entry.get("vt_ratio") else 220.0
+    meter = Dlt645Meter(
+        str(entry["id"]),
+        str(_address(entry)["address"]),
+        nominal_v=nominal_v,
+        freeze_period_s=entry.get("freeze_period_s"),
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 
 def _dlt698(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     model = MeterModel(name=str(entry.get("model", "")), initial_factor=initial_factor())
-    meter = Dlt698Meter(str(entry["id"]), str(_address(entry)["sa"]), model=model)
+    meter = Dlt698Meter(
+        str(entry["id"]),
+        str(_address(entry)["sa"]),
+        model=model,
+        freeze_period_s=entry.get("freeze_period_s"),
+    )
     return MappedDevice(meter, _meter_inputs(entry))
 
 

@@ -5,6 +5,8 @@ Per interval (``ts`` = interval end, ``interval_s`` explicit):
 * lower -> upper, :class:`IntervalReport`: the lower region's totals (generation, load and loss carbon
   and energy), the flow on every tie (boundary) branch with the lower side's intensity there, aggregated
   meter sums and the hash of the lower's interval result;
+* lower -> upper, :class:`RegionData`: the lower region's metered part of the snapshot, which the upper
+  merges with its other lower regions' parts to recompute its whole region;
 * upper -> lower, :class:`BoundaryIntensities`: the upper's nodal intensity at each boundary bus (the
   import intensity the lower must use), and :class:`Verification`: the upper's verdicts on a report.
 
@@ -20,7 +22,7 @@ import binascii
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -66,6 +68,8 @@ class TieFlow(Contract):
     p_into_lower_mw: float  # mean over the interval
     energy_into_lower_kwh: float
     lower_intensity_g_per_kwh: float | None = Field(default=None, ge=0)  # None: the bus had no flux
+    # the import intensity the lower center used for this tie (imports only): what the upper handed down
+    import_intensity_g_per_kwh: float | None = Field(default=None, ge=0)
 
 
 class MeterSum(Contract):
@@ -86,6 +90,16 @@ class IntervalReport(Contract):
     result_hash: Sha256Hex  # of the lower's stored interval result
 
 
+class RegionData(Contract):
+    """What the lower center metered over the interval, for the upper to recompute its whole region: the
+    lower region's part of the snapshot (C1 records of its buses, generators, loads, storage and inner
+    branches) and its ties, each with the power injected into the branch at the lower's own end."""
+
+    kind: Literal["region_data"] = "region_data"
+    region: str = Field(min_length=1)
+    part: dict[str, Any]
+
+
 class BoundaryIntensity(Contract):
     bus: str = Field(min_length=1)  # the upper-side boundary bus
     branch_id: str | None = None
@@ -98,7 +112,7 @@ class BoundaryIntensities(Contract):
 
 
 class Verdict(Contract):
-    check: Literal["balance", "tie_flow", "tie_intensity", "hierarchical"]
+    check: Literal["balance", "tie_flow", "tie_intensity", "hierarchical", "clock", "data"]
     status: VerdictStatus
     subject: str | None = None  # e.g. the tie branch id
     expected: float | None = None
@@ -114,7 +128,9 @@ class Verification(Contract):
     verdicts: list[Verdict] = Field(default_factory=list)
 
 
-Payload = Annotated[IntervalReport | BoundaryIntensities | Verification, Field(discriminator="kind")]
+Payload = Annotated[
+    RegionData | IntervalReport | BoundaryIntensities | Verification, Field(discriminator="kind")
+]
 
 
 class Envelope(Document):

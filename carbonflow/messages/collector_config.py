@@ -144,6 +144,7 @@ class DeviceConfig(Contract):
     timeout_s: float | None = Field(default=None, gt=0)
     retries: int | None = Field(default=None, ge=0, le=10)
     freeze_period_s: int | None = Field(default=None, gt=0)  # the device freezes counters at these boundaries
+    clock_tolerance_s: float = Field(default=2.0, gt=0)  # |clock offset| beyond it: frozen readings estimated
     ct_ratio: Decimal | None = Field(default=None, gt=0)  # the meter's instrument transformers (倍率),
     vt_ratio: Decimal | None = Field(default=None, gt=0)  # for the record: values go out as the meter shows
     enabled: bool = True

@@ -120,6 +120,8 @@ class Device(Contract):
     ct_ratio: float | None = Field(default=None, gt=0)  # primary / secondary current, e.g. 600/5 -> 120
     vt_ratio: float | None = Field(default=None, gt=0)  # primary / secondary voltage, e.g. 35 kV/100 V -> 350
     accuracy_class: str | None = None  # active energy class: "0.2S", "0.5S", "1", "2"
+    ct_class: str | None = None  # instrument transformer classes ("0.2S", "0.5"); None: the meter's class
+    vt_class: str | None = None
     freeze_period_s: int | None = Field(default=None, gt=0)  # counters frozen at every multiple of it
     # site cameras only
     title: str | None = None

@@ -15,6 +15,11 @@ power), floored to the register's resolution.  Integrating the sampled power (th
 rule) would be exact only if a device were read at every interval boundary; the truth counter is exact
 whatever the polling.  Electric-carbon registers still accumulate Δenergy × the factor in force inside
 the device (the factor most recently downloaded, or the model's default until then).
+
+Units (docs/metering.md §units): a device is fed what its terminals see, in kW for power.  A meter
+behind instrument transformers is fed the **secondary** side: every value goes through its map point's
+``scale_to_device``, which holds 1/(CT×VT) and the sign of the meter's power; the device itself knows
+no ratio (as a DL/T 645 / 698.45 meter shows secondary values and the head end applies the 倍率).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from carbonflow.devices.base import Counter, DeviceClock, DeviceServer, Faults
 from carbonflow.devices.camera import SiteCamera
 from carbonflow.devices.from_map import POWER, PROTOCOLS, Input, device_from_entry
 from carbonflow.sim.errors import SimulationError
+from carbonflow.sim.metrology import POSITIVE_ENERGY
 from carbonflow.sim.scenarios import CameraFaults, Event, ScenarioClock, ScenarioFaults, ScenarioSource
 from carbonflow.sim.truth import ElementSource, PointRef, TruthFeed
 
@@ -40,6 +46,7 @@ COMPLEMENT = {
     "charge_energy_kwh": "discharge_energy_kwh",
     "discharge_energy_kwh": "charge_energy_kwh",
 }
+KW_PER_DEVICE_UNIT = {"kW": 1.0, "W": 0.001, "MW": 1000.0}  # a power point's unit -> the kW devices take
 
 
 class TruthCounter(Counter):
@@ -180,7 +187,7 @@ class DeviceFactory:
         aliases: dict[str, set[str]] = {}
         counters = []
         for item in mapped.inputs:
-            ref = self._ref_of(item)
+            ref = self.ref_of(item)
             if ref is None:
                 continue
             refs[item.name] = ref
@@ -202,19 +209,28 @@ class DeviceFactory:
         )
         return SimulatedDevice(entry, server, source, chain, events)
 
-    def _ref_of(self, item: Input) -> PointRef | None:
+    def ref_of(self, item: Input) -> PointRef | None:
         """The truth point an input reads: its map point, else the complement of its opposite, else
-        the power of the element its energy point measures (kW)."""
+        the power of the element its energy point measures.  Power is fed in kW as the device sees it:
+        the point's scale converted from its unit to kW (CT×VT and sign kept)."""
         if item.point is not None:
             ref = _ref(item.point)
-            if item.name == POWER:  # the meter is fed in kW; the unit it shows is its own business
-                return PointRef(ref.element_kind, ref.element_id, ref.quantity, ref.end, 1000.0)
+            if item.name == POWER:
+                unit = str(item.point.get("unit") or "kW")
+                if unit not in KW_PER_DEVICE_UNIT:
+                    raise SimulationError(f"power point {item.point.get('id')}: unit {unit!r} is not a power")
+                scale = ref.scale * KW_PER_DEVICE_UNIT[unit]
+                return PointRef(ref.element_kind, ref.element_id, ref.quantity, ref.end, scale)
             return ref
         if item.opposite is not None:
             return _complement(self.feed, _ref(item.opposite))
-        if item.power_of is not None:
+        if item.power_of is not None:  # kWh/h = kW, positive in the direction of the forward register
             energy = _ref(item.power_of)
-            return PointRef(energy.element_kind, energy.element_id, "p_mw", energy.end, 1000.0)
+            along = energy.quantity == POSITIVE_ENERGY.get(energy.element_kind)
+            sign = (1.0 if along else -1.0) * (-1.0 if item.power_on_reverse else 1.0)
+            return PointRef(
+                energy.element_kind, energy.element_id, "p_mw", energy.end, sign * energy.scale * 1000
+            )
         return None
 
     def _faults(self, server: DeviceServer, events: list[Event]) -> Faults:

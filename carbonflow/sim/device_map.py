@@ -24,6 +24,14 @@ Devices (``kind``):
 Every point maps to ``(element_kind, element_id, quantity, end)`` (DESIGN §4a, quantities of
 :mod:`carbonflow.sim.truth`) plus ``scale_to_device`` (truth unit → the device's unit).  Endpoints are
 placeholders (``127.0.0.1``, one port per device or gateway) that ``sim serve`` replaces.
+
+Metrology (docs/metering.md §units): every DL/T 645 / 698.45 meter sits on a 10 kV or higher bus, so
+behind a voltage transformer (``vt_ratio`` = kV/100 V) and a current transformer sized to its element
+(``ct_ratio`` = the next standard primary current above the element's rated current / 5 A); its
+energy, power and carbon points show the secondary side (``secondary``, ``scale_to_device`` including
+1/(CT×VT)).  RTUs report engineering (primary) values, and the Modbus multifunction meters have their
+CT/VT programmed and show primary values.  Power is signed the way each meter counts: positive in the
+direction of its forward (正向) register (:func:`power_sign`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,16 @@ from carbonflow.messages.device_map import SCHEMA_VERSION as DEVICE_MAP_VERSION
 from carbonflow.messages.device_map import DeviceMap
 from carbonflow.messages.grid import SCHEMA_VERSION as GRID_VERSION
 from carbonflow.messages.grid import GridDocument
+from carbonflow.sim.metrology import (
+    LOAD_PEAK_MARGIN,
+    RESOLUTION,
+    RTU_CLASS,
+    Metering,
+    branch_rated_mw,
+    metering_at,
+    power_sign,
+    rated_mw,
+)
 from carbonflow.sim.simulation import element_ids
 
 PORTS = {"iec104": 24040, "dlt645": 26450, "dlt698": 26980, "modbus-tcp": 15020}
@@ -52,9 +70,12 @@ def _point(
     *,
     unit: str,
     scale: float = 1.0,
+    resolution: str | None = None,
+    secondary: bool | None = None,
+    frozen: bool | None = None,
     **address: Any,
 ) -> dict[str, Any]:
-    return {
+    point: dict[str, Any] = {
         "address": address,
         "element_kind": element_kind,
         "element_id": element_id,
@@ -63,11 +84,15 @@ def _point(
         "unit": unit,
         "scale_to_device": scale,
     }
+    extra = {"secondary": secondary, "resolution": resolution, "frozen": frozen}
+    point.update({k: v for k, v in extra.items() if v is not None})
+    return point
 
 
 class _Map:
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, freeze_period_s: int | None = None) -> None:
         self.host = host
+        self.freeze_period_s = freeze_period_s
         self.devices: list[dict[str, Any]] = []
         self.next_port = dict(PORTS)
         self.meter_number = {"dlt645": 0, "dlt698": 0}
@@ -92,58 +117,124 @@ class _Map:
         points: list[dict[str, Any]],
         model: str,
         port: int | None = None,
+        metering: Metering | dict[str, Any] | None = None,
     ) -> None:
         for k, point in enumerate(points):
             point["id"] = f"{device_id}/{k + 1}"
-        self.devices.append(
-            {
-                "id": device_id,
-                "kind": kind,
-                "protocol": protocol,
-                "model": model,
-                "bus": bus["id"],
-                "region": bus["region"],
-                "endpoint": {"host": self.host, "port": port or self.port(protocol)},
-                "address": address,
-                "points": [dict(id=p.pop("id"), **p) for p in points],
-            }
-        )
+        device = {
+            "id": device_id,
+            "kind": kind,
+            "protocol": protocol,
+            "model": model,
+            "bus": bus["id"],
+            "region": bus["region"],
+            "endpoint": {"host": self.host, "port": port or self.port(protocol)},
+            "address": address,
+            "points": [dict(id=p.pop("id"), **p) for p in points],
+        }
+        if metering is not None:
+            device.update(metering.device_fields() if isinstance(metering, Metering) else metering)
+        if self.freeze_period_s:
+            device["freeze_period_s"] = self.freeze_period_s
+        self.devices.append(device)
 
 
 def _meter_points(
     protocol: str,
     kind: str,
     element_id: str,
-    energy: str,
+    metering: Metering,
     *,
-    power: bool = True,
+    forward: str | None = None,
     reverse: str | None = None,
+    power: bool = True,
     end: str = "-",
 ) -> list[dict[str, Any]]:
-    """Energy (and power) points of a 645 or 698 meter on one element."""
+    """Energy (and power) points of a 645 or 698 meter on one element, secondary side: energy on the
+    forward and/or reverse register, power signed as the meter counts (:func:`power_sign`)."""
+    per_kwh = 1.0 / metering.ratio  # primary kWh -> secondary kWh (kg likewise)
     if protocol == "dlt645":
-        points = [_point(kind, element_id, energy, end, unit="kWh", di="00010000")]
-        if reverse:
-            points.append(_point(kind, element_id, reverse, end, unit="kWh", di="00020000"))
-        if power:
-            points.append(_point(kind, element_id, "p_mw", end, unit="kW", scale=1000.0, di="02030000"))
-        return points
-    points = [_point(kind, element_id, energy, end, unit="kWh", oad="00100200")]
-    if reverse:
-        points.append(_point(kind, element_id, reverse, end, unit="kWh", oad="00200200"))
+        registers = {"forward": "00010000", "reverse": "00020000"}
+        power_unit, per_mw, power_address = "kW", 1000.0, {"di": "02030000"}
+        key = "di"
+    else:
+        registers = {"forward": "00100400", "reverse": "00200400"}  # 0.0001 kWh: secondary kWh are small
+        power_unit, per_mw, power_address = "W", 1e6, {"oad": "20040200"}  # 2004: W, scaler -1
+        key = "oad"
+    points = [
+        _point(
+            kind,
+            element_id,
+            quantity,
+            end,
+            unit="kWh",
+            scale=per_kwh,
+            frozen=True,
+            resolution=RESOLUTION[protocol, "energy"],
+            secondary=True,
+            **{key: registers[register]},
+        )
+        for register, quantity in (("forward", forward), ("reverse", reverse))
+        if quantity is not None
+    ]
     if power:
-        # 2004 is double-long in W with scaler -1 (DL/T 698.45): the point is in W, not kW
-        points.append(_point(kind, element_id, "p_mw", end, unit="W", scale=1e6, oad="20040200"))
+        sign = power_sign(kind, forward, reverse)
+        points.append(
+            _point(
+                kind,
+                element_id,
+                "p_mw",
+                end,
+                unit=power_unit,
+                scale=sign * per_mw / metering.ratio,
+                resolution=RESOLUTION[protocol, "power"],
+                secondary=True,
+                **power_address,
+            )
+        )
     return points
 
 
-def build_device_map(net: pp.pandapowerNet, host: str = "127.0.0.1") -> dict[str, Any]:
+def _carbon_points(kind: str, element_id: str, metering: Metering, carbon_oad: str) -> list[dict[str, Any]]:
+    """The carbon register (secondary kg) and the factor in force (kg/kWh) of a 698 electric-carbon meter."""
+    return [
+        _point(
+            kind,
+            element_id,
+            "carbon_kg",
+            unit="kg",
+            scale=1.0 / metering.ratio,
+            secondary=True,
+            frozen=True,
+            resolution=RESOLUTION["dlt698", "carbon"],
+            oad=carbon_oad,
+        ),
+        _point(
+            kind,
+            element_id,
+            "intensity_g_per_kwh",
+            unit="kg/kWh",
+            scale=0.001,
+            resolution=RESOLUTION["dlt698", "factor"],
+            oad="41200200",
+        ),
+    ]
+
+
+def build_device_map(
+    net: pp.pandapowerNet, host: str = "127.0.0.1", freeze_period_s: int | None = None
+) -> dict[str, Any]:
     """The device map document (JSON-ready) of a grid; see :func:`device_map_of`."""
-    return device_map_of(net, host).document()
+    return device_map_of(net, host, freeze_period_s).document()
 
 
-def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
-    """The device map of a grid with carbonflow's bus metadata (reference grid or ``with_defaults``)."""
+def device_map_of(
+    net: pp.pandapowerNet, host: str = "127.0.0.1", freeze_period_s: int | None = None
+) -> DeviceMap:
+    """The device map of a grid with carbonflow's bus metadata (reference grid or ``with_defaults``).
+
+    ``freeze_period_s``: every meter and RTU freezes its counters at each multiple of it (the demo
+    passes its metering interval); None: no freezing."""
     ids = element_ids(net)
     bus_rows = {
         index: {
@@ -164,7 +255,7 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
             if bool(row.in_service):
                 for end, column in zip(("from", "to"), ends, strict=True):
                     by_bus[row[column]]["branch_end"].append((ids[f"{table}:{index}"], end, row))
-    m = _Map(host)
+    m = _Map(host, freeze_period_s)
     plant_number = substation_number = 0
     for index, bus in bus_rows.items():
         here = by_bus[index]
@@ -188,10 +279,7 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
                 for uid, _ in units
                 for q, u in (("export_energy_kwh", "kWh"), ("carbon_kg", "kg"))
             ]
-            for k, point in enumerate(telemetry):
-                point["address"] = {"ioa": IOA_TELEMETRY + k, "type": "M_ME_NC_1"}
-            for k, point in enumerate(totals):
-                point["address"] = {"ioa": IOA_TOTALS + k, "type": "M_IT_NA_1"}
+            _iec104_addresses(telemetry, totals)
             m.add(
                 f"RTU-{bus['id']}",
                 "plant_rtu",
@@ -200,14 +288,15 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
                 {"common_address": plant_number},
                 telemetry + totals,
                 "cf-plant-rtu",
+                metering={"accuracy_class": RTU_CLASS},
             )
-            for uid, _row in units:
-                points = _meter_points("dlt698", "generator", uid, "export_energy_kwh", reverse=None)
-                points[0]["address"] = {"oad": "00200200"}
-                points += [
-                    _point("generator", uid, "carbon_kg", unit="kg", oad="20900200"),
-                    _point("generator", uid, "intensity_g_per_kwh", unit="g/kWh", oad="41200200"),
-                ]
+            for uid, row in units:
+                metering = metering_at(
+                    bus["vn_kv"], rated_mw(row, "p_max_mw", "max_p_mw", "p_mw"), plant=True
+                )
+                # the unit's on-grid energy is the outlet meter's reverse (反向) register
+                points = _meter_points("dlt698", "generator", uid, metering, reverse="export_energy_kwh")
+                points += _carbon_points("generator", uid, metering, "20900200")
                 m.add(
                     f"ECM-{uid}",
                     "carbon_meter",
@@ -216,6 +305,7 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
                     {"sa": m.meter_address("dlt698")},
                     points,
                     "cf-carbon-meter-698",
+                    metering=metering,
                 )
         elif bus["kind"] == "substation":
             substation_number += 1
@@ -226,8 +316,7 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
             ]
             if bus["vn_kv"] > 36 or not branch_pq:
                 points = [voltage, *branch_pq, *loads]
-                for k, point in enumerate(points):
-                    point["address"] = {"ioa": IOA_TELEMETRY + k, "type": "M_ME_NC_1"}
+                _iec104_addresses(points, [])
                 m.add(
                     f"RTU-{bus['id']}",
                     "substation_rtu",
@@ -236,20 +325,60 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
                     {"common_address": 100 + substation_number},
                     points,
                     "cf-substation-rtu",
+                    metering={"accuracy_class": RTU_CLASS},
                 )
             else:
                 port = m.port("modbus-tcp")
-                circuits = [("branch", bid, end) for bid, end, _ in here["branch_end"]]
-                circuits += [("load", lid, "-") for lid, _ in here["load"]]
-                for unit_id, (kind, element_id, end) in enumerate(circuits, start=1):
+                circuits = [
+                    ("branch", bid, end, branch_rated_mw(row, bus["vn_kv"]))
+                    for bid, end, row in here["branch_end"]
+                ]
+                circuits += [
+                    ("load", lid, "-", rated_mw(row, "p_mw") * LOAD_PEAK_MARGIN) for lid, row in here["load"]
+                ]
+                for unit_id, (kind, element_id, end, rating_mw) in enumerate(circuits, start=1):
                     energy = "import_energy_kwh" if kind == "load" else "export_energy_kwh"
+                    # a multifunction meter with its CT/VT programmed: it shows primary values
                     points = [
-                        _point(kind, element_id, "p_mw", end, unit="kW", scale=1000.0, register="p_kw"),
-                        _point(kind, element_id, "q_mvar", end, unit="kvar", scale=1000.0, register="q_kvar"),
                         _point(
-                            "bus", bus["id"], "u_kv", unit="V", scale=1000.0 / math.sqrt(3), register="u_a_v"
+                            kind,
+                            element_id,
+                            "p_mw",
+                            end,
+                            unit="kW",
+                            scale=1000.0,
+                            register="p_kw",
+                            resolution="0",
                         ),
-                        _point(kind, element_id, energy, end, unit="kWh", register="import_energy_kwh"),
+                        _point(
+                            kind,
+                            element_id,
+                            "q_mvar",
+                            end,
+                            unit="kvar",
+                            scale=1000.0,
+                            register="q_kvar",
+                            resolution="0",
+                        ),
+                        _point(
+                            "bus",
+                            bus["id"],
+                            "u_kv",
+                            unit="V",
+                            scale=1000.0 / math.sqrt(3),
+                            register="u_a_v",
+                            resolution="0",
+                        ),
+                        _point(
+                            kind,
+                            element_id,
+                            energy,
+                            end,
+                            unit="kWh",
+                            register="import_energy_kwh",
+                            resolution="0.01",
+                            frozen=True,
+                        ),
                     ]
                     m.add(
                         f"MB-{bus['id']}-{unit_id}",
@@ -260,24 +389,25 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
                         points,
                         "cf-3ph-meter",
                         port=port,
+                        metering=metering_at(bus["vn_kv"], rating_mw),
                     )
         else:
             protocol = "dlt698" if bus["vn_kv"] >= 110 else "dlt645"
-            for lid, _row in here["load"]:
+            vn_kv = bus["vn_kv"]
+            for lid, row in here["load"]:
+                metering = metering_at(vn_kv, rated_mw(row, "p_mw") * LOAD_PEAK_MARGIN)
                 m.add(
                     f"EM-{lid}",
                     "energy_meter",
                     protocol,
                     bus,
                     _address(m, protocol),
-                    _meter_points(protocol, "load", lid, "import_energy_kwh"),
+                    _meter_points(protocol, "load", lid, metering, forward="import_energy_kwh"),
                     f"cf-meter-{protocol[3:]}",
+                    metering=metering,
                 )
-                points = _meter_points("dlt698", "load", lid, "import_energy_kwh")
-                points += [
-                    _point("load", lid, "carbon_kg", unit="kg", oad="20800200"),
-                    _point("load", lid, "intensity_g_per_kwh", unit="g/kWh", oad="41200200"),
-                ]
+                points = _meter_points("dlt698", "load", lid, metering, forward="import_energy_kwh")
+                points += _carbon_points("load", lid, metering, "20800200")
                 m.add(
                     f"ECM-{lid}",
                     "carbon_meter",
@@ -286,18 +416,22 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
                     _address(m, "dlt698"),
                     points,
                     "cf-carbon-meter-698",
+                    metering=metering,
                 )
-            for uid, _row in here["sgen"] + here["gen"]:
+            for uid, row in here["sgen"] + here["gen"]:
+                metering = metering_at(vn_kv, rated_mw(row, "p_max_mw", "max_p_mw", "p_mw"))
                 m.add(
                     f"PVM-{uid}",
                     "generation_meter",
                     "dlt645",
                     bus,
                     _address(m, "dlt645"),
-                    _meter_points("dlt645", "generator", uid, "export_energy_kwh"),
+                    _meter_points("dlt645", "generator", uid, metering, forward="export_energy_kwh"),
                     "cf-meter-645",
+                    metering=metering,
                 )
-            for sid, _row in here["storage"]:
+            for sid, row in here["storage"]:
+                metering = metering_at(vn_kv, rated_mw(row, "p_max_mw", "max_p_mw", "p_mw"))
                 m.add(
                     f"SM-{sid}",
                     "storage_meter",
@@ -305,38 +439,55 @@ def device_map_of(net: pp.pandapowerNet, host: str = "127.0.0.1") -> DeviceMap:
                     bus,
                     _address(m, "dlt645"),
                     _meter_points(
-                        "dlt645", "storage", sid, "charge_energy_kwh", reverse="discharge_energy_kwh"
+                        "dlt645",
+                        "storage",
+                        sid,
+                        metering,
+                        forward="charge_energy_kwh",
+                        reverse="discharge_energy_kwh",
                     ),
                     "cf-meter-645",
+                    metering=metering,
                 )
-            if here["sgen"] or here["gen"] or here["storage"]:
-                for bid, end, _row in here["branch_end"]:
-                    points = _meter_points(
-                        "dlt698", "branch", bid, "import_energy_kwh", reverse="export_energy_kwh", end=end
-                    )
+            # the supply of a user that can export, or of a user bus without load: a gateway meter
+            # counting import into the user's bus forward (export reverse where the user can export)
+            exports = bool(here["sgen"] or here["gen"] or here["storage"])
+            if exports or (not here["load"] and branch_pq):
+                gateway = "dlt698" if exports else protocol
+                for bid, end, row in here["branch_end"]:
+                    metering = metering_at(vn_kv, branch_rated_mw(row, vn_kv))
                     m.add(
                         f"GM-{bus['id']}-{bid}",
                         "gateway_meter",
-                        "dlt698",
+                        gateway,
                         bus,
-                        _address(m, "dlt698"),
-                        points,
-                        "cf-meter-698",
-                    )
-            if not here["load"] and branch_pq:  # a user bus without load: still measure its supply
-                for bid, end, _row in here["branch_end"]:
-                    m.add(
-                        f"GM-{bus['id']}-{bid}",
-                        "gateway_meter",
-                        protocol,
-                        bus,
-                        _address(m, protocol),
-                        _meter_points(protocol, "branch", bid, "import_energy_kwh", end=end),
-                        f"cf-meter-{protocol[3:]}",
+                        _address(m, gateway),
+                        _meter_points(
+                            gateway,
+                            "branch",
+                            bid,
+                            metering,
+                            forward="import_energy_kwh",
+                            reverse="export_energy_kwh" if exports else None,
+                            end=end,
+                        ),
+                        f"cf-meter-{gateway[3:]}",
+                        metering=metering,
                     )
     return DeviceMap.model_validate(
         {"version": DEVICE_MAP_VERSION, "grid": net.name or "", "host": host, "devices": m.devices}
     )
+
+
+def _iec104_addresses(telemetry: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+    """IEC 104 addresses of an RTU's points: short floats (engineering units, resolution 0) from IOA
+    16385, integrated totals (whole units, frozen by counter interrogation) from IOA 25601."""
+    for k, point in enumerate(telemetry):
+        point["address"] = {"ioa": IOA_TELEMETRY + k, "type": "M_ME_NC_1"}
+        point["resolution"] = "0"
+    for k, point in enumerate(totals):
+        point["address"] = {"ioa": IOA_TOTALS + k, "type": "M_IT_NA_1"}
+        point.update(resolution="1", frozen=True)
 
 
 def _address(m: _Map, protocol: str) -> dict[str, str]:

@@ -242,6 +242,11 @@ class TruthFeed:
             k = bisect.bisect_left(self._ends, t)
             return self._items[min(k, len(self._items) - 1)]
 
+    def published(self) -> list[IntervalTruth]:
+        """The intervals the feed still holds, oldest first."""
+        with self._lock:
+            return list(self._items)
+
     @property
     def latest(self) -> IntervalTruth:
         with self._lock:

@@ -3,8 +3,11 @@
 ``create_app(settings)`` (settings from the environment when omitted) opens and migrates the store from
 ``settings.database_url`` unless a store is handed in, and — when ``settings.mqtt_url`` is set — runs
 the MQTT ingest subscriber for the app's lifetime.  Routes: ``/healthz``; ``POST /api/v1/ingest`` (C4);
-the collector command endpoints; the user endpoints (login, topology, results, history, the three
-sides, devices, readings, live WebSocket — each requires ``deps.require_user``) and the web UI at ``/``.
+the collector command endpoints; the user endpoints (login, users, audit, topology, results, history,
+the three sides, devices, readings, live WebSocket) and the web UI at ``/``.  Every route passes
+``deps.authorize`` (the role × region table of ``policy.py``; not listed → 403, and an app whose
+OpenAPI document names an unlisted operation refuses to start); ``hardening.Hardening`` adds the
+security headers and the body-size / JSON-nesting limits.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.alarms import AlarmEngine, Notifier, channels_from_settings
+from carbonflow.center.api.deps import authorize
 from carbonflow.center.api.errors import error_response, install_error_handlers
+from carbonflow.center.api.hardening import Hardening
+from carbonflow.center.api.policy import unlisted_operations
 from carbonflow.center.api.routes import (
     alarms,
+    audit,
     auth,
     cameras,
     collector_admin,
@@ -29,10 +36,16 @@ from carbonflow.center.api.routes import (
     live,
     results,
     topology,
+    users,
     views,
     web,
 )
+from carbonflow.center.api.routes import (
+    cascade as cascade_routes,
+)
 from carbonflow.center.api.settings import CenterSettings
+from carbonflow.center.cascade.config import CascadeConfig
+from carbonflow.center.cascade.service import CascadeService
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
 from carbonflow.center.maintenance import scheduler_from_settings
@@ -56,10 +69,18 @@ def start_alarm_ticks(engine: AlarmEngine, period_s: float) -> list[asyncio.Task
     return [asyncio.create_task(ticks(), name="alarm ticks")]
 
 
-def create_app(settings: CenterSettings | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(
+    settings: CenterSettings | None = None,
+    *,
+    store: Store | None = None,
+    cascade: CascadeService | None = None,
+) -> FastAPI:
+    """``cascade``: this center's place in a cascade of centers (else from ``settings.cascade_config``)."""
     settings = settings or CenterSettings.from_env()
     owned = store is None
     store = store or Store.open(settings.database_url)
+    if cascade is None and settings.cascade_config:
+        cascade = CascadeService.open(store, CascadeConfig.load(settings.cascade_config))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +112,8 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
             metering = MeteringLoop(service, on_outcome=app.state.alarms.on_interval)
             metering.start()
         app.state.metering = metering
+        if cascade is not None:
+            await cascade.start()
         alarm_tasks = [asyncio.create_task(app.state.notifier.run(), name="alarm notifications")]
         alarm_tasks += start_alarm_ticks(app.state.alarms, settings.alarm_tick_s)
         try:
@@ -99,6 +122,8 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
             for task in alarm_tasks:
                 task.cancel()
             await asyncio.gather(*alarm_tasks, return_exceptions=True)
+            if cascade is not None:
+                await cascade.stop()
             if metering is not None:
                 await metering.stop()
             if scheduler is not None:
@@ -108,15 +133,22 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
             if owned:
                 store.close()
 
-    app = FastAPI(title="carbonflow center", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="carbonflow center", version="0.1.0", lifespan=lifespan, dependencies=[Depends(authorize)]
+    )
     app.state.settings = settings
     app.state.store = store
+    app.state.cascade = cascade
     app.state.images = ImageStore(  # site-camera images (routes/cameras.py)
         store, settings.image_dir or default_image_dir(settings.database_url), settings.image_retention_days
     )
     channels = channels_from_settings(settings)  # alarms: rules evaluated as intervals are metered
     app.state.alarms = AlarmEngine(store, channels=channels, interval_s=settings.metering_interval_s or 900)
     app.state.notifier = Notifier(store, channels, max_attempts=settings.alarm_notify_max_attempts)
+    if cascade is not None:  # a verification mismatch with a peer center raises an alarm here
+        cascade.node.on_mismatch(
+            lambda m: app.state.alarms.cascade_verdict(m.peer, "mismatch", m.message(), at=m.ts)
+        )
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -131,9 +163,16 @@ def create_app(settings: CenterSettings | None = None, *, store: Store | None = 
     app.include_router(collectors.router)
     app.include_router(collector_admin.router)  # remote maintenance (user + two signed endpoints)
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
-    # user endpoints (login required)
-    for module in (auth, topology, results, history, views, devices, live, cameras, alarms):
+    app.include_router(cascade_routes.router)  # C5: POST messages signed by a peer center; views need a user
+    # user endpoints (role × region, policy.py)
+    for module in (auth, users, audit, topology, results, history, views, devices, live, cameras, alarms):
         app.include_router(module.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
+    unguarded = unlisted_operations(app.openapi())
+    if unguarded:
+        raise RuntimeError(f"operations missing from center/api/policy.py: {', '.join(unguarded)}")
+    app.add_middleware(
+        Hardening, max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
+    )
     return app

@@ -1,26 +1,33 @@
-"""Shared dependencies: the store, the current user (bearer token), the calling collector (signature).
+"""Shared dependencies: the store, the authorised principal (policy.py), the calling collector (signature).
 
 User auth: a session token from ``POST /api/v1/login`` (store ``users``/``user_sessions``), sent as
 ``Authorization: Bearer <token>`` or as the HttpOnly cookie ``carbonflow_session`` (the web UI); static
-tokens from ``settings.api_tokens`` are accepted too (service accounts until RBAC exists).
-Collector auth: header ``X-Carbonflow-Signature`` = hex HMAC-SHA256, under the collector's secret, of
-the raw request body (POST) or of the request path (GET, e.g. ``/api/v1/collectors/C1/commands``).
-The GET signature is constant per path — it authenticates but does not prevent replay, so HTTPS is
-required outside localhost (docs/deployment.md).
+tokens from ``settings.api_tokens`` name a user, whose role and region come from the users table (a
+name not there is a ``viewer`` of every region).  :func:`authorize` runs on every route of the app
+(``FastAPI(dependencies=...)``) and applies :data:`policy.POLICY`; a cookie-authenticated write (or
+WebSocket) must come from the center's own origin (CSRF).
+Collector auth: ``receive.verify_request``: HMAC-SHA256 under the collector's secret over method,
+path and query, ``X-Carbonflow-Sent-At``, ``X-Carbonflow-Nonce`` and the body; stale, replayed and
+out-of-order requests are refused.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, WebSocketException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
+from carbonflow.center.api.policy import Rule, role_may, rule_for, within
 from carbonflow.center.ingest.receive import verify_request_signature
-from carbonflow.center.store import Store, user_for_token
+from carbonflow.center.store import Store, UserInfo, get_user, resource_region, user_for_token
 
 SIGNATURE_HEADER = "X-Carbonflow-Signature"
 SESSION_COOKIE = "carbonflow_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -28,28 +35,139 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def user_of_token(app, token: str | None) -> str | None:
-    """The user name a token (static API token or login session) stands for, else None."""
+def user_info_of_token(app, token: str | None) -> UserInfo | None:
+    """The user a token (static API token or login session) stands for, else None."""
     if not token:
         return None
     tokens: dict[str, str] = app.state.settings.api_tokens
     if token in tokens:
-        return tokens[token]
-    user = user_for_token(app.state.store, token)
+        user = get_user(app.state.store, tokens[token])
+        if user is None:
+            return UserInfo(tokens[token], "viewer")
+        return None if user.disabled else user
+    return user_for_token(app.state.store, token)
+
+
+def user_of_token(app, token: str | None) -> str | None:
+    """The user name a token stands for, else None."""
+    user = user_info_of_token(app, token)
     return None if user is None else user.name
 
 
-def request_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+def request_token(request: HTTPConnection, credentials: HTTPAuthorizationCredentials | None) -> str | None:
     return credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE)
 
 
-def require_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    user = user_of_token(request.app, request_token(request, credentials))
+@dataclass(frozen=True)
+class Principal:
+    user: UserInfo
+    by_cookie: bool
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def _principal(connection: HTTPConnection) -> Principal:
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    by_cookie = token is None
+    if token is None and connection.scope["type"] == "websocket":
+        token = connection.query_params.get("token")
+        by_cookie = token is None
+    if token is None:
+        token = connection.cookies.get(SESSION_COOKIE)
+    user = user_info_of_token(connection.app, token)
     if user is None:
+        raise _Refusal(401, "login required", {"WWW-Authenticate": "Bearer"})
+    return Principal(user, by_cookie)
+
+
+def own_origin(connection: HTTPConnection) -> str:
+    scheme = {"ws": "http", "wss": "https"}.get(connection.url.scheme, connection.url.scheme)
+    return f"{scheme}://{connection.headers.get('host', '')}"
+
+
+def _check_origin(connection: HTTPConnection, method: str) -> None:
+    """CSRF: a cookie-authenticated write or WebSocket must carry the center's own Origin (browsers
+    always send it on those); bearer-token clients are not at risk (a page cannot set the header)."""
+    if method in SAFE_METHODS:
+        return
+    origin = connection.headers.get("origin") or ""
+    allowed = {own_origin(connection), *connection.app.state.settings.allowed_origins}
+    if origin not in allowed:
+        raise _Refusal(403, f"cross-site request refused (Origin {origin or 'missing'!r})")
+
+
+def _check_region(connection: HTTPConnection, rule: Rule, user: UserInfo) -> None:
+    scope = user.region
+    if not scope or rule.scope == "none":
+        return
+    settings = connection.app.state.settings
+    if rule.scope == "center":
+        if not within(settings.center_region or None, scope):
+            raise _Refusal(403, f"this view spans the whole center; your region is {scope}")
+    elif rule.scope == "region":
+        query = parse_qsl(connection.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        asked = [value for key, value in query if key == "region"]
+        if not asked:  # the user's own region unless another inside it is asked for
+            query.append(("region", scope))
+            connection.scope["query_string"] = urlencode(query).encode("latin-1")
+            connection.__dict__.pop("_query_params", None)
+        elif not all(within(value.strip("/"), scope) for value in asked):
+            raise _Refusal(403, f"region {asked[0]!r} is outside your region {scope}")
+    else:
+        key = connection.path_params.get(f"{rule.scope}_id") or connection.path_params.get("key", "")
+        known, region = resource_region(connection.app.state.store, rule.scope, key)
+        if not known or not within(region, scope):  # unknown and foreign look alike to a scoped user
+            raise _Refusal(403, f"{rule.scope} {key!r} is not in your region {scope}")
+
+
+def _decide(connection: HTTPConnection) -> Principal | None:
+    route = connection.scope.get("route")
+    method = "WEBSOCKET" if connection.scope["type"] == "websocket" else connection.scope["method"]
+    rule = rule_for(method, getattr(route, "path", ""))
+    if rule is None:
+        raise _Refusal(403, "operation not in the access policy")
+    if rule.permission in ("public", "collector"):
+        return None
+    principal = _principal(connection)
+    if principal.by_cookie:
+        _check_origin(connection, method)
+    if not role_may(principal.user.role, rule.permission):
+        raise _Refusal(403, f"role {principal.user.role} may not do this ({rule.permission} needed)")
+    _check_region(connection, rule, principal.user)
+    return principal
+
+
+def authorize(connection: HTTPConnection) -> Principal | None:
+    """The app-wide guard: the policy's rule for this route, applied (None: a public/collector route)."""
+    try:
+        principal = _decide(connection)
+    except _Refusal as refusal:
+        if connection.scope["type"] == "websocket":
+            raise WebSocketException(4400 + refusal.status % 100, refusal.message) from None
+        raise HTTPException(refusal.status, refusal.message, headers=refusal.headers) from None
+    connection.state.principal = principal
+    return principal
+
+
+def require_user(request: Request) -> str:
+    """The logged-in user's name (``authorize`` has already let the request through)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
         raise HTTPException(401, "login required", headers={"WWW-Authenticate": "Bearer"})
-    return user
+    return principal.user.name
+
+
+def current_user(request: Request) -> UserInfo:
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        raise HTTPException(401, "login required", headers={"WWW-Authenticate": "Bearer"})
+    return principal.user
 
 
 async def request_body(request: Request) -> bytes:
@@ -61,7 +179,7 @@ RawBody = Annotated[bytes, Depends(request_body)]
 
 
 def signed_collector(collector_id: str, request: Request, body: RawBody) -> str:
-    """The path's collector, once the request's signature checks out under its secret."""
+    """The path's collector, once the request's signature (fresh, not replayed) checks out."""
     payload = body if request.method != "GET" else request.url.path.encode("utf-8")
     verify_request_signature(
         request.app.state.store, collector_id, payload, request.headers.get(SIGNATURE_HEADER)
@@ -71,4 +189,5 @@ def signed_collector(collector_id: str, request: Request, body: RawBody) -> str:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 UserDep = Annotated[str, Depends(require_user)]
+CurrentUser = Annotated[UserInfo, Depends(current_user)]
 SignedCollector = Annotated[str, Depends(signed_collector)]

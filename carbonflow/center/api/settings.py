@@ -59,7 +59,14 @@ class CenterSettings(BaseSettings):
     mqtt_topic_prefix: str = "carbonflow"
     time_zone: str = "Asia/Shanghai"  # local time of the UI, of "today" and of aggregation buckets
     session_hours: float = Field(default=12.0, gt=0)  # lifetime of a login session
-    cookie_secure: bool = False  # set the session cookie's Secure flag (behind HTTPS)
+    cookie_secure: bool = False  # the session cookie's Secure flag even on plain HTTP (always on under HTTPS)
+    # security (center/api/policy.py, docs/security.md)
+    center_region: str = ""  # the region this center's data spans ("" = all); whole-center views need it
+    allowed_origins: list[str] = Field(default_factory=list)  # extra Origins allowed for cookie writes
+    login_max_failures: int = Field(default=5, ge=1)  # wrong passwords in a row (per user or address) ...
+    login_lockout_s: float = Field(default=300.0, gt=0)  # ... lock logins for this long (429 Retry-After)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # larger request bodies: 413
+    max_json_depth: int = Field(default=32, ge=4)  # deeper JSON nesting: 400
     live_poll_s: float = Field(default=2.0, gt=0)  # how often /api/v1/live looks for a new interval
     # site-camera images (store/images.py): files under image_dir (default: next to an SQLite database)
     image_dir: str | None = None
@@ -86,6 +93,8 @@ class CenterSettings(BaseSettings):
     alarm_email_from: str = "carbonflow@localhost"
     alarm_email_to: str | None = None
     alarm_notify_max_attempts: int = Field(default=5, ge=1)
+    # the cascade between centers (docs/cascade.md): a TOML file with this center's id, key and peers
+    cascade_config: str | None = None
 
     @field_validator("api_tokens", mode="before")
     @classmethod

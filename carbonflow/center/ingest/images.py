@@ -16,12 +16,11 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from carbonflow.center.ingest.receive import refuse_collector
 from carbonflow.center.store import (
-    BadSignatureError,
     ImageStore,
     InvalidBatchError,
     StoreError,
-    UnknownCollectorError,
     collector_secret,
 )
 from carbonflow.messages.images import ImageAck, ImageEnvelope, sha256_hex, sniff_content_type, verify_image
@@ -61,7 +60,7 @@ def receive_image(
     ]
     if missing:
         raise InvalidBatchError(f"image without {', '.join(missing)}", {"missing": missing})
-    assert collector_id and camera and ts and sha256
+    assert collector_id and camera and ts and sha256  # narrows types; the check is just above
     for name, value in (("collector", collector_id), ("camera", camera)):
         if not _ID.match(value):
             raise InvalidBatchError(f"image {name} id {value[:40]!r} is not a valid id")
@@ -75,10 +74,11 @@ def receive_image(
             f"image of camera {camera!r} at {ts}: SHA-256 of the body is {digest}, not {sha256}"
         )
     secret = collector_secret(images.store, collector_id)
+    what = f"image of camera {camera!r} at {ts}"
     if secret is None:
-        raise UnknownCollectorError(f"unknown collector {collector_id!r}")
+        raise refuse_collector(images.store, collector_id, what, "unknown collector")
     if not verify_image(secret, collector_id, camera, ts, sha256, signature or ""):
-        raise BadSignatureError(f"bad or missing signature on the image of camera {camera!r} at {ts}")
+        raise refuse_collector(images.store, collector_id, what, "bad or missing signature")
     saved = images.save(
         camera, moment, data, content_type, digest, collector_id=collector_id, received_at=received_at
     )

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
+import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,19 +23,51 @@ from pydantic import ValidationError
 from carbonflow.center.store import (
     BadSignatureError,
     InvalidBatchError,
+    StaleMessageError,
     Store,
     StoreError,
-    UnknownCollectorError,
+    accept_fresh,
     collector_secret,
     ingest_batch,
+    record_audit,
 )
 from carbonflow.center.store.collector_admin import record_status_report
 from carbonflow.center.store.readings import record_status
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus, sign
 
+log = logging.getLogger(__name__)
+
 
 class MalformedBatchError(StoreError):
     status_code = 400
+
+
+JSON_NESTING_LIMIT = 32  # C4 messages nest 3 levels; anything near this is an attack on the parser
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_too_deep(raw: bytes | str, limit: int = JSON_NESTING_LIMIT) -> bool:
+    """Whether a JSON text opens more than ``limit`` arrays/objects inside each other (strings skipped)
+    — checked before parsing, so a deeply nested body is a 400, never a RecursionError."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', data)):
+        depth += 1 if match.group() in (b"[", b"{") else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _load_json(raw: bytes | str, what: str) -> Any:
+    if json_too_deep(raw):
+        raise MalformedBatchError(f"{what} JSON nested deeper than {JSON_NESTING_LIMIT} levels")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise MalformedBatchError(f"{what} is not valid JSON: {error}") from None
 
 
 def _describe(error: dict[str, Any], document: Any) -> tuple[str, dict[str, Any]]:
@@ -56,10 +90,7 @@ def _describe(error: dict[str, Any], document: Any) -> tuple[str, dict[str, Any]
 
 def decode_batch(raw: bytes | str) -> Batch:
     """Parse and validate a batch; errors name the offending reading (index and point)."""
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise MalformedBatchError(f"batch is not valid JSON: {error}") from None
+    document = _load_json(raw, "batch")
     if not isinstance(document, dict):
         raise MalformedBatchError("batch must be a JSON object")
     try:
@@ -71,23 +102,47 @@ def decode_batch(raw: bytes | str) -> Batch:
         raise InvalidBatchError(f"invalid batch: {message}", detail) from None
 
 
+def refuse_collector(store: Store, collector_id: str, what: str, reason: str) -> BadSignatureError:
+    """The one answer to a collector message that fails authentication — the same for an unknown
+    collector and a bad signature, so ids cannot be probed; the real reason goes to the log, and to the
+    audit log when the collector exists (an unknown id costs no database write)."""
+    log.warning("refused %s of collector %r: %s", what, collector_id, reason)
+    if reason != "unknown collector":
+        with contextlib.suppress(StoreError):
+            record_audit(store, collector_id, "collector.refused", what, {"reason": reason})
+    return BadSignatureError(f"{what} refused: collector authentication failed")
+
+
 def authenticate(store: Store, batch: Batch) -> None:
     secret = collector_secret(store, batch.collector_id)
     if secret is None:
-        raise UnknownCollectorError(f"unknown collector {batch.collector_id!r}")
+        raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "unknown collector")
     if not batch.verify(secret):
-        raise BadSignatureError(
-            f"bad signature on batch {batch.batch_id!r} of collector {batch.collector_id!r}"
-        )
+        raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "bad signature")
 
 
 def verify_request_signature(store: Store, collector_id: str, payload: bytes, signature: str | None) -> None:
     """HMAC of a raw request body (or path, for GET) under the collector's secret."""
     secret = collector_secret(store, collector_id)
     if secret is None:
-        raise UnknownCollectorError(f"unknown collector {collector_id!r}")
+        raise refuse_collector(store, collector_id, "request", "unknown collector")
     if not signature or not hmac.compare_digest(signature, sign(payload, secret)):
-        raise BadSignatureError(f"bad or missing X-Carbonflow-Signature for collector {collector_id!r}")
+        raise refuse_collector(store, collector_id, "request", "bad or missing X-Carbonflow-Signature")
+
+
+def check_fresh(store: Store, collector_id: str, kind: str, nonce: Any, signed_at: Any) -> None:
+    """Refuse (401, audited) a signed message that is stale, replayed or older than one accepted."""
+    moment = None
+    with contextlib.suppress(TypeError, ValueError):
+        moment = datetime.fromisoformat(signed_at)
+        moment = moment if moment.tzinfo is not None else None
+    try:
+        accept_fresh(store, collector_id, kind, nonce if isinstance(nonce, str) else None, moment,
+                     now=datetime.now(UTC))  # fmt: skip
+    except StaleMessageError as error:
+        with contextlib.suppress(StoreError):
+            record_audit(store, collector_id, "collector.refused", kind, {"reason": error.detail["reason"]})
+        raise
 
 
 StatusHook = Callable[[], Any]  # called after device statuses were stored (the alarm engine's on_status)
@@ -115,10 +170,7 @@ def receive_status(
     """A message on the status topic: a Batch (stored like any batch, Ack returned) or a collector's
     live status ``{"collector_id", "config_version", "devices": [DeviceStatus...], ..., "signature"}``
     signed over its canonical JSON (keys sorted, no spaces) — device statuses and last seen are updated."""
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise MalformedBatchError(f"status is not valid JSON: {error}") from None
+    document = _load_json(raw, "status")
     if not isinstance(document, dict):
         raise MalformedBatchError("status must be a JSON object")
     if "batch_id" in document:
@@ -130,6 +182,7 @@ def receive_status(
     unsigned = {key: value for key, value in document.items() if key != "signature"}
     canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), default=str).encode()
     verify_request_signature(store, collector_id, canonical, document.get("signature"))
+    check_fresh(store, collector_id, "status", unsigned.get("nonce"), unsigned.get("signed_at"))
     try:
         statuses = [DeviceStatus.model_validate(item) for item in document.get("devices") or []]
     except ValidationError as error:

@@ -248,14 +248,16 @@ def _unit_intensity(unit: Mapping[str, Any], data: Measurements) -> Value:
         carbon_t = float(carbon_pair[1] - carbon_pair[0]) / 1000.0
         if carbon_t >= 0:
             ratio = carbon_t / energy * 1000.0  # t/MWh -> g/kWh
-            relative = math.hypot(
-                data.u("generator", gid, "export_energy_kwh") / 1000.0 / energy,
-                data.u("generator", gid, "carbon_kg") / 1000.0 / carbon_t if carbon_t else 0.0,
+            # absolute, so that a carbon register that did not move (a coarse secondary-side register:
+            # 0.01 kg x CT x VT a digit) gives 0 ± its resolution / energy, not an exact 0
+            u_ratio = 1000.0 * math.hypot(
+                data.u("generator", gid, "carbon_kg") / 1000.0 / energy,
+                carbon_t * data.u("generator", gid, "export_energy_kwh") / 1000.0 / energy**2,
             )
             why = data.why_estimated("generator", gid, "export_energy_kwh") or data.why_estimated(
                 "generator", gid, "carbon_kg"
             )
-            candidates.append((why is not None, ratio * relative, 0, Value(ratio, ratio * relative, why)))
+            candidates.append((why is not None, u_ratio, 0, Value(ratio, u_ratio, why)))
     measured = data.mean("generator", gid, "intensity_g_per_kwh")
     if measured is not None and measured >= 0:
         why = data.why_estimated("generator", gid, "intensity_g_per_kwh")

@@ -19,6 +19,13 @@ the carbon register's resolution, read from the digits the meter shows, e.g. 0.0
 configured).  Too few readings, an energy register that went backwards, or no known factor give
 ``incomplete``.
 
+Each check also keeps the comparison step by step (``intervals``: from one paired reading to the next —
+the frozen readings at interval boundaries — the energy, the carbon the register added, the carbon the
+platform computes for that energy and the factor in force, the difference and what is allowed), and
+:func:`meter_summary` cumulates the steps per meter.  Values are compared on the primary side: a
+register behind CT/VT is multiplied back by the point's ``1/scale`` (CT x VT), and its resolution with
+it (0.01 kg x 倍率 15 000 = 150 kg), so an honest meter agrees within its register's resolution.
+
 The pure functions (:func:`compare`, :func:`downloads_from_commands`, :func:`pair_samples`) take plain
 values; :func:`check_meters` is the small store query around them that the maintenance scheduler runs.
 """
@@ -72,6 +79,7 @@ class CheckResult:
     detail: str | None = None
     carbon_point: str = ""
     energy_point: str = ""
+    intervals: list[dict[str, Any]] = field(default_factory=list)  # per step between paired readings
 
     def row(self, now: datetime) -> dict[str, Any]:
         values = asdict(self)
@@ -186,7 +194,9 @@ def compare(
     used = [{"from": base.ts, "factor": str(first_factor)}]
     compared = base
     status, worst, worst_excess = "ok", None, Decimal("-Infinity")
+    steps: list[dict[str, Any]] = []
     for previous, sample in zip(samples, samples[1:]):
+        step_base, step_interpolation, step_factor_steps = expected, interpolation, factor_steps
         delta = sample.energy_kwh - previous.energy_kwh
         if delta < 0:
             status = "incomplete"
@@ -223,6 +233,17 @@ def compare(
             worst_excess, worst = excess, (sample.ts, deviation)
         if excess > 0 and status == "ok":
             status = "mismatch"
+        step_uncertainty = (interpolation - step_interpolation) + energy_resolution * (
+            (_factor_at(downloads, previous.ts) or Decimal(0))
+            + last_factor
+            + factor_steps
+            - step_factor_steps
+        )
+        step = _step(previous, sample, delta, expected - step_base, tolerance + step_uncertainty)
+        step.update(
+            cumulated_deviation_kg=_text(deviation), cumulated_status="mismatch" if excess > 0 else "ok"
+        )
+        steps.append(step)
     if compared is base:
         return CheckResult(device_id, "incomplete", base.ts, base.ts, detail="; ".join(notes))
     last_factor = _factor_at(downloads, compared.ts) or Decimal(0)
@@ -246,7 +267,29 @@ def compare(
         uncertainty,
         [{"from": u["from"].isoformat(), "factor": u["factor"]} for u in used],
         "; ".join(notes) or None,
+        intervals=steps,
     )
+
+
+def _step(previous: Sample, sample: Sample, energy: Decimal, computed: Decimal, allowed: Decimal) -> dict:
+    """One step of a check (JSON-ready): what the register added vs what the platform computed."""
+    shown = sample.carbon_kg - previous.carbon_kg
+    deviation = shown - computed
+    status = "mismatch" if abs(deviation) > allowed else "ok"
+    return {
+        "start": previous.ts.isoformat(),
+        "end": sample.ts.isoformat(),
+        "energy_kwh": _text(energy),
+        "shown_kg": _text(shown),
+        "computed_kg": _text(computed),
+        "deviation_kg": _text(deviation),
+        "allowed_kg": _text(allowed),
+        "status": status,
+    }
+
+
+def _text(value: Decimal) -> str:
+    return format(value.quantize(STORED_PLACES).normalize(), "f")
 
 
 # --- the store around it ------------------------------------------------------------------------------
@@ -254,20 +297,36 @@ def compare(
 
 @dataclass(frozen=True)
 class MeterPoints:
+    """A meter's energy and carbon points; ``*_scale``: primary value x scale = register value (1/(CT x
+    VT) on the secondary side); ``*_resolution``: the register's last digit (None: read from the digits)."""
+
     device_id: str
     energy_point: str
     carbon_point: str
     energy_scale: Decimal
     carbon_scale: Decimal
+    energy_resolution: Decimal | None = None
+    carbon_resolution: Decimal | None = None
+
+    @property
+    def primary_resolutions(self) -> tuple[Decimal | None, Decimal | None]:
+        """(energy kWh, carbon kg) resolutions on the primary side."""
+        energy, carbon = self.energy_resolution, self.carbon_resolution
+        return (
+            None if energy is None else energy / self.energy_scale,
+            None if carbon is None else carbon / self.carbon_scale,
+        )
 
 
 def carbon_meters(store: Store, devices: Sequence[str] | None = None) -> list[MeterPoints]:
-    """Consumers' electric-carbon meters with their import-energy and carbon points."""
+    """Consumers' electric-carbon meters with their import-energy and carbon points (not the meters
+    whose secondary-side values cannot be brought to primary: see ``Device.metrology_error``)."""
     query = (
-        select(Device.id, Point.id, Point.quantity, Point.scale)
+        select(Device.id, Point.id, Point.quantity, Point.scale, Point.resolution)
         .join(Point, Point.device_id == Device.id)
         .where(
             Device.kind.in_(CARBON_METER_KINDS),
+            Device.metrology_error.is_(None),
             Point.element_kind == "load",
             Point.quantity.in_(("import_energy_kwh", "carbon_kg")),
         )
@@ -275,15 +334,20 @@ def carbon_meters(store: Store, devices: Sequence[str] | None = None) -> list[Me
     )
     if devices:
         query = query.where(Device.id.in_(list(devices)))
-    found: dict[str, dict[str, tuple[str, Decimal]]] = {}
+    found: dict[str, dict[str, tuple[str, Decimal, Decimal | None]]] = {}
     with store.read() as connection:
-        for device_id, point_id, quantity, scale in connection.execute(query):
-            found.setdefault(device_id, {}).setdefault(quantity, (point_id, scale or Decimal(1)))
+        for device_id, point_id, quantity, scale, resolution in connection.execute(query):
+            found.setdefault(device_id, {}).setdefault(quantity, (point_id, scale or Decimal(1), resolution))
     meters = []
     for device, points in found.items():
         if "import_energy_kwh" in points and "carbon_kg" in points:
-            (energy, energy_scale), (carbon, carbon_scale) = points["import_energy_kwh"], points["carbon_kg"]
-            meters.append(MeterPoints(device, energy, carbon, energy_scale, carbon_scale))
+            energy, energy_scale, energy_resolution = points["import_energy_kwh"]
+            carbon, carbon_scale, carbon_resolution = points["carbon_kg"]
+            meters.append(
+                MeterPoints(
+                    device, energy, carbon, energy_scale, carbon_scale, energy_resolution, carbon_resolution
+                )
+            )
     return meters
 
 
@@ -328,8 +392,14 @@ def check_meter(
     samples, unpaired = pair_samples(energy, carbon)
     before = [s for s in samples if s.ts <= start]
     samples = before[-1:] + [s for s in samples if s.ts > start]
+    energy_resolution, carbon_resolution = meter.primary_resolutions
     result = compare(
-        samples, downloads_from_commands(commands), device_id=meter.device_id, tolerance_kg=tolerance_kg
+        samples,
+        downloads_from_commands(commands),
+        device_id=meter.device_id,
+        resolution_kg=carbon_resolution,
+        energy_resolution_kwh=energy_resolution,
+        tolerance_kg=tolerance_kg,
     )
     if unpaired:
         note = f"{unpaired} readings without a partner reading of the other register"
@@ -398,3 +468,39 @@ def list_checks(
         query = query.where(MeterCheck.status == status)
     with store.read() as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def meter_summary(store: Store, *, device: str | None = None) -> list[dict[str, Any]]:
+    """Per meter, cumulated over every stored check's steps: energy, the carbon the register added, the
+    carbon the platform computed, their difference, the largest allowance of a step, and how many steps
+    (and checks) did not agree; with the latest check's status and end."""
+    summaries: dict[str, dict[str, Any]] = {}
+    for row in reversed(list_checks(store, device=device)):  # oldest first
+        entry = summaries.setdefault(
+            row["device_id"],
+            {
+                "device_id": row["device_id"],
+                "energy_kwh": Decimal(0),
+                "shown_kg": Decimal(0),
+                "computed_kg": Decimal(0),
+                "steps": 0,
+                "mismatched_steps": 0,
+                "checks": 0,
+                "mismatched_checks": 0,
+                "max_allowed_kg": Decimal(0),
+            },
+        )
+        entry["checks"] += 1
+        entry["mismatched_checks"] += row["status"] == "mismatch"
+        entry.update(
+            latest_status=row["status"], latest_end=row["end_ts"], resolution_kg=row["resolution_kg"]
+        )
+        for step in row.get("intervals") or []:
+            entry["steps"] += 1
+            entry["mismatched_steps"] += step["status"] != "ok"
+            for name in ("energy_kwh", "shown_kg", "computed_kg"):
+                entry[name] += Decimal(step[name])
+            entry["max_allowed_kg"] = max(entry["max_allowed_kg"], Decimal(step["allowed_kg"]))
+    for entry in summaries.values():
+        entry["deviation_kg"] = entry["shown_kg"] - entry["computed_kg"]
+    return sorted(summaries.values(), key=lambda e: e["device_id"])

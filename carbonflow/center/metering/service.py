@@ -104,11 +104,26 @@ class MeteringService:
         self.points = self._point_mappings()
 
     def _point_mappings(self) -> list[PointMapping]:
-        """The mapping point -> element quantity, from the store: adding a device never needs code."""
+        """The mapping point -> element quantity, from the store: adding a device never needs code.
+
+        The device value times ``1/scale`` is the element's (CT x VT included for a secondary-side
+        point); each point carries its device's MPE and its register's resolution.  Secondary-side
+        points of a device without its CT or VT ratio are left out (the device's ``metrology_error``
+        says so): the interval meters with those inputs estimated, never at x1."""
         with self.store.read() as connection:
             rows = connection.execute(
-                select(Point.id, Point.element_kind, Point.element_id, Point.quantity, Point.end, Point.scale)
-            ).all()
+                select(
+                    Point.id, Point.element_kind, Point.element_id, Point.quantity, Point.end, Point.scale,
+                    Point.accuracy_percent, Point.resolution,
+                )
+                .join(Device, Device.id == Point.device_id)
+                .where(
+                    ~(
+                        Point.secondary.is_(True)
+                        & (Device.ct_ratio.is_(None) | Device.vt_ratio.is_(None))
+                    )
+                )
+            ).all()  # fmt: skip
         return [
             PointMapping(
                 point_id,
@@ -117,8 +132,10 @@ class MeteringService:
                 quantity,
                 end or "-",
                 Decimal(1) / scale if scale else Decimal(1),
+                accuracy_percent=accuracy,
+                resolution=resolution if resolution is not None else Decimal(0),
             )
-            for point_id, kind, element, quantity, end, scale in rows
+            for point_id, kind, element, quantity, end, scale, accuracy, resolution in rows
         ]
 
     def refresh_points(self) -> None:

@@ -4,6 +4,7 @@ Open with ``Store.open(url)`` (``sqlite:///path.db`` embedded default, ``postgre
 production); it migrates to the latest schema.  See docs/storage.md.
 """
 
+from carbonflow.center.store import cascade as _cascade  # noqa: F401  (the cascade tables join the metadata)
 from carbonflow.center.store.alarms import (  # the alarm tables join the metadata too
     alarm_counts,
     list_alarms,
@@ -39,6 +40,7 @@ from carbonflow.center.store.errors import (
     StoreError,
     UnknownCollectorError,
 )
+from carbonflow.center.store.freshness import StaleMessageError, accept_fresh  # joins the metadata too
 from carbonflow.center.store.images import (  # the image model joins the metadata too
     DEFAULT_IMAGE_RETENTION_DAYS,
     ImagePurgeReport,
@@ -80,8 +82,10 @@ from carbonflow.center.store.results import (
     save_interval,
 )
 from carbonflow.center.store.retention import DEFAULT_RETENTION_DAYS, PurgeReport, purge_older_than
+from carbonflow.center.store.scope import resource_region
 from carbonflow.center.store.topology import (
     collector_secret,
+    metrology_problems,
     register_devices,
     upsert_collector,
     upsert_rows,
@@ -92,7 +96,11 @@ from carbonflow.center.store.users import (  # the models join the metadata the 
     authenticate,
     create_user,
     end_session,
+    get_user,
+    list_users,
+    normalise_region,
     start_session,
+    update_user,
     user_for_token,
 )
 from carbonflow.center.store.versions import (  # superseded interval results join the metadata too
@@ -116,12 +124,14 @@ __all__ = [
     "InvalidBatchError",
     "NotFoundError",
     "PurgeReport",
+    "StaleMessageError",
     "Store",
     "StoreError",
     "StoredReading",
     "StoredVersion",
     "UnknownCollectorError",
     "UserInfo",
+    "accept_fresh",
     "aggregate",
     "aggregate_totals",
     "alarm_counts",
@@ -141,6 +151,7 @@ __all__ = [
     "device_status_counts",
     "end_session",
     "generator_plants",
+    "get_user",
     "ingest_batch",
     "interval_from_document",
     "interval_header",
@@ -157,8 +168,11 @@ __all__ = [
     "list_conflicts",
     "list_devices",
     "list_points",
+    "list_users",
     "make_engine",
+    "metrology_problems",
     "next_config_version",
+    "normalise_region",
     "purge_older_than",
     "push_collector_config",
     "queue_command",
@@ -170,12 +184,14 @@ __all__ = [
     "record_status",
     "register_devices",
     "requeue_unanswered",
+    "resource_region",
     "result_quantities",
     "save_interval",
     "save_new_version",
     "start_session",
     "take_queued_commands",
     "topology_tables",
+    "update_user",
     "upgrade",
     "upsert_collector",
     "upsert_rows",

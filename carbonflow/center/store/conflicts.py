@@ -58,48 +58,34 @@ class Conflict:
 
 
 def record_conflicts(
-    connection: Connection,
-    offered: list[dict[str, Any]],
-    stored_now: set[tuple[str, datetime]],
-    collector_id: str,
-    received_at: datetime,
+    connection: Connection, offered: list[dict[str, Any]], collector_id: str, received_at: datetime
 ) -> int:
-    """Compare the rows a batch offered but did not store with what is stored; record the different.
-    (Of the same ``(point, ts)`` twice in one batch, the first is the one stored.)"""
-    first_stored: set[tuple[str, datetime]] = set()
-    others: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
-    stored = {(point, utc(ts)) for point, ts in stored_now}
+    """After a batch with duplicates was stored: every offered row whose value differs from the stored
+    one (stored before, or by an earlier row of the same batch) is recorded; returns how many."""
+    by_key: dict[tuple[str, datetime], list[dict[str, Any]]] = {}
     for row in offered:
-        key = (row["point_id"], utc(row["ts"]))
-        if key in stored and key not in first_stored:
-            first_stored.add(key)
-            continue
-        others.setdefault(key, []).append(row)
-    if not others:
-        return 0
+        by_key.setdefault((row["point_id"], utc(row["ts"])), []).append(row)
     conflicts: dict[tuple[str, datetime], dict[str, Any]] = {}
-    for page in chunks(list(others), 500):
+    for page in chunks(list(by_key), 500):
         existing = connection.execute(
             select(Reading.point_id, Reading.ts, Reading.value).where(
                 tuple_(Reading.point_id, Reading.ts).in_(page)
             )
         ).all()
         for point_id, ts, value in existing:
-            for row in others[(point_id, utc(ts))]:
+            key = (point_id, utc(ts))
+            for row in by_key[key]:
                 offered_value = None if row["value"] is None else Decimal(str(row["value"]))
-                if offered_value != value:
-                    conflicts.setdefault(
-                        (point_id, utc(ts)),
-                        {
-                            "point_id": point_id,
-                            "ts": ts,
-                            "batch_id": row["batch_id"],
-                            "stored_value": value,
-                            "offered_value": offered_value,
-                            "collector_id": collector_id,
-                            "received_at": received_at,
-                        },
-                    )
+                if offered_value != value and key not in conflicts:
+                    conflicts[key] = {
+                        "point_id": point_id,
+                        "ts": ts,
+                        "batch_id": row["batch_id"],
+                        "stored_value": value,
+                        "offered_value": offered_value,
+                        "collector_id": collector_id,
+                        "received_at": received_at,
+                    }
     if conflicts:
         connection.execute(ReadingConflict.__table__.insert(), list(conflicts.values()))
     return len(conflicts)

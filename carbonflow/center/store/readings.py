@@ -118,16 +118,13 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
     statement = (
         dialect_insert(connection, readings_table)
         .on_conflict_do_nothing(index_elements=["point_id", "ts"])
-        .returning(readings_table.c.point_id, readings_table.c.ts)
+        .returning(readings_table.c.point_id)
     )
-    stored_now: set[tuple[str, datetime]] = set()
+    accepted = 0
     for page in chunks(rows, INSERT_PAGE):
-        stored_now.update((point, ts) for point, ts in connection.execute(statement, page).all())
-    accepted = len(stored_now)
+        accepted += len(connection.execute(statement, page).all())
     duplicates = n - accepted
-    conflicts = 0
-    if duplicates:
-        conflicts = record_conflicts(connection, rows, stored_now, batch.collector_id, received_at)
+    conflicts = record_conflicts(connection, rows, batch.collector_id, received_at) if duplicates else 0
     connection.execute(
         update(BatchRow)
         .where(BatchRow.batch_id == batch.batch_id)

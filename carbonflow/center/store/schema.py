@@ -150,6 +150,11 @@ class Device(Base):
     firmware: Mapped[str | None] = mapped_column(String(100))
     config_version: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
+    # metrology (device map): instrument transformers, accuracy class; a problem found at registration
+    ct_ratio: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    vt_ratio: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    accuracy_class: Mapped[str | None] = mapped_column(String(10))
+    metrology_error: Mapped[str | None] = mapped_column(Text)  # e.g. secondary points without a CT ratio
 
 
 class Point(Base):
@@ -164,6 +169,9 @@ class Point(Base):
     end: Mapped[str] = mapped_column(String(10), default="-")
     unit: Mapped[str | None] = mapped_column(String(20))
     scale: Mapped[Decimal | None] = mapped_column(ExactDecimal)  # device value / scale = value in §3 unit
+    accuracy_percent: Mapped[float | None] = mapped_column(Float)  # MPE, % of the reading (device class)
+    resolution: Mapped[Decimal | None] = mapped_column(ExactDecimal)  # the register's last digit, device unit
+    secondary: Mapped[bool | None] = mapped_column(Boolean)  # shows the secondary side of the CT/VT
 
 
 class Reading(Base):
@@ -356,6 +364,9 @@ class MeterCheck(Base):
     uncertainty_kg: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     factors: Mapped[list[Any] | None] = mapped_column(JSON)  # the factors in force over the span
     detail: Mapped[str | None] = mapped_column(Text)
+    intervals: Mapped[list[Any] | None] = mapped_column(
+        JSON
+    )  # per reading-to-reading step: shown vs computed
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

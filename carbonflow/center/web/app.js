@@ -2,6 +2,25 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// Every piece of server data reaches the page as a text node or an attribute value — never as HTML
+// (a device or user named "<img src=x onerror=...>" shows as those characters).  elem("div", {class: "x"},
+// "text", node, [more]) builds an element; strings become text nodes.
+function elem(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) if (value !== null && value !== undefined) el.setAttribute(name, value);
+  append(el, children);
+  return el;
+}
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+// for the one place a library takes HTML (ECharts tooltips)
+const esc = (value) => String(value ?? "").replace(/[&<>"']/g, (ch) =>
+  ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch]);
 const state = { lang: localStorage.getItem("cf-lang") || "zh", zone: "Asia/Shanghai", page: "overview",
   topo: null, intervals: [], result: null, charts: {}, latest: null, nodes: [] };
 window.cf = state; // for tests and the curious: state.nodes = [{id, intensity, color}]
@@ -59,15 +78,16 @@ function chart(id) {
 }
 window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
 
+// columns: {label, key | render(row) -> text, node or array of nodes, num}
 function table(rows, columns, onClick) {
-  const head = columns.map((c) => `<th class="${c.num ? "num" : ""}">${c.label}</th>`).join("");
-  const body = rows.map((row, k) => `<tr data-k="${k}" class="${onClick ? "clickable" : ""}">${columns
-    .map((c) => `<td class="${c.num ? "num" : ""}">${c.render ? c.render(row) : (row[c.key] ?? "—")}</td>`)
-    .join("")}</tr>`).join("");
-  const el = document.createElement("div");
-  el.innerHTML = `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
-  if (onClick) el.querySelectorAll("tbody tr").forEach((tr) => tr.addEventListener("click", () => onClick(rows[tr.dataset.k])));
-  return el;
+  const head = elem("tr", {}, columns.map((c) => elem("th", { class: c.num ? "num" : "" }, c.label)));
+  const body = rows.map((row, k) => {
+    const tr = elem("tr", { class: onClick ? "clickable" : "", "data-k": k },
+      columns.map((c) => elem("td", { class: c.num ? "num" : "" }, c.render ? c.render(row) : (row[c.key] ?? "—"))));
+    if (onClick) tr.addEventListener("click", () => onClick(row));
+    return tr;
+  });
+  return elem("div", {}, elem("table", {}, elem("thead", {}, head), elem("tbody", {}, body)));
 }
 const put = (id, el) => { $(id).replaceChildren(el); };
 
@@ -151,8 +171,8 @@ PAGES.overview = async () => {
     [t("completeness"), fmt(c.intervals_ratio * 100, "%"), `${c.intervals_today} ${t("of")} ${c.intervals_expected} ${t("intervals")} · ${c.devices_online} ${t("of")} ${c.devices_total} ${t("devices_online")}`],
     [t("alarms"), o.alarms_active ?? t("not_yet"), ""],
   ];
-  $("ov-cards").innerHTML = cards.map(([label, value, sub]) =>
-    `<div class="card"><div class="label">${label}</div><div class="value">${value}</div><div class="sub">${sub}</div></div>`).join("");
+  $("ov-cards").replaceChildren(...cards.map(([label, value, sub]) => elem("div", { class: "card" },
+    elem("div", { class: "label" }, label), elem("div", { class: "value" }, value), elem("div", { class: "sub" }, sub))));
   const h = await api(`/api/v1/history?${qs({ kind: "total", bucket: "15min" })}`);
   chart("ov-chart").setOption({
     tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 60, right: 60, top: 40, bottom: 30 },
@@ -208,8 +228,8 @@ function drawTopology() {
   });
   chart("topo-chart").setOption({
     tooltip: { formatter: (p) => p.dataType === "edge"
-      ? `${p.data.branch.id}: ${fmt(p.data.result.p_send_mw, "MW")} · ${fmt(p.data.result.intensity_g_per_kwh, "gCO₂/kWh")}`
-      : `${p.data.bus.id} ${p.data.bus.name || ""}<br>${t("intensity")}: ${fmt(p.data.value, "gCO₂/kWh")}` },
+      ? `${esc(p.data.branch.id)}: ${fmt(p.data.result.p_send_mw, "MW")} · ${fmt(p.data.result.intensity_g_per_kwh, "gCO₂/kWh")}`
+      : `${esc(p.data.bus.id)} ${esc(p.data.bus.name)}<br>${esc(t("intensity"))}: ${fmt(p.data.value, "gCO₂/kWh")}` },
     series: [{ type: "graph", layout: "none", roam: true, data: nodes, links: edges, emphasis: { focus: "adjacency" },
       edgeSymbol: ["none", "arrow"] }],
   }, true);
@@ -222,27 +242,29 @@ function drawTopology() {
 state.busPixel = (id) => { const bus = state.topo.buses.find((b) => b.id === id);
   return chart("topo-chart").convertToPixel({ seriesIndex: 0 }, [bus.x_km, -bus.y_km]); };
 
+// a <dl> of [term, value, attributes of the <dd>] rows
+const details = (rows) => elem("dl", {}, rows.map(([term, value, attrs]) => [elem("dt", {}, term), elem("dd", attrs || {}, value)]));
+
 async function showBus(bus) {
   state.selected = { kind: "bus", item: bus };
   const r = state.result.buses.find((b) => b.element_id === bus.id) || {};
-  $("topo-info").innerHTML = `<h3>${t("bus")} <span id="info-id">${bus.id}</span></h3><p>${bus.name || ""}</p><dl>
-    <dt>${t("kind")}</dt><dd>${bus.kind}</dd><dt>${t("region")}</dt><dd>${bus.region}</dd>
-    <dt>${t("voltage")}</dt><dd>${fmt(bus.voltage_kv, "kV", 0)}</dd>
-    <dt>${t("intensity")}</dt><dd id="info-intensity" data-value="${r.intensity_g_per_kwh ?? ""}">${pm(r.intensity_g_per_kwh, r.intensity_band_g_per_kwh, "gCO₂/kWh")}</dd>
-    <dt>${t("flux")}</dt><dd>${fmt(r.flux_mw, "MW")}</dd><dt>${t("load")}</dt><dd>${fmt(r.load_mw, "MW")}</dd>
-    <dt>${t("load_carbon_rate")}</dt><dd>${fmt(r.load_carbon_t_per_h, "tCO₂/h", 2)}</dd></dl>
-    <h4>${t("history_of")} · ${t("intensity")}</h4><div id="info-chart" class="chart"></div>`;
+  $("topo-info").replaceChildren(elem("h3", {}, t("bus"), " ", elem("span", { id: "info-id" }, bus.id)),
+    elem("p", {}, bus.name || ""),
+    details([[t("kind"), bus.kind], [t("region"), bus.region], [t("voltage"), fmt(bus.voltage_kv, "kV", 0)],
+      [t("intensity"), pm(r.intensity_g_per_kwh, r.intensity_band_g_per_kwh, "gCO₂/kWh"),
+        { id: "info-intensity", "data-value": r.intensity_g_per_kwh ?? "" }],
+      [t("flux"), fmt(r.flux_mw, "MW")], [t("load"), fmt(r.load_mw, "MW")],
+      [t("load_carbon_rate"), fmt(r.load_carbon_t_per_h, "tCO₂/h", 2)]]),
+    elem("h4", {}, `${t("history_of")} · ${t("intensity")}`), elem("div", { id: "info-chart", class: "chart" }));
   infoChart("bus", bus.id);
 }
 function showBranch(branch, r = {}) {
   state.selected = { kind: "branch", item: branch };
-  $("topo-info").innerHTML = `<h3>${t("branch")} <span id="info-id">${branch.id}</span></h3><dl>
-    <dt>${t("kind")}</dt><dd>${branch.kind}</dd><dt>${t("sending_bus")}</dt><dd>${r.sending_bus ?? "—"}</dd>
-    <dt>${t("p_send")}</dt><dd>${fmt(r.p_send_mw, "MW")}</dd>
-    <dt>${t("density")}</dt><dd id="info-intensity" data-value="${r.intensity_g_per_kwh ?? ""}">${fmt(r.intensity_g_per_kwh, "gCO₂/kWh")}</dd>
-    <dt>${t("carbon_flow")}</dt><dd>${fmt(r.carbon_send_t_per_h, "tCO₂/h", 2)}</dd>
-    <dt>${t("loss_carbon")}</dt><dd>${fmt(r.loss_carbon_t_per_h, "tCO₂/h", 3)}</dd></dl>
-    <h4>${t("history_of")} · ${t("density")}</h4><div id="info-chart" class="chart"></div>`;
+  $("topo-info").replaceChildren(elem("h3", {}, t("branch"), " ", elem("span", { id: "info-id" }, branch.id)),
+    details([[t("kind"), branch.kind], [t("sending_bus"), r.sending_bus ?? "—"], [t("p_send"), fmt(r.p_send_mw, "MW")],
+      [t("density"), fmt(r.intensity_g_per_kwh, "gCO₂/kWh"), { id: "info-intensity", "data-value": r.intensity_g_per_kwh ?? "" }],
+      [t("carbon_flow"), fmt(r.carbon_send_t_per_h, "tCO₂/h", 2)], [t("loss_carbon"), fmt(r.loss_carbon_t_per_h, "tCO₂/h", 3)]]),
+    elem("h4", {}, `${t("history_of")} · ${t("density")}`), elem("div", { id: "info-chart", class: "chart" }));
   infoChart("branch", branch.id);
 }
 async function infoChart(kind, id) {
@@ -380,11 +402,11 @@ PAGES.devices = async () => {
   $("dev-sync-all").textContent = t("sync_all_clocks");
   const el = table(d.items, [{ label: t("device"), key: "id" }, { label: t("kind"), key: "kind" },
     { label: t("protocol"), key: "protocol" }, { label: t("bus"), key: "bus_id" },
-    { label: t("status"), render: (r) => `<span class="status-${r.status}">${t(r.status)}</span>` },
+    { label: t("status"), render: (r) => elem("span", { class: `status-${r.status}` }, t(r.status)) },
     { label: `${t("last_seen")} ${zoneLabel()}`, render: (r) => localTime(r.last_seen) },
     { label: `${t("clock_offset")} (s)`, num: true, render: (r) => num(r.clock_offset_s, 2) },
     { label: t("actions"), render: (r) => ["time_sync", "read_now", "restart"].map((k) =>
-      `<button data-device="${r.id}" data-command="${k}">${t(k)}</button>`).join("") }]);
+      elem("button", { "data-device": r.id, "data-command": k }, t(k))) }]);
   el.querySelectorAll("button[data-command]").forEach((b) => b.addEventListener("click", async () => {
     await api(`/api/v1/devices/${encodeURIComponent(b.dataset.device)}/commands`, { method: "POST", body: JSON.stringify({ kind: b.dataset.command }) });
     PAGES.devices();
@@ -477,7 +499,7 @@ PAGES.cameras = async () => {
   const cam = state.cam; camStop();
   cam.cameras = (await api("/api/v1/cameras?limit=100000")).items;
   const el = table(cam.cameras, [{ label: t("camera"), key: "id" }, { label: t("plant"), render: (r) => r.bus_name || r.bus_id || "—" },
-    { label: t("status"), render: (r) => `<span class="status-${r.status}">${t(r.status || "unknown")}</span>` },
+    { label: t("status"), render: (r) => elem("span", { class: `status-${r.status}` }, t(r.status || "unknown")) },
     { label: `${t("latest")} ${zoneLabel()}`, render: (r) => localTime(r.latest_ts) },
     { label: t("images_stored"), num: true, key: "images" }], (row) => camSelect(row.id));
   el.querySelectorAll("tbody tr").forEach((tr) => { tr.dataset.id = cam.cameras[tr.dataset.k].id; });

@@ -17,6 +17,7 @@ from carbonflow.collector.clients.base import FramedClient
 from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy
 from carbonflow.protocols import dlt645
 from carbonflow.protocols.dlt645 import DataItem, DiTable, Frame, ProtocolError, Reply, Value
+from carbonflow.protocols.dlt645.di_table import FREEZE_TIME, HOURLY_FREEZE, frozen_di
 
 MAX_FOLLOW_UPS = 255  # the sequence number is one byte
 
@@ -84,6 +85,24 @@ class Dlt645Client(FramedClient):
             payload += reply.payload
             seq += 1
         return payload
+
+    async def read_frozen(
+        self, address: str, number: int, columns: Iterable[str], series: str = HOURLY_FREEZE
+    ) -> tuple[datetime, dict[str, Value]] | None:
+        """The ``number``-th last record (1 = newest) of a freeze ``series`` (default the hourly freeze
+        ``0504``): its freeze time (naive, the meter's local time) and the ``columns`` asked for
+        (``"01"`` forward, ``"02"`` reverse active energy); None when the meter has no such record."""
+        try:
+            shown = await self.read(address, frozen_di(series, FREEZE_TIME, number))
+        except DeviceRejected as error:
+            if "no requested data" in str(error):
+                return None
+            raise
+        if not isinstance(shown, str):
+            raise DeviceError(f"{self.name}: freeze record {number} of {series} has no time ({shown!r})")
+        moment = datetime.fromisoformat(shown)
+        values = {c: await self.read(address, frozen_di(series, c, number)) for c in columns}
+        return moment, values
 
     async def read_address(self) -> str:
         """The address of the single meter on the link (request to ``AA..AA``)."""

@@ -42,6 +42,7 @@ from carbonflow.protocols.dlt698.describe import dar_text
 from carbonflow.protocols.dlt698.frame import decode_frame, split_frames
 from carbonflow.protocols.dlt698.objects import (
     DEFAULT_CARBON_ITEMS,
+    FREEZE_TIME_OI,
     UNITS,
     CarbonItems,
     ObjectTable,
@@ -61,6 +62,7 @@ from carbonflow.protocols.dlt698.types import INTEGER_TYPES, Data, DataType, Dat
 from carbonflow.protocols.errors import ProtocolError
 
 CHINA_TIME = timezone(timedelta(hours=8), "CST")
+FREEZE_TIME_OAD = Oad(FREEZE_TIME_OI, 2, 0)
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,24 @@ class Dlt698Client(FramedClient):
                 cells[str(column)] = engineering(cell, item.scaler if item else 0)
             rows.append(cells)
         return rows
+
+    async def read_frozen(
+        self, oi: int, number: int, columns: list[Oad | str]
+    ) -> tuple[datetime, dict[str, Decimal | list | str | None]] | None:
+        """The ``number``-th last record (1 = newest) of freeze object ``oi`` (5002 minute, 5003 hour,
+        5004 day): its freeze time 2021-0200 (naive, the meter's local time) and the ``columns`` by OAD
+        text; None when the meter has no such record."""
+        rows = await self.get_record(Oad(oi, 2, 0), [FREEZE_TIME_OAD, *columns], number)
+        if not rows:
+            return None
+        row = dict(rows[0])
+        shown = row.pop(str(FREEZE_TIME_OAD))
+        if shown is None:
+            return None
+        try:
+            return datetime.fromisoformat(str(shown)), row
+        except ValueError:
+            raise DeviceError(f"{self.name}: frozen record {oi:04X} -{number} has time {shown!r}") from None
 
     async def read_scaler_unit(self, oad: Oad | str) -> tuple[int, str]:
         """Attribute 3 of the object: (scaler, unit text) as the meter declares them."""

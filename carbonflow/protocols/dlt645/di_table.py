@@ -17,6 +17,13 @@ Row = dict[str, Any]
 TARIFFS = 4  # tariff registers listed by name; blocks (…FF00) accept any number of members
 SETTLEMENT_DAYS = 12
 FREEZES = 7  # daily freeze records 1..7 listed (the standard numbers up to 62)
+INSTANT_FREEZE, HOURLY_FREEZE, DAILY_FREEZE = "0501", "0504", "0506"  # DI3 DI2 of the freeze records
+INSTANT_FREEZE_DEPTH = 3  # 瞬时冻结: records 1..3
+HOURLY_FREEZE_DEPTH = 254  # 整点冻结: records 1..254 (DI0 01..FE)
+HOURLY_FREEZE_START, HOURLY_FREEZE_INTERVAL = "04001201", "04001202"  # 整点冻结起始时间 / 时间间隔 (min)
+# the column (DI1) of a freeze record: 00 freeze time, 01 forward active energy, 02 reverse active energy
+FREEZE_TIME, FREEZE_FORWARD, FREEZE_REVERSE = "00", "01", "02"
+FROZEN_COLUMN_OF = {"00010000": FREEZE_FORWARD, "00020000": FREEZE_REVERSE}  # live DI -> frozen column
 PHASES = {1: "A", 2: "B", 3: "C"}
 
 
@@ -94,30 +101,54 @@ def _phased(di3_di2: str, what: str, fmt: str, unit: str, signed: bool, with_tot
     return rows
 
 
-def _freezes() -> list[Row]:
+def frozen_di(series: str, column: str, number: int) -> str:
+    """The DI of column ``column`` (:data:`FREEZE_TIME`, ...) of the ``number``-th last record of a freeze
+    ``series`` (:data:`HOURLY_FREEZE`, ...): ``frozen_di("0504", "01", 1)`` -> ``"05040101"``."""
+    if not 1 <= number <= 0xFE:
+        raise ValueError(f"freeze record number {number} is outside 1..254")
+    return f"{series}{column}{number:02X}"
+
+
+def _freeze_series(series: str, what: str, depth: int, energy_block: bool) -> list[Row]:
+    """Time, forward and reverse energy of records 1..depth of one freeze series."""
+    energy: Row = {"format": "XXXXXX.XX", "unit": "kWh"}
+    if energy_block:
+        energy["block"] = None
+    detail = " (total, tariffs)" if energy_block else " total"
     rows: list[Row] = []
-    for number in range(1, FREEZES + 1):
-        rows.append(
-            {"di": f"050600{number:02X}", "name": f"daily freeze -{number} time", "format": "YYMMDDhhmm"}
-        )
+    for number in range(1, depth + 1):
         rows.append(
             {
-                "di": f"050601{number:02X}",
-                "name": f"daily freeze -{number} forward active energy (total, tariffs)",
-                "format": "XXXXXX.XX",
-                "unit": "kWh",
-                "block": None,
+                "di": frozen_di(series, FREEZE_TIME, number),
+                "name": f"{what} -{number} time",
+                "format": "YYMMDDhhmm",
             }
         )
-        rows.append(
-            {
-                "di": f"050602{number:02X}",
-                "name": f"daily freeze -{number} reverse active energy (total, tariffs)",
-                "format": "XXXXXX.XX",
-                "unit": "kWh",
-                "block": None,
-            }
-        )
+        for column, direction in ((FREEZE_FORWARD, "forward"), (FREEZE_REVERSE, "reverse")):
+            name = f"{what} -{number} {direction} active energy{detail}"
+            rows.append({"di": frozen_di(series, column, number), "name": name, **energy})
+    return rows
+
+
+def _freezes() -> list[Row]:
+    rows: list[Row] = [
+        *_freeze_series(INSTANT_FREEZE, "instant freeze", INSTANT_FREEZE_DEPTH, energy_block=True),
+        *_freeze_series(HOURLY_FREEZE, "hourly freeze", HOURLY_FREEZE_DEPTH, energy_block=False),
+        {
+            "di": HOURLY_FREEZE_START,
+            "name": "hourly freeze start time",
+            "format": "YYMMDDhhmm",
+            "access": "rw",
+        },
+        {
+            "di": HOURLY_FREEZE_INTERVAL,
+            "name": "hourly freeze interval (00 = off)",
+            "format": "XX",
+            "unit": "min",
+            "access": "rw",
+        },
+        *_freeze_series(DAILY_FREEZE, "daily freeze", FREEZES, energy_block=True),
+    ]
     return rows
 
 

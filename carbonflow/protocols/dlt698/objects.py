@@ -86,9 +86,28 @@ STANDARD_ITEMS: list[ObjectItem] = [
     ObjectItem(0x4001, 2, "communication address", 0, "", DataType.OCTET_STRING),
     ObjectItem(0x4002, 2, "meter number", 0, "", DataType.OCTET_STRING),
     ObjectItem(0x3106, 2, "power-off event records", 0, ""),
+    ObjectItem(0x2021, 2, "data freeze time", 0, "", DataType.DATE_TIME_S),
+    ObjectItem(0x5002, 2, "minute frozen data", 0, ""),
+    ObjectItem(0x5003, 2, "hourly frozen data", 0, ""),
     ObjectItem(0x5004, 2, "daily frozen data", 0, ""),
     ObjectItem(0xF201, 2, "RS-485 port", 0, ""),
 ]
+
+MINUTE_FROZEN_OI, HOURLY_FROZEN_OI, DAILY_FROZEN_OI = 0x5002, 0x5003, 0x5004
+FREEZE_TIME_OI = 0x2021  # 数据冻结时间: every frozen record's time column (2021 0200, date_time_s)
+
+
+def freeze_object(period_s: int) -> tuple[int, int]:
+    """The freeze object for a freeze period and the period in its unit: (5003, hours) for whole hours,
+    else (5002, minutes); ValueError for a period that is not whole minutes (or beyond a long-unsigned)."""
+    if period_s <= 0 or period_s % 60:
+        raise ValueError(f"freeze period {period_s} s: DL/T 698.45 freezes every whole number of minutes")
+    if period_s % 3600 == 0:
+        return HOURLY_FROZEN_OI, period_s // 3600
+    if period_s // 60 > 0xFFFF:
+        raise ValueError(f"freeze period {period_s} s is too long for a minute freeze")
+    return MINUTE_FROZEN_OI, period_s // 60
+
 
 # Defaults from the one public electric-carbon-meter integration (protocols.md §7); scaler/unit are ours.
 CARBON_ITEMS: list[ObjectItem] = [

@@ -25,7 +25,7 @@ from carbonflow.center.api.routes._common import (
     parse_time,
 )
 from carbonflow.center.ingest.receive import receive_status
-from carbonflow.center.metering.meter_check import list_checks
+from carbonflow.center.metering.meter_check import list_checks, meter_summary
 from carbonflow.center.store import (
     Store,
     collector_config,
@@ -189,3 +189,13 @@ def meter_checks(
         raise bad_parameter("end", "must be after start")
     rows = list_checks(store, device=device, start=first, end=last, status=status)
     return listing(rows, limit=limit, offset=offset, format=format, name="meter-checks")
+
+
+@router.get("/meter-checks/summary", dependencies=LOGIN)
+def meter_checks_summary(store: StoreDep, device: str | None = None, format: Format = "json"):
+    """Electric-carbon meter vs platform, cumulated per meter over every check: energy (kWh), the carbon
+    its register added and the carbon the platform computed for that energy and the downloaded factors
+    (kg, primary side), their difference, the largest step allowance (the register's resolution plus
+    the energy register's share), and how many steps and checks did not agree."""
+    rows = meter_summary(store, device=device)
+    return listing(rows, limit=None, offset=0, format=format, name="meter-checks-summary")

@@ -1,7 +1,7 @@
 """Alarms: rules (as data), raised alarms with their lifecycle, and the notification queue.
 
-Revision ID: 0007
-Revises: 0006 (points metrology) — at merge; on this branch 0006 does not exist yet, so it revises 0005
+Revision ID: 0009
+Revises: 0008
 
 Create Date: 2026-12-05
 """
@@ -11,8 +11,8 @@ from alembic import op
 
 from carbonflow.center.store.types import UtcDateTime
 
-revision = "0007"
-down_revision = "0005"  # the lead sets "0006" when the points-metrology migration is merged
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

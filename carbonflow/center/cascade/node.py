@@ -1,0 +1,481 @@
+"""One center in the cascade: what it accepts, what it computes and sends, what it verifies.
+
+Every step is driven by :meth:`CascadeNode.advance` for one interval, which looks only at what is
+stored (messages accepted, sent, metered here), so messages may arrive in any order, twice, or days
+late after an outage: each interval moves on as soon as what it needs is there, and nothing is counted
+twice.  Per interval:
+
+1. a center has its own metered part (:meth:`submit_part`; a center without buses of its own has an
+   empty one) and, from each lower center, its ``RegionData``;
+2. it merges them and sends the merged part up (``RegionData``), then waits for the import
+   intensities of its ties (``BoundaryIntensities``) — the top center waits for nothing;
+3. it solves its region, stores the result, hands each lower center the import intensities of its ties
+   and reports its totals, ties and result hash up (``IntervalReport``);
+4. it judges each lower center's report (:func:`verify.judge_report`), stores the verdicts and sends
+   them down (``Verification``); a lower center stores the verdicts it receives.  Every mismatch, at
+   either end, is stored and passed to the :meth:`on_mismatch` listeners (alarms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from carbonflow.center.cascade.compute import PartResult, child_imports, solve_part
+from carbonflow.center.cascade.config import CascadeConfig, PeerConfig
+from carbonflow.center.cascade.outbox import CascadeOutbox, QueuedMessage
+from carbonflow.center.cascade.split import CascadeError, is_import, merge_parts
+from carbonflow.center.cascade.verify import Tolerances, balance, judge_report
+from carbonflow.center.store import Store
+from carbonflow.center.store import cascade as cstore
+from carbonflow.center.store.maintenance import record_audit
+from carbonflow.delivery import SendResult
+from carbonflow.messages.base import ContractError
+from carbonflow.messages.c5 import (
+    BoundaryIntensities,
+    BoundaryIntensity,
+    Envelope,
+    IntervalReport,
+    RegionData,
+    Verdict,
+    Verification,
+)
+
+log = logging.getLogger(__name__)
+FROM_LOWER = ("region_data", "interval_report")
+FROM_UPPER = ("boundary_intensities", "verification")
+DEFAULT_TOLERANCES = Tolerances()
+INDEX_INTERVALS = 64  # intervals whose messages and solution a node keeps in memory
+RESUME_WINDOW = timedelta(days=7)  # a restarted center looks this far back for unfinished intervals
+
+
+class Refused(Exception):
+    """A message this center will not take: HTTP status, error, detail."""
+
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.detail = status, error, detail
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One failed check of one interval, for an alarm: which pair, who judged, which quantities."""
+
+    ts: datetime
+    center: str  # where it is raised
+    peer: str
+    judge: str
+    verdict: dict[str, Any]
+
+    def message(self) -> str:
+        v = self.verdict
+        return (
+            f"cascade {v['check']} mismatch {self.ts.isoformat()} between {self.center} and {self.peer}"
+            f" ({v.get('subject') or '-'}): expected {v.get('expected')}, found {v.get('found')}"
+            f" (judged by {self.judge}) {v.get('detail') or ''}".rstrip()
+        )
+
+
+def digest(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CascadeNode:
+    def __init__(
+        self,
+        store: Store,
+        config: CascadeConfig,
+        outbox: CascadeOutbox,
+        *,
+        now: Callable[[], datetime] = _utc_now,
+        tolerances: Tolerances = DEFAULT_TOLERANCES,
+        before_send: Callable[[Envelope], Envelope] | None = None,  # tests: a tampering center
+    ) -> None:
+        self.store, self.config, self.outbox, self.now = store, config, outbox, now
+        self.tol = tolerances
+        self.before_send = before_send
+        self.key = config.signing_key()
+        self.trust = {p.id: p.verifying_key() for p in config.peers}
+        self.listeners: list[Callable[[Mismatch], None]] = []
+        self.wake: Callable[[str], None] = lambda _peer: None  # set by the service: a peer has mail
+        self._lock = threading.RLock()
+        self._solved: dict[datetime, tuple[str, PartResult]] = {}
+        # the messages of recent intervals, by (direction, peer, kind): this node is its store's only
+        # writer of cascade messages, so the index is kept exact by _save
+        self._index: OrderedDict[datetime, dict[tuple[str, str, str], cstore.StoredMessage]] = OrderedDict()
+
+    @property
+    def id(self) -> str:
+        return self.config.center_id
+
+    def on_mismatch(self, listener: Callable[[Mismatch], None]) -> None:
+        self.listeners.append(listener)
+
+    # -- input ------------------------------------------------------------------------------------
+    def submit_part(self, ts: datetime, part: dict[str, Any]) -> None:
+        """This center's own metered part of the interval ending at ``ts``."""
+        payload = RegionData(region=self.config.region, part=part).model_dump(mode="json")
+        with self._lock:
+            if self._find("own", self.id, "region_data", ts) is None:
+                now = self.now()
+                message = cstore.StoredMessage(
+                    uuid.uuid4().hex, "own", self.id, "region_data", ts, payload, digest(payload), now
+                )
+                self._save(message, self.config.interval_s, now)
+            self.advance(ts)
+
+    def receive(self, body: bytes) -> dict[str, Any]:
+        """Take one signed envelope from a peer; :class:`Refused` (audited) when it cannot be taken."""
+        try:
+            envelope = Envelope.parse(json.loads(body))
+        except (ValueError, ContractError) as error:
+            self._refuse("malformed", None, str(error).splitlines()[0], 422)
+        peer = self.config.peer(envelope.sender)
+        if peer is None:
+            self._refuse("unknown peer", envelope, f"{envelope.sender} is not a configured peer", 403)
+        if not envelope.verify(self.trust[peer.id]):
+            self._refuse("bad signature", envelope, f"signature of {envelope.sender} does not verify", 403)
+        if envelope.recipient != self.id:
+            self._refuse(
+                "wrong recipient", envelope, f"addressed to {envelope.recipient}, not {self.id}", 422
+            )
+        if envelope.interval_s != self.config.interval_s:
+            self._refuse(
+                "wrong interval length",
+                envelope,
+                f"interval_s {envelope.interval_s}, this cascade meters {self.config.interval_s}",
+                422,
+            )
+        kind = envelope.payload.kind
+        allowed = FROM_LOWER if peer.direction == "lower" else FROM_UPPER
+        if kind not in allowed:
+            self._refuse(
+                "unexpected message", envelope, f"a {peer.direction} center does not send {kind}", 422
+            )
+        now = self.now()
+        ahead = (envelope.ts - now).total_seconds()
+        if ahead > self.config.max_clock_skew_s:
+            detail = f"interval {envelope.ts.isoformat()} ends {ahead:.0f} s after this center's clock"
+            self._verdicts(
+                envelope.ts,
+                peer.id,
+                self.id,
+                None,
+                [
+                    Verdict(
+                        check="clock",
+                        status="mismatch",
+                        subject="ts",
+                        expected=now.timestamp(),
+                        found=envelope.ts.timestamp(),
+                        tolerance=self.config.max_clock_skew_s,
+                        detail=detail,
+                    )
+                ],
+            )
+            self._refuse("interval from the future", envelope, detail, 422)
+        payload = envelope.payload.model_dump(mode="json")
+        with self._lock:
+            if cstore.message_by_id(self.store, envelope.message_id) is not None:
+                self._audit("duplicate", envelope, "message_id seen before")
+                return {"status": "duplicate", "message_id": envelope.message_id}
+            earlier = self._find("in", peer.id, kind, envelope.ts)
+            if earlier is not None:
+                if earlier.digest == digest(payload):
+                    self._audit("duplicate", envelope, f"same {kind} as message {earlier.message_id}")
+                    return {"status": "duplicate", "message_id": envelope.message_id}
+                self._refuse(
+                    "conflicting message",
+                    envelope,
+                    f"a different {kind} for {envelope.ts.isoformat()} was accepted before",
+                    409,
+                )
+            message = cstore.StoredMessage(
+                envelope.message_id, "in", peer.id, kind, envelope.ts, payload, digest(payload), now
+            )
+            self._save(message, envelope.interval_s, envelope.created_at)
+            self.advance(envelope.ts)
+        return {"status": "accepted", "message_id": envelope.message_id}
+
+    def refused_by_peer(self, item: QueuedMessage, result: SendResult) -> None:
+        """A peer refused one of our messages for good: a verdict here too (clock skew, bad data)."""
+        ts = datetime.fromisoformat(item.ts)
+        check = "clock" if "future" in result.error else "data"
+        self._verdicts(
+            ts,
+            item.peer,
+            item.peer,
+            None,
+            [Verdict(check=check, status="mismatch", subject=item.kind, detail=f"refused: {result.error}")],
+        )
+
+    # -- the interval's state machine ----------------------------------------------------------------
+    def resume(self) -> int:
+        """After a restart: move on every interval that has messages but no result yet."""
+        pending = cstore.pending_intervals(self.store, self.now() - RESUME_WINDOW)
+        for ts in pending:
+            with self._lock:
+                self.advance(ts)
+        return len(pending)
+
+    def _messages(self, ts: datetime) -> dict[tuple[str, str, str], cstore.StoredMessage]:
+        found = self._index.get(ts)
+        if found is None:
+            found = {(m.direction, m.peer, m.kind): m for m in cstore.messages_at(self.store, ts)}
+            self._index[ts] = found
+            while len(self._index) > INDEX_INTERVALS:
+                self._index.popitem(last=False)
+        self._index.move_to_end(ts)
+        return found
+
+    def _find(self, direction: str, peer: str, kind: str, ts: datetime) -> cstore.StoredMessage | None:
+        return self._messages(ts).get((direction, peer, kind))
+
+    def _save(self, message: cstore.StoredMessage, interval_s: int, created_at: datetime) -> None:
+        cstore.save_message(self.store, message, interval_s, created_at)
+        self._messages(message.ts)[(message.direction, message.peer, message.kind)] = message
+
+    def _payload(self, direction: str, peer: str, kind: str, ts: datetime) -> dict[str, Any] | None:
+        found = self._find(direction, peer, kind, ts)
+        return None if found is None else found.payload
+
+    def _own_part(self, ts: datetime) -> dict[str, Any] | None:
+        own = self._payload("own", self.id, "region_data", ts)
+        if own is not None:
+            return own["part"]
+        if self.config.lowers:  # an aggregating center meters no bus of its own
+            return {"region": self.config.region, "buses": []}
+        return None
+
+    def advance(self, ts: datetime) -> None:
+        try:
+            self._advance(ts)
+        except CascadeError as error:
+            log.warning("cascade %s, interval %s: %s", self.id, ts.isoformat(), error)
+            target = self.config.upper.id if self.config.upper else self.id
+            self._verdicts(
+                ts, target, self.id, None, [Verdict(check="data", status="mismatch", detail=str(error))]
+            )
+
+    def _advance(self, ts: datetime) -> None:
+        upper = self.config.upper
+        if upper is not None:
+            self._take_verification(ts, upper)
+        own = self._own_part(ts)
+        children = {p.id: self._payload("in", p.id, "region_data", ts) for p in self.config.lowers}
+        if own is None or any(c is None for c in children.values()):
+            return
+        child_parts = {peer: data["part"] for peer, data in children.items()}
+        merged = merge_parts(self.config.region, [own, *child_parts.values()])
+        imports: dict[str, float | None] = {}
+        if upper is not None:
+            if self._find("out", upper.id, "region_data", ts) is None:
+                self._send(upper, ts, RegionData(region=self.config.region, part=merged))
+            boundaries = self._payload("in", upper.id, "boundary_intensities", ts)
+            if boundaries is None:
+                return
+            imports = {str(b["branch_id"]): b["intensity_g_per_kwh"] for b in boundaries["boundaries"]}
+        inputs = digest({"parts": [own, *child_parts.values()], "imports": imports})
+        result = self._solved_result(ts, inputs, merged, imports)
+        if result is None:
+            return
+        for peer in self.config.lowers:
+            self._judge(ts, peer, child_parts[peer.id], merged, result)
+
+    def _solved_result(self, ts, inputs: str, merged, imports) -> PartResult | None:
+        cached = self._solved.get(ts)
+        if cached is not None and cached[0] == inputs:
+            return cached[1]
+        result = solve_part(merged, imports, self.config.losses, self.config.interval_s)
+        if cstore.result_at(self.store, ts, self.config.region) is None:
+            self._publish(ts, merged, imports, result)
+        self._solved[ts] = (inputs, result)
+        while len(self._solved) > INDEX_INTERVALS:
+            self._solved.pop(next(iter(self._solved)))
+        return result
+
+    def _publish(self, ts: datetime, merged, imports, result: PartResult) -> None:
+        now = self.now()
+        cstore.save_result(
+            self.store,
+            ts,
+            self.config.region,
+            self.config.interval_s,
+            self.config.losses,
+            result.result_hash,
+            result.totals.model_dump(mode="json"),
+            result.document,
+            now,
+        )
+        missing = [
+            str(t["id"]) for t in merged.get("ties", []) if is_import(t) and str(t["id"]) not in imports
+        ]
+        for peer in self.config.lowers:
+            part = self._payload("in", peer.id, "region_data", ts)["part"]
+            handed = child_imports(part, result, imports)
+            self._send(
+                peer,
+                ts,
+                BoundaryIntensities(
+                    boundaries=[
+                        BoundaryIntensity(
+                            bus=_far_bus(part, tie_id), branch_id=tie_id, intensity_g_per_kwh=value
+                        )
+                        for tie_id, value in sorted(handed.items())
+                    ]
+                ),
+            )
+        report = IntervalReport(
+            totals=result.totals,
+            ties=result.ties,
+            meter_sums=result.meter_sums,
+            result_hash=result.result_hash,
+        )
+        own_checks = balance(report, self.tol)
+        if missing:
+            own_checks.append(
+                Verdict(
+                    check="data",
+                    status="mismatch",
+                    subject=",".join(missing),
+                    detail="import ties without an intensity from the upper level",
+                )
+            )
+        self._verdicts(
+            ts,
+            self.config.upper.id if self.config.upper else self.id,
+            self.id,
+            report.result_hash,
+            own_checks,
+        )
+        if self.config.upper is not None:
+            self._send(self.config.upper, ts, report)
+
+    def _judge(self, ts: datetime, peer: PeerConfig, part, merged, result: PartResult) -> None:
+        message = self._payload("in", peer.id, "interval_report", ts)
+        if message is None:
+            return
+        report = IntervalReport.model_validate(message)
+        if cstore.judged_hash(self.store, ts, peer.id, self.id) == report.result_hash:
+            return
+        handed_message = self._payload("out", peer.id, "boundary_intensities", ts) or {"boundaries": []}
+        handed = {str(b["branch_id"]): b["intensity_g_per_kwh"] for b in handed_message["boundaries"]}
+        verdicts = judge_report(report, part, handed, result, merged, self.tol)
+        self._verdicts(ts, peer.id, self.id, report.result_hash, verdicts)
+        status = "mismatch" if any(v.status == "mismatch" for v in verdicts) else "ok"
+        self._send(peer, ts, Verification(report_hash=report.result_hash, status=status, verdicts=verdicts))
+
+    def _take_verification(self, ts: datetime, upper: PeerConfig) -> None:
+        message = self._payload("in", upper.id, "verification", ts)
+        if message is None:
+            return
+        verification = Verification.model_validate(message)
+        if cstore.judged_hash(self.store, ts, upper.id, upper.id) == verification.report_hash:
+            return
+        self._verdicts(ts, upper.id, upper.id, verification.report_hash, verification.verdicts)
+
+    # -- output ---------------------------------------------------------------------------------------
+    def _verdicts(
+        self, ts: datetime, peer: str, judge: str, report_hash: str | None, verdicts: list[Verdict]
+    ):
+        rows = [v.model_dump(mode="json") for v in verdicts]
+        cstore.save_verdicts(self.store, ts, peer, judge, report_hash, rows, self.now())
+        for row in rows:
+            if row["status"] == "mismatch":
+                mismatch = Mismatch(ts, self.id, peer, judge, row)
+                log.warning("%s", mismatch.message())
+                for listener in self.listeners:
+                    listener(mismatch)
+
+    def _send(self, peer: PeerConfig, ts: datetime, payload) -> None:
+        envelope = Envelope(
+            message_id=uuid.uuid4().hex,
+            sender=self.id,
+            recipient=peer.id,
+            ts=ts,
+            interval_s=self.config.interval_s,
+            created_at=self.now(),
+            payload=payload,
+        )
+        if self.before_send is not None:
+            envelope = self.before_send(envelope)
+        envelope = envelope.signed(self.key)
+        body = envelope.model_dump_json().encode("utf-8")
+        kind = envelope.payload.kind
+        self.outbox.append(peer.id, envelope.message_id, kind, ts.isoformat(), body)
+        data = envelope.payload.model_dump(mode="json")
+        now = self.now()
+        self._save(
+            cstore.StoredMessage(envelope.message_id, "out", peer.id, kind, ts, data, digest(data), now),
+            self.config.interval_s,
+            now,
+        )
+        self.wake(peer.id)
+
+    def _audit(self, action: str, envelope: Envelope | None, detail: str) -> None:
+        record_audit(
+            self.store,
+            "cascade",
+            f"cascade message {action}",
+            None if envelope is None else envelope.sender,
+            {
+                "detail": detail,
+                **(
+                    {}
+                    if envelope is None
+                    else {
+                        "message_id": envelope.message_id,
+                        "kind": envelope.payload.kind,
+                        "ts": envelope.ts.isoformat(),
+                    }
+                ),
+            },
+        )
+
+    def _refuse(self, action: str, envelope: Envelope | None, detail: str, status: int):
+        self._audit(action, envelope, detail)
+        raise Refused(status, action, detail)
+
+    # -- views ----------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        peers = []
+        for peer in self.config.peers:
+            last = cstore.last_exchange(self.store, peer.id)
+            peers.append(
+                {
+                    "id": peer.id,
+                    "region": peer.region,
+                    "level": peer.level,
+                    "direction": peer.direction,
+                    "url": peer.url,
+                    "last_exchange_ts": None if last is None else last.isoformat(),
+                    "backlog": self.outbox.backlog(peer.id),
+                    "refused": len(self.outbox.refused(peer.id)),
+                    "verification": cstore.verification_summary(self.store, peer.id),
+                }
+            )
+        return {
+            "center": {"id": self.id, "region": self.config.region, "level": self.config.level},
+            "peers": peers,
+            "self_check": cstore.verification_summary(self.store, self.id),
+        }
+
+
+def _far_bus(part: dict[str, Any], tie_id: str) -> str:
+    for tie in part.get("ties", []):
+        if str(tie["id"]) == tie_id:
+            return str(tie["to_bus"] if tie["end"] == "from" else tie["from_bus"])
+    return ""

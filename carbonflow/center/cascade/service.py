@@ -1,0 +1,80 @@
+"""The cascade running next to a center's API: one delivery loop per peer with a URL (HTTP, through
+``carbonflow/delivery``), started and stopped with the app; unfinished intervals resumed at start."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from carbonflow.center.cascade.config import CascadeConfig
+from carbonflow.center.cascade.node import CascadeNode
+from carbonflow.center.cascade.outbox import CascadeOutbox, PeerQueue, QueuedMessage
+from carbonflow.center.store import Store
+from carbonflow.delivery import DeliveryLoop, HttpSender, SendResult, cancel_and_wait
+
+MESSAGES_PATH = "/api/v1/cascade/messages"
+
+
+class _RefusalAware(PeerQueue):
+    def __init__(self, outbox: CascadeOutbox, peer: str, node: CascadeNode) -> None:
+        super().__init__(outbox, peer)
+        self.node = node
+
+    def reject(self, key: int, result: SendResult) -> bool:
+        item = next((m for m in self.outbox.oldest_for(self.peer, 1_000) if m.id == key), None)
+        done = super().reject(key, result)
+        if item is not None:
+            self.node.refused_by_peer(item, result)
+        return done
+
+
+class CascadeService:
+    def __init__(self, node: CascadeNode) -> None:
+        self.node = node
+        self.loops: dict[str, DeliveryLoop[QueuedMessage]] = {}
+        self._senders: list[HttpSender] = []
+        self._tasks: list[asyncio.Task] = []
+
+    @classmethod
+    def open(cls, store: Store, config: CascadeConfig, **node_kwargs) -> CascadeService:
+        outbox = CascadeOutbox(Path(config.outbox_path), durable=config.outbox_durable)
+        return cls(CascadeNode(store, config, outbox, **node_kwargs))
+
+    async def start(self) -> None:
+        config = self.node.config
+        loop = asyncio.get_running_loop()
+        for peer in config.peers:
+            if not peer.url:
+                continue
+            sender = HttpSender(peer.url, config.timeout_s)
+            await sender.start()
+            self._senders.append(sender)
+
+            async def send(item: QueuedMessage, sender: HttpSender = sender) -> SendResult:
+                return await sender.send(MESSAGES_PATH, item.body, {"content-type": "application/json"})
+
+            self.loops[peer.id] = DeliveryLoop(
+                _RefusalAware(self.node.outbox, peer.id, self.node),
+                send,
+                backoff_min_s=config.backoff_min_s,
+                backoff_max_s=config.backoff_max_s,
+                rejected_note=" (kept aside in the cascade outbox)",
+            )
+        self.node.wake = lambda peer: loop.call_soon_threadsafe(self._wake, peer)
+        self._tasks = [asyncio.create_task(d.run(), name=f"cascade-{p}") for p, d in self.loops.items()]
+        await run_in_threadpool(self.node.resume)
+
+    def _wake(self, peer: str) -> None:
+        if peer in self.loops:
+            self.loops[peer].wake()
+
+    async def stop(self) -> None:
+        self.node.wake = lambda _peer: None
+        await cancel_and_wait(self._tasks)
+        self._tasks = []
+        for sender in self._senders:
+            await sender.stop()
+        self._senders = []
+        self.node.outbox.close()

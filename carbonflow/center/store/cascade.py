@@ -1,0 +1,329 @@
+"""What a center keeps of the cascade: every message it accepted, sent or metered itself
+(``cascade_messages``), its result of each interval (``cascade_results``, the region's solution and
+hash) and every verdict of the mutual verification (``cascade_verifications``, both sides' numbers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, Index, Integer, String, Text, UniqueConstraint, delete, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from carbonflow.center.store.engine import Store
+from carbonflow.center.store.schema import ID, AutoId, Base
+from carbonflow.center.store.types import UtcDateTime, utc
+
+
+class CascadeMessage(Base):
+    __tablename__ = "cascade_messages"
+    __table_args__ = (
+        UniqueConstraint("message_id", name="uq_cascade_messages_message_id"),
+        Index("ix_cascade_messages_ts", "ts", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(10))  # in | out | own
+    peer: Mapped[str] = mapped_column(ID)
+    kind: Mapped[str] = mapped_column(String(30))
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CascadeResult(Base):
+    __tablename__ = "cascade_results"
+
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    region: Mapped[str] = mapped_column(String(200), primary_key=True)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    losses: Mapped[str] = mapped_column(String(20))
+    hash: Mapped[str] = mapped_column(String(64))
+    totals: Mapped[dict[str, Any]] = mapped_column(JSON)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CascadeVerification(Base):
+    __tablename__ = "cascade_verifications"
+    __table_args__ = (Index("ix_cascade_verifications_ts", "ts"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    peer: Mapped[str] = mapped_column(ID)  # the other center of the pair
+    judge: Mapped[str] = mapped_column(ID)  # the center that made the verdict
+    check: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str | None] = mapped_column(String(200))
+    expected: Mapped[float | None] = mapped_column(Float)  # the judge's number
+    found: Mapped[float | None] = mapped_column(Float)  # the judged side's number
+    tolerance: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[str | None] = mapped_column(Text)
+    report_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    message_id: str
+    direction: str
+    peer: str
+    kind: str
+    ts: datetime
+    payload: dict[str, Any]
+    digest: str
+    received_at: datetime
+
+
+def _message(row) -> StoredMessage:
+    return StoredMessage(
+        row.message_id,
+        row.direction,
+        row.peer,
+        row.kind,
+        utc(row.ts),
+        row.payload,
+        row.digest,
+        utc(row.received_at),
+    )
+
+
+def message_by_id(store: Store, message_id: str) -> StoredMessage | None:
+    with store.read() as connection:
+        row = connection.execute(
+            select(CascadeMessage).where(CascadeMessage.message_id == message_id)
+        ).first()
+    return None if row is None else _message(row)
+
+
+def find_message(store: Store, direction: str, peer: str, kind: str, ts: datetime) -> StoredMessage | None:
+    """The newest message of one kind for one interval between this center and ``peer``."""
+    with store.read() as connection:
+        row = connection.execute(
+            select(CascadeMessage)
+            .where(
+                CascadeMessage.direction == direction,
+                CascadeMessage.peer == peer,
+                CascadeMessage.kind == kind,
+                CascadeMessage.ts == ts,
+            )
+            .order_by(CascadeMessage.id.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else _message(row)
+
+
+def save_message(store: Store, message: StoredMessage, interval_s: int, created_at: datetime) -> None:
+    with store.write() as connection:
+        connection.execute(
+            CascadeMessage.__table__.insert(),
+            {
+                "message_id": message.message_id,
+                "direction": message.direction,
+                "peer": message.peer,
+                "kind": message.kind,
+                "ts": message.ts,
+                "interval_s": interval_s,
+                "payload": message.payload,
+                "digest": message.digest,
+                "created_at": created_at,
+                "received_at": message.received_at,
+            },
+        )
+
+
+def last_exchange(store: Store, peer: str) -> datetime | None:
+    """When a message from ``peer`` was last accepted."""
+    with store.read() as connection:
+        value = connection.execute(
+            select(func.max(CascadeMessage.received_at)).where(
+                CascadeMessage.peer == peer, CascadeMessage.direction == "in"
+            )
+        ).scalar_one_or_none()
+    return None if value is None else utc(value)
+
+
+def pending_intervals(store: Store, since: datetime) -> list[datetime]:
+    """Intervals with any cascade message since ``since`` that have no stored result yet."""
+    with store.read() as connection:
+        seen = connection.execute(
+            select(CascadeMessage.ts).where(CascadeMessage.ts >= since).distinct()
+        ).scalars()
+        done = set(connection.execute(select(CascadeResult.ts).where(CascadeResult.ts >= since)).scalars())
+        return sorted(utc(ts) for ts in seen if ts not in done)
+
+
+def save_result(
+    store: Store,
+    ts: datetime,
+    region: str,
+    interval_s: int,
+    losses: str,
+    result_hash: str,
+    totals: dict[str, Any],
+    document: dict[str, Any],
+    now: datetime,
+) -> None:
+    with store.write() as connection:
+        connection.execute(
+            delete(CascadeResult).where(CascadeResult.ts == ts, CascadeResult.region == region)
+        )
+        connection.execute(
+            CascadeResult.__table__.insert(),
+            {
+                "ts": ts,
+                "region": region,
+                "interval_s": interval_s,
+                "losses": losses,
+                "hash": result_hash,
+                "totals": totals,
+                "document": document,
+                "created_at": now,
+            },
+        )
+
+
+def result_at(store: Store, ts: datetime, region: str) -> dict[str, Any] | None:
+    with store.read() as connection:
+        row = connection.execute(
+            select(CascadeResult).where(CascadeResult.ts == ts, CascadeResult.region == region)
+        ).first()
+    if row is None:
+        return None
+    return {
+        "ts": utc(row.ts),
+        "region": row.region,
+        "hash": row.hash,
+        "totals": row.totals,
+        "document": row.document,
+        "losses": row.losses,
+    }
+
+
+def save_verdicts(
+    store: Store,
+    ts: datetime,
+    peer: str,
+    judge: str,
+    report_hash: str | None,
+    verdicts: list[dict[str, Any]],
+    now: datetime,
+) -> None:
+    """The verdicts of ``judge`` on the pair (this center, ``peer``) for one interval, replacing earlier
+    ones of the same judge (an interval judged again is never counted twice)."""
+    with store.write() as connection:
+        connection.execute(
+            delete(CascadeVerification).where(
+                CascadeVerification.ts == ts,
+                CascadeVerification.peer == peer,
+                CascadeVerification.judge == judge,
+            )
+        )
+        if verdicts:
+            connection.execute(
+                CascadeVerification.__table__.insert(),
+                [
+                    {
+                        "ts": ts,
+                        "peer": peer,
+                        "judge": judge,
+                        "check": v["check"],
+                        "status": v["status"],
+                        "subject": v.get("subject"),
+                        "expected": v.get("expected"),
+                        "found": v.get("found"),
+                        "tolerance": v.get("tolerance"),
+                        "detail": v.get("detail"),
+                        "report_hash": report_hash,
+                        "created_at": now,
+                    }
+                    for v in verdicts
+                ],
+            )
+
+
+def verifications(
+    store: Store, since: datetime | None = None, peer: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    query = select(CascadeVerification).order_by(CascadeVerification.ts, CascadeVerification.id)
+    if since is not None:
+        query = query.where(CascadeVerification.ts >= since)
+    if peer is not None:
+        query = query.where(CascadeVerification.peer == peer)
+    with store.read() as connection:
+        rows = connection.execute(query.limit(limit)).all()
+    return [
+        {
+            "ts": utc(r.ts).isoformat(),
+            "peer": r.peer,
+            "judge": r.judge,
+            "check": r.check,
+            "status": r.status,
+            "subject": r.subject,
+            "expected": r.expected,
+            "found": r.found,
+            "tolerance": r.tolerance,
+            "detail": r.detail,
+            "report_hash": r.report_hash,
+            "created_at": utc(r.created_at).isoformat(),
+        }
+        for r in rows
+    ]
+
+
+def verification_summary(store: Store, peer: str) -> dict[str, Any]:
+    """Per peer: status of the newest judged interval, when that was, intervals with a mismatch."""
+    with store.read() as connection:
+        newest = connection.execute(
+            select(func.max(CascadeVerification.ts)).where(CascadeVerification.peer == peer)
+        ).scalar_one_or_none()
+        mismatched = connection.execute(
+            select(func.count(func.distinct(CascadeVerification.ts))).where(
+                CascadeVerification.peer == peer, CascadeVerification.status == "mismatch"
+            )
+        ).scalar_one()
+        status = "pending"
+        if newest is not None:
+            bad = connection.execute(
+                select(func.count()).where(
+                    CascadeVerification.peer == peer,
+                    CascadeVerification.ts == newest,
+                    CascadeVerification.status == "mismatch",
+                )
+            ).scalar_one()
+            status = "mismatch" if bad else "ok"
+    return {
+        "status": status,
+        "last_verified_ts": None if newest is None else utc(newest).isoformat(),
+        "mismatches": int(mismatched),
+    }
+
+
+def judged_hash(store: Store, ts: datetime, peer: str, judge: str) -> str | None:
+    """The report hash of the verdicts ``judge`` stored on (this center, ``peer``) for ``ts``; "" when
+    verdicts exist without one, None when the interval was not judged yet."""
+    with store.read() as connection:
+        row = connection.execute(
+            select(CascadeVerification.report_hash)
+            .where(
+                CascadeVerification.ts == ts,
+                CascadeVerification.peer == peer,
+                CascadeVerification.judge == judge,
+            )
+            .limit(1)
+        ).first()
+    return None if row is None else (row[0] or "")
+
+
+def messages_at(store: Store, ts: datetime) -> list[StoredMessage]:
+    """Every message of one interval, oldest first."""
+    with store.read() as connection:
+        rows = connection.execute(
+            select(CascadeMessage).where(CascadeMessage.ts == ts).order_by(CascadeMessage.id)
+        ).all()
+    return [_message(row) for row in rows]

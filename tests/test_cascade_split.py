@@ -1,0 +1,148 @@
+"""The topology split and the hierarchical computation without a network: the reference grid cut into
+its province, cities and counties meters every bus exactly as the monolithic solve does (both loss
+conventions, a simulated day); the verification checks judge honest and dishonest reports; the cascade
+store on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
+
+from carbonflow.center.cascade.compute import child_imports, solve_part
+from carbonflow.center.cascade.config import CascadeConfig
+from carbonflow.center.cascade.layout import cascade_configs, regions_of
+from carbonflow.center.cascade.split import CascadeError, bus_regions, in_region, merge_parts, region_part
+from carbonflow.center.cascade.verify import balance, judge_report
+from carbonflow.center.store import cascade as cstore
+from carbonflow.engine import snapshot_from_dict, solve
+from carbonflow.engine.document import result_document
+from carbonflow.messages.c5 import IntervalReport
+from carbonflow.sim.device_map import grid_document
+from carbonflow.sim.reference_grid import reference_grid
+from carbonflow.sim.simulation import Simulation
+from carbonflow.sim.timeseries import SimConfig
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def day():
+    net = reference_grid()
+    truths = Simulation(net, SimConfig(start=START, interval_s=3600, count=24, seed=7)).intervals()
+    return grid_document(net), [t.snapshot_document() for t in truths]
+
+
+def tree_of(grid):
+    paths = [r["path"] for r in regions_of(grid)]
+    return {p: [c for c in paths if c.rsplit("/", 1)[0] == p and "/" in c] for p in paths}
+
+
+def hierarchical(grid, snapshot, losses):
+    """Every center's part merged upwards, solved from the top down with the import intensities handed
+    down: the intensity of every bus as the county metering it computes it, and each level's results."""
+    tree, regions = tree_of(grid), bus_regions(grid)
+    parts, results = {}, {}
+
+    def up(region):
+        children = tree[region]
+        parts[region] = (
+            merge_parts(region, [up(c) for c in children])
+            if children
+            else region_part(snapshot, regions, region)
+        )
+        return parts[region]
+
+    def down(region, imports):
+        results[region] = solve_part(parts[region], imports, losses, 3600)
+        for child in tree[region]:
+            down(child, child_imports(parts[child], results[region], imports))
+
+    up("AH")
+    down("AH", {})
+    return parts, results
+
+
+def test_regions_are_path_prefixes():
+    assert in_region("AH/HF/FX", "AH/HF") and in_region("AH/HF", "AH/HF") and not in_region("AH/HFX", "AH/HF")
+
+
+@pytest.mark.parametrize("losses", ["receiving", "consumer"])
+def test_hierarchical_equals_monolithic_on_every_bus_over_a_day(day, losses):
+    grid, snapshots = day
+    worst = 0.0
+    for snapshot in snapshots:
+        mono = {
+            b["id"]: b["intensity_g_per_kwh"]
+            for b in result_document(solve(snapshot_from_dict(snapshot), losses))["buses"]
+        }
+        _, results = hierarchical(grid, snapshot, losses)
+        counties = [r for r in results if r.count("/") == 2]
+        metered = {bus: e for r in counties for bus, e in results[r].intensities.items()}
+        assert set(metered) == set(mono)  # every bus metered by exactly one county
+        for bus, e in metered.items():
+            assert (e is None) == (mono[bus] is None), bus
+            if e is not None:
+                worst = max(worst, abs(e - mono[bus]))
+        for r in results.values():  # every level's balance closes
+            report = IntervalReport(totals=r.totals, ties=r.ties, result_hash=r.result_hash)
+            assert {v.status for v in balance(report)} == {"ok"}, r.region
+    assert worst <= 1e-6, worst
+
+
+def test_the_upper_judges_honest_reports_ok_and_names_a_tampered_total(day):
+    grid, snapshots = day
+    parts, results = hierarchical(grid, snapshots[12], "receiving")
+    city, county = results["AH/HF"], results["AH/HF/FX"]
+    handed = county.imports
+    honest = IntervalReport(totals=county.totals, ties=county.ties, result_hash=county.result_hash)
+    assert {v.status for v in judge_report(honest, parts["AH/HF/FX"], handed, city, parts["AH/HF"])} == {"ok"}
+    tampered = honest.model_copy(update={"totals": county.totals.model_copy(update={"load_carbon_t": 1.0})})
+    bad = [
+        v for v in judge_report(tampered, parts["AH/HF/FX"], handed, city, parts["AH/HF"]) if v.status != "ok"
+    ]
+    assert {(v.check, v.subject) for v in bad} >= {("balance", "carbon_t"), ("hierarchical", "load_carbon_t")}
+    named = next(v for v in bad if v.subject == "load_carbon_t")
+    assert named.found == 1.0 and named.expected == pytest.approx(county.totals.load_carbon_t)
+
+
+def test_a_bus_claimed_twice_or_a_missing_import_intensity_is_one_clear_error(day):
+    grid, snapshots = day
+    regions = bus_regions(grid)
+    part = region_part(snapshots[0], regions, "AH/HF/FX")
+    with pytest.raises(CascadeError, match="is in both"):
+        merge_parts("AH/HF", [part, part])
+    with pytest.raises(CascadeError, match="no import intensity"):
+        solve_part(part, {}, "receiving", 3600)
+
+
+def test_a_configuration_names_its_mistake(tmp_path):
+    configs = cascade_configs(regions_of(grid_document(reference_grid()), "city"), lambda cid: "", tmp_path)
+    assert configs["ah"].lowers and configs["ah-hf"].upper.id == "ah"
+    path = tmp_path / "bad.toml"
+    path.write_text('[cascade]\ncenter_id = "x"\nregion = "AH"\nlevel = "state"\nprivate_key = "AA=="\n')
+    with pytest.raises(CascadeError) as caught:
+        CascadeConfig.load(path)
+    assert "level" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_cascade_store_keeps_messages_results_and_verdicts(store):  # noqa: F811
+    ts = datetime(2026, 6, 1, 1, tzinfo=UTC)
+    message = cstore.StoredMessage("m-1", "in", "ah-hf", "region_data", ts, {"part": {}}, "d" * 64, ts)
+    cstore.save_message(store, message, 3600, ts)
+    assert cstore.find_message(store, "in", "ah-hf", "region_data", ts).message_id == "m-1"
+    assert cstore.last_exchange(store, "ah-hf") == ts
+    assert cstore.pending_intervals(store, ts) == [ts]
+    cstore.save_result(store, ts, "AH", 3600, "receiving", "h" * 64, {"a": 1.0}, {"buses": []}, ts)
+    assert cstore.pending_intervals(store, ts) == []
+    verdicts = [
+        {"check": "balance", "status": "mismatch", "subject": "carbon_t", "expected": 1.0, "found": 2.0}
+    ]
+    for _ in range(2):  # judged again: replaced, never counted twice
+        cstore.save_verdicts(store, ts, "ah-hf", "ah", "r" * 64, verdicts, ts)
+    assert len(cstore.verifications(store, ts)) == 1
+    assert cstore.verification_summary(store, "ah-hf") == {
+        "status": "mismatch", "last_verified_ts": ts.isoformat(), "mismatches": 1,
+    }  # fmt: skip
+    assert cstore.judged_hash(store, ts, "ah-hf", "ah") == "r" * 64
