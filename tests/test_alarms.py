@@ -288,7 +288,7 @@ def test_a_register_jump_raises_until_the_register_comes_back(store):  # noqa: F
         store,
         {"id": "jump", "kind": "tamper", "quantities": ["import_energy_kwh"], "ratio": 3, "min_jump": 1.0},
     )
-    register = [100, 110, 121, 131, 5141, 5152, 162, 172, 170]  # +5000 from 5 to 6, back at 7; 9 runs back
+    register = [100, 110, 121, 131, 5141, 5152, 162, 172, 165]  # +5000 from 5 to 6, back at 7; 9 runs back
     states = []
     for k, value in enumerate(register):
         readings(store, k + 1, {"EM-1/e": str(value)})

@@ -10,7 +10,6 @@ nothing here reads the store, so tests and the cascade reuse the checks as they 
 from __future__ import annotations
 
 import fnmatch
-import statistics
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ class Observed:
     points: dict[str, dict[str, Any]] = field(default_factory=dict)  # point id -> device, element, ...
     point_values: dict[str, float] = field(default_factory=dict)  # point id -> last value, §3 unit
     point_times: dict[str, datetime] = field(default_factory=dict)  # point id -> ts of that value
+    point_resolution: dict[str, float] = field(default_factory=dict)  # one step of the shown digits
     camera_images: dict[str, datetime] = field(default_factory=dict)  # camera -> latest image ts
     bus_region: dict[str, str] = field(default_factory=dict)
     device_region: dict[str, str | None] = field(default_factory=dict)
@@ -349,9 +349,13 @@ def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iter
     points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
     online = {d["id"] for d in observed.devices or [] if d.get("online")}
     current = {point_id: (point, value) for point_id, point, value in _point_series(rule, observed, memory)}
+    quiet: dict[str, int] = memory.setdefault("quiet", {})  # intervals in a row without a new reading
+    for point_id in current:
+        quiet[point_id] = 0
     for point_id in history.keys() - current.keys():
         if points[point_id]["device_id"] in online and history[point_id]:
             current[point_id] = (points[point_id], history[point_id][-1])
+            quiet[point_id] = quiet.get(point_id, 0) + 1
     by_device: dict[str, tuple[bool, str, float, dict]] = {}
     needed = rule.intervals
     for point_id, (point, value) in current.items():
@@ -362,8 +366,13 @@ def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iter
         seen.append(value)
         if len(seen) < needed:
             continue
-        stuck = value != 0 and seen.count(value) == needed
-        text = f"{point_id} {point['quantity']} stuck at {value:g} for {rule.intervals} intervals"
+        if rule.same_value:
+            stuck = value != 0 and seen.count(value) == needed
+        else:  # only points that brought no new reading (time tags stopped) while the device is online
+            stuck = value != 0 and quiet.get(point_id, 0) >= needed
+        text = f"{point_id} {point['quantity']} stuck at {value:g} for {rule.intervals} intervals" + (
+            "" if rule.same_value else " (no new reading)"
+        )
         device = point["device_id"]
         if device not in by_device or (stuck and not by_device[device][0]):
             by_device[device] = (stuck, text if stuck else f"{device}: values move", value, point)
@@ -372,36 +381,43 @@ def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iter
 
 
 def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
-    """Register jumps: an increment of more than ``ratio`` × the usual one (median of the last four
-    positive increments per hour, times the hours between the readings — a device back after an
-    outage catches up, it does not jump) plus ``min_jump``, or a register running backwards.  The
-    alarm holds while the jump is outstanding and clears when the register comes back by it (the
-    tampering ended); a reading offered again with another value is a tamper signal of its own."""
+    """Register jumps: an increase of more than ``ratio`` × what the register's own average rate
+    (since it was first seen, or since its last jump) gives for the time between the readings, plus
+    ``min_jump`` and two steps of its resolution (a meter showing secondary values behind a CT moves in
+    coarse steps); or a register running backwards by more than two steps.  A device back after an
+    outage catches up at its rate: no jump.  The alarm holds while the jump is outstanding and clears
+    when the register comes back by it (the tampering ended); a reading offered again with another
+    value is a tamper signal of its own."""
+    base: dict[str, tuple[float, datetime]] = memory.setdefault("base", {})
     last: dict[str, tuple[float, datetime]] = memory.setdefault("last", {})
-    steps: dict[str, deque] = memory.setdefault("steps", {})
     outstanding: dict[str, float] = memory.setdefault("outstanding", {})
     by_device: dict[str, Finding] = {}
     for point_id, point, value in _point_series(rule, observed, memory):
         ts = observed.point_times.get(point_id, observed.at)
         before, before_ts = last.get(point_id, (None, None))
-        last[point_id] = (value, ts)
-        if before is None or ts <= before_ts:
+        if before is None:
+            base[point_id] = last[point_id] = (value, ts)
             continue
+        if ts <= before_ts:
+            continue
+        last[point_id] = (value, ts)
         step = value - before
-        hours = (ts - before_ts).total_seconds() / 3600
-        seen = steps.get(point_id)  # per hour, positive increments only: a register frozen between
-        usual = statistics.median(seen) * hours if seen and len(seen) >= 2 else None  # updates shows 0
+        first, first_ts = base[point_id]
+        span_h = (before_ts - first_ts).total_seconds() / 3600
+        rate = (before - first) / span_h if span_h > 0 else None  # per hour
+        expected = None if rate is None else max(rate, 0.0) * (ts - before_ts).total_seconds() / 3600
+        quantum = 2 * observed.point_resolution.get(point_id, 0.0)
         text = ""
-        if step < 0:
+        if step < -quantum:
             if outstanding.get(point_id, 0.0) > 0 and abs(step) >= 0.5 * outstanding[point_id]:
                 outstanding[point_id] = 0.0  # came back: the tampering ended
+                base[point_id] = (value, ts)
             else:
                 text = f"{point_id} {point['quantity']} ran backwards by {-step:g}"
-        elif usual is not None and step > rule.ratio * usual + rule.min_jump:
-            outstanding[point_id] = step - usual
-            text = f"{point_id} {point['quantity']} jumped by {step:g} (usual {usual:g} in that time)"
-        elif step > 0:
-            steps.setdefault(point_id, deque(maxlen=4)).append(step / hours)
+        elif expected is not None and step > rule.ratio * expected + rule.min_jump + quantum:
+            outstanding[point_id] = step - expected
+            base[point_id] = (value, ts)  # the rate goes on from after the jump
+            text = f"{point_id} {point['quantity']} jumped by {step:g} (about {expected:g} expected)"
         if not text and outstanding.get(point_id, 0.0) > 0:
             text = f"{point_id} {point['quantity']} still {outstanding[point_id]:g} above its usual course"
         finding = _point_finding(

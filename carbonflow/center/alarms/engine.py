@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from carbonflow.center.alarms.checks import (
@@ -216,6 +217,8 @@ class AlarmEngine:
                     scale = point.get("scale")
                     observed.point_values[point_id] = float(value / scale if scale else value)
                     observed.point_times[point_id] = ts
+                    step = Decimal(1).scaleb(value.as_tuple().exponent) if value.is_finite() else 0
+                    observed.point_resolution[point_id] = float(step / scale if scale else step)
         if "meter_mismatch" in kinds:
             observed.meter_checks = alarm_store.meter_checks_after(self.store, self._meter_check_id)
             if observed.meter_checks:

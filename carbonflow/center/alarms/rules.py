@@ -17,7 +17,8 @@ device status arrives and at the scheduler's tick):
 * ``collector_loss`` — a collector silent for ``after_s``;
 * ``data_gap`` — an interval not metered, metered below ``min_completeness``, or with more than
   ``max_estimates`` estimated inputs;
-* ``stuck_value`` — a point showing the very same non-zero value for ``intervals`` intervals in a row;
+* ``stuck_value`` — a point showing the very same non-zero value for ``intervals`` intervals in a row
+  (``same_value = false``: only intervals in which an online device brought no new reading count);
 * ``balance_residual`` — the interval's carbon balance residual above ``tolerance`` (share of generation);
 * ``meter_mismatch`` — an electric-carbon meter check (``center/metering/meter_check.py``) said mismatch;
 * ``clock_offset`` — a device clock off by more than ``tolerance`` seconds;
@@ -99,7 +100,8 @@ class AlarmRule(BaseModel):
     min_completeness: float | None = Field(default=None, ge=0, le=1)
     max_estimates: int | None = Field(default=None, ge=0)
     tolerance: float | None = Field(default=None, gt=0)
-    intervals: int = Field(default=3, ge=2, le=1000)  # stuck_value
+    intervals: int = Field(default=3, ge=1, le=1000)  # stuck_value
+    same_value: bool = True  # stuck_value: identical values count; False: only intervals without a reading
     quantities: list[str] = Field(default_factory=list)  # stuck_value / tamper: point quantities
     ratio: float = Field(default=3.0, gt=0)  # tamper
     min_jump: float = Field(default=1.0, ge=0)  # tamper, in the register's §3 unit
