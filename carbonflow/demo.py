@@ -235,7 +235,8 @@ async def run_demo(
     config_data["center"]["command_poll_s"] = max(0.5, poll_s)
     interval_real_s = max(1.0, options.interval_s / options.speed)
     config_data["images"] = {"period_s": max(1.0, interval_real_s / 2)}  # two per interval
-    config_data["defaults"].update(status_period_s=interval_real_s, clock_check_s=interval_real_s)
+    half = max(0.5, interval_real_s / 2)  # device statuses and clock reads twice an interval (alarms)
+    config_data["defaults"].update(status_period_s=half, clock_check_s=half)
     collector = Collector(config_from_dict(config_data, "demo collector", options.directory), clock=clock.now)
     report = DemoReport(url=url, user="admin", password=password, start=start)
     metering = MeteringService(store, grid, options.interval_s)

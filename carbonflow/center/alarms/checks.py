@@ -405,7 +405,12 @@ def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[
         first, first_ts = base[point_id]
         span_h = (before_ts - first_ts).total_seconds() / 3600
         rate = (before - first) / span_h if span_h > 0 else None  # per hour
-        expected = None if rate is None else max(rate, 0.0) * (ts - before_ts).total_seconds() / 3600
+        recent = memory.setdefault("recent", {}).get(point_id)  # the previous step's rate: ramps
+        if rate is not None and recent is not None:
+            rate = max(rate, recent)
+        hours = (ts - before_ts).total_seconds() / 3600
+        memory["recent"][point_id] = step / hours
+        expected = None if rate is None else max(rate, 0.0) * hours
         quantum = 2 * observed.point_resolution.get(point_id, 0.0)
         text = ""
         if step < -quantum:
