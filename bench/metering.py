@@ -55,6 +55,19 @@ def readings_at(device_map, truth, ts) -> list[Reading]:
     return readings
 
 
+def fill_store(store: Store, grid, device_map, truths) -> None:
+    """Topology, one collector with every device, and every point's reading at every interval end."""
+    upsert_topology(store, topology_rows(grid))
+    upsert_collector(store, "bench", "secret")
+    register_devices(store, device_map["devices"], collector_id="bench")
+    for seq, truth in enumerate(truths):
+        batch = Batch(
+            collector_id="bench", batch_id=uuid.uuid4().hex, seq=seq, created_at=truth.ts,
+            readings=readings_at(device_map, truth, truth.ts),
+        )  # fmt: skip
+        ingest_batch(store, batch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--intervals", type=int, default=60)
@@ -69,15 +82,7 @@ def main() -> None:
     grid, device_map = grid_document(net), build_device_map(net)
     directory = Path(tempfile.mkdtemp(prefix="cf-bench-metering-"))
     store = Store.open(f"sqlite:///{directory / 'center.db'}")
-    upsert_topology(store, topology_rows(grid))
-    upsert_collector(store, "bench", "secret")
-    register_devices(store, device_map["devices"], collector_id="bench")
-    for seq, truth in enumerate(truths):
-        batch = Batch(
-            collector_id="bench", batch_id=uuid.uuid4().hex, seq=seq, created_at=truth.ts,
-            readings=readings_at(device_map, truth, truth.ts),
-        )  # fmt: skip
-        ingest_batch(store, batch)
+    fill_store(store, grid, device_map, truths)
     service = MeteringService(store, grid, args.interval_s, uncertainty_samples=args.samples)
 
     baseline_s, full_s, worst, residual, estimates, inside, pairs, widest = [], [], 0.0, 0.0, 0, 0, 0, 0.0

@@ -47,8 +47,8 @@ from carbonflow.collector.service import Collector
 from carbonflow.sim.cameras import add_cameras
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
+from carbonflow.sim.scenarios import Scenario, ScenarioSimulation
 from carbonflow.sim.serve import DeviceFarm, SimClock, TruthDriver
-from carbonflow.sim.simulation import Simulation
 from carbonflow.sim.timeseries import SimConfig
 from carbonflow.sim.truth import TruthFeed
 
@@ -70,6 +70,7 @@ class DemoOptions:
     mqtt_url: str | None = None  # default: HTTP ingest
     password: str | None = None  # default: generated once and kept in the directory
     max_intervals: int | None = None  # stop after metering this many intervals (tests)
+    scenario: Path | None = None  # simulator fault scenario (JSON/TOML events, times from the start)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class DemoReport:
     intervals_remetered: int = 0
     factors_queued: int = 0
     truth_checks: list[TruthCheck] = field(default_factory=list)
+    alarms_raised: int = 0
+    alarms_cleared: int = 0
+    start: datetime | None = None  # simulated start (scenario times count from it)
 
 
 def compare_with_truth(
@@ -181,8 +185,9 @@ async def run_demo(
     store = Store.open(database_url)
     start = _start_after_stored_data(store, options.interval_s, options.directory / "outbox.sqlite")
     count = max(1, int(options.hours * 3600 / options.interval_s))
-    simulation = Simulation(
-        net, SimConfig(start=start, interval_s=options.interval_s, count=count, seed=options.seed)
+    scenario = Scenario.load(options.scenario, start) if options.scenario else None
+    simulation = ScenarioSimulation(
+        net, SimConfig(start=start, interval_s=options.interval_s, count=count, seed=options.seed), scenario
     )
     upsert_topology(store, topology_rows(grid))
     upsert_collector(store, COLLECTOR_ID, collector_secret, name="demo collector")
@@ -192,9 +197,10 @@ async def run_demo(
     if keep_feed is not None:
         keep_feed(feed)
     clock = SimClock(start, options.speed)
-    driver = TruthDriver(simulation, feed, clock)
+    driver = TruthDriver(simulation, feed, clock, scenario=scenario, on_line=say if scenario else None)
     driver.publish_until(start + timedelta(seconds=driver.lookahead_s))
-    farm = DeviceFarm(device_map, feed, clock.now)
+    farm = DeviceFarm(device_map, feed, clock.now, scenario)
+    driver.devices = [d for d in farm.devices.values() if d.events]  # scenario baselines (stuck, drift)
     served_map = await farm.start(options.host, 0)  # free ports: never clash with what else runs here
     register_devices(store, served_map["devices"], collector_id=COLLECTOR_ID)
 
@@ -203,8 +209,11 @@ async def run_demo(
         mqtt_url=options.mqtt_url,
         image_dir=str(options.directory / "images"),
         metering_interval_s=0,
+        alarm_tick_s=max(0.5, options.interval_s / options.speed / 4),  # time-based rules: 4 per interval
     )
     app = create_app(settings, store=store)
+    alarms = app.state.alarms  # evaluated on the simulated clock, as each interval is metered
+    alarms.clock, alarms.interval_s = clock.now, options.interval_s
     server = _Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
     server_task = asyncio.create_task(server.serve(), name="center-api")
     while not server.started and not server_task.done():
@@ -225,13 +234,16 @@ async def run_demo(
         period_s=poll_s,
     )
     config_data["center"]["command_poll_s"] = max(0.5, poll_s)
-    config_data["images"] = {"period_s": max(1.0, options.interval_s / options.speed)}  # one per interval
+    interval_real_s = max(1.0, options.interval_s / options.speed)
+    config_data["images"] = {"period_s": max(1.0, interval_real_s / 2)}  # two per interval
+    half = max(0.5, interval_real_s / 2)  # device statuses and clock reads twice an interval (alarms)
+    config_data["defaults"].update(status_period_s=half, clock_check_s=half)
     # the collector's clock is the simulated one: every latency of the machine is `speed` times longer in
     # it, so the usual 2 s of clock tolerance is 2 x speed simulated seconds
     for device in config_data["devices"]:
         device["clock_tolerance_s"] = 2.0 * max(1.0, options.speed)
     collector = Collector(config_from_dict(config_data, "demo collector", options.directory), clock=clock.now)
-    report = DemoReport(url=url, user="admin", password=password)
+    report = DemoReport(url=url, user="admin", password=password, start=start)
     metering = MeteringService(store, grid, options.interval_s)
     try:
         await collector.start()
@@ -247,7 +259,7 @@ async def run_demo(
             metering,
             now=clock.now,
             speed=options.speed,
-            on_outcome=_reporter(feed, report, say),
+            on_outcome=_with_alarms(_reporter(feed, report, say), alarms, report, say),
             max_intervals=options.max_intervals,
         )
         await loop.run(stop)
@@ -321,6 +333,22 @@ def _reporter(
             f"{check.worst_bus}; totals within {check.totals_error_share:.3%}; inside the band at "
             f"{check.inside_band}/{check.buses} buses (band ≤ {check.widest_band_share:.2%})"
         )
+
+    return on_outcome
+
+
+def _with_alarms(
+    reporter: Callable[[IntervalOutcome], None], alarms: Any, report: DemoReport, say: Callable[[str], None]
+) -> Callable[[IntervalOutcome], None]:
+    """Each metered interval: its line, then the alarm rules over it (alarms raised/cleared printed)."""
+
+    def on_outcome(outcome: IntervalOutcome) -> None:
+        reporter(outcome)
+        evaluation = alarms.on_interval(outcome)
+        report.alarms_raised += len(evaluation.raised)
+        report.alarms_cleared += len(evaluation.cleared)
+        if evaluation.raised or evaluation.cleared:
+            say(f"{' ' * 27}alarms: {len(evaluation.raised)} raised, {len(evaluation.cleared)} cleared")
 
     return on_outcome
 

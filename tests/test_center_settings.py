@@ -47,6 +47,16 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_REPORT_SCHEDULE": '["month:xlsx", "day:csv"]',
         "CARBONFLOW_DISCLOSURE_MIN_USERS": "5",
         "CARBONFLOW_DISCLOSURE_CONSENT": '["U01", "U07"]',
+        "CARBONFLOW_ALARM_TICK_S": "0",
+        "CARBONFLOW_ALARM_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+        "CARBONFLOW_ALARM_SMTP_HOST": "smtp.example",
+        "CARBONFLOW_ALARM_SMTP_PORT": "587",
+        "CARBONFLOW_ALARM_SMTP_STARTTLS": "true",
+        "CARBONFLOW_ALARM_SMTP_USER": "ops",
+        "CARBONFLOW_ALARM_SMTP_PASSWORD": "secret",
+        "CARBONFLOW_ALARM_EMAIL_FROM": "center@example",
+        "CARBONFLOW_ALARM_EMAIL_TO": "a@example,b@example",
+        "CARBONFLOW_ALARM_NOTIFY_MAX_ATTEMPTS": "2",
     }
     settings = CenterSettings.from_env(environ)
     defaults = CenterSettings.from_env({})

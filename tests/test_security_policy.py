@@ -33,6 +33,7 @@ SAMPLES = {  # a real resource of AH/HF for each path parameter
     "version": "1",
     "report_id": "0" * 32,
     "release_id": "1",
+    "alarm_id": "1",
 }
 QUERIES = {"/api/v1/series": {"kind": "bus", "element": "S003"}}
 BODIES = {
@@ -46,6 +47,8 @@ BODIES = {
     ("POST", "/api/v1/login"): {"name": "nobody", "password": "x"},
     ("POST", "/api/v1/reports"): {"period": "day", "start": "2025-06-02", "format": "csv"},
     ("POST", "/api/v1/releases"): {"period": "day", "start": "2025-06-02"},
+    ("PUT", "/api/v1/alarm-rules"): {"rules": [{"id": "gap", "kind": "data_gap", "min_completeness": 0.5}]},
+    ("POST", "/api/v1/alarms/{alarm_id}/ack"): {"note": "seen"},
 }
 
 

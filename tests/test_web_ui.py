@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from webdata import PASSWORD, USER, populate
+from webdata import PASSWORD, USER, populate, served
 
 CHROMIUM = os.environ.get("CARBONFLOW_CHROMIUM", "/usr/bin/chromium")
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -40,27 +37,13 @@ def _require_browser():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from carbonflow.center.api import CenterSettings, create_app
 
     path = tmp_path_factory.mktemp("center") / "center.db"
     store, _last = populate(f"sqlite:///{path}", hours=24)
     app = create_app(CenterSettings(database_url=f"sqlite:///{path}", live_poll_s=0.5), store=store)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="auto")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if uv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", store
-    uv.should_exit = True
-    thread.join(10)
+    with served(app) as base:
+        yield base, store
     store.close()
 
 

@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mqtt", metavar="URL", help="collector -> center over MQTT, e.g. mqtt://127.0.0.1:1883"
     )
     parser.add_argument("--intervals", type=int, help="stop after metering this many intervals")
+    parser.add_argument(
+        "--scenario",
+        metavar="FILE",
+        help="simulator fault scenario (JSON/TOML events, times after the start) applied to the demo",
+    )
     parser.set_defaults(run=run)
 
 
@@ -39,6 +44,16 @@ def run(args: argparse.Namespace) -> int:
         raise CommandInputError(f"--postgres {args.postgres!r}: expected postgresql+psycopg://user@host/db")
     if args.mqtt and not args.mqtt.startswith(("mqtt://", "mqtts://")):
         raise CommandInputError(f"--mqtt {args.mqtt!r}: expected mqtt://host:port")
+    scenario = None
+    if args.scenario:
+        from datetime import UTC, datetime
+
+        from carbonflow.sim.scenarios import Scenario
+
+        scenario = Path(args.scenario)
+        if not scenario.is_file():
+            raise CommandInputError(f"--scenario {args.scenario!r}: no such file")
+        Scenario.load(scenario, datetime.now(UTC))  # a bad event: one line naming it, before anything starts
     options = DemoOptions(
         directory=Path(args.dir),
         host=args.host,
@@ -50,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         database_url=args.postgres,
         mqtt_url=args.mqtt,
         max_intervals=args.intervals,
+        scenario=scenario,
     )
     try:
         report = asyncio.run(run_demo(options))

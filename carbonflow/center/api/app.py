@@ -12,17 +12,20 @@ security headers and the body-size / JSON-nesting limits.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from carbonflow.center.alarms import AlarmEngine, Notifier, channels_from_settings
 from carbonflow.center.api.deps import authorize
 from carbonflow.center.api.errors import error_response, install_error_handlers
 from carbonflow.center.api.hardening import Hardening
 from carbonflow.center.api.policy import unlisted_operations
 from carbonflow.center.api.routes import (
+    alarms,
     audit,
     auth,
     cameras,
@@ -55,6 +58,19 @@ from carbonflow.center.store.images import default_image_dir
 from carbonflow.center.topology import topology_document
 
 
+def start_alarm_ticks(engine: AlarmEngine, period_s: float) -> list[asyncio.Task]:
+    """The time-based alarm rules (a device silent for N s) every ``period_s``, over current state."""
+    if not period_s:
+        return []
+
+    async def ticks() -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            await run_in_threadpool(engine.tick)
+
+    return [asyncio.create_task(ticks(), name="alarm ticks")]
+
+
 def create_app(
     settings: CenterSettings | None = None,
     *,
@@ -78,6 +94,7 @@ def create_app(
                 client_id=settings.mqtt_client_id,
                 topic_prefix=settings.mqtt_topic_prefix,
                 images=app.state.images,
+                on_status=app.state.alarms.on_status,
             )
             await run_in_threadpool(subscriber.start)
         app.state.mqtt = subscriber
@@ -93,14 +110,20 @@ def create_app(
                 settings.metering_interval_s,
                 losses=settings.metering_losses,
             )
-            metering = MeteringLoop(service)
+            app.state.alarms.interval_s = settings.metering_interval_s
+            metering = MeteringLoop(service, on_outcome=app.state.alarms.on_interval)
             metering.start()
         app.state.metering = metering
         if cascade is not None:
             await cascade.start()
+        alarm_tasks = [asyncio.create_task(app.state.notifier.run(), name="alarm notifications")]
+        alarm_tasks += start_alarm_ticks(app.state.alarms, settings.alarm_tick_s)
         try:
             yield
         finally:
+            for task in alarm_tasks:
+                task.cancel()
+            await asyncio.gather(*alarm_tasks, return_exceptions=True)
             if cascade is not None:
                 await cascade.stop()
             if metering is not None:
@@ -121,6 +144,13 @@ def create_app(
     app.state.images = ImageStore(  # site-camera images (routes/cameras.py)
         store, settings.image_dir or default_image_dir(settings.database_url), settings.image_retention_days
     )
+    channels = channels_from_settings(settings)  # alarms: rules evaluated as intervals are metered
+    app.state.alarms = AlarmEngine(store, channels=channels, interval_s=settings.metering_interval_s or 900)
+    app.state.notifier = Notifier(store, channels, max_attempts=settings.alarm_notify_max_attempts)
+    if cascade is not None:  # a verification mismatch with a peer center raises an alarm here
+        cascade.node.on_mismatch(
+            lambda m: app.state.alarms.cascade_verdict(m.peer, "mismatch", m.message(), at=m.ts)
+        )
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -137,7 +167,8 @@ def create_app(
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
     app.include_router(cascade_routes.router)  # C5: POST messages signed by a peer center; views need a user
     # user endpoints (role × region, policy.py)
-    for module in (auth, users, audit, topology, results, history, views, devices, live, cameras, reports):
+    routers = (auth, users, audit, topology, results, history, views, devices, live, cameras, reports, alarms)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(public.router)  # public disclosure (no login) and publishing releases
     app.include_router(web.router)

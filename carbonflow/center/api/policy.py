@@ -103,6 +103,15 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/collectors/{{collector_id}}"): Rule("read", "collector"),
     ("POST", f"{V1}/collectors/{{collector_id}}/config"): Rule("operate", "collector"),
     ("POST", f"{V1}/commands/time-sync-all"): Rule("operate", "center"),
+    # alarms (docs/alarms.md): a scoped user sees the alarms of their region; acknowledging, clearing
+    # and the rule set are operators' work
+    ("GET", f"{V1}/alarms"): Rule("read", "region"),
+    ("GET", f"{V1}/alarms/{{alarm_id}}"): Rule("read", "center"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/ack"): Rule("operate", "center"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/clear"): Rule("operate", "center"),
+    ("GET", f"{V1}/alarm-rules"): Rule("read", "center"),
+    ("PUT", f"{V1}/alarm-rules"): Rule("operate", "center"),
+    ("GET", f"{V1}/alarm-notifications"): Rule("read", "center"),
     ("GET", f"{V1}/meter-checks"): Rule("read", "center"),
     ("GET", f"{V1}/meter-checks/summary"): Rule("read", "center"),
     # site cameras

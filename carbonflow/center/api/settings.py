@@ -81,6 +81,18 @@ class CenterSettings(BaseSettings):
     # 0 = not in this process (the demo meters on its simulated clock itself)
     metering_interval_s: int = Field(default=0, ge=0)
     metering_losses: str = Field(default="receiving", pattern="^(receiving|consumer)$")
+    # alarms (carbonflow/center/alarms, docs/alarms.md): the tick of the time-based rules (0: off) and
+    # the notification channels — a webhook URL, and/or SMTP with comma-separated recipients
+    alarm_tick_s: float = Field(default=10.0, ge=0)
+    alarm_webhook_url: str | None = None
+    alarm_smtp_host: str | None = None
+    alarm_smtp_port: int = Field(default=25, ge=1, le=65535)
+    alarm_smtp_starttls: bool = False
+    alarm_smtp_user: str | None = None
+    alarm_smtp_password: str | None = None
+    alarm_email_from: str = "carbonflow@localhost"
+    alarm_email_to: str | None = None
+    alarm_notify_max_attempts: int = Field(default=5, ge=1)
     # the cascade between centers (docs/cascade.md): a TOML file with this center's id, key and peers
     cascade_config: str | None = None
     # carbon reports (docs/reports.md): files under report_dir (default: next to an SQLite database);

@@ -19,4 +19,6 @@ router = APIRouter()
 @router.post("/api/v1/ingest", response_model=Ack, tags=["ingest"])
 async def ingest(request: Request) -> Ack:
     raw = await request.body()
-    return await run_in_threadpool(receive_batch, request.app.state.store, raw)
+    alarms = getattr(request.app.state, "alarms", None)  # device statuses feed the alarm rules
+    hook = None if alarms is None else alarms.on_status
+    return await run_in_threadpool(lambda: receive_batch(request.app.state.store, raw, on_status=hook))

@@ -99,8 +99,10 @@ class MqttIngest:
         command_poll_s: float = 1.0,
         keepalive_s: int = 30,
         images: Any = None,  # an ImageStore: also receive camera images
+        on_status: Any = None,  # called after device statuses were stored (the alarm engine)
     ) -> None:
         self.images = images
+        self.on_status = on_status
         self.address = parse_broker_url(broker_url)
         self.store = store
         self.client_id = client_id
@@ -245,7 +247,7 @@ class MqttIngest:
                 answer = answer_image_envelope(self.images, collector_id, message.payload)
                 self._publish(f"{self.prefix}/{collector_id}/image-acks", answer)
             elif kind == "status":
-                ack = receive_status(self.store, collector_id, message.payload)
+                ack = receive_status(self.store, collector_id, message.payload, self.on_status)
                 if ack is not None:
                     self._publish(f"{self.prefix}/{collector_id}/acks", ack.model_dump_json())
                 self.counters.statuses += 1
@@ -262,7 +264,7 @@ class MqttIngest:
             claimed = collector_id  # let receive_batch name the syntax error
         if claimed != collector_id:
             raise StoreError(f"batch of collector {claimed!r} published on the topic of {collector_id!r}")
-        ack = receive_batch(self.store, payload)
+        ack = receive_batch(self.store, payload, on_status=self.on_status)
         self.counters.batches += 1
         self.counters.accepted += ack.accepted
         self.counters.duplicates += ack.duplicates

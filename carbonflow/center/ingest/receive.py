@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,14 +145,28 @@ def check_fresh(store: Store, collector_id: str, kind: str, nonce: Any, signed_a
         raise
 
 
-def receive_batch(store: Store, raw: bytes | str, *, received_at: datetime | None = None) -> Ack:
+StatusHook = Callable[[], Any]  # called after device statuses were stored (the alarm engine's on_status)
+
+
+def receive_batch(
+    store: Store,
+    raw: bytes | str,
+    *,
+    received_at: datetime | None = None,
+    on_status: StatusHook | None = None,
+) -> Ack:
     """Decode, authenticate and store one batch; the Ack is returned only after the commit."""
     batch = decode_batch(raw)
     authenticate(store, batch)
-    return ingest_batch(store, batch, received_at=received_at)
+    ack = ingest_batch(store, batch, received_at=received_at)
+    if on_status is not None and batch.statuses and not ack.duplicate_batch:
+        on_status()
+    return ack
 
 
-def receive_status(store: Store, collector_id: str, raw: bytes | str) -> Ack | None:
+def receive_status(
+    store: Store, collector_id: str, raw: bytes | str, on_status: StatusHook | None = None
+) -> Ack | None:
     """A message on the status topic: a Batch (stored like any batch, Ack returned) or a collector's
     live status ``{"collector_id", "config_version", "devices": [DeviceStatus...], ..., "signature"}``
     signed over its canonical JSON (keys sorted, no spaces) — device statuses and last seen are updated."""
@@ -159,7 +174,7 @@ def receive_status(store: Store, collector_id: str, raw: bytes | str) -> Ack | N
     if not isinstance(document, dict):
         raise MalformedBatchError("status must be a JSON object")
     if "batch_id" in document:
-        return receive_batch(store, raw)
+        return receive_batch(store, raw, on_status=on_status)
     if document.get("collector_id") != collector_id:
         raise InvalidBatchError(
             f"status of collector {document.get('collector_id')!r} on the topic of {collector_id!r}"
@@ -174,4 +189,6 @@ def receive_status(store: Store, collector_id: str, raw: bytes | str) -> Ack | N
         raise InvalidBatchError(f"invalid device status: {str(error).splitlines()[0]}") from None
     record_status(store, collector_id, statuses, config_version=document.get("config_version"))
     record_status_report(store, collector_id, unsigned)  # outbox state etc., shown in /collectors
+    if on_status is not None and statuses:
+        on_status()
     return None

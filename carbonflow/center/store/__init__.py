@@ -5,6 +5,10 @@ production); it migrates to the latest schema.  See docs/storage.md.
 """
 
 from carbonflow.center.store import cascade as _cascade  # noqa: F401  (the cascade tables join the metadata)
+from carbonflow.center.store.alarms import (  # the alarm tables join the metadata too
+    alarm_counts,
+    list_alarms,
+)
 from carbonflow.center.store.cameras import camera_known, camera_overview
 from carbonflow.center.store.collector_admin import (
     collector_config,
@@ -142,6 +146,7 @@ __all__ = [
     "accept_fresh",
     "aggregate",
     "aggregate_totals",
+    "alarm_counts",
     "authenticate",
     "camera_known",
     "camera_overview",
@@ -173,6 +178,7 @@ __all__ = [
     "latest_complete_interval_ts",
     "latest_interval_ts",
     "latest_reading_ts",
+    "list_alarms",
     "list_commands",
     "list_conflicts",
     "list_devices",

@@ -116,6 +116,7 @@ async function start() {
   state.zone = me.time_zone || state.zone;
   $("login-page").hidden = true; $("nav").hidden = false; $("logout").hidden = false;
   connectLive();
+  window.cfAlarms?.start();
   show(location.hash.slice(1) || "overview");
 }
 
@@ -136,7 +137,12 @@ function connectLive() {
   const refresh = (ts) => { if (ts !== state.latest) { state.latest = ts; if (state.page === "overview") PAGES.overview(); } };
   try {
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/live`);
-    socket.onmessage = (m) => { $("live").textContent = `● ${t("live")}`; refresh(JSON.parse(m.data).ts); };
+    socket.onmessage = (m) => {
+      $("live").textContent = `● ${t("live")}`;
+      const message = JSON.parse(m.data);
+      if (message.type === "alarms") { window.cfAlarms?.onLive(message); return; } // alarms.js
+      refresh(message.ts);
+    };
     socket.onerror = () => poll();
   } catch { poll(); }
   function poll() {

@@ -156,9 +156,10 @@ def fetch_config(collector_id: SignedCollector, version: str, store: StoreDep) -
 
 
 @router.post("/collectors/{collector_id}/status")
-def post_status(collector_id: str, body: RawBody, store: StoreDep) -> dict[str, str]:
+def post_status(collector_id: str, body: RawBody, store: StoreDep, request: Request) -> dict[str, str]:
     """For the collector itself: its status report, signed inside the document (as on MQTT)."""
-    receive_status(store, collector_id, body)
+    alarms = getattr(request.app.state, "alarms", None)
+    receive_status(store, collector_id, body, None if alarms is None else alarms.on_status)
     return {"collector_id": collector_id, "status": "recorded"}
 
 

@@ -1,4 +1,6 @@
-"""Live updates: WebSocket ``/api/v1/live`` pushes the latest interval's totals whenever a new one is stored.
+"""Live updates: WebSocket ``/api/v1/live`` pushes the latest interval's totals whenever a new one is stored,
+and ``{"type": "alarms", "counts", "items"}`` whenever alarms are raised, cleared or acknowledged (the
+items changed since the last message; the first message after connecting carries the active ones).
 
 Auth: the session cookie (the UI) or ``?token=`` (scripts); without a valid one the socket is closed with
 code 4401.  Each socket polls the store every ``settings.live_poll_s`` seconds — one cheap ``max(ts)``
@@ -16,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.api.deps import SESSION_COOKIE, user_of_token
 from carbonflow.center.api.routes._common import jsonable
-from carbonflow.center.store import interval_header, latest_interval_ts
+from carbonflow.center.store import alarm_counts, interval_header, latest_interval_ts, list_alarms
+from carbonflow.center.store.alarms import latest_alarm_change
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
 
@@ -32,6 +35,20 @@ def _totals_message(header: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _alarm_changes(socket: WebSocket, store, seen):
+    """Send the alarms changed since ``seen`` (None: the active ones); the new watermark."""
+    latest = await run_in_threadpool(latest_alarm_change, store)
+    if latest is None or latest == seen:
+        return seen
+    if seen is None:
+        items = await run_in_threadpool(lambda: list_alarms(store, state="active"))
+    else:
+        items = await run_in_threadpool(lambda: list_alarms(store, state="all", updated_after=seen))
+    counts = await run_in_threadpool(alarm_counts, store)
+    await socket.send_json(jsonable({"type": "alarms", "counts": counts, "items": items}))
+    return latest
+
+
 @router.websocket("/live")
 async def live(socket: WebSocket) -> None:
     token = socket.query_params.get("token") or socket.cookies.get(SESSION_COOKIE)
@@ -42,6 +59,7 @@ async def live(socket: WebSocket) -> None:
     await socket.accept()
     store, settings = socket.app.state.store, socket.app.state.settings
     sent = None
+    alarms_seen = None
     try:
         while True:
             latest = await run_in_threadpool(latest_interval_ts, store)
@@ -50,6 +68,7 @@ async def live(socket: WebSocket) -> None:
                 if header is not None:  # None: purged between the two queries
                     await socket.send_json(jsonable(_totals_message(header)))
                 sent = latest
+            alarms_seen = await _alarm_changes(socket, store, alarms_seen)
             with contextlib.suppress(TimeoutError):  # a message from the client only wakes the loop early
                 await asyncio.wait_for(socket.receive_text(), timeout=settings.live_poll_s)
     except WebSocketDisconnect:

@@ -29,6 +29,7 @@ from carbonflow.center.store import (
     Store,
     aggregate,
     aggregate_totals,
+    alarm_counts,
     device_status_counts,
     interval_results,
     latest_interval_ts,
@@ -150,7 +151,8 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
             "devices_ratio": device_counts.get("online", 0) / devices_total if devices_total else None,
             "estimated_inputs": len(quality["estimates"]),
         },
-        "alarms_active": None,  # alarms arrive with their own issue
+        "alarms_active": (alarms := alarm_counts(store))["active"],
+        "alarms": alarms,  # active: total, unacknowledged, per severity
     }
 
 

@@ -1,0 +1,375 @@
+"""The alarm engine: rules evaluated as intervals are metered and as device status changes.
+
+Three entry points, none of which looks at history beyond the interval just metered:
+
+* :meth:`AlarmEngine.on_interval` — the metering loop's ``on_outcome``: every rule, over the interval's
+  outcome, the last reading of each point inside that interval, the current device and collector state,
+  the electric-carbon meter checks and reading conflicts that arrived since the last evaluation;
+* :meth:`AlarmEngine.on_status` — ingest of a device status: the device-state rules over the current
+  state (communication loss, clock offset, camera offline);
+* :meth:`AlarmEngine.tick` — the scheduler's tick for time-based rules (a device silent for N seconds),
+  over the current state only;
+* :meth:`AlarmEngine.cascade_verdict` — the hook the cascade's verification calls.
+
+Lifecycle per ``(rule, subject)``: the condition held in ``count`` of the last ``window`` evaluations →
+one alarm is raised (never two active for the same key: more sightings count occurrences); ``clear_after``
+clean evaluations in a row → cleared.  A key raised ``flap_raises`` times within ``flap_window_s`` is
+*flapping*: its alarm is marked so, its notifications are suppressed and clearing needs three times the
+clean evaluations.  An alarm at a site with a camera carries the site image nearest its raise time.
+Raising and clearing queue notifications (``notify``); sending them is the notifier's job, in its own
+thread — metering never waits on a mail server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from carbonflow.center.alarms.checks import (
+    CAMERA_KINDS,
+    CHECKS,
+    POINT_KINDS,
+    STATE_KINDS,
+    Finding,
+    Observed,
+)
+from carbonflow.center.alarms.rules import AlarmRule, default_rules, parse_rules, rules_document
+from carbonflow.center.store import Store
+from carbonflow.center.store import alarms as alarm_store
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str, str]  # rule id, subject kind, subject id
+FLAP_HOLD = 3  # a flapping alarm needs this many times ``clear_after`` clean evaluations to clear
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation did, with its cost (``gather_ms``: store reads; ``rules_ms``: the checks)."""
+
+    at: datetime
+    trigger: str
+    rules: int = 0
+    findings: int = 0
+    raised: list[int] = field(default_factory=list)
+    cleared: list[int] = field(default_factory=list)
+    gather_ms: float = 0.0
+    rules_ms: float = 0.0
+    apply_ms: float = 0.0
+    error: str | None = None
+
+
+class AlarmEngine:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        wall_clock: Callable[[], datetime] | None = None,
+        rules: Iterable[AlarmRule] | None = None,
+        channels: Iterable[str] = (),
+        interval_s: int = 900,
+        flap_raises: int = 3,
+        flap_window_s: float = 1800.0,
+    ) -> None:
+        self.store = store
+        self.interval_s = interval_s  # the metering interval: an outcome's readings are (end - it, end]
+        self.clock = clock or (lambda: datetime.now(UTC))  # the field's time (simulated in the demo)
+        self.wall_clock = wall_clock or (lambda: datetime.now(UTC))  # the center's own (receive times)
+        self.channels = set(channels)  # configured notification channels; others are not queued
+        self.flap_raises = flap_raises
+        self.flap_window = timedelta(seconds=flap_window_s)
+        self._lock = threading.RLock()
+        self.rules: list[AlarmRule] = []
+        self._memory: dict[str, dict] = {}
+        self._history: dict[Key, deque[bool]] = {}
+        self._clean: dict[Key, int] = {}
+        self._raises: dict[Key, deque[datetime]] = {}
+        self._flapping: set[Key] = set()
+        self._active: dict[Key, int] = alarm_store.active_alarm_keys(store)
+        self._points: dict[str, dict[str, Any]] | None = None
+        self._meter_check_id = alarm_store.last_meter_check_id(store)
+        self._conflicts_after = alarm_store.latest_conflict_received(store)
+        self._verdicts: list[dict[str, Any]] = []
+        self.last: Evaluation | None = None
+        self.evaluations = 0
+        stored = alarm_store.stored_rules(store)
+        self.rules_source = "given" if rules is not None else "stored" if stored else "default"
+        self._use(list(rules) if rules is not None else parse_rules(stored) if stored else default_rules())
+
+    # -- rules --------------------------------------------------------------------------------------
+    def _use(self, rules: list[AlarmRule]) -> None:
+        with self._lock:
+            old = {rule.id: rule for rule in self.rules}
+            self.rules = rules
+            for rule in rules:  # a changed rule starts afresh; an unchanged one keeps its state
+                if old.get(rule.id) != rule:
+                    self._memory[rule.id] = {}
+                    for key in [k for k in self._history if k[0] == rule.id]:
+                        del self._history[key]
+
+    def set_rules(self, data: Any, actor: str | None = None) -> list[AlarmRule]:
+        """Validate (a bad rule raises ``RuleError`` naming the field), store and use a rule set.
+        Active alarms of rules that are gone or disabled are cleared."""
+        rules = parse_rules(data)
+        alarm_store.replace_rules(self.store, rules_document(rules), actor)
+        self._use(rules)
+        self.rules_source = "stored"
+        wanted = {rule.id for rule in rules if rule.enabled}
+        now = self.clock()
+        with self._lock:
+            for key, alarm_id in list(self._active.items()):
+                if key[0] not in wanted:
+                    alarm_store.clear_alarm(
+                        self.store, alarm_id, now, note=f"rule {key[0]} removed or disabled"
+                    )
+                    del self._active[key]
+        return rules
+
+    def clear_by_hand(self, alarm_id: int, user: str, note: str | None = None) -> bool:
+        """An operator clears an alarm (its condition must be seen again to raise a new one)."""
+        alarm = alarm_store.get_alarm(self.store, alarm_id)  # NotFoundError for an unknown id
+        text = f"cleared by {user}" + (f": {note}" if note else "")
+        with self._lock:
+            done = alarm_store.clear_alarm(self.store, alarm_id, self.clock(), note=text)
+            for key, active_id in list(self._active.items()):
+                if active_id == alarm_id:
+                    del self._active[key]
+                    self._history.pop(key, None)
+        if done:
+            rule = next((r for r in self.rules if r.id == alarm["rule"]), None)
+            if rule is not None:
+                key = (rule.id, alarm["subject"]["kind"], alarm["subject"]["id"])
+                self._notify(rule, key, alarm_id, "cleared")
+        return done
+
+    def refresh_points(self) -> None:
+        self._points = None
+
+    # -- entry points -------------------------------------------------------------------------------
+    def on_interval(self, outcome: Any) -> Evaluation:
+        """Evaluate every rule for the interval just metered (the metering loop's ``on_outcome``)."""
+        return self._guarded("interval", outcome.end, lambda e: self._interval(e, outcome))
+
+    def on_status(self, *_args: Any, **_kwargs: Any) -> Evaluation:
+        """A device status arrived: the device-state rules over the current state."""
+        return self.tick(trigger="status")
+
+    def tick(self, now: datetime | None = None, *, trigger: str = "tick") -> Evaluation:
+        """The scheduler's tick: time-based rules over the current device and collector state."""
+        at = now or self.clock()
+        return self._guarded(trigger, at, lambda e: self._state(e, at))
+
+    def cascade_verdict(
+        self, peer: str, status: str, detail: str | None = None, *, at: datetime | None = None,
+        region: str | None = None,
+    ) -> Evaluation:  # fmt: skip
+        """A cascade verification verdict (``ok`` | ``mismatch`` | ``pending``) for a peer center."""
+        verdict = {"peer": peer, "status": status, "detail": detail, "region": region}
+        moment = at or self.clock()
+        return self._guarded(
+            "cascade",
+            moment,
+            lambda e: self._run(e, Observed(moment, cascade=[verdict]), ("cascade_mismatch",)),
+        )
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def _guarded(self, trigger: str, at: datetime, body: Callable[[Evaluation], None]) -> Evaluation:
+        evaluation = Evaluation(at, trigger)
+        try:
+            with self._lock:
+                body(evaluation)
+        except Exception as error:  # an alarm problem must never stop metering or ingest
+            log.exception("alarm evaluation (%s) failed", trigger)
+            evaluation.error = f"{type(error).__name__}: {error}"
+        self.last = evaluation
+        self.evaluations += 1
+        return evaluation
+
+    def _enabled(self, kinds: Iterable[str]) -> list[AlarmRule]:
+        wanted = set(kinds)
+        return [rule for rule in self.rules if rule.enabled and rule.kind in wanted]
+
+    def _interval(self, evaluation: Evaluation, outcome: Any) -> None:
+        started = time.perf_counter()
+        rules = self._enabled(CHECKS)
+        kinds = {rule.kind for rule in rules}
+        observed = Observed(outcome.end, self.wall_clock(), outcome=outcome)
+        self._gather_state(observed, kinds)
+        needs_points = kinds & set(POINT_KINDS) or any(
+            (rule.quantity or "").startswith("point.") for rule in rules
+        )
+        if needs_points:
+            if self._points is None:
+                self._points = alarm_store.point_catalogue(self.store)
+            observed.points = self._points
+            start = outcome.end - timedelta(seconds=self.interval_s)
+            raw = alarm_store.interval_point_values(self.store, start, outcome.end)
+            for point_id, (ts, value) in raw.items():
+                point = self._points.get(point_id)
+                if point is not None:
+                    scale = point.get("scale")
+                    observed.point_values[point_id] = float(value / scale if scale else value)
+                    observed.point_times[point_id] = ts
+                    step = Decimal(1).scaleb(value.as_tuple().exponent) if value.is_finite() else 0
+                    observed.point_resolution[point_id] = float(step / scale if scale else step)
+        if "meter_mismatch" in kinds:
+            observed.meter_checks = alarm_store.meter_checks_after(self.store, self._meter_check_id)
+            if observed.meter_checks:
+                self._meter_check_id = observed.meter_checks[-1]["id"]
+        if "tamper" in kinds:
+            observed.conflicts = alarm_store.conflicts_after(self.store, self._conflicts_after)
+            if observed.conflicts:
+                self._conflicts_after = observed.conflicts[-1]["received_at"]
+        evaluation.gather_ms = (time.perf_counter() - started) * 1000
+        self._run(
+            evaluation, observed, [k for k in CHECKS if k not in STATE_KINDS and k != "cascade_mismatch"]
+        )
+        # the device-state rules look at the state now (the interval's end is already past)
+        now = Observed(max(self.clock(), outcome.end), observed.wall_at, devices=observed.devices)
+        now.collectors, now.camera_images = observed.collectors, observed.camera_images
+        self._run(evaluation, now, STATE_KINDS, add=True)
+
+    def _gather_state(self, observed: Observed, kinds: set[str]) -> None:
+        if kinds & {"comm_loss", "clock_offset", "camera_offline", "meter_mismatch"} or kinds & set(
+            POINT_KINDS
+        ):
+            observed.devices = alarm_store.device_states(self.store)
+            observed.device_region = {d["id"]: d.get("region") for d in observed.devices}
+        if "camera_offline" in kinds and observed.devices:
+            cameras = [d["id"] for d in observed.devices if d.get("kind") in CAMERA_KINDS]
+            observed.camera_images = alarm_store.latest_images(self.store, cameras)
+        if "collector_loss" in kinds:
+            observed.collectors = alarm_store.collector_states(self.store)
+
+    def _state(self, evaluation: Evaluation, at: datetime) -> None:
+        started = time.perf_counter()
+        observed = Observed(at, self.wall_clock())
+        self._gather_state(observed, {rule.kind for rule in self._enabled(STATE_KINDS)})
+        evaluation.gather_ms = (time.perf_counter() - started) * 1000
+        self._run(evaluation, observed, STATE_KINDS)
+
+    def evaluate(self, observed: Observed, kinds: Iterable[str] = tuple(CHECKS)) -> Evaluation:
+        """Evaluate the rules of ``kinds`` over given observations (tests, the benchmark)."""
+        return self._guarded("given", observed.at, lambda e: self._run(e, observed, kinds))
+
+    def _run(
+        self, evaluation: Evaluation, observed: Observed, kinds: Iterable[str], *, add: bool = False
+    ) -> None:
+        started = time.perf_counter()
+        rules = self._enabled(kinds)
+        found: list[tuple[AlarmRule, Finding]] = []
+        for rule in rules:
+            memory = self._memory.setdefault(rule.id, {})
+            found.extend((rule, finding) for finding in CHECKS[rule.kind](rule, observed, memory))
+        checked = time.perf_counter()
+        for rule, finding in found:
+            self._apply(rule, finding, observed, evaluation)
+        applied = time.perf_counter()
+        if not add:
+            evaluation.rules = evaluation.findings = 0
+            evaluation.rules_ms = evaluation.apply_ms = 0.0
+        evaluation.rules += len(rules)
+        evaluation.findings += len(found)
+        evaluation.rules_ms += (checked - started) * 1000
+        evaluation.apply_ms += (applied - checked) * 1000
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def _apply(self, rule: AlarmRule, finding: Finding, observed: Observed, evaluation: Evaluation) -> None:
+        key = (rule.id, finding.subject_kind, finding.subject_id)
+        history = self._history.get(key)
+        if not finding.bad and history is None and key not in self._active:
+            return  # the common case: nothing wrong, nothing remembered
+        if history is None or history.maxlen != rule.window:
+            history = self._history[key] = deque(history or (), maxlen=rule.window)
+        history.append(finding.bad)
+        alarm_id = self._active.get(key)
+        if alarm_id is None:
+            if finding.bad and sum(history) >= rule.count:
+                evaluation.raised.append(self._raise(rule, key, finding, observed))
+            return
+        if finding.bad:
+            self._clean[key] = 0
+            alarm_store.touch_alarm(self.store, alarm_id, observed.at, finding.message, finding.value)
+            return
+        self._clean[key] = self._clean.get(key, 0) + 1
+        needed = rule.clear_after * (FLAP_HOLD if key in self._flapping else 1)
+        if self._clean[key] >= needed:
+            alarm_store.clear_alarm(self.store, alarm_id, observed.at)
+            del self._active[key]
+            self._clean.pop(key, None)
+            history.clear()
+            evaluation.cleared.append(alarm_id)
+            self._notify(rule, key, alarm_id, "cleared")
+
+    def _raise(self, rule: AlarmRule, key: Key, finding: Finding, observed: Observed) -> int:
+        raises = self._raises.setdefault(key, deque(maxlen=self.flap_raises))
+        raises.append(observed.at)
+        flapping = len(raises) >= self.flap_raises and observed.at - raises[0] <= self.flap_window
+        if flapping:
+            self._flapping.add(key)
+        else:
+            self._flapping.discard(key)
+        values: dict[str, Any] = {
+            "rule_id": rule.id,
+            "kind": rule.kind,
+            "severity": rule.severity,
+            "subject_kind": finding.subject_kind,
+            "subject_id": finding.subject_id,
+            "region": finding.region,
+            "raised_at": observed.at,
+            "message": finding.message,
+            "value": finding.value,
+            "flapping": flapping,
+            "detail": {"description": rule.description} if rule.description else None,
+        }
+        image = self._image_for(finding, observed)
+        if image is not None:
+            values.update(image_camera=image["camera"], image_ts=image["ts"], image_key=image["key"])
+        alarm_id = alarm_store.insert_alarm(self.store, values)
+        self._active[key] = alarm_id
+        self._clean[key] = 0
+        if not flapping:
+            self._notify(rule, key, alarm_id, "raised")
+        return alarm_id
+
+    def _image_for(self, finding: Finding, observed: Observed) -> dict[str, Any] | None:
+        if finding.subject_kind == "camera":
+            cameras = [finding.subject_id]
+        elif finding.bus:
+            devices = observed.devices
+            if devices is None:
+                devices = observed.devices = alarm_store.device_states(self.store)
+            cameras = [
+                d["id"] for d in devices if d.get("kind") == "camera" and d.get("bus_id") == finding.bus
+            ]
+        else:
+            return None
+        return alarm_store.nearest_image(self.store, cameras, observed.at) if cameras else None
+
+    def _notify(self, rule: AlarmRule, key: Key, alarm_id: int, event: str) -> None:
+        channels = [name for name in rule.notify if name in self.channels]
+        if not channels or key in self._flapping:
+            return
+        alarm = alarm_store.get_alarm(self.store, alarm_id)
+        alarm_store.queue_notifications(self.store, alarm_id, event, channels, _jsonable(alarm))
+
+    # -- views --------------------------------------------------------------------------------------
+    def rules_document(self) -> list[dict[str, Any]]:
+        return rules_document(self.rules)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
