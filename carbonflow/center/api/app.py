@@ -42,6 +42,7 @@ from carbonflow.center.api.routes import (
 )
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.cascade.config import CascadeConfig
+from carbonflow.center.cascade.feed import metering_feed
 from carbonflow.center.cascade.service import CascadeService
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
@@ -92,6 +93,8 @@ def create_app(
                 losses=settings.metering_losses,
             )
             metering = MeteringLoop(service)
+            if cascade is not None:  # each metered interval (and each new version) goes to the cascade
+                metering.observers.append(metering_feed(store, service.topology, cascade.node))
             metering.start()
         app.state.metering = metering
         if cascade is not None:
