@@ -70,6 +70,7 @@ class DemoOptions:
     mqtt_url: str | None = None  # default: HTTP ingest
     password: str | None = None  # default: generated once and kept in the directory
     max_intervals: int | None = None  # stop after metering this many intervals (tests)
+    cascade: bool = False  # province + cities + counties, each its own center (demo_cascade.py)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class DemoReport:
     intervals_remetered: int = 0
     factors_queued: int = 0
     truth_checks: list[TruthCheck] = field(default_factory=list)
+    cascade_checks: list[Any] = field(default_factory=list)  # demo_cascade.CascadeCheck per interval
 
 
 def compare_with_truth(
@@ -204,7 +206,8 @@ async def run_demo(
         image_dir=str(options.directory / "images"),
         metering_interval_s=0,
     )
-    app = create_app(settings, store=store)
+    cascade = _cascade(options, grid, store, clock.now, password, say)
+    app = create_app(settings, store=store, cascade=None if cascade is None else cascade.province)
     server = _Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
     server_task = asyncio.create_task(server.serve(), name="center-api")
     while not server.started and not server_task.done():
@@ -230,6 +233,10 @@ async def run_demo(
     report = DemoReport(url=url, user="admin", password=password)
     metering = MeteringService(store, grid, options.interval_s)
     try:
+        if cascade is not None:
+            cascade.checks = report.cascade_checks
+            say("cascade of centers (each its own store and port; user admin, same password):")
+            await cascade.start()
         await collector.start()
         say(
             f"{len(farm.devices)} simulated devices on {len(farm.endpoints)} endpoints; collector polling "
@@ -246,6 +253,8 @@ async def run_demo(
             on_outcome=_reporter(feed, report, say),
             max_intervals=options.max_intervals,
         )
+        if cascade is not None:
+            loop.observers.append(cascade.feed)
         await loop.run(stop)
         stop.set()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -256,9 +265,23 @@ async def run_demo(
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await server_task
+        if cascade is not None:
+            await cascade.stop()
         await farm.stop()
         store.close()
     return report
+
+
+def _cascade(options: DemoOptions, grid, store: Store, now, password: str, say):
+    """``--cascade``: the cascade of centers the demo's metering feeds (None without the option)."""
+    if not options.cascade:
+        return None
+    from carbonflow.demo_cascade import CascadeDemo
+
+    return CascadeDemo(
+        options.directory / "cascade", options.host, options.port, options.interval_s, grid, store, now,
+        password, say,
+    )  # fmt: skip
 
 
 class _Server(uvicorn.Server):

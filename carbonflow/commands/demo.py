@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mqtt", metavar="URL", help="collector -> center over MQTT, e.g. mqtt://127.0.0.1:1883"
     )
     parser.add_argument("--intervals", type=int, help="stop after metering this many intervals")
+    parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="a cascade of centers: province (on --port), 2 cities, 8 counties, exchanging and verifying",
+    )
     parser.set_defaults(run=run)
 
 
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         database_url=args.postgres,
         mqtt_url=args.mqtt,
         max_intervals=args.intervals,
+        cascade=args.cascade,
     )
     try:
         report = asyncio.run(run_demo(options))

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
+from carbonflow.center.cascade.config import CascadeConfig
 from carbonflow.center.cascade.node import CascadeNode
 from carbonflow.center.cascade.split import CascadeError, bus_regions, in_region, region_part
 from carbonflow.center.metering.service import IntervalOutcome
 from carbonflow.center.store import Store
-from carbonflow.center.store.cascade import metered_snapshot
+from carbonflow.center.store.cascade import metered_snapshot, result_hash_at, verifications
 
 log = logging.getLogger(__name__)
 LOWER = "\x00lower"  # region given to the buses a lower center meters: outside this center's part
@@ -54,3 +56,23 @@ def metering_feed(
             log.warning("cascade %s, interval %s: %s", node.id, outcome.end.isoformat(), error)
 
     return feed
+
+
+def exchanged(store: Store, node_config: CascadeConfig, ts: datetime) -> bool:
+    """The interval ending at ``ts`` is done at this center: its result is stored, its upper's verdicts
+    on it received, and every lower center's report judged."""
+    if result_hash_at(store, ts, node_config.region) is None:
+        return False
+    judges = {(v["peer"], v["judge"]) for v in verifications(store, ts) if v["ts"] == ts.isoformat()}
+    upper = node_config.upper
+    if upper is not None and (upper.id, upper.id) not in judges:
+        return False
+    return all((p.id, node_config.center_id) in judges for p in node_config.lowers)
+
+
+def interval_status(store: Store, ts: datetime) -> str:
+    """ok / mismatch / pending: the verdicts this center stored for the interval ending at ``ts``."""
+    rows = [v for v in verifications(store, ts) if v["ts"] == ts.isoformat()]
+    if not rows:
+        return "pending"
+    return "mismatch" if any(v["status"] == "mismatch" for v in rows) else "ok"
