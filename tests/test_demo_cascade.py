@@ -29,7 +29,7 @@ def test_demo_cascade_verifies_every_interval_at_every_level_and_equals_the_sing
             await asyncio.sleep(0.1)
         # while it runs: the province's view lists its two cities, exchanged with and verified
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{options.port}") as client:
-            login = await client.post("/api/v1/login", json={"username": "admin", "password": "pw"})
+            login = await client.post("/api/v1/login", json={"name": "admin", "password": "pw"})
             token = login.json()["token"]
             answer = await client.get("/api/v1/cascade", headers={"Authorization": f"Bearer {token}"})
             views["province"] = answer.json()
@@ -45,6 +45,7 @@ def test_demo_cascade_verifies_every_interval_at_every_level_and_equals_the_sing
         assert check.ok, cascade_lines  # every center of every level verified the interval ok
         assert check.max_abs_g_per_kwh <= 1e-6, cascade_lines  # hierarchical == single center
     assert sum(1 for line in lines if line.lstrip().startswith(("province", "city", "county"))) == 11, lines
+    print("\n" + "\n".join(cascade_lines))
     view = views["province"]
     assert view["center"]["level"] == "province", view
     assert {p["direction"] for p in view["peers"]} == {"lower"} and len(view["peers"]) == 2, view
