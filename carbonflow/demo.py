@@ -71,6 +71,7 @@ class DemoOptions:
     password: str | None = None  # default: generated once and kept in the directory
     max_intervals: int | None = None  # stop after metering this many intervals (tests)
     scenario: Path | None = None  # simulator fault scenario (JSON/TOML events, times from the start)
+    cascade: bool = False  # province + cities + counties, each its own center (demo_cascade.py)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class DemoReport:
     alarms_raised: int = 0
     alarms_cleared: int = 0
     start: datetime | None = None  # simulated start (scenario times count from it)
+    cascade_checks: list[Any] = field(default_factory=list)  # demo_cascade.CascadeCheck per interval
 
 
 def compare_with_truth(
@@ -211,7 +213,8 @@ async def run_demo(
         metering_interval_s=0,
         alarm_tick_s=max(0.5, options.interval_s / options.speed / 4),  # time-based rules: 4 per interval
     )
-    app = create_app(settings, store=store)
+    cascade = _cascade(options, grid, store, clock.now, password, say)
+    app = create_app(settings, store=store, cascade=None if cascade is None else cascade.province)
     alarms = app.state.alarms  # evaluated on the simulated clock, as each interval is metered
     alarms.clock, alarms.interval_s = clock.now, options.interval_s
     server = _Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
@@ -246,6 +249,10 @@ async def run_demo(
     report = DemoReport(url=url, user="admin", password=password, start=start)
     metering = MeteringService(store, grid, options.interval_s)
     try:
+        if cascade is not None:
+            cascade.checks = report.cascade_checks
+            say("cascade of centers (each its own store and port; user admin, same password):")
+            await cascade.start()
         await collector.start()
         say(
             f"{len(farm.devices)} simulated devices on {len(farm.endpoints)} endpoints; collector polling "
@@ -262,6 +269,8 @@ async def run_demo(
             on_outcome=_with_alarms(_reporter(feed, report, say), alarms, report, say),
             max_intervals=options.max_intervals,
         )
+        if cascade is not None:
+            loop.observers.append(cascade.feed)
         await loop.run(stop)
         stop.set()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -272,9 +281,23 @@ async def run_demo(
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await server_task
+        if cascade is not None:
+            await cascade.stop()
         await farm.stop()
         store.close()
     return report
+
+
+def _cascade(options: DemoOptions, grid, store: Store, now, password: str, say):
+    """``--cascade``: the cascade of centers the demo's metering feeds (None without the option)."""
+    if not options.cascade:
+        return None
+    from carbonflow.demo_cascade import CascadeDemo
+
+    return CascadeDemo(
+        options.directory / "cascade", options.host, options.port, options.interval_s, grid, store, now,
+        password, say,
+    )  # fmt: skip
 
 
 class _Server(uvicorn.Server):

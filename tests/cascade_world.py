@@ -13,12 +13,13 @@ import uvicorn
 
 from carbonflow.center.api.app import create_app
 from carbonflow.center.api.settings import CenterSettings
+from carbonflow.center.cascade.feed import exchanged
 from carbonflow.center.cascade.layout import cascade_configs, leaf_regions
 from carbonflow.center.cascade.node import Mismatch
 from carbonflow.center.cascade.service import CascadeService
 from carbonflow.center.cascade.split import bus_regions, region_part
 from carbonflow.center.store import Store
-from carbonflow.center.store.cascade import result_at, verifications
+from carbonflow.center.store.cascade import result_at
 
 TOKEN = "cascade-test-token"
 
@@ -114,17 +115,7 @@ class World:
 
     def done(self, ts: datetime) -> bool:
         """Every center has its result and every lower center's report is judged at both ends."""
-        for center in self.centers.values():
-            if result_at(center.store, ts, center.config.region) is None:
-                return False
-            judges = {
-                (v["peer"], v["judge"]) for v in verifications(center.store, ts) if v["ts"] == ts.isoformat()
-            }
-            if center.config.upper and (center.config.upper.id, center.config.upper.id) not in judges:
-                return False
-            if any((p.id, center.id) not in judges for p in center.config.lowers):
-                return False
-        return True
+        return all(exchanged(c.store, c.config, ts) for c in self.centers.values())
 
     async def wait(self, ts: datetime, timeout_s: float = 30.0) -> None:
         for _ in range(int(timeout_s / 0.02)):

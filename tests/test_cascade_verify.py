@@ -172,17 +172,22 @@ def test_bad_signature_unknown_peer_and_replay_are_refused_or_deduplicated_and_a
                 created_at=datetime.now(UTC), payload=sent.payload,
             )  # fmt: skip
             answers["replay"] = await client.post(url, content=again.signed(city.node.key).model_dump_json())
+            answers["views"] = await client.get(
+                "/api/v1/cascade", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
             changed = json.loads(json.dumps(sent.payload))
             changed["part"]["loads"][0]["p_mw"] += 1.0
             other = Envelope.model_validate(
                 {**again.model_dump(mode="json"), "message_id": uuid.uuid4().hex, "payload": changed}
             )
-            answers["conflict"] = await client.post(
+            answers["new version"] = await client.post(
                 url, content=other.signed(city.node.key).model_dump_json()
             )
-            answers["views"] = await client.get(
-                "/api/v1/cascade", headers={"Authorization": f"Bearer {TOKEN}"}
+            answers["new version again"] = await client.post(
+                url, content=other.signed(city.node.key).model_dump_json()
             )
+            first = again.model_copy(update={"message_id": uuid.uuid4().hex}).signed(city.node.key)
+            answers["old version replayed"] = await client.post(url, content=first.model_dump_json())
             answers["no login"] = await client.get("/api/v1/cascade")
         return answers, sent
 
@@ -200,12 +205,18 @@ def test_bad_signature_unknown_peer_and_replay_are_refused_or_deduplicated_and_a
         actions = connection.execute(select(AuditEntry.action)).scalars().all()
     assert "cascade message bad signature" in actions and "cascade message unknown peer" in actions
     assert answers["replay"].status_code == 200 and answers["replay"].json()["status"] == "duplicate"
-    assert answers["conflict"].status_code == 409
+    # a different part for an interval already received is a new version (re-metered), not a conflict;
+    # the same message again, or an earlier version replayed, is a duplicate
+    assert answers["new version"].status_code == 200
+    assert answers["new version"].json()["status"] == "accepted"
+    assert answers["new version"].json()["version"] == 2
+    for name in ("new version again", "old version replayed"):
+        assert answers[name].status_code == 200 and answers[name].json()["status"] == "duplicate", name
     with world.centers["ah"].store.read() as connection:
         counted = connection.execute(
             select(func.count()).where(CascadeMessage.peer == "ah-hf", CascadeMessage.kind == "region_data")
         ).scalar_one()
-    assert counted == 1  # never double counted
+    assert counted == 2  # two versions, each stored once
     assert sent is not None
 
 

@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="simulator fault scenario (JSON/TOML events, times after the start) applied to the demo",
     )
+    parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="a cascade of centers: province (on --port), 2 cities, 8 counties, exchanging and verifying",
+    )
     parser.set_defaults(run=run)
 
 
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         mqtt_url=args.mqtt,
         max_intervals=args.intervals,
         scenario=scenario,
+        cascade=args.cascade,
     )
     try:
         report = asyncio.run(run_demo(options))

@@ -47,6 +47,7 @@ from carbonflow.center.api.routes import (
 )
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.cascade.config import CascadeConfig
+from carbonflow.center.cascade.feed import metering_feed
 from carbonflow.center.cascade.service import CascadeService
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
@@ -112,6 +113,8 @@ def create_app(
             )
             app.state.alarms.interval_s = settings.metering_interval_s
             metering = MeteringLoop(service, on_outcome=app.state.alarms.on_interval)
+            if cascade is not None:  # each metered interval (and each new version) goes to the cascade
+                metering.observers.append(metering_feed(store, service.topology, cascade.node))
             metering.start()
         app.state.metering = metering
         if cascade is not None:

@@ -95,6 +95,9 @@ class CascadeConfig(BaseModel):
     losses: Literal["receiving", "consumer"] = "receiving"
     outbox_path: str = "cascade-outbox.db"
     outbox_durable: bool = True  # fsync each queued message (survives a power cut, not only a crash)
+    # the region's balance may stay open by this share of its generation + imports: metered data keeps
+    # the residual of its meters (the demo's devices: < 1e-4); exact data closes to 1e-6
+    balance_share: float = Field(default=1e-6, ge=0)
     max_clock_skew_s: float = Field(default=120.0, ge=0)  # an interval ending later than now + this: refused
     backoff_min_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)

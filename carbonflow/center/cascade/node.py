@@ -129,7 +129,8 @@ class CascadeNode:
         """This center's own metered part of the interval ending at ``ts``."""
         payload = RegionData(region=self.config.region, part=part).model_dump(mode="json")
         with self._lock:
-            if self._find("own", self.id, "region_data", ts) is None:
+            earlier = self._find("own", self.id, "region_data", ts)
+            if earlier is None or earlier.digest != digest(payload):  # metered again: a new version
                 now = self.now()
                 message = cstore.StoredMessage(
                     uuid.uuid4().hex, "own", self.id, "region_data", ts, payload, digest(payload), now
@@ -192,23 +193,24 @@ class CascadeNode:
             if cstore.message_by_id(self.store, envelope.message_id) is not None:
                 self._audit("duplicate", envelope, "message_id seen before")
                 return {"status": "duplicate", "message_id": envelope.message_id}
-            earlier = self._find("in", peer.id, kind, envelope.ts)
-            if earlier is not None:
-                if earlier.digest == digest(payload):
-                    self._audit("duplicate", envelope, f"same {kind} as message {earlier.message_id}")
+            # a different message for an interval already received is a new version of it (the peer
+            # metered or computed it again: late readings); the same payload again, of any earlier
+            # version, is a replay: stored once, never counted twice
+            latest = self._find("in", peer.id, kind, envelope.ts)
+            versions = 0
+            if latest is not None:
+                known = cstore.message_digests(self.store, "in", peer.id, kind, envelope.ts)
+                if digest(payload) in known:
+                    self._audit("duplicate", envelope, f"same {kind} as an earlier message")
                     return {"status": "duplicate", "message_id": envelope.message_id}
-                self._refuse(
-                    "conflicting message",
-                    envelope,
-                    f"a different {kind} for {envelope.ts.isoformat()} was accepted before",
-                    409,
-                )
+                versions = len(known)
+                self._audit("new version", envelope, f"{kind} version {versions + 1}")
             message = cstore.StoredMessage(
                 envelope.message_id, "in", peer.id, kind, envelope.ts, payload, digest(payload), now
             )
             self._save(message, envelope.interval_s, envelope.created_at)
             self.advance(envelope.ts)
-        return {"status": "accepted", "message_id": envelope.message_id}
+        return {"status": "accepted", "message_id": envelope.message_id, "version": versions + 1}
 
     def refused_by_peer(self, item: QueuedMessage, result: SendResult) -> None:
         """A peer refused one of our messages for good: a verdict here too (clock skew, bad data)."""
@@ -282,8 +284,7 @@ class CascadeNode:
         merged = merge_parts(self.config.region, [own, *child_parts.values()])
         imports: dict[str, float | None] = {}
         if upper is not None:
-            if self._find("out", upper.id, "region_data", ts) is None:
-                self._send(upper, ts, RegionData(region=self.config.region, part=merged))
+            self._send_new(upper, ts, RegionData(region=self.config.region, part=merged))
             boundaries = self._payload("in", upper.id, "boundary_intensities", ts)
             if boundaries is None:
                 return
@@ -300,8 +301,8 @@ class CascadeNode:
         if cached is not None and cached[0] == inputs:
             return cached[1]
         result = solve_part(merged, imports, self.config.losses, self.config.interval_s)
-        if cstore.result_at(self.store, ts, self.config.region) is None:
-            self._publish(ts, merged, imports, result)
+        if cstore.result_hash_at(self.store, ts, self.config.region) != result.result_hash:
+            self._publish(ts, merged, imports, result)  # first result, or a new version of it
         self._solved[ts] = (inputs, result)
         while len(self._solved) > INDEX_INTERVALS:
             self._solved.pop(next(iter(self._solved)))
@@ -326,7 +327,7 @@ class CascadeNode:
         for peer in self.config.lowers:
             part = self._payload("in", peer.id, "region_data", ts)["part"]
             handed = child_imports(part, result, imports)
-            self._send(
+            self._send_new(
                 peer,
                 ts,
                 BoundaryIntensities(
@@ -362,7 +363,7 @@ class CascadeNode:
             own_checks,
         )
         if self.config.upper is not None:
-            self._send(self.config.upper, ts, report)
+            self._send_new(self.config.upper, ts, report)
 
     def _judge(self, ts: datetime, peer: PeerConfig, part, merged, result: PartResult) -> None:
         message = self._payload("in", peer.id, "interval_report", ts)
@@ -399,6 +400,12 @@ class CascadeNode:
                 log.warning("%s", mismatch.message())
                 for listener in self.listeners:
                     listener(mismatch)
+
+    def _send_new(self, peer: PeerConfig, ts: datetime, payload) -> None:
+        """Send ``payload`` unless the last message of its kind to ``peer`` for ``ts`` says the same."""
+        sent = self._find("out", peer.id, payload.kind, ts)
+        if sent is None or sent.digest != digest(payload.model_dump(mode="json")):
+            self._send(peer, ts, payload)
 
     def _send(self, peer: PeerConfig, ts: datetime, payload) -> None:
         envelope = Envelope(

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from carbonflow.center.cascade.config import CascadeConfig
 from carbonflow.center.cascade.node import CascadeNode
 from carbonflow.center.cascade.outbox import CascadeOutbox, PeerQueue, QueuedMessage
+from carbonflow.center.cascade.verify import Tolerances
 from carbonflow.center.store import Store
 from carbonflow.delivery import DeliveryLoop, HttpSender, SendResult, cancel_and_wait
 
@@ -40,6 +41,7 @@ class CascadeService:
     @classmethod
     def open(cls, store: Store, config: CascadeConfig, **node_kwargs) -> CascadeService:
         outbox = CascadeOutbox(Path(config.outbox_path), durable=config.outbox_durable)
+        node_kwargs.setdefault("tolerances", Tolerances(energy_share=config.balance_share))
         return cls(CascadeNode(store, config, outbox, **node_kwargs))
 
     async def start(self) -> None:

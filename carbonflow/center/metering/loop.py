@@ -46,6 +46,9 @@ class MeteringLoop:
         self.speed = speed
         self.grace = timedelta(seconds=service.interval_s / 2 if grace_s is None else grace_s)
         self.on_outcome = on_outcome
+        # more listeners of each outcome (first metering and every new version), each called in a
+        # worker thread after ``on_outcome``: e.g. the cascade takes the interval's part from here
+        self.observers: list[Callable[[IntervalOutcome], None]] = []
         self.max_intervals = max_intervals
         self.metered = 0
         self.skipped = 0
@@ -79,8 +82,7 @@ class MeteringLoop:
                 self.skipped += 1
                 log.warning("interval ending %s not metered: %s", next_end.isoformat(), outcome.error)
             self._track(outcome)
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+            await self._notify(outcome)
             next_end += timedelta(seconds=self.service.interval_s)
             if self.max_intervals is not None and self.metered >= self.max_intervals:
                 return
@@ -106,8 +108,16 @@ class MeteringLoop:
             self._track(outcome)
             if outcome.stored and outcome.version == 1:
                 self.metered += 1
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+            await self._notify(outcome)
+
+    async def _notify(self, outcome: IntervalOutcome) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        for observer in self.observers:
+            try:
+                await asyncio.to_thread(observer, outcome)
+            except Exception:  # one listener's failure never stops the metering
+                log.exception("observer of interval %s failed", outcome.end.isoformat())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="metering")

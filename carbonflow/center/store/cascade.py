@@ -12,7 +12,7 @@ from sqlalchemy import JSON, Float, Index, Integer, String, Text, UniqueConstrai
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.schema import ID, AutoId, Base
+from carbonflow.center.store.schema import ID, AutoId, Base, Interval
 from carbonflow.center.store.types import UtcDateTime, utc
 
 
@@ -118,6 +118,21 @@ def find_message(store: Store, direction: str, peer: str, kind: str, ts: datetim
     return None if row is None else _message(row)
 
 
+def message_digests(store: Store, direction: str, peer: str, kind: str, ts: datetime) -> set[str]:
+    """The digests of every version of one kind of message for one interval (replays are found)."""
+    with store.read() as connection:
+        return set(
+            connection.execute(
+                select(CascadeMessage.digest).where(
+                    CascadeMessage.direction == direction,
+                    CascadeMessage.peer == peer,
+                    CascadeMessage.kind == kind,
+                    CascadeMessage.ts == ts,
+                )
+            ).scalars()
+        )
+
+
 def save_message(store: Store, message: StoredMessage, interval_s: int, created_at: datetime) -> None:
     with store.write() as connection:
         connection.execute(
@@ -186,6 +201,23 @@ def save_result(
                 "created_at": now,
             },
         )
+
+
+def result_hash_at(store: Store, ts: datetime, region: str) -> str | None:
+    with store.read() as connection:
+        return connection.execute(
+            select(CascadeResult.hash).where(CascadeResult.ts == ts, CascadeResult.region == region)
+        ).scalar_one_or_none()
+
+
+def metered_snapshot(store: Store, ts: datetime, interval_s: int, level: str = "") -> dict[str, Any] | None:
+    """The snapshot the center's metering assembled for the interval ending at ``ts`` (newest version)."""
+    with store.read() as connection:
+        return connection.execute(
+            select(Interval.snapshot).where(
+                Interval.ts == ts, Interval.level == level, Interval.interval_s == interval_s
+            )
+        ).scalar_one_or_none()
 
 
 def result_at(store: Store, ts: datetime, region: str) -> dict[str, Any] | None:
