@@ -123,9 +123,8 @@ class CascadeOutbox(SqliteOutbox):
     def _refused(self, peer: str | None) -> list[dict]:
         rows = self._db.execute(
             "SELECT peer, message_id, kind, ts, error FROM cascade_refused"
-            + (" WHERE peer = ?" if peer else "")
-            + " ORDER BY id",
-            (peer,) if peer else (),
+            " WHERE (? IS NULL OR peer = ?) ORDER BY id",
+            (peer, peer),
         ).fetchall()
         return [dict(zip(("peer", "message_id", "kind", "ts", "error"), row)) for row in rows]
 
