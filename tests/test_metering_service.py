@@ -61,6 +61,15 @@ def readings_at(device_map, truth, ts) -> list[Reading]:
     return readings
 
 
+def center_store(tmp_path, topology, device_map) -> Store:
+    """A center's store with the reference grid and its devices registered under collector col-1."""
+    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
+    upsert_topology(store, topology_rows(topology))
+    upsert_collector(store, "col-1", "secret")
+    register_devices(store, device_map["devices"], collector_id="col-1")
+    return store
+
+
 def ingest(store, readings):
     batch = Batch(collector_id="col-1", batch_id=uuid.uuid4().hex, seq=0, created_at=START, readings=readings)
     return ingest_batch(store, batch)
@@ -68,10 +77,7 @@ def ingest(store, readings):
 
 def test_metered_interval_matches_the_truth_and_queues_factor_downloads(tmp_path, world):
     topology, device_map, truths = world
-    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
-    upsert_topology(store, topology_rows(topology))
-    upsert_collector(store, "col-1", "secret")
-    register_devices(store, device_map["devices"], collector_id="col-1")
+    store = center_store(tmp_path, topology, device_map)
     # counters at the start of interval 2 (= end of interval 1) and everything at its end
     ingest(store, readings_at(device_map, truths[0], truths[0].ts))
     ingest(store, readings_at(device_map, truths[1], truths[1].ts))
@@ -107,10 +113,7 @@ def test_metered_interval_matches_the_truth_and_queues_factor_downloads(tmp_path
 
 def test_an_interval_without_data_is_reported_not_stored(tmp_path, world):
     topology, device_map, truths = world
-    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
-    upsert_topology(store, topology_rows(topology))
-    upsert_collector(store, "col-1", "secret")
-    register_devices(store, device_map["devices"], collector_id="col-1")
+    store = center_store(tmp_path, topology, device_map)
     outcome = MeteringService(store, topology, INTERVAL_S).meter_interval(truths[1].ts)
     assert not outcome.stored and re.fullmatch(
         r"only \d+% of generators, loads and branches measured", outcome.error
@@ -120,10 +123,7 @@ def test_an_interval_without_data_is_reported_not_stored(tmp_path, world):
 
 def test_an_interval_metered_before_its_readings_arrived_is_metered_again_as_a_new_version(tmp_path, world):
     topology, device_map, truths = world
-    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
-    upsert_topology(store, topology_rows(topology))
-    upsert_collector(store, "col-1", "secret")
-    register_devices(store, device_map["devices"], collector_id="col-1")
+    store = center_store(tmp_path, topology, device_map)
     ingest(store, readings_at(device_map, truths[0], truths[0].ts))
     at_end = readings_at(device_map, truths[1], truths[1].ts)
     ingest(store, at_end[: len(at_end) * 2 // 3])  # a third is late
@@ -186,10 +186,7 @@ def test_the_reference_grid_meters_to_the_truth_from_samples_counters_or_both(tm
         has_counter = (point["element_kind"], point["element_id"], point["end"]) in with_counter
         return not (source == "counters" and point["quantity"] == "p_mw" and has_counter)
 
-    store = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
-    upsert_topology(store, topology_rows(topology))
-    upsert_collector(store, "col-1", "secret")
-    register_devices(store, device_map["devices"], collector_id="col-1")
+    store = center_store(tmp_path, topology, device_map)
     for truth in truths[:2]:
         ingest(store, quantized_readings(device_map, truth, truth.ts, keep))
     service = MeteringService(store, topology, INTERVAL_S)
