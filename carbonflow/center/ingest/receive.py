@@ -43,8 +43,9 @@ class MalformedBatchError(StoreError):
 
 
 JSON_NESTING_LIMIT = 32  # C4 messages nest 3 levels; anything near this is an attack on the parser
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(rb"[\[\]{}]")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: one pass, no per-character alternation
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_OPENING = frozenset(b"[{")
 
 
 def json_too_deep(raw: bytes | str, limit: int = JSON_NESTING_LIMIT) -> bool:
@@ -54,8 +55,8 @@ def json_too_deep(raw: bytes | str, limit: int = JSON_NESTING_LIMIT) -> bool:
     if data.count(b"[") + data.count(b"{") <= limit:
         return False
     depth = 0
-    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', data)):
-        depth += 1 if match.group() in (b"[", b"{") else -1
+    for bracket in _JSON_STRING.sub(b'""', data).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in _OPENING else -1
         if depth > limit:
             return True
     return False
