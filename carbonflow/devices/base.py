@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -192,7 +193,7 @@ class Connection:
         await self.writer.drain()
 
 
-class DeviceServer:
+class DeviceServer(ABC):
     """An asyncio TCP server speaking one protocol, with fault injection.
 
     Subclasses implement :meth:`split_frames` (cut complete frames from the receive buffer, dropping
@@ -216,17 +217,19 @@ class DeviceServer:
         self._random = random.Random(name)
 
     # -- to implement -----------------------------------------------------------------------------
+    @abstractmethod
     def split_frames(self, buffer: bytearray) -> list[bytes]:
-        raise NotImplementedError
+        """Take every complete request frame off the front of ``buffer``."""
 
+    @abstractmethod
     async def handle(self, frame: bytes, connection: Connection) -> bytes | list[bytes] | None:
-        raise NotImplementedError
+        """The answer(s) to one request frame (None: no answer)."""
 
     def corrupt_checksum(self, frame: bytes) -> bytes:
         """Default: flip the last byte (override where the checksum sits elsewhere)."""
         return frame[:-1] + bytes([frame[-1] ^ 0xFF]) if frame else frame
 
-    async def on_connect(self, connection: Connection) -> None:
+    async def on_connect(self, connection: Connection) -> None:  # noqa: B027  (optional hook)
         """Called when a client connects."""
 
     # -- what the simulator calls -----------------------------------------------------------------
@@ -251,14 +254,14 @@ class DeviceServer:
             raise KeyError(f"device {self.name} has no counter {', '.join(unknown)}")
         self._set_counters(counters)
 
-    def _set_counters(self, counters: Mapping[str, Counter]) -> None:
+    def _set_counters(self, counters: Mapping[str, Counter]) -> None:  # noqa: B027  (optional hook)
         """Store checked counters (devices with counters override)."""
 
     def garbled(self, frame: bytes) -> bytes:
         """Random bytes as long as ``frame`` (the garbage fault)."""
         return self._random.randbytes(len(frame))
 
-    async def on_disconnect(self, connection: Connection) -> None:
+    async def on_disconnect(self, connection: Connection) -> None:  # noqa: B027  (optional hook)
         """Called when a client goes away."""
 
     # -- serving ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Self, TypeVar
@@ -78,7 +79,7 @@ async def close_stream(writer: asyncio.StreamWriter | None) -> None:
             await writer.wait_closed()
 
 
-class FramedClient:
+class FramedClient(ABC):
     """An asyncio TCP master speaking one request/reply protocol, one request in flight at a time.
 
     Subclasses implement :meth:`split_frames` (cut complete frames from the receive buffer with the
@@ -102,8 +103,9 @@ class FramedClient:
         self._lock = asyncio.Lock()
 
     # -- to implement -----------------------------------------------------------------------------
+    @abstractmethod
     def split_frames(self, buffer: bytearray, rejects: list[str]) -> list[bytes]:
-        raise NotImplementedError
+        """Take every complete frame off the front of ``buffer``; say in ``rejects`` why any was dropped."""
 
     # -- connection -------------------------------------------------------------------------------
     @property
