@@ -57,6 +57,7 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_ALARM_EMAIL_FROM": "center@example",
         "CARBONFLOW_ALARM_EMAIL_TO": "a@example,b@example",
         "CARBONFLOW_ALARM_NOTIFY_MAX_ATTEMPTS": "2",
+        "CARBONFLOW_GREEN_CONTRACTS_FILE": "/etc/carbonflow/green.toml",
     }
     settings = CenterSettings.from_env(environ)
     defaults = CenterSettings.from_env({})

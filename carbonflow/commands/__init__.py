@@ -27,7 +27,7 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, center, collector, demo, frame, import_grid, report, sim
+    from carbonflow.commands import cef, center, collector, demo, export, frame, import_grid, report, sim
 
     return [
         demo.register,
@@ -38,6 +38,7 @@ def _registered():
         collector.register,
         center.register,
         report.register,
+        export.register,
     ]
 
 

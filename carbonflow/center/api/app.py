@@ -32,6 +32,7 @@ from carbonflow.center.api.routes import (
     collector_admin,
     collectors,
     devices,
+    exports,
     history,
     live,
     public,
@@ -170,7 +171,10 @@ def create_app(
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
     app.include_router(cascade_routes.router)  # C5: POST messages signed by a peer center; views need a user
     # user endpoints (role × region, policy.py)
-    routers = (auth, users, audit, topology, results, history, views, devices, live, cameras, reports, alarms)
+    routers = (
+        *(auth, users, audit, topology, results, history, views, devices, live, cameras, reports, alarms),
+        exports,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(public.router)  # public disclosure (no login) and publishing releases

@@ -123,6 +123,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", f"{V1}/reports"): Rule("report", "region"),
     ("GET", f"{V1}/reports"): Rule("report", "region"),
     ("GET", f"{V1}/reports/{{report_id}}"): Rule("report", "region"),
+    # carbon data out to enterprise carbon accounting and quota work (docs/interop.md)
+    ("GET", f"{V1}/exports/enterprise"): Rule("report", "region"),
+    ("GET", f"{V1}/exports/quota"): Rule("report", "region"),
     # public disclosure: no login; a release is published by an analyst or admin of the whole center
     ("GET", "/public"): PUBLIC,
     ("GET", f"{V1}/public/regions"): PUBLIC,

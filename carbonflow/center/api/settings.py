@@ -102,6 +102,9 @@ class CenterSettings(BaseSettings):
     # public disclosure: aggregates behind fewer users are suppressed; key users shown only if consenting
     disclosure_min_users: int = Field(default=3, ge=1)
     disclosure_consent: list[str] = Field(default_factory=list)  # load (user) ids that consented
+    # market-based Scope 2 emissions (docs/interop.md): a TOML file of users' green electricity
+    # certificates / PPAs / green tariffs and the residual mix; None: location-based only
+    green_contracts_file: str | None = None
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -122,7 +122,11 @@ def _amounts(energy_kwh: float, carbon_kg: float) -> list[Any]:
 AMOUNT_COLUMNS = ["energy_mwh", "carbon_t", "intensity_g_per_kwh"]
 
 
-def _sums(store: Store, kind: str, first: datetime, last: datetime, offset: int, **kw) -> dict[Any, list]:
+def element_sums(
+    store: Store, kind: str, first: datetime, last: datetime, offset: int, **kw
+) -> dict[Any, list]:
+    """``{key: [Σ energy kWh, Σ carbon kg]}`` over ``(first, last]`` (month buckets of local time summed, as
+    every view of the API sums them, so the same range gives the same floats everywhere)."""
     sums: dict[Any, list] = defaultdict(lambda: [0.0, 0.0])
     for row in aggregate(store, kind, "month", first, last, utc_offset_minutes=offset, **kw):
         sums[row.key][0] += row.energy_kwh
@@ -187,8 +191,8 @@ def build_report(
         load_filter["industry"] = scope_value
     version, intervals = data_version(store, first, last)
 
-    generators = _sums(store, "generator", first, last, offset, **gen_filter)
-    loads = _sums(store, "load", first, last, offset, **load_filter)
+    generators = element_sums(store, "generator", first, last, offset, **gen_filter)
+    loads = element_sums(store, "load", first, last, offset, **load_filter)
     losses = loss_sums(store, first, last, region=region)
     gen_total = [sum(v[0] for v in generators.values()), sum(v[1] for v in generators.values())]
     load_total = [sum(v[0] for v in loads.values()), sum(v[1] for v in loads.values())]

@@ -53,6 +53,7 @@ from carbonflow.center.store.intervals import (
     is_complete,
     latest_complete_interval_ts,
     latest_interval_ts,
+    load_origins,
     result_quantities,
 )
 from carbonflow.center.store.maintenance import (
@@ -187,6 +188,7 @@ __all__ = [
     "list_reports",
     "list_users",
     "load_directory",
+    "load_origins",
     "loss_sums",
     "make_engine",
     "metrology_problems",

@@ -66,6 +66,23 @@ def interval_headers(target: Target, start: datetime, end: datetime) -> list[dic
         return [dict(r._mapping) for r in connection.execute(query)]
 
 
+def load_origins(target: Target, start: datetime, end: datetime):
+    """``(ts, interval_s, loads)`` — the per-load part of the stored origin shares — of every interval
+    ending in ``(start, end]`` that has them, in time order.  Streamed, and only the ``loads`` member is
+    read (JSON path in SQL): the per-bus shares are most of a document and exports do not need them."""
+    loads = Interval.origin["loads"].label("loads")
+    query = (
+        select(Interval.ts, Interval.interval_s, loads)
+        .where(Interval.ts > start, Interval.ts <= end, Interval.origin.is_not(None))
+        .order_by(Interval.ts, Interval.level)
+        .execution_options(yield_per=200)
+    )
+    with connection_of(target, write=False) as connection:
+        for row in connection.execute(query):
+            if row.loads:
+                yield row.ts, row.interval_s, row.loads
+
+
 def interval_origin(target: Target, ts: datetime, level: str) -> dict[str, Any] | None:
     """The origin shares stored with one interval (``{"sources", "buses", "loads"}``), if any."""
     query = select(Interval.origin).where(Interval.ts == ts, Interval.level == level)

@@ -1,0 +1,83 @@
+"""One flat table (columns + rows of dicts + a metadata dict) as CSV, XLSX, Parquet or JSON bytes —
+the formats other systems load: CSV and XLSX for spreadsheets and accounting imports, Parquet (pyarrow)
+for data frames.  Every format carries the metadata (data version, period): CSV as ``# key: value``
+comment lines before the header, XLSX on a second sheet, Parquet in the schema's key-value metadata.
+Numbers are written as the floats the sums gave (no rounding): an importer can reproduce totals.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+TABLE_FORMATS = ("json", "csv", "xlsx", "parquet")
+TABLE_MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def table_csv(columns: list[str], rows: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
+    out = io.StringIO()
+    for key, value in metadata.items():
+        out.write(f"# {key}: {value}\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[_cell(row.get(c)) for c in columns] for row in rows])
+    return out.getvalue().encode("utf-8")
+
+
+def table_xlsx(columns: list[str], rows: list[dict[str, Any]], metadata: dict[str, Any], title: str) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = title[:31]
+    sheet.append(columns)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append([row.get(c) for c in columns])
+    sheet.freeze_panes = "A2"
+    about = book.create_sheet("about")
+    for key, value in metadata.items():
+        about.append([key, str(value)])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def table_parquet(columns: list[str], rows: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+    if not rows:
+        table = pa.table({c: pa.array([], pa.string()) for c in columns})
+    table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    return out.getvalue()
+
+
+def write_table(
+    format: str, columns: list[str], rows: list[dict[str, Any]], metadata: dict[str, Any], *, title: str
+) -> bytes:
+    if format == "csv":
+        return table_csv(columns, rows, metadata)
+    if format == "xlsx":
+        return table_xlsx(columns, rows, metadata, title)
+    if format == "parquet":
+        return table_parquet(columns, rows, metadata)
+    if format == "json":
+        return json.dumps({**metadata, "items": rows}, ensure_ascii=False, default=str).encode("utf-8")
+    raise ValueError(f"format must be one of {', '.join(TABLE_FORMATS)}, not {format!r}")
