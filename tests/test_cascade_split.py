@@ -14,11 +14,11 @@ from carbonflow.center.cascade.compute import child_imports, solve_part
 from carbonflow.center.cascade.config import CascadeConfig
 from carbonflow.center.cascade.layout import cascade_configs, regions_of
 from carbonflow.center.cascade.split import CascadeError, bus_regions, in_region, merge_parts, region_part
-from carbonflow.center.cascade.verify import balance, judge_report
+from carbonflow.center.cascade.verify import balance, judge_report, tie_flows
 from carbonflow.center.store import cascade as cstore
 from carbonflow.engine import snapshot_from_dict, solve
 from carbonflow.engine.document import result_document
-from carbonflow.messages.c5 import IntervalReport
+from carbonflow.messages.c5 import IntervalReport, RegionTotals, TieFlow
 from carbonflow.sim.device_map import grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
@@ -146,3 +146,37 @@ def test_cascade_store_keeps_messages_results_and_verdicts(store):  # noqa: F811
         "status": "mismatch", "last_verified_ts": ts.isoformat(), "mismatches": 1,
     }  # fmt: skip
     assert cstore.judged_hash(store, ts, "ah-hf", "ah") == "r" * 64
+
+
+def _tie_report(p_into_lower_mw: float) -> IntervalReport:
+    zero = dict.fromkeys(
+        ("generation_carbon_t", "load_carbon_t", "loss_carbon_t", "generation_energy_kwh", "load_energy_kwh",
+         "loss_energy_kwh"), 0.0)  # fmt: skip
+    tie = TieFlow(branch_id="L1", lower_bus="B2", upper_bus="B1", p_into_lower_mw=p_into_lower_mw,
+                  energy_into_lower_kwh=p_into_lower_mw * 1000 / 12)  # fmt: skip
+    return IntervalReport(totals=RegionTotals(region="AH/HF", **zero), ties=[tie], result_hash="0" * 64)
+
+
+def test_tie_ends_are_compared_within_their_metered_uncertainty():
+    """Each end of a tie is the mean of its own RTU's samples: a changing flow sampled at other moments
+    differs by more than the loss band, and the two ends' uncertainty (carried in the parts) allows it;
+    without it, or beyond it, the tie is a mismatch."""
+    snapshot = {
+        "buses": [{"id": "B1"}, {"id": "B2"}],
+        "branches": [{"id": "L1", "from_bus": "B1", "to_bus": "B2", "p_from_mw": 20.77, "p_to_mw": -21.61,
+                      "u_p_from_mw": 0.35, "u_p_to_mw": 0.4}],
+    }  # fmt: skip
+    regions = {"B1": "AH/HF", "B2": "AH/HF/FX"}
+    upper_own = {"B1": "AH/HF", "B2": "X"}  # the city's own buses: B2 is metered by the county
+    parts = [region_part(snapshot, regions, "AH/HF/FX"), region_part(snapshot, upper_own, "AH/HF")]
+    assert parts[0]["ties"][0]["u_p_mw"] == 0.4 and parts[1]["ties"][0]["u_p_mw"] == 0.35
+    merged = merge_parts("AH/HF", parts)
+    assert merged["branches"][0]["u_p_from_mw"] == 0.35 and merged["branches"][0]["u_p_to_mw"] == 0.4
+    [verdict] = tie_flows(_tie_report(21.61), merged)
+    assert verdict.status == "ok", verdict  # -0.84 MW "loss" within 2 × hypot(0.35, 0.4) = 1.06 MW
+    [verdict] = tie_flows(_tie_report(23.0), merged)
+    assert verdict.status == "mismatch" and "combined 1σ" in verdict.detail, verdict
+    for branch in merged["branches"]:
+        branch.pop("u_p_from_mw"), branch.pop("u_p_to_mw")
+    [verdict] = tie_flows(_tie_report(21.61), merged)
+    assert verdict.status == "mismatch", verdict  # exact ends (truth snapshots): only the loss band

@@ -208,3 +208,45 @@ def test_a_carbon_register_that_did_not_move_is_no_exact_zero_intensity():
     )
     chosen = _unit_intensity({"id": "G1-1", "intensity_g_per_kwh": 790.0}, data)
     assert chosen.value == 790.0
+
+
+def _tie_world(p_from: list[str], p_to: list[str]) -> tuple[dict, Measurements]:
+    """Two buses, a unit at one, a load at the other, one branch metered at both ends by samples."""
+    topology = {
+        "buses": [{"id": "B1"}, {"id": "B2"}],
+        "generators": [{"id": "G1", "bus": "B1", "intensity_g_per_kwh": 800.0}],
+        "loads": [{"id": "D2", "bus": "B2"}],
+        "branches": [{"id": "L1", "from_bus": "B1", "to_bus": "B2"}],
+    }
+    key_from, key_to = ("branch", "L1", "p_mw", "from"), ("branch", "L1", "p_mw", "to")
+    instants = {
+        ("generator", "G1", "p_mw", "-"): [Decimal("0.3")],
+        ("load", "D2", "p_mw", "-"): [Decimal("0.3")],
+        key_from: [Decimal(v) for v in p_from],
+        key_to: [Decimal(v) for v in p_to],
+    }
+    spread = {key: float(np.std([float(v) for v in values], ddof=1) / len(values) ** 0.5)
+              for key, values in instants.items() if len(values) > 1}  # fmt: skip
+    return topology, Measurements(interval_s=60, instants=instants, uncertainty=spread)
+
+
+def test_two_branch_ends_both_delivering_within_their_uncertainty_are_reconciled():
+    """A flow passing zero, its ends sampled at other moments: both means deliver power (impossible on
+    a passive branch).  Within 3 combined 1σ the branch carries their inverse-variance mean, lossless,
+    derived — the interval meters; far outside it the engine still names the branch."""
+    topology, data = _tie_world(["0.7", "-0.1", "-0.9"], ["-0.4", "-0.3", "-0.2"])  # means -0.1, -0.3
+    assembled = assemble_snapshot(topology, data)
+    [branch] = assembled.snapshot["branches"]
+    assert branch["p_from_mw"] == pytest.approx(-branch["p_to_mw"])
+    assert -0.1 < branch["p_from_mw"] < 0.3  # between the two ends' readings, nearer the surer one
+    assert branch["p_from_mw"] > 0.25
+    assert {(e.element_id, e.method) for e in assembled.derived} >= {("L1", "reconciled ends")}
+    assert not [e for e in assembled.estimates if e.element_id == "L1"]
+    solve(snapshot_from_dict(assembled.snapshot), "receiving")
+
+    topology, data = _tie_world(["-5.0", "-5.1", "-4.9"], ["-5.0", "-4.9", "-5.1"])  # a swapped CT
+    assembled = assemble_snapshot(topology, data)
+    [branch] = assembled.snapshot["branches"]
+    assert branch["p_from_mw"] == pytest.approx(-5.0) and branch["p_to_mw"] == pytest.approx(-5.0)
+    with pytest.raises(Exception, match="both ends deliver power"):
+        solve(snapshot_from_dict(assembled.snapshot), "receiving")

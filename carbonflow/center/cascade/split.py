@@ -8,7 +8,10 @@ each with the one value the center meters itself, the power injected into the br
 
     {"region": "AH/HF/FX", "buses": [...], "generators": [...], "loads": [...], "storage": [...],
      "branches": [...], "ties": [{"id": "L012", "from_bus": "S041", "to_bus": "S017", "end": "from",
-                                  "p_mw": 12.5}]}
+                                  "p_mw": 12.5, "u_p_mw": 0.04}]}
+
+(``u_p_mw``, optional: the standard uncertainty of the metered end, which the upper center's tie check
+allows for.)
 
 :func:`merge_parts` joins the parts of a region's children: a tie seen from both ends becomes a whole
 branch (``p_from_mw`` from the owner of ``from_bus``, ``p_to_mw`` from the owner of ``to_bus``) — the
@@ -65,15 +68,16 @@ def region_part(snapshot: Mapping[str, Any], regions: Mapping[str, str], region:
             p_mw = branch.get(f"p_{end}_mw")
             if p_mw is None:  # lossless record: the to end is the negative of the from end
                 p_mw = -float(branch["p_from_mw"])
-            part["ties"].append(
-                {
-                    "id": str(branch["id"]),
-                    "from_bus": str(branch["from_bus"]),
-                    "to_bus": str(branch["to_bus"]),
-                    "end": end,
-                    "p_mw": float(p_mw),
-                }
-            )
+            tie = {
+                "id": str(branch["id"]),
+                "from_bus": str(branch["from_bus"]),
+                "to_bus": str(branch["to_bus"]),
+                "end": end,
+                "p_mw": float(p_mw),
+            }
+            if branch.get(f"u_p_{end}_mw") is not None:  # 1σ of the metered end, MW
+                tie["u_p_mw"] = float(branch[f"u_p_{end}_mw"])
+            part["ties"].append(tie)
     return part
 
 
@@ -101,15 +105,17 @@ def merge_parts(region: str, parts: Iterable[Mapping[str, Any]]) -> dict[str, An
     for tie_id, seen in ends.items():
         if len(seen) == 2:
             first = seen["from"]
-            merged["branches"].append(
-                {
-                    "id": tie_id,
-                    "from_bus": first["from_bus"],
-                    "to_bus": first["to_bus"],
-                    "p_from_mw": float(seen["from"]["p_mw"]),
-                    "p_to_mw": float(seen["to"]["p_mw"]),
-                }
-            )
+            branch = {
+                "id": tie_id,
+                "from_bus": first["from_bus"],
+                "to_bus": first["to_bus"],
+                "p_from_mw": float(seen["from"]["p_mw"]),
+                "p_to_mw": float(seen["to"]["p_mw"]),
+            }
+            for end in ("from", "to"):
+                if seen[end].get("u_p_mw") is not None:
+                    branch[f"u_p_{end}_mw"] = float(seen[end]["u_p_mw"])
+            merged["branches"].append(branch)
         else:
             merged["ties"].append(next(iter(seen.values())))
     return merged

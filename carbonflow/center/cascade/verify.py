@@ -9,6 +9,7 @@ so a mismatch shows both sides' values next to each other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,9 @@ class Tolerances:
     carbon_t: float = 1e-4
     tie_abs_mw: float = 0.05  # a tie's two ends: loss may be this far below zero ...
     tie_max_loss_share: float = 0.03  # ... and at most this share of the sent power (plus tie_abs_mw)
+    # ... both widened by this many combined standard uncertainties of the two metered ends: each end is
+    # the mean of its own RTU's samples, taken at other moments of a changing flow
+    tie_coverage_factor: float = 2.0
     totals_share: float = 1e-9  # totals recomputed vs reported
 
 
@@ -94,7 +98,8 @@ def balance(report: IntervalReport, tol: Tolerances = Tolerances()) -> list[Verd
 
 def tie_flows(report: IntervalReport, merged_part: Mapping[str, Any], tol: Tolerances = Tolerances()):
     """Each tie whose far end this center meters too: both ends agree, the difference being the loss
-    (at least ``-tie_abs_mw``, at most ``tie_max_loss_share`` of the sent power)."""
+    (at least ``-tie_abs_mw``, at most ``tie_max_loss_share`` of the sent power), within the expanded
+    uncertainty of the two metered ends where the parts carry it."""
     branches = {str(b["id"]): b for b in merged_part.get("branches", [])}
     verdicts = []
     for tie in report.ties:
@@ -106,17 +111,22 @@ def tie_flows(report: IntervalReport, merged_part: Mapping[str, Any], tol: Toler
         lower_p = -tie.p_into_lower_mw  # into the branch at the lower end
         loss = far_p + lower_p
         sent = max(far_p, lower_p)
-        high = tol.tie_max_loss_share * abs(sent) + tol.tie_abs_mw
+        far_end = "to" if lower_end == "from" else "from"
+        u = math.hypot(
+            float(branch.get(f"u_p_{far_end}_mw") or 0.0), float(branch.get(f"u_p_{lower_end}_mw") or 0.0)
+        )
+        spread = tol.tie_coverage_factor * u
+        high = tol.tie_max_loss_share * abs(sent) + tol.tie_abs_mw + spread
         verdicts.append(
             _verdict(
                 "tie_flow",
-                -tol.tie_abs_mw <= loss <= high,
+                -tol.tie_abs_mw - spread <= loss <= high,
                 subject=tie.branch_id,
                 expected=far_p,
                 found=tie.p_into_lower_mw,
                 tolerance=high,
                 detail=f"into the lower region, MW: sent at the far end {far_p:.6g}, "
-                f"lower end {tie.p_into_lower_mw:.6g}, loss {loss:.6g}",
+                f"lower end {tie.p_into_lower_mw:.6g}, loss {loss:.6g}, ends' combined 1σ {u:.3g}",
             )
         )
     return verdicts

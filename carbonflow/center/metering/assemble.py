@@ -13,7 +13,8 @@ What is not measured is *derived* where a law fixes it from measured values, and
 otherwise; both are reported with their method, only estimates count as estimates:
 
 * derived — a branch end from the balance (KCL) at a bus where it is the only unknown; the factor of a
-  zero-emission unit (declared 0 g/kWh: wind, solar, hydro) without a carbon meter;
+  zero-emission unit (declared 0 g/kWh: wind, solar, hydro) without a carbon meter; the two ends of a
+  branch whose means both deliver power within their uncertainty, reconciled (:func:`_reconciled`);
 * estimated — a branch end from its other end with the sign turned (lossless), a generator or load or
   branch held at the previous interval's value (else zero), a unit's configured intensity where its
   carbon meter gives nothing, and every value built from estimated readings (interpolated counters).
@@ -30,6 +31,7 @@ from typing import Any
 ElementKey = tuple[str, str, str, str]  # (element_kind, element_id, quantity, end)
 HELD_RELATIVE_U = 0.10  # a value held from the previous interval: 10 % (1σ) of it
 LOSSLESS_RELATIVE_U = 0.01  # the other end of a branch, losses ignored: 1 % of the flow
+RECONCILE_COVERAGE = 3.0  # both ends of a branch delivering within this many 1σ: sampling, not a fault
 SECTIONS = ("generators", "generator_intensity", "loads", "storage", "branches_from", "branches_to")
 
 
@@ -362,16 +364,39 @@ def _branch_records(
             p_from = inputs.held("branches_from", bid)
             last_to = inputs.previous.get("branches_to", {}).get(bid)
             p_to = Value(float(last_to) if last_to is not None else -p_from.value, p_from.u)
+        p_from, p_to = _reconciled(p_from, _quiet(p_to, p_from))
         records.append(
             {
                 "id": bid,
                 "from_bus": branch["from_bus"],
                 "to_bus": branch["to_bus"],
                 "p_from_mw": inputs.record("branches_from", "branch", bid, "p_from_mw", p_from),
-                "p_to_mw": inputs.record("branches_to", "branch", bid, "p_to_mw", _quiet(p_to, p_from)),
+                "p_to_mw": inputs.record("branches_to", "branch", bid, "p_to_mw", p_to),
+                # 1σ of each end: a cascade compares the two ends of a tie within them (cascade/verify.py)
+                "u_p_from_mw": round(p_from.u, 6),
+                "u_p_to_mw": round(p_to.u, 6),
             }
         )
     return records
+
+
+def _reconciled(p_from: Value, p_to: Value) -> tuple[Value, Value]:
+    """A passive branch cannot deliver power at both ends.  Each end is the mean of its own device's
+    samples, taken at other moments: a flow passing through zero during the interval can give two means
+    that both deliver.  Where the power they 'create' is within ``RECONCILE_COVERAGE`` combined standard
+    uncertainties of the two ends, the branch carries the inverse-variance mean of both, lossless — a
+    value derived from the two measurements by the law they broke.  Beyond that the data stands, and the
+    engine refuses the interval naming the branch (a wrong sign, a swapped CT: a fault to see)."""
+    created = -(p_from.value + p_to.value)
+    if p_from.value >= 0 or p_to.value >= 0 or p_from.u <= 0 or p_to.u <= 0:
+        return p_from, p_to
+    if created > RECONCILE_COVERAGE * math.hypot(p_from.u, p_to.u):
+        return p_from, p_to
+    w_from, w_to = p_from.u**-2, p_to.u**-2
+    flow = (p_from.value * w_from - p_to.value * w_to) / (w_from + w_to)
+    u = (w_from + w_to) ** -0.5
+    derived = not (p_from.estimated or p_to.estimated)
+    return Value(flow, u, "reconciled ends", derived), Value(-flow, u, "reconciled ends", derived)
 
 
 def _quiet(p_to: Value, p_from: Value) -> Value:
