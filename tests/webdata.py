@@ -39,13 +39,8 @@ COLLECTOR = "C1"
 START = datetime(2025, 6, 1, 16, 0, tzinfo=UTC)  # 2025-06-02 00:00 in Asia/Shanghai
 
 
-def populate(url: str, *, hours: int = 6, start: datetime = START) -> tuple[Store, datetime]:
-    net = reference_grid()
-    store = Store.open(url)
-    upsert_topology(store, topology_rows(grid_document(net)))
-    upsert_collector(store, COLLECTOR, "secret")
-    devices = build_device_map(net)["devices"]
-    register_devices(store, devices, collector_id=COLLECTOR)
+def save_simulated(store: Store, net, start: datetime, hours: int) -> None:
+    """``hours`` of 15-minute intervals of the simulator from ``start``, metered and stored."""
     simulation = Simulation(net, SimConfig(start=start, interval_s=900, count=hours * 4))
     for truth in simulation.intervals():
         result = truth.result()
@@ -56,6 +51,16 @@ def populate(url: str, *, hours: int = 6, start: datetime = START) -> tuple[Stor
             origin=origin_document(result, origin_shares(result)),
         )
         save_interval(store, record)
+
+
+def populate(url: str, *, hours: int = 6, start: datetime = START) -> tuple[Store, datetime]:
+    net = reference_grid()
+    store = Store.open(url)
+    upsert_topology(store, topology_rows(grid_document(net)))
+    upsert_collector(store, COLLECTOR, "secret")
+    devices = build_device_map(net)["devices"]
+    register_devices(store, devices, collector_id=COLLECTOR)
+    save_simulated(store, net, start, hours)
     last = start + timedelta(hours=hours)
     statuses = [
         DeviceStatus(device=d["id"], online=k % 10 != 3, last_seen=last, clock_offset_s=0.02 * (k % 7))

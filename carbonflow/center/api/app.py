@@ -26,6 +26,7 @@ from carbonflow.center.api.hardening import Hardening
 from carbonflow.center.api.policy import unlisted_operations
 from carbonflow.center.api.routes import (
     alarms,
+    analysis,
     audit,
     auth,
     cameras,
@@ -174,6 +175,7 @@ def create_app(
     routers = (
         *(auth, users, audit, topology, results, history, views, devices, live, cameras, reports, alarms),
         exports,
+        analysis,
     )
     for module in routers:
         app.include_router(module.router)

@@ -86,6 +86,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/series"): Rule("read", "center"),
     ("GET", f"{V1}/origin"): Rule("read", "center"),
     ("GET", f"{V1}/history"): Rule("read", "region"),
+    ("GET", f"{V1}/analysis"): Rule("read", "region"),
     ("GET", f"{V1}/overview"): Rule("read", "center"),
     ("GET", f"{V1}/generation"): Rule("read", "center"),
     ("GET", f"{V1}/grid"): Rule("read", "center"),
