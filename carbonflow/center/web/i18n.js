@@ -33,6 +33,10 @@ window.CF_I18N = {
     images_stored: "已存图像", latest: "最新", no_images: "该时段无图像", live_view: "最新图像",
     playback: "回放", history_of: "历史曲线", time: "时间",
     share: "占比", source: "电源", model: "型号", of: "/",
+    analysis: "分析", dimension: "维度", dim_region: "区域", dim_industry: "行业", dim_voltage: "电压等级",
+    dim_user: "用户", dim_plant: "电厂", dim_fuel: "燃料", dim_unit: "机组", region_level: "区域层级",
+    province: "省", city: "市", county: "县", period: "周期", b_year: "年", period_start: "日期/月份/年份",
+    rank_by: "排序", side_by_side: "对比(逗号分隔)", intensity_short: "碳排放强度", mom: "环比", yoy: "同比",
   },
   en: {
     title: "Carbon metering center", overview: "Overview", topology: "Topology", generation: "Generation",
@@ -71,5 +75,10 @@ window.CF_I18N = {
     speed: "Speed", images_stored: "Images stored", latest: "Latest", no_images: "no images in this period",
     live_view: "latest image", playback: "playback", history_of: "History", time: "Time", share: "Share", source: "Source",
     model: "Model", of: "of",
+    analysis: "Analysis", dimension: "Dimension", dim_region: "Region", dim_industry: "Industry",
+    dim_voltage: "Voltage level", dim_user: "User", dim_plant: "Plant", dim_fuel: "Fuel", dim_unit: "Unit",
+    region_level: "Region level", province: "province", city: "city", county: "county", period: "Period",
+    b_year: "year", period_start: "Day / month / year", rank_by: "Rank by", side_by_side: "Side by side (comma-separated)",
+    intensity_short: "Intensity", mom: "Month-on-month", yoy: "Year-on-year",
   },
 };
