@@ -207,3 +207,49 @@ def test_device_map_freeze_period_reaches_devices_and_collector_configuration(tm
     assert loaded.devices[1].freeze_period_s == 900 and loaded.devices[0].points[2].frozen
     assert device_from_entry(modbus_entry).server.freeze_period_s == 900
     assert device_from_entry(rtu_entry).server.freeze_period_s is None
+
+
+class SlowTime(FakeTime):
+    """A busy machine: every look at the clock finds it ``step_s`` later, so one exchange lasts
+    seconds and its window can straddle an interval boundary."""
+
+    def __init__(self, step_s: float) -> None:
+        super().__init__()
+        self.step = timedelta(seconds=step_s)
+
+    def __call__(self) -> datetime:
+        self.now += self.step
+        return self.now
+
+
+def test_on_a_busy_machine_the_counters_never_run_backwards_across_a_boundary(tmp_path):
+    time = SlowTime(0.7)
+    time.now = T0
+    # 1 kWh a second: a second's misplacement shows at once; the meter's clock 1.5 s ahead (within the
+    # tolerance: its snapshot times stand as they are), so it snapshots a boundary before the collector's
+    meter = meter_on(time, offset_s=1.5, p_kw=3600.0)
+
+    async def run() -> list[RawValue]:
+        await meter.start()
+        cfg = modbus_config(meter, tmp_path, freeze_period_s=60)
+        poller = make_poller(cfg.devices[0], cfg, lambda *_: None, clock=time)
+        try:
+            return [value for _ in range(60) for value in await poller.poll()]
+        finally:
+            await poller.close()
+            await meter.stop()
+
+    values = asyncio.run(run())
+    assert time.now > minute(3)  # the polls crossed several boundaries
+    validator = Validator()
+    series: list[tuple[datetime, Decimal]] = []
+    for value in values:
+        if value.point != "e":
+            continue
+        point = PointConfig(name="e", register="import_energy_kwh", kind="counter", frozen=True)
+        if validator.check("MB/e", point, value).reading is not None:  # what the collector would send
+            series.append((value.ts, value.value))
+    boundaries = [ts for ts, _ in series if ts.second == 0 and ts.microsecond == 0]
+    assert len(boundaries) >= 3, series  # every boundary's snapshot got through
+    steps = [later[1] - earlier[1] for earlier, later in zip(series, series[1:])]
+    assert all(step >= 0 for step in steps), series

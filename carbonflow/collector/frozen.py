@@ -54,6 +54,24 @@ class FrozenRecord:
 ReadRecord = Callable[[int], Awaitable[FrozenRecord | None]]  # n-th last record (1 = newest), None: none
 
 
+def last_boundary(moment: datetime, period_s: float) -> datetime:
+    """The last freeze (interval) boundary at or before ``moment``: a multiple of ``period_s`` since
+    the UNIX epoch."""
+    seconds = (moment - EPOCH).total_seconds()
+    return EPOCH + timedelta(seconds=seconds // period_s * period_s)
+
+
+def straddles(before: datetime, after: datetime, offset_s: float | None, period_s: float) -> bool:
+    """Did a read between ``before`` and ``after`` (collector time) reach a boundary on the meter's
+    clock (collector time + ``offset_s``)?  Its value may then hold energy from after the boundary
+    while its time tag (the middle of the exchange) lies before it; the boundary's frozen value, which
+    comes next, would then seem lower than the reading before it - a register "running backwards"
+    (seen on a busy machine, where one exchange lasts seconds).  Such a live counter value is dropped:
+    the frozen one gives the boundary exactly."""
+    offset = timedelta(seconds=offset_s or 0.0)
+    return last_boundary(after + offset, period_s) > before + offset
+
+
 def _ms(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
@@ -77,8 +95,7 @@ class FreezeTracker:
 
     def boundary(self, moment: datetime) -> datetime:
         """The last freeze boundary at or before ``moment``."""
-        seconds = (moment - EPOCH).total_seconds()
-        return EPOCH + timedelta(seconds=seconds // self.period_s * self.period_s)
+        return last_boundary(moment, self.period_s)
 
     def due(self, now: datetime, offset_s: float | None) -> bool:
         """Has the meter's clock passed a boundary whose record was not delivered yet?"""
@@ -94,6 +111,11 @@ class FreezeTracker:
         boundary = self.boundary(now)
         waiting = self.last_tag is None or self.last_tag < boundary
         return waiting and (now - boundary).total_seconds() < self.tolerance_s + HOLD_MARGIN_S
+
+    def keeps_live(self, point, before: datetime, after: datetime, offset_s: float | None) -> bool:
+        """Is the live value of ``point`` read between ``before`` and ``after`` kept (see
+        :func:`straddles`)?"""
+        return not (self.active and point.frozen and straddles(before, after, offset_s, self.period_s))
 
     def live_points(self, now: datetime) -> list:
         """The device's points to read live now."""

@@ -34,7 +34,7 @@ from carbonflow.collector.clients.iec104 import Iec104Client
 from carbonflow.collector.clients.iec104 import Reading as IecReading
 from carbonflow.collector.clients.modbus import ModbusClient
 from carbonflow.collector.config import LoadedConfig
-from carbonflow.collector.frozen import FreezeTracker, FrozenRecord
+from carbonflow.collector.frozen import HOLD_MARGIN_S, FreezeTracker, FrozenRecord, last_boundary, straddles
 from carbonflow.collector.validate import RawValue
 from carbonflow.messages.c4 import Quality
 from carbonflow.messages.collector_config import DeviceConfig
@@ -198,8 +198,11 @@ class Dlt645Poller(Poller):
             except DeviceRejected:  # this DI only: the meter answered, it is online
                 values.append(RawValue(point.name, None, to_ms(self.now()), "invalid"))
                 continue
+            after = self.now()
+            if not self.freezes.keeps_live(point, before, after, self.clock_offset_s):
+                continue
             number = first_number(shown)
-            ts, quality = read_stamp(before, self.now(), self.device.freeze_period_s)
+            ts, quality = read_stamp(before, after, self.device.freeze_period_s)
             values.append(RawValue(point.name, number, ts, quality if number is not None else "invalid"))
         return values
 
@@ -273,8 +276,11 @@ class Dlt698Poller(Poller):
             try:
                 before = self.now()
                 readings = await self.client.get_many([p.oad or "" for p in plain])
-                ts, quality = read_stamp(before, self.now(), self.device.freeze_period_s)
+                after = self.now()
+                ts, quality = read_stamp(before, after, self.device.freeze_period_s)
                 for point, reading in zip(plain, readings):
+                    if not self.freezes.keeps_live(point, before, after, self.clock_offset_s):
+                        continue
                     number = first_number(reading.value)
                     shown = quality if number is not None else "invalid"
                     values.append(RawValue(point.name, number, ts, shown))
@@ -401,16 +407,35 @@ class ModbusPoller(Poller):
         names = [p.register_name or "" for p in self.device.points]
         before = self.now()
         read = await self.client.read_points(names)
-        now, quality = read_stamp(before, self.now(), self.device.freeze_period_s)
+        after = self.now()
+        now, quality = read_stamp(before, after, self.device.freeze_period_s)
         snapshot_ts = {v.point: v.ts for v in values}
+        held = self._snapshot_pending(before, after, taken or self._last_snapshot)
         values += [
             RawValue(p.name, read[p.register_name or ""].value, now, quality)
             for p in self.device.points
-            if p.name not in snapshot_ts or snapshot_ts[p.name] < now  # never behind its own snapshot
+            if p.name not in self.snapshots
+            or (not held and (p.name not in snapshot_ts or snapshot_ts[p.name] < now))  # never behind it
         ]
         if taken is not None:
             self._last_snapshot = taken  # sent: a poll that fails sends it next time
         return values
+
+    def _snapshot_pending(self, before: datetime, after: datetime, delivered: datetime | None) -> bool:
+        """Hold back the live values of snapshotted counters read in ``before``..``after`` (collector
+        time) when the read straddled a boundary on the meter's clock (see :func:`.frozen.straddles`),
+        or when the meter passed a boundary whose snapshot is not delivered yet (shortly: a meter whose
+        snapshot register stopped is not held back for good).  The snapshot gives the boundary's value."""
+        period_s = self.device.freeze_period_s
+        if not (self.snapshots and self.snapshot_time_register and period_s):
+            return False
+        if straddles(before, after, self.clock_offset_s, period_s):
+            return True
+        device_now = after + timedelta(seconds=self.clock_offset_s or 0.0)
+        boundary = last_boundary(device_now, period_s)
+        waiting = delivered is not None and delivered < boundary
+        since_s = (device_now - boundary).total_seconds()
+        return waiting and since_s < self.device.clock_tolerance_s + HOLD_MARGIN_S
 
     async def _snapshot(self) -> tuple[datetime | None, list[RawValue]]:
         """The interval snapshot block (and the clock) in one read; values only for a new snapshot."""
