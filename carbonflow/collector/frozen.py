@@ -104,22 +104,24 @@ class FreezeTracker:
         latest = self.boundary(now + timedelta(seconds=offset_s or 0.0))
         return self.last_tag is None or latest > self.last_tag
 
-    def holding(self, now: datetime) -> bool:
-        """Hold back live reads of frozen points: a boundary just passed and its record is not in."""
+    def holding(self, now: datetime, offset_s: float | None = None) -> bool:
+        """Hold back live reads of frozen points: on the meter's clock (``now`` + its measured offset)
+        a boundary just passed and its record is not in."""
         if not self.active:
             return False
-        boundary = self.boundary(now)
+        device_now = now + timedelta(seconds=offset_s or 0.0)
+        boundary = self.boundary(device_now)
         waiting = self.last_tag is None or self.last_tag < boundary
-        return waiting and (now - boundary).total_seconds() < self.tolerance_s + HOLD_MARGIN_S
+        return waiting and (device_now - boundary).total_seconds() < self.tolerance_s + HOLD_MARGIN_S
 
     def keeps_live(self, point, before: datetime, after: datetime, offset_s: float | None) -> bool:
         """Is the live value of ``point`` read between ``before`` and ``after`` kept (see
         :func:`straddles`)?"""
         return not (self.active and point.frozen and straddles(before, after, offset_s, self.period_s))
 
-    def live_points(self, now: datetime) -> list:
+    def live_points(self, now: datetime, offset_s: float | None = None) -> list:
         """The device's points to read live now."""
-        hold = self.holding(now)
+        hold = self.holding(now, offset_s)
         return [p for p in self.device.points if not (hold and p.frozen)]
 
     async def collect(self, read: ReadRecord, now: datetime, offset_s: float | None) -> list[RawValue]:

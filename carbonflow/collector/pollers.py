@@ -191,7 +191,7 @@ class Dlt645Poller(Poller):
 
     async def poll(self) -> list[RawValue]:
         values = await frozen_values(self, self.freezes, self._frozen_record)
-        for point in self.freezes.live_points(self.now()):
+        for point in self.freezes.live_points(self.now(), self.clock_offset_s):
             before = self.now()
             try:
                 shown = await self.client.read(self.address, point.di or "")
@@ -270,7 +270,7 @@ class Dlt698Poller(Poller):
 
     async def poll(self) -> list[RawValue]:
         values = await frozen_values(self, self.freezes, self._frozen_record)
-        live = self.freezes.live_points(self.now())
+        live = self.freezes.live_points(self.now(), self.clock_offset_s)
         plain = [p for p in live if p.oad != self.factor_oad]
         if plain:
             try:
