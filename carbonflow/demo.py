@@ -71,7 +71,7 @@ class DemoOptions:
     password: str | None = None  # default: generated once and kept in the directory
     max_intervals: int | None = None  # stop after metering this many intervals (tests)
     scenario: Path | None = None  # simulator fault scenario (JSON/TOML events, times from the start)
-    cascade: bool = False  # province + cities + counties, each its own center (demo_cascade.py)
+    cascade: bool = False  # province + cities + counties, own centers (demo_cascade.py); the CLI's default
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ async def run_demo(
             f"every {poll_s:.1f} s; simulated time runs {options.speed:g}x from {start.isoformat()}"
         )
         say(f"center: {url}  (user admin, password {password}); data in {options.directory}; Ctrl-C stops")
-        _stop_on_signals(stop)
+        _stop_on_signals(stop.set if cascade is None else lambda: (stop.set(), cascade.halt()))
         clock.begin()
         driver_task = asyncio.create_task(driver.run(stop), name="simulation")
         loop = MeteringLoop(
@@ -289,7 +289,7 @@ async def run_demo(
 
 
 def _cascade(options: DemoOptions, grid, store: Store, now, password: str, say):
-    """``--cascade``: the cascade of centers the demo's metering feeds (None without the option)."""
+    """The cascade of centers the demo's metering feeds (None for the single-center demo, ``--single``)."""
     if not options.cascade:
         return None
     from carbonflow.demo_cascade import CascadeDemo
@@ -310,15 +310,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _stop_on_signals(stop: asyncio.Event | None) -> None:
-    """SIGINT and SIGTERM set ``stop`` (None: back to the defaults)."""
+def _stop_on_signals(stop: Callable[[], object] | None) -> None:
+    """SIGINT and SIGTERM call ``stop`` (None: back to the defaults)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             if stop is None:
                 loop.remove_signal_handler(sig)
             else:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, stop)
 
 
 def _reporter(

@@ -1,4 +1,4 @@
-"""``carbonflow demo --cascade``: the demo's metering handed to a three-level cascade of centers.
+"""``carbonflow demo`` (default; ``--single``: without): the demo's metering handed to a cascade of centers.
 
 The province center is the demo's center (its store, its web UI on ``--port``); every city and county
 center runs in the same process with its own SQLite store (``<dir>/cascade/<id>.db``), its own outbox
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class CascadeDemo:
     say: Callable[[str], None] = print
     max_level: str = "county"
     checks: list[CascadeCheck] = field(default_factory=list)
+    halted: threading.Event = field(default_factory=threading.Event)  # stopping: no more waiting
 
     def __post_init__(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -143,18 +145,25 @@ class CascadeDemo:
             level = self.configs[center.id].level
             self.say(f"  {level:8} {self.configs[center.id].region:10} {center.url}")
 
+    def halt(self) -> None:
+        """The demo is stopping: an exchange being waited for is not waited for any more (safe from the
+        signal handler while :meth:`feed` waits in its worker thread)."""
+        self.halted.set()
+
     async def stop(self) -> None:
-        for center in self.centers.values():
-            if center.server is not None:
-                center.server.should_exit = True
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await center.task
-                center.store.close()
+        self.halt()
+        running = [c for c in self.centers.values() if c.server is not None]
+        for center in running:  # all at once: ten servers shut down in the time of one
+            center.server.should_exit = True
+        for center in running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await center.task
+            center.store.close()
 
     def feed(self, outcome: IntervalOutcome) -> CascadeCheck | None:
         """Each metering center's part of the metered interval, then wait for the exchange and say how
         every level verified it (a :class:`MeteringLoop` observer: runs in a worker thread)."""
-        if not outcome.stored:
+        if not outcome.stored or self.halted.is_set():
             return None
         ts = outcome.end
         snapshot = metered_snapshot(self.store, ts, self.interval_s)
@@ -165,7 +174,7 @@ class CascadeDemo:
             self.centers[cid].service.node.submit_part(ts, region_part(snapshot, self.regions, region))
         deadline = began + WAIT_S
         while not all(exchanged(c.store, self.configs[c.id], ts) for c in self.centers.values()):
-            if time.perf_counter() > deadline:
+            if time.perf_counter() > deadline or self.halted.is_set():
                 break
             time.sleep(0.01)
         check = self._check(outcome, time.perf_counter() - began)

@@ -1,6 +1,6 @@
-"""``carbonflow demo --cascade``: the demo's metering (from the collector's readings) fed to a province,
-2 cities and 8 counties, each its own center, store and port, exchanging over real HTTP; every level
-verifies every interval and the hierarchical intensities equal the single-center metering."""
+"""``carbonflow demo`` (its default cascade): the demo's metering (from the collector's readings) fed to
+a province, 2 cities and 8 counties, each its own center, store and port, exchanging over real HTTP;
+every level verifies every interval and the hierarchical intensities equal the single-center metering."""
 
 from __future__ import annotations
 

@@ -33,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="simulator fault scenario (JSON/TOML events, times after the start) applied to the demo",
     )
     parser.add_argument(
-        "--cascade",
+        "--single",
         action="store_true",
-        help="a cascade of centers: province (on --port), 2 cities, 8 counties, exchanging and verifying",
+        help="one center for the whole grid; without it the demo runs the cascade of centers: province "
+        "(on --port), 2 cities, 8 counties, each its own store and port, exchanging and verifying",
     )
     parser.set_defaults(run=run)
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         mqtt_url=args.mqtt,
         max_intervals=args.intervals,
         scenario=scenario,
-        cascade=args.cascade,
+        cascade=not args.single,
     )
     try:
         report = asyncio.run(run_demo(options))
