@@ -179,6 +179,9 @@ def test_history_is_energy_weighted_in_local_time(client, center):
 def test_three_sides_and_overview(client):
     overview = client.get("/api/v1/overview").json()
     assert overview["completeness"]["intervals_today"] == HOURS * 4
+    # every interval since the system began metering is there: complete, though it began after midnight
+    assert overview["completeness"]["intervals_expected"] == HOURS * 4
+    assert overview["completeness"]["intervals_ratio"] == 1.0
     assert overview["now"]["generation_intensity_g_per_kwh"] > 0
     generation = client.get("/api/v1/generation").json()
     plants = {p["plant"] for p in generation["plants"]}
@@ -276,3 +279,18 @@ def test_live_pushes_the_latest_interval_and_requires_a_login(center):
         assert message["totals"]["generation_carbon_t_per_h"] > 0
         with pytest.raises(Exception), client.websocket_connect("/api/v1/live") as socket:  # noqa: B017
             socket.receive_json()
+
+
+def test_overview_completeness_counts_from_when_the_system_began_metering(tmp_path):
+    began = START + timedelta(hours=3)  # 03:00 local: the hours before it are nobody's gap
+    store, _last = populate(f"sqlite:///{tmp_path / 'late.db'}", hours=2, start=began)
+    try:
+        with TestClient(create_app(CenterSettings(database_url="sqlite://"), store=store)) as anonymous:
+            token = anonymous.post("/api/v1/login", json={"name": USER, "password": PASSWORD}).json()["token"]
+            overview = anonymous.get("/api/v1/overview", headers={"Authorization": f"Bearer {token}"}).json()
+    finally:
+        store.close()
+    completeness = overview["completeness"]
+    assert completeness["intervals_today"] == completeness["intervals_expected"] == 2 * 4
+    assert completeness["intervals_ratio"] == 1.0
+    assert completeness["expected_since"].startswith(began.isoformat()[:16].replace("+00:00", ""))

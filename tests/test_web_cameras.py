@@ -77,6 +77,9 @@ def test_the_operator_watches_the_latest_image_and_plays_back_a_period(server, t
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(server + "/#cameras")
+        page.wait_for_selector("#login-user")
+        assert not page.is_visible("#nav") and not page.is_visible("#logout")  # no UI before login
+        assert page.request.get(server + "/static/favicon.svg").ok
         page.fill("#login-user", "operator")
         page.fill("#login-password", "demo-pass")
         page.click("#login-submit")
@@ -123,6 +126,21 @@ def test_the_operator_watches_the_latest_image_and_plays_back_a_period(server, t
         if os.environ.get("CARBONFLOW_SCREENSHOTS") == "1":
             DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copy(tmp_path / "cameras.png", DOCS_SCREENSHOTS / "cameras.png")
+
+        # leaving the page ends the playback: no image fetched for a page that is not shown
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url) if "/cameras/" in request.url else None)
+        page.select_option("#cam-speed", "1")
+        page.click("#cam-play")
+        page.wait_for_function("window.cf.cam.timer !== null")
+        page.click('#nav button[data-page="overview"]')
+        page.wait_for_function("document.body.dataset.ready === 'overview'")
+        assert page.evaluate("window.cf.cam.timer") is None
+        left = len(fetched)
+        page.wait_for_timeout(2500)
+        assert len(fetched) == left, fetched[left:]
+        page.click('#nav button[data-page="cameras"]')
+        page.wait_for_function("document.body.dataset.ready === 'cameras'")
 
         # a period without images says so
         page.fill("#cam-start", "2025-05-01T00:00")

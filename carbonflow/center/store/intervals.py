@@ -28,6 +28,12 @@ def latest_interval_ts(target: Target) -> datetime | None:
         return connection.execute(select(func.max(Interval.ts))).scalar_one_or_none()
 
 
+def first_interval_ts(target: Target) -> datetime | None:
+    """The end of the earliest stored interval (any level): when the system began to meter."""
+    with connection_of(target, write=False) as connection:
+        return connection.execute(select(func.min(Interval.ts))).scalar_one_or_none()
+
+
 def is_complete(estimation: dict[str, Any] | None) -> bool:
     """Every input measured or derived from measured ones (intervals stored before the flag was kept
     count as complete when they name no estimate)."""

@@ -104,7 +104,10 @@ $("login-form").addEventListener("submit", async (event) => {
   $("login-error").textContent = "";
   start();
 });
-$("logout").addEventListener("click", async () => { await fetch("/api/v1/logout", { method: "POST" }); showLogin(); });
+$("logout").addEventListener("click", async () => {
+  await fetch("/api/v1/logout", { method: "POST" });
+  leavePage(); stopLive(); showLogin();
+});
 $("lang").addEventListener("click", () => {
   state.lang = state.lang === "zh" ? "en" : "zh"; localStorage.setItem("cf-lang", state.lang); applyLang(); show(state.page);
 });
@@ -124,6 +127,7 @@ const PAGES = {};
 async function show(page) {
   if (!PAGES[page]) page = "overview";
   document.body.dataset.ready = ""; // not ready until this render is done (tests wait for it)
+  if (page !== state.page) leavePage();
   state.page = page; location.hash = page;
   document.querySelectorAll(".page").forEach((p) => { p.hidden = p.id !== `page-${page}`; });
   document.querySelectorAll("#nav button").forEach((b) => b.classList.toggle("active", b.dataset.page === page));
@@ -132,11 +136,24 @@ async function show(page) {
   document.body.dataset.ready = page; // tests wait for this
 }
 
+// no work in the background for a page that is not shown: playback and pending refreshes end with it
+function leavePage() {
+  camStop();
+  if (state.pending) { clearTimeout(state.pending); state.pending = null; }
+}
+
 // ---- live updates: WebSocket, else polling ------------------------------------------------------------
+function stopLive() {
+  if (state.socket) { state.socket.onerror = null; state.socket.close(); state.socket = null; }
+  if (state.pollTimer) { clearInterval(state.pollTimer); state.pollTimer = null; }
+}
 function connectLive() {
+  stopLive(); // one connection per login, never one more per login
+
   const refresh = (ts) => { if (ts !== state.latest) { state.latest = ts; if (state.page === "overview") PAGES.overview(); } };
   try {
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/live`);
+    state.socket = socket;
     socket.onmessage = (m) => {
       $("live").textContent = `● ${t("live")}`;
       const message = JSON.parse(m.data);
@@ -147,7 +164,8 @@ function connectLive() {
   } catch { poll(); }
   function poll() {
     $("live").textContent = `○ ${t("polling")}`;
-    setInterval(async () => { try { refresh((await api("/api/v1/intervals?limit=1&offset=0")).items.at(-1)?.ts); } catch {} }, 15000);
+    if (state.pollTimer) return;
+    state.pollTimer = setInterval(async () => { try { refresh((await api("/api/v1/intervals?limit=1&offset=0")).items.at(-1)?.ts); } catch {} }, 15000);
   }
 }
 
@@ -168,7 +186,7 @@ PAGES.overview = async () => {
     [t("residual"), fmt(o.now.residual_t_per_h, "tCO₂/h", 2),
       `${iv.complete ? t("interval_complete") : t("interval_incomplete")} · ${iv.estimated_inputs ?? 0} ${t("estimates")}` +
       (iv.newer_incomplete ? ` · ${iv.newer_incomplete} ${t("newer_waiting")}` : "")],
-    [t("completeness"), fmt(c.intervals_ratio * 100, "%"), `${c.intervals_today} ${t("of")} ${c.intervals_expected} ${t("intervals")} · ${c.devices_online} ${t("of")} ${c.devices_total} ${t("devices_online")}`],
+    [t("completeness"), fmt(c.intervals_ratio * 100, "%"), `${c.intervals_today} ${t("of")} ${c.intervals_expected} ${t("intervals")} ${t("since")} ${localTime(c.expected_since)} · ${c.devices_online} ${t("of")} ${c.devices_total} ${t("devices_online")}`],
     [t("alarms"), o.alarms_active ?? t("not_yet"), ""],
   ];
   $("ov-cards").replaceChildren(...cards.map(([label, value, sub]) => elem("div", { class: "card" },
@@ -395,7 +413,7 @@ PAGES.devices = async () => {
     button.addEventListener("click", async () => {
       const r = await api("/api/v1/commands/time-sync-all", { method: "POST" });
       $("dev-summary").textContent = `${r.queued} ${t("sync_all_queued")}`;
-      setTimeout(PAGES.devices, 1500);
+      state.pending = setTimeout(() => { state.pending = null; if (state.page === "devices") PAGES.devices(); }, 1500);
     });
     $("dev-csv").after(" ", button);
   }

@@ -31,6 +31,7 @@ from carbonflow.center.store import (
     aggregate_totals,
     alarm_counts,
     device_status_counts,
+    first_interval_ts,
     interval_results,
     latest_interval_ts,
     topology_tables,
@@ -90,7 +91,12 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
         )
     }
     intervals_today = sum(row["intervals"] for row in today)
-    expected = max(1, round((ts - day_start).total_seconds() / header["interval_s"]))
+    # expected since the system began metering (the start of its first interval), if that was today:
+    # a center started an hour ago is not 'incomplete' for the hours before it existed
+    first = first_interval_ts(store)
+    began = first - timedelta(seconds=header["interval_s"]) if first is not None else day_start
+    expected_since = max(day_start, began)
+    expected = max(1, round((ts - expected_since).total_seconds() / header["interval_s"]))
     device_counts = device_status_counts(store)
     devices_total = sum(device_counts.values())
     quality = quality_of(header)
@@ -145,6 +151,7 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
         "completeness": {
             "intervals_today": intervals_today,
             "intervals_expected": expected,
+            "expected_since": expected_since,  # the day's start, or when the system began metering
             "intervals_ratio": min(1.0, intervals_today / expected),
             "devices_online": device_counts.get("online", 0),
             "devices_total": devices_total,
