@@ -354,6 +354,21 @@ def test_sync_all_clocks_queues_one_time_sync_per_device_with_a_clock(client, st
     assert (command["kind"], command["device_id"], command["actor"]) == ("time_sync", "ECM", USER)
 
 
+def test_routine_factor_downloads_are_summed_up_and_left_out_of_the_command_log(client, store):
+    for k in range(30):  # an interval's factor download per meter: routine
+        queue_command(store, "C1", "set_carbon_factor", device_id="ECM", params={"factor": str(500 + k)})
+    client.post("/api/v1/commands/time-sync-all")
+    log = client.get("/api/v1/commands?exclude_kind=set_carbon_factor").json()
+    assert [c["kind"] for c in log["items"]] == ["time_sync"]
+    assert len(client.get("/api/v1/commands").json()["items"]) == 31  # all of them on request
+    only_ecm = client.get("/api/v1/commands?device=ECM&exclude_kind=time_sync").json()["items"]
+    assert {c["kind"] for c in only_ecm} == {"set_carbon_factor"} and len(only_ecm) == 30
+    summary = {k["kind"]: k for k in client.get("/api/v1/commands/summary").json()["items"]}
+    assert summary["set_carbon_factor"]["count"] == 30
+    assert summary["set_carbon_factor"]["by_status"] == {"queued": 30}
+    assert summary["time_sync"]["count"] == 1 and summary["set_carbon_factor"]["last_created_at"]
+
+
 def test_meter_checks_listing_filters_and_csv(client, store):
     from carbonflow.center.metering.meter_check import CheckResult, save_checks
 

@@ -129,7 +129,7 @@ def test_the_operator_watches_the_latest_image_and_plays_back_a_period(server, t
 
         # leaving the page ends the playback: no image fetched for a page that is not shown
         fetched: list[str] = []
-        page.on("request", lambda request: fetched.append(request.url) if "/cameras/" in request.url else None)
+        page.on("request", lambda request: "/cameras/" in request.url and fetched.append(request.url))
         page.select_option("#cam-speed", "1")
         page.click("#cam-play")
         page.wait_for_function("window.cf.cam.timer !== null")

@@ -97,6 +97,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/devices/{{device_id}}"): Rule("read", "device"),
     ("POST", f"{V1}/devices/{{device_id}}/commands"): Rule("operate", "device"),
     ("GET", f"{V1}/commands"): Rule("read", "center"),
+    ("GET", f"{V1}/commands/summary"): Rule("read", "center"),
     ("GET", f"{V1}/points"): Rule("read", "center"),
     ("GET", f"{V1}/readings"): Rule("read", "center"),
     # remote maintenance of collectors

@@ -9,10 +9,11 @@ within a timeout goes back to ``queued`` (``requeue_unanswered``) until ``max_at
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
@@ -152,15 +153,45 @@ def requeue_unanswered(
 
 
 def list_commands(
-    target: Store | Session | Connection, *, collector_id: str | None = None, status: str | None = None
+    target: Store | Session | Connection,
+    *,
+    collector_id: str | None = None,
+    status: str | None = None,
+    device_id: str | None = None,
+    exclude_kinds: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
+    """Commands, oldest first; ``exclude_kinds`` leaves routine ones out (in the database: a year of
+    factor downloads is millions of rows)."""
     query = select(CommandRow.__table__).order_by(CommandRow.created_at)
     if collector_id is not None:
         query = query.where(CommandRow.collector_id == collector_id)
     if status is not None:
         query = query.where(CommandRow.status == status)
+    if device_id is not None:
+        query = query.where(CommandRow.device_id == device_id)
+    if exclude_kinds:
+        query = query.where(CommandRow.kind.not_in(list(exclude_kinds)))
     with connection_of(target, write=False) as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def command_summary(target: Store | Session | Connection) -> list[dict[str, Any]]:
+    """Per command kind: how many, by status, and the newest - routine commands (a factor download per
+    electric-carbon meter and interval) summed up instead of listed one by one."""
+    query = select(
+        CommandRow.kind, CommandRow.status, func.count().label("count"), func.max(CommandRow.created_at)
+    ).group_by(CommandRow.kind, CommandRow.status)
+    kinds: dict[str, dict[str, Any]] = {}
+    with connection_of(target, write=False) as connection:
+        for kind, status, count, newest in connection.execute(query):
+            entry = kinds.setdefault(
+                kind, {"kind": kind, "count": 0, "by_status": {}, "last_created_at": None}
+            )
+            entry["count"] += count
+            entry["by_status"][status] = count
+            if newest is not None and (entry["last_created_at"] is None or newest > entry["last_created_at"]):
+                entry["last_created_at"] = newest
+    return sorted(kinds.values(), key=lambda entry: entry["kind"])
 
 
 def _audit(connection: Connection, actor: str, action: str, obj: str | None, detail: dict | None) -> None:

@@ -79,16 +79,6 @@ function chart(id) {
 window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
 
 // columns: {label, key | render(row) -> text, node or array of nodes, num}
-function table(rows, columns, onClick) {
-  const head = elem("tr", {}, columns.map((c) => elem("th", { class: c.num ? "num" : "" }, c.label)));
-  const body = rows.map((row, k) => {
-    const tr = elem("tr", { class: onClick ? "clickable" : "", "data-k": k },
-      columns.map((c) => elem("td", { class: c.num ? "num" : "" }, c.render ? c.render(row) : (row[c.key] ?? "—"))));
-    if (onClick) tr.addEventListener("click", () => onClick(row));
-    return tr;
-  });
-  return elem("div", {}, elem("table", {}, elem("thead", {}, head), elem("tbody", {}, body)));
-}
 const put = (id, el) => { $(id).replaceChildren(el); };
 
 // ---- login / navigation -------------------------------------------------------------------------------
@@ -303,11 +293,11 @@ PAGES.generation = async () => {
     { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.range_carbon_t) },
     { label: `${t("factor")} (gCO₂/kWh)`, num: true, render: (r) => num(r.range_intensity_g_per_kwh) },
   ];
-  put("gen-plants", table(g.plants, [{ label: t("plant"), key: "plant" }, { label: t("fuel"), key: "fuel" },
-    { label: t("region"), key: "region" }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+  put("gen-plants", table(g.plants, [{ label: t("plant"), key: "plant" }, { label: t("fuel"), key: "fuel", filter: true },
+    { label: t("region"), key: "region", filter: true }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("carbon_rate")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_t_per_h, 2) }, ...amounts]));
-  put("gen-units", table(g.units, [{ label: t("unit"), key: "id" }, { label: t("plant"), key: "plant" },
-    { label: t("fuel"), key: "fuel" }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+  put("gen-units", table(g.units, [{ label: t("unit"), key: "id" }, { label: t("plant"), key: "plant", filter: true },
+    { label: t("fuel"), key: "fuel", filter: true }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("carbon_rate")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_t_per_h, 2) }, ...amounts]));
   chart("gen-chart").setOption({ tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 60, right: 60, top: 40, bottom: 40 },
     xAxis: { type: "category", data: g.plants.map((p) => p.plant) },
@@ -328,7 +318,7 @@ PAGES.grid = async () => {
   bars("grid-region", g.loss_by_region, "region", t("loss_by_region"));
   $("grid-csv").href = `/api/v1/results/branch?${qs({ ts: g.ts, format: "csv" })}`;
   const rows = [...g.branches].sort((a, b) => b.carbon_send_t_per_h - a.carbon_send_t_per_h);
-  put("grid-branches", table(rows, [{ label: t("branch"), key: "id" }, { label: t("kind"), key: "kind" },
+  put("grid-branches", table(rows, [{ label: t("branch"), key: "id" }, { label: t("kind"), key: "kind", filter: true },
     { label: t("sending_bus"), key: "sending_bus" }, { label: `${t("voltage")} (kV)`, num: true, key: "voltage_kv" },
     { label: `${t("p_send")} (MW)`, num: true, render: (r) => num(r.p_send_mw) },
     { label: `${t("density")} (gCO₂/kWh)`, num: true, render: (r) => num(r.density_g_per_kwh) },
@@ -359,7 +349,7 @@ PAGES.consumption = async () => {
       const total = Object.values(u.power_mw).reduce((a, b) => a + b, 0);
       const mine = Object.entries(u.power_mw).filter(([s]) => plantOf[s] === plant).reduce((a, [, v]) => a + v, 0);
       return total ? +(100 * mine / total).toFixed(2) : 0; }) })) }, true);
-  put("con-users", table(c.users, [{ label: t("users"), key: "id" }, { label: t("region"), key: "region" },
+  put("con-users", table(c.users, [{ label: t("users"), key: "id" }, { label: t("region"), key: "region", filter: true },
     { label: t("industry"), key: "industry" }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.intensity_g_per_kwh) },
     { label: `${t("energy")} (MWh)`, num: true, render: (r) => num(r.range_energy_kwh / 1000) },
@@ -402,8 +392,15 @@ PAGES.history = async () => {
 $("hist-form").addEventListener("submit", (event) => { event.preventDefault(); PAGES.history(); });
 
 // ---- Devices ------------------------------------------------------------------------------------------
+const ROUTINE_COMMAND = "set_carbon_factor";
 PAGES.devices = async () => {
-  const [d, commands] = await Promise.all([api("/api/v1/devices?limit=100000"), api("/api/v1/commands?limit=50")]);
+  // routine factor downloads (one per electric-carbon meter and interval) are summed up, not listed
+  const [d, commands, summary] = await Promise.all([api("/api/v1/devices?limit=100000"),
+    api(`/api/v1/commands?${qs({ limit: 500, exclude_kind: ROUTINE_COMMAND })}`), api("/api/v1/commands/summary")]);
+  const routine = summary.items.find((k) => k.kind === ROUTINE_COMMAND);
+  $("dev-routine").textContent = routine ? `${t(ROUTINE_COMMAND)}: ${routine.count} (` +
+    Object.entries(routine.by_status).map(([status, n]) => `${t(status)} ${n}`).join(", ") +
+    `) · ${t("latest")} ${localTime(routine.last_created_at)} ${zoneLabel()}` : "";
   const online = d.items.filter((x) => x.status === "online").length;
   $("dev-summary").textContent = `${online} ${t("of")} ${d.total} ${t("devices_online")}`;
   $("dev-csv").href = "/api/v1/devices?format=csv";
@@ -418,21 +415,24 @@ PAGES.devices = async () => {
     $("dev-csv").after(" ", button);
   }
   $("dev-sync-all").textContent = t("sync_all_clocks");
-  const el = table(d.items, [{ label: t("device"), key: "id" }, { label: t("kind"), key: "kind" },
-    { label: t("protocol"), key: "protocol" }, { label: t("bus"), key: "bus_id" },
-    { label: t("status"), render: (r) => elem("span", { class: `status-${r.status}` }, t(r.status)) },
+  const el = table(d.items, [{ label: t("device"), key: "id" }, { label: t("kind"), key: "kind", filter: true },
+    { label: t("protocol"), key: "protocol", filter: true }, { label: t("bus"), key: "bus_id" },
+    { label: t("status"), filter: true, render: (r) => elem("span", { class: `status-${r.status}` }, t(r.status)) },
     { label: `${t("last_seen")} ${zoneLabel()}`, render: (r) => localTime(r.last_seen) },
     { label: `${t("clock_offset")} (s)`, num: true, render: (r) => num(r.clock_offset_s, 2) },
     { label: t("actions"), render: (r) => ["time_sync", "read_now", "restart"].map((k) =>
       elem("button", { "data-device": r.id, "data-command": k }, t(k))) }]);
-  el.querySelectorAll("button[data-command]").forEach((b) => b.addEventListener("click", async () => {
+  el.addEventListener("click", async (event) => { // one listener for the rows of every page of the table
+    const b = event.target.closest("button[data-command]");
+    if (!b) return;
     await api(`/api/v1/devices/${encodeURIComponent(b.dataset.device)}/commands`, { method: "POST", body: JSON.stringify({ kind: b.dataset.command }) });
     PAGES.devices();
-  }));
+  });
   put("dev-table", el);
   put("dev-commands", table(commands.items, [{ label: `${t("created")} ${zoneLabel()}`, render: (r) => localTime(r.created_at) },
-    { label: t("device"), key: "device_id" }, { label: t("kind"), render: (r) => t(r.kind) },
-    { label: t("status"), render: (r) => t(r.status) }, { label: t("user"), key: "actor" }]));
+    { label: t("device"), key: "device_id" }, { label: t("kind"), filter: true, render: (r) => t(r.kind) },
+    { label: t("status"), filter: true, render: (r) => t(r.status) }, { label: t("user"), key: "actor", filter: true }],
+    null, { name: "commands" }));
 };
 
 // ---- Cameras: list, latest image, playback of stored images --------------------------------------------
@@ -519,8 +519,8 @@ PAGES.cameras = async () => {
   const el = table(cam.cameras, [{ label: t("camera"), key: "id" }, { label: t("plant"), render: (r) => r.bus_name || r.bus_id || "—" },
     { label: t("status"), render: (r) => elem("span", { class: `status-${r.status}` }, t(r.status || "unknown")) },
     { label: `${t("latest")} ${zoneLabel()}`, render: (r) => localTime(r.latest_ts) },
-    { label: t("images_stored"), num: true, key: "images" }], (row) => camSelect(row.id));
-  el.querySelectorAll("tbody tr").forEach((tr) => { tr.dataset.id = cam.cameras[tr.dataset.k].id; });
+    { label: t("images_stored"), num: true, key: "images" }], (row) => camSelect(row.id),
+    { name: "cameras", rowAttrs: (row) => ({ "data-id": row.id }) });
   put("cam-list", el);
   const keep = cam.cameras.some((c) => c.id === cam.id) ? cam.id : cam.cameras[0]?.id;
   if (keep) await camSelect(keep);

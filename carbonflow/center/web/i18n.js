@@ -43,6 +43,8 @@ window.CF_I18N = {
     mismatch_intervals: "不一致时段", judge: "校核方", check: "校核项", expected: "校核方数值", found: "被校方数值",
     tolerance: "容差", detail: "说明", cs_ok: "一致", cs_mismatch: "不一致", cs_pending: "待校核",
     no_cascade: "本中心未配置级联",
+    set_carbon_factor: "碳因子下发", reload_config: "重新加载配置", sent: "已发送", failed: "失败",
+    search: "搜索", all: "全部", in_all: "条中", previous_page: "上一页", next_page: "下一页",
   },
   en: {
     title: "Carbon metering center", overview: "Overview", topology: "Topology", generation: "Generation",
@@ -93,5 +95,8 @@ window.CF_I18N = {
     mismatch_intervals: "Intervals with a mismatch", judge: "Judge", check: "Check", expected: "Judge's value",
     found: "Other side's value", tolerance: "Tolerance", detail: "Detail", cs_ok: "ok", cs_mismatch: "mismatch",
     cs_pending: "pending", no_cascade: "This center runs without a cascade",
+    set_carbon_factor: "Carbon factor downloads", reload_config: "Reload configuration", sent: "sent",
+    failed: "failed",
+    search: "Search", all: "all", in_all: "in all", previous_page: "Previous page", next_page: "Next page",
   },
 };

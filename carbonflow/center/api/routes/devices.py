@@ -19,6 +19,7 @@ from carbonflow.center.api.routes._common import (
     resolve_range,
 )
 from carbonflow.center.store import (
+    command_summary,
     device_row,
     list_commands,
     list_devices,
@@ -88,15 +89,24 @@ def commands(
     collector: str | None = None,
     device: str | None = None,
     status: Literal["queued", "sent", "acknowledged", "failed"] | None = None,
+    exclude_kind: list[str] = Query(default=[]),  # noqa: B008 - FastAPI's way to take a repeated parameter
     limit: Limit = None,
     offset: Offset = 0,
     format: Format = "json",
 ):
-    rows = list_commands(store, collector_id=collector, status=status)
-    if device is not None:
-        rows = [r for r in rows if r["device_id"] == device]
+    """Commands, newest first; ``exclude_kind=set_carbon_factor`` leaves out the routine factor downloads
+    (``/commands/summary`` counts them)."""
+    rows = list_commands(
+        store, collector_id=collector, status=status, device_id=device, exclude_kinds=exclude_kind
+    )
     rows.reverse()  # newest first
     return listing(rows, limit=limit, offset=offset, format=format, name="commands")
+
+
+@router.get("/commands/summary")
+def commands_summary(store: StoreDep) -> dict:
+    """Per kind: count, count by status and the newest command."""
+    return jsonable({"items": command_summary(store)})
 
 
 @router.get("/points")
