@@ -4,16 +4,30 @@ cookie) and a collector delivering over HTTPS with the CA."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import stat
+import threading
+import time
 
+import httpx
 import pytest
+import uvicorn
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from test_store import batch, seed
 
+from carbonflow.center.api import CenterSettings, create_app
+from carbonflow.center.api.settings import SettingsError
+from carbonflow.center.store import Store, count_readings
+from carbonflow.center.store.users import create_user
 from carbonflow.cli import main
+from carbonflow.collector.config import config_from_dict, load_config
+from carbonflow.collector.transport import HttpTransport
 from carbonflow.delivery.certs import CENTER_IDENTITY, init_certs
 from carbonflow.delivery.tls import TlsError, client_context
+from carbonflow.messages.collector_config import ConfigError
 
 
 def common_name(path) -> str:
@@ -93,3 +107,141 @@ def test_an_unusable_tls_file_is_one_line_naming_it(tmp_path):
         client_context(issued.ca_file, center_cert, broker_key)
     with pytest.raises(TlsError, match="give both or neither"):
         client_context(issued.ca_file, center_cert, None)
+
+
+# --- the center serving HTTPS ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return init_certs(tmp_path / "pki", ["127.0.0.1", "localhost"], ["C1", "C2"])
+
+
+@pytest.fixture
+def https_center(tmp_path, pki):
+    """The real center app on uvicorn with the center's certificate, in a thread; yields its URL."""
+    cert, key = pki.pair("center")
+    settings = CenterSettings(
+        database_url=f"sqlite:///{tmp_path / 'center.db'}", tls_cert_file=str(cert), tls_key_file=str(key),
+        maintenance_period_s=0, alarm_tick_s=0,
+    )  # fmt: skip
+    store = Store.open(settings.database_url)
+    seed(store)  # collector C1 (secret "secret-1") and its devices
+    create_user(store, "admin", "a long password", "admin")
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, store=store),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        **settings.uvicorn_ssl(),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the HTTPS center did not start"
+        time.sleep(0.05)
+    try:
+        yield f"https://127.0.0.1:{port}", store
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+
+
+def test_the_center_serves_https_and_its_session_cookie_is_secure(https_center, pki):
+    url, _store = https_center
+    with httpx.Client(base_url=url, verify=client_context(pki.ca_file)) as client:
+        login = client.post("/api/v1/login", json={"name": "admin", "password": "a long password"})
+    assert login.status_code == 200, login.text
+    cookie = login.headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie, cookie
+    assert "max-age" in login.headers.get("strict-transport-security", "").lower()
+
+
+def test_a_client_without_the_ca_or_over_plain_http_gets_nothing(https_center):
+    url, _store = https_center
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"{url}/healthz")  # the system CAs do not know the local CA
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url.replace("https://", "http://") + "/healthz", timeout=5)
+
+
+def test_a_collector_delivers_a_batch_over_https_trusting_the_ca(https_center, pki, tmp_path):
+    url, store = https_center
+    cert, key = pki.collector("C1")
+    document = {
+        "id": "C1",
+        "secret": "secret-1",
+        "center": {"url": url, "ca_file": "pki/ca.pem", "cert_file": str(cert), "key_file": str(key)},
+    }
+    config = config_from_dict(document, "collector.toml", tmp_path)  # ca_file relative to the file's folder
+    body = batch("tls-0001", [("EM-U1/1", 0, "1206.42")]).signed(b"secret-1").model_dump_json().encode()
+
+    async def deliver():
+        transport = HttpTransport(config)
+        await transport.start()
+        try:
+            return await transport.send_batch("tls-0001", body), await transport.next_commands()
+        finally:
+            await transport.stop()
+
+    result, commands = asyncio.run(deliver())
+    assert result.outcome == "acked", result
+    assert commands == []
+    assert count_readings(store) == 1
+
+
+def test_tls_settings_come_in_pairs_and_mqtt_tls_needs_mqtts():
+    with pytest.raises(SettingsError) as caught:
+        CenterSettings.from_env({"CARBONFLOW_TLS_CERT_FILE": "/etc/carbonflow/center.pem"})
+    message = str(caught.value)
+    assert message == (
+        "CARBONFLOW_TLS_CERT_FILE is set but CARBONFLOW_TLS_KEY_FILE is not: give both or neither"
+    ), message
+    with pytest.raises(SettingsError, match="CARBONFLOW_MQTT_URL must be mqtts://"):
+        CenterSettings.from_env({"CARBONFLOW_MQTT_URL": "mqtt://b:1883", "CARBONFLOW_MQTT_CA_FILE": "ca.pem"})
+    with pytest.raises(SettingsError, match="CARBONFLOW_MQTT_KEY_FILE is set but CARBONFLOW_MQTT_CERT_FILE"):
+        CenterSettings.from_env({"CARBONFLOW_MQTT_URL": "mqtts://b", "CARBONFLOW_MQTT_KEY_FILE": "k.pem"})
+    assert not CenterSettings.from_env({}).tls_enabled
+
+
+def test_center_serve_with_a_missing_certificate_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("CARBONFLOW_TLS_CERT_FILE", str(tmp_path / "nope.pem"))
+    monkeypatch.setenv("CARBONFLOW_TLS_KEY_FILE", str(tmp_path / "nope.key"))
+    assert main(["center", "serve", "--port", "1", "--database", f"sqlite:///{tmp_path / 'c.db'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("carbonflow center: error: certificate ") and "no such file" in err and "\n" not in err
+    )
+    monkeypatch.delenv("CARBONFLOW_TLS_KEY_FILE")
+    assert main(["center", "serve", "--port", "1"]) == 2
+    assert "give both or neither" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("center", "says"),
+    [
+        (
+            {"url": "http://c:8080", "ca_file": "ca.pem"},
+            "ca_file: TLS options need an https:// or mqtts:// url",
+        ),
+        ({"url": "https://c:8080", "cert_file": "c.pem"}, "cert_file and key_file: give both or neither"),
+        ({"url": "https://c:8080", "ca_file": "missing.pem"}, "center: CA file"),
+    ],
+)
+def test_bad_collector_tls_options_are_one_config_error_line(tmp_path, center, says):
+    (tmp_path / "collector.toml").write_text(
+        "id = 'C1'\nsecret = 'secret-1'\n[center]\n" + "".join(f"{k} = '{v}'\n" for k, v in center.items())
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "collector.toml")
+    assert says in str(caught.value) and "\n" not in str(caught.value), caught.value

@@ -41,7 +41,8 @@ async def fetch_config_text(config: LoadedConfig, version: str, url: str | None 
     path = urlsplit(target).path
     headers = {SIGNATURE_HEADER: sign(path.encode("utf-8"), config.secret_bytes)}
     try:
-        async with httpx.AsyncClient(timeout=config.center.request_timeout_s) as client:
+        verify = config.tls_context if config.tls_context is not None else True  # the center's own CA
+        async with httpx.AsyncClient(timeout=config.center.request_timeout_s, verify=verify) as client:
             response = await client.get(target, headers=headers)
     except httpx.HTTPError as error:
         raise OSError(f"configuration {version}: GET {path}: {type(error).__name__}: {error}") from None
