@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a cascade of centers: province (on --port), 2 cities, 8 counties, exchanging and verifying",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="HTTPS everywhere: a local CA and certificates in DIR/tls; the collector trusts the CA",
+    )
     parser.set_defaults(run=run)
 
 
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         max_intervals=args.intervals,
         scenario=scenario,
         cascade=args.cascade,
+        tls=args.tls,
     )
     try:
         report = asyncio.run(run_demo(options))
