@@ -93,6 +93,24 @@ def test_certs_init_into_a_file_is_refused(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
 
 
+def test_certs_collector_issues_more_collectors_from_the_existing_ca(tmp_path, capsys):
+    target = tmp_path / "pki"
+    assert main(["certs", "init", str(target), "--collectors", "C1"]) == 0
+    ca = (target / "ca.pem").read_bytes()
+    assert main(["certs", "collector", str(target), "C3", "C4"]) == 0
+    assert (target / "ca.pem").read_bytes() == ca  # same CA: nobody else needs anything new
+    assert common_name(target / "collectors" / "C4.pem") == "C4"
+    assert stat.S_IMODE((target / "collectors" / "C3.key").stat().st_mode) == 0o600
+    client_context(target / "ca.pem", target / "collectors" / "C3.pem", target / "collectors" / "C3.key")
+    capsys.readouterr()
+    assert main(["certs", "collector", str(target), "C1"]) == 2
+    assert "C1.pem exists: refusing to overwrite" in capsys.readouterr().err
+    assert main(["certs", "collector", str(tmp_path / "none"), "C5"]) == 2
+    assert "run certs init first" in capsys.readouterr().err
+    assert main(["certs", "collector", str(target), "a/b"]) == 2
+    assert "collector id: 'a/b' is not a collector id" in capsys.readouterr().err
+
+
 def test_an_unusable_tls_file_is_one_line_naming_it(tmp_path):
     issued = init_certs(tmp_path / "pki")
     with pytest.raises(TlsError, match=r"CA file .*missing\.pem: no such file"):

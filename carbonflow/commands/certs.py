@@ -35,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="replace existing files (a new CA: reissue everything)"
     )
     init.set_defaults(run=run_init)
+    more = actions.add_parser(
+        "collector", help="client certificates for more collectors, from the CA already in DIR"
+    )
+    more.add_argument("directory", metavar="DIR")
+    more.add_argument("collectors", metavar="ID", nargs="+", help="collector ids (each its certificate's CN)")
+    more.add_argument("--days", type=int, default=None, help="validity of the certificates, days (825)")
+    more.add_argument("--force", action="store_true", help="replace a collector's existing certificate")
+    more.set_defaults(run=run_collector)
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -58,4 +66,24 @@ def run_init(args: argparse.Namespace) -> int:
         + (f", collectors {', '.join(collectors)}" if collectors else "")
         + f"; {len(issued.written)} files (keys 0600)"
     )
+    return 0
+
+
+def run_collector(args: argparse.Namespace) -> int:
+    from carbonflow.delivery.certs import DEFAULT_DAYS, CertError, add_collectors, parse_collectors
+
+    try:
+        collectors = parse_collectors(",".join(args.collectors), "collector id")
+        issued = add_collectors(
+            args.directory,
+            collectors,
+            days=DEFAULT_DAYS if args.days is None else args.days,
+            force=args.force,
+        )
+    except CertError as error:
+        raise CommandInputError(str(error)) from None
+    except OSError as error:
+        where = error.filename or args.directory
+        raise CommandInputError(f"{where}: {(error.strerror or str(error)).lower()}") from None
+    print(f"collector certificates in {issued.directory / 'collectors'}: {', '.join(collectors)} (keys 0600)")
     return 0

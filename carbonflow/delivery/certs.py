@@ -72,17 +72,17 @@ def parse_hosts(text: str) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
-def parse_collectors(text: str) -> list[str]:
+def parse_collectors(text: str, what: str = "--collectors") -> list[str]:
     """``"C1,C2"`` -> collector ids (the id pattern of every carbonflow id; never the center's CN)."""
     ids = [c.strip() for c in text.split(",") if c.strip()]
     for collector_id in ids:
         if not re.match(ID_PATTERN, collector_id) or len(collector_id) > 64:  # 64: the CN's X.509 limit
-            raise CertError(f"--collectors: {collector_id!r} is not a collector id (letters, digits, _ . -)")
+            raise CertError(f"{what}: {collector_id!r} is not a collector id (letters, digits, _ . -)")
         if collector_id in (CENTER_IDENTITY, BROKER_IDENTITY):
-            raise CertError(f"--collectors: {collector_id!r} is reserved for the center or broker")
+            raise CertError(f"{what}: {collector_id!r} is reserved for the center or broker")
     duplicate = next((c for c in ids if ids.count(c) > 1), None)
     if duplicate is not None:
-        raise CertError(f"--collectors: {duplicate!r} appears twice")
+        raise CertError(f"{what}: {duplicate!r} appears twice")
     return ids
 
 
@@ -233,6 +233,39 @@ def init_certs(
     for name, common_name, sans, server, client in leaves:
         key, cert = _leaf(ca_key, ca_cert, common_name, days, sans, server=server, client=client)
         cert_path, key_path = issued.pair(name)
+        _write(key_path, _key_pem(key), private=True)
+        _write(cert_path, _cert_pem(cert), private=False)
+        issued.written += [cert_path, key_path]
+    return issued
+
+
+def add_collectors(
+    directory: str | Path, collectors: list[str], *, days: int = DEFAULT_DAYS, force: bool = False
+) -> IssuedCerts:
+    """Client certificates for more collectors, signed by the CA already in ``directory``."""
+    if days < 1:
+        raise CertError(f"--days {days}: must be at least 1")
+    if not collectors:
+        raise CertError("give at least one collector id")
+    issued = IssuedCerts(Path(directory))
+    try:
+        ca_cert = x509.load_pem_x509_certificate(issued.ca_file.read_bytes())
+        ca_key = serialization.load_pem_private_key((issued.directory / "ca.key").read_bytes(), password=None)
+    except OSError as error:
+        raise CertError(
+            f"{error.filename}: {(error.strerror or str(error)).lower()} (run certs init first)"
+        ) from None
+    except ValueError as error:
+        raise CertError(f"{issued.directory}: the CA cannot be read ({error})") from None
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or ca_key.public_key() != ca_cert.public_key():
+        raise CertError(f"{issued.directory}: ca.key is not the key of ca.pem")
+    targets = [p for c in collectors for p in issued.collector(c)]
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        raise CertError(f"{existing[0]} exists: refusing to overwrite (--force replaces it)")
+    for collector_id in collectors:
+        key, cert = _leaf(ca_key, ca_cert, collector_id, days, client=True)
+        cert_path, key_path = issued.collector(collector_id)
         _write(key_path, _key_pem(key), private=True)
         _write(cert_path, _cert_pem(cert), private=False)
         issued.written += [cert_path, key_path]
