@@ -243,6 +243,10 @@ def test_center_serve_with_a_missing_certificate_is_one_line_and_exit_2(monkeypa
     monkeypatch.delenv("CARBONFLOW_TLS_KEY_FILE")
     assert main(["center", "serve", "--port", "1"]) == 2
     assert "give both or neither" in capsys.readouterr().err
+    monkeypatch.delenv("CARBONFLOW_TLS_CERT_FILE")
+    monkeypatch.setenv("CARBONFLOW_MQTT_CA_FILE", str(tmp_path / "ca.pem"))  # the option must fit it too
+    assert main(["center", "serve", "--port", "1", "--mqtt", "mqtt://127.0.0.1:1883"]) == 2
+    assert "CARBONFLOW_MQTT_URL must be mqtts://" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

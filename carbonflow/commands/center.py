@@ -57,14 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _settings(args: argparse.Namespace, **overrides: Any):
     from carbonflow.center.api.settings import CenterSettings, SettingsError
 
-    try:
-        settings = CenterSettings.from_env()
-    except SettingsError as error:  # one line, exit 2, like any other bad input
-        raise CommandInputError(str(error)) from None
     values = {k: v for k, v in overrides.items() if v is not None}
     if getattr(args, "database", None):
         values["database_url"] = args.database
-    return settings.model_copy(update=values)
+    try:  # options validated with the environment's values: an --mqtt mqtt:// with an MQTT CA file is refused
+        return CenterSettings.from_env(**values)
+    except SettingsError as error:  # one line, exit 2, like any other bad input
+        raise CommandInputError(str(error)) from None
 
 
 def _json_file(path: str, what: str) -> dict:

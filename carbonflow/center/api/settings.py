@@ -181,9 +181,10 @@ class CenterSettings(BaseSettings):
         return init_settings, _Environment(settings_cls)  # code first, then CARBONFLOW_* variables
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> CenterSettings:
-        """Settings from ``environ`` (default: the process environment) and the defaults."""
-        values = _Environment(cls, os.environ if environ is None else environ)()
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CenterSettings:
+        """Settings from ``environ`` (default: the process environment) and the defaults; ``overrides``
+        (command-line options) win and are validated with the rest (e.g. a TLS file needs its pair)."""
+        values = {**_Environment(cls, os.environ if environ is None else environ)(), **overrides}
         try:
             return cls.model_validate(values)  # not cls(**values): that would read os.environ again
         except ValidationError as error:
