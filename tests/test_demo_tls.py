@@ -1,6 +1,7 @@
 """``carbonflow demo --tls``: certificates made in the demo directory, the center on HTTPS, the
-collector delivering over HTTPS trusting the demo's CA — and, with ``--cascade``, every center of the
-cascade on HTTPS, exchanging over it.  Two metered intervals each, fast."""
+collector delivering over HTTPS trusting the demo's CA — with ``--cascade``, every center of the
+cascade on HTTPS, exchanging over it; with ``--mqtt mqtts://``, through the shipped TLS-only broker
+(deploy/mosquitto) with the demo's certificates.  Two metered intervals each, fast."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import stat
 import httpx
 import pytest
 from cascade_world import free_port
+from test_mqtt_tls import running_broker
 
+from carbonflow.delivery.certs import ensure_certs
 from carbonflow.delivery.tls import client_context
-from carbonflow.demo import DemoOptions, run_demo
+from carbonflow.demo import COLLECTOR_ID, DemoOptions, run_demo
 
 INTERVALS = 2
 
@@ -63,3 +66,22 @@ def test_demo_tls_serves_https_and_the_collector_delivers_over_it(tmp_path, casc
     if cascade:
         assert report.cascade_checks and all(check.ok for check in report.cascade_checks), lines
         assert any(line.lstrip().startswith("county") and "https://" in line for line in lines), lines
+
+
+def test_demo_tls_over_mqtts_through_the_shipped_broker(tmp_path):
+    directory = tmp_path / "demo"
+    # the broker needs its certificates before the demo starts; the demo keeps them (they name its host)
+    issued = ensure_certs(directory / "tls", ["127.0.0.1", "localhost"], [COLLECTOR_ID])
+    ca_before = issued.ca_file.read_bytes()
+    with running_broker(directory / "tls") as port:
+        options = DemoOptions(
+            directory=directory, port=free_port(), speed=20.0, hours=1.0, max_intervals=INTERVALS,
+            password="pw", tls=True, mqtt_url=f"mqtts://127.0.0.1:{port}",
+        )  # fmt: skip
+        lines: list[str] = []
+        report = asyncio.run(run_demo(options, say=lines.append))
+        broker_log = (directory / "tls" / "mosquitto.log").read_text()
+    assert issued.ca_file.read_bytes() == ca_before  # kept, not reissued
+    assert report.intervals_metered == INTERVALS, lines  # readings came through the broker over TLS
+    assert "u'demo-collector'" in broker_log and "u'carbonflow-center'" in broker_log  # CN as user name
+    assert "Denied PUBLISH" not in broker_log  # the ACL lets both do all they need

@@ -10,6 +10,7 @@ Without a mosquitto binary the tests skip with the reason (under ``CI=true`` the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -41,7 +43,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def mosquitto_binary() -> str:
+def mosquitto_binary() -> str:  # skips (fails under CI=true) without one
     found = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
     )
@@ -62,34 +64,45 @@ def shipped_config(directory: Path, port: int) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    """A real mosquitto with the shipped configuration; yields (port, certificates)."""
+@contextlib.contextmanager
+def running_broker(directory: Path) -> Iterator[int]:
+    """A real mosquitto with the shipped configuration and the certificates in ``directory`` (ca.pem,
+    broker.pem, broker.key); yields its port."""
     binary = mosquitto_binary()
-    directory = tmp_path_factory.mktemp("broker")
-    issued = init_certs(directory, ["127.0.0.1", "localhost"], ["C1", "C2"])
     port = free_port()
     (directory / "mosquitto.conf").write_text(shipped_config(directory, port), encoding="utf-8")
     log = (directory / "mosquitto.log").open("w")
     process = subprocess.Popen(
         [binary, "-c", str(directory / "mosquitto.conf"), "-v"], stdout=log, stderr=log
     )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"mosquitto did not start: {(directory / 'mosquitto.log').read_text()}")
-            time.sleep(0.05)
     try:
-        yield port, issued
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mosquitto did not start: {(directory / 'mosquitto.log').read_text()}")
+                time.sleep(0.05)
+        yield port
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """The shipped broker with certificates for the center and collectors C1, C2; yields (port, certs)."""
+    directory = tmp_path_factory.mktemp("broker")
+    issued = init_certs(directory, ["127.0.0.1", "localhost"], ["C1", "C2"])
+    with running_broker(directory) as port:
+        yield port, issued
 
 
 def connect(port: int, tls: ssl.SSLContext | None, client_id: str) -> tuple[mqtt.Client, object]:
