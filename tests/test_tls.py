@@ -77,7 +77,8 @@ def test_certs_init_refuses_to_overwrite_without_force(tmp_path, capsys):
         (["--collectors", "C1,C1"], "appears twice"),
         (["--collectors", "a/b"], "is not a collector id"),
         (["--collectors", CENTER_IDENTITY], "reserved"),
-        (["--days", "0"], "at least 1"),
+        (["--days", "0"], "must be from 1 to"),
+        (["--days", "99999"], "the CA's own validity"),
     ],
 )
 def test_bad_certs_input_is_one_line_and_exit_2(tmp_path, capsys, argv, says):

@@ -46,15 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from carbonflow.delivery.certs import DEFAULT_DAYS, CertError, init_certs, parse_collectors, parse_hosts
+    from carbonflow.delivery.certs import (
+        DEFAULT_VALID_DAYS,
+        CertError,
+        init_certs,
+        parse_collectors,
+        parse_hosts,
+    )
 
     try:
         hosts = parse_hosts(args.hosts)
         collectors = parse_collectors(args.collectors)
-        issued = init_certs(
-            args.directory, hosts, collectors, days=DEFAULT_DAYS if args.days is None else args.days,
-            force=args.force,
-        )  # fmt: skip
+        valid_days = DEFAULT_VALID_DAYS if args.days is None else args.days
+        issued = init_certs(args.directory, hosts, collectors, valid_days=valid_days, force=args.force)
     except CertError as error:
         raise CommandInputError(str(error)) from None
     except OSError as error:  # a directory we may not write, a full disk
@@ -70,14 +74,14 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_collector(args: argparse.Namespace) -> int:
-    from carbonflow.delivery.certs import DEFAULT_DAYS, CertError, add_collectors, parse_collectors
+    from carbonflow.delivery.certs import DEFAULT_VALID_DAYS, CertError, add_collectors, parse_collectors
 
     try:
         collectors = parse_collectors(",".join(args.collectors), "collector id")
         issued = add_collectors(
             args.directory,
             collectors,
-            days=DEFAULT_DAYS if args.days is None else args.days,
+            valid_days=DEFAULT_VALID_DAYS if args.days is None else args.days,
             force=args.force,
         )
     except CertError as error:

@@ -34,8 +34,8 @@ from carbonflow.messages.base import ID_PATTERN
 CENTER_IDENTITY = "carbonflow-center"  # the center's CN: its MQTT user name in deploy/mosquitto/acl
 BROKER_IDENTITY = "carbonflow-broker"
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
-CA_DAYS = 3650
-DEFAULT_DAYS = 825  # the longest leaf validity Apple's TLS clients accept
+CA_VALID_DAYS = 3650
+DEFAULT_VALID_DAYS = 825  # the longest leaf validity Apple's TLS clients accept
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
 
@@ -86,6 +86,11 @@ def parse_collectors(text: str, what: str = "--collectors") -> list[str]:
     return ids
 
 
+def _check_validity(valid_days: int) -> None:
+    if not 1 <= valid_days <= CA_VALID_DAYS:  # a certificate outliving its CA would fail before its date
+        raise CertError(f"--days {valid_days}: must be from 1 to {CA_VALID_DAYS} (the CA's own validity)")
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -103,7 +108,7 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _builder(subject: str, issuer: x509.Name, public_key, days: int) -> x509.CertificateBuilder:
+def _builder(subject: str, issuer: x509.Name, public_key, valid_days: int) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
@@ -112,7 +117,7 @@ def _builder(subject: str, issuer: x509.Name, public_key, days: int) -> x509.Cer
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))  # a peer whose clock is a little behind
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_after(now + dt.timedelta(days=valid_days))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 
@@ -120,7 +125,7 @@ def _builder(subject: str, issuer: x509.Name, public_key, days: int) -> x509.Cer
 def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        _builder("carbonflow local CA", _name("carbonflow local CA"), key.public_key(), CA_DAYS)
+        _builder("carbonflow local CA", _name("carbonflow local CA"), key.public_key(), CA_VALID_DAYS)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -145,7 +150,7 @@ def _leaf(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     common_name: str,
-    days: int,
+    valid_days: int,
     hosts: list[str] | None = None,
     server: bool = False,
     client: bool = False,
@@ -153,7 +158,7 @@ def _leaf(
     key = ec.generate_private_key(ec.SECP256R1())
     usages = [ExtendedKeyUsageOID.SERVER_AUTH] * server + [ExtendedKeyUsageOID.CLIENT_AUTH] * client
     builder = (
-        _builder(common_name, ca_cert.subject, key.public_key(), days)
+        _builder(common_name, ca_cert.subject, key.public_key(), valid_days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -206,12 +211,11 @@ def init_certs(
     hosts: list[str] | tuple[str, ...] = DEFAULT_HOSTS,
     collectors: list[str] | tuple[str, ...] = (),
     *,
-    days: int = DEFAULT_DAYS,
+    valid_days: int = DEFAULT_VALID_DAYS,
     force: bool = False,
 ) -> IssuedCerts:
     """A new CA and every certificate under ``directory``; refuses to replace files unless ``force``."""
-    if days < 1:
-        raise CertError(f"--days {days}: must be at least 1")
+    _check_validity(valid_days)
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CertError(f"{directory}: exists and is not a directory")
@@ -231,7 +235,7 @@ def init_certs(
         *((f"collectors/{c}", c, None, False, True) for c in collectors),
     ]
     for name, common_name, sans, server, client in leaves:
-        key, cert = _leaf(ca_key, ca_cert, common_name, days, sans, server=server, client=client)
+        key, cert = _leaf(ca_key, ca_cert, common_name, valid_days, sans, server=server, client=client)
         cert_path, key_path = issued.pair(name)
         _write(key_path, _key_pem(key), private=True)
         _write(cert_path, _cert_pem(cert), private=False)
@@ -240,11 +244,10 @@ def init_certs(
 
 
 def add_collectors(
-    directory: str | Path, collectors: list[str], *, days: int = DEFAULT_DAYS, force: bool = False
+    directory: str | Path, collectors: list[str], *, valid_days: int = DEFAULT_VALID_DAYS, force: bool = False
 ) -> IssuedCerts:
     """Client certificates for more collectors, signed by the CA already in ``directory``."""
-    if days < 1:
-        raise CertError(f"--days {days}: must be at least 1")
+    _check_validity(valid_days)
     if not collectors:
         raise CertError("give at least one collector id")
     issued = IssuedCerts(Path(directory))
@@ -264,7 +267,7 @@ def add_collectors(
     if existing and not force:
         raise CertError(f"{existing[0]} exists: refusing to overwrite (--force replaces it)")
     for collector_id in collectors:
-        key, cert = _leaf(ca_key, ca_cert, collector_id, days, client=True)
+        key, cert = _leaf(ca_key, ca_cert, collector_id, valid_days, client=True)
         cert_path, key_path = issued.collector(collector_id)
         _write(key_path, _key_pem(key), private=True)
         _write(cert_path, _cert_pem(cert), private=False)
