@@ -24,6 +24,7 @@ from carbonflow.center.store import Store, count_readings
 from carbonflow.center.store.users import create_user
 from carbonflow.cli import main
 from carbonflow.collector.config import config_from_dict, load_config
+from carbonflow.collector.remote_config import validate_config_text
 from carbonflow.collector.transport import HttpTransport
 from carbonflow.delivery.certs import CENTER_IDENTITY, init_certs
 from carbonflow.delivery.tls import TlsError, client_context
@@ -268,3 +269,13 @@ def test_bad_collector_tls_options_are_one_config_error_line(tmp_path, center, s
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "collector.toml")
     assert says in str(caught.value) and "\n" not in str(caught.value), caught.value
+
+
+def test_a_pushed_configuration_with_a_missing_ca_file_is_refused_before_it_is_installed(tmp_path):
+    current = config_from_dict({"id": "C1", "secret": "secret-1", "center": {"url": "http://c:80"}}, "c.toml")
+    pushed = (
+        "id = 'C1'\nsecret = 'secret-1'\nconfig_version = 'v2'\n"
+        "[center]\nurl = 'https://c:443'\nca_file = 'gone.pem'\n"
+    )
+    with pytest.raises(ConfigError, match=r"center: CA file .*gone\.pem: no such file"):
+        validate_config_text(pushed, "v2", current, tmp_path / "collector.toml")

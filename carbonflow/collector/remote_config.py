@@ -61,6 +61,7 @@ def validate_config_text(text: str, version: str, current: LoadedConfig, path: P
         raise ConfigError(f"{origin}: TOML syntax: {error}") from None
     config = config_from_dict(data, origin, path.resolve().parent)
     config.secret_bytes  # noqa: B018 - a missing secret file is found now, before anything is written
+    config.tls_context  # noqa: B018 - so is a missing or bad TLS file (the collector would lose its center)
     if config.id != current.id:
         raise ConfigError(f"{origin}: is for collector {config.id!r}, this is {current.id!r}")
     if config.config_version != version:
