@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -44,6 +45,7 @@ from carbonflow.collector.config import config_from_dict
 from carbonflow.collector.device_map_config import config_from_device_map
 from carbonflow.collector.outbox import Outbox
 from carbonflow.collector.service import Collector
+from carbonflow.delivery.certs import IssuedCerts, ensure_certs
 from carbonflow.sim.cameras import add_cameras
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
@@ -72,6 +74,7 @@ class DemoOptions:
     max_intervals: int | None = None  # stop after metering this many intervals (tests)
     scenario: Path | None = None  # simulator fault scenario (JSON/TOML events, times from the start)
     cascade: bool = False  # province + cities + counties, own centers (demo_cascade.py); the CLI's default
+    tls: bool = False  # HTTPS (and mqtts) with a local CA made in <directory>/tls (docs/tls.md)
 
 
 @dataclass(frozen=True)
@@ -206,18 +209,23 @@ async def run_demo(
     served_map = await farm.start(options.host, 0)  # free ports: never clash with what else runs here
     register_devices(store, served_map["devices"], collector_id=COLLECTOR_ID)
 
+    tls = _demo_certs(options)
     settings = CenterSettings(  # the demo meters on its own simulated clock, never the wall clock's loop
         database_url=database_url,
         mqtt_url=options.mqtt_url,
         image_dir=str(options.directory / "images"),
         metering_interval_s=0,
         alarm_tick_s=max(0.5, options.interval_s / options.speed / 4),  # time-based rules: 4 per interval
+        **_center_tls(tls, options.mqtt_url),
     )
-    cascade = _cascade(options, grid, store, clock.now, password, say)
+    cascade = _cascade(options, grid, store, clock.now, password, say, tls)
     app = create_app(settings, store=store, cascade=None if cascade is None else cascade.province)
     alarms = app.state.alarms  # evaluated on the simulated clock, as each interval is metered
     alarms.clock, alarms.interval_s = clock.now, options.interval_s
-    server = _Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host=options.host, port=options.port, log_level="warning", **settings.uvicorn_ssl()
+    )
+    server = _Server(config)
     server_task = asyncio.create_task(server.serve(), name="center-api")
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
@@ -225,7 +233,7 @@ async def run_demo(
         await farm.stop()
         store.close()
         server_task.result()  # raises: the port is taken, ...
-    url = f"http://{options.host}:{options.port}"
+    url = f"{'https' if tls else 'http'}://{options.host}:{options.port}"
 
     poll_s = max(0.5, options.interval_s / options.speed / 3)
     config_data = config_from_device_map(
@@ -237,6 +245,9 @@ async def run_demo(
         period_s=poll_s,
     )
     config_data["center"]["command_poll_s"] = max(0.5, poll_s)
+    if tls is not None and urlsplit(config_data["center"]["url"]).scheme in ("https", "mqtts"):
+        cert, key = tls.collector(COLLECTOR_ID)  # trusts the demo's CA, presents its own certificate
+        config_data["center"].update(ca_file=str(tls.ca_file), cert_file=str(cert), key_file=str(key))
     interval_real_s = max(1.0, options.interval_s / options.speed)
     config_data["images"] = {"period_s": max(1.0, interval_real_s / 2)}  # two per interval
     half = max(0.5, interval_real_s / 2)  # device statuses and clock reads twice an interval (alarms)
@@ -288,7 +299,7 @@ async def run_demo(
     return report
 
 
-def _cascade(options: DemoOptions, grid, store: Store, now, password: str, say):
+def _cascade(options: DemoOptions, grid, store: Store, now, password: str, say, tls: IssuedCerts | None):
     """The cascade of centers the demo's metering feeds (None for the single-center demo, ``--single``)."""
     if not options.cascade:
         return None
@@ -296,8 +307,29 @@ def _cascade(options: DemoOptions, grid, store: Store, now, password: str, say):
 
     return CascadeDemo(
         options.directory / "cascade", options.host, options.port, options.interval_s, grid, store, now,
-        password, say,
+        password, say, tls=tls,
     )  # fmt: skip
+
+
+def _demo_certs(options: DemoOptions) -> IssuedCerts | None:
+    """``--tls``: the local CA and certificates in ``<directory>/tls`` (kept between runs while they
+    name the host, so a browser told to trust ca.pem keeps trusting it)."""
+    if not options.tls:
+        return None
+    hosts = list(dict.fromkeys([options.host, "127.0.0.1", "localhost"]))
+    return ensure_certs(options.directory / "tls", hosts, [COLLECTOR_ID])
+
+
+def _center_tls(tls: IssuedCerts | None, mqtt_url: str | None) -> dict[str, str]:
+    """The center's TLS settings: HTTPS with the center's certificate, which is also its identity at an
+    mqtts:// broker (configured with deploy/mosquitto and the same CA)."""
+    if tls is None:
+        return {}
+    cert, key = tls.pair("center")
+    values = {"tls_cert_file": str(cert), "tls_key_file": str(key)}
+    if (mqtt_url or "").startswith("mqtts://"):
+        values.update(mqtt_ca_file=str(tls.ca_file), mqtt_cert_file=str(cert), mqtt_key_file=str(key))
+    return values
 
 
 class _Server(uvicorn.Server):

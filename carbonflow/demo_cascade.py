@@ -38,6 +38,7 @@ from carbonflow.center.metering.service import IntervalOutcome
 from carbonflow.center.store import Store
 from carbonflow.center.store.cascade import metered_snapshot, result_at
 from carbonflow.center.store.users import create_user
+from carbonflow.delivery.certs import IssuedCerts
 
 # metered data: a region's balance keeps its meters' residual (the demo's devices: ~5e-5 of the
 # region's energy); every other check keeps its exact tolerance (1e-6 g/kWh)
@@ -97,6 +98,7 @@ class CascadeDemo:
     max_level: str = "county"
     checks: list[CascadeCheck] = field(default_factory=list)
     halted: threading.Event = field(default_factory=threading.Event)  # stopping: no more waiting
+    tls: IssuedCerts | None = None  # every center serves HTTPS with the demo's center certificate
 
     def __post_init__(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -105,10 +107,12 @@ class CascadeDemo:
         top = center_id(regions[0]["path"])
         ports = {center_id(r["path"]): _free_port(self.host) for r in regions}
         ports[top] = self.port
+        scheme = "https" if self.tls else "http"
+        trust = {"ca_file": str(self.tls.ca_file)} if self.tls else {}
         self.configs = cascade_configs(
-            regions, lambda cid: f"http://{self.host}:{ports[cid]}", self.directory,
+            regions, lambda cid: f"{scheme}://{self.host}:{ports[cid]}", self.directory,
             interval_s=self.interval_s, backoff_min_s=0.1, backoff_max_s=5.0, outbox_durable=False,
-            balance_share=BALANCE_SHARE,
+            balance_share=BALANCE_SHARE, **trust,
         )  # fmt: skip
         self.leaves = leaf_regions(self.configs)
         self.regions = bus_regions(self.grid)
@@ -118,7 +122,7 @@ class CascadeDemo:
             if cid != top:
                 create_user(store, "admin", self.password, "admin")
             service = CascadeService.open(store, config, now=self.now)
-            self.centers[cid] = _Center(cid, store, service, f"http://{self.host}:{ports[cid]}")
+            self.centers[cid] = _Center(cid, store, service, f"{scheme}://{self.host}:{ports[cid]}")
         self.top = self.centers[top]
 
     @property
@@ -130,12 +134,22 @@ class CascadeDemo:
         for center in self.centers.values():
             if center is self.top:
                 continue
+            tls: dict[str, str] = {}
+            if self.tls is not None:  # the demo's center certificate names this host: every center uses it
+                cert, key = self.tls.pair("center")
+                tls = {"tls_cert_file": str(cert), "tls_key_file": str(key)}
             settings = CenterSettings(
-                database_url="sqlite://", metering_interval_s=0, image_dir=str(self.directory / "images")
+                database_url="sqlite://",
+                metering_interval_s=0,
+                image_dir=str(self.directory / "images"),
+                **tls,
             )
             app = create_app(settings, store=center.store, cascade=center.service)
             port = int(center.url.rsplit(":", 1)[1])
-            center.server = _Server(uvicorn.Config(app, host=self.host, port=port, log_level="warning"))
+            config = uvicorn.Config(
+                app, host=self.host, port=port, log_level="warning", **settings.uvicorn_ssl()
+            )
+            center.server = _Server(config)
             center.task = asyncio.create_task(center.server.serve(), name=f"center-{center.id}")
             while not center.server.started:
                 if center.task.done():

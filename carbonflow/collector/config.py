@@ -10,6 +10,7 @@ codec :class:`RegisterMap` objects whose point names the configuration's points 
 from __future__ import annotations
 
 import json
+import ssl
 import tomllib
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
+from carbonflow.delivery.tls import TlsError, client_context
 from carbonflow.messages.collector_config import CollectorConfig, ConfigError, DeviceConfig
 from carbonflow.protocols.errors import ProtocolError
 from carbonflow.protocols.modbus.registers import RegisterMap, builtin_map, register_map_from_dict
@@ -41,6 +43,22 @@ class LoadedConfig(CollectorConfig):
         if len(text) < 8:
             raise ConfigError(f"{self.origin}: secret_file {path}: the secret must have 8 characters or more")
         return text.encode("utf-8")
+
+    @cached_property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The context of an https:// or mqtts:// center (files resolved against the file's folder);
+        None for plain http:// or mqtt://.  An unusable file is one ConfigError line."""
+        center = self.center
+        if not center.tls:
+            return None
+        files = [
+            None if f is None else self.resolve(f)
+            for f in (center.ca_file, center.cert_file, center.key_file)
+        ]
+        try:
+            return client_context(*files)
+        except TlsError as error:
+            raise ConfigError(f"{self.origin}: center: {error}") from None
 
     @property
     def outbox_path(self) -> Path:
@@ -106,4 +124,5 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError(f"{path}: TOML syntax: {error}") from None
     config = config_from_dict(data, str(path), path.resolve().parent)
     config.secret_bytes  # noqa: B018 - a missing secret file is a configuration error, found now
+    config.tls_context  # noqa: B018 - so is a missing or bad TLS file
     return config

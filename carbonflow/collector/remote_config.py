@@ -41,7 +41,8 @@ async def fetch_config_text(config: LoadedConfig, version: str, url: str | None 
     path = urlsplit(target).path
     headers = {SIGNATURE_HEADER: sign(path.encode("utf-8"), config.secret_bytes)}
     try:
-        async with httpx.AsyncClient(timeout=config.center.request_timeout_s) as client:
+        verify = config.tls_context if config.tls_context is not None else True  # the center's own CA
+        async with httpx.AsyncClient(timeout=config.center.request_timeout_s, verify=verify) as client:
             response = await client.get(target, headers=headers)
     except httpx.HTTPError as error:
         raise OSError(f"configuration {version}: GET {path}: {type(error).__name__}: {error}") from None
@@ -60,6 +61,7 @@ def validate_config_text(text: str, version: str, current: LoadedConfig, path: P
         raise ConfigError(f"{origin}: TOML syntax: {error}") from None
     config = config_from_dict(data, origin, path.resolve().parent)
     config.secret_bytes  # noqa: B018 - a missing secret file is found now, before anything is written
+    config.tls_context  # noqa: B018 - so is a missing or bad TLS file (the collector would lose its center)
     if config.id != current.id:
         raise ConfigError(f"{origin}: is for collector {config.id!r}, this is {current.id!r}")
     if config.config_version != version:

@@ -73,7 +73,7 @@ class HttpTransport:
         self.config = config
         self.secret = config.secret_bytes
         self.collector_id = config.id
-        self.http = HttpSender(config.center.url, config.center.request_timeout_s)
+        self.http = HttpSender(config.center.url, config.center.request_timeout_s, config.tls_context)
         self._first_poll = True
 
     async def start(self) -> None:
@@ -159,6 +159,7 @@ class MqttTransport:
             username=center.username,
             password=center.password,
             timeout_s=center.request_timeout_s,
+            tls_context=config.tls_context,
         )
         self._batch_acks = AwaitedAcks(self.session, center.ack_timeout_s, "Ack")
         self._image_acks = AwaitedAcks(self.session, center.ack_timeout_s, "image Ack")

@@ -57,14 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _settings(args: argparse.Namespace, **overrides: Any):
     from carbonflow.center.api.settings import CenterSettings, SettingsError
 
-    try:
-        settings = CenterSettings.from_env()
-    except SettingsError as error:  # one line, exit 2, like any other bad input
-        raise CommandInputError(str(error)) from None
     values = {k: v for k, v in overrides.items() if v is not None}
     if getattr(args, "database", None):
         values["database_url"] = args.database
-    return settings.model_copy(update=values)
+    try:  # options validated with the environment's values: an --mqtt mqtt:// with an MQTT CA file is refused
+        return CenterSettings.from_env(**values)
+    except SettingsError as error:  # one line, exit 2, like any other bad input
+        raise CommandInputError(str(error)) from None
 
 
 def _json_file(path: str, what: str) -> dict:
@@ -83,15 +82,22 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carbonflow.center.api.app import create_app
+    from carbonflow.delivery.tls import TlsError
 
     settings = _settings(args, mqtt_url=args.mqtt, metering_interval_s=args.metering_interval)
+    try:  # bad TLS files: one line before anything starts, not a traceback from inside uvicorn
+        ssl_options = settings.uvicorn_ssl()
+        settings.mqtt_tls_context()
+    except TlsError as error:
+        raise CommandInputError(str(error)) from None
+    scheme = "https" if ssl_options else "http"
     print(
-        f"carbonflow center on http://{args.host}:{args.port}; database {settings.database_url}; "
+        f"carbonflow center on {scheme}://{args.host}:{args.port}; database {settings.database_url}; "
         f"ingest HTTP{' + MQTT ' + settings.mqtt_url if settings.mqtt_url else ''}; metering "
         f"{'every ' + str(settings.metering_interval_s) + ' s' if settings.metering_interval_s else 'off'}",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", **ssl_options)
     return 0
 
 

@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one center for the whole grid; without it the demo runs the cascade of centers: province "
         "(on --port), 2 cities, 8 counties, each its own store and port, exchanging and verifying",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="HTTPS everywhere: a local CA and certificates in DIR/tls; the collector trusts the CA",
+    )
     parser.set_defaults(run=run)
 
 
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         max_intervals=args.intervals,
         scenario=scenario,
         cascade=not args.single,
+        tls=args.tls,
     )
     try:
         report = asyncio.run(run_demo(options))

@@ -7,6 +7,7 @@ and raises :class:`DeliveryError` when the peer is away or refuses.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 import httpx
@@ -15,12 +16,16 @@ from carbonflow.delivery.outcome import DeliveryError, SendResult, classify_stat
 
 
 class HttpSender:
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, timeout_s: float, tls_context: ssl.SSLContext | None = None) -> None:
+        """``tls_context``: for an https:// peer with a private CA or a client certificate
+        (:func:`carbonflow.delivery.tls.client_context`); default: the system's CAs."""
         self.base_url, self.timeout_s = base_url, timeout_s
+        self.tls_context = tls_context
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s)
+        verify = self.tls_context if self.tls_context is not None else True
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s, verify=verify)
 
     async def stop(self) -> None:
         if self._client is not None:

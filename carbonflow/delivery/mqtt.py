@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Hashable
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ import aiomqtt
 from carbonflow.delivery.backoff import backoff
 from carbonflow.delivery.outcome import DeliveryError, SendResult
 from carbonflow.delivery.tasks import cancel_and_wait
+from carbonflow.delivery.tls import client_context
 
 log = logging.getLogger(__name__)
 Handler = Callable[[bytes], None]
@@ -40,9 +42,14 @@ class MqttSession:
         timeout_s: float = 10.0,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``url``: mqtt://host[:1883] or mqtts://host[:8883]; an mqtts:// broker is verified with
+        ``tls_context`` (a private CA, a client certificate) or else the system's CAs."""
         parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "localhost", parts.port or 1883
+        tls = parts.scheme == "mqtts"
+        self.host, self.port = parts.hostname or "localhost", parts.port or (8883 if tls else 1883)
+        self.tls_context = (tls_context or client_context()) if tls else None
         self.client_id = client_id
         self.username, self.password = username, password
         self.keepalive_s, self.timeout_s = keepalive_s, timeout_s
@@ -103,6 +110,7 @@ class MqttSession:
             password=self.password,
             keepalive=self.keepalive_s,
             timeout=self.timeout_s,
+            tls_context=self.tls_context,
         )
         try:
             async with client:

@@ -261,7 +261,7 @@ class Defaults(Contract):
 
 
 class CenterConfig(Contract):
-    url: str  # http(s)://host:port  or  mqtt://host:port
+    url: str  # http(s)://host:port  or  mqtt(s)://host:port
     command_poll_s: float = Field(default=5.0, gt=0)  # HTTP: GET .../commands this often
     request_timeout_s: float = Field(default=10.0, gt=0)
     ack_timeout_s: float = Field(default=30.0, gt=0)  # MQTT: no Ack within this -> publish again
@@ -270,18 +270,37 @@ class CenterConfig(Contract):
     max_in_flight: int = Field(default=4, ge=1, le=64)  # MQTT: batches published and awaiting Acks
     username: str | None = None  # MQTT
     password: str | None = None
+    # TLS (https:// or mqtts://, docs/tls.md); paths relative to the configuration file's folder
+    ca_file: str | None = None  # the CA that signed the center's / broker's certificate (default: system CAs)
+    cert_file: str | None = None  # this collector's client certificate (the broker's user name is its CN)
+    key_file: str | None = None  # ... and its key: both or neither
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https", "mqtt") or not parts.hostname:
-            raise ValueError(f"{value!r}: use http://host:port, https://host:port or mqtt://host:port")
+        if parts.scheme not in ("http", "https", "mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(
+                f"{value!r}: use http://host:port, https://host:port, mqtt://host:port or mqtts://host:port"
+            )
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls(self) -> CenterConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file: give both or neither")
+        given = next((f for f in ("ca_file", "cert_file") if getattr(self, f) is not None), None)
+        if given is not None and not self.tls:
+            raise ValueError(f"{given}: TLS options need an https:// or mqtts:// url, not {self.url!r}")
+        return self
 
     @property
     def transport(self) -> Literal["http", "mqtt"]:
-        return "mqtt" if urlsplit(self.url).scheme == "mqtt" else "http"
+        return "mqtt" if urlsplit(self.url).scheme in ("mqtt", "mqtts") else "http"
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("https", "mqtts")
 
 
 class OutboxConfig(Contract):

@@ -84,6 +84,7 @@ def create_app(
     settings = settings or CenterSettings.from_env()
     owned = store is None
     store = store or Store.open(settings.database_url)
+    mqtt_tls = settings.mqtt_tls_context()  # a bad TLS file: TlsError now, not in the first connection
     if cascade is None and settings.cascade_config:
         cascade = CascadeService.open(store, CascadeConfig.load(settings.cascade_config))
 
@@ -98,6 +99,7 @@ def create_app(
                 topic_prefix=settings.mqtt_topic_prefix,
                 images=app.state.images,
                 on_status=app.state.alarms.on_status,
+                tls_context=mqtt_tls,
             )
             await run_in_threadpool(subscriber.start)
         app.state.mqtt = subscriber

@@ -8,11 +8,12 @@ values given in code win over the environment.  ``CenterSettings.from_env()`` is
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +23,7 @@ from pydantic_settings import (
 )
 
 from carbonflow.center.store import DEFAULT_IMAGE_RETENTION_DAYS, DEFAULT_RETENTION_DAYS
+from carbonflow.delivery.tls import both_or_neither, client_context, uvicorn_ssl
 
 ENV_PREFIX = "CARBONFLOW_"
 
@@ -57,9 +59,17 @@ class CenterSettings(BaseSettings):
     mqtt_url: str | None = None  # e.g. mqtt://127.0.0.1:1883; None: HTTP ingest only
     mqtt_client_id: str = "carbonflow-center"
     mqtt_topic_prefix: str = "carbonflow"
+    # MQTT over TLS (docs/tls.md), with an mqtts:// mqtt_url: the CA that signed the broker's certificate
+    # (default: the system's CAs) and the center's client certificate (its CN is the broker's ACL user)
+    mqtt_ca_file: str | None = None
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
+    # HTTPS served by the center itself (docs/tls.md): its certificate and key, both or neither
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     time_zone: str = "Asia/Shanghai"  # local time of the UI, of "today" and of aggregation buckets
     session_hours: float = Field(default=12.0, gt=0)  # lifetime of a login session
-    cookie_secure: bool = False  # the session cookie's Secure flag even on plain HTTP (always on under HTTPS)
+    cookie_secure: bool = False  # the session cookie's Secure flag even on plain HTTP (always on with TLS)
     # security (center/api/policy.py, docs/security.md)
     center_region: str = ""  # the region this center's data spans ("" = all); whole-center views need it
     allowed_origins: list[str] = Field(default_factory=list)  # extra Origins allowed for cookie writes
@@ -131,6 +141,34 @@ class CenterSettings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from None
         return value
 
+    @model_validator(mode="after")
+    def _tls_files(self) -> CenterSettings:
+        both_or_neither(self.tls_cert_file, self.tls_key_file, _env("tls_cert_file"), _env("tls_key_file"))
+        both_or_neither(
+            self.mqtt_cert_file, self.mqtt_key_file, _env("mqtt_cert_file"), _env("mqtt_key_file")
+        )
+        given = [f for f in ("mqtt_ca_file", "mqtt_cert_file") if getattr(self, f) is not None]
+        if given and not (self.mqtt_url or "").startswith("mqtts://"):
+            raise ValueError(
+                f"{_env(given[0])} is for MQTT over TLS: {_env('mqtt_url')} must be mqtts://host:port"
+            )
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        """The center serves HTTPS itself (the session cookie is then always Secure)."""
+        return self.tls_cert_file is not None
+
+    def uvicorn_ssl(self) -> dict[str, str]:
+        """uvicorn's ssl options for ``tls_cert_file``/``tls_key_file`` (checked: TlsError), or none."""
+        return uvicorn_ssl(self.tls_cert_file, self.tls_key_file)
+
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The context of an mqtts:// broker (checked: TlsError); None for plain mqtt://."""
+        if not (self.mqtt_url or "").startswith("mqtts://"):
+            return None
+        return client_context(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -143,18 +181,25 @@ class CenterSettings(BaseSettings):
         return init_settings, _Environment(settings_cls)  # code first, then CARBONFLOW_* variables
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> CenterSettings:
-        """Settings from ``environ`` (default: the process environment) and the defaults."""
-        values = _Environment(cls, os.environ if environ is None else environ)()
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CenterSettings:
+        """Settings from ``environ`` (default: the process environment) and the defaults; ``overrides``
+        (command-line options) win and are validated with the rest (e.g. a TLS file needs its pair)."""
+        values = {**_Environment(cls, os.environ if environ is None else environ)(), **overrides}
         try:
             return cls.model_validate(values)  # not cls(**values): that would read os.environ again
         except ValidationError as error:
             raise SettingsError(_one_line(error, values)) from None
 
 
+def _env(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
 def _one_line(error: ValidationError, values: Mapping[str, Any]) -> str:
     first = error.errors(include_url=False)[0]
     field = str(first["loc"][0]) if first["loc"] else ""
     message = first["msg"].removeprefix("Value error, ")
+    if not field:  # a check across settings: its message names the variables
+        return message
     shown = f"={values[field]!r}" if field in values and not field.startswith("api_tokens") else ""
     return f"{ENV_PREFIX}{field.upper()}{shown}: {message}"

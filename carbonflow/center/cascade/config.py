@@ -102,6 +102,7 @@ class CascadeConfig(BaseModel):
     backoff_min_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
+    ca_file: str | None = None  # https:// peers: the CA that signed their certificates (default: system CAs)
     peers: list[PeerConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from carbonflow.center.cascade.outbox import CascadeOutbox, PeerQueue, QueuedMes
 from carbonflow.center.cascade.verify import Tolerances
 from carbonflow.center.store import Store
 from carbonflow.delivery import DeliveryLoop, HttpSender, SendResult, cancel_and_wait
+from carbonflow.delivery.tls import client_context
 
 MESSAGES_PATH = "/api/v1/cascade/messages"
 
@@ -47,10 +48,11 @@ class CascadeService:
     async def start(self) -> None:
         config = self.node.config
         loop = asyncio.get_running_loop()
+        tls = client_context(config.ca_file) if config.ca_file else None  # None: the system's CAs
         for peer in config.peers:
             if not peer.url:
                 continue
-            sender = HttpSender(peer.url, config.timeout_s)
+            sender = HttpSender(peer.url, config.timeout_s, tls)
             await sender.start()
             self._senders.append(sender)
 

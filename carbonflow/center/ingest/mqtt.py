@@ -42,6 +42,7 @@ from carbonflow.center.store import (
     record_command_result,
     take_queued_commands,
 )
+from carbonflow.delivery.tls import client_context
 from carbonflow.messages.c4 import CommandResult
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class BrokerAddress:
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user:pass@]host[:1883]`` or ``mqtts://...[:8883]`` (TLS with the system CAs)."""
+    """``mqtt://[user:pass@]host[:1883]`` or ``mqtts://...[:8883]`` (TLS: the system CAs unless a
+    context is given)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"broker URL must be mqtt://host[:port] or mqtts://host[:port], not {url!r}")
@@ -100,7 +102,9 @@ class MqttIngest:
         keepalive_s: int = 30,
         images: Any = None,  # an ImageStore: also receive camera images
         on_status: Any = None,  # called after device statuses were stored (the alarm engine)
+        tls_context: ssl.SSLContext | None = None,  # mqtts://: a private CA, a client certificate
     ) -> None:
+        self.tls_context = tls_context
         self.images = images
         self.on_status = on_status
         self.address = parse_broker_url(broker_url)
@@ -129,8 +133,8 @@ class MqttIngest:
         )
         if self.address.username:
             client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        if self.address.tls:  # the broker is verified (and its host name) with the system CAs by default
+            client.tls_set_context(self.tls_context or client_context())
         return client
 
     def start(self, timeout_s: float = 10.0) -> None:

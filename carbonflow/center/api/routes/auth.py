@@ -3,7 +3,8 @@
 Guessing is throttled: after ``login_max_failures`` wrong passwords in a row for one user name, or ten
 times that many from one client address, logins for it are refused with 429 and ``Retry-After`` for
 ``login_lockout_s`` — the right password included (:class:`LoginThrottle`, per center process).  The
-cookie is ``Secure`` whenever the request came over HTTPS (or ``cookie_secure`` says so).
+cookie is ``Secure`` whenever the request came over HTTPS, the center serves TLS itself, or
+``cookie_secure`` says so.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def login(body: Login, request: Request, store: StoreDep) -> JSONResponse:
         max_age=int(settings.session_hours * 3600),
         httponly=True,
         samesite="strict",
-        secure=settings.cookie_secure or is_https(request),
+        secure=settings.cookie_secure or settings.tls_enabled or is_https(request),
         path="/",
     )
     return response
