@@ -1,0 +1,525 @@
+"""A pandapower net from a CGMES set (EQ + SSH required, TP and SV used when present; a directory or zip).
+
+Buses are the TopologicalNodes (TP), or the ConnectivityNodes when the set has no TP profile; each
+bus's nominal voltage is its BaseVoltage (the node's own, else its VoltageLevel's) and its region
+``{GeographicalRegion}/{SubGeographicalRegion}`` (names) through VoltageLevel -> Substation.
+
+* ACLineSegment -> line (``length``, ``r``/``x`` ohm, ``bch``/``gch`` siemens over the whole length);
+* two-end PowerTransformer -> trafo: every end's impedance and magnetising admittance referred to the
+  HV end; RatioTapChanger -> tap; ``phaseAngleClock`` and PhaseTapChangerLinear -> ``shift_degree``;
+* SynchronousMachine with an enabled voltage RegulatingControl -> gen (``vm_pu`` = target kV / bus kV),
+  otherwise sgen; ExternalNetworkInjection -> ext_grid when it is the slack, else gen/sgen likewise;
+* slack: the lowest positive SSH ``referencePriority``; without one, the first regulating external
+  network injection, else the largest regulating machine (``ratedS``);
+* EnergyConsumer, ConformLoad, NonConformLoad, StationSupply -> load; LinearShuntCompensator -> shunt;
+* fuel from the GeneratingUnit class (FossilFuel type for thermal units); intensity from carbonflow's
+  ``cf:`` extension when the set carries it, else :data:`FUEL_INTENSITY_G_PER_KWH`, else the default.
+
+A Terminal whose SSH ``connected`` is false puts its equipment out of service.  Everything else is listed
+in :attr:`CgmesImport.notes`.  Any structural problem (missing profile, missing terminal, unknown base
+voltage, a reference to an object not in the set) raises :class:`GridImportError` naming the object.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandapower as pp
+
+from carbonflow.sim.cgmes_rdf import FOSSIL_FUEL, UNIT_CLASS_FUEL, CimObject, CimSet, read_cim
+from carbonflow.sim.errors import GridImportError
+
+# gCO2/kWh per fuel when the set carries no intensity: zero for non-fossil units (as the reference grid
+# counts them), the reference grid's combined-cycle figure for gas; coal, lignite, oil and units of no
+# known fuel get the import's default intensity (820 unless told otherwise, a coal-heavy fleet average).
+FUEL_INTENSITY_G_PER_KWH = {"water": 0.0, "wind": 0.0, "solar": 0.0, "nuclear": 0.0, "gas": 381.0}
+_LOADS = ("EnergyConsumer", "ConformLoad", "NonConformLoad", "StationSupply")
+_MACHINES = ("SynchronousMachine", "ExternalNetworkInjection")
+_SWITCHES = ("Breaker", "Disconnector", "Switch", "LoadBreakSwitch", "Fuse", "Jumper", "GroundDisconnector")
+_NOT_MAPPED = (
+    *_SWITCHES,
+    "AsynchronousMachine",
+    "EnergySource",
+    "EquivalentInjection",
+    "EquivalentBranch",
+    "EquivalentShunt",
+    "SeriesCompensator",
+    "NonlinearShuntCompensator",
+    "StaticVarCompensator",
+    "PhaseTapChangerAsymmetrical",
+    "PhaseTapChangerSymmetrical",
+    "PhaseTapChangerTabular",
+    "DCLineSegment",
+    "CsConverter",
+    "VsConverter",
+)
+
+
+@dataclass
+class CgmesImport:
+    """The imported net and one note per kind of object that was not mapped."""
+
+    net: pp.pandapowerNet
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Machine:
+    obj: CimObject
+    bus: int
+    in_service: bool
+    p_mw: float  # generation positive
+    q_mvar: float
+    vm_pu: float | None  # voltage target when it regulates
+    priority: int
+    rated_mva: float
+
+
+class _Reader:
+    def __init__(self, cim: CimSet, default_intensity: float) -> None:
+        self.cim = cim
+        self.default_intensity = default_intensity
+        self.notes: list[str] = []
+        self.net = pp.create_empty_network(f_hz=50.0, sn_mva=100.0)
+        self.use_tp = "TP" in cim.profiles and bool(cim.of("TopologicalNode"))
+        self.terminals: dict[str, list[CimObject]] = {}
+        for terminal in cim.of("Terminal"):
+            owner = cim.target(terminal, "Terminal.ConductingEquipment")
+            self.terminals.setdefault(owner.object_id, []).append(terminal)
+        for group in self.terminals.values():
+            group.sort(key=lambda t: t.float("ACDCTerminal.sequenceNumber", 0.0))
+        self.bus_of: dict[str, int] = {}  # node id -> bus index
+        self.kind_of: dict[str, str] = {}  # node id -> cf kind
+
+    # -- nodes ---------------------------------------------------------------------------------------
+    def node_of(self, terminal: CimObject) -> CimObject:
+        if self.use_tp:
+            node = self.cim.target(terminal, "Terminal.TopologicalNode", required=False)
+            if node is None:
+                cn = self.cim.target(terminal, "Terminal.ConnectivityNode", required=False)
+                node = cn and self.cim.target(cn, "ConnectivityNode.TopologicalNode", required=False)
+            if node is None:
+                raise GridImportError(f"{terminal.label}: connected to no TopologicalNode")
+            return node
+        node = self.cim.target(terminal, "Terminal.ConnectivityNode", required=False)
+        if node is None:
+            raise GridImportError(f"{terminal.label}: connected to no ConnectivityNode")
+        return node
+
+    def voltage_level(self, node: CimObject) -> CimObject | None:
+        prop = (
+            "TopologicalNode.ConnectivityNodeContainer"
+            if self.use_tp
+            else "ConnectivityNode.ConnectivityNodeContainer"
+        )
+        container = self.cim.target(node, prop, required=False)
+        if container is not None and container.cim_class == "Bay":
+            container = self.cim.target(container, "Bay.VoltageLevel", required=False)
+        return container if container is not None and container.cim_class == "VoltageLevel" else None
+
+    def nominal_kv(self, node: CimObject, level: CimObject | None) -> float:
+        base = self.cim.target(node, "TopologicalNode.BaseVoltage", required=False) if self.use_tp else None
+        if base is None and level is not None:
+            base = self.cim.target(level, "VoltageLevel.BaseVoltage", required=False)
+        if base is None:
+            raise GridImportError(
+                f"{node.label}: unknown base voltage (no BaseVoltage on it or its VoltageLevel)"
+            )
+        kv = base.float("BaseVoltage.nominalVoltage", math.nan)
+        if not kv > 0:
+            raise GridImportError(
+                f"{base.label}: unknown base voltage (nominalVoltage missing or not positive)"
+            )
+        return kv
+
+    def region(self, level: CimObject | None) -> str | None:
+        station = level and self.cim.target(level, "VoltageLevel.Substation", required=False)
+        sub = station and self.cim.target(station, "Substation.Region", required=False)
+        if sub is None:
+            return None
+        top = self.cim.target(sub, "SubGeographicalRegion.Region", required=False)
+        parts = [o.values.get("IdentifiedObject.name") or o.object_id for o in (top, sub) if o is not None]
+        return "/".join(parts)
+
+    def buses(self) -> None:
+        for cn in self.cim.of("ConnectivityNode"):
+            kind = cn.values.get("ConnectivityNode.kind")
+            if kind:
+                tn = cn.refs.get("ConnectivityNode.TopologicalNode") if self.use_tp else cn.object_id
+                self.kind_of[tn or cn.object_id] = kind
+        nodes = self.cim.of("TopologicalNode" if self.use_tp else "ConnectivityNode")
+        rows = []
+        for node in nodes:
+            level = self.voltage_level(node)
+            rows.append(
+                (
+                    node.values.get("IdentifiedObject.name") or node.object_id,
+                    self.nominal_kv(node, level),
+                    self.region(level),
+                    self.kind_of.get(node.object_id),
+                )
+            )
+        if not rows:
+            raise GridImportError(
+                "the set has no TopologicalNode or ConnectivityNode: nothing to build buses from"
+            )
+        index = pp.create_buses(self.net, len(rows), vn_kv=[r[1] for r in rows], name=[r[0] for r in rows])
+        self.bus_of = {node.object_id: int(i) for node, i in zip(nodes, index, strict=True)}
+        if any(r[2] for r in rows):
+            self.net.bus["region"] = [r[2] for r in rows]
+        if any(r[3] for r in rows):
+            self.net.bus["kind"] = [r[3] for r in rows]
+
+    def ends(self, obj: CimObject, count: int) -> tuple[list[int], bool]:
+        """Bus of each of the first ``count`` terminals, and whether all of them are connected."""
+        terminals = self.terminals.get(obj.object_id, [])
+        if len(terminals) < count:
+            raise GridImportError(
+                f"{obj.label}: {len(terminals)} terminal(s), needs {count} (missing terminal)"
+            )
+        return self.terminal_buses(terminals[:count])
+
+    def terminal_buses(self, terminals: list[CimObject]) -> tuple[list[int], bool]:
+        buses = []
+        for terminal in terminals:
+            node = self.node_of(terminal)
+            if node.object_id not in self.bus_of:
+                raise GridImportError(f"{terminal.label}: its node {node.label} is not a bus of the set")
+            buses.append(self.bus_of[node.object_id])
+        return buses, all(t.flag("ACDCTerminal.connected", True) for t in terminals)
+
+    @staticmethod
+    def name(obj: CimObject) -> str:
+        return obj.values.get("IdentifiedObject.name") or obj.object_id
+
+    # -- branches ------------------------------------------------------------------------------------
+    def lines(self) -> None:
+        rows = []
+        for segment in self.cim.of("ACLineSegment"):
+            (from_bus, to_bus), on = self.ends(segment, 2)
+            length_km = segment.float("Conductor.length", 0.0)
+            length_km = length_km if length_km > 0 else 1.0  # a length is optional; totals are what count
+            bch_s, gch_s = segment.float("ACLineSegment.bch", 0.0), segment.float("ACLineSegment.gch", 0.0)
+            rows.append(
+                dict(
+                    from_buses=from_bus,
+                    to_buses=to_bus,
+                    length_km=length_km,
+                    name=self.name(segment),
+                    in_service=on,
+                    r_ohm_per_km=segment.float("ACLineSegment.r") / length_km,
+                    x_ohm_per_km=segment.float("ACLineSegment.x") / length_km,
+                    c_nf_per_km=bch_s / (2 * math.pi * float(self.net.f_hz)) * 1e9 / length_km,
+                    g_us_per_km=gch_s * 1e6 / length_km,
+                )
+            )
+        if rows:
+            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            pp.create_lines_from_parameters(self.net, max_i_ka=99999.0, **columns)  # no limits in EQ read
+
+    def tap_changers(self) -> dict[str, dict[str, CimObject]]:
+        """TransformerEnd id -> {"ratio": ..., "phase": ...}."""
+        found: dict[str, dict[str, CimObject]] = {}
+        for kind, cim_class, prop in (
+            ("ratio", "RatioTapChanger", "RatioTapChanger.TransformerEnd"),
+            ("phase", "PhaseTapChangerLinear", "PhaseTapChanger.TransformerEnd"),
+        ):
+            for changer in self.cim.of(cim_class):
+                end = self.cim.target(changer, prop)
+                found.setdefault(end.object_id, {})[kind] = changer
+        return found
+
+    @staticmethod
+    def step(changer: CimObject) -> float:
+        """Tap position: SSH ``step``, else the normal step."""
+        return changer.float("TapChanger.step", changer.float("TapChanger.normalStep", 0.0))
+
+    def transformers(self) -> None:
+        ends_of: dict[str, list[CimObject]] = {}
+        for end in self.cim.of("PowerTransformerEnd"):
+            owner = self.cim.target(end, "PowerTransformerEnd.PowerTransformer")
+            ends_of.setdefault(owner.object_id, []).append(end)
+        changers = self.tap_changers()
+        rows, three_winding = [], 0
+        for transformer in self.cim.of("PowerTransformer"):
+            ends = sorted(
+                ends_of.get(transformer.object_id, []), key=lambda e: e.float("TransformerEnd.endNumber", 0)
+            )
+            if len(ends) == 3:
+                three_winding += 1
+                continue
+            if len(ends) != 2:
+                raise GridImportError(
+                    f"{transformer.label}: {len(ends)} PowerTransformerEnd(s), needs 2 or 3"
+                )
+            terminals = [self.cim.target(end, "TransformerEnd.Terminal") for end in ends]
+            buses, on = self.terminal_buses(terminals)
+            rated_kv = [end.float("PowerTransformerEnd.ratedU") for end in ends]
+            if not all(kv > 0 for kv in rated_kv):
+                raise GridImportError(f"{transformer.label}: ratedU must be positive")
+            hv, lv = (0, 1) if rated_kv[0] >= rated_kv[1] else (1, 0)
+            sn_mva = ends[hv].float("PowerTransformerEnd.ratedS", 0.0) or ends[lv].float(
+                "PowerTransformerEnd.ratedS", 0.0
+            )
+            sn_mva = (
+                sn_mva if sn_mva > 0 else 100.0
+            )  # any base gives the same ohms; 100 MVA when none is given
+            # refer every end's series impedance (ohm) and shunt admittance (siemens) to the HV end
+            r_ohm = x_ohm = g_s = b_s = 0.0
+            for k, end in enumerate(ends):
+                ratio_sq = (rated_kv[hv] / rated_kv[k]) ** 2
+                r_ohm += end.float("PowerTransformerEnd.r", 0.0) * ratio_sq
+                x_ohm += end.float("PowerTransformerEnd.x", 0.0) * ratio_sq
+                g_s += end.float("PowerTransformerEnd.g", 0.0) / ratio_sq
+                b_s += end.float("PowerTransformerEnd.b", 0.0) / ratio_sq
+            z_base_ohm = rated_kv[hv] ** 2 / sn_mva
+            row = dict(
+                hv_buses=buses[hv],
+                lv_buses=buses[lv],
+                sn_mva=sn_mva,
+                vn_hv_kv=rated_kv[hv],
+                vn_lv_kv=rated_kv[lv],
+                vk_percent=math.hypot(r_ohm, x_ohm) / z_base_ohm * 100,
+                vkr_percent=r_ohm / z_base_ohm * 100,
+                pfe_kw=g_s * rated_kv[hv] ** 2 * 1000,
+                i0_percent=math.hypot(g_s, b_s) * z_base_ohm * 100,
+                shift_degree=30.0
+                * (
+                    ends[lv].float("PowerTransformerEnd.phaseAngleClock", 0.0)
+                    - ends[hv].float("PowerTransformerEnd.phaseAngleClock", 0.0)
+                ),
+                tap_side=None,
+                tap_changer_type=None,
+                tap_neutral=math.nan,
+                tap_min=math.nan,
+                tap_max=math.nan,
+                tap_step_percent=math.nan,
+                tap_pos=math.nan,
+                name=self.name(transformer),
+                in_service=on,
+            )
+            for side, k in (("hv", hv), ("lv", lv)):
+                found = changers.get(ends[k].object_id, {})
+                if "ratio" in found and row["tap_side"] is None:
+                    ratio = found["ratio"]
+                    row.update(
+                        tap_side=side,
+                        tap_changer_type="Ratio",
+                        tap_neutral=ratio.float("TapChanger.neutralStep", 0.0),
+                        tap_min=ratio.float("TapChanger.lowStep", math.nan),
+                        tap_max=ratio.float("TapChanger.highStep", math.nan),
+                        tap_step_percent=ratio.float("RatioTapChanger.stepVoltageIncrement", 0.0),
+                        tap_pos=self.step(ratio),
+                    )
+                if "phase" in found:
+                    phase = found["phase"]
+                    steps = self.step(phase) - phase.float("TapChanger.neutralStep", 0.0)
+                    row["shift_degree"] += steps * phase.float(
+                        "PhaseTapChangerLinear.stepPhaseShiftIncrement", 0.0
+                    )
+            rows.append(row)
+        if rows:
+            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            pp.create_transformers_from_parameters(self.net, **columns)
+        if three_winding:
+            self.notes.append(f"{three_winding} three-winding PowerTransformer(s) not mapped")
+
+    # -- injections ----------------------------------------------------------------------------------
+    def voltage_target(self, obj: CimObject, own_bus: int) -> float | None:
+        """``vm_pu`` the equipment holds, or None when it does not control voltage (SSH says so)."""
+        if not obj.flag("RegulatingCondEq.controlEnabled", False):
+            return None
+        control = self.cim.target(obj, "RegulatingCondEq.RegulatingControl", required=False)
+        if control is None or not control.flag("RegulatingControl.enabled", True):
+            return None
+        if not control.values.get("RegulatingControl.mode", "voltage").endswith("voltage"):
+            return None
+        multiplier = control.values.get("RegulatingControl.targetValueUnitMultiplier", "UnitMultiplier.k")
+        scale_to_kv = {"k": 1.0, "none": 1e-3, "M": 1e3}.get(multiplier.rpartition(".")[2], 1.0)
+        target_kv = control.float("RegulatingControl.targetValue") * scale_to_kv
+        terminal = self.cim.target(control, "RegulatingControl.Terminal", required=False)
+        # a remote target is held at the machine's own bus (pandapower gens regulate locally)
+        bus = self.terminal_buses([terminal])[0][0] if terminal is not None else own_bus
+        return target_kv / float(self.net.bus.vn_kv.at[bus])
+
+    def machine(self, obj: CimObject) -> _Machine:
+        (bus,), on = self.ends(obj, 1)
+        synchronous = obj.cim_class == "SynchronousMachine"
+        prefix = "RotatingMachine" if synchronous else "ExternalNetworkInjection"
+        rated_mva = obj.float(
+            "RotatingMachine.ratedS" if synchronous else "ExternalNetworkInjection.maxP", 0.0
+        )
+        return _Machine(
+            obj,
+            bus,
+            on,
+            -obj.float(f"{prefix}.p", 0.0),  # SSH uses the load sign
+            -obj.float(f"{prefix}.q", 0.0),
+            self.voltage_target(obj, bus),
+            int(obj.float(f"{obj.cim_class}.referencePriority", 0.0)),
+            rated_mva,
+        )
+
+    def carbon(self, obj: CimObject, fossil: dict[str, str]) -> dict[str, Any]:
+        """fuel, profile, intensity and its source, and unit limits of a machine."""
+        unit = None
+        if obj.cim_class == "SynchronousMachine":
+            unit = self.cim.target(obj, "RotatingMachine.GeneratingUnit", required=False)
+        source = unit or obj
+        fuel, profile = UNIT_CLASS_FUEL.get(source.cim_class, (fossil.get(source.object_id), "thermal"))
+        fuel = source.values.get(f"{'GeneratingUnit' if unit else obj.cim_class}.fuel") or fuel
+        own = source.values.get(f"{'GeneratingUnit' if unit else obj.cim_class}.intensityGPerKwh")
+        if own is not None:
+            intensity, note = (
+                source.float(f"{'GeneratingUnit' if unit else obj.cim_class}.intensityGPerKwh"),
+                ("carbonflow extension of the CGMES set"),
+            )
+        elif fuel in FUEL_INTENSITY_G_PER_KWH:
+            intensity, note = FUEL_INTENSITY_G_PER_KWH[fuel], f"CGMES import: factor of fuel {fuel}"
+        else:
+            intensity, note = self.default_intensity, "default intensity of an imported grid"
+        info = dict(fuel=fuel, profile=profile, intensity_g_per_kwh=intensity, intensity_source=note)
+        if unit is not None:
+            info["p_max_mw"] = unit.float("GeneratingUnit.maxOperatingP", math.nan)
+            info["p_min_mw"] = unit.float("GeneratingUnit.minOperatingP", math.nan)
+        return info
+
+    def injections(self) -> None:
+        machines = [self.machine(obj) for obj in self.cim.of(*_MACHINES)]
+        regulating = [m for m in machines if m.vm_pu is not None and m.in_service]
+        external = [m for m in regulating if m.obj.cim_class == "ExternalNetworkInjection"]
+        prioritised = [m for m in regulating if m.priority > 0]
+        if prioritised:
+            slack = min(prioritised, key=lambda m: m.priority)
+        elif external:
+            slack = external[0]
+        elif regulating:
+            slack = max(regulating, key=lambda m: m.rated_mva)
+        else:
+            raise GridImportError(
+                "no slack: no in-service machine or external network injection controls voltage"
+            )
+        fossil = {}
+        for fuel in self.cim.of("FossilFuel"):
+            unit = self.cim.target(fuel, "FossilFuel.ThermalGeneratingUnit")
+            kind = fuel.values.get("FossilFuel.fossilFuelType", "").rpartition(".")[2]
+            fossil[unit.object_id] = FOSSIL_FUEL.get(kind, kind or None)
+        angle = {}
+        for voltage in self.cim.of("SvVoltage"):
+            node = voltage.refs.get("SvVoltage.TopologicalNode")
+            if node in self.bus_of:
+                angle[self.bus_of[node]] = voltage.float("SvVoltage.angle", 0.0)
+        for m in machines:
+            obj = m.obj
+            common = dict(name=self.name(obj), in_service=m.in_service)
+            info = self.carbon(obj, fossil)
+            if m is slack and obj.cim_class == "ExternalNetworkInjection":
+                table = "ext_grid"
+                index = pp.create_ext_grid(
+                    self.net, m.bus, vm_pu=m.vm_pu, va_degree=angle.get(m.bus, 0.0), **common
+                )
+                info.pop("profile")
+            elif m.vm_pu is not None:
+                table = "gen"
+                index = pp.create_gen(self.net, m.bus, p_mw=m.p_mw, vm_pu=m.vm_pu, slack=m is slack, **common)
+            else:
+                table = "sgen"
+                index = pp.create_sgen(self.net, m.bus, p_mw=m.p_mw, q_mvar=m.q_mvar, **common)
+            if obj.cim_class == "SynchronousMachine":
+                info.update(
+                    sn_mva=m.rated_mva or math.nan,
+                    min_q_mvar=obj.float("SynchronousMachine.minQ", math.nan),
+                    max_q_mvar=obj.float("SynchronousMachine.maxQ", math.nan),
+                )
+            for column, value in info.items():
+                self.net[table].loc[index, column] = value
+
+    def loads(self) -> None:
+        rows = []
+        for consumer in self.cim.of(*_LOADS):
+            (bus,), on = self.ends(consumer, 1)
+            rows.append(
+                dict(
+                    bus=bus,
+                    p_mw=consumer.float("EnergyConsumer.p", 0.0),
+                    q_mvar=consumer.float("EnergyConsumer.q", 0.0),
+                    name=self.name(consumer),
+                    in_service=on,
+                    industry=consumer.values.get("EnergyConsumer.industry"),
+                )
+            )
+        if rows:
+            industry = [row.pop("industry") for row in rows]
+            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            columns["buses"] = columns.pop("bus")
+            pp.create_loads(self.net, **columns)
+            if any(industry):
+                self.net.load["industry"] = industry
+
+    def shunts(self) -> None:
+        rows = []
+        for shunt in self.cim.of("LinearShuntCompensator"):
+            (bus,), on = self.ends(shunt, 1)
+            kv = shunt.float("ShuntCompensator.nomU", float(self.net.bus.vn_kv.at[bus]))
+            sections = shunt.float(
+                "ShuntCompensator.sections", shunt.float("ShuntCompensator.normalSections", 1.0)
+            )
+            rows.append(
+                dict(
+                    buses=bus,
+                    vn_kv=kv,
+                    name=self.name(shunt),
+                    in_service=on,
+                    step=round(sections),
+                    q_mvar=-shunt.float("LinearShuntCompensator.bPerSection") * kv**2,
+                    p_mw=shunt.float("LinearShuntCompensator.gPerSection", 0.0) * kv**2,
+                    max_step=max(
+                        round(shunt.float("ShuntCompensator.maximumSections", 1.0)), round(sections), 1
+                    ),
+                )
+            )
+        if rows:
+            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            pp.create_shunts(self.net, **columns)
+
+    def unmapped(self) -> None:
+        counts = Counter(obj.cim_class for obj in self.cim.of(*_NOT_MAPPED))
+        for cim_class, count in sorted(counts.items()):
+            why = ""
+            if cim_class in _SWITCHES:
+                why = (
+                    " (buses are TopologicalNodes, which already join closed switches)"
+                    if self.use_tp
+                    else " (no TP profile: each switch leaves its two ConnectivityNodes apart)"
+                )
+            self.notes.append(f"{count} {cim_class}(s) not mapped{why}")
+
+
+def load_cgmes(path: str | Path, *, default_intensity: float = 820.0) -> CgmesImport:
+    """Read a CGMES set (directory or zip of EQ, TP, SSH, SV files) into a pandapower net."""
+    cim = read_cim(path)
+    missing = [profile for profile in ("EQ", "SSH") if profile not in cim.profiles]
+    if missing:
+        found = ", ".join(sorted(cim.profiles)) or "none"
+        raise GridImportError(f"{path}: no {' and no '.join(missing)} profile in the set (found: {found})")
+    reader = _Reader(cim, default_intensity)
+    logger = logging.getLogger("pandapower")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        reader.buses()
+        reader.lines()
+        reader.transformers()
+        reader.injections()
+        reader.loads()
+        reader.shunts()
+    finally:
+        logger.setLevel(level)
+    reader.unmapped()
+    reader.net.name = Path(path).stem
+    return CgmesImport(reader.net, reader.notes)
