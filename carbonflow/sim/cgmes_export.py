@@ -96,7 +96,8 @@ class _Writer:
         self.sv = Document("SV", ids["SV"], scenario_time, [ids["TP"], ids["SSH"]])
         self.bus_name = _bus_names(net)
         self.bus_vn_kv = net.bus.vn_kv.astype(float).to_dict()
-        self.node: dict[Any, str] = {}  # bus index -> ConnectivityNode / TopologicalNode ids
+        self.node: dict[Any, str] = {}  # bus index -> ConnectivityNode id
+        self.topological: dict[Any, str] = {}  # bus index -> TopologicalNode id
         self.level: dict[Any, str] = {}  # bus index -> VoltageLevel id
         self.substation: dict[Any, str] = {}  # bus index -> Substation id
         self.base_voltage: dict[float, str] = {}
@@ -156,7 +157,8 @@ class _Writer:
                 eq.ref(element, "VoltageLevel.Substation", station)
                 eq.ref(element, "VoltageLevel.BaseVoltage", self.base(kv))
             self.level[index] = level_id
-            node_id = self.node[index] = self.id("bus", name)
+            node_id = self.node[index] = self.id("ConnectivityNode", name)
+            topological_id = self.topological[index] = self.id("TopologicalNode", name)
             element = eq.new("ConnectivityNode", node_id, name)
             eq.ref(element, "ConnectivityNode.ConnectivityNodeContainer", level_id)
             if isinstance(bus_kind, str) and bus_kind:
@@ -166,16 +168,16 @@ class _Writer:
             eq.ref(element, "Equipment.EquipmentContainer", level_id)
             eq.ref(element, "ConductingEquipment.BaseVoltage", self.base(kv))
             self.terminals("BusbarSection", busbar, [index], [True], [(0.0, 0.0)])
-            element = tp.new("TopologicalNode", node_id, name)
+            element = tp.new("TopologicalNode", topological_id, name)
             tp.ref(element, "TopologicalNode.BaseVoltage", self.base(kv))
             tp.ref(element, "TopologicalNode.ConnectivityNodeContainer", level_id)
-            tp.ref(tp.about("ConnectivityNode", node_id), "ConnectivityNode.TopologicalNode", node_id)
+            tp.ref(tp.about("ConnectivityNode", node_id), "ConnectivityNode.TopologicalNode", topological_id)
             vm_pu, va_degree = (float(net.res_bus.at[index, c]) for c in ("vm_pu", "va_degree"))
             if math.isfinite(vm_pu):
                 element = sv.new("SvVoltage", self.id("SvVoltage", name))
                 sv.text(element, "SvVoltage.v", vm_pu * kv)
                 sv.text(element, "SvVoltage.angle", va_degree)
-                sv.ref(element, "SvVoltage.TopologicalNode", node_id)
+                sv.ref(element, "SvVoltage.TopologicalNode", topological_id)
 
     def terminals(
         self,
@@ -193,7 +195,9 @@ class _Writer:
             self.eq.text(element, "ACDCTerminal.sequenceNumber", number)
             self.eq.ref(element, "Terminal.ConductingEquipment", owner)
             self.eq.ref(element, "Terminal.ConnectivityNode", self.node[bus])
-            self.tp.ref(self.tp.about("Terminal", terminal), "Terminal.TopologicalNode", self.node[bus])
+            self.tp.ref(
+                self.tp.about("Terminal", terminal), "Terminal.TopologicalNode", self.topological[bus]
+            )
             self.ssh.text(self.ssh.about("Terminal", terminal), "ACDCTerminal.connected", bool(on))
             if on and math.isfinite(p_mw) and owner_class != "BusbarSection":
                 element = self.sv.new("SvPowerFlow", self.id(owner, "SvPowerFlow", number))

@@ -216,7 +216,7 @@ def read_cim(path: str | Path) -> CimSet:
     for name, data in _xml_sources(path):
         files += 1
         try:
-            root = etree.fromstring(data, parser)  # nosec B320: entities and network access are off above
+            root = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as error:
             raise GridImportError(f"{name}: not well-formed XML ({error})") from None
         if root.tag != f"{{{RDF}}}RDF":
