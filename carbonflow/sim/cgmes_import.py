@@ -507,6 +507,7 @@ def load_cgmes(path: str | Path, *, default_intensity: float = 820.0) -> CgmesIm
     if missing:
         found = ", ".join(sorted(cim.profiles)) or "none"
         raise GridImportError(f"{path}: no {' and no '.join(missing)} profile in the set (found: {found})")
+    cim.check_defined()
     reader = _Reader(cim, default_intensity)
     logger = logging.getLogger("pandapower")
     level = logger.level

@@ -158,6 +158,14 @@ class CimSet:
     profiles: set[str]
     by_class: dict[str, list[CimObject]]
 
+    def check_defined(self) -> None:
+        """Every object a profile adds to is defined (``rdf:ID``) somewhere in the set."""
+        for obj in self.by_class.get("", []):
+            raise GridImportError(
+                f"{obj.object_id}: described with rdf:about but defined in no file of the set "
+                "(a missing profile?)"
+            )
+
     def of(self, *classes: str) -> list[CimObject]:
         return [obj for cim_class in classes for obj in self.by_class.get(cim_class, [])]
 
@@ -247,11 +255,6 @@ def read_cim(path: str | Path) -> CimSet:
         raise GridImportError(f"{path}: no CIM/XML files (*.xml) found")
     by_class: dict[str, list[CimObject]] = {}
     for obj in objects.values():
-        if not obj.cim_class:
-            raise GridImportError(
-                f"{obj.object_id}: described with rdf:about but defined in no file of the set "
-                "(a missing profile?)"
-            )
         by_class.setdefault(obj.cim_class, []).append(obj)
     return CimSet(objects, profiles, by_class)
 
