@@ -38,6 +38,8 @@ from carbonflow.sim.errors import GridImportError
 # counts them), the reference grid's combined-cycle figure for gas; coal, lignite, oil and units of no
 # known fuel get the import's default intensity (820 unless told otherwise, a coal-heavy fleet average).
 FUEL_INTENSITY_G_PER_KWH = {"water": 0.0, "wind": 0.0, "solar": 0.0, "nuclear": 0.0, "gas": 381.0}
+# carbonflow's columns of a unit, set after the bulk create (pandapower does not know them)
+_EXTRA_COLUMNS = ("fuel", "profile", "intensity_g_per_kwh", "intensity_source", "p_max_mw", "p_min_mw")
 _LOADS = ("EnergyConsumer", "ConformLoad", "NonConformLoad", "StationSupply")
 _MACHINES = ("SynchronousMachine", "ExternalNetworkInjection")
 _SWITCHES = ("Breaker", "Disconnector", "Switch", "LoadBreakSwitch", "Fuse", "Jumper", "GroundDisconnector")
@@ -414,30 +416,37 @@ class _Reader:
             node = voltage.refs.get("SvVoltage.TopologicalNode")
             if node in self.bus_of:
                 angle[self.bus_of[node]] = voltage.float("SvVoltage.angle", 0.0)
+        # rows per table first, then one bulk create each: a create_* call per element costs ~15 ms
+        rows: dict[str, list[dict[str, Any]]] = {"ext_grid": [], "gen": [], "sgen": []}
         for m in machines:
             obj = m.obj
-            common = dict(name=self.name(obj), in_service=m.in_service)
-            info = self.carbon(obj, fossil)
-            if m is slack and obj.cim_class == "ExternalNetworkInjection":
-                table = "ext_grid"
-                index = pp.create_ext_grid(
-                    self.net, m.bus, vm_pu=m.vm_pu, va_degree=angle.get(m.bus, 0.0), **common
-                )
-                info.pop("profile")
-            elif m.vm_pu is not None:
-                table = "gen"
-                index = pp.create_gen(self.net, m.bus, p_mw=m.p_mw, vm_pu=m.vm_pu, slack=m is slack, **common)
-            else:
-                table = "sgen"
-                index = pp.create_sgen(self.net, m.bus, p_mw=m.p_mw, q_mvar=m.q_mvar, **common)
+            row = dict(buses=m.bus, name=self.name(obj), in_service=m.in_service, **self.carbon(obj, fossil))
             if obj.cim_class == "SynchronousMachine":
-                info.update(
+                row.update(
                     sn_mva=m.rated_mva or math.nan,
                     min_q_mvar=obj.float("SynchronousMachine.minQ", math.nan),
                     max_q_mvar=obj.float("SynchronousMachine.maxQ", math.nan),
                 )
-            for column, value in info.items():
-                self.net[table].loc[index, column] = value
+            if m is slack and obj.cim_class == "ExternalNetworkInjection":
+                row.pop("profile")
+                rows["ext_grid"].append(dict(row, vm_pu=m.vm_pu, va_degree=angle.get(m.bus, 0.0)))
+            elif m.vm_pu is not None:
+                rows["gen"].append(dict(row, p_mw=m.p_mw, vm_pu=m.vm_pu, slack=m is slack))
+            else:
+                rows["sgen"].append(dict(row, p_mw=m.p_mw, q_mvar=m.q_mvar))
+        for table, create in (("ext_grid", None), ("gen", pp.create_gens), ("sgen", pp.create_sgens)):
+            if not rows[table]:
+                continue
+            keys = dict.fromkeys(key for row in rows[table] for key in row)  # ENI rows lack some columns
+            columns = {key: [row.get(key, math.nan) for row in rows[table]] for key in keys}
+            extra = {key: columns.pop(key) for key in _EXTRA_COLUMNS if key in columns}
+            if create is None:  # one slack at most: pandapower has no bulk ext_grid creator
+                row = {key: values[0] for key, values in columns.items()}
+                index = [pp.create_ext_grid(self.net, row.pop("buses"), **row)]
+            else:
+                index = create(self.net, **columns)
+            for key, values in extra.items():
+                self.net[table].loc[index, key] = values
 
     def loads(self) -> None:
         rows = []
