@@ -366,3 +366,29 @@ def test_cli_bad_set_is_one_line_and_exit_2(exported, tmp_path, capsys):
     assert err.startswith("carbonflow import: error:") and "no EQ profile" in err
     assert main(["sim", "grid", "--grid", str(tmp_path / "missing.zip")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_out_of_service_elements_come_back_out_of_service(tmp_path):
+    net = reference_grid()
+    net.line.loc[5, "in_service"] = False
+    net.load.loc[3, "in_service"] = False
+    net.sgen.loc[0, "in_service"] = False
+    runpp(net)
+    write_cgmes(net, tmp_path / "set", model_name="outage")
+    back = load_cgmes(tmp_path / "set").net
+    runpp(back)
+    for table in ("line", "load", "sgen", "trafo", "gen"):
+        assert list(back[table].in_service) == list(net[table].in_service), table
+    assert np.max(np.abs(back.res_bus.vm_pu.values - net.res_bus.vm_pu.values)) < 1e-4
+    assert np.max(np.abs(back.res_line.p_from_mw.values - net.res_line.p_from_mw.values)) < 0.1
+
+
+def test_a_value_that_is_not_a_number_is_named(exported, tmp_path):
+    folder = copy_set(exported, tmp_path)
+
+    def spoil(root):
+        first(root, "ACLineSegment").find(f"{{{CIM}}}ACLineSegment.x").text = "NaN"
+
+    edit(folder / "reference_EQ.xml", spoil)
+    with pytest.raises(GridImportError, match=r'ACLineSegment .* "L001": ACLineSegment.x is not a number'):
+        load_cgmes(folder)

@@ -10,6 +10,7 @@ back to CIM-only information when it is absent.
 
 from __future__ import annotations
 
+import math
 import uuid
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -132,9 +133,12 @@ class CimObject:
                 raise GridImportError(f"{self.label}: {prop} is missing")
             return default
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise GridImportError(f"{self.label}: {prop} is not a number ({text!r})") from None
+        if math.isnan(value):  # "NaN" parses, but no CIM attribute means it; infinite limits are fine
+            raise GridImportError(f"{self.label}: {prop} is not a number ({text!r})")
+        return value
 
     def flag(self, prop: str, default: bool) -> bool:
         text = self.values.get(prop)
