@@ -392,3 +392,27 @@ def test_a_value_that_is_not_a_number_is_named(exported, tmp_path):
     edit(folder / "reference_EQ.xml", spoil)
     with pytest.raises(GridImportError, match=r'ACLineSegment .* "L001": ACLineSegment.x is not a number'):
         load_cgmes(folder)
+
+
+def test_pandapower_cim_converter_reads_the_export_to_the_same_power_flow(original, exported):
+    """An independent reader (pandapower's own CGMES converter) gets the same grid from the files:
+    the profiles, units and signs mean to it what they mean to carbonflow."""
+    import logging
+
+    from pandapower.converter.cim.cim2pp.from_cim import from_cim
+
+    logging.disable(logging.WARNING)
+    try:
+        net = from_cim(file_list=sorted(str(p) for p in exported.glob("*.xml")), cgmes_version="2.4.15")
+    finally:
+        logging.disable(logging.NOTSET)
+    for table in ("bus", "line", "trafo", "gen", "sgen", "load"):
+        assert len(net[table]) == len(original[table]), table
+    runpp(net)
+    vm_pu = dict(zip(original.bus.name, original.res_bus.vm_pu, strict=True))
+    va_degree = dict(zip(original.bus.name, original.res_bus.va_degree, strict=True))
+    for name, vm, va in zip(net.bus.name, net.res_bus.vm_pu, net.res_bus.va_degree, strict=True):
+        assert vm == pytest.approx(vm_pu[name], abs=1e-6) and va == pytest.approx(va_degree[name], abs=1e-4)
+    p_from_mw = dict(zip(original.line.name, original.res_line.p_from_mw, strict=True))
+    for name, p_mw in zip(net.line.name, net.res_line.p_from_mw, strict=True):
+        assert p_mw == pytest.approx(p_from_mw[name], abs=1e-3)
