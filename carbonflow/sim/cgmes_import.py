@@ -62,6 +62,13 @@ _NOT_MAPPED = (
 )
 
 
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows of one table as the columns pandapower's bulk ``create_*`` functions take (NaN where a row
+    lacks a key: an external network injection has no rating, a machine without a unit no limits)."""
+    keys = dict.fromkeys(key for row in rows for key in row)
+    return {key: [row.get(key, math.nan) for row in rows] for key in keys}
+
+
 @dataclass
 class CgmesImport:
     """The imported net and one note per kind of object that was not mapped."""
@@ -221,7 +228,7 @@ class _Reader:
                 )
             )
         if rows:
-            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            columns = _columns(rows)
             pp.create_lines_from_parameters(self.net, max_i_ka=99999.0, **columns)  # no limits in EQ read
 
     def tap_changers(self) -> dict[str, dict[str, CimObject]]:
@@ -326,7 +333,7 @@ class _Reader:
                     )
             rows.append(row)
         if rows:
-            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            columns = _columns(rows)
             pp.create_transformers_from_parameters(self.net, **columns)
         if three_winding:
             self.notes.append(f"{three_winding} three-winding PowerTransformer(s) not mapped")
@@ -374,13 +381,11 @@ class _Reader:
             unit = self.cim.target(obj, "RotatingMachine.GeneratingUnit", required=False)
         source = unit or obj
         fuel, profile = UNIT_CLASS_FUEL.get(source.cim_class, (fossil.get(source.object_id), "thermal"))
-        fuel = source.values.get(f"{'GeneratingUnit' if unit else obj.cim_class}.fuel") or fuel
-        own = source.values.get(f"{'GeneratingUnit' if unit else obj.cim_class}.intensityGPerKwh")
-        if own is not None:
-            intensity, note = (
-                source.float(f"{'GeneratingUnit' if unit else obj.cim_class}.intensityGPerKwh"),
-                ("carbonflow extension of the CGMES set"),
-            )
+        extension = "GeneratingUnit" if unit else obj.cim_class  # the class the cf: attributes are named on
+        fuel = source.values.get(f"{extension}.fuel") or fuel
+        if f"{extension}.intensityGPerKwh" in source.values:
+            intensity = source.float(f"{extension}.intensityGPerKwh")
+            note = "carbonflow extension of the CGMES set"
         elif fuel in FUEL_INTENSITY_G_PER_KWH:
             intensity, note = FUEL_INTENSITY_G_PER_KWH[fuel], f"CGMES import: factor of fuel {fuel}"
         else:
@@ -437,8 +442,7 @@ class _Reader:
         for table, create in (("ext_grid", None), ("gen", pp.create_gens), ("sgen", pp.create_sgens)):
             if not rows[table]:
                 continue
-            keys = dict.fromkeys(key for row in rows[table] for key in row)  # ENI rows lack some columns
-            columns = {key: [row.get(key, math.nan) for row in rows[table]] for key in keys}
+            columns = _columns(rows[table])
             extra = {key: columns.pop(key) for key in _EXTRA_COLUMNS if key in columns}
             if create is None:  # one slack at most: pandapower has no bulk ext_grid creator
                 row = {key: values[0] for key, values in columns.items()}
@@ -464,7 +468,7 @@ class _Reader:
             )
         if rows:
             industry = [row.pop("industry") for row in rows]
-            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            columns = _columns(rows)
             columns["buses"] = columns.pop("bus")
             pp.create_loads(self.net, **columns)
             if any(industry):
@@ -493,7 +497,7 @@ class _Reader:
                 )
             )
         if rows:
-            columns = {key: [row[key] for row in rows] for key in rows[0]}
+            columns = _columns(rows)
             pp.create_shunts(self.net, **columns)
 
     def unmapped(self) -> None:
