@@ -225,8 +225,11 @@ def test_slack_is_the_largest_machine_without_reference_priority(exported, tmp_p
     assert net.gen.name[net.gen.slack].tolist() == ["G1-1"]  # 1000 MW, the largest unit
 
 
-@pytest.mark.parametrize("case", ["case1354pegase"])
+@pytest.mark.parametrize("case", ["case1354pegase", "example_simple", "mv_oberrhein"])
 def test_pandapower_test_case_round_trips(case, tmp_path):
+    """case1354pegase: shunts, ratio taps, fixed phase shifts, an external grid; example_simple: bus-bus
+    switches (one TopologicalNode for two buses) and an open line switch; mv_oberrhein: two feeding
+    external grids in two islands (one slack each) and open line ends."""
     import pandapower.networks as pn
 
     net = getattr(pn, case)()
@@ -236,6 +239,10 @@ def test_pandapower_test_case_round_trips(case, tmp_path):
     runpp(back)
     for table in TABLES:
         assert len(back[table]) == len(net[table]), table
+    bus_switches = net.switch[net.switch.et == "b"]
+    open_ends = net.switch[(net.switch.et != "b") & ~net.switch.closed.astype(bool)]
+    assert len(back.switch) == len(bus_switches) + len(open_ends)  # closed line switches change nothing
+    assert back.res_bus.vm_pu.notna().all()
     assert np.max(np.abs(back.res_bus.vm_pu.values - net.res_bus.vm_pu.values)) < 1e-4
     assert np.max(np.abs(back.res_line.p_from_mw.values - net.res_line.p_from_mw.values)) < 0.1
     assert np.max(np.abs(back.res_trafo.p_hv_mw.values - net.res_trafo.p_hv_mw.values)) < 0.1

@@ -28,19 +28,22 @@ from __future__ import annotations
 import copy
 import math
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandapower as pp
+import pandas as pd
 
-from carbonflow.sim.cgmes_rdf import CF, FUEL_UNIT_CLASS, Document, mrid
+from carbonflow.sim.cgmes_rdf import CF, FUEL_UNIT_CLASS, Document, groups, mrid
 from carbonflow.sim.importers import _bus_names
 from carbonflow.sim.powerflow import runpp
 
-MAPPED = ("bus", "line", "trafo", "gen", "sgen", "ext_grid", "load", "shunt")
-_NOT_MAPPED = ("storage", "trafo3w", "switch", "impedance", "ward", "xward", "dcline", "motor", "svc", "tcsc")
+MAPPED = ("bus", "line", "trafo", "gen", "sgen", "ext_grid", "load", "shunt", "switch")
+_SWITCH_CLASS = {"CB": "Breaker", "DS": "Disconnector", "LBS": "LoadBreakSwitch"}
+_NOT_MAPPED = ("storage", "trafo3w", "impedance", "ward", "xward", "dcline", "motor", "svc", "tcsc")
 
 
 @dataclass
@@ -68,21 +71,20 @@ def _solved(net: pp.pandapowerNet) -> pp.pandapowerNet:
     return solved
 
 
-def _substations(net: pp.pandapowerNet) -> dict[Any, Any]:
-    """Bus index -> the first bus of its substation: buses joined by a transformer stand in one place."""
-    parent = {index: index for index in net.bus.index}
+def _joined(net: pp.pandapowerNet, pairs: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
+    """Bus index -> the lowest bus index of its group, buses of a pair being in one group."""
+    return groups(net.bus.index, pairs)
 
-    def root(index: Any) -> Any:
-        while parent[index] != index:
-            parent[index] = parent[parent[index]]
-            index = parent[index]
-        return index
 
-    for hv, lv in zip(net.trafo.hv_bus, net.trafo.lv_bus, strict=True):
-        first, second = root(hv), root(lv)
-        if first != second:
-            parent[max(first, second)] = min(first, second)
-    return {index: root(index) for index in net.bus.index}
+def _bus_switches(net: pp.pandapowerNet) -> pd.DataFrame:
+    """Bus-bus switches without impedance (a switch with ``z_ohm > 0`` is a branch: not mapped)."""
+    switch = net.switch
+    if switch.empty:
+        return switch
+    plain = switch.et == "b"
+    if "z_ohm" in switch:
+        plain &= switch.z_ohm.fillna(0.0) <= 0
+    return switch[plain]
 
 
 class _Writer:
@@ -103,6 +105,12 @@ class _Writer:
         self.base_voltage: dict[float, str] = {}
         self.levels_made: set[str] = set()
         self.skipped_taps = 0  # Symmetrical/Ideal/Tabular tap changers (not mapped)
+        switch = net.switch
+        opened = switch[switch.et.isin(("l", "t")) & ~switch.closed.astype(bool)] if len(switch) else switch
+        # an open line or transformer switch is the connection state of the terminal it opens
+        self.open_ends = (
+            set(zip(opened.et, opened.element, opened.bus, strict=True)) if len(opened) else set()
+        )
 
     def id(self, *parts: object) -> str:
         return mrid(self.model, *parts)
@@ -139,7 +147,18 @@ class _Writer:
     def buses(self) -> None:
         net, eq, tp, sv = self.net, self.eq, self.tp, self.sv
         region = self.regions()
-        first_of = _substations(net)
+        switches = _bus_switches(net)
+        # buses joined by a transformer or a switch stand in one substation (CIM wants a PowerTransformer
+        # and a Breaker inside one); buses joined by a closed switch are one TopologicalNode
+        first_of = _joined(
+            net,
+            [
+                *zip(net.trafo.hv_bus, net.trafo.lv_bus, strict=True),
+                *zip(switches.bus, switches.element, strict=True),
+            ],
+        )
+        closed = switches[switches.closed.astype(bool)]
+        node_of = _joined(net, zip(closed.bus, closed.element, strict=True))
         for index in dict.fromkeys(first_of.values()):
             object_id = self.substation[index] = self.id("Substation", self.bus_name[index])
             element = eq.new("Substation", object_id, self.bus_name[index])
@@ -158,7 +177,9 @@ class _Writer:
                 eq.ref(element, "VoltageLevel.BaseVoltage", self.base(kv))
             self.level[index] = level_id
             node_id = self.node[index] = self.id("ConnectivityNode", name)
-            topological_id = self.topological[index] = self.id("TopologicalNode", name)
+            topological_id = self.topological[index] = self.id(
+                "TopologicalNode", self.bus_name[node_of[index]]
+            )
             element = eq.new("ConnectivityNode", node_id, name)
             eq.ref(element, "ConnectivityNode.ConnectivityNodeContainer", level_id)
             if isinstance(bus_kind, str) and bus_kind:
@@ -168,10 +189,12 @@ class _Writer:
             eq.ref(element, "Equipment.EquipmentContainer", level_id)
             eq.ref(element, "ConductingEquipment.BaseVoltage", self.base(kv))
             self.terminals("BusbarSection", busbar, [index], [True], [(0.0, 0.0)])
+            tp.ref(tp.about("ConnectivityNode", node_id), "ConnectivityNode.TopologicalNode", topological_id)
+            if node_of[index] != index:
+                continue  # the TopologicalNode and its voltage are the group's first bus's
             element = tp.new("TopologicalNode", topological_id, name)
             tp.ref(element, "TopologicalNode.BaseVoltage", self.base(kv))
             tp.ref(element, "TopologicalNode.ConnectivityNodeContainer", level_id)
-            tp.ref(tp.about("ConnectivityNode", node_id), "ConnectivityNode.TopologicalNode", topological_id)
             vm_pu, va_degree = (float(net.res_bus.at[index, c]) for c in ("vm_pu", "va_degree"))
             if math.isfinite(vm_pu):
                 element = sv.new("SvVoltage", self.id("SvVoltage", name))
@@ -242,7 +265,10 @@ class _Writer:
                 "ACLineSegment",
                 object_id,
                 [row.from_bus, row.to_bus],
-                [bool(row.in_service)] * 2,
+                [
+                    bool(row.in_service) and ("l", index, bus) not in self.open_ends
+                    for bus in (row.from_bus, row.to_bus)
+                ],
                 [(res.p_from_mw, res.q_from_mvar), (res.p_to_mw, res.q_to_mvar)],
             )
 
@@ -258,7 +284,10 @@ class _Writer:
                 "PowerTransformer",
                 object_id,
                 [row.hv_bus, row.lv_bus],
-                [bool(row.in_service)] * 2,
+                [
+                    bool(row.in_service) and ("t", index, bus) not in self.open_ends
+                    for bus in (row.hv_bus, row.lv_bus)
+                ],
                 [(res.p_hv_mw, res.q_hv_mvar), (res.p_lv_mw, res.q_lv_mvar)],
             )
             # parallel units are one equivalent transformer: rating and admittances times the count
@@ -488,6 +517,17 @@ class _Writer:
             self.ssh.text(state, "EnergyConsumer.p", float(row.p_mw) * scaling)
             self.ssh.text(state, "EnergyConsumer.q", float(row.q_mvar) * scaling)
 
+    def switches(self) -> None:
+        for index in _bus_switches(self.net).index:
+            row = self.net.switch.loc[index]
+            cim_class = _SWITCH_CLASS.get(str(row.get("type")), "Switch")
+            object_id, element, row = self.equipment(cim_class, "switch", index, self.level[row.bus])
+            is_open = not bool(row.closed)
+            self.eq.text(element, "Switch.normalOpen", is_open)
+            self.eq.text(element, "Switch.retained", False)
+            self.terminals(cim_class, object_id, [row.bus, row.element], [True, True], [(math.nan, 0.0)] * 2)
+            self.ssh.text(self.ssh.about(cim_class, object_id), "Switch.open", is_open)
+
     def shunts(self) -> None:
         net = self.net
         for index in net.shunt.index:
@@ -529,11 +569,15 @@ def cgmes_documents(
     writer.external_grids()
     writer.loads()
     writer.shunts()
+    writer.switches()
     notes = [
         f"{len(net[table])} {table} element(s) not exported (CGMES 2.4.15 mapping not built)"
         for table in _NOT_MAPPED
         if table in net and len(net[table])
     ]
+    impedant = len(net.switch) - len(_bus_switches(net)) - int(net.switch.et.isin(("l", "t")).sum())
+    if impedant:
+        notes.append(f"{impedant} switch(es) with impedance not exported")
     if writer.skipped_taps:
         notes.append(f"{writer.skipped_taps} phase-shifting or tabular tap changer(s) not exported")
     documents = {doc.profile: doc.to_bytes() for doc in (writer.eq, writer.tp, writer.ssh, writer.sv)}

@@ -9,13 +9,17 @@ bus's nominal voltage is its BaseVoltage (the node's own, else its VoltageLevel'
   HV end; RatioTapChanger -> tap; ``phaseAngleClock`` and PhaseTapChangerLinear -> ``shift_degree``;
 * SynchronousMachine with an enabled voltage RegulatingControl -> gen (``vm_pu`` = target kV / bus kV),
   otherwise sgen; ExternalNetworkInjection -> ext_grid when it is the slack, else gen/sgen likewise;
-* slack: the lowest positive SSH ``referencePriority``; without one, the first regulating external
-  network injection, else the largest regulating machine (``ratedS``);
+* slack, one per island (lines, transformers, closed switches): the lowest positive SSH
+  ``referencePriority``; without one, the first regulating external network injection, else the
+  largest regulating machine (``ratedS``);
+* switches (Breaker, Disconnector, LoadBreakSwitch, Switch, Fuse, Jumper) -> bus-bus switches, open or
+  closed as SSH says, when every Terminal has a ConnectivityNode (buses are then those nodes);
 * EnergyConsumer, ConformLoad, NonConformLoad, StationSupply -> load; LinearShuntCompensator -> shunt;
 * fuel from the GeneratingUnit class (FossilFuel type for thermal units); intensity from carbonflow's
   ``cf:`` extension when the set carries it, else :data:`FUEL_INTENSITY_G_PER_KWH`, else the default.
 
-A Terminal whose SSH ``connected`` is false puts its equipment out of service.  Everything else is listed
+A Terminal whose SSH ``connected`` is false puts its equipment out of service; on one end of a line
+or transformer only, it is an open line/transformer switch there.  Everything else is listed
 in :attr:`CgmesImport.notes`.  Any structural problem (missing profile, missing terminal, unknown base
 voltage, a reference to an object not in the set) raises :class:`GridImportError` naming the object.
 """
@@ -31,7 +35,7 @@ from typing import Any
 
 import pandapower as pp
 
-from carbonflow.sim.cgmes_rdf import FOSSIL_FUEL, UNIT_CLASS_FUEL, CimObject, CimSet, read_cim
+from carbonflow.sim.cgmes_rdf import FOSSIL_FUEL, UNIT_CLASS_FUEL, CimObject, CimSet, groups, read_cim
 from carbonflow.sim.errors import GridImportError
 
 # gCO2/kWh per fuel when the set carries no intensity: zero for non-fossil units (as the reference grid
@@ -42,9 +46,10 @@ FUEL_INTENSITY_G_PER_KWH = {"water": 0.0, "wind": 0.0, "solar": 0.0, "nuclear": 
 _EXTRA_COLUMNS = ("fuel", "profile", "intensity_g_per_kwh", "intensity_source", "p_max_mw", "p_min_mw")
 _LOADS = ("EnergyConsumer", "ConformLoad", "NonConformLoad", "StationSupply")
 _MACHINES = ("SynchronousMachine", "ExternalNetworkInjection")
-_SWITCHES = ("Breaker", "Disconnector", "Switch", "LoadBreakSwitch", "Fuse", "Jumper", "GroundDisconnector")
+_SWITCHES = ("Breaker", "Disconnector", "Switch", "LoadBreakSwitch", "Fuse", "Jumper")
 _NOT_MAPPED = (
     *_SWITCHES,
+    "GroundDisconnector",
     "AsynchronousMachine",
     "EnergySource",
     "EquivalentInjection",
@@ -95,9 +100,16 @@ class _Reader:
         self.default_intensity = default_intensity
         self.notes: list[str] = []
         self.net = pp.create_empty_network(f_hz=50.0, sn_mva=100.0)
-        self.use_tp = "TP" in cim.profiles and bool(cim.of("TopologicalNode"))
+        # switches need the node-breaker detail: buses are then the ConnectivityNodes and the switches
+        # pandapower bus-bus switches (it joins closed ones itself); otherwise TopologicalNodes when the
+        # set has them (they already join closed switches), else ConnectivityNodes
+        terminals = cim.of("Terminal")
+        self.node_breaker = bool(cim.of(*_SWITCHES)) and all(
+            "Terminal.ConnectivityNode" in t.refs for t in terminals
+        )
+        self.use_tp = not self.node_breaker and "TP" in cim.profiles and bool(cim.of("TopologicalNode"))
         self.terminals: dict[str, list[CimObject]] = {}
-        for terminal in cim.of("Terminal"):
+        for terminal in terminals:
             owner = cim.target(terminal, "Terminal.ConductingEquipment")
             self.terminals.setdefault(owner.object_id, []).append(terminal)
         for group in self.terminals.values():
@@ -135,6 +147,11 @@ class _Reader:
         base = self.cim.target(node, "TopologicalNode.BaseVoltage", required=False) if self.use_tp else None
         if base is None and level is not None:
             base = self.cim.target(level, "VoltageLevel.BaseVoltage", required=False)
+        if (
+            base is None and not self.use_tp
+        ):  # a ConnectivityNode outside a VoltageLevel: its TopologicalNode's
+            topological = self.cim.target(node, "ConnectivityNode.TopologicalNode", required=False)
+            base = topological and self.cim.target(topological, "TopologicalNode.BaseVoltage", required=False)
         if base is None:
             raise GridImportError(
                 f"{node.label}: unknown base voltage (no BaseVoltage on it or its VoltageLevel)"
@@ -207,10 +224,30 @@ class _Reader:
         return obj.values.get("IdentifiedObject.name") or obj.object_id
 
     # -- branches ------------------------------------------------------------------------------------
+    def branch_state(self, terminals: list[CimObject], buses: list[int]) -> tuple[bool, list[int]]:
+        """In service unless every end is disconnected; the buses of the ends that are (open ends)."""
+        connected = [t.flag("ACDCTerminal.connected", True) for t in terminals]
+        if not any(connected):
+            return False, []
+        return True, [bus for bus, on in zip(buses, connected, strict=True) if not on]
+
+    def open_ends(self, et: str, index: Any, open_buses: list[list[int]]) -> None:
+        """An end disconnected alone is an open line/transformer switch, as pandapower models it: the
+        branch stays energised from the other end (its charging current still flows)."""
+        rows = [
+            dict(buses=bus, elements=int(element), et=et, closed=False)
+            for element, buses in zip(index, open_buses, strict=True)
+            for bus in buses
+        ]
+        if rows:
+            pp.create_switches(self.net, **_columns(rows))
+
     def lines(self) -> None:
-        rows = []
+        rows, open_buses = [], []
         for segment in self.cim.of("ACLineSegment"):
-            (from_bus, to_bus), on = self.ends(segment, 2)
+            (from_bus, to_bus), _ = self.ends(segment, 2)
+            on, opened = self.branch_state(self.terminals[segment.object_id][:2], [from_bus, to_bus])
+            open_buses.append(opened)
             length_km = segment.float("Conductor.length", 0.0)
             length_km = length_km if length_km > 0 else 1.0  # a length is optional; totals are what count
             bch_s, gch_s = segment.float("ACLineSegment.bch", 0.0), segment.float("ACLineSegment.gch", 0.0)
@@ -229,7 +266,8 @@ class _Reader:
             )
         if rows:
             columns = _columns(rows)
-            pp.create_lines_from_parameters(self.net, max_i_ka=99999.0, **columns)  # no limits in EQ read
+            index = pp.create_lines_from_parameters(self.net, max_i_ka=99999.0, **columns)  # EQ limits unread
+            self.open_ends("l", index, open_buses)
 
     def tap_changers(self) -> dict[str, dict[str, CimObject]]:
         """TransformerEnd id -> {"ratio": ..., "phase": ...}."""
@@ -254,7 +292,7 @@ class _Reader:
             owner = self.cim.target(end, "PowerTransformerEnd.PowerTransformer")
             ends_of.setdefault(owner.object_id, []).append(end)
         changers = self.tap_changers()
-        rows, three_winding = [], 0
+        rows, open_buses, three_winding = [], [], 0
         for transformer in self.cim.of("PowerTransformer"):
             ends = sorted(
                 ends_of.get(transformer.object_id, []), key=lambda e: e.float("TransformerEnd.endNumber", 0)
@@ -267,7 +305,9 @@ class _Reader:
                     f"{transformer.label}: {len(ends)} PowerTransformerEnd(s), needs 2 or 3"
                 )
             terminals = [self.cim.target(end, "TransformerEnd.Terminal") for end in ends]
-            buses, on = self.terminal_buses(terminals)
+            buses, _ = self.terminal_buses(terminals)
+            on, opened = self.branch_state(terminals, buses)
+            open_buses.append(opened)
             rated_kv = [end.float("PowerTransformerEnd.ratedU") for end in ends]
             if not all(kv > 0 for kv in rated_kv):
                 raise GridImportError(f"{transformer.label}: ratedU must be positive")
@@ -334,7 +374,8 @@ class _Reader:
             rows.append(row)
         if rows:
             columns = _columns(rows)
-            pp.create_transformers_from_parameters(self.net, **columns)
+            index = pp.create_transformers_from_parameters(self.net, **columns)
+            self.open_ends("t", index, open_buses)
         if three_winding:
             self.notes.append(f"{three_winding} three-winding PowerTransformer(s) not mapped")
 
@@ -396,21 +437,46 @@ class _Reader:
             info["p_min_mw"] = unit.float("GeneratingUnit.minOperatingP", math.nan)
         return info
 
-    def injections(self) -> None:
-        machines = [self.machine(obj) for obj in self.cim.of(*_MACHINES)]
-        regulating = [m for m in machines if m.vm_pu is not None and m.in_service]
-        external = [m for m in regulating if m.obj.cim_class == "ExternalNetworkInjection"]
-        prioritised = [m for m in regulating if m.priority > 0]
-        if prioritised:
-            slack = min(prioritised, key=lambda m: m.priority)
-        elif external:
-            slack = external[0]
-        elif regulating:
-            slack = max(regulating, key=lambda m: m.rated_mva)
-        else:
+    def islands(self) -> dict[int, int]:
+        """Bus -> island (its lowest bus) over in-service lines and transformers and closed switches."""
+        net = self.net
+        pairs = []
+        opened = net.switch[~net.switch.closed.astype(bool)]
+        for table, et, ends in (("line", "l", ("from_bus", "to_bus")), ("trafo", "t", ("hv_bus", "lv_bus"))):
+            live = net[table][net[table].in_service.astype(bool)]
+            live = live[~live.index.isin(opened.element[opened.et == et])]  # an open end parts the island
+            pairs += zip(live[ends[0]], live[ends[1]], strict=True)
+        closed = net.switch[net.switch.closed.astype(bool) & (net.switch.et == "b")]
+        pairs += zip(closed.bus, closed.element, strict=True)
+        return groups(net.bus.index, pairs)
+
+    def slacks(self, machines: list[_Machine]) -> list[_Machine]:
+        """One slack per island with a voltage-controlling machine: the lowest positive SSH
+        ``referencePriority``, else the first external network injection, else the largest machine."""
+        island = self.islands()
+        by_island: dict[int, list[_Machine]] = {}
+        for m in machines:
+            if m.vm_pu is not None and m.in_service:
+                by_island.setdefault(island[m.bus], []).append(m)
+        if not by_island:
             raise GridImportError(
                 "no slack: no in-service machine or external network injection controls voltage"
             )
+        chosen = []
+        for candidates in by_island.values():
+            prioritised = [m for m in candidates if m.priority > 0]
+            external = [m for m in candidates if m.obj.cim_class == "ExternalNetworkInjection"]
+            if prioritised:
+                chosen.append(min(prioritised, key=lambda m: m.priority))
+            elif external:
+                chosen.append(external[0])
+            else:
+                chosen.append(max(candidates, key=lambda m: m.rated_mva))
+        return chosen
+
+    def injections(self) -> None:
+        machines = [self.machine(obj) for obj in self.cim.of(*_MACHINES)]
+        slacks = {id(m) for m in self.slacks(machines)}
         fossil = {}
         for fuel in self.cim.of("FossilFuel"):
             unit = self.cim.target(fuel, "FossilFuel.ThermalGeneratingUnit")
@@ -432,11 +498,12 @@ class _Reader:
                     min_q_mvar=obj.float("SynchronousMachine.minQ", math.nan),
                     max_q_mvar=obj.float("SynchronousMachine.maxQ", math.nan),
                 )
-            if m is slack and obj.cim_class == "ExternalNetworkInjection":
+            slack = id(m) in slacks
+            if slack and obj.cim_class == "ExternalNetworkInjection":
                 row.pop("profile")
                 rows["ext_grid"].append(dict(row, vm_pu=m.vm_pu, va_degree=angle.get(m.bus, 0.0)))
             elif m.vm_pu is not None:
-                rows["gen"].append(dict(row, p_mw=m.p_mw, vm_pu=m.vm_pu, slack=m is slack))
+                rows["gen"].append(dict(row, p_mw=m.p_mw, vm_pu=m.vm_pu, slack=slack))
             else:
                 rows["sgen"].append(dict(row, p_mw=m.p_mw, q_mvar=m.q_mvar))
         for table, create in (("ext_grid", None), ("gen", pp.create_gens), ("sgen", pp.create_sgens)):
@@ -444,9 +511,11 @@ class _Reader:
                 continue
             columns = _columns(rows[table])
             extra = {key: columns.pop(key) for key in _EXTRA_COLUMNS if key in columns}
-            if create is None:  # one slack at most: pandapower has no bulk ext_grid creator
-                row = {key: values[0] for key, values in columns.items()}
-                index = [pp.create_ext_grid(self.net, row.pop("buses"), **row)]
+            if create is None:  # one per island at most: pandapower has no bulk ext_grid creator
+                index = []
+                for position in range(len(rows[table])):
+                    row = {key: values[position] for key, values in columns.items()}
+                    index.append(pp.create_ext_grid(self.net, row.pop("buses"), **row))
             else:
                 index = create(self.net, **columns)
             for key, values in extra.items():
@@ -473,6 +542,26 @@ class _Reader:
             pp.create_loads(self.net, **columns)
             if any(industry):
                 self.net.load["industry"] = industry
+
+    def switches(self) -> None:
+        if not self.node_breaker:
+            return
+        rows = []
+        for switch in self.cim.of(*_SWITCHES):
+            (bus, other), connected = self.ends(switch, 2)
+            is_open = switch.flag("Switch.open", switch.flag("Switch.normalOpen", False))
+            kind = {"Breaker": "CB", "Disconnector": "DS", "LoadBreakSwitch": "LBS"}.get(switch.cim_class)
+            rows.append(
+                dict(
+                    buses=bus,
+                    elements=other,
+                    et="b",
+                    closed=connected and not is_open,
+                    type=kind,
+                    name=self.name(switch),
+                )
+            )
+        pp.create_switches(self.net, **_columns(rows))
 
     def shunts(self) -> None:
         rows = []
@@ -501,7 +590,8 @@ class _Reader:
             pp.create_shunts(self.net, **columns)
 
     def unmapped(self) -> None:
-        counts = Counter(obj.cim_class for obj in self.cim.of(*_NOT_MAPPED))
+        skipped = _NOT_MAPPED if not self.node_breaker else [c for c in _NOT_MAPPED if c not in _SWITCHES]
+        counts = Counter(obj.cim_class for obj in self.cim.of(*skipped))
         for cim_class, count in sorted(counts.items()):
             why = ""
             if cim_class in _SWITCHES:
@@ -529,7 +619,8 @@ def load_cgmes(path: str | Path, *, default_intensity: float = 820.0) -> CgmesIm
         reader.buses()
         reader.lines()
         reader.transformers()
-        reader.injections()
+        reader.switches()
+        reader.injections()  # after the branches and switches: one slack per island
         reader.loads()
         reader.shunts()
     finally:

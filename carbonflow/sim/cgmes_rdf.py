@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -52,6 +53,24 @@ _RDF_RESOURCE = f"{{{RDF}}}resource"
 def mrid(*parts: object) -> str:
     """A deterministic mRID (UUID version 5) for an element named by ``parts``."""
     return str(uuid.uuid5(MRID_NAMESPACE, "/".join(str(part) for part in parts)))
+
+
+def groups(members: Iterable[Any], pairs: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
+    """Union-find: each member -> the lowest member of its group, the two of every pair being together
+    (buses of a substation, of a TopologicalNode, of an island)."""
+    parent = {member: member for member in members}
+
+    def root(member: Any) -> Any:
+        while parent[member] != member:
+            parent[member] = parent[parent[member]]
+            member = parent[member]
+        return member
+
+    for a, b in pairs:
+        first, second = root(a), root(b)
+        if first != second:
+            parent[max(first, second)] = min(first, second)
+    return {member: root(member) for member in parent}
 
 
 def number(value: float) -> str:
