@@ -16,7 +16,8 @@ from lxml import etree
 from carbonflow.cli import main
 from carbonflow.engine import snapshot_from_dict, solve
 from carbonflow.sim.cgmes_export import write_cgmes
-from carbonflow.sim.cgmes_import import FUEL_INTENSITY_G_PER_KWH, load_cgmes
+from carbonflow.sim.cgmes_import import load_cgmes
+from carbonflow.sim.cgmes_import_machines import FUEL_INTENSITY_G_PER_KWH
 from carbonflow.sim.cgmes_rdf import CF, CIM, RDF, mrid
 from carbonflow.sim.errors import GridImportError
 from carbonflow.sim.grid_import import load_grid

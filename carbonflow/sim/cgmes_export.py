@@ -37,7 +37,8 @@ from typing import Any
 import pandapower as pp
 import pandas as pd
 
-from carbonflow.sim.cgmes_rdf import CF, FUEL_UNIT_CLASS, Document, groups, mrid
+from carbonflow.sim.cgmes_export_machines import MachineWriter
+from carbonflow.sim.cgmes_rdf import CF, Document, finite, groups, mrid
 from carbonflow.sim.importers import _bus_names
 from carbonflow.sim.powerflow import runpp
 
@@ -52,14 +53,6 @@ class CgmesExport:
 
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _finite(value: Any, default: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
 
 
 def _solved(net: pp.pandapowerNet) -> pp.pandapowerNet:
@@ -87,7 +80,7 @@ def _bus_switches(net: pp.pandapowerNet) -> pd.DataFrame:
     return switch[plain]
 
 
-class _Writer:
+class _Writer(MachineWriter):
     def __init__(self, net: pp.pandapowerNet, model_name: str, scenario_time: str) -> None:
         self.net = net
         self.model = model_name
@@ -225,7 +218,7 @@ class _Writer:
             if on and math.isfinite(p_mw) and owner_class != "BusbarSection":
                 element = self.sv.new("SvPowerFlow", self.id(owner, "SvPowerFlow", number))
                 self.sv.text(element, "SvPowerFlow.p", p_mw)
-                self.sv.text(element, "SvPowerFlow.q", _finite(q_mvar, 0.0))
+                self.sv.text(element, "SvPowerFlow.q", finite(q_mvar, 0.0))
                 self.sv.ref(element, "SvPowerFlow.Terminal", terminal)
             ids.append(terminal)
         return ids
@@ -251,8 +244,8 @@ class _Writer:
             self.eq.ref(element, "Equipment.EquipmentContainer", line_id)
             self.eq.ref(element, "ConductingEquipment.BaseVoltage", self.base(self.bus_vn_kv[row.from_bus]))
             length_km, parallel = float(row.length_km), float(row.parallel)
-            c_nf_per_km = _finite(row.get("c_nf_per_km"), 0.0)
-            g_us_per_km = _finite(row.get("g_us_per_km"), 0.0)
+            c_nf_per_km = finite(row.get("c_nf_per_km"), 0.0)
+            g_us_per_km = finite(row.get("g_us_per_km"), 0.0)
             self.eq.text(element, "Conductor.length", length_km)
             self.eq.text(element, "ACLineSegment.r", float(row.r_ohm_per_km) * length_km / parallel)
             self.eq.text(element, "ACLineSegment.x", float(row.x_ohm_per_km) * length_km / parallel)
@@ -296,10 +289,10 @@ class _Writer:
             z_base_ohm = u_hv_kv**2 / sn_mva
             r_ohm = float(row.vkr_percent) / 100 * z_base_ohm
             z_ohm = float(row.vk_percent) / 100 * z_base_ohm
-            g_s = _finite(row.pfe_kw, 0.0) * float(row.parallel) / 1000 / u_hv_kv**2
-            y_s = _finite(row.i0_percent, 0.0) / 100 * sn_mva / u_hv_kv**2
+            g_s = finite(row.pfe_kw, 0.0) * float(row.parallel) / 1000 / u_hv_kv**2
+            y_s = finite(row.i0_percent, 0.0) / 100 * sn_mva / u_hv_kv**2
             b_s = -math.sqrt(max(y_s**2 - g_s**2, 0.0))  # magnetising is inductive: negative susceptance
-            shift_degree = _finite(row.shift_degree, 0.0)
+            shift_degree = finite(row.shift_degree, 0.0)
             clock = round(shift_degree / 30) % 12
             rest_degree = shift_degree - round(shift_degree / 30) * 30
             ends = []
@@ -329,7 +322,7 @@ class _Writer:
             self.tap_changers(index, row, ends, rest_degree)
 
     def tap_changers(self, index: Any, row: Any, ends: list[str], rest_degree: float) -> None:
-        step_percent, position = _finite(row.tap_step_percent, math.nan), _finite(row.tap_pos, math.nan)
+        step_percent, position = finite(row.tap_step_percent, math.nan), finite(row.tap_pos, math.nan)
         # pandapower 3 applies a tap only with tap_changer_type "Ratio" (older versions have no column):
         # the set must describe the solved state, so an ignored tap is not exported either
         kind = row.get("tap_changer_type", "Ratio")
@@ -337,14 +330,14 @@ class _Writer:
             if math.isfinite(position) and isinstance(kind, str):
                 self.skipped_taps += 1
         elif math.isfinite(step_percent) and math.isfinite(position) and row.tap_side in ("hv", "lv"):
-            neutral = _finite(row.tap_neutral, 0.0)
+            neutral = finite(row.tap_neutral, 0.0)
             end = ends[0] if row.tap_side == "hv" else ends[1]
             self.tap_changer(
                 "RatioTapChanger",
                 self.id("trafo", index, "ratio"),
                 end,
                 (neutral, position),
-                (_finite(row.tap_min, min(neutral, position)), _finite(row.tap_max, max(neutral, position))),
+                (finite(row.tap_min, min(neutral, position)), finite(row.tap_max, max(neutral, position))),
                 ("RatioTapChanger.stepVoltageIncrement", step_percent),
                 float(row.vn_hv_kv if row.tap_side == "hv" else row.vn_lv_kv),
             )
@@ -381,125 +374,6 @@ class _Writer:
         self.sv.text(element, "SvTapStep.position", float(position))
         self.sv.ref(element, "SvTapStep.TapChanger", object_id)
 
-    # -- injections ----------------------------------------------------------------------------------
-    def regulating_control(self, owner: str, terminal: str, bus: Any, vm_pu: float) -> str:
-        control = self.id(owner, "RegulatingControl")
-        element = self.eq.new("RegulatingControl", control, "voltage control")
-        self.eq.enum(element, "RegulatingControl.mode", "RegulatingControlModeKind.voltage")
-        self.eq.ref(element, "RegulatingControl.Terminal", terminal)
-        state = self.ssh.about("RegulatingControl", control)
-        self.ssh.text(state, "RegulatingControl.discrete", False)
-        self.ssh.text(state, "RegulatingControl.enabled", True)
-        self.ssh.text(state, "RegulatingControl.targetDeadband", 0.0)
-        self.ssh.text(state, "RegulatingControl.targetValue", vm_pu * self.bus_vn_kv[bus])
-        self.ssh.enum(state, "RegulatingControl.targetValueUnitMultiplier", "UnitMultiplier.k")
-        return control
-
-    def carbon(self, element: Any, cim_class: str, row: Any) -> None:
-        """carbonflow's own data on a unit (cf: namespace): fuel and intensity, which CIM does not carry."""
-        fuel = row.get("fuel")
-        if isinstance(fuel, str) and fuel:
-            self.eq.text(element, f"{cim_class}.fuel", fuel, CF)
-        intensity = _finite(row.get("intensity_g_per_kwh"), math.nan)
-        if math.isfinite(intensity):
-            self.eq.text(element, f"{cim_class}.intensityGPerKwh", intensity, CF)
-
-    def generating_unit(self, table: str, index: Any, row: Any, p_mw: float) -> str:
-        fuel = row.get("fuel")
-        if not isinstance(fuel, str) or not fuel:
-            fuel = {"WP": "wind", "PV": "solar"}.get(str(row.get("type")), "")
-        cim_class, fossil = FUEL_UNIT_CLASS.get(fuel, ("GeneratingUnit", None))
-        unit_id = self.id(table, index, "GeneratingUnit")
-        unit = self.eq.new(cim_class, unit_id, str(row.get("name") or f"{table}:{index}"))
-        self.eq.ref(unit, "Equipment.EquipmentContainer", self.substation[row.bus])
-        p_max_mw = _finite(row.get("p_max_mw"), _finite(row.get("max_p_mw"), max(abs(p_mw), 1.0)))
-        p_min_mw = _finite(row.get("p_min_mw"), _finite(row.get("min_p_mw"), 0.0))
-        self.eq.text(unit, "GeneratingUnit.maxOperatingP", p_max_mw)
-        self.eq.text(unit, "GeneratingUnit.minOperatingP", min(p_min_mw, p_max_mw))
-        self.eq.text(unit, "GeneratingUnit.nominalP", p_max_mw)
-        self.eq.text(unit, "GeneratingUnit.initialP", p_mw)
-        self.carbon(unit, "GeneratingUnit", row)
-        if fossil is not None:
-            element = self.eq.new("FossilFuel", self.id(table, index, "FossilFuel"), fossil)
-            self.eq.enum(element, "FossilFuel.fossilFuelType", f"FuelType.{fossil}")
-            self.eq.ref(element, "FossilFuel.ThermalGeneratingUnit", unit_id)
-        if cim_class == "WindGeneratingUnit":
-            self.eq.enum(unit, "WindGeneratingUnit.windGenUnitType", "WindGenUnitKind.onshore")
-        return unit_id
-
-    def machines(self) -> None:
-        net = self.net
-        for table in ("gen", "sgen"):
-            for index in net[table].index:
-                row = net[table].loc[index]
-                object_id, element, row = self.equipment(
-                    "SynchronousMachine", table, index, self.level[row.bus]
-                )
-                scaling = _finite(row.get("scaling"), 1.0)
-                p_mw = float(row.p_mw) * scaling
-                q_mvar = _finite(row.get("q_mvar"), 0.0) * scaling
-                res = net[f"res_{table}"].loc[index]
-                terminal = self.terminals(
-                    "SynchronousMachine",
-                    object_id,
-                    [row.bus],
-                    [bool(row.in_service)],
-                    [(-res.p_mw, -res.q_mvar)],
-                )[0]
-                unit = self.generating_unit(table, index, row, p_mw)
-                self.eq.ref(element, "RotatingMachine.GeneratingUnit", unit)
-                rated = _finite(row.get("sn_mva"), math.hypot(abs(p_mw), abs(q_mvar)) or 1.0)
-                self.eq.text(element, "RotatingMachine.ratedS", rated)
-                self.eq.enum(element, "SynchronousMachine.type", "SynchronousMachineKind.generator")
-                self.eq.text(element, "SynchronousMachine.minQ", _finite(row.get("min_q_mvar"), -1e5))
-                self.eq.text(element, "SynchronousMachine.maxQ", _finite(row.get("max_q_mvar"), 1e5))
-                regulating = table == "gen"
-                if regulating:
-                    control = self.regulating_control(object_id, terminal, row.bus, float(row.vm_pu))
-                    self.eq.ref(element, "RegulatingCondEq.RegulatingControl", control)
-                state = self.ssh.about("SynchronousMachine", object_id)
-                # CGMES SSH uses the load sign: a machine producing 100 MW has p = -100
-                self.ssh.text(state, "RotatingMachine.p", -p_mw)
-                self.ssh.text(state, "RotatingMachine.q", -q_mvar)
-                self.ssh.text(state, "RegulatingCondEq.controlEnabled", regulating)
-                slack = regulating and bool(row.get("slack", False))
-                self.ssh.text(state, "SynchronousMachine.referencePriority", 1 if slack else 0)
-                self.ssh.enum(
-                    state, "SynchronousMachine.operatingMode", "SynchronousMachineOperatingMode.generator"
-                )
-
-    def external_grids(self) -> None:
-        net = self.net
-        for index in net.ext_grid.index:
-            row = net.ext_grid.loc[index]
-            object_id, element, row = self.equipment(
-                "ExternalNetworkInjection", "ext_grid", index, self.level[row.bus]
-            )
-            res = net.res_ext_grid.loc[index]
-            terminal = self.terminals(
-                "ExternalNetworkInjection",
-                object_id,
-                [row.bus],
-                [bool(row.in_service)],
-                [(-res.p_mw, -res.q_mvar)],
-            )[0]
-            for prop, column, default in (
-                ("maxP", "max_p_mw", 1e5),
-                ("minP", "min_p_mw", -1e5),
-                ("maxQ", "max_q_mvar", 1e5),
-                ("minQ", "min_q_mvar", -1e5),
-            ):
-                self.eq.text(element, f"ExternalNetworkInjection.{prop}", _finite(row.get(column), default))
-            self.eq.text(element, "ExternalNetworkInjection.governorSCD", 0.0)
-            self.carbon(element, "ExternalNetworkInjection", row)
-            control = self.regulating_control(object_id, terminal, row.bus, float(row.vm_pu))
-            self.eq.ref(element, "RegulatingCondEq.RegulatingControl", control)
-            state = self.ssh.about("ExternalNetworkInjection", object_id)
-            self.ssh.text(state, "ExternalNetworkInjection.p", -_finite(res.p_mw, 0.0))
-            self.ssh.text(state, "ExternalNetworkInjection.q", -_finite(res.q_mvar, 0.0))
-            self.ssh.text(state, "ExternalNetworkInjection.referencePriority", 1)
-            self.ssh.text(state, "RegulatingCondEq.controlEnabled", True)
-
     def loads(self) -> None:
         net = self.net
         for index in net.load.index:
@@ -512,7 +386,7 @@ class _Writer:
             self.terminals(
                 "EnergyConsumer", object_id, [row.bus], [bool(row.in_service)], [(res.p_mw, res.q_mvar)]
             )
-            scaling = _finite(row.get("scaling"), 1.0)
+            scaling = finite(row.get("scaling"), 1.0)
             state = self.ssh.about("EnergyConsumer", object_id)
             self.ssh.text(state, "EnergyConsumer.p", float(row.p_mw) * scaling)
             self.ssh.text(state, "EnergyConsumer.q", float(row.q_mvar) * scaling)
@@ -535,13 +409,13 @@ class _Writer:
             object_id, element, row = self.equipment(
                 "LinearShuntCompensator", "shunt", index, self.level[row.bus]
             )
-            kv = _finite(row.get("vn_kv"), self.bus_vn_kv[row.bus])
+            kv = finite(row.get("vn_kv"), self.bus_vn_kv[row.bus])
             # pandapower gives MW/MVAr drawn per step at vn_kv (consumption positive): b = -Q/U², g = P/U²
             self.eq.text(element, "ShuntCompensator.nomU", kv)
             self.eq.text(element, "LinearShuntCompensator.bPerSection", -float(row.q_mvar) / kv**2)
             self.eq.text(element, "LinearShuntCompensator.gPerSection", float(row.p_mw) / kv**2)
-            self.eq.text(element, "ShuntCompensator.maximumSections", int(_finite(row.get("max_step"), 1)))
-            self.eq.text(element, "ShuntCompensator.normalSections", int(_finite(row.get("step"), 1)))
+            self.eq.text(element, "ShuntCompensator.maximumSections", int(finite(row.get("max_step"), 1)))
+            self.eq.text(element, "ShuntCompensator.normalSections", int(finite(row.get("step"), 1)))
             res = net.res_shunt.loc[index]
             self.terminals(
                 "LinearShuntCompensator",
@@ -551,7 +425,7 @@ class _Writer:
                 [(res.p_mw, res.q_mvar)],
             )
             state = self.ssh.about("LinearShuntCompensator", object_id)
-            self.ssh.text(state, "ShuntCompensator.sections", float(_finite(row.get("step"), 1)))
+            self.ssh.text(state, "ShuntCompensator.sections", float(finite(row.get("step"), 1)))
             self.ssh.text(state, "RegulatingCondEq.controlEnabled", False)
 
 

@@ -73,6 +73,15 @@ def groups(members: Iterable[Any], pairs: Iterable[tuple[Any, Any]]) -> dict[Any
     return {member: root(member) for member in parent}
 
 
+def finite(value: Any, default: float) -> float:
+    """``value`` as a float, or ``default`` when it is missing, not a number or infinite."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return default
+    return result if math.isfinite(result) else default
+
+
 def number(value: float) -> str:
     """``repr`` of a float keeps every bit, so a round trip through the files is exact."""
     return repr(float(value))
