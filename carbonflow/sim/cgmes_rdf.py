@@ -108,11 +108,12 @@ class Document:
         etree.SubElement(header, f"{{{MD}}}Model.modelingAuthoritySet").text = "http://carbonflow.dev/"
 
     def new(self, cim_class: str, object_id: str, name: str | None = None) -> etree._Element:
-        """An object defined in this profile (``rdf:ID``), with its mRID and name when it has them."""
+        """An object defined in this profile, with its name when it is an IdentifiedObject.  CGMES 2.4.15
+        carries the mRID as ``rdf:ID`` = ``_`` + mRID only (an ``IdentifiedObject.mRID`` element is
+        CGMES 3)."""
         element = etree.SubElement(self.root, f"{{{CIM}}}{cim_class}", {_RDF_ID: f"_{object_id}"})
         if name is not None:
             self.text(element, "IdentifiedObject.name", name)
-            self.text(element, "IdentifiedObject.mRID", object_id)
         return element
 
     def about(self, cim_class: str, object_id: str) -> etree._Element:
