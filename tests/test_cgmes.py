@@ -424,3 +424,16 @@ def test_pandapower_cim_converter_reads_the_export_to_the_same_power_flow(origin
     p_from_mw = dict(zip(original.line.name, original.res_line.p_from_mw, strict=True))
     for name, p_mw in zip(net.line.name, net.res_line.p_from_mw, strict=True):
         assert p_mw == pytest.approx(p_from_mw[name], abs=1e-3)
+
+
+def test_a_priority_that_is_not_a_whole_number_is_named(exported, tmp_path):
+    folder = copy_set(exported, tmp_path)
+
+    def spoil(root):
+        first(root, "SynchronousMachine").find(f"{{{CIM}}}SynchronousMachine.referencePriority").text = "inf"
+
+    edit(folder / "reference_SSH.xml", spoil)
+    with pytest.raises(
+        GridImportError, match=r'SynchronousMachine .* "G1-1": .*referencePriority is not a whole'
+    ):
+        load_cgmes(folder)

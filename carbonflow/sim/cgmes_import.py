@@ -402,21 +402,23 @@ class _Reader(MachineReader):
         for shunt in self.cim.of("LinearShuntCompensator"):
             (bus,), on = self.ends(shunt, 1)
             kv = shunt.float("ShuntCompensator.nomU", float(self.net.bus.vn_kv.at[bus]))
-            sections = shunt.float(
-                "ShuntCompensator.sections", shunt.float("ShuntCompensator.normalSections", 1.0)
+            # SSH sections is a Float in CGMES; pandapower switches whole steps
+            sections_in_use = shunt.float(
+                "ShuntCompensator.sections", shunt.integer("ShuntCompensator.normalSections", 1)
             )
+            if not math.isfinite(sections_in_use):
+                raise GridImportError(f"{shunt.label}: ShuntCompensator.sections is not finite")
+            sections = round(sections_in_use)
             rows.append(
                 dict(
                     buses=bus,
                     vn_kv=kv,
                     name=self.name(shunt),
                     in_service=on,
-                    step=round(sections),
+                    step=sections,
                     q_mvar=-shunt.float("LinearShuntCompensator.bPerSection") * kv**2,
                     p_mw=shunt.float("LinearShuntCompensator.gPerSection", 0.0) * kv**2,
-                    max_step=max(
-                        round(shunt.float("ShuntCompensator.maximumSections", 1.0)), round(sections), 1
-                    ),
+                    max_step=max(shunt.integer("ShuntCompensator.maximumSections", 1), sections, 1),
                 )
             )
         if rows:

@@ -78,7 +78,7 @@ class MachineReader:
             -obj.float(f"{prefix}.p", 0.0),  # SSH uses the load sign
             -obj.float(f"{prefix}.q", 0.0),
             self.voltage_target(obj, bus),
-            int(obj.float(f"{obj.cim_class}.referencePriority", 0.0)),
+            obj.integer(f"{obj.cim_class}.referencePriority", 0),
             rated_mva,
         )
 

@@ -169,6 +169,13 @@ class CimObject:
             raise GridImportError(f"{self.label}: {prop} is not a number ({text!r})")
         return value
 
+    def integer(self, prop: str, default: int) -> int:
+        """A count or priority: a finite whole number (CIM Integer)."""
+        value = self.float(prop, float(default))
+        if not math.isfinite(value) or value != round(value):
+            raise GridImportError(f"{self.label}: {prop} is not a whole number ({self.values.get(prop)!r})")
+        return int(value)
+
     def flag(self, prop: str, default: bool) -> bool:
         text = self.values.get(prop)
         return default if text is None else text.strip().lower() == "true"
