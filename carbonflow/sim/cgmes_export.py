@@ -2,8 +2,9 @@
 
 Mapping (pandapower -> CIM; the reader in ``cgmes_import`` is its inverse):
 
-* bus -> ConnectivityNode + BusbarSection (EQ) and TopologicalNode (TP), one each; buses joined by
-  transformers share a Substation, one VoltageLevel per nominal voltage in it; ``bus.region``
+* bus -> ConnectivityNode + BusbarSection (EQ); buses joined by closed bus-bus switches share one
+  TopologicalNode (TP), every other bus has its own; buses joined by transformers or switches share a
+  Substation, one VoltageLevel per nominal voltage in it; ``bus.region``
   ``"AH/HF/FX"`` -> GeographicalRegion ``AH`` and SubGeographicalRegion ``HF/FX``;
 * line -> ACLineSegment (inside a Line) with the totals over its length and parallel circuits:
   ``r``/``x`` in ohm, ``bch``/``gch`` in siemens (the pi model's whole shunt admittance);
@@ -15,12 +16,14 @@ Mapping (pandapower -> CIM; the reader in ``cgmes_import`` is its inverse):
   GeneratingUnit of the class its fuel implies (Thermal + FossilFuel, Hydro, Wind, Solar, Nuclear);
 * load -> EnergyConsumer (SSH ``p``/``q`` = ``p_mw``/``q_mvar`` × scaling); shunt ->
   LinearShuntCompensator;
+* bus-bus switch -> Breaker / Disconnector / LoadBreakSwitch / Switch (SSH ``open``); an open line or
+  transformer switch -> ``connected = false`` on the Terminal of that end (closed ones change nothing);
 * SV: SvVoltage per TopologicalNode, SvPowerFlow per Terminal (load sign: into the equipment),
   SvTapStep per tap changer, from the solved AC power flow.
 
-Not mapped (reported in :attr:`CgmesExport.notes`): storage, three-winding transformers, switches,
-impedances, wards, DC lines and every other table.  mRIDs are UUID5 of the element ids, so the same grid
-always gives the same ids.
+Not mapped (reported in :attr:`CgmesExport.notes`): storage, three-winding transformers, switches with
+impedance, impedances, wards, DC lines and every other table.  mRIDs are UUID5 of the element ids, so
+the same grid always gives the same ids.
 """
 
 from __future__ import annotations
