@@ -3,6 +3,7 @@ carbon flow, every malformed set is one line naming the CIM object, and the CLI 
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 import zipfile
@@ -360,9 +361,34 @@ def test_cli_exports_and_imports_a_set(tmp_path, capsys):
     with zipfile.ZipFile(target) as archive:
         assert sorted(archive.namelist()) == [f"reference_{p}.xml" for p in ("EQ", "SSH", "SV", "TP")]
     snapshot = tmp_path / "snapshot.json"
-    assert main(["import", "cgmes", str(target), "-o", str(snapshot)]) == 0
+    intensities = tmp_path / "g.json"
+    intensities.write_text('{"gen:1": 100.0}', encoding="utf-8")
+    assert main(["import", "cgmes", str(target), "-o", str(snapshot), "--intensities", str(intensities)]) == 0
+    generators = {g["id"]: g for g in json.loads(snapshot.read_text(encoding="utf-8"))["generators"]}
+    assert generators["gen:0"]["intensity_g_per_kwh"] == 790.0  # G1-1, from the set (cf: extension)
+    assert generators["gen:1"]["intensity_g_per_kwh"] == 100.0  # --intensities wins
     assert main(["cef", str(snapshot), "--format", "json"]) == 0
     assert '"totals"' in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "sim",
+                "run",
+                "--grid",
+                str(target),
+                "--hours",
+                "1",
+                "--interval",
+                "900",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "4 intervals" in capsys.readouterr().out
 
 
 def test_cli_bad_set_is_one_line_and_exit_2(exported, tmp_path, capsys):
