@@ -121,6 +121,8 @@ def test_round_trip_keeps_carbonflow_metadata(original, imported):
     assert list(imported.gen.intensity_g_per_kwh) == list(original.gen.intensity_g_per_kwh)
     assert list(imported.sgen.fuel) == list(original.sgen.fuel)
     assert list(imported.load.industry) == list(original.load.industry)
+    rating_ka = original.line.max_i_ka * original.line.parallel  # one equivalent line per row
+    assert np.allclose(imported.line.max_i_ka.values, rating_ka.values)
     assert imported.gen.slack.sum() == 1 and imported.gen.name[imported.gen.slack].item() == "G1-1"
 
 

@@ -41,7 +41,7 @@ import pandapower as pp
 import pandas as pd
 
 from carbonflow.sim.cgmes_export_machines import MachineWriter
-from carbonflow.sim.cgmes_rdf import CF, Document, finite, groups, mrid
+from carbonflow.sim.cgmes_rdf import CF, ENTSOE, NO_LIMIT_KA, Document, finite, groups, mrid
 from carbonflow.sim.importers import _bus_names
 from carbonflow.sim.powerflow import runpp
 
@@ -100,6 +100,7 @@ class _Writer(MachineWriter):
         self.substation: dict[Any, str] = {}  # bus index -> Substation id
         self.base_voltage: dict[float, str] = {}
         self.levels_made: set[str] = set()
+        self.patl: str | None = None  # the one OperationalLimitType every current limit uses
         self.skipped_taps = 0  # Symmetrical/Ideal/Tabular tap changers (not mapped)
         switch = net.switch
         opened = switch[switch.et.isin(("l", "t")) & ~switch.closed.astype(bool)] if len(switch) else switch
@@ -257,7 +258,7 @@ class _Writer(MachineWriter):
             )
             self.eq.text(element, "ACLineSegment.gch", g_us_per_km * 1e-6 * length_km * parallel)
             res = net.res_line.loc[index]
-            self.terminals(
+            terminals = self.terminals(
                 "ACLineSegment",
                 object_id,
                 [row.from_bus, row.to_bus],
@@ -267,6 +268,27 @@ class _Writer(MachineWriter):
                 ],
                 [(res.p_from_mw, res.q_from_mvar), (res.p_to_mw, res.q_to_mvar)],
             )
+            max_i_ka = finite(row.get("max_i_ka"), math.inf)
+            if max_i_ka < NO_LIMIT_KA:
+                self.current_limit(object_id, terminals[0], max_i_ka * 1000 * parallel)
+
+    def current_limit(self, owner: str, terminal: str, limit_a: float) -> None:
+        """The permanent current limit (PATL) of a branch, in A, on its first terminal: what the
+        simulator sizes meters and CTs on."""
+        if self.patl is None:
+            self.patl = self.id("OperationalLimitType", "PATL")
+            element = self.eq.new("OperationalLimitType", self.patl, "PATL")
+            self.eq.enum(
+                element, "OperationalLimitType.direction", "OperationalLimitDirectionKind.absoluteValue"
+            )
+            self.eq.enum(element, "OperationalLimitType.limitType", "LimitTypeKind.patl", ENTSOE)
+        limit_set = self.id(owner, "OperationalLimitSet")
+        element = self.eq.new("OperationalLimitSet", limit_set, "ratings")
+        self.eq.ref(element, "OperationalLimitSet.Terminal", terminal)
+        element = self.eq.new("CurrentLimit", self.id(owner, "CurrentLimit"), "PATL")
+        self.eq.ref(element, "OperationalLimit.OperationalLimitSet", limit_set)
+        self.eq.ref(element, "OperationalLimit.OperationalLimitType", self.patl)
+        self.eq.text(element, "CurrentLimit.value", limit_a)
 
     def transformers(self) -> None:
         net = self.net

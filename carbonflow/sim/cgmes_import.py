@@ -37,7 +37,7 @@ from typing import Any
 import pandapower as pp
 
 from carbonflow.sim.cgmes_import_machines import MachineReader, bulk_columns
-from carbonflow.sim.cgmes_rdf import CimObject, CimSet, read_cim
+from carbonflow.sim.cgmes_rdf import NO_LIMIT_KA, CimObject, CimSet, read_cim
 from carbonflow.sim.errors import GridImportError
 
 _LOADS = ("EnergyConsumer", "ConformLoad", "NonConformLoad", "StationSupply")
@@ -218,8 +218,28 @@ class _Reader(MachineReader):
         if rows:
             pp.create_switches(self.net, **bulk_columns(rows))
 
+    def current_limits_a(self) -> dict[str, float]:
+        """Equipment id -> its permanent current limit (A): the smallest PATL CurrentLimit of its sets."""
+        limits: dict[str, float] = {}
+        for limit in self.cim.of("CurrentLimit"):
+            limit_set = self.cim.target(limit, "OperationalLimit.OperationalLimitSet")
+            kind = self.cim.target(limit, "OperationalLimit.OperationalLimitType", required=False)
+            if kind is not None and not kind.values.get("OperationalLimitType.limitType", "patl").endswith(
+                "patl"
+            ):
+                continue  # temporary (TATL) and tripping limits are not ratings
+            terminal = self.cim.target(limit_set, "OperationalLimitSet.Terminal", required=False)
+            owner = (terminal or limit_set).refs.get(
+                "Terminal.ConductingEquipment" if terminal else "OperationalLimitSet.Equipment"
+            )
+            value_a = limit.float("CurrentLimit.value")
+            if owner is not None and value_a > 0:
+                limits[owner] = min(limits.get(owner, math.inf), value_a)
+        return limits
+
     def lines(self) -> None:
         rows, open_buses = [], []
+        limits_a = self.current_limits_a()
         for segment in self.cim.of("ACLineSegment"):
             (from_bus, to_bus), _ = self.ends(segment, 2)
             on, opened = self.branch_state(self.terminals[segment.object_id][:2], [from_bus, to_bus])
@@ -234,6 +254,7 @@ class _Reader(MachineReader):
                     length_km=length_km,
                     name=self.name(segment),
                     in_service=on,
+                    max_i_ka=limits_a.get(segment.object_id, NO_LIMIT_KA * 1000) / 1000,
                     r_ohm_per_km=segment.float("ACLineSegment.r") / length_km,
                     x_ohm_per_km=segment.float("ACLineSegment.x") / length_km,
                     c_nf_per_km=bch_s / (2 * math.pi * float(self.net.f_hz)) * 1e9 / length_km,
@@ -242,7 +263,7 @@ class _Reader(MachineReader):
             )
         if rows:
             columns = bulk_columns(rows)
-            index = pp.create_lines_from_parameters(self.net, max_i_ka=99999.0, **columns)  # EQ limits unread
+            index = pp.create_lines_from_parameters(self.net, **columns)
             self.open_ends("l", index, open_buses)
 
     def tap_changers(self) -> dict[str, dict[str, CimObject]]:

@@ -29,6 +29,8 @@ ENTSOE = "http://entsoe.eu/CIM/SchemaExtension/3/1#"
 CF = "http://carbonflow.dev/cgmes/1#"
 NSMAP = {"cim": CIM, "md": MD, "rdf": RDF, "entsoe": ENTSOE, "cf": CF}
 
+# pandapower (and its MATPOWER converter) writes 99999 kA for a line without a rating: no limit at all
+NO_LIMIT_KA = 99999.0
 # Profile URIs of CGMES 2.4.15 (what md:Model.profile says), by the short name used in file names.
 PROFILES: dict[str, tuple[str, ...]] = {
     "EQ": ("http://entsoe.eu/CIM/EquipmentCore/3/1", "http://entsoe.eu/CIM/EquipmentOperation/3/1"),
@@ -133,8 +135,8 @@ class Document:
         etree.SubElement(element, f"{{{CIM}}}{prop}", {_RDF_RESOURCE: f"#_{object_id}"})
 
     @staticmethod
-    def enum(element: etree._Element, prop: str, value: str) -> None:
-        etree.SubElement(element, f"{{{CIM}}}{prop}", {_RDF_RESOURCE: f"{CIM}{value}"})
+    def enum(element: etree._Element, prop: str, value: str, namespace: str = CIM) -> None:
+        etree.SubElement(element, f"{{{namespace}}}{prop}", {_RDF_RESOURCE: f"{namespace}{value}"})
 
     def to_bytes(self) -> bytes:
         return etree.tostring(self.root, xml_declaration=True, encoding="utf-8", pretty_print=True)
