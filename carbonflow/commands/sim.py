@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="write the grid: pandapower JSON (*.json), or carbonflow's tables (*.cf.json)",
     )
+    grid.add_argument(
+        "--export-cgmes",
+        metavar="DIR",
+        help="write the grid as a CGMES 2.4.15 set (EQ, TP, SSH, SV) into DIR, or into DIR.zip",
+    )
     grid.add_argument("--device-map", metavar="FILE", help="also write the device map (JSON)")
     grid.add_argument("--format", choices=("table", "json"), default="table", help="summary format")
     grid.set_defaults(run=run_grid)
@@ -78,7 +83,8 @@ def _grid_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grid",
         metavar="FILE",
-        help="MATPOWER .m case or pandapower .json network (default: the 104-node reference grid)",
+        help="MATPOWER .m case, pandapower .json network or CGMES set (directory or .zip); "
+        "default: the 104-node reference grid",
     )
     parser.add_argument(
         "--default-intensity",
@@ -118,13 +124,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_grid(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def run_grid(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     import pandapower as pp
 
     from carbonflow.sim.reference_grid import grid_summary
 
-    out = out or sys.stdout
-    net, _reference = load_net(args)
+    out, err = out or sys.stdout, err or sys.stderr
+    net, reference = load_net(args)
     summary = grid_summary(net)
     if args.export:
         path = Path(args.export)
@@ -136,6 +142,12 @@ def run_grid(args: argparse.Namespace, out: TextIO | None = None) -> int:
             )
         else:
             pp.to_json(net, str(path))
+    if args.export_cgmes:
+        from carbonflow.sim.cgmes_export import write_cgmes
+
+        name = "reference" if reference else Path(args.grid).stem
+        for note in write_cgmes(net, args.export_cgmes, model_name=name).notes:
+            err.write(f"note: {note}\n")
     if args.device_map:
         from carbonflow.sim.device_map import build_device_map
 

@@ -75,8 +75,14 @@ def _from_matpower(path: Path) -> pp.pandapowerNet:
 def load_grid(
     path: str | Path, *, province: str = "XX", default_intensity: float = 820.0
 ) -> pp.pandapowerNet:
-    """A MATPOWER ``.m`` case or a pandapower ``.json`` network, with the defaults of the module doc."""
+    """A MATPOWER ``.m`` case, a pandapower ``.json`` network or a CGMES set (a directory or ``.zip`` of
+    CIM/XML profiles), with the defaults of the module doc."""
     path = Path(path)
+    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
+        from carbonflow.sim.cgmes_import import load_cgmes
+
+        net = load_cgmes(path, default_intensity=default_intensity).net
+        return with_defaults(net, province=province, default_intensity=default_intensity)
     if not path.is_file():
         raise GridImportError(f"{path}: no such file")
     if path.suffix.lower() == ".m":
@@ -88,7 +94,8 @@ def load_grid(
             raise GridImportError(f"{path}: not a pandapower network file ({type(error).__name__})") from None
     else:
         raise GridImportError(
-            f"{path}: unknown grid format (use a MATPOWER .m case or a pandapower .json file)"
+            f"{path}: unknown grid format (use a MATPOWER .m case, a pandapower .json file or a CGMES "
+            "directory or .zip)"
         )
     if len(net.bus) == 0:
         raise GridImportError(f"{path}: the network has no buses")

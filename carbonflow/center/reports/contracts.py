@@ -60,7 +60,7 @@ class Instrument(BaseModel):
     @classmethod
     def _decimal_text(cls, value: object) -> object:
         if isinstance(value, float):  # a TOML float has already lost the certificate's digits
-            raise ValueError("write the number as a string (\"1200000\"), as the certificate shows it")
+            raise ValueError('write the number as a string ("1200000"), as the certificate shows it')
         return value
 
 

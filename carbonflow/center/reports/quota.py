@@ -106,9 +106,13 @@ def quota_export(
     offset = int(first.astimezone(zone).utcoffset().total_seconds() // 60)
     per_month: dict[str, dict[tuple, list]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
     members: dict[str, dict[tuple, set]] = defaultdict(lambda: defaultdict(set))
-    rows = aggregate(
-        store, "load", "month", first, last, utc_offset_minutes=offset, element_ids=sorted(directory)
-    ) if directory else []
+    rows = (
+        aggregate(
+            store, "load", "month", first, last, utc_offset_minutes=offset, element_ids=sorted(directory)
+        )
+        if directory
+        else []
+    )
     for row in rows:
         info = directory[row.key]
         month = row.bucket.strftime("%Y-%m")

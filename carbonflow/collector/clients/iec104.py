@@ -247,10 +247,12 @@ class Iec104Client:
             if exchange is None or exchange.type_id != unit.type_id or exchange.done.done():
                 return  # a late or foreign confirmation
             if unit.negative or unit.cot in _NEGATIVE_CAUSES:
-                exchange.done.set_exception(DeviceRejected(
-                    f"{self}: {unit.type_name} CA {unit.common_address} rejected: negative confirmation "
-                    f"({cause_name(unit.cot)})"
-                ))
+                exchange.done.set_exception(
+                    DeviceRejected(
+                        f"{self}: {unit.type_name} CA {unit.common_address} rejected: negative confirmation "
+                        f"({cause_name(unit.cot)})"
+                    )
+                )
             elif unit.cot == Cause.ACTIVATION_CON:
                 exchange.confirmed = True
                 if unit.type_id == 103:
@@ -279,8 +281,17 @@ class Iec104Client:
         if obj.time is not None:
             with contextlib.suppress(ProtocolError):
                 timestamp = obj.time.to_datetime(self.station_tz)
-        return Reading(obj.ioa, value, obj.quality, timestamp, obj.time is not None, unit.type_id,
-                       unit.cot, unit.common_address, obj.sequence)
+        return Reading(
+            obj.ioa,
+            value,
+            obj.quality,
+            timestamp,
+            obj.time is not None,
+            unit.type_id,
+            unit.cot,
+            unit.common_address,
+            obj.sequence,
+        )
 
     def _deliver(self, reading: Reading) -> None:
         if self.readings.full():  # nobody drains the queue: keep the newest
@@ -297,8 +308,9 @@ class Iec104Client:
         """Station (20) or group (21..36) interrogation; returns the points sent before actterm."""
         if not 20 <= qoi <= 36:
             raise ValueError(f"QOI {qoi} outside 20..36")
-        command = asdu.command(100, Cause.ACTIVATION, self.common_address, qualifier=qoi,
-                               originator=self.originator)
+        command = asdu.command(
+            100, Cause.ACTIVATION, self.common_address, qualifier=qoi, originator=self.originator
+        )
         return await self._request(f"general interrogation QOI {qoi}", command, frozenset({qoi}))
 
     async def counter_interrogation(self, rqt: int = 5, freeze: int = 0) -> dict[int, Reading]:
@@ -306,16 +318,26 @@ class Iec104Client:
         2 freeze and reset, 3 reset.  Returns the counters sent before actterm (none for a freeze)."""
         if not 1 <= rqt <= 5 or not 0 <= freeze <= 3:
             raise ValueError(f"RQT {rqt} / FRZ {freeze} outside 1..5 / 0..3")
-        command = asdu.command(101, Cause.ACTIVATION, self.common_address, qualifier=rqt | freeze << 6,
-                               originator=self.originator)
+        command = asdu.command(
+            101,
+            Cause.ACTIVATION,
+            self.common_address,
+            qualifier=rqt | freeze << 6,
+            originator=self.originator,
+        )
         causes = frozenset({Cause.REQUESTED_BY_GENERAL_COUNTER + (0 if rqt == 5 else rqt)})
         return await self._request(f"counter interrogation RQT {rqt} FRZ {freeze}", command, causes)
 
     async def clock_sync(self, when: datetime | None = None) -> CP56Time2a | None:
         """Set the station's clock (to now by default); returns the time in its confirmation."""
         when = (when or datetime.now(UTC)).astimezone(self.station_tz)
-        command = asdu.command(103, Cause.ACTIVATION, self.common_address,
-                               time=CP56Time2a.from_datetime(when), originator=self.originator)
+        command = asdu.command(
+            103,
+            Cause.ACTIVATION,
+            self.common_address,
+            time=CP56Time2a.from_datetime(when),
+            originator=self.originator,
+        )
         return await self._request("clock synchronisation", command, frozenset())
 
     async def test_frame(self) -> None:

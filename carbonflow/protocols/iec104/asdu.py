@@ -307,19 +307,53 @@ TYPES: dict[int, TypeInfo] = {
         _type(15, "M_IT_NA_1", "integrated totals", 5, "counter", (_bcr_decode(False), _bcr_encode(False))),
         _type(30, "M_SP_TB_1", "single-point information" + _WITH_TIME, 8, "single", _SINGLE_T, True),
         _type(31, "M_DP_TB_1", "double-point information" + _WITH_TIME, 8, "double", _DOUBLE_T, True),
-        _type(34, "M_ME_TD_1", "measured value, normalised" + _WITH_TIME, 10, "normalised",
-              _measured(*_NORMALISED, True), True),
-        _type(35, "M_ME_TE_1", "measured value, scaled" + _WITH_TIME, 10, "scaled",
-              _measured(*_SCALED, True), True),
-        _type(36, "M_ME_TF_1", "measured value, short float" + _WITH_TIME, 12, "float",
-              _measured(*_FLOAT, True), True),
-        _type(37, "M_IT_TB_1", "integrated totals" + _WITH_TIME, 12, "counter",
-              (_bcr_decode(True), _bcr_encode(True)), True),
+        _type(
+            34,
+            "M_ME_TD_1",
+            "measured value, normalised" + _WITH_TIME,
+            10,
+            "normalised",
+            _measured(*_NORMALISED, True),
+            True,
+        ),
+        _type(
+            35,
+            "M_ME_TE_1",
+            "measured value, scaled" + _WITH_TIME,
+            10,
+            "scaled",
+            _measured(*_SCALED, True),
+            True,
+        ),
+        _type(
+            36,
+            "M_ME_TF_1",
+            "measured value, short float" + _WITH_TIME,
+            12,
+            "float",
+            _measured(*_FLOAT, True),
+            True,
+        ),
+        _type(
+            37,
+            "M_IT_TB_1",
+            "integrated totals" + _WITH_TIME,
+            12,
+            "counter",
+            (_bcr_decode(True), _bcr_encode(True)),
+            True,
+        ),
         _type(70, "M_EI_NA_1", "end of initialisation", 1, "command", _QUALIFIER),
         _type(100, "C_IC_NA_1", "interrogation command", 1, "command", _QUALIFIER),
         _type(101, "C_CI_NA_1", "counter interrogation command", 1, "command", _QUALIFIER),
-        _type(103, "C_CS_NA_1", "clock synchronisation command", 7, "time",
-              (_time_only_decode, _time_only_encode)),
+        _type(
+            103,
+            "C_CS_NA_1",
+            "clock synchronisation command",
+            7,
+            "time",
+            (_time_only_decode, _time_only_encode),
+        ),
     )
 }
 TYPE_IDS = {info.name: type_id for type_id, info in TYPES.items()}
@@ -410,8 +444,15 @@ def encode(asdu: Asdu) -> bytes:
     return header + asdu.common_address.to_bytes(2, "little") + body
 
 
-def command(type_id: int, cot: int, common_address: int, qualifier: int | None = None,
-            time: CP56Time2a | None = None, originator: int = 0, negative: bool = False) -> Asdu:
+def command(
+    type_id: int,
+    cot: int,
+    common_address: int,
+    qualifier: int | None = None,
+    time: CP56Time2a | None = None,
+    originator: int = 0,
+    negative: bool = False,
+) -> Asdu:
     """A single-object command/confirmation ASDU at IOA 0 (GI, CI, clock sync, end of init)."""
     obj = InformationObject(ioa=0, qualifier=qualifier, time=time)
     return Asdu(type_id, cot, common_address, (obj,), originator=originator, negative=negative)

@@ -234,8 +234,9 @@ def _point_from_dict(record: Any, where: str) -> RegisterPoint:
     if kind == "carbon" and not (record.get("energy_point") and record.get("factor_point")):
         raise ProtocolError(f"{where}: a carbon register needs energy_point and factor_point")
     if (kind == "snapshot") != bool(record.get("snapshot_of")):
-        raise ProtocolError(f"{where}: a snapshot register (and only one) names the register it copies "
-                            "in snapshot_of")
+        raise ProtocolError(
+            f"{where}: a snapshot register (and only one) names the register it copies in snapshot_of"
+        )
     if kind in ("clock", "snapshot_time") and dtype.is_float:
         raise ProtocolError(f"{where}: a {kind} register holds whole UNIX seconds, not a float")
     initial = record.get("initial")
