@@ -180,3 +180,28 @@ def test_tie_ends_are_compared_within_their_metered_uncertainty():
         branch.pop("u_p_from_mw"), branch.pop("u_p_to_mw")
     [verdict] = tie_flows(_tie_report(21.61), merged)
     assert verdict.status == "mismatch", verdict  # exact ends (truth snapshots): only the loss band
+
+
+def test_a_metered_region_balance_is_judged_within_its_uncertainty():
+    """A load held from the previous interval (no reading: 10 % 1σ) leaves the region's balance open
+    by more than any fixed share; the part carries every metered power's 1σ, the report the balance's,
+    and the judge allows two of it.  Exact data (no uncertainty) keeps the tight tolerance."""
+    part = {
+        "region": "AH/HF/FX",
+        "buses": [{"id": "B1"}, {"id": "B2"}],
+        "generators": [{"id": "G1", "bus": "B1", "p_mw": 100.0, "intensity_g_per_kwh": 800.0, "u_p_mw": 0.2}],
+        "loads": [{"id": "D1", "bus": "B2", "p_mw": 98.2, "u_p_mw": 9.8}],  # held: truth was 99.0
+        "branches": [{"id": "L1", "from_bus": "B1", "to_bus": "B2", "p_from_mw": 100.0, "p_to_mw": -99.0,
+                      "u_p_from_mw": 0.3, "u_p_to_mw": 0.3}],
+        "ties": [],
+    }  # fmt: skip
+    result = solve_part(part, {}, "receiving", 3600)
+    totals = result.totals
+    assert totals.u_balance_kwh == pytest.approx(1000 * (0.2**2 + 9.8**2 + 0.3**2 + 0.3**2) ** 0.5)
+    report = IntervalReport(totals=totals, ties=[], result_hash="0" * 64)
+    assert {v.status for v in balance(report)} == {"ok"}  # 0.8 MWh open of 100: within 2σ
+    exact = report.model_copy(update={"totals": totals.model_copy(update={"u_balance_kwh": None})})
+    assert {v.status for v in balance(exact)} == {"mismatch"}
+    tampered = report.model_copy(update={"totals": totals.model_copy(update={"load_energy_kwh": 60000.0})})
+    verdicts = {(v.check, v.subject, v.status) for v in balance(tampered)}
+    assert ("balance", "energy_kwh", "mismatch") in verdicts

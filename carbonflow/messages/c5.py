@@ -57,6 +57,9 @@ class RegionTotals(Contract):
     loss_energy_kwh: float
     import_energy_kwh: float = 0.0  # over tie branches, into the region
     export_energy_kwh: float = 0.0
+    # 1σ of (generation + imports - load - loss - exports) from the metered uncertainties of the region's
+    # elements, branch ends and ties (None: exact data): metered values close a balance only within it
+    u_balance_kwh: float | None = Field(default=None, ge=0)
 
 
 class TieFlow(Contract):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from carbonflow.center.cascade.split import (
+    ELEMENT_LISTS,
     TIE_PREFIX,
     CascadeError,
     inside_bus,
@@ -73,6 +75,16 @@ def delivered_intensity(branch: Mapping[str, Any], intensity: Mapping[str, float
     return e_send * float(branch["p_send_mw"]) / float(branch["p_recv_mw"])
 
 
+def balance_uncertainty_kwh(part: Mapping[str, Any], hours: float) -> float | None:
+    """1σ of a part's energy balance: every metered power in it (element, branch end, tie) enters the
+    balance once, their errors independent; None when the part carries no uncertainty (exact data)."""
+    u_mw = [e.get("u_p_mw") for name in ELEMENT_LISTS for e in part.get(name, [])]
+    u_mw += [b.get(f"u_p_{end}_mw") for b in part.get("branches", []) for end in ("from", "to")]
+    u_mw += [t.get("u_p_mw") for t in part.get("ties", [])]
+    known = [float(u) for u in u_mw if u is not None]
+    return math.sqrt(sum(u * u for u in known)) * hours * 1000 if known else None
+
+
 def solve_part(
     part: Mapping[str, Any], imports: Mapping[str, float | None], losses: str, interval_s: int
 ) -> PartResult:
@@ -110,6 +122,7 @@ def solve_part(
         loss_energy_kwh=totals["loss_mw"] * hours * 1000,
         import_energy_kwh=sum(g["p_mw"] for g in pseudo_gen) * hours * 1000,
         export_energy_kwh=sum(x["p_mw"] for x in pseudo_load) * hours * 1000,
+        u_balance_kwh=balance_uncertainty_kwh(part, hours),
     )
     document["totals"] = region_totals.model_dump(mode="json")
     used = {str(t["id"]): imports.get(str(t["id"])) for t in part.get("ties", []) if is_import(t)}

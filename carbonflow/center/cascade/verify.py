@@ -54,7 +54,9 @@ def balance(report: IntervalReport, tol: Tolerances = Tolerances()) -> list[Verd
     scale = t.generation_energy_kwh + t.import_energy_kwh
     energy_in = t.generation_energy_kwh + t.import_energy_kwh
     energy_out = t.load_energy_kwh + t.loss_energy_kwh + t.export_energy_kwh
-    energy_tol = tol.energy_kwh + tol.energy_share * abs(scale)
+    # metered data closes only within its uncertainty: widened like a tie's ends (tie_coverage_factor)
+    metered_kwh = tol.tie_coverage_factor * (t.u_balance_kwh or 0.0)
+    energy_tol = tol.energy_kwh + tol.energy_share * abs(scale) + metered_kwh
     import_carbon = (
         sum(
             x.energy_into_lower_kwh * (x.import_intensity_g_per_kwh or 0.0)
@@ -73,7 +75,8 @@ def balance(report: IntervalReport, tol: Tolerances = Tolerances()) -> list[Verd
     )
     carbon_in = t.generation_carbon_t + import_carbon
     carbon_out = t.load_carbon_t + t.loss_carbon_t + export_carbon
-    carbon_tol = tol.carbon_t + tol.energy_share * abs(carbon_in)
+    carbon_in_intensity = carbon_in / energy_in if energy_in > 0 else 0.0  # t per kWh
+    carbon_tol = tol.carbon_t + tol.energy_share * abs(carbon_in) + metered_kwh * carbon_in_intensity
     return [
         _verdict(
             "balance",

@@ -201,6 +201,7 @@ def assemble_snapshot(
         element, kind = injection.element, injection.kind
         p = inputs.record(SECTION_OF[kind], kind, element["id"], "p_mw", injection.p)
         record: dict[str, Any] = {"id": element["id"], "bus": element["bus"], "p_mw": p}
+        record["u_p_mw"] = round(injection.p.u, 6)  # 1σ: a cascade allows for it in a region's balance
         if kind == "generator":
             intensity = _unit_intensity(element, data)
             record["intensity_g_per_kwh"] = inputs.record(
