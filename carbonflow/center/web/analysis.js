@@ -9,6 +9,7 @@
   const label = (dimension, key) => {
     if (key === null || key === undefined) return "—";
     if (dimension === "voltage") return `${key} kV`;
+    if (dimension === "fuel" || dimension === "industry") return tv(dimension, key);
     return String(key);
   };
 

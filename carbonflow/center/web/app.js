@@ -27,6 +27,7 @@ window.cf = state; // for tests and the curious: state.nodes = [{id, intensity, 
 
 // ---- i18n, units, time -----------------------------------------------------------------------------
 const t = (key) => (window.CF_I18N[state.lang] || {})[key] ?? key;
+const tv = (kind, value) => (value == null ? "—" : (window.CF_ENUMS[state.lang]?.[kind] || {})[value] ?? value);
 function applyLang() {
   document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
@@ -258,7 +259,7 @@ async function showBus(bus) {
   const r = state.result.buses.find((b) => b.element_id === bus.id) || {};
   $("topo-info").replaceChildren(elem("h3", {}, t("bus"), " ", elem("span", { id: "info-id" }, bus.id)),
     elem("p", {}, bus.name || ""),
-    details([[t("kind"), bus.kind], [t("region"), bus.region], [t("voltage"), fmt(bus.voltage_kv, "kV", 0)],
+    details([[t("kind"), tv("bus_kind", bus.kind)], [t("region"), bus.region], [t("voltage"), fmt(bus.voltage_kv, "kV", 0)],
       [t("intensity"), pm(r.intensity_g_per_kwh, r.intensity_band_g_per_kwh, "gCO₂/kWh"),
         { id: "info-intensity", "data-value": r.intensity_g_per_kwh ?? "" }],
       [t("flux"), fmt(r.flux_mw, "MW")], [t("load"), fmt(r.load_mw, "MW")],
@@ -269,7 +270,7 @@ async function showBus(bus) {
 function showBranch(branch, r = {}) {
   state.selected = { kind: "branch", item: branch };
   $("topo-info").replaceChildren(elem("h3", {}, t("branch"), " ", elem("span", { id: "info-id" }, branch.id)),
-    details([[t("kind"), branch.kind], [t("sending_bus"), r.sending_bus ?? "—"], [t("p_send"), fmt(r.p_send_mw, "MW")],
+    details([[t("kind"), tv("branch_kind", branch.kind)], [t("sending_bus"), r.sending_bus ?? "—"], [t("p_send"), fmt(r.p_send_mw, "MW")],
       [t("density"), fmt(r.intensity_g_per_kwh, "gCO₂/kWh"), { id: "info-intensity", "data-value": r.intensity_g_per_kwh ?? "" }],
       [t("carbon_flow"), fmt(r.carbon_send_t_per_h, "tCO₂/h", 2)], [t("loss_carbon"), fmt(r.loss_carbon_t_per_h, "tCO₂/h", 3)]]),
     elem("h4", {}, `${t("history_of")} · ${t("density")}`), elem("div", { id: "info-chart", class: "chart" }));
@@ -293,11 +294,11 @@ PAGES.generation = async () => {
     { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.range_carbon_t) },
     { label: `${t("factor")} (gCO₂/kWh)`, num: true, render: (r) => num(r.range_intensity_g_per_kwh) },
   ];
-  put("gen-plants", table(g.plants, [{ label: t("plant"), key: "plant" }, { label: t("fuel"), key: "fuel", filter: true },
+  put("gen-plants", table(g.plants, [{ label: t("plant"), key: "plant" }, { label: t("fuel"), filter: true, render: (r) => tv("fuel", r.fuel) },
     { label: t("region"), key: "region", filter: true }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("carbon_rate")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_t_per_h, 2) }, ...amounts]));
   put("gen-units", table(g.units, [{ label: t("unit"), key: "id" }, { label: t("plant"), key: "plant", filter: true },
-    { label: t("fuel"), key: "fuel", filter: true }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+    { label: t("fuel"), filter: true, render: (r) => tv("fuel", r.fuel) }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("carbon_rate")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_t_per_h, 2) }, ...amounts]));
   chart("gen-chart").setOption({ tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 60, right: 60, top: 40, bottom: 40 },
     xAxis: { type: "category", data: g.plants.map((p) => p.plant) },
@@ -318,7 +319,7 @@ PAGES.grid = async () => {
   bars("grid-region", g.loss_by_region, "region", t("loss_by_region"));
   $("grid-csv").href = `/api/v1/results/branch?${qs({ ts: g.ts, format: "csv" })}`;
   const rows = [...g.branches].sort((a, b) => b.carbon_send_t_per_h - a.carbon_send_t_per_h);
-  put("grid-branches", table(rows, [{ label: t("branch"), key: "id" }, { label: t("kind"), key: "kind", filter: true },
+  put("grid-branches", table(rows, [{ label: t("branch"), key: "id" }, { label: t("kind"), filter: true, render: (r) => tv("branch_kind", r.kind) },
     { label: t("sending_bus"), key: "sending_bus" }, { label: `${t("voltage")} (kV)`, num: true, key: "voltage_kv" },
     { label: `${t("p_send")} (MW)`, num: true, render: (r) => num(r.p_send_mw) },
     { label: `${t("density")} (gCO₂/kWh)`, num: true, render: (r) => num(r.density_g_per_kwh) },
@@ -335,12 +336,13 @@ PAGES.consumption = async () => {
     yAxis: [{ type: "value", name: "tCO₂" }, { type: "value", name: "gCO₂/kWh" }],
     series: [{ type: "bar", name: "tCO₂", data: rows.map((r) => r.carbon_t) },
       { type: "line", name: "gCO₂/kWh", yAxisIndex: 1, data: rows.map((r) => r.intensity_g_per_kwh) }] }, true);
-  bars("con-region", c.by_region, t("by_region")); bars("con-industry", c.by_industry, t("by_industry"));
+  bars("con-region", c.by_region, t("by_region"));
+  bars("con-industry", c.by_industry.map((r) => ({ ...r, key: tv("industry", r.key) })), t("by_industry"));
   state.topo = state.topo || await api("/api/v1/topology");
   const userBuses = new Set(state.topo.buses.filter((b) => b.kind === "user").map((b) => b.id));
   let users = origin.loads.filter((l) => Object.keys(l.power_mw || {}).length);
   if (users.some((l) => userBuses.has(l.bus))) users = users.filter((l) => userBuses.has(l.bus)); // key users
-  const plantOf = Object.fromEntries(origin.sources.map((s) => [s.id, `${s.plant || s.id} (${s.fuel || "?"})`]));
+  const plantOf = Object.fromEntries(origin.sources.map((s) => [s.id, `${s.plant || s.id} (${tv("fuel", s.fuel)})`]));
   const plants = [...new Set(origin.sources.map((s) => plantOf[s.id]))];
   chart("con-origin").setOption({ tooltip: { trigger: "axis", axisPointer: { type: "shadow" } }, legend: { top: 0, type: "scroll" },
     grid: { left: 80, right: 20, top: 40, bottom: 30 }, xAxis: { type: "value", max: 100, name: "%" },
@@ -350,7 +352,7 @@ PAGES.consumption = async () => {
       const mine = Object.entries(u.power_mw).filter(([s]) => plantOf[s] === plant).reduce((a, [, v]) => a + v, 0);
       return total ? +(100 * mine / total).toFixed(2) : 0; }) })) }, true);
   put("con-users", table(c.users, [{ label: t("users"), key: "id" }, { label: t("region"), key: "region", filter: true },
-    { label: t("industry"), key: "industry" }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+    { label: t("industry"), filter: true, render: (r) => tv("industry", r.industry) }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.intensity_g_per_kwh) },
     { label: `${t("energy")} (MWh)`, num: true, render: (r) => num(r.range_energy_kwh / 1000) },
     { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.range_carbon_t) }]));
@@ -415,7 +417,7 @@ PAGES.devices = async () => {
     $("dev-csv").after(" ", button);
   }
   $("dev-sync-all").textContent = t("sync_all_clocks");
-  const el = table(d.items, [{ label: t("device"), key: "id" }, { label: t("kind"), key: "kind", filter: true },
+  const el = table(d.items, [{ label: t("device"), key: "id" }, { label: t("kind"), filter: true, render: (r) => tv("device_kind", r.kind) },
     { label: t("protocol"), key: "protocol", filter: true }, { label: t("bus"), key: "bus_id" },
     { label: t("status"), filter: true, render: (r) => elem("span", { class: `status-${r.status}` }, t(r.status)) },
     { label: `${t("last_seen")} ${zoneLabel()}`, render: (r) => localTime(r.last_seen) },

@@ -100,3 +100,35 @@ window.CF_I18N = {
     search: "Search", all: "all", in_all: "in all", previous_page: "Previous page", next_page: "Next page",
   },
 };
+
+// Values of enumerations in the user's language: tv("fuel", "water") -> 水电 / hydro.  A value not listed
+// shows as it is (a deployment's own industries, say) - tests check the shipped data is all listed.
+window.CF_ENUMS = {
+  zh: {
+    fuel: { coal: "煤电", gas: "气电", water: "水电", wind: "风电", solar: "光伏", nuclear: "核电", oil: "油电",
+      biomass: "生物质", storage: "储能", import: "外来电" },
+    industry: { automotive: "汽车制造", cement: "水泥", chemicals: "化工", commercial: "商业", data_centre: "数据中心",
+      ev_charging: "充电站", hospital: "医院", logistics: "物流", mixed_industrial: "综合工业", mixed_rural: "综合农村",
+      mixed_urban: "综合城市", port: "港口", residential: "居民", semiconductor: "半导体", steel: "钢铁",
+      textile: "纺织", water: "水务" },
+    device_kind: { carbon_meter: "电碳表", energy_meter: "电能表", gateway_meter: "关口表", generation_meter: "发电计量表",
+      plant_rtu: "电厂远动终端", storage_meter: "储能计量表", substation_meter: "变电站计量表", substation_rtu: "变电站远动终端",
+      camera: "摄像机" },
+    bus_kind: { plant: "电厂", substation: "变电站", user: "用户" },
+    branch_kind: { line: "线路", trafo: "变压器", transformer: "变压器", cable: "电缆" },
+  },
+  en: {
+    fuel: { coal: "coal", gas: "gas", water: "hydro", wind: "wind", solar: "solar", nuclear: "nuclear", oil: "oil",
+      biomass: "biomass", storage: "storage", import: "import" },
+    industry: { automotive: "automotive", cement: "cement", chemicals: "chemicals", commercial: "commercial",
+      data_centre: "data centre", ev_charging: "EV charging", hospital: "hospital", logistics: "logistics",
+      mixed_industrial: "mixed industrial", mixed_rural: "mixed rural", mixed_urban: "mixed urban", port: "port",
+      residential: "residential", semiconductor: "semiconductor", steel: "steel", textile: "textile",
+      water: "water utility" },
+    device_kind: { carbon_meter: "electric-carbon meter", energy_meter: "energy meter", gateway_meter: "gateway meter",
+      generation_meter: "generation meter", plant_rtu: "plant RTU", storage_meter: "storage meter",
+      substation_meter: "substation meter", substation_rtu: "substation RTU", camera: "camera" },
+    bus_kind: { plant: "plant", substation: "substation", user: "user" },
+    branch_kind: { line: "line", trafo: "transformer", transformer: "transformer", cable: "cable" },
+  },
+};

@@ -1,0 +1,76 @@
+"""The whole UI in the user's language, in real headless Chromium: every enumeration value of the shipped
+data (fuels, industries, device kinds, bus kinds) has a label in both languages, and no page shows an
+untranslated key or raw enumeration value (``mixed_urban``, ``substation_meter``, ``set_carbon_factor``:
+anything spelled with an underscore) in either language."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_web_ui import browser  # noqa: F401 - the module's Chromium
+from webdata import PASSWORD, USER, populate, served
+
+from carbonflow.center.api import CenterSettings, create_app
+from carbonflow.sim.device_map import build_device_map, grid_document
+from carbonflow.sim.reference_grid import reference_grid
+
+PAGES = (
+    "overview", "generation", "grid", "consumption", "history", "devices", "cameras", "analysis", "cascade",
+)  # fmt: skip
+RAW = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")  # snake_case: a key or an enumeration value as stored
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("i18n-ui") / "center.db"
+    store, _last = populate(f"sqlite:///{path}", hours=1)
+    app = create_app(CenterSettings(database_url=f"sqlite:///{path}", maintenance_period_s=0), store=store)
+    with served(app) as base:
+        yield base
+    store.close()
+
+
+def shipped_values() -> dict[str, set[str]]:
+    net = reference_grid()
+    grid, devices = grid_document(net), build_device_map(net)["devices"]
+    return {
+        "fuel": {str(g["fuel"]) for g in grid["generators"] if g.get("fuel")},
+        "industry": {str(x["industry"]) for x in grid["loads"] if x.get("industry")},
+        "device_kind": {str(d["kind"]) for d in devices},
+        "bus_kind": {str(b["kind"]) for b in grid["buses"]},
+    }
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_no_page_shows_a_raw_key_or_enumeration_value(server, browser, lang):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
+    context.add_init_script(f"localStorage.setItem('cf-lang', '{lang}')")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server + "/")
+    page.fill("#login-user", USER)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_function("document.body.dataset.ready === 'overview'")
+
+    labels = page.evaluate(f"window.CF_ENUMS['{lang}']")
+    for kind, values in shipped_values().items():
+        missing = sorted(values - set(labels[kind]))
+        assert not missing, f"{lang}: no label for {kind} {missing}"
+
+    for name in PAGES:
+        page.evaluate("document.body.dataset.ready = ''")
+        page.click(f'#nav button[data-page="{name}"]')
+        page.wait_for_function(f"document.body.dataset.ready === '{name}'")
+        shown = page.inner_text(f"#page-{name}") + "\n" + page.inner_text("header")
+        raw = sorted(set(RAW.findall(shown)))
+        assert not raw, f"{lang} {name}: {raw}"
+    page.click('#nav button[data-page="generation"]')
+    page.wait_for_function("document.body.dataset.ready === 'generation'")
+    fuels = page.locator("#gen-plants tbody tr td:nth-child(2)").all_inner_texts()
+    expected = {labels["fuel"][f] for f in shipped_values()["fuel"]}
+    assert fuels and set(fuels) <= expected, fuels  # "water" reads 水电 / hydro
+    assert errors == []
+    context.close()
