@@ -29,7 +29,7 @@ from carbonflow.center.store import (
     take_queued_commands,
     upsert_collector,
 )
-from carbonflow.center.store.collector_admin import collector_configs
+from carbonflow.center.store.collector_admin import collector_config, collector_configs
 from carbonflow.collector.config import load_config
 from carbonflow.collector.service import Collector
 from carbonflow.devices.base import StaticSource
@@ -306,6 +306,24 @@ def test_a_version_is_immutable_and_the_collector_fetches_it_signed(client, stor
             ).status_code
             == 404
         )
+
+
+def test_an_operator_reads_a_version_with_its_secret_masked_and_rolls_back_to_it(client, store):
+    first = client.post("/api/v1/collectors/C1/config", content=GOOD).json()["version"]
+    second = client.post("/api/v1/collectors/C1/config", content=GOOD + "\n# poll faster\n").json()["version"]
+    shown = client.get(f"/api/v1/collectors/C1/configs/{first}").json()
+    assert SECRET not in shown["text"] and 'secret = "***"' in shown["text"]
+    assert 'id = "ECM"' in shown["text"]
+    assert client.get("/api/v1/collectors/C1/configs/v99").status_code == 404
+    back = client.post(f"/api/v1/collectors/C1/config/{first}/rollback")
+    assert back.status_code == 201, back.text
+    rolled = back.json()["version"]
+    assert rolled not in (first, second) and back.json()["status"] == "queued"  # a new version, queued
+    assert collector_config(store, "C1", rolled).endswith(GOOD)  # the first one's text, secret and all
+    reloads = [c for c in list_commands(store) if c["kind"] == "reload_config"]
+    assert reloads[-1]["params"]["version"] == rolled
+    assert client.post("/api/v1/collectors/C1/config/v99/rollback").status_code == 404
+    assert client.post("/api/v1/collectors/NOPE/config/1/rollback").status_code == 404
 
 
 # --- user endpoints ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from carbonflow.sim.reference_grid import reference_grid
 
 PAGES = (
     "overview", "generation", "grid", "consumption", "history", "devices", "cameras", "analysis", "cascade",
+    "maintenance",
 )  # fmt: skip
 RAW = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")  # snake_case: a key or an enumeration value as stored
 

@@ -104,6 +104,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/collectors"): Rule("read", "center"),
     ("GET", f"{V1}/collectors/{{collector_id}}"): Rule("read", "collector"),
     ("POST", f"{V1}/collectors/{{collector_id}}/config"): Rule("operate", "collector"),
+    ("GET", f"{V1}/collectors/{{collector_id}}/configs/{{version}}"): Rule("read", "collector"),
+    ("POST", f"{V1}/collectors/{{collector_id}}/config/{{version}}/rollback"): Rule("operate", "collector"),
     ("POST", f"{V1}/commands/time-sync-all"): Rule("operate", "center"),
     # alarms (docs/alarms.md): a scoped user sees the alarms of their region; acknowledging, clearing
     # and the rule set are operators' work

@@ -7,6 +7,7 @@ them: fetching a pushed configuration version and posting the collector's own st
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -106,6 +107,11 @@ def collector(collector_id: str, request: Request, store: StoreDep) -> dict:
     )
 
 
+VERSION_LINE = re.compile(r"^config_version\s*=.*\n?", re.MULTILINE)  # the center numbers a version anew
+# a secret's value is masked when a version is shown to an operator
+SECRET_VALUE = re.compile(r"^(\s*(?:\w+_)?(?:secret|password|token))\s*=.*$", re.MULTILINE)
+
+
 def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
     """(version, TOML text as stored) or a 422 naming the problem."""
     if len(raw) > MAX_CONFIG_BYTES:
@@ -136,16 +142,41 @@ def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
     return str(version), text
 
 
-@router.post("/collectors/{collector_id}/config", status_code=201)
-def push_config(collector_id: str, raw: RawBody, store: StoreDep, user: UserDep) -> dict:
-    """Store a new configuration version (TOML body, validated like the collector validates a file) and
-    queue ``reload_config`` with ``{"version", "url"}``: the collector fetches, checks and applies it."""
-    if not collector_exists(store, collector_id):
-        raise HTTPException(404, f"unknown collector {collector_id!r}")
+def _push(collector_id: str, raw: bytes, store: Store, user: str) -> dict:
     version, text = _validated(collector_id, raw, store)
     url = f"/api/v1/collectors/{collector_id}/config/{version}"
     saved, command = push_collector_config(store, collector_id, version, text, url=url, actor=user)
     return jsonable({**saved, "url": url, "command_id": command.command_id, "status": "queued"})
+
+
+def _known(collector_id: str, store: Store) -> None:
+    if not collector_exists(store, collector_id):
+        raise HTTPException(404, f"unknown collector {collector_id!r}")
+
+
+@router.post("/collectors/{collector_id}/config", status_code=201)
+def push_config(collector_id: str, raw: RawBody, store: StoreDep, user: UserDep) -> dict:
+    """Store a new configuration version (TOML body, validated like the collector validates a file) and
+    queue ``reload_config`` with ``{"version", "url"}``: the collector fetches, checks and applies it."""
+    _known(collector_id, store)
+    return _push(collector_id, raw, store, user)
+
+
+@router.get("/collectors/{collector_id}/configs/{version}", dependencies=LOGIN)
+def show_config(collector_id: str, version: str, store: StoreDep) -> dict:
+    """For operators: one pushed version's TOML, secrets masked (for reading and comparing versions)."""
+    _known(collector_id, store)
+    text = collector_config(store, collector_id, version)
+    return {"version": version, "text": SECRET_VALUE.sub(r'\1 = "***"', text)}
+
+
+@router.post("/collectors/{collector_id}/config/{version}/rollback", status_code=201)
+def rollback_config(collector_id: str, version: str, store: StoreDep, user: UserDep) -> dict:
+    """Push an earlier version's configuration again, as a new version (a version is immutable: the
+    history keeps what was rolled back and when); the collector fetches, checks and applies it."""
+    _known(collector_id, store)
+    text = VERSION_LINE.sub("", collector_config(store, collector_id, version), count=1)
+    return _push(collector_id, text.encode("utf-8"), store, user)
 
 
 @router.get("/collectors/{collector_id}/config/{version}", response_class=PlainTextResponse)
