@@ -11,9 +11,10 @@
    nothing is stored.  Why all-or-nothing: a partly stored batch would be acknowledged, the collector
    would delete it from its outbox, and the refused readings would be lost without anyone noticing;
    refused, the batch stays in the outbox and the error is visible until the point map is fixed;
-4. readings go in with ``INSERT ... ON CONFLICT (point_id, ts) DO NOTHING ... RETURNING`` in pages,
-   so ``accepted`` counts exactly the rows inserted and ``duplicates`` the rest (first write wins:
-   a reading is immutable once stored);
+4. readings go in with ``INSERT ... ON CONFLICT (point_id, ts) DO NOTHING`` — on SQLite in multi-row
+   pages with ``RETURNING``, on PostgreSQL by ``COPY`` into a staging table and one ``INSERT ...
+   SELECT`` (``staging``) — so ``accepted`` counts exactly the rows inserted and ``duplicates`` the
+   rest (first write wins: a reading is immutable once stored);
 5. device statuses, device ``last_seen`` and the collector's ``last_seen`` / ``seq`` / config version
    are updated; the commit happens before the function returns (when given a ``Store``).
 """
@@ -37,9 +38,10 @@ from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError
 from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Collector, Device, Point, Reading
+from carbonflow.center.store.staging import copy_readings
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus
 
-INSERT_PAGE = 1000  # rows per multi-row INSERT (6 parameters each: well under both dialects' limits)
+INSERT_PAGE = 1000  # rows per multi-row INSERT on SQLite (6 parameters each: well under its limit)
 LOOKUP_PAGE = 500
 MAX_FUTURE = timedelta(days=1)  # a reading stamped further ahead than this is a clock fault, not data
 
@@ -115,14 +117,7 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
         }
         for r in batch.readings
     ]
-    statement = (
-        dialect_insert(connection, readings_table)
-        .on_conflict_do_nothing(index_elements=["point_id", "ts"])
-        .returning(readings_table.c.point_id)
-    )
-    accepted = 0
-    for page in chunks(rows, INSERT_PAGE):
-        accepted += len(connection.execute(statement, page).all())
+    accepted = _insert_readings(connection, rows)
     duplicates = n - accepted
     conflicts = record_conflicts(connection, rows, batch.collector_id, received_at) if duplicates else 0
     connection.execute(
@@ -133,6 +128,20 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
     _touch_collector(connection, batch, received_at)
     _update_devices(connection, batch)  # after: the collector's own status may say "degraded"
     return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates, conflicts=conflicts)
+
+
+def _insert_readings(connection: Connection, rows: list[dict]) -> int:
+    """Insert the rows that are new by ``(point_id, ts)`` (first write wins); returns how many.  The one
+    statement that differs by backend: PostgreSQL streams them with COPY (``staging``), SQLite takes
+    multi-row ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` pages."""
+    if connection.dialect.name == "postgresql":
+        return copy_readings(connection, rows)
+    statement = (
+        dialect_insert(connection, readings_table)
+        .on_conflict_do_nothing(index_elements=["point_id", "ts"])
+        .returning(readings_table.c.point_id)
+    )
+    return sum(len(connection.execute(statement, page).all()) for page in chunks(rows, INSERT_PAGE))
 
 
 def _check_readings(connection: Connection, batch: Batch, received_at: datetime) -> None:
