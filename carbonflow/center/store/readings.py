@@ -54,26 +54,32 @@ def dialect_insert(connection: Connection, table):
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def batch_digest(batch: Batch) -> str:
-    return hashlib.sha256(batch.canonical()).hexdigest()
+def canonical_digest(canonical: bytes) -> str:
+    """The content digest of a batch from its ``canonical()`` bytes."""
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def ingest_batch(
-    target: Store | Session | Connection, batch: Batch, *, received_at: datetime | None = None
+    target: Store | Session | Connection,
+    batch: Batch,
+    *,
+    received_at: datetime | None = None,
+    canonical: bytes | None = None,
 ) -> Ack:
-    """Store one batch idempotently; see the module docstring for the rules."""
+    """Store one batch idempotently; see the module docstring for the rules.  ``canonical``: the
+    batch's ``canonical()`` bytes when the caller has them already (verifying the signature)."""
     received_at = received_at or datetime.now(UTC)
+    digest = canonical_digest(batch.canonical() if canonical is None else canonical)
     with connection_of(target, write=True) as connection:
-        return _ingest(connection, batch, received_at)
+        return _ingest(connection, batch, received_at, digest)
 
 
-def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
+def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest: str) -> Ack:
     collector = connection.execute(
         select(Collector.id).where(Collector.id == batch.collector_id)
     ).scalar_one_or_none()
     if collector is None:
         raise UnknownCollectorError(f"unknown collector {batch.collector_id!r}")
-    digest = batch_digest(batch)
     n = len(batch.readings)
     inserted = connection.execute(
         dialect_insert(connection, BatchRow.__table__)
