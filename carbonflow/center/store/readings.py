@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -160,13 +160,16 @@ def _check_readings(connection: Connection, batch: Batch, received_at: datetime)
             )
     wanted = list(dict.fromkeys(r.point for r in batch.readings))
     owner: dict[str, str | None] = {}
-    for page in chunks(wanted, LOOKUP_PAGE):
-        found = connection.execute(
-            select(Point.id, Device.collector_id)
-            .join(Device, Device.id == Point.device_id)
-            .where(Point.id.in_(page))
-        )
-        owner.update({row.id: row.collector_id for row in found})
+    query = select(Point.id, Device.collector_id).join(Device, Device.id == Point.device_id)
+    if connection.dialect.name == "postgresql":
+        # one array parameter: rendering, converting and parsing 2,000 separate IN parameters cost
+        # ~18 ms per batch against ~14 ms (best of 80 lookups on the 2-core machine, issue 17 §2)
+        ids = bindparam("ids", wanted, type_=postgresql.ARRAY(String))
+        pages = [query.where(Point.id == any_(ids))]
+    else:
+        pages = [query.where(Point.id.in_(page)) for page in chunks(wanted, LOOKUP_PAGE)]
+    for page_query in pages:
+        owner.update({row.id: row.collector_id for row in connection.execute(page_query)})
     for index, reading in enumerate(batch.readings):
         if reading.point not in owner:
             raise InvalidBatchError(
