@@ -20,7 +20,7 @@ Semantics are exactly those of the multi-row path (``readings._insert_readings``
   path: a value is stored as the same exact ``NUMERIC``.
 
 Rows are inserted in ``(point_id, ts)`` order, so two transactions offering overlapping readings take
-their row locks in the same order and wait for each other instead of deadlocking.
+their row locks in the same order (one waits for the other; no lock cycle between them).
 """
 
 from __future__ import annotations
@@ -32,22 +32,23 @@ from sqlalchemy import Connection
 
 from carbonflow.center.store.schema import Reading
 
-STAGING_TABLE = "cf_readings_staging"
-_COLUMNS = ("point_id", "ts", "value", "quality", "received_at", "batch_id")
-_COLUMN_LIST = ", ".join(_COLUMNS)
+STAGING_TABLE = "cf_readings_staging"  # the statements below spell it out: literals, nothing formatted in
+_COLUMNS = ("point_id", "ts", "value", "quality", "received_at", "batch_id")  # the order COPY writes
 
 # LIKE readings: the staging columns are readings' own types (NUMERIC, TIMESTAMPTZ, lengths), so a value
 # that COPY accepts into staging is one the insert accepts into readings.  IF NOT EXISTS: created once
 # per database connection; a creation rolled back with its batch is simply redone by the next one.
 _CREATE_STAGING = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} "
+    "CREATE TEMPORARY TABLE IF NOT EXISTS cf_readings_staging "
     "(ordinal integer NOT NULL, LIKE readings) ON COMMIT DELETE ROWS"
 )
-_COPY_STAGING = f"COPY {STAGING_TABLE} (ordinal, {_COLUMN_LIST}) FROM STDIN"
+_COPY_STAGING = (
+    "COPY cf_readings_staging (ordinal, point_id, ts, value, quality, received_at, batch_id) FROM STDIN"
+)
 _MOVE_STAGED = (
-    f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING *) "
-    f"INSERT INTO readings ({_COLUMN_LIST}) "
-    f"SELECT DISTINCT ON (point_id, ts) {_COLUMN_LIST} FROM staged "
+    "WITH staged AS (DELETE FROM cf_readings_staging RETURNING *) "
+    "INSERT INTO readings (point_id, ts, value, quality, received_at, batch_id) "
+    "SELECT DISTINCT ON (point_id, ts) point_id, ts, value, quality, received_at, batch_id FROM staged "
     "ORDER BY point_id, ts, ordinal "
     "ON CONFLICT (point_id, ts) DO NOTHING"
 )
