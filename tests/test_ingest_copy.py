@@ -18,6 +18,7 @@ import pytest
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DataError
 from test_store import T0, batch, seed
 
 from carbonflow.center.store import (
@@ -191,6 +192,21 @@ def test_a_refused_batch_leaves_nothing_staged_or_stored(store):  # noqa: F811
             staging = connection.execute(text(f"SELECT to_regclass('pg_temp.{STAGING_TABLE}')")).scalar()
             assert staging is not None
             assert connection.execute(text(f"SELECT count(*) FROM {STAGING_TABLE}")).scalar_one() == 0
+
+
+def test_a_database_error_in_copy_is_raised_as_sqlalchemy_raises_it(postgres_url):  # noqa: F811
+    """A value NUMERIC cannot hold fails inside COPY: the error must be SQLAlchemy's DataError (as the
+    VALUES path raised it), so the transports classify it as before, and the batch leaves nothing."""
+    opened = Store.open(postgres_url)
+    try:
+        seed(opened)
+        with pytest.raises(DataError, match="numeric"):
+            ingest_batch(opened, batch("batch-0001", [("EM-U1/1", 0, "1"), ("EM-U1/1", 1, "1E+200000")]))
+        assert count_readings(opened) == 0
+        ack = ingest_batch(opened, batch("batch-0001", [("EM-U1/1", 0, "1")]))
+        assert (ack.accepted, ack.duplicate_batch) == (1, False)  # the refused batch left no batch row
+    finally:
+        opened.close()
 
 
 # --- concurrent collectors on PostgreSQL ----------------------------------------------------------------

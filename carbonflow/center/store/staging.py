@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from carbonflow.center.store.schema import Reading
 
@@ -60,23 +61,32 @@ def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
     point_id, ts, value, quality, received_at, batch_id = (_bind(connection, name) for name in _COLUMNS)
     # the psycopg connection under SQLAlchemy's: same session, same open transaction, committed by it
     driver = connection.connection.driver_connection
-    with driver.cursor() as cursor:
-        cursor.execute(_CREATE_STAGING)
-        with cursor.copy(_COPY_STAGING) as copy:
-            for ordinal, row in enumerate(rows):
-                copy.write_row(
-                    (
-                        ordinal,
-                        point_id(row["point_id"]),
-                        ts(row["ts"]),
-                        value(row["value"]),
-                        quality(row["quality"]),
-                        received_at(row["received_at"]),
-                        batch_id(row["batch_id"]),
+    driver_error = connection.dialect.loaded_dbapi.Error
+    statement = _CREATE_STAGING
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(statement)
+            statement = _COPY_STAGING
+            with cursor.copy(statement) as copy:
+                for ordinal, row in enumerate(rows):
+                    copy.write_row(
+                        (
+                            ordinal,
+                            point_id(row["point_id"]),
+                            ts(row["ts"]),
+                            value(row["value"]),
+                            quality(row["quality"]),
+                            received_at(row["received_at"]),
+                            batch_id(row["batch_id"]),
+                        )
                     )
-                )
-        cursor.execute(_MOVE_STAGED)
-        return cursor.rowcount
+            statement = _MOVE_STAGED
+            cursor.execute(statement)
+            return cursor.rowcount
+    except driver_error as error:
+        # raised the way SQLAlchemy raises its own statements' errors, so callers treat them alike:
+        # e.g. an OperationalError (database down) is a 503 on HTTP and a retry without PUBACK on MQTT
+        raise DBAPIError.instance(statement, None, error, driver_error) from error
 
 
 def _bind(connection: Connection, column: str) -> Callable[[Any], Any]:
