@@ -91,10 +91,11 @@ class Batch(BaseModel):
     def signed(self, secret: bytes) -> Batch:
         return self.model_copy(update={"signature": sign(self.canonical(), secret)})
 
-    def verify(self, secret: bytes) -> bool:
-        return self.signature is not None and hmac.compare_digest(
-            self.signature, sign(self.canonical(), secret)
-        )
+    def verify(self, secret: bytes, canonical: bytes | None = None) -> bool:
+        """``canonical``: this batch's ``canonical()`` when the caller has it already (the center hashes
+        the same bytes for its idempotency digest; serialising 2,000 readings twice cost ~8 ms)."""
+        body = self.canonical() if canonical is None else canonical
+        return self.signature is not None and hmac.compare_digest(self.signature, sign(body, secret))
 
 
 class Ack(BaseModel):

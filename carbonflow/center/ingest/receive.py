@@ -114,11 +114,11 @@ def refuse_collector(store: Store, collector_id: str, what: str, reason: str) ->
     return BadSignatureError(f"{what} refused: collector authentication failed")
 
 
-def authenticate(store: Store, batch: Batch) -> None:
+def authenticate(store: Store, batch: Batch, canonical: bytes | None = None) -> None:
     secret = collector_secret(store, batch.collector_id)
     if secret is None:
         raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "unknown collector")
-    if not batch.verify(secret):
+    if not batch.verify(secret, canonical):
         raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "bad signature")
 
 
@@ -158,8 +158,9 @@ def receive_batch(
 ) -> Ack:
     """Decode, authenticate and store one batch; the Ack is returned only after the commit."""
     batch = decode_batch(raw)
-    authenticate(store, batch)
-    ack = ingest_batch(store, batch, received_at=received_at)
+    canonical = batch.canonical()  # once: the signature and the store's content digest cover these bytes
+    authenticate(store, batch, canonical)
+    ack = ingest_batch(store, batch, received_at=received_at, canonical=canonical)
     if on_status is not None and batch.statuses and not ack.duplicate_batch:
         on_status()
     return ack

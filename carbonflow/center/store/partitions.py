@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 from carbonflow.center.store.schema import TIME_SERIES_TABLES
 
 MONTHS_AHEAD = 3
+PARTITION_LOCK_KEY = 0x63665F70617274  # "cf_part": the advisory lock of partition creators
 _NAME = re.compile(r"^(?P<table>[a-z_]+)_p(?P<year>\d{4})(?P<month>\d{2})$")
 
 
@@ -69,12 +70,21 @@ def ensure_partitions(connection: Connection, tables: Iterable[str], months: Ite
     """Create the missing monthly partitions; returns the names created."""
     months = sorted(set(months))
     created = []
+    locked = False
     for table in tables:
         have = existing_partitions(connection, table)
-        for month in months:
+        missing = [month for month in months if partition_name(table, month) not in have]
+        if missing and not locked:
+            # Two transactions creating the same partition (two batches of a month not yet seen, e.g. a
+            # backfill) would both pass the check above, and the later CREATE ... IF NOT EXISTS fails
+            # with DuplicateTable once the first commits: creators queue on this lock (held until
+            # commit) and look again once they hold it.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK_KEY})
+            locked = True
+            have = existing_partitions(connection, table)
+            missing = [month for month in months if partition_name(table, month) not in have]
+        for month in missing:
             name = partition_name(table, month)
-            if name in have:
-                continue
             connection.execute(
                 text(
                     f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF "{table}" '

@@ -11,9 +11,10 @@
    nothing is stored.  Why all-or-nothing: a partly stored batch would be acknowledged, the collector
    would delete it from its outbox, and the refused readings would be lost without anyone noticing;
    refused, the batch stays in the outbox and the error is visible until the point map is fixed;
-4. readings go in with ``INSERT ... ON CONFLICT (point_id, ts) DO NOTHING ... RETURNING`` in pages,
-   so ``accepted`` counts exactly the rows inserted and ``duplicates`` the rest (first write wins:
-   a reading is immutable once stored);
+4. readings go in with ``INSERT ... ON CONFLICT (point_id, ts) DO NOTHING`` — on SQLite in multi-row
+   pages with ``RETURNING``, on PostgreSQL by ``COPY`` into a staging table and one ``INSERT ...
+   SELECT`` (``staging``) — so ``accepted`` counts exactly the rows inserted and ``duplicates`` the
+   rest (first write wins: a reading is immutable once stored);
 5. device statuses, device ``last_seen`` and the collector's ``last_seen`` / ``seq`` / config version
    are updated; the commit happens before the function returns (when given a ``Store``).
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,9 +38,10 @@ from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError
 from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Collector, Device, Point, Reading
+from carbonflow.center.store.staging import copy_readings
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus
 
-INSERT_PAGE = 1000  # rows per multi-row INSERT (6 parameters each: well under both dialects' limits)
+INSERT_PAGE = 1000  # rows per multi-row INSERT on SQLite (6 parameters each: well under its limit)
 LOOKUP_PAGE = 500
 MAX_FUTURE = timedelta(days=1)  # a reading stamped further ahead than this is a clock fault, not data
 
@@ -52,26 +54,32 @@ def dialect_insert(connection: Connection, table):
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def batch_digest(batch: Batch) -> str:
-    return hashlib.sha256(batch.canonical()).hexdigest()
+def canonical_digest(canonical: bytes) -> str:
+    """The content digest of a batch from its ``canonical()`` bytes."""
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def ingest_batch(
-    target: Store | Session | Connection, batch: Batch, *, received_at: datetime | None = None
+    target: Store | Session | Connection,
+    batch: Batch,
+    *,
+    received_at: datetime | None = None,
+    canonical: bytes | None = None,
 ) -> Ack:
-    """Store one batch idempotently; see the module docstring for the rules."""
+    """Store one batch idempotently; see the module docstring for the rules.  ``canonical``: the
+    batch's ``canonical()`` bytes when the caller has them already (verifying the signature)."""
     received_at = received_at or datetime.now(UTC)
+    digest = canonical_digest(batch.canonical() if canonical is None else canonical)
     with connection_of(target, write=True) as connection:
-        return _ingest(connection, batch, received_at)
+        return _ingest(connection, batch, received_at, digest)
 
 
-def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
+def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest: str) -> Ack:
     collector = connection.execute(
         select(Collector.id).where(Collector.id == batch.collector_id)
     ).scalar_one_or_none()
     if collector is None:
         raise UnknownCollectorError(f"unknown collector {batch.collector_id!r}")
-    digest = batch_digest(batch)
     n = len(batch.readings)
     inserted = connection.execute(
         dialect_insert(connection, BatchRow.__table__)
@@ -115,14 +123,7 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
         }
         for r in batch.readings
     ]
-    statement = (
-        dialect_insert(connection, readings_table)
-        .on_conflict_do_nothing(index_elements=["point_id", "ts"])
-        .returning(readings_table.c.point_id)
-    )
-    accepted = 0
-    for page in chunks(rows, INSERT_PAGE):
-        accepted += len(connection.execute(statement, page).all())
+    accepted = _insert_readings(connection, rows)
     duplicates = n - accepted
     conflicts = record_conflicts(connection, rows, batch.collector_id, received_at) if duplicates else 0
     connection.execute(
@@ -135,6 +136,20 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
     return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates, conflicts=conflicts)
 
 
+def _insert_readings(connection: Connection, rows: list[dict]) -> int:
+    """Insert the rows that are new by ``(point_id, ts)`` (first write wins); returns how many.  The one
+    statement that differs by backend: PostgreSQL streams them with COPY (``staging``), SQLite takes
+    multi-row ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` pages."""
+    if connection.dialect.name == "postgresql":
+        return copy_readings(connection, rows)
+    statement = (
+        dialect_insert(connection, readings_table)
+        .on_conflict_do_nothing(index_elements=["point_id", "ts"])
+        .returning(readings_table.c.point_id)
+    )
+    return sum(len(connection.execute(statement, page).all()) for page in chunks(rows, INSERT_PAGE))
+
+
 def _check_readings(connection: Connection, batch: Batch, received_at: datetime) -> None:
     latest = received_at + MAX_FUTURE
     for index, reading in enumerate(batch.readings):
@@ -145,13 +160,16 @@ def _check_readings(connection: Connection, batch: Batch, received_at: datetime)
             )
     wanted = list(dict.fromkeys(r.point for r in batch.readings))
     owner: dict[str, str | None] = {}
-    for page in chunks(wanted, LOOKUP_PAGE):
-        found = connection.execute(
-            select(Point.id, Device.collector_id)
-            .join(Device, Device.id == Point.device_id)
-            .where(Point.id.in_(page))
-        )
-        owner.update({row.id: row.collector_id for row in found})
+    query = select(Point.id, Device.collector_id).join(Device, Device.id == Point.device_id)
+    if connection.dialect.name == "postgresql":
+        # one array parameter: rendering, converting and parsing 2,000 separate IN parameters cost
+        # ~18 ms per batch against ~14 ms (best of 80 lookups on the 2-core machine, issue 17 §2)
+        ids = bindparam("ids", wanted, type_=postgresql.ARRAY(String))
+        pages = [query.where(Point.id == any_(ids))]
+    else:
+        pages = [query.where(Point.id.in_(page)) for page in chunks(wanted, LOOKUP_PAGE)]
+    for page_query in pages:
+        owner.update({row.id: row.collector_id for row in connection.execute(page_query)})
     for index, reading in enumerate(batch.readings):
         if reading.point not in owner:
             raise InvalidBatchError(
