@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from carbonflow.engine.errors import SnapshotError
 from carbonflow.messages.collector_config import ConfigError
 from carbonflow.protocols.errors import ProtocolError
@@ -10,6 +12,18 @@ from carbonflow.sim.errors import GridImportError, SimulationError
 
 class CommandInputError(ValueError):
     """A problem with a command's input that is not about a snapshot (file missing, bad JSON, ...)."""
+
+
+def output_file(out_arg: str, format_arg: str | None, formats: tuple[str, ...]) -> tuple[Path, str]:
+    """``--out`` and its ``--format`` (default: the file's suffix), checked: a known format and an
+    existing directory, else a :class:`CommandInputError` naming the option."""
+    out = Path(out_arg)
+    format = format_arg or out.suffix.lstrip(".").lower()
+    if format not in formats:
+        raise CommandInputError(f"--format: give one of {', '.join(formats)} (or an --out ending in one)")
+    if not out.parent.exists():
+        raise CommandInputError(f"--out {out_arg}: the directory {out.parent} does not exist")
+    return out, format
 
 
 # Every error type a user can cause by bad input; the CLI prints these as one line and exits 2.

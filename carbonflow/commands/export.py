@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from carbonflow.commands import CommandInputError
+from carbonflow.commands import CommandInputError, output_file
 
 FORMATS = ("json", "csv", "xlsx", "parquet")
 
@@ -53,12 +53,7 @@ def run_export(args: argparse.Namespace) -> int:
     from carbonflow.center.store import Store, load_directory
     from carbonflow.commands.center import _settings
 
-    out = Path(args.out)
-    format = args.format or out.suffix.lstrip(".").lower()
-    if format not in FORMATS:
-        raise CommandInputError(f"--format: give one of {', '.join(FORMATS)} (or an --out ending in one)")
-    if not out.parent.exists():
-        raise CommandInputError(f"--out {args.out}: the directory {out.parent} does not exist")
+    out, format = output_file(args.out, args.format, FORMATS)
     settings = _settings(args)
     store = Store.open(settings.database_url)
     try:

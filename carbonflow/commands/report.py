@@ -11,7 +11,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from carbonflow.commands import CommandInputError
+from carbonflow.commands import CommandInputError, output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,12 +41,7 @@ def run_report(args: argparse.Namespace) -> int:
     from carbonflow.center.store import Store
     from carbonflow.commands.center import _settings
 
-    out = Path(args.out)
-    format = args.format or out.suffix.lstrip(".").lower()
-    if format not in FORMATS:
-        raise CommandInputError(f"--format: give one of {', '.join(FORMATS)} (or an --out ending in one)")
-    if not out.parent.exists():
-        raise CommandInputError(f"--out {args.out}: the directory {out.parent} does not exist")
+    out, format = output_file(args.out, args.format, FORMATS)
     kind, value = next(
         ((k, getattr(args, k)) for k in ("region", "industry", "plant", "user") if getattr(args, k)),
         ("all", None),

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from carbonflow.center.reports.build import ReportInputError, element_sums, period_bounds
 from carbonflow.center.reports.contracts import NO_CONTRACTS, Contracts
+from carbonflow.center.reports.tabular import PeriodTable
 from carbonflow.center.store import (
     Store,
     data_version,
@@ -34,29 +35,12 @@ DAY_NOTE = "instruments are dated by month: market-based emissions need a month 
 
 
 @dataclass
-class EnterpriseExport:
-    period: str
-    start: str
-    first: datetime
-    last: datetime
-    time_zone: str
-    data_version: str
-    intervals: int
+class EnterpriseExport(PeriodTable):
     users: list[dict[str, Any]] = field(default_factory=list)
     fuels: list[str] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
-        return {
-            "document": "carbonflow enterprise electricity carbon export",
-            "format_version": "1",
-            "period": self.period,
-            "start": self.start,
-            "from_utc": self.first.isoformat(),
-            "to_utc": self.last.isoformat(),
-            "time_zone": self.time_zone,
-            "intervals": self.intervals,
-            "data_version": self.data_version,
-        }
+        return self.period_metadata("carbonflow enterprise electricity carbon export")
 
 
 def in_region(path: str | None, prefix: str) -> bool:

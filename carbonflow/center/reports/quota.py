@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from carbonflow.center.reports.build import ReportInputError, period_bounds
 from carbonflow.center.reports.enterprise import in_region
+from carbonflow.center.reports.tabular import PeriodTable
 from carbonflow.center.store import Store, aggregate, data_version, load_directory
 
 GROUPINGS = ("region_industry", "region", "industry")
@@ -36,30 +36,14 @@ QUOTA_COLUMNS = [
 
 
 @dataclass
-class QuotaExport:
-    period: str
-    start: str
-    first: datetime
-    last: datetime
-    time_zone: str
-    region_depth: int
-    data_version: str
-    intervals: int
+class QuotaExport(PeriodTable):
+    region_depth: int = 1
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
-        return {
-            "document": "carbonflow electricity-carbon totals for quota work",
-            "format_version": "1",
-            "period": self.period,
-            "start": self.start,
-            "from_utc": self.first.isoformat(),
-            "to_utc": self.last.isoformat(),
-            "time_zone": self.time_zone,
-            "region_depth": self.region_depth,
-            "intervals": self.intervals,
-            "data_version": self.data_version,
-        }
+        return self.period_metadata(
+            "carbonflow electricity-carbon totals for quota work", region_depth=self.region_depth
+        )
 
 
 def _region_at(path: str | None, depth: int) -> str:
@@ -127,7 +111,7 @@ def quota_export(
                 per_month[label][key][1] += row.carbon_kg
                 members[label][key].add(row.key)
     version, intervals = data_version(store, first, last)
-    export = QuotaExport(period, start, first, last, time_zone, region_depth, version, intervals)
+    export = QuotaExport(period, start, first, last, time_zone, version, intervals, region_depth=region_depth)
     for label in sorted(per_month, key=lambda lab: (len(lab) == 4, lab)):  # months, then the year
         if label == start:
             label_version = version

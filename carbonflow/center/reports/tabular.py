@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 TABLE_FORMATS = ("json", "csv", "xlsx", "parquet")
@@ -19,6 +21,34 @@ TABLE_MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "parquet": "application/vnd.apache.parquet",
 }
+
+
+@dataclass
+class PeriodTable:
+    """What every exported table of a period says about itself: the period, its bounds, the intervals
+    and the data version (interval result hashes) it was made from."""
+
+    period: str
+    start: str
+    first: datetime
+    last: datetime
+    time_zone: str
+    data_version: str
+    intervals: int
+
+    def period_metadata(self, document: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "document": document,
+            "format_version": "1",
+            "period": self.period,
+            "start": self.start,
+            "from_utc": self.first.isoformat(),
+            "to_utc": self.last.isoformat(),
+            "time_zone": self.time_zone,
+            **extra,
+            "intervals": self.intervals,
+            "data_version": self.data_version,
+        }
 
 
 def _cell(value: Any) -> Any:
