@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from carbonflow.engine.errors import SnapshotError
@@ -24,6 +25,13 @@ def output_file(out_arg: str, format_arg: str | None, formats: tuple[str, ...]) 
     if not out.parent.exists():
         raise CommandInputError(f"--out {out_arg}: the directory {out.parent} does not exist")
     return out, format
+
+
+def write_atomically(out: Path, data: bytes) -> None:
+    """The whole file or none: written beside ``out``, then moved over it (never a partial result)."""
+    with tempfile.NamedTemporaryFile(dir=out.parent, delete=False) as handle:
+        handle.write(data)
+    Path(handle.name).replace(out)
 
 
 # Every error type a user can cause by bad input; the CLI prints these as one line and exits 2.

@@ -12,10 +12,8 @@ The format follows ``--out``'s suffix (json, csv, xlsx, parquet) unless ``--form
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
-from carbonflow.commands import CommandInputError, output_file
+from carbonflow.commands import CommandInputError, output_file, write_atomically
 
 FORMATS = ("json", "csv", "xlsx", "parquet")
 
@@ -89,9 +87,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise CommandInputError(f"--contracts: {error}") from None
     finally:
         store.close()
-    with tempfile.NamedTemporaryFile(dir=out.parent, delete=False) as handle:
-        handle.write(data)
-    Path(handle.name).replace(out)
+    write_atomically(out, data)
     state = f"{export.intervals} intervals" if export.intervals else "EMPTY (no metered data in the period)"
     what = f"{args.export_kind} {args.period} {args.start} {format}"
     print(f"{out}: {what}, {count}, {state}, data version {export.data_version}")

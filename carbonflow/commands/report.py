@@ -8,10 +8,8 @@ database (``reports`` table, with its data version) unless ``--no-record``.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
-from carbonflow.commands import CommandInputError, output_file
+from carbonflow.commands import CommandInputError, output_file, write_atomically
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,9 +75,7 @@ def run_report(args: argparse.Namespace) -> int:
         raise CommandInputError(f"--{error.field}: {error.message}") from None
     finally:
         store.close()
-    with tempfile.NamedTemporaryFile(dir=out.parent, delete=False) as handle:
-        handle.write(data)
-    Path(handle.name).replace(out)
+    write_atomically(out, data)
     state = "EMPTY (no metered data in the period)" if report.empty else f"{report.intervals} intervals"
     print(f"{out}: {args.period} {args.start} {format}, {state}, data version {report.data_version}")
     return 0
