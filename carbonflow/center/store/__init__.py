@@ -10,6 +10,7 @@ from carbonflow.center.store.alarms import (  # the alarm tables join the metada
     list_alarms,
 )
 from carbonflow.center.store.cameras import camera_known, camera_overview
+from carbonflow.center.store.checkpoints import make_checkpoint  # chain and checkpoint tables join too
 from carbonflow.center.store.collector_admin import (
     collector_config,
     collector_configs,
@@ -116,6 +117,7 @@ from carbonflow.center.store.users import (  # the models join the metadata the 
     update_user,
     user_for_token,
 )
+from carbonflow.center.store.verify import Finding, VerifyReport, verify
 from carbonflow.center.store.versions import (  # superseded interval results join the metadata too
     StoredVersion,
     interval_versions,
@@ -131,6 +133,7 @@ __all__ = [
     "BatchConflictError",
     "Conflict",
     "DatabaseUnavailableError",
+    "Finding",
     "ImagePurgeReport",
     "ImageStore",
     "IntervalRecord",
@@ -144,6 +147,7 @@ __all__ = [
     "StoredVersion",
     "UnknownCollectorError",
     "UserInfo",
+    "VerifyReport",
     "accept_fresh",
     "aggregate",
     "aggregate_totals",
@@ -190,6 +194,7 @@ __all__ = [
     "load_directory",
     "load_origins",
     "loss_sums",
+    "make_checkpoint",
     "make_engine",
     "metrology_problems",
     "next_config_version",
@@ -221,4 +226,5 @@ __all__ = [
     "upsert_rows",
     "upsert_topology",
     "user_for_token",
+    "verify",
 ]

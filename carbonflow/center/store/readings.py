@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import chunks, connection_of
+from carbonflow.center.store.chain import READING, append_links, lock_heads, reading_fields
 from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
@@ -120,9 +121,12 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
         .on_conflict_do_nothing(index_elements=["point_id", "ts"])
         .returning(readings_table.c.point_id)
     )
+    fresh = _chained(connection, rows)
     accepted = 0
-    for page in chunks(rows, INSERT_PAGE):
+    for page in chunks(fresh, INSERT_PAGE):
         accepted += len(connection.execute(statement, page).all())
+    if accepted != len(fresh):  # cannot happen under the head locks; if it did, the chains would break
+        raise RuntimeError(f"batch {batch.batch_id}: {len(fresh) - accepted} chained readings not stored")
     duplicates = n - accepted
     conflicts = record_conflicts(connection, rows, batch.collector_id, received_at) if duplicates else 0
     connection.execute(
@@ -133,6 +137,37 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
     _touch_collector(connection, batch, received_at)
     _update_devices(connection, batch)  # after: the collector's own status may say "degraded"
     return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates, conflicts=conflicts)
+
+
+def _chained(connection: Connection, rows: list[dict]) -> list[dict]:
+    """The rows that are new — not stored before, first of their (point, ts) in the batch — each with
+    its link in its point's hash chain, in batch order.  The heads are locked *before* looking for
+    stored duplicates, so a concurrent batch with the same readings cannot slip in between."""
+    seen: set[tuple[str, datetime]] = set()
+    unique = []
+    for row in rows:
+        if (row["point_id"], row["ts"]) not in seen:
+            seen.add((row["point_id"], row["ts"]))
+            unique.append(row)
+    heads = lock_heads(connection, READING, (row["point_id"] for row in unique))
+    stored: set[tuple[str, datetime]] = set()
+    key = tuple_(readings_table.c.point_id, readings_table.c.ts)
+    for page in chunks([(row["point_id"], row["ts"]) for row in unique], LOOKUP_PAGE):
+        found = connection.execute(
+            select(readings_table.c.point_id, readings_table.c.ts).where(key.in_(page))
+        )
+        stored.update((point, ts) for point, ts in found)
+    fresh = [row for row in unique if (row["point_id"], row["ts"]) not in stored]
+    links = append_links(
+        connection,
+        READING,
+        [(r["point_id"], reading_fields(r["point_id"], r["ts"], r["value"], r["quality"])) for r in fresh],
+        heads=heads,
+    )
+    return [
+        {**row, "chain_seq": seq, "chain_hash": digest}
+        for row, (seq, digest) in zip(fresh, links, strict=True)
+    ]
 
 
 def _check_readings(connection: Connection, batch: Batch, received_at: datetime) -> None:

@@ -36,6 +36,8 @@ class IntervalVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     superseded_at: Mapped[datetime] = mapped_column(UtcDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
+    chain_seq: Mapped[int | None] = mapped_column(Integer)  # the link the version had when current
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,14 @@ def save_new_version(store: Store, record: IntervalRecord, reason: str, now: dat
     key = (Interval.ts == record.ts, Interval.level == record.level, Interval.interval_s == record.interval_s)
     with store.write() as connection:
         current = connection.execute(
-            select(Interval.hash, Interval.totals, Interval.estimation, Interval.created_at).where(*key)
+            select(
+                Interval.hash,
+                Interval.totals,
+                Interval.estimation,
+                Interval.created_at,
+                Interval.chain_seq,
+                Interval.chain_hash,
+            ).where(*key)
         ).first()
         version = 1
         if current is not None:
@@ -76,6 +85,8 @@ def save_new_version(store: Store, record: IntervalRecord, reason: str, now: dat
                     "created_at": current.created_at,
                     "superseded_at": now or datetime.now(UTC),
                     "reason": reason,
+                    "chain_seq": current.chain_seq,
+                    "chain_hash": current.chain_hash,
                 },
             )
         record.estimation = {**(record.estimation or {}), "version": version}
