@@ -27,7 +27,18 @@ UserError = (
 
 
 def _registered():
-    from carbonflow.commands import cef, center, collector, demo, export, frame, import_grid, report, sim
+    from carbonflow.commands import (
+        audit,
+        cef,
+        center,
+        collector,
+        demo,
+        export,
+        frame,
+        import_grid,
+        report,
+        sim,
+    )
 
     return [
         demo.register,
@@ -39,6 +50,7 @@ def _registered():
         center.register,
         report.register,
         export.register,
+        audit.register,
     ]
 
 

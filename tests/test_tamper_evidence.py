@@ -1,0 +1,324 @@
+"""Tamper evidence (issue 15 §5): hash chains, signed checkpoints, ``carbonflow audit verify`` — on
+SQLite and PostgreSQL.  Each kind of tampering is done the way an intruder with database access would
+(plain SQL on the tables) and must be caught and named; retention must not be."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
+from sqlalchemy import delete, insert, select, update
+from test_store import T0, load_document, seed
+
+from carbonflow.center.audit import load_private_key, public_key_path, write_key
+from carbonflow.center.maintenance import MaintenanceScheduler
+from carbonflow.center.store import (
+    Store,
+    ingest_batch,
+    interval_from_document,
+    make_checkpoint,
+    purge_older_than,
+    queue_command,
+    record_audit,
+    save_new_version,
+    save_release,
+    verify,
+)
+from carbonflow.center.store.chain import ChainHead, decimal_text
+from carbonflow.center.store.checkpoints import Checkpoint, document
+from carbonflow.center.store.reports import Release
+from carbonflow.center.store.schema import AuditEntry, Interval, Reading
+from carbonflow.center.store.versions import IntervalVersion
+from carbonflow.cli import main
+from carbonflow.messages.c4 import Batch
+from carbonflow.messages.c4 import Reading as C4Reading
+
+KEY = Ed25519PrivateKey.generate()
+POINT = "EM-U1/1"
+
+
+def reading_batch(batch_id: str, readings: list[tuple[str, datetime, str]], seq: int = 1) -> Batch:
+    return Batch(
+        collector_id="C1",
+        batch_id=f"batch-{batch_id}",
+        seq=seq,
+        created_at=T0,
+        readings=[C4Reading(point=p, ts=ts, value=v) for p, ts, v in readings],
+    )
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def seeded(target: Store) -> Store:
+    """Readings (one late, one replayed), two versions of an interval, a release, audit entries, and a
+    checkpoint."""
+    seed(target)
+    ingest_batch(
+        target,
+        reading_batch(
+            "b1", [(POINT, at(15), "100.10"), (POINT, at(30), "100.20"), ("RTU-B1/1", at(15), "12.5")]
+        ),
+    )
+    ingest_batch(
+        target,
+        reading_batch(
+            "b2", [(POINT, at(45), "100.30"), (POINT, at(5), "100.05"), (POINT, at(30), "100.20")], seq=2
+        ),
+    )  # late, and a duplicate
+    for reason in ("first", "late reading"):
+        record = interval_from_document(at(15), 900, load_document({"U1": (1.0, 500.0)}))
+        save_new_version(target, record, reason)
+    save_release(
+        target, period="month", start="2025-03", min_users=3, version="v", content={"AH": 1.5}, actor="admin"
+    )
+    queue_command(target, "C1", "time_sync", actor="operator")
+    record_audit(target, "alice", "login", detail={"from": "10.0.0.7"})
+    make_checkpoint(target, KEY)
+    return target
+
+
+def findings(target: Store) -> list[str]:
+    return [str(f) for f in verify(target, KEY.public_key()).findings]
+
+
+def sql(target: Store, statement) -> None:
+    with target.write() as connection:
+        connection.execute(statement)
+
+
+def test_a_seeded_database_verifies_clean(store):  # noqa: F811
+    report = verify(seeded(store), KEY.public_key())
+    assert report.findings == []
+    # 5 readings (the replay is not a link), 2 interval versions, 1 release, audit: command + login
+    assert report.links == {"reading": 5, "interval": 2, "release": 1, "audit": 2}
+    assert report.chains["reading"] == 2 and report.checkpoints == 1
+
+
+def test_late_readings_chain_in_arrival_order(store):  # noqa: F811
+    seeded(store)
+    with store.read() as connection:
+        rows = connection.execute(
+            select(Reading.ts, Reading.chain_seq).where(Reading.point_id == POINT).order_by(Reading.chain_seq)
+        ).all()
+    assert [(ts, seq) for ts, seq in rows] == [(at(15), 1), (at(30), 2), (at(45), 3), (at(5), 4)]
+
+
+def test_an_edited_value_is_named(store):  # noqa: F811
+    seeded(store)
+    sql(store, update(Reading).where(Reading.point_id == POINT, Reading.ts == at(30)).values(value="99.20"))
+    assert findings(store) == [f"readings point {POINT} ts 2025-03-01T00:30:00.000000Z (link 2): edited"]
+
+
+def test_an_edited_ts_is_named(store):  # noqa: F811
+    seeded(store)
+    sql(store, update(Reading).where(Reading.point_id == POINT, Reading.ts == at(45)).values(ts=at(50)))
+    assert findings(store) == [f"readings point {POINT} ts 2025-03-01T00:50:00.000000Z (link 3): edited"]
+
+
+def test_an_inserted_reading_is_named(store):  # noqa: F811
+    seeded(store)
+    row = {
+        "point_id": POINT,
+        "ts": at(60),
+        "value": "1",
+        "quality": "good",
+        "received_at": T0,
+        "batch_id": "x",
+    }
+    sql(store, insert(Reading).values(**row))
+    assert findings(store) == [f"readings point_id {POINT} ts 2025-03-01T01:00:00.000000Z: inserted"]
+
+
+def test_a_reading_inserted_with_a_forged_link_is_named(store):  # noqa: F811
+    seeded(store)
+    row = {
+        "point_id": POINT,
+        "ts": at(20),
+        "value": "1",
+        "quality": "good",
+        "received_at": T0,
+        "batch_id": "x",
+        "chain_seq": 2,
+        "chain_hash": "f" * 64,
+    }
+    sql(store, insert(Reading).values(**row))
+    assert findings(store) == [f"readings point {POINT} ts 2025-03-01T00:20:00.000000Z (link 2): inserted"]
+
+
+def test_a_deleted_reading_is_named(store):  # noqa: F811
+    seeded(store)
+    sql(store, delete(Reading).where(Reading.point_id == POINT, Reading.ts == at(30)))
+    assert findings(store) == [
+        f"readings reading chain '{POINT}' link 2 "
+        f"(after point {POINT} ts 2025-03-01T00:15:00.000000Z (link 1)): deleted"
+    ]
+
+
+def test_a_deleted_tail_is_caught_by_the_checkpoint_even_with_the_head_rewritten(store):  # noqa: F811
+    seeded(store)
+    sql(store, delete(Reading).where(Reading.point_id == POINT, Reading.ts == at(5)))  # link 4, the last
+    with store.read() as connection:
+        link3 = connection.execute(
+            select(Reading.chain_hash).where(Reading.point_id == POINT, Reading.ts == at(45))
+        ).scalar_one()
+    sql(
+        store,
+        update(ChainHead)
+        .where(ChainHead.kind == "reading", ChainHead.key == POINT)
+        .values(seq=3, hash=link3),
+    )
+    assert findings(store) == [
+        f"readings reading chain '{POINT}' links 4..4 (recorded by checkpoint 1): deleted"
+    ]
+
+
+def test_a_deleted_interval_version_is_named(store):  # noqa: F811
+    seeded(store)
+    sql(store, delete(IntervalVersion).where(IntervalVersion.version == 1))
+    [finding] = findings(store)
+    assert finding.startswith(
+        "intervals interval chain '2025-03-01T00:15:00.000000Z||900' link 1 (after its start)"
+    )
+    assert finding.endswith(": deleted")
+
+
+def test_an_edited_current_interval_is_named(store):  # noqa: F811
+    seeded(store)
+    sql(store, update(Interval).values(totals={"load_carbon_t_per_h": 0.1}))
+    assert findings(store) == [
+        "intervals ts 2025-03-01T00:15:00.000000Z level '' interval_s 900 version 2: edited"
+    ]
+
+
+def test_an_edited_audit_entry_is_named(store):  # noqa: F811
+    seeded(store)
+    sql(store, update(AuditEntry).where(AuditEntry.action == "login").values(actor="mallory"))
+    [finding] = findings(store)
+    assert finding.startswith("audit id ") and finding.endswith("(login): edited")
+
+
+def test_an_edited_release_content_is_named(store):  # noqa: F811
+    seeded(store)
+    sql(store, update(Release).values(content={"AH": 0.5}))
+    [finding] = findings(store)
+    assert finding.startswith("releases id ") and finding.endswith("(month 2025-03): edited")
+
+
+def test_a_forged_checkpoint_signature_is_named(store):  # noqa: F811
+    seeded(store)
+    with store.read() as connection:
+        row = dict(connection.execute(select(Checkpoint.__table__)).one()._mapping)
+    forged = base64.b64encode(Ed25519PrivateKey.generate().sign(document(row))).decode()
+    sql(store, update(Checkpoint).values(signature=forged))
+    [finding] = findings(store)
+    assert finding.startswith("checkpoints id 1 (") and finding.endswith("forged (signature)")
+
+
+def test_a_checkpoint_re_signed_by_another_key_is_refused_with_the_centers_public_key(store):  # noqa: F811
+    seeded(store)
+    intruder = Ed25519PrivateKey.generate()
+    make_checkpoint(store, intruder)
+    assert verify(store).findings == []  # the keys stored in the database prove nothing ...
+    assert any("forged (signed by another key)" in f for f in findings(store))  # ... the center's key does
+
+
+def test_retention_is_not_reported_as_tampering(store):  # noqa: F811
+    seeded(store)  # readings of T0 (2025-03-01), one of them late
+    later = T0 + timedelta(days=400)
+    ingest_batch(store, reading_batch("b3", [(POINT, later, "200.0"), (POINT, at(10), "100.08")], seq=3))
+    report = purge_older_than(store, days=30, now=later + timedelta(days=1))
+    assert report.links_retired >= 6
+    assert findings(store) == []
+    # and after one more purge joining the runs, and a new checkpoint
+    ingest_batch(store, reading_batch("b4", [(POINT, later + timedelta(days=60), "201.0")], seq=4))
+    make_checkpoint(store, KEY)
+    purge_older_than(store, days=30, now=later + timedelta(days=40))
+    assert findings(store) == []
+
+
+def test_retention_keeps_a_late_reading_gap_verifiable(store):  # noqa: F811
+    seed(store)
+    ingest_batch(store, reading_batch("b1", [(POINT, at(0), "1"), (POINT, T0 + timedelta(days=40), "2")]))
+    ingest_batch(store, reading_batch("b2", [(POINT, at(1), "3")], seq=2))  # late: link 3, ts old
+    purge_older_than(store, days=30, now=T0 + timedelta(days=45))  # links 1 and 3 go, 2 stays
+    assert findings(store) == []
+    sql(store, delete(Reading))  # ... and an intruder deleting the kept one is still seen
+    assert [f.split(": ")[-1] for f in findings(store)] == ["deleted"]
+
+
+def test_decimal_text_survives_both_backends():
+    assert [decimal_text(v) for v in ("1E+3", "-0.00", "1.20", "0.0000012")] == [
+        "1000",
+        "0.00",
+        "1.20",
+        "0.0000012",
+    ]
+
+
+def test_the_scheduler_signs_checkpoints_with_a_key_made_on_first_use(store, tmp_path):  # noqa: F811
+    seeded(store)
+    path = tmp_path / "audit.key"
+    scheduler = MaintenanceScheduler(
+        store,
+        purge_delay_s=10**9,
+        meter_check_every_s=None,
+        checkpoint_key=lambda: load_private_key(path) if path.exists() else write_key(path),
+        checkpoint_every_s=600,
+    )
+    now = datetime.now(UTC)
+    assert scheduler.tick(now).checkpoint == 2
+    assert scheduler.tick(now + timedelta(seconds=60)).checkpoint is None
+    assert scheduler.tick(now + timedelta(seconds=601)).checkpoint == 3
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert (
+        verify(store, load_private_key(path).public_key()).findings[0].kind
+        == "forged (signed by another key)"
+    )
+
+
+def test_cli_verify_checkpoint_keygen_and_log(sqlite_url, tmp_path, capsys):  # noqa: F811
+    key_file = tmp_path / "center.key"
+    assert main(["audit", "keygen", "--key-file", str(key_file)]) == 0
+    assert main(["audit", "keygen", "--key-file", str(key_file)]) == 2  # never overwritten silently
+    opened = Store.open(sqlite_url)
+    try:
+        seed(opened)
+        ingest_batch(opened, reading_batch("b1", [(POINT, at(15), "1.5")]))
+        record_audit(opened, "alice", "login", detail={"from": "10.0.0.7"})
+    finally:
+        opened.close()
+    assert main(["audit", "checkpoint", "--database", sqlite_url, "--key-file", str(key_file)]) == 0
+    capsys.readouterr()
+    pub = str(public_key_path(key_file))
+    assert main(["audit", "verify", "--database", sqlite_url, "--public-key", pub]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("audit verify: clean: 1 reading links in 1 chains")
+    opened = Store.open(sqlite_url)
+    try:
+        sql(opened, update(Reading).values(value="2.5"))
+    finally:
+        opened.close()
+    assert main(["audit", "verify", "--database", sqlite_url, "--public-key", pub]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"readings point {POINT} ts 2025-03-01T00:15:00.000000Z (link 1): edited"
+    assert out[-1].startswith("audit verify: 1 findings")
+    assert main(["audit", "log", "--database", sqlite_url, "--action", "login"]) == 0
+    assert '"actor": "alice"' in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["audit", "verify", "--database", missing]) == 2
+    assert main(["audit", "verify", "--database", "nosuch://x"]) == 2
+    (tmp_path / "bad.pub").write_text("not a key\n")
+    assert main(["audit", "verify", "--database", missing, "--public-key", str(tmp_path / "bad.pub")]) == 2
+    assert main(["audit", "checkpoint", "--database", missing, "--key-file", str(tmp_path / "no.key")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and all(line.startswith("carbonflow audit: error: ") for line in lines)
+    assert "Traceback" not in "".join(lines)
