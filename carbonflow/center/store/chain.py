@@ -68,8 +68,9 @@ class ChainGap(Base):
 
 
 def ts_text(value: datetime) -> str:
-    """UTC, microseconds, ``Z``: what both backends give back exactly."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, ``Z`` (``2025-03-01T00:15:00.000000Z``): what both backends give back exactly,
+    and the very text SQLite stores, so verifying there needs no parsing."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def decimal_text(value: Decimal | str | None) -> str | None:
@@ -83,16 +84,18 @@ def decimal_text(value: Decimal | str | None) -> str | None:
     return format(number, "f")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # made once: faster
+
+
 def link_hash(kind: str, fields: Sequence[Any], seq: int, previous: str) -> str:
     """SHA-256 of ``[kind, *fields, seq, previous]`` as compact JSON (keys sorted, UTF-8)."""
-    text = json.dumps(
-        [kind, *fields, seq, previous], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    text = _CANONICAL.encode([kind, *fields, seq, previous])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def reading_fields(point_id: str, ts: datetime, value: Any, quality: str) -> list[Any]:
-    return [point_id, ts_text(ts), decimal_text(value), quality]
+def reading_fields(point_id: str, ts: datetime | str, value: Any, quality: str) -> list[Any]:
+    """``ts`` as a datetime, or already as its ``ts_text`` (SQLite's stored text, read without parsing)."""
+    return [point_id, ts if isinstance(ts, str) else ts_text(ts), decimal_text(value), quality]
 
 
 def audit_fields(row: Any) -> list[Any]:
@@ -166,36 +169,45 @@ def lock_heads(connection: Connection, kind: str, keys: Iterable[str]) -> dict[s
     return heads
 
 
-def append_links(
-    connection: Connection,
-    kind: str,
-    items: Sequence[tuple[str, Sequence[Any]]],
-    *,
-    heads: dict[str, tuple[int, str]] | None = None,
-) -> list[tuple[int, str]]:
-    """Append one link per ``(chain key, fields)`` in the given order; answers ``(chain_seq, chain_hash)``
-    per item and moves the heads — one lookup and one batched update, whatever the number of items.
-    ``heads``: already locked by the caller (``lock_heads``), covering every key of ``items``."""
-    if not items:
-        return []
-    if heads is None:
-        heads = lock_heads(connection, kind, (key for key, _ in items))
-    moved = {key for key, _ in items}
+def next_links(
+    kind: str, items: Sequence[tuple[str, Sequence[Any]]], heads: dict[str, tuple[int, str]]
+) -> tuple[list[tuple[int, str]], dict[str, tuple[int, str]]]:
+    """The links of ``items`` after ``heads`` (nothing written): ``(chain_seq, chain_hash)`` per item, and
+    the heads they move to."""
+    moved: dict[str, tuple[int, str]] = {}
     links = []
     for key, fields in items:
-        seq, previous = heads[key]
+        seq, previous = moved.get(key) or heads[key]
         seq += 1
         digest = link_hash(kind, fields, seq, previous)
-        heads[key] = (seq, digest)
+        moved[key] = (seq, digest)
         links.append((seq, digest))
-    now = datetime.now(UTC)
+    return links, moved
+
+
+def move_heads(connection: Connection, kind: str, moved: dict[str, tuple[int, str]]) -> None:
+    """One batched update of the heads ``next_links`` answered."""
+    if not moved:
+        return
     table = ChainHead.__table__
     connection.execute(
         update(table)
         .where(table.c.kind == kind, table.c.key == bindparam("k"))
-        .values(seq=bindparam("s"), hash=bindparam("h"), updated_at=now),
-        [{"k": key, "s": seq, "h": digest} for key, (seq, digest) in heads.items() if key in moved],
+        .values(seq=bindparam("s"), hash=bindparam("h"), updated_at=datetime.now(UTC)),
+        [{"k": key, "s": seq, "h": digest} for key, (seq, digest) in moved.items()],
     )
+
+
+def append_links(
+    connection: Connection, kind: str, items: Sequence[tuple[str, Sequence[Any]]]
+) -> list[tuple[int, str]]:
+    """Append one link per ``(chain key, fields)`` in the given order; answers ``(chain_seq, chain_hash)``
+    per item and moves the heads — one lookup and one batched update, whatever the number of items."""
+    if not items:
+        return []
+    heads = lock_heads(connection, kind, (key for key, _ in items))
+    links, moved = next_links(kind, items, heads)
+    move_heads(connection, kind, moved)
     return links
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import chunks, connection_of
-from carbonflow.center.store.chain import READING, append_links, lock_heads, reading_fields
+from carbonflow.center.store.chain import READING, lock_heads, move_heads, next_links, reading_fields
 from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
@@ -121,12 +121,7 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
         .on_conflict_do_nothing(index_elements=["point_id", "ts"])
         .returning(readings_table.c.point_id)
     )
-    fresh = _chained(connection, rows)
-    accepted = 0
-    for page in chunks(fresh, INSERT_PAGE):
-        accepted += len(connection.execute(statement, page).all())
-    if accepted != len(fresh):  # cannot happen under the head locks; if it did, the chains would break
-        raise RuntimeError(f"batch {batch.batch_id}: {len(fresh) - accepted} chained readings not stored")
+    accepted = _insert_chained(connection, statement, rows)
     duplicates = n - accepted
     conflicts = record_conflicts(connection, rows, batch.collector_id, received_at) if duplicates else 0
     connection.execute(
@@ -139,10 +134,18 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime) -> Ack:
     return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates, conflicts=conflicts)
 
 
-def _chained(connection: Connection, rows: list[dict]) -> list[dict]:
-    """The rows that are new — not stored before, first of their (point, ts) in the batch — each with
-    its link in its point's hash chain, in batch order.  The heads are locked *before* looking for
-    stored duplicates, so a concurrent batch with the same readings cannot slip in between."""
+class _StoredBefore(Exception):
+    """Some readings of the batch were stored before: the optimistic insert is undone."""
+
+
+def _insert_chained(connection: Connection, statement, rows: list[dict]) -> int:
+    """Insert the new readings — not stored before, first of their (point, ts) in the batch — each
+    with its link in its point's chain, in batch order; answers how many.
+
+    The heads are locked first, so no concurrent batch can append to these chains meanwhile.  Then
+    optimistically: a replayed batch was already answered by its ``batch_id``, so a reading stored
+    before is rare — all rows are linked and inserted inside a savepoint, and only if some were stored
+    before is the savepoint undone and the insert redone without them (a lookup per page)."""
     seen: set[tuple[str, datetime]] = set()
     unique = []
     for row in rows:
@@ -150,6 +153,11 @@ def _chained(connection: Connection, rows: list[dict]) -> list[dict]:
             seen.add((row["point_id"], row["ts"]))
             unique.append(row)
     heads = lock_heads(connection, READING, (row["point_id"] for row in unique))
+    try:
+        with connection.begin_nested():
+            return _link_and_insert(connection, statement, unique, heads)
+    except _StoredBefore:
+        pass
     stored: set[tuple[str, datetime]] = set()
     key = tuple_(readings_table.c.point_id, readings_table.c.ts)
     for page in chunks([(row["point_id"], row["ts"]) for row in unique], LOOKUP_PAGE):
@@ -158,16 +166,28 @@ def _chained(connection: Connection, rows: list[dict]) -> list[dict]:
         )
         stored.update((point, ts) for point, ts in found)
     fresh = [row for row in unique if (row["point_id"], row["ts"]) not in stored]
-    links = append_links(
-        connection,
-        READING,
-        [(r["point_id"], reading_fields(r["point_id"], r["ts"], r["value"], r["quality"])) for r in fresh],
-        heads=heads,
-    )
-    return [
+    try:
+        return _link_and_insert(connection, statement, fresh, heads)
+    except _StoredBefore:  # cannot happen under the head locks; if it did, the chains would break
+        raise RuntimeError("readings stored by another transaction under a locked chain head") from None
+
+
+def _link_and_insert(
+    connection: Connection, statement, rows: list[dict], heads: dict[str, tuple[int, str]]
+) -> int:
+    items = [(r["point_id"], reading_fields(r["point_id"], r["ts"], r["value"], r["quality"])) for r in rows]
+    links, moved = next_links(READING, items, heads)
+    chained = [
         {**row, "chain_seq": seq, "chain_hash": digest}
-        for row, (seq, digest) in zip(fresh, links, strict=True)
+        for row, (seq, digest) in zip(rows, links, strict=True)
     ]
+    accepted = 0
+    for page in chunks(chained, INSERT_PAGE):
+        accepted += len(connection.execute(statement, page).all())
+    if accepted != len(chained):
+        raise _StoredBefore
+    move_heads(connection, READING, moved)
+    return accepted
 
 
 def _check_readings(connection: Connection, batch: Batch, received_at: datetime) -> None:

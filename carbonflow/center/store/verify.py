@@ -23,7 +23,7 @@ from itertools import groupby
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, String, select, type_coerce
 
 from carbonflow.center.store.chain import (
     AUDIT,
@@ -123,19 +123,16 @@ def _stream(connection: Connection, query) -> Iterator[Any]:
 
 def _reading_links(connection: Connection) -> Iterator[Link]:
     c = Reading.__table__.c
+    # SQLite stores ts as the very canonical text: read it as text, parsing a million dates is slow
+    ts = type_coerce(c.ts, String).label("ts") if connection.dialect.name == "sqlite" else c.ts
     query = (
-        select(c.point_id, c.ts, c.value, c.quality, c.chain_seq, c.chain_hash)
+        select(c.point_id, ts, c.value, c.quality, c.chain_seq, c.chain_hash)
         .where(c.chain_seq.is_not(None))
         .order_by(c.point_id, c.chain_seq)
     )
-    for row in _stream(connection, query):
-        yield Link(
-            row.point_id,
-            row.chain_seq,
-            row.chain_hash,
-            reading_fields(row.point_id, row.ts, row.value, row.quality),
-            f"point {row.point_id} ts {ts_text(row.ts)} (link {row.chain_seq})",
-        )
+    for point, stamp, value, quality, seq, digest in _stream(connection, query):
+        fields = reading_fields(point, stamp, value, quality)
+        yield Link(point, seq, digest, fields, f"point {point} ts {fields[1]} (link {seq})")
 
 
 def _unchained(table, *name_columns: str) -> Callable[[Connection], Iterator[str]]:
