@@ -5,6 +5,7 @@ SQLite and PostgreSQL.  Each kind of tampering is done the way an intruder with 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from carbonflow.center.store import (
     save_release,
     verify,
 )
-from carbonflow.center.store.chain import ChainHead, decimal_text
+from carbonflow.center.store.chain import ChainHead, canonical_json, decimal_text
 from carbonflow.center.store.checkpoints import Checkpoint, document
 from carbonflow.center.store.reports import Release
 from carbonflow.center.store.schema import AuditEntry, Interval, Reading
@@ -250,6 +251,17 @@ def test_retention_keeps_a_late_reading_gap_verifiable(store):  # noqa: F811
     assert findings(store) == []
     sql(store, delete(Reading))  # ... and an intruder deleting the kept one is still seen
     assert [f.split(": ")[-1] for f in findings(store)] == ["deleted"]
+
+
+def test_the_canonical_json_is_the_json_encoders_own():
+    samples = [
+        ["reading", "EM-U1/1", "2025-03-01T00:15:00.000000Z", None, "good", 3, "0" * 64],
+        ["audit", 'ü\u2028"\\/\n', {"b": 1.5, "a": [True, None]}, 2**70, -1, 0.1],
+    ]
+    for parts in samples:
+        assert canonical_json(parts) == json.dumps(
+            parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
 
 
 def test_decimal_text_survives_both_backends():
