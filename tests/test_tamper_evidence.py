@@ -31,8 +31,10 @@ from carbonflow.center.store import (
 )
 from carbonflow.center.store.chain import ChainHead, canonical_json, decimal_text
 from carbonflow.center.store.checkpoints import Checkpoint, document
-from carbonflow.center.store.reports import Release
-from carbonflow.center.store.schema import AuditEntry, Interval, Reading
+from carbonflow.center.store.engine import make_engine, upgrade
+from carbonflow.center.store.partitions import ensure_partitions, months_between
+from carbonflow.center.store.reports import Release, canonical_sha256
+from carbonflow.center.store.schema import TIME_SERIES_TABLES, AuditEntry, Interval, Reading
 from carbonflow.center.store.versions import IntervalVersion
 from carbonflow.cli import main
 from carbonflow.messages.c4 import Batch
@@ -251,6 +253,79 @@ def test_retention_keeps_a_late_reading_gap_verifiable(store):  # noqa: F811
     assert findings(store) == []
     sql(store, delete(Reading))  # ... and an intruder deleting the kept one is still seen
     assert [f.split(": ")[-1] for f in findings(store)] == ["deleted"]
+
+
+def test_rows_stored_before_the_chains_are_chained_by_the_migration(database_url):  # noqa: F811
+    upgrade(database_url, "0010")
+    engine = make_engine(database_url)
+    legacy = Store(engine)
+    try:
+        seed(legacy)
+        record = interval_from_document(at(15), 900, load_document({"U1": (1.0, 500.0)}))
+        header = {
+            "ts": record.ts,
+            "level": "",
+            "interval_s": 900,
+            "losses": "receiving",
+            "hash": record.hash,
+            "totals": record.totals,
+            "estimation": {"version": 2},
+            "generation_energy_kwh": 0.0,
+            "load_energy_kwh": 0.0,
+            "generation_carbon_kg": 0.0,
+            "load_carbon_kg": 0.0,
+            "loss_carbon_kg": 0.0,
+            "created_at": T0,
+        }
+        old = {k: header[k] for k in ("ts", "level", "interval_s", "hash", "totals", "created_at")}
+        with legacy.write() as connection:  # only the columns revision 0010 has
+            if legacy.dialect == "postgresql":
+                ensure_partitions(connection, TIME_SERIES_TABLES, months_between(T0, T0))
+            for minutes, received in ((30, 1), (15, 2), (45, 3)):
+                connection.execute(
+                    insert(Reading.__table__).values(
+                        point_id=POINT,
+                        ts=at(minutes),
+                        value=f"{minutes}.0",
+                        quality="good",
+                        received_at=at(received + 60),
+                        batch_id="legacy",
+                    )
+                )
+            connection.execute(insert(Interval.__table__).values(**header))
+            connection.execute(
+                insert(IntervalVersion.__table__).values(
+                    **old, version=1, estimation={"version": 1}, superseded_at=T0, reason="late"
+                )
+            )
+            connection.execute(
+                insert(AuditEntry.__table__).values(ts=T0, actor="a", action="login", detail={})
+            )
+            connection.execute(
+                insert(Release.__table__).values(
+                    period="month",
+                    start="2025-03",
+                    min_users=3,
+                    data_version="v",
+                    content={"AH": 1},
+                    sha256=canonical_sha256({"AH": 1}),
+                    created_at=T0,
+                )
+            )
+    finally:
+        engine.dispose()
+    opened = Store.open(database_url)  # migrates to the head: 0011 chains what is there
+    try:
+        report = verify(opened)
+        assert report.findings == []
+        assert report.links == {"reading": 3, "interval": 2, "release": 1, "audit": 1}
+        with opened.read() as connection:
+            order = connection.execute(select(Reading.ts).order_by(Reading.chain_seq)).scalars().all()
+        assert order == [at(30), at(15), at(45)]  # by arrival
+        ingest_batch(opened, reading_batch("after", [(POINT, at(60), "60.0")]))
+        assert verify(opened).findings == []
+    finally:
+        opened.close()
 
 
 def test_the_canonical_json_is_the_json_encoders_own():

@@ -1,5 +1,6 @@
 """Tamper evidence: hash-chain columns on readings, interval versions, releases and the audit log;
-chain heads, retention gaps, and signed checkpoints (docs/tamper-evidence.md).
+chain heads, retention gaps, and signed checkpoints (docs/tamper-evidence.md).  The rows already stored are
+chained here (store/backfill.py).
 
 Revision ID: 0011
 Revises: 0010
@@ -9,6 +10,7 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
+from carbonflow.center.store.backfill import chain_existing
 from carbonflow.center.store.types import UtcDateTime
 
 revision = "0011"
@@ -73,6 +75,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("checkpoint_id", "kind", "key"),
     )
+    chain_existing(op.get_bind())  # rows stored before: linked, so verify does not call them inserted
 
 
 def downgrade() -> None:
