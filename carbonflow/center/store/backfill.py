@@ -13,7 +13,6 @@ pending read that leave their keys alone).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import groupby
@@ -21,13 +20,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, select, update
 
+from carbonflow.center.store.access import stream
 from carbonflow.center.store.chain import (
     AUDIT,
     GENESIS,
     INTERVAL,
     READING,
     RELEASE,
-    STREAM_ROWS,
     ChainHead,
     audit_fields,
     interval_fields,
@@ -38,7 +37,7 @@ from carbonflow.center.store.chain import (
 )
 from carbonflow.center.store.reports import Release
 from carbonflow.center.store.schema import AuditEntry, Interval, Reading
-from carbonflow.center.store.versions import IntervalVersion
+from carbonflow.center.store.versions import IntervalVersion, versions_by_ts
 
 UPDATE_PAGE = 1000
 
@@ -63,10 +62,6 @@ class _Pages:
         if self.rows:
             self.connection.execute(self.statement, self.rows)
             self.rows = []
-
-
-def _stream(connection: Connection, query) -> Iterator[Any]:
-    yield from connection.execute(query.execution_options(yield_per=STREAM_ROWS))
 
 
 def _chain(
@@ -107,51 +102,25 @@ def _readings(connection: Connection) -> Iterator[tuple[str, list[Any], dict[str
     table = Reading.__table__
     c = table.c
     query = select(c.point_id, c.ts, c.value, c.quality).order_by(c.point_id, c.received_at, c.ts)
-    for row in _stream(connection, query):
+    for row in stream(connection, query):
         fields = reading_fields(row.point_id, row.ts, row.value, row.quality)
         yield row.point_id, fields, {"point_id": row.point_id, "ts": row.ts}, table
 
 
 def _intervals(connection: Connection) -> Iterator[tuple[str, list[Any], dict[str, Any], Table]]:
-    """Old versions and current ones merged by ts; within a ts sorted here (no collation involved)."""
     names = ("ts", "level", "interval_s", "hash", "totals", "estimation", "created_at")
-    old = IntervalVersion.__table__
-    current = Interval.__table__
-    streams = [
-        (
-            (row, old)
-            for row in _stream(
-                connection, select(*(old.c[n] for n in names), old.c.version).order_by(old.c.ts)
-            )
-        ),
-        (
-            (row, current)
-            for row in _stream(connection, select(*(current.c[n] for n in names)).order_by(current.c.ts))
-        ),
-    ]
-    merged = heapq.merge(*streams, key=lambda pair: pair[0].ts)
-    for _ts, pairs in groupby(merged, key=lambda pair: pair[0].ts):
-
-        def order(pair: tuple[Any, Table]) -> tuple:
-            row, table = pair
-            return (row.level, row.interval_s, table is current, getattr(row, "version", 0))
-
-        for row, table in sorted(pairs, key=order):
-            primary = {"ts": row.ts, "level": row.level, "interval_s": row.interval_s}
-            if table is old:
-                primary["version"] = row.version
-            yield (
-                interval_key(row.ts, row.level, row.interval_s),
-                interval_fields(row._mapping),
-                primary,
-                table,
-            )
+    for row, current in versions_by_ts(connection, names):
+        primary = {"ts": row.ts, "level": row.level, "interval_s": row.interval_s}
+        if not current:
+            primary["version"] = row.version
+        table = Interval.__table__ if current else IntervalVersion.__table__
+        yield interval_key(row.ts, row.level, row.interval_s), interval_fields(row._mapping), primary, table
 
 
 def _single(table: Table, fields: Callable[[Any], list[Any]], names: tuple[str, ...]):
     def rows(connection: Connection) -> Iterator[tuple[str, list[Any], dict[str, Any], Table]]:
         query = select(*(table.c[n] for n in names)).order_by(table.c.id)
-        for row in _stream(connection, query):
+        for row in stream(connection, query):
             yield "", fields(row._mapping), {"id": row.id}, table
 
     return rows

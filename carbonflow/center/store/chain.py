@@ -35,7 +35,6 @@ from carbonflow.center.store.types import UtcDateTime
 
 GENESIS = "0" * 64  # the "previous hash" of a chain's first link
 LOOKUP_PAGE = 500
-STREAM_ROWS = 10_000  # rows fetched per round trip when a whole table is read (verify, retention)
 
 # chain kinds: the table each chains, and how a chain is named inside it
 READING, INTERVAL, RELEASE, AUDIT = "reading", "interval", "release", "audit"

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, select
 
-from carbonflow.center.store.chain import INTERVAL, READING, STREAM_ROWS, interval_key, retire_links
+from carbonflow.center.store.access import stream
+from carbonflow.center.store.chain import INTERVAL, READING, interval_key, retire_links
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.partitions import drop_partitions_before, ensure_partitions_ahead
 from carbonflow.center.store.schema import RESULT_MODELS, Batch, Interval, Reading
@@ -66,11 +67,11 @@ def _retire(connection: Connection, cutoff: datetime) -> int:
     """Record the chain links of the rows about to go: readings streamed point by point, interval
     versions (a few per interval) grouped here."""
     c = Reading.__table__.c
-    readings = connection.execute(
+    readings = stream(
+        connection,
         select(c.point_id, c.chain_seq, c.chain_hash, c.ts)
         .where(c.ts < cutoff, c.chain_seq.is_not(None))
-        .order_by(c.point_id, c.chain_seq)
-        .execution_options(yield_per=STREAM_ROWS)
+        .order_by(c.point_id, c.chain_seq),
     )
     count = retire_links(connection, READING, (tuple(row) for row in readings))
     versions = []

@@ -16,7 +16,6 @@ Findings name the table, the record and what happened to it:
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -25,13 +24,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, String, select, type_coerce
 
+from carbonflow.center.store.access import stream
 from carbonflow.center.store.chain import (
     AUDIT,
     GENESIS,
     INTERVAL,
     READING,
     RELEASE,
-    STREAM_ROWS,
     ChainGap,
     ChainHead,
     audit_fields,
@@ -55,7 +54,7 @@ from carbonflow.center.store.checkpoints import (
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.reports import Release, canonical_sha256
 from carbonflow.center.store.schema import AuditEntry, Interval, Reading
-from carbonflow.center.store.versions import IntervalVersion
+from carbonflow.center.store.versions import versions_by_ts
 
 NO_HEAD = 2**63 - 1  # the head row is gone: every link number is "before the head"
 
@@ -116,11 +115,6 @@ class Chain:
     unchained: Callable[[Connection], Iterator[str]]  # rows without a link: their names
 
 
-def _stream(connection: Connection, query) -> Iterator[Any]:
-    # per statement: Connection.execution_options would switch the whole connection to streaming
-    yield from connection.execute(query.execution_options(yield_per=STREAM_ROWS))
-
-
 def _reading_links(connection: Connection) -> Iterator[Link]:
     c = Reading.__table__.c
     # SQLite stores ts as the very canonical text: read it as text, parsing a million dates is slow
@@ -130,7 +124,7 @@ def _reading_links(connection: Connection) -> Iterator[Link]:
         .where(c.chain_seq.is_not(None))
         .order_by(c.point_id, c.chain_seq)
     )
-    for point, stamp, value, quality, seq, digest in _stream(connection, query):
+    for point, stamp, value, quality, seq, digest in stream(connection, query):
         fields = reading_fields(point, stamp, value, quality)
         yield Link(point, seq, digest, fields, f"point {point} ts {fields[1]} (link {seq})")
 
@@ -138,7 +132,7 @@ def _reading_links(connection: Connection) -> Iterator[Link]:
 def _unchained(table, *name_columns: str) -> Callable[[Connection], Iterator[str]]:
     def rows(connection: Connection) -> Iterator[str]:
         query = select(*(table.c[n] for n in name_columns)).where(table.c.chain_seq.is_(None))
-        for row in _stream(connection, query):
+        for row in stream(connection, query):
             yield " ".join(
                 f"{n} {ts_text(v) if hasattr(v, 'tzinfo') else v}"
                 for n, v in zip(name_columns, row, strict=True)
@@ -148,8 +142,6 @@ def _unchained(table, *name_columns: str) -> Callable[[Connection], Iterator[str
 
 
 def _interval_links(connection: Connection) -> Iterator[Link]:
-    """Old versions (``interval_versions``) and current ones (``intervals``) merged by ts; within a ts
-    sorted here, so the order never depends on the database's collation of ``level``."""
     columns = (
         "ts",
         "level",
@@ -161,24 +153,23 @@ def _interval_links(connection: Connection) -> Iterator[Link]:
         "chain_seq",
         "chain_hash",
     )
-    streams = []
-    for model in (IntervalVersion, Interval):
-        table = model.__table__
-        query = (
-            select(*(table.c[n] for n in columns)).where(table.c.chain_seq.is_not(None)).order_by(table.c.ts)
-        )
-        streams.append(_stream(connection, query))
-    for _ts, rows in groupby(heapq.merge(*streams, key=lambda r: r.ts), key=lambda r: r.ts):
-        for row in sorted(rows, key=lambda r: (r.level, r.interval_s, r.chain_seq)):
-            mapping = row._mapping
-            yield Link(
-                interval_key(row.ts, row.level, row.interval_s),
-                row.chain_seq,
-                row.chain_hash,
-                interval_fields(mapping),
-                f"ts {ts_text(row.ts)} level {row.level!r} interval_s {row.interval_s} "
-                f"version {row.chain_seq}",
-            )
+    rows = versions_by_ts(connection, columns, chained=True)
+    for _interval, versions in groupby(
+        rows, key=lambda pair: (pair[0].ts, pair[0].level, pair[0].interval_s)
+    ):
+        # one chain: the interval's versions in link order (which tampering may have made differ)
+        for row, _current in sorted(versions, key=lambda pair: pair[0].chain_seq):
+            yield _interval_link(row)
+
+
+def _interval_link(row: Any) -> Link:
+    return Link(
+        interval_key(row.ts, row.level, row.interval_s),
+        row.chain_seq,
+        row.chain_hash,
+        interval_fields(row._mapping),
+        f"ts {ts_text(row.ts)} level {row.level!r} interval_s {row.interval_s} version {row.chain_seq}",
+    )
 
 
 def _single_chain(
@@ -190,7 +181,7 @@ def _single_chain(
             .where(table.c.chain_seq.is_not(None))
             .order_by(table.c.chain_seq)
         )
-        for row in _stream(connection, query):
+        for row in stream(connection, query):
             yield Link("", row.chain_seq, row.chain_hash, fields(row._mapping), name(row))
 
     return links
@@ -201,7 +192,7 @@ def _release_links(connection: Connection) -> Iterator[Link]:
     must still be the content's — if not, the link is fed a digest that cannot match."""
     table = Release.__table__
     query = select(table).where(table.c.chain_seq.is_not(None)).order_by(table.c.chain_seq)
-    for row in _stream(connection, query):
+    for row in stream(connection, query):
         actual = canonical_sha256(row.content)
         fields = release_fields({**row._mapping, "sha256": row.sha256 if actual == row.sha256 else actual})
         yield Link("", row.chain_seq, row.chain_hash, fields, f"id {row.id} ({row.period} {row.start})")
