@@ -294,7 +294,9 @@ def _walk_chain(
         found.append(Finding("chain_heads", label, "deleted (no head)"))
         head = _Head(NO_HEAD, GENESIS, 0, GENESIS)
     expected, previous = head.anchor_seq + 1, head.anchor_hash
-    known: dict[int, str] = {head.anchor_seq: head.anchor_hash, **gaps}  # links retention removed
+    # the one link a checkpoint vouches for, as found here (anchor, gap or row): one hash, not the chain's
+    vouched = checkpointed[0] if checkpointed else None
+    found_hash = {head.anchor_seq: head.anchor_hash, **gaps}.get(vouched) if vouched is not None else None
     last_name = "its start"
     for seq, group in groupby(links, key=lambda link: link.seq):
         rows = list(group)
@@ -320,7 +322,9 @@ def _walk_chain(
             found.append(Finding(chain.table, rows[0].record, "edited"))
             genuine = rows[0]
         found.extend(Finding(chain.table, r.record, "inserted") for r in rows if r is not genuine)
-        known[seq] = previous = genuine.stored
+        previous = genuine.stored
+        if seq == vouched:
+            found_hash = previous
         last_name, expected = genuine.record, seq + 1
     while head.seq != NO_HEAD and expected <= head.seq:
         if expected not in gaps:
@@ -336,7 +340,7 @@ def _walk_chain(
                     "deleted",
                 )
             )
-        elif seq in known and known[seq] != digest:
+        elif found_hash is not None and found_hash != digest:
             found.append(
                 Finding(chain.table, f"{label} link {seq} (recorded by checkpoint {checkpoint})", "edited")
             )
@@ -350,40 +354,45 @@ def verify(store: Store, public_key: Ed25519PublicKey | None = None) -> VerifyRe
         if public_key
         else "checked with the keys stored in the database"
     )
-    with store.read() as connection:
-        view = _checkpoints(connection, public_key, report)
-        report.checkpoints = view.count
-        if view.last_id is not None:
-            report.last_checkpoint = f"#{view.last_id} {view.last_hash}"
-        for chain in CHAINS:
-            report.findings.extend(
-                Finding(chain.table, name, "inserted") for name in chain.unchained(connection)
-            )
-            heads, gaps = _heads(connection, chain.kind), _gaps(connection, chain.kind)
-            seen: set[str] = set()
-            for key, links in groupby(chain.links(connection), key=lambda link: link.key):
-                seen.add(key)
-                _walk_chain(
-                    chain,
-                    key,
-                    links,
-                    heads.get(key),
-                    gaps.get(key, {}),
-                    view.expected.get((chain.kind, key)),
-                    report,
-                )
-            for key in heads.keys() - seen:
-                _walk_chain(
-                    chain,
-                    key,
-                    [],
-                    heads[key],
-                    gaps.get(key, {}),
-                    view.expected.get((chain.kind, key)),
-                    report,
-                )
-            for kind, key in view.expected.keys() - {(chain.kind, k) for k in heads}:
-                if kind == chain.kind and key not in seen:
-                    _walk_chain(chain, key, [], None, {}, view.expected[(kind, key)], report)
-            report.chains[chain.kind] = len(heads.keys() | seen)
+    with store.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":  # one snapshot for every query, the center live or not
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            _verify(connection, public_key, report)
     return report
+
+
+def _verify(connection: Connection, public_key: Ed25519PublicKey | None, report: VerifyReport) -> None:
+    view = _checkpoints(connection, public_key, report)
+    report.checkpoints = view.count
+    if view.last_id is not None:
+        report.last_checkpoint = f"#{view.last_id} {view.last_hash}"
+    for chain in CHAINS:
+        report.findings.extend(Finding(chain.table, name, "inserted") for name in chain.unchained(connection))
+        heads, gaps = _heads(connection, chain.kind), _gaps(connection, chain.kind)
+        seen: set[str] = set()
+        for key, links in groupby(chain.links(connection), key=lambda link: link.key):
+            seen.add(key)
+            _walk_chain(
+                chain,
+                key,
+                links,
+                heads.get(key),
+                gaps.get(key, {}),
+                view.expected.get((chain.kind, key)),
+                report,
+            )
+        for key in heads.keys() - seen:
+            _walk_chain(
+                chain,
+                key,
+                [],
+                heads[key],
+                gaps.get(key, {}),
+                view.expected.get((chain.kind, key)),
+                report,
+            )
+        for kind, key in view.expected.keys() - {(chain.kind, k) for k in heads}:
+            if kind == chain.kind and key not in seen:
+                _walk_chain(chain, key, [], None, {}, view.expected[(kind, key)], report)
+        report.chains[chain.kind] = len(heads.keys() | seen)
