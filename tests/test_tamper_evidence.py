@@ -11,14 +11,17 @@ import stat
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 from sqlalchemy import delete, insert, select, update
 from test_store import T0, load_document, seed
 
+from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.audit import load_private_key, public_key_path, write_key
 from carbonflow.center.maintenance import MaintenanceScheduler
 from carbonflow.center.store import (
     Store,
+    create_user,
     ingest_batch,
     interval_from_document,
     make_checkpoint,
@@ -29,6 +32,7 @@ from carbonflow.center.store import (
     save_release,
     verify,
 )
+from carbonflow.center.store.audit import list_audit
 from carbonflow.center.store.chain import ChainHead, canonical_json, decimal_text
 from carbonflow.center.store.checkpoints import Checkpoint, document
 from carbonflow.center.store.engine import make_engine, upgrade
@@ -409,3 +413,22 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4 and all(line.startswith("carbonflow audit: error: ") for line in lines)
     assert "Traceback" not in "".join(lines)
+
+
+def test_every_api_write_of_a_user_is_audited_with_its_address(sqlite_url):  # noqa: F811
+    opened = Store.open(sqlite_url)
+    create_user(opened, "alice", "right-password", "admin")
+    app = create_app(CenterSettings(database_url=sqlite_url, maintenance_period_s=0), store=opened)
+    try:
+        with TestClient(app) as client:
+            token = client.post("/api/v1/login", json={"name": "alice", "password": "right-password"})
+            headers = {"Authorization": f"Bearer {token.json()['token']}"}
+            assert client.post("/api/v1/users", json={"name": "bob"}, headers=headers).status_code == 422
+            client.get("/api/v1/users", headers=headers)  # a read: not audited
+        entries = list_audit(opened, action="http.")
+        assert [(e["actor"], e["action"], e["object"], e["detail"]) for e in entries] == [
+            ("alice", "http.post", "/api/v1/users", {"status": 422, "from": "testclient"})
+        ]
+        assert verify(opened).findings == []
+    finally:
+        opened.close()
