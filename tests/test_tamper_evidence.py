@@ -9,6 +9,7 @@ import json
 import os
 import stat
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
@@ -344,12 +345,23 @@ def test_the_canonical_json_is_the_json_encoders_own():
 
 
 def test_decimal_text_survives_both_backends():
-    assert [decimal_text(v) for v in ("1E+3", "-0.00", "1.20", "0.0000012")] == [
+    samples = ["1E+3", "-0.00", "1.20", "0.0000012", "007.5", "-0", "0", "0.0", "-12.340", "+5", "1e-7", "12"]
+    expected = [
         "1000",
         "0.00",
         "1.20",
         "0.0000012",
+        "7.5",
+        "0",
+        "0",
+        "0.0",
+        "-12.340",
+        "5",
+        "0.0000001",
+        "12",
     ]
+    assert [decimal_text(v) for v in samples] == expected
+    assert [decimal_text(Decimal(v)) for v in samples] == expected  # the same from the stored Decimal
 
 
 def test_the_scheduler_signs_checkpoints_with_a_key_made_on_first_use(store, tmp_path):  # noqa: F811

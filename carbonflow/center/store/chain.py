@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -75,11 +76,16 @@ def ts_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
+_PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+
+
 def decimal_text(value: Decimal | str | None) -> str | None:
     """The exact decimal as plain digits: PostgreSQL's NUMERIC gives ``1E+3`` back as ``1000`` and
     ``-0`` as ``0``, so the encoding is the form that survives both backends, trailing zeros kept."""
     if value is None:
         return None
+    if isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(value) and value.strip("-0.") != "":
+        return value  # already that form (what meters send): no Decimal round trip on the ingest path
     number = value if isinstance(value, Decimal) else Decimal(value)
     if number.is_zero():
         number = abs(number)

@@ -177,14 +177,12 @@ def _link_and_insert(
 ) -> int:
     items = [(r["point_id"], reading_fields(r["point_id"], r["ts"], r["value"], r["quality"])) for r in rows]
     links, moved = next_links(READING, items, heads)
-    chained = [
-        {**row, "chain_seq": seq, "chain_hash": digest}
-        for row, (seq, digest) in zip(rows, links, strict=True)
-    ]
+    for row, (seq, digest) in zip(rows, links, strict=True):
+        row["chain_seq"], row["chain_hash"] = seq, digest  # in place: a redo after a savepoint overwrites
     accepted = 0
-    for page in chunks(chained, INSERT_PAGE):
+    for page in chunks(rows, INSERT_PAGE):
         accepted += len(connection.execute(statement, page).all())
-    if accepted != len(chained):
+    if accepted != len(rows):
         raise _StoredBefore
     move_heads(connection, READING, moved)
     return accepted
