@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.schema import Base
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import Sha256, UtcDateTime
 
 GENESIS = "0" * 64  # the "previous hash" of a chain's first link
 LOOKUP_PAGE = 500
@@ -47,9 +46,9 @@ class ChainHead(Base):
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)  # point id, interval key, "" ...
     seq: Mapped[int] = mapped_column(BigInteger)  # the last link's chain_seq (0: none yet)
-    hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(Sha256)
     anchor_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # links 1..anchor_seq removed by retention
-    anchor_hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
+    anchor_hash: Mapped[str] = mapped_column(Sha256, default=GENESIS)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
@@ -61,7 +60,7 @@ class ChainGap(Base):
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(Sha256)
     ts: Mapped[datetime] = mapped_column(UtcDateTime)
     deleted_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -76,16 +75,11 @@ def ts_text(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
-_PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
-
-
 def decimal_text(value: Decimal | str | None) -> str | None:
     """The exact decimal as plain digits: PostgreSQL's NUMERIC gives ``1E+3`` back as ``1000`` and
     ``-0`` as ``0``, so the encoding is the form that survives both backends, trailing zeros kept."""
     if value is None:
         return None
-    if isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(value) and value.strip("-0.") != "":
-        return value  # already that form (what meters send): no Decimal round trip on the ingest path
     number = value if isinstance(value, Decimal) else Decimal(value)
     if number.is_zero():
         number = abs(number)

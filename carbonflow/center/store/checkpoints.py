@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from carbonflow.center.store.chain import GENESIS, ChainHead, ts_text
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.schema import AutoId, Base
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import Sha256, UtcDateTime
 
 IN_FLIGHT_MARGIN = timedelta(minutes=10)  # longer than any write transaction of the center
 
@@ -56,7 +56,7 @@ class CheckpointHead(Base):
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
-    hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(Sha256)
 
 
 def public_key_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:

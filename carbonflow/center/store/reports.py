@@ -38,7 +38,7 @@ from carbonflow.center.store.chain import RELEASE, append_one, release_fields
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.results import _region_clause
 from carbonflow.center.store.schema import ID, AutoId, Base, BranchResult, Bus, Interval, Load
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import Sha256, UtcDateTime
 
 Target = Store | Session | Connection
 
@@ -79,7 +79,7 @@ class Release(Base):
     actor: Mapped[str | None] = mapped_column(ID)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     chain_seq: Mapped[int | None] = mapped_column(BigInteger)  # the releases' hash chain
-    chain_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_hash: Mapped[str | None] = mapped_column(Sha256)
 
 
 REPORT_COLUMNS = [c.name for c in Report.__table__.c]

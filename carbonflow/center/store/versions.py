@@ -22,7 +22,7 @@ from carbonflow.center.store.access import connection_of, stream
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.results import IntervalRecord, save_interval
 from carbonflow.center.store.schema import Base, Interval
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import Sha256, UtcDateTime
 
 
 class IntervalVersion(Base):
@@ -40,7 +40,7 @@ class IntervalVersion(Base):
     superseded_at: Mapped[datetime] = mapped_column(UtcDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
     chain_seq: Mapped[int | None] = mapped_column(Integer)  # the link the version had when current
-    chain_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_hash: Mapped[str | None] = mapped_column(Sha256)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from carbonflow.center.store.backfill import chain_existing
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import Sha256, UtcDateTime
 
 revision = "0011"
 down_revision = "0010"
@@ -32,15 +32,15 @@ CHAINED = {
 def upgrade() -> None:
     for table, seq_type in CHAINED.items():
         op.add_column(table, sa.Column("chain_seq", seq_type, nullable=True))
-        op.add_column(table, sa.Column("chain_hash", sa.String(length=64), nullable=True))
+        op.add_column(table, sa.Column("chain_hash", Sha256(), nullable=True))
     op.create_table(
         "chain_heads",
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", Sha256(), nullable=False),
         sa.Column("anchor_seq", sa.BigInteger(), nullable=False),
-        sa.Column("anchor_hash", sa.String(length=64), nullable=False),
+        sa.Column("anchor_hash", Sha256(), nullable=False),
         sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("kind", "key"),
     )
@@ -50,7 +50,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", Sha256(), nullable=False),
         sa.Column("ts", UtcDateTime(), nullable=False),
         sa.Column("deleted_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("kind", "key", "seq"),
@@ -72,7 +72,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", Sha256(), nullable=False),
         sa.PrimaryKeyConstraint("checkpoint_id", "kind", "key"),
     )
     chain_existing(op.get_bind())  # rows stored before: linked, so verify does not call them inserted
