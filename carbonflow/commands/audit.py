@@ -85,32 +85,26 @@ def _open(url: str, *, migrate: bool):
     return store
 
 
-def _key_errors():
-    from carbonflow.center.audit import AuditKeyError
-
-    return AuditKeyError
-
-
 def run_keygen(args: argparse.Namespace) -> int:
-    from carbonflow.center.audit import DEFAULT_KEY_FILE, public_key_path, write_key
+    from carbonflow.center.audit import DEFAULT_KEY_FILE, AuditKeyError, public_key_path, write_key
     from carbonflow.center.store.checkpoints import public_key_text
 
     path = _key_path(args, default=DEFAULT_KEY_FILE)
     try:
         key = write_key(path, overwrite=args.force)
-    except _key_errors() as error:
+    except AuditKeyError as error:
         raise CommandInputError(str(error)) from None
     print(f"wrote {path} (0600) and {public_key_path(path)}; public key {public_key_text(key)}")
     return 0
 
 
 def run_checkpoint(args: argparse.Namespace) -> int:
-    from carbonflow.center.audit import load_private_key
+    from carbonflow.center.audit import AuditKeyError, load_private_key
     from carbonflow.center.store import make_checkpoint
 
     try:
         key = load_private_key(_key_path(args))
-    except _key_errors() as error:
+    except AuditKeyError as error:
         raise CommandInputError(str(error)) from None
     store = _open(args.database, migrate=True)
     try:
@@ -122,14 +116,14 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from carbonflow.center.audit import load_public_key
+    from carbonflow.center.audit import AuditKeyError, load_public_key
     from carbonflow.center.store import verify
 
     public_key = None
     if args.public_key:
         try:
             public_key = load_public_key(args.public_key)
-        except _key_errors() as error:
+        except AuditKeyError as error:
             raise CommandInputError(str(error)) from None
     store = _open(args.database, migrate=False)
     try:

@@ -36,7 +36,7 @@ from carbonflow.center.store.types import Sha256, UtcDateTime
 GENESIS = "0" * 64  # the "previous hash" of a chain's first link
 LOOKUP_PAGE = 500
 
-# chain kinds: the table each chains, and how a chain is named inside it
+# chain kinds (chain_heads.kind): readings per point, versions per interval, releases, the audit log
 READING, INTERVAL, RELEASE, AUDIT = "reading", "interval", "release", "audit"
 
 
