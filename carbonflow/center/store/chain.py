@@ -153,7 +153,7 @@ def _insert(connection: Connection, table):
 def lock_heads(connection: Connection, kind: str, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
     """The heads of ``keys`` (created empty when new), locked until commit on PostgreSQL so two
     transactions never append to one chain at once (SQLite writers are serialised by BEGIN IMMEDIATE)."""
-    wanted = list(dict.fromkeys(keys))
+    wanted = sorted(set(keys))  # pages in key order too (see fetch)
     heads: dict[str, tuple[int, str]] = {}
 
     def fetch(page: list[str]) -> None:
@@ -161,7 +161,9 @@ def lock_heads(connection: Connection, kind: str, keys: Iterable[str]) -> dict[s
             ChainHead.kind == kind, ChainHead.key.in_(page)
         )
         if connection.dialect.name == "postgresql":
-            query = query.with_for_update()
+            # locks taken in one global order — code-point order, the pages' Python order — so two
+            # batches locking overlapping chains cannot deadlock
+            query = query.order_by(ChainHead.key.collate("C")).with_for_update()
         heads.update({row.key: (row.seq, row.hash) for row in connection.execute(query)})
 
     for start in range(0, len(wanted), LOOKUP_PAGE):
