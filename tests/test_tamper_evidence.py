@@ -423,8 +423,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "bad.pub").write_text("not a key\n")
     assert main(["audit", "verify", "--database", missing, "--public-key", str(tmp_path / "bad.pub")]) == 2
     assert main(["audit", "checkpoint", "--database", missing, "--key-file", str(tmp_path / "no.key")]) == 2
+    old = tmp_path / "old.db"
+    upgrade(f"sqlite:///{old}", "0010")  # a database from before the chains
+    assert main(["audit", "verify", "--database", f"sqlite:///{old}"]) == 2
+    assert main(["audit", "verify", "--database", "postgresql+psycopg://u:s3cret@127.0.0.1:1/x"]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 4 and all(line.startswith("carbonflow audit: error: ") for line in lines)
+    assert len(lines) == 6 and all(line.startswith("carbonflow audit: error: ") for line in lines)
+    assert "migrated?" in lines[4] and "s3cret" not in lines[5]
     assert "Traceback" not in "".join(lines)
 
 

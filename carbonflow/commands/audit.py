@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,10 @@ def _key_path(args: argparse.Namespace, *, default: str | None = None) -> Path:
     return Path(path)
 
 
-def _open(url: str, *, migrate: bool):
-    """The store at ``url``; verify and log only read (no migration, no partitions made)."""
+@contextmanager
+def _store(url: str, *, migrate: bool) -> Iterator[Any]:
+    """The store at ``url`` (verify and log only read: no migration, no partitions made), closed after;
+    a database error inside is one line naming the database (its password hidden), never a traceback."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -68,21 +72,27 @@ def _open(url: str, *, migrate: bool):
 
     try:
         parsed = make_url(url)
-        if (
-            not migrate
-            and parsed.get_backend_name() == "sqlite"
-            and not Path(parsed.database or "").is_file()
-        ):
-            raise CommandInputError(f"{parsed.database or url}: no such database file")
+    except ArgumentError as error:
+        raise CommandInputError(f"bad database URL: {error}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if not migrate and parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise CommandInputError(f"{parsed.database or shown}: no such database file")
+    store = None
+    try:
         store = Store.open(url) if migrate else Store(make_engine(url))
-        store.ping()
-    except (ArgumentError, ValueError) as error:
+        yield store
+    except ValueError as error:  # make_engine: not SQLite or PostgreSQL
         if isinstance(error, CommandInputError):
             raise
-        raise CommandInputError(f"bad database URL {url!r}: {error}") from None
-    except SQLAlchemyError as error:
-        raise CommandInputError(f"database {url!r}: {str(error).splitlines()[0]}") from None
-    return store
+        raise CommandInputError(f"bad database URL {shown!r}: {error}") from None
+    except SQLAlchemyError as error:  # unreachable, or not a carbonflow database at the current schema
+        first = str(error).splitlines()[0]
+        raise CommandInputError(
+            f"database {shown!r}: {first} (a carbonflow center database, migrated?)"
+        ) from None
+    finally:
+        if store is not None:
+            store.close()
 
 
 def run_keygen(args: argparse.Namespace) -> int:
@@ -106,11 +116,8 @@ def run_checkpoint(args: argparse.Namespace) -> int:
         key = load_private_key(_key_path(args))
     except AuditKeyError as error:
         raise CommandInputError(str(error)) from None
-    store = _open(args.database, migrate=True)
-    try:
+    with _store(args.database, migrate=True) as store:
         row = make_checkpoint(store, key)
-    finally:
-        store.close()
     print(f"checkpoint {row['id']}: {row['n_heads']} chain heads signed at {row['created_at'].isoformat()}")
     return 0
 
@@ -125,11 +132,8 @@ def run_verify(args: argparse.Namespace) -> int:
             public_key = load_public_key(args.public_key)
         except AuditKeyError as error:
             raise CommandInputError(str(error)) from None
-    store = _open(args.database, migrate=False)
-    try:
+    with _store(args.database, migrate=False) as store:
         report = verify(store, public_key)
-    finally:
-        store.close()
     for finding in report.findings:
         print(finding)
     print(f"audit verify: {report.summary()}")
@@ -139,11 +143,8 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_log(args: argparse.Namespace) -> int:
     from carbonflow.center.store.audit import list_audit
 
-    store = _open(args.database, migrate=False)
-    try:
+    with _store(args.database, migrate=False) as store:
         rows = list_audit(store, actor=args.actor, action=args.action, limit=args.limit)
-    finally:
-        store.close()
     for row in rows:
         print(json.dumps(_shown(row), ensure_ascii=False, default=str))
     return 0
