@@ -87,9 +87,8 @@ def _store(url: str, *, migrate: bool) -> Iterator[Any]:
         raise CommandInputError(f"bad database URL {shown!r}: {error}") from None
     except SQLAlchemyError as error:  # unreachable, or not a carbonflow database at the current schema
         first = str(error).splitlines()[0]
-        raise CommandInputError(
-            f"database {shown!r}: {first} (a carbonflow center database, migrated?)"
-        ) from None
+        hint = " (a carbonflow center database, migrated?)" if "table" in first or "relation" in first else ""
+        raise CommandInputError(f"database {shown!r}: {first}{hint}") from None
     finally:
         if store is not None:
             store.close()
