@@ -63,6 +63,8 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_ALARM_EMAIL_TO": "a@example,b@example",
         "CARBONFLOW_ALARM_NOTIFY_MAX_ATTEMPTS": "2",
         "CARBONFLOW_GREEN_CONTRACTS_FILE": "/etc/carbonflow/green.toml",
+        "CARBONFLOW_AUDIT_CHECKPOINT_PERIOD_S": "600",
+        "CARBONFLOW_AUDIT_KEY_FILE": "/etc/carbonflow/audit.key",
     }
     settings = CenterSettings.from_env(environ)
     defaults = CenterSettings.from_env({})

@@ -11,7 +11,9 @@ Every ``period_s`` it
 * compares electric-carbon meters with the platform every ``meter_check_every_s``
   (:func:`carbonflow.center.metering.meter_check.check_meters`, up to the latest metered interval);
 * builds the scheduled carbon reports (``settings.report_schedule``) of each period that has ended
-  (:func:`carbonflow.center.reports.service.run_scheduled`, each once).
+  (:func:`carbonflow.center.reports.service.run_scheduled`, each once);
+* signs a checkpoint of the hash-chain heads every ``checkpoint_every_s`` (``store.make_checkpoint``,
+  docs/tamper-evidence.md), the first one at the first round.
 
 ``tick(now)`` does one round synchronously (tests call it with chosen times); the task runs it in a
 worker thread so the event loop never waits on the database.  A failing step is logged and retried at
@@ -28,12 +30,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from carbonflow.center.audit import signing_key
 from carbonflow.center.metering.meter_check import check_meters
 from carbonflow.center.reports.service import parse_schedule, report_directory, run_scheduled
 from carbonflow.center.store import (
     DEFAULT_RETENTION_DAYS,
     PurgeReport,
     Store,
+    make_checkpoint,
     purge_older_than,
     record_audit,
     requeue_unanswered,
@@ -51,6 +57,7 @@ class TickReport:
     meter_checks: int = 0
     mismatches: int = 0
     reports: int = 0
+    checkpoint: int | None = None  # the id of the checkpoint signed this round
     errors: list[str] = field(default_factory=list)
 
 
@@ -68,6 +75,8 @@ class MaintenanceScheduler:
         meter_check_every_s: float | None = 900.0,
         clock: Callable[[], datetime] | None = None,
         reports: Callable[[], list] | None = None,
+        checkpoint_key: Callable[[], Ed25519PrivateKey] | None = None,
+        checkpoint_every_s: float = 3600.0,
     ) -> None:
         if period_s <= 0:
             raise ValueError("period_s must be positive")
@@ -83,6 +92,10 @@ class MaintenanceScheduler:
         self.next_purge = started + timedelta(seconds=purge_delay_s)
         self.next_meter_check = started
         self.reports = reports  # builds the scheduled reports of ended periods, answers those made
+        # loaded (or made) at the first checkpoint, not at start: a center that never signs needs no file
+        self.checkpoint_key = checkpoint_key if checkpoint_every_s else None
+        self.checkpoint_every = timedelta(seconds=checkpoint_every_s)
+        self.next_checkpoint = started
         self.last: TickReport | None = None
         self._task: asyncio.Task | None = None
 
@@ -125,6 +138,12 @@ class MaintenanceScheduler:
                 report.reports = len(self.reports())
             except Exception as error:
                 report.errors.append(f"reports: {error}")
+        if self.checkpoint_key is not None and now >= self.next_checkpoint:
+            try:
+                report.checkpoint = make_checkpoint(self.store, self.checkpoint_key(), now=now)["id"]
+                self.next_checkpoint = now + self.checkpoint_every
+            except Exception as error:
+                report.errors.append(f"checkpoint: {error}")
         for error in report.errors:
             log.error("maintenance: %s", error)
         self.last = report
@@ -160,7 +179,22 @@ def scheduler_from_settings(store: Store, settings: Any) -> MaintenanceScheduler
         retention_days=settings.retention_days,
         meter_check_every_s=getattr(settings, "meter_check_period_s", 900.0),
         reports=_scheduled_reports(store, settings),
+        **_checkpoints(settings),
     )
+
+
+def _checkpoints(settings: Any) -> dict[str, Any]:
+    period = getattr(settings, "audit_checkpoint_period_s", 0)
+    if not period:
+        return {"checkpoint_every_s": 0}
+    key: list[Ed25519PrivateKey] = []  # read once, then kept
+
+    def loaded() -> Ed25519PrivateKey:
+        if not key:
+            key.append(signing_key(settings))
+        return key[0]
+
+    return {"checkpoint_key": loaded, "checkpoint_every_s": period}
 
 
 def _scheduled_reports(store: Store, settings: Any) -> Callable[[], list] | None:

@@ -50,6 +50,7 @@ UserError = (
 
 def _registered():
     from carbonflow.commands import (
+        audit,
         cef,
         center,
         certs,
@@ -72,6 +73,7 @@ def _registered():
         center.register,
         report.register,
         export.register,
+        audit.register,
         certs.register,
     ]
 

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from carbonflow.center.alarms import AlarmEngine, Notifier, channels_from_settings
+from carbonflow.center.api.audit_writes import AuditWrites
 from carbonflow.center.api.deps import authorize
 from carbonflow.center.api.errors import error_response, install_error_handlers
 from carbonflow.center.api.hardening import Hardening
@@ -187,6 +188,7 @@ def create_app(
     unguarded = unlisted_operations(app.openapi())
     if unguarded:
         raise RuntimeError(f"operations missing from center/api/policy.py: {', '.join(unguarded)}")
+    app.add_middleware(AuditWrites)  # inside Hardening: what it refuses never reached a user's route
     app.add_middleware(
         Hardening, max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
     )

@@ -115,6 +115,11 @@ class CenterSettings(BaseSettings):
     # market-based Scope 2 emissions (docs/interop.md): a TOML file of users' green electricity
     # certificates / PPAs / green tariffs and the residual mix; None: location-based only
     green_contracts_file: str | None = None
+    # tamper evidence (docs/tamper-evidence.md): how often the maintenance scheduler signs the chain heads
+    # (0: never; `carbonflow audit checkpoint` still can), and the Ed25519 key file (made 0600 on first
+    # start; default carbonflow-audit.key next to an SQLite database, else in the working directory)
+    audit_checkpoint_period_s: float = Field(default=3600.0, ge=0)
+    audit_key_file: str | None = None
 
     @field_validator("api_tokens", mode="before")
     @classmethod

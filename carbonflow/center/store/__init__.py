@@ -10,6 +10,7 @@ from carbonflow.center.store.alarms import (  # the alarm tables join the metada
     list_alarms,
 )
 from carbonflow.center.store.cameras import camera_known, camera_overview
+from carbonflow.center.store.checkpoints import make_checkpoint  # chain and checkpoint tables join too
 from carbonflow.center.store.collector_admin import (
     collector_config,
     collector_configs,
@@ -118,6 +119,7 @@ from carbonflow.center.store.users import (  # the models join the metadata the 
     update_user,
     user_for_token,
 )
+from carbonflow.center.store.verify import Finding, VerifyReport, verify
 from carbonflow.center.store.versions import (  # superseded interval results join the metadata too
     StoredVersion,
     interval_versions,
@@ -133,6 +135,7 @@ __all__ = [
     "BatchConflictError",
     "Conflict",
     "DatabaseUnavailableError",
+    "Finding",
     "ImagePurgeReport",
     "ImageStore",
     "IntervalRecord",
@@ -146,6 +149,7 @@ __all__ = [
     "StoredVersion",
     "UnknownCollectorError",
     "UserInfo",
+    "VerifyReport",
     "accept_fresh",
     "aggregate",
     "aggregate_totals",
@@ -194,6 +198,7 @@ __all__ = [
     "load_directory",
     "load_origins",
     "loss_sums",
+    "make_checkpoint",
     "make_engine",
     "metrology_problems",
     "next_config_version",
@@ -225,4 +230,5 @@ __all__ = [
     "upsert_rows",
     "upsert_topology",
     "user_for_token",
+    "verify",
 ]

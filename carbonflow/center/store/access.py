@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -37,3 +37,12 @@ def connection_of(target: Store | Session | Connection, *, write: bool) -> Itera
 def chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+STREAM_ROWS = 10_000  # rows fetched per round trip when a whole table is read (verify, retention)
+
+
+def stream(connection: Connection, query) -> Iterator[Any]:
+    """The rows of ``query`` fetched ``STREAM_ROWS`` at a time (a server-side cursor on PostgreSQL).
+    Set per statement: ``Connection.execution_options`` would switch the whole connection to streaming."""
+    yield from connection.execute(query.execution_options(yield_per=STREAM_ROWS))

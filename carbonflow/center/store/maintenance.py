@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
+from carbonflow.center.store.chain import AUDIT, append_one, audit_fields
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError, UnknownCollectorError
 from carbonflow.center.store.schema import AuditEntry, Collector
@@ -195,9 +196,9 @@ def command_summary(target: Store | Session | Connection) -> list[dict[str, Any]
 
 
 def _audit(connection: Connection, actor: str, action: str, obj: str | None, detail: dict | None) -> None:
+    row = {"ts": datetime.now(UTC), "actor": actor, "action": action, "object": obj, "detail": detail}
     connection.execute(
-        AuditEntry.__table__.insert(),
-        {"ts": datetime.now(UTC), "actor": actor, "action": action, "object": obj, "detail": detail},
+        AuditEntry.__table__.insert(), {**row, **append_one(connection, AUDIT, "", audit_fields(row))}
     )
 
 

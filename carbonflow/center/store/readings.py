@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import chunks, connection_of
+from carbonflow.center.store.chain import READING, lock_heads, move_heads, next_links, reading_fields
 from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
@@ -123,7 +124,7 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest:
         }
         for r in batch.readings
     ]
-    accepted = _insert_readings(connection, rows)
+    accepted = _insert_chained(connection, rows)
     duplicates = n - accepted
     conflicts = record_conflicts(connection, rows, batch.collector_id, received_at) if duplicates else 0
     connection.execute(
@@ -148,6 +149,56 @@ def _insert_readings(connection: Connection, rows: list[dict]) -> int:
         .returning(readings_table.c.point_id)
     )
     return sum(len(connection.execute(statement, page).all()) for page in chunks(rows, INSERT_PAGE))
+
+
+class _StoredBefore(Exception):
+    """Some readings of the batch were stored before: the optimistic insert is undone."""
+
+
+def _insert_chained(connection: Connection, rows: list[dict]) -> int:
+    """Insert the new readings — not stored before, first of their (point, ts) in the batch — each
+    with its link in its point's chain, in batch order; answers how many.
+
+    The heads are locked first, so no concurrent batch can append to these chains meanwhile.  Then
+    optimistically: a replayed batch was already answered by its ``batch_id``, so a reading stored
+    before is rare — all rows are linked and inserted inside a savepoint, and only if some were stored
+    before is the savepoint undone and the insert redone without them (a lookup per page)."""
+    seen: set[tuple[str, datetime]] = set()
+    unique = []
+    for row in rows:
+        if (row["point_id"], row["ts"]) not in seen:
+            seen.add((row["point_id"], row["ts"]))
+            unique.append(row)
+    heads = lock_heads(connection, READING, (row["point_id"] for row in unique))
+    try:
+        with connection.begin_nested():
+            return _link_and_insert(connection, unique, heads)
+    except _StoredBefore:
+        pass
+    stored: set[tuple[str, datetime]] = set()
+    key = tuple_(readings_table.c.point_id, readings_table.c.ts)
+    for page in chunks([(row["point_id"], row["ts"]) for row in unique], LOOKUP_PAGE):
+        found = connection.execute(
+            select(readings_table.c.point_id, readings_table.c.ts).where(key.in_(page))
+        )
+        stored.update((point, ts) for point, ts in found)
+    fresh = [row for row in unique if (row["point_id"], row["ts"]) not in stored]
+    try:
+        return _link_and_insert(connection, fresh, heads)
+    except _StoredBefore:  # cannot happen under the head locks; if it did, the chains would break
+        raise RuntimeError("readings stored by another transaction under a locked chain head") from None
+
+
+def _link_and_insert(connection: Connection, rows: list[dict], heads: dict[str, tuple[int, str]]) -> int:
+    items = [(r["point_id"], reading_fields(r["point_id"], r["ts"], r["value"], r["quality"])) for r in rows]
+    links, moved = next_links(READING, items, heads)
+    for row, (seq, digest) in zip(rows, links, strict=True):
+        row["chain_seq"], row["chain_hash"] = seq, digest  # in place: a redo after a savepoint overwrites
+    accepted = _insert_readings(connection, rows)
+    if accepted != len(rows):
+        raise _StoredBefore
+    move_heads(connection, READING, moved)
+    return accepted
 
 
 def _check_readings(connection: Connection, batch: Batch, received_at: datetime) -> None:

@@ -17,14 +17,28 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Connection, Index, Integer, String, Text, func, insert, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Connection,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from carbonflow.center.store.access import connection_of
+from carbonflow.center.store.chain import RELEASE, append_one, release_fields
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.results import _region_clause
 from carbonflow.center.store.schema import ID, AutoId, Base, BranchResult, Bus, Interval, Load
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import Sha256, UtcDateTime
 
 Target = Store | Session | Connection
 
@@ -64,6 +78,8 @@ class Release(Base):
     note: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(ID)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger)  # the releases' hash chain
+    chain_hash: Mapped[str | None] = mapped_column(Sha256)
 
 
 REPORT_COLUMNS = [c.name for c in Report.__table__.c]
@@ -186,6 +202,13 @@ def save_release(
     with connection_of(target, write=True) as connection:
         result = connection.execute(insert(Release).returning(Release.id), row)
         row["id"] = int(result.scalar_one())
+        # the id (the version number) is part of the link, so the link is made once the id is known
+        row.update(append_one(connection, RELEASE, "", release_fields(row)))
+        connection.execute(
+            update(Release)
+            .where(Release.id == row["id"])
+            .values(chain_seq=row["chain_seq"], chain_hash=row["chain_hash"])
+        )
     return row
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Integer, String, cast, delete, func, literal,
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import chunks, connection_of
+from carbonflow.center.store.chain import INTERVAL, append_one, interval_fields, interval_key
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.schema import RESULT_MODELS, TIME_SERIES_TABLES, Bus, Interval, Load
@@ -159,7 +160,14 @@ def save_interval(target: Store | Session | Connection, record: IntervalRecord) 
                     model.ts == record.ts, model.level == record.level, model.interval_s == record.interval_s
                 )
             )
-        connection.execute(Interval.__table__.insert(), header)
+        # a new link in the interval's chain of versions (the replaced one is kept by save_new_version)
+        link = append_one(
+            connection,
+            INTERVAL,
+            interval_key(record.ts, record.level, record.interval_s),
+            interval_fields(header),
+        )
+        connection.execute(Interval.__table__.insert(), {**header, **link})
         for kind, rows in record.rows.items():
             table = RESULT_MODELS[kind].__table__
             for page in chunks([{**key, **row} for row in rows], 1000):

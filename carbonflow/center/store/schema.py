@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from carbonflow.center.store.types import ExactDecimal, UtcDateTime
+from carbonflow.center.store.types import ExactDecimal, Sha256, UtcDateTime
 
 ID = String(100)
 PARTITIONED = {"postgresql_partition_by": "RANGE (ts)"}
@@ -184,6 +184,8 @@ class Reading(Base):
     quality: Mapped[str] = mapped_column(String(10))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     batch_id: Mapped[str] = mapped_column(String(64))
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger)  # the point's hash chain (store/chain.py)
+    chain_hash: Mapped[str | None] = mapped_column(Sha256)
 
 
 class Batch(Base):
@@ -225,6 +227,8 @@ class Interval(Base):
     load_carbon_kg: Mapped[float] = mapped_column(Float)
     loss_carbon_kg: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    chain_seq: Mapped[int | None] = mapped_column(Integer)  # the interval's chain of versions
+    chain_hash: Mapped[str | None] = mapped_column(Sha256)
 
 
 class _ElementResult:
@@ -324,6 +328,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(100))
     object: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger)  # the audit log's hash chain
+    chain_hash: Mapped[str | None] = mapped_column(Sha256)
 
 
 class CollectorConfigVersion(Base):

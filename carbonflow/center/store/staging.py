@@ -34,7 +34,8 @@ from sqlalchemy.exc import DBAPIError
 from carbonflow.center.store.schema import Reading
 
 STAGING_TABLE = "cf_readings_staging"  # the statements below spell it out: literals, nothing formatted in
-_COLUMNS = ("point_id", "ts", "value", "quality", "received_at", "batch_id")  # the order COPY writes
+# the order COPY writes; chain_seq/chain_hash: the reading's link in its point's hash chain (store/chain.py)
+_COLUMNS = ("point_id", "ts", "value", "quality", "received_at", "batch_id", "chain_seq", "chain_hash")
 
 # LIKE readings: the staging columns are readings' own types (NUMERIC, TIMESTAMPTZ, lengths), so a value
 # that COPY accepts into staging is one the insert accepts into readings.  IF NOT EXISTS: created once
@@ -43,13 +44,18 @@ _CREATE_STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS cf_readings_staging "
     "(ordinal integer NOT NULL, LIKE readings) ON COMMIT DELETE ROWS"
 )
+# emptied first: a savepoint rolled back after an insert (readings.py redoes a batch without the readings
+# stored before) also rolls back the insert's DELETE, which would leave the undone rows staged
+_CLEAR_STAGING = "DELETE FROM cf_readings_staging"
 _COPY_STAGING = (
-    "COPY cf_readings_staging (ordinal, point_id, ts, value, quality, received_at, batch_id) FROM STDIN"
+    "COPY cf_readings_staging (ordinal, point_id, ts, value, quality, received_at, batch_id, chain_seq, "
+    "chain_hash) FROM STDIN"
 )
 _MOVE_STAGED = (
     "WITH staged AS (DELETE FROM cf_readings_staging RETURNING *) "
-    "INSERT INTO readings (point_id, ts, value, quality, received_at, batch_id) "
-    "SELECT DISTINCT ON (point_id, ts) point_id, ts, value, quality, received_at, batch_id FROM staged "
+    "INSERT INTO readings (point_id, ts, value, quality, received_at, batch_id, chain_seq, chain_hash) "
+    "SELECT DISTINCT ON (point_id, ts) point_id, ts, value, quality, received_at, batch_id, chain_seq, "
+    "chain_hash FROM staged "
     "ORDER BY point_id, ts, ordinal "
     "ON CONFLICT (point_id, ts) DO NOTHING"
 )
@@ -58,7 +64,7 @@ _MOVE_STAGED = (
 def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
     """Store ``rows`` (dicts keyed by the readings columns) inside ``connection``'s transaction;
     returns how many were inserted (the rest were already stored, or repeated within ``rows``)."""
-    point_id, ts, value, quality, received_at, batch_id = (_bind(connection, name) for name in _COLUMNS)
+    binds = [_bind(connection, name) for name in _COLUMNS]
     # the psycopg connection under SQLAlchemy's: same session, same open transaction, committed by it
     driver = connection.connection.driver_connection
     driver_error = connection.dialect.loaded_dbapi.Error
@@ -66,20 +72,12 @@ def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
     try:
         with driver.cursor() as cursor:
             cursor.execute(statement)
+            statement = _CLEAR_STAGING
+            cursor.execute(statement)
             statement = _COPY_STAGING
             with cursor.copy(statement) as copy:
                 for ordinal, row in enumerate(rows):
-                    copy.write_row(
-                        (
-                            ordinal,
-                            point_id(row["point_id"]),
-                            ts(row["ts"]),
-                            value(row["value"]),
-                            quality(row["quality"]),
-                            received_at(row["received_at"]),
-                            batch_id(row["batch_id"]),
-                        )
-                    )
+                    copy.write_row((ordinal, *(bind(row.get(name)) for bind, name in zip(binds, _COLUMNS))))
             statement = _MOVE_STAGED
             cursor.execute(statement)
             return cursor.rowcount

@@ -3,6 +3,8 @@
 * ``UtcDateTime`` — timezone-aware UTC in Python; ``TIMESTAMPTZ`` on PostgreSQL; on SQLite one fixed ISO
   text form (``2024-01-31T23:45:00.000000Z``) so text order is time order and SQLite's date functions
   read it.  Naive datetimes are refused: a timestamp without a zone is a bug, not a guess.
+* ``Sha256`` — a SHA-256 as 32 raw bytes in the database (``BLOB`` / ``bytea``: half the 64 hex
+  characters, which matters on a row per reading) and as lowercase hex in Python.
 * ``ExactDecimal`` — meter values: unconstrained ``NUMERIC`` on PostgreSQL, the decimal text on SQLite
   (SQLite's NUMERIC affinity would turn it into a float).  No float ever touches a reading.
 """
@@ -13,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Numeric, String
+from sqlalchemy import DateTime, LargeBinary, Numeric, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -75,3 +77,14 @@ class ExactDecimal(TypeDecorator[Decimal]):
         if value is None:
             return None
         return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class Sha256(TypeDecorator[str]):
+    impl = LargeBinary(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else bytes.fromhex(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else bytes(value).hex()

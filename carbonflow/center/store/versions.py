@@ -8,18 +8,21 @@ current version's number is ``estimation["version"]`` (1 for the first metering)
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, Text, select
+from sqlalchemy import JSON, Connection, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from carbonflow.center.store.access import connection_of
+from carbonflow.center.store.access import connection_of, stream
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.results import IntervalRecord, save_interval
 from carbonflow.center.store.schema import Base, Interval
-from carbonflow.center.store.types import UtcDateTime
+from carbonflow.center.store.types import Sha256, UtcDateTime
 
 
 class IntervalVersion(Base):
@@ -36,6 +39,8 @@ class IntervalVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     superseded_at: Mapped[datetime] = mapped_column(UtcDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
+    chain_seq: Mapped[int | None] = mapped_column(Integer)  # the link the version had when current
+    chain_hash: Mapped[str | None] = mapped_column(Sha256)
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,14 @@ def save_new_version(store: Store, record: IntervalRecord, reason: str, now: dat
     key = (Interval.ts == record.ts, Interval.level == record.level, Interval.interval_s == record.interval_s)
     with store.write() as connection:
         current = connection.execute(
-            select(Interval.hash, Interval.totals, Interval.estimation, Interval.created_at).where(*key)
+            select(
+                Interval.hash,
+                Interval.totals,
+                Interval.estimation,
+                Interval.created_at,
+                Interval.chain_seq,
+                Interval.chain_hash,
+            ).where(*key)
         ).first()
         version = 1
         if current is not None:
@@ -76,6 +88,8 @@ def save_new_version(store: Store, record: IntervalRecord, reason: str, now: dat
                     "created_at": current.created_at,
                     "superseded_at": now or datetime.now(UTC),
                     "reason": reason,
+                    "chain_seq": current.chain_seq,
+                    "chain_hash": current.chain_hash,
                 },
             )
         record.estimation = {**(record.estimation or {}), "version": version}
@@ -115,3 +129,32 @@ def interval_versions(store: Store, ts: datetime, level: str = "") -> list[Store
             )
         )
     return versions
+
+
+def _tagged(rows: Iterator[Any], current: bool) -> Iterator[tuple[Any, bool]]:
+    # a function, not a generator expression in the loop: that would see the loop's last ``current``
+    return ((row, current) for row in rows)
+
+
+def versions_by_ts(
+    connection: Connection, columns: tuple[str, ...], *, chained: bool | None = None
+) -> Iterator[tuple[Any, bool]]:
+    """Every stored version — old ones (``interval_versions``, with ``version``) and current ones
+    (``intervals``) — as ``(row, is_current)``, streamed in ts order and, within a ts, by level,
+    interval_s, then old before current by version number.  Sorted here within a ts, so the order never
+    depends on the database's collation of ``level``.  ``chained``: only rows with (True) / without
+    (False) a chain link."""
+    streams = []
+    for table, current in ((IntervalVersion.__table__, False), (Interval.__table__, True)):
+        query = select(*(table.c[n] for n in columns)).order_by(table.c.ts)
+        if not current:
+            query = query.add_columns(table.c.version)
+        if chained is not None:
+            query = query.where(table.c.chain_seq.is_not(None) if chained else table.c.chain_seq.is_(None))
+        streams.append(_tagged(stream(connection, query), current))
+    for _ts, pairs in groupby(
+        heapq.merge(*streams, key=lambda pair: pair[0].ts), key=lambda pair: pair[0].ts
+    ):
+        yield from sorted(
+            pairs, key=lambda p: (p[0].level, p[0].interval_s, p[1], 0 if p[1] else p[0].version)
+        )

@@ -1,0 +1,290 @@
+"""Hash chains over the stored record (docs/tamper-evidence.md): readings per point, interval result
+versions per interval, disclosure releases and the audit log.
+
+Every chained row carries ``chain_seq`` (1, 2, 3, ... within its chain) and ``chain_hash`` =
+SHA-256 of the canonical encoding of its fields, its ``chain_seq`` and the previous link's hash.  The
+chain follows *insertion order*, not ``ts``: a late reading or a re-metered interval is appended at the
+head, so storing it never rewrites stored hashes (a ts-ordered chain would have to re-hash everything
+after a late reading — and a rewrite is exactly what the chain must make visible).
+
+``chain_heads`` keeps the last link of every chain (``seq``, ``hash``): a deleted tail is seen by the
+head pointing past the last row.  Retention deletes old links; it records what it removed so a
+verifier can tell retention from tampering: ``anchor_seq`` / ``anchor_hash`` in the head (the links
+1..anchor_seq are gone, the last of them had ``anchor_hash``) and, for links deleted out of order (a
+late reading older than the cutoff whose neighbours in the chain are kept), one ``chain_gaps`` row each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
+from itertools import groupby
+from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C escaper json.dumps uses
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, String, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from carbonflow.center.store.schema import Base
+from carbonflow.center.store.types import Sha256, UtcDateTime
+
+GENESIS = "0" * 64  # the "previous hash" of a chain's first link
+LOOKUP_PAGE = 500
+
+# chain kinds (chain_heads.kind): readings per point, versions per interval, releases, the audit log
+READING, INTERVAL, RELEASE, AUDIT = "reading", "interval", "release", "audit"
+
+
+class ChainHead(Base):
+    __tablename__ = "chain_heads"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)  # point id, interval key, "" ...
+    seq: Mapped[int] = mapped_column(BigInteger)  # the last link's chain_seq (0: none yet)
+    hash: Mapped[str] = mapped_column(Sha256)
+    anchor_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # links 1..anchor_seq removed by retention
+    anchor_hash: Mapped[str] = mapped_column(Sha256, default=GENESIS)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class ChainGap(Base):
+    """One link retention removed out of order (its chain neighbours were kept)."""
+
+    __tablename__ = "chain_gaps"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(Sha256)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    deleted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- canonical encoding --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)  # a batch holds many readings of few timestamps (one per poll)
+def ts_text(value: datetime) -> str:
+    """UTC, microseconds, ``Z`` (``2025-03-01T00:15:00.000000Z``): what both backends give back exactly,
+    and the very text SQLite stores, so verifying there needs no parsing."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
+
+
+def decimal_text(value: Decimal | str | None) -> str | None:
+    """The exact decimal as plain digits: PostgreSQL's NUMERIC gives ``1E+3`` back as ``1000`` and
+    ``-0`` as ``0``, so the encoding is the form that survives both backends, trailing zeros kept."""
+    if value is None:
+        return None
+    number = value if isinstance(value, Decimal) else Decimal(value)
+    if number.is_zero():
+        number = abs(number)
+    return format(number, "f")
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_value(value: Any) -> str:
+    # strings, ints and null — all of a reading's link — without the encoder's per-call set-up; the
+    # bytes are the encoder's own (tests/test_tamper_evidence.py checks it)
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
+    return _CANONICAL.encode(value)
+
+
+def canonical_json(parts: Sequence[Any]) -> str:
+    """A JSON array, compact, keys sorted, UTF-8 text kept (``ensure_ascii=False``)."""
+    return "[" + ",".join(map(_json_value, parts)) + "]"
+
+
+def link_hash(kind: str, fields: Sequence[Any], seq: int, previous: str) -> str:
+    """SHA-256 of ``[kind, *fields, seq, previous]`` as canonical JSON."""
+    return hashlib.sha256(canonical_json([kind, *fields, seq, previous]).encode("utf-8")).hexdigest()
+
+
+def reading_fields(point_id: str, ts: datetime | str, value: Any, quality: str) -> list[Any]:
+    """``ts`` as a datetime, or already as its ``ts_text`` (SQLite's stored text, read without parsing)."""
+    return [point_id, ts if isinstance(ts, str) else ts_text(ts), decimal_text(value), quality]
+
+
+def audit_fields(row: Any) -> list[Any]:
+    return [ts_text(row["ts"]), row["actor"], row["action"], row["object"], row["detail"]]
+
+
+def release_fields(row: Any) -> list[Any]:
+    keys = ("id", "period", "start", "min_users", "data_version", "sha256", "note", "actor")
+    return [*(row[k] for k in keys), ts_text(row["created_at"])]
+
+
+def interval_key(ts: datetime, level: str, interval_s: int) -> str:
+    return f"{ts_text(ts)}|{level}|{interval_s}"
+
+
+def interval_fields(row: Any) -> list[Any]:
+    """A version of an interval's result: the key, the result hash, totals, estimation, when made."""
+    return [
+        ts_text(row["ts"]),
+        row["level"],
+        row["interval_s"],
+        row["hash"],
+        row["totals"],
+        row["estimation"],
+        ts_text(row["created_at"]),
+    ]
+
+
+# --- appending -----------------------------------------------------------------------------------------
+
+
+def _insert(connection: Connection, table):
+    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def lock_heads(connection: Connection, kind: str, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """The heads of ``keys`` (created empty when new), locked until commit on PostgreSQL so two
+    transactions never append to one chain at once (SQLite writers are serialised by BEGIN IMMEDIATE)."""
+    wanted = sorted(set(keys))  # pages in key order too (see fetch)
+    heads: dict[str, tuple[int, str]] = {}
+
+    def fetch(page: list[str]) -> None:
+        query = select(ChainHead.key, ChainHead.seq, ChainHead.hash).where(
+            ChainHead.kind == kind, ChainHead.key.in_(page)
+        )
+        if connection.dialect.name == "postgresql":
+            # locks taken in one global order — code-point order, the pages' Python order — so two
+            # batches locking overlapping chains cannot deadlock
+            query = query.order_by(ChainHead.key.collate("C")).with_for_update()
+        heads.update({row.key: (row.seq, row.hash) for row in connection.execute(query)})
+
+    for start in range(0, len(wanted), LOOKUP_PAGE):
+        fetch(wanted[start : start + LOOKUP_PAGE])
+    missing = [key for key in wanted if key not in heads]
+    if missing:
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "kind": kind,
+                "key": key,
+                "seq": 0,
+                "hash": GENESIS,
+                "anchor_seq": 0,
+                "anchor_hash": GENESIS,
+                "updated_at": now,
+            }
+            for key in missing
+        ]
+        # a concurrent first append made the row already: fine, it is locked by the fetch below
+        connection.execute(_insert(connection, ChainHead.__table__).on_conflict_do_nothing(), rows)
+        for start in range(0, len(missing), LOOKUP_PAGE):
+            fetch(missing[start : start + LOOKUP_PAGE])
+    return heads
+
+
+def next_links(
+    kind: str, items: Sequence[tuple[str, Sequence[Any]]], heads: dict[str, tuple[int, str]]
+) -> tuple[list[tuple[int, str]], dict[str, tuple[int, str]]]:
+    """The links of ``items`` after ``heads`` (nothing written): ``(chain_seq, chain_hash)`` per item, and
+    the heads they move to."""
+    moved: dict[str, tuple[int, str]] = {}
+    links = []
+    for key, fields in items:
+        seq, previous = moved.get(key) or heads[key]
+        seq += 1
+        digest = link_hash(kind, fields, seq, previous)
+        moved[key] = (seq, digest)
+        links.append((seq, digest))
+    return links, moved
+
+
+def move_heads(connection: Connection, kind: str, moved: dict[str, tuple[int, str]]) -> None:
+    """One batched update of the heads ``next_links`` answered."""
+    if not moved:
+        return
+    table = ChainHead.__table__
+    connection.execute(
+        update(table)
+        .where(table.c.kind == kind, table.c.key == bindparam("k"))
+        .values(seq=bindparam("s"), hash=bindparam("h"), updated_at=datetime.now(UTC)),
+        [{"k": key, "s": seq, "h": digest} for key, (seq, digest) in moved.items()],
+    )
+
+
+def append_links(
+    connection: Connection, kind: str, items: Sequence[tuple[str, Sequence[Any]]]
+) -> list[tuple[int, str]]:
+    """Append one link per ``(chain key, fields)`` in the given order; answers ``(chain_seq, chain_hash)``
+    per item and moves the heads — one lookup and one batched update, whatever the number of items."""
+    if not items:
+        return []
+    heads = lock_heads(connection, kind, (key for key, _ in items))
+    links, moved = next_links(kind, items, heads)
+    move_heads(connection, kind, moved)
+    return links
+
+
+def append_one(connection: Connection, kind: str, key: str, fields: Sequence[Any]) -> dict[str, Any]:
+    """The ``chain_seq`` / ``chain_hash`` columns of one new row."""
+    ((seq, digest),) = append_links(connection, kind, [(key, fields)])
+    return {"chain_seq": seq, "chain_hash": digest}
+
+
+# --- retention -----------------------------------------------------------------------------------------
+
+
+def retire_links(connection: Connection, kind: str, links: Iterable[tuple[str, int, str, datetime]]) -> int:
+    """Record links that retention is about to delete — ``(key, seq, hash, ts)`` grouped by key, in seq
+    order within a key — so verification can tell them from tampering.  The contiguous run from a
+    chain's anchor moves the anchor; links deleted out of order (a late reading older than the cutoff,
+    its chain neighbours kept) become ``chain_gaps`` rows until a later purge joins them to the run.
+    Answers the number of links recorded."""
+    gaps_table, heads_table = ChainGap.__table__, ChainHead.__table__
+    now, count = datetime.now(UTC), 0
+    for key, group in groupby(links, key=lambda link: link[0]):
+        retired = {seq: (digest, ts) for _key, seq, digest, ts in group}
+        count += len(retired)
+        head = connection.execute(
+            select(heads_table.c.anchor_seq, heads_table.c.anchor_hash).where(
+                heads_table.c.kind == kind, heads_table.c.key == key
+            )
+        ).first()
+        anchor_seq, anchor_hash = (head.anchor_seq, head.anchor_hash) if head else (0, GENESIS)
+        gaps = {
+            row.seq: (row.hash, row.ts)
+            for row in connection.execute(
+                select(gaps_table.c.seq, gaps_table.c.hash, gaps_table.c.ts).where(
+                    gaps_table.c.kind == kind, gaps_table.c.key == key
+                )
+            )
+        }
+        gone = {**gaps, **retired}
+        while anchor_seq + 1 in gone:
+            anchor_seq += 1
+            anchor_hash = gone[anchor_seq][0]
+        connection.execute(
+            update(heads_table)
+            .where(heads_table.c.kind == kind, heads_table.c.key == key)
+            .values(anchor_seq=anchor_seq, anchor_hash=anchor_hash)
+        )
+        connection.execute(
+            gaps_table.delete().where(
+                gaps_table.c.kind == kind, gaps_table.c.key == key, gaps_table.c.seq <= anchor_seq
+            )
+        )
+        new_gaps = [
+            {"kind": kind, "key": key, "seq": seq, "hash": digest, "ts": ts, "deleted_at": now}
+            for seq, (digest, ts) in sorted(retired.items())
+            if seq > anchor_seq and seq not in gaps
+        ]
+        if new_gaps:
+            connection.execute(gaps_table.insert(), new_gaps)
+    return count
