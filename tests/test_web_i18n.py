@@ -1,7 +1,7 @@
-"""The whole UI in the user's language, in real headless Chromium: every enumeration value of the shipped
-data (fuels, industries, device kinds, bus kinds) has a label in both languages, and no page shows an
-untranslated key or raw enumeration value (``mixed_urban``, ``substation_meter``, ``set_carbon_factor``:
-anything spelled with an underscore) in either language."""
+"""The whole UI in the user's language, in real headless Chromium: regions shown by their names (not
+``AH/HF/FX``); every enumeration value of the shipped data (fuels, industries, device kinds, bus kinds)
+has a label in both languages; no page shows an untranslated key or raw enumeration value
+(``mixed_urban``, ``substation_meter``, ``set_carbon_factor``: anything spelled with an underscore)."""
 
 from __future__ import annotations
 
@@ -73,5 +73,12 @@ def test_no_page_shows_a_raw_key_or_enumeration_value(server, browser, lang):  #
     fuels = page.locator("#gen-plants tbody tr td:nth-child(2)").all_inner_texts()
     expected = {labels["fuel"][f] for f in shipped_values()["fuel"]}
     assert fuels and set(fuels) <= expected, fuels  # "water" reads 水电 / hydro
+    names = {r[f"name_{lang}"] for r in grid_document(reference_grid())["regions"]}
+    plant_regions = page.locator("#gen-plants tbody tr td:nth-child(3)").all_inner_texts()
+    assert plant_regions and set(plant_regions) <= names, plant_regions  # names, not AH/HF/FX
+    page.click('#nav button[data-page="consumption"]')
+    page.wait_for_function("document.body.dataset.ready === 'consumption'")
+    user_regions = page.locator("#con-users tbody tr td:nth-child(2)").all_inner_texts()
+    assert user_regions and set(user_regions) <= names, user_regions
     assert errors == []
     context.close()

@@ -15,6 +15,10 @@ def topology_rows(grid: GridDocument | Mapping[str, Any]) -> dict[str, list[dict
     bus_names = {b.id: b.name_en for b in document.buses}
     plant_names = {p.id: p.name_en or p.id for p in document.plants}
     return {
+        "regions": [
+            {"path": r.path, "name_zh": r.name_zh, "name_en": r.name_en, "level": r.level}
+            for r in document.regions
+        ],
         "buses": [
             {
                 "id": b.id,

@@ -10,13 +10,14 @@ from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.schema import Branch, Bus, Generator, Load
+from carbonflow.center.store.schema import Branch, Bus, Generator, Load, Region
 
 Target = Store | Session | Connection
 
 
 def topology_tables(target: Target) -> dict[str, list[dict[str, Any]]]:
-    """``{"buses", "branches", "generators", "loads": [row, ...], "regions": [path, ...]}``, by id."""
+    """``{"buses", "branches", "generators", "loads": [row, ...], "regions": [path, ...],
+    "region_names": {path: {"zh", "en", "level"}}}``, by id."""
     with connection_of(target, write=False) as connection:
 
         def rows(model) -> list[dict[str, Any]]:
@@ -24,6 +25,7 @@ def topology_tables(target: Target) -> dict[str, list[dict[str, Any]]]:
             return [dict(r._mapping) for r in connection.execute(query)]
 
         buses, generators, loads, branches = rows(Bus), rows(Generator), rows(Load), rows(Branch)
+        names = [dict(r._mapping) for r in connection.execute(select(Region.__table__).order_by(Region.path))]
     by_id = {b["id"]: b for b in buses}
     for element in (*generators, *loads):
         bus = by_id.get(element["bus_id"], {})
@@ -43,6 +45,10 @@ def topology_tables(target: Target) -> dict[str, list[dict[str, Any]]]:
         "generators": generators,
         "loads": loads,
         "regions": regions,
+        # path -> its names, for the regions the grid document named (the UI shows names, not codes)
+        "region_names": {
+            r["path"]: {"zh": r["name_zh"], "en": r["name_en"], "level": r["level"]} for r in names
+        },
     }
 
 

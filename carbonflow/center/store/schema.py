@@ -70,6 +70,18 @@ class Bus(Base):
     y_km: Mapped[float | None] = mapped_column(Float)
 
 
+class Region(Base):
+    """A region of the grid by its path (``AH/HF/FX``) with its names, as the grid document gives them:
+    the UI shows names, not codes."""
+
+    __tablename__ = "regions"
+
+    path: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name_zh: Mapped[str | None] = mapped_column(String(200))
+    name_en: Mapped[str | None] = mapped_column(String(200))
+    level: Mapped[str | None] = mapped_column(String(20))  # province | city | county
+
+
 class Generator(Base):
     __tablename__ = "generators"
 

@@ -33,6 +33,7 @@ from carbonflow.center.store.schema import (
     Generator,
     Load,
     Point,
+    Region,
     Storage,
 )
 from carbonflow.messages.device_map import Device as DeviceRecord
@@ -44,6 +45,7 @@ CLASS_LETTERS = {"A": 2.0, "B": 1.0, "C": 0.5, "D": 0.2}
 SET_VALUE_QUANTITIES = ("intensity_g_per_kwh",)  # a factor register holds what it was given: no MPE
 
 ELEMENT_MODELS: dict[str, type[Base]] = {
+    "regions": Region,
     "buses": Bus,
     "generators": Generator,
     "branches": Branch,

@@ -10,6 +10,7 @@
     if (key === null || key === undefined) return "—";
     if (dimension === "voltage") return `${key} kV`;
     if (dimension === "fuel" || dimension === "industry") return tv(dimension, key);
+    if (dimension === "region") return regionName(key);
     return String(key);
   };
 

@@ -27,6 +27,12 @@ window.cf = state; // for tests and the curious: state.nodes = [{id, intensity, 
 
 // ---- i18n, units, time -----------------------------------------------------------------------------
 const t = (key) => (window.CF_I18N[state.lang] || {})[key] ?? key;
+// a region by its name in the user's language (the code as its title), from the topology's names
+const regionName = (path) => {
+  if (!path) return "—";
+  const names = state.topo?.region_names?.[path];
+  return (names && names[state.lang]) || path;
+};
 const tv = (kind, value) => (value == null ? "—" : (window.CF_ENUMS[state.lang]?.[kind] || {})[value] ?? value);
 function applyLang() {
   document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
@@ -108,6 +114,7 @@ async function start() {
   let me;
   try { me = await api("/api/v1/me"); } catch { return; }
   state.zone = me.time_zone || state.zone;
+  try { state.topo = await api("/api/v1/topology"); } catch { state.topo = null; } // region names, buses
   $("login-page").hidden = true; $("nav").hidden = false; $("logout").hidden = false;
   connectLive();
   window.cfAlarms?.start();
@@ -259,7 +266,7 @@ async function showBus(bus) {
   const r = state.result.buses.find((b) => b.element_id === bus.id) || {};
   $("topo-info").replaceChildren(elem("h3", {}, t("bus"), " ", elem("span", { id: "info-id" }, bus.id)),
     elem("p", {}, bus.name || ""),
-    details([[t("kind"), tv("bus_kind", bus.kind)], [t("region"), bus.region], [t("voltage"), fmt(bus.voltage_kv, "kV", 0)],
+    details([[t("kind"), tv("bus_kind", bus.kind)], [t("region"), regionName(bus.region)], [t("voltage"), fmt(bus.voltage_kv, "kV", 0)],
       [t("intensity"), pm(r.intensity_g_per_kwh, r.intensity_band_g_per_kwh, "gCO₂/kWh"),
         { id: "info-intensity", "data-value": r.intensity_g_per_kwh ?? "" }],
       [t("flux"), fmt(r.flux_mw, "MW")], [t("load"), fmt(r.load_mw, "MW")],
@@ -295,7 +302,7 @@ PAGES.generation = async () => {
     { label: `${t("factor")} (gCO₂/kWh)`, num: true, render: (r) => num(r.range_intensity_g_per_kwh) },
   ];
   put("gen-plants", table(g.plants, [{ label: t("plant"), key: "plant" }, { label: t("fuel"), filter: true, render: (r) => tv("fuel", r.fuel) },
-    { label: t("region"), key: "region", filter: true }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
+    { label: t("region"), filter: true, render: (r) => regionName(r.region) }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("carbon_rate")} (tCO₂/h)`, num: true, render: (r) => num(r.carbon_t_per_h, 2) }, ...amounts]));
   put("gen-units", table(g.units, [{ label: t("unit"), key: "id" }, { label: t("plant"), key: "plant", filter: true },
     { label: t("fuel"), filter: true, render: (r) => tv("fuel", r.fuel) }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
@@ -313,7 +320,7 @@ PAGES.grid = async () => {
   $("grid-range").textContent = `${localTime(g.start)} – ${localTime(g.end)} ${zoneLabel()}`;
   const bars = (id, rows, key, title) => chart(id).setOption({ title: { text: title, textStyle: { fontSize: 13 } },
     tooltip: {}, grid: { left: 60, right: 20, top: 40, bottom: 40 },
-    xAxis: { type: "category", data: rows.map((r) => (key === "voltage_kv" ? `${r[key]} kV` : r[key])) },
+    xAxis: { type: "category", data: rows.map((r) => (key === "voltage_kv" ? `${r[key]} kV` : regionName(r[key]))) },
     yAxis: { type: "value", name: "tCO₂" }, series: [{ type: "bar", data: rows.map((r) => r.loss_carbon_t) }] }, true);
   bars("grid-voltage", g.loss_by_voltage, "voltage_kv", t("loss_by_voltage"));
   bars("grid-region", g.loss_by_region, "region", t("loss_by_region"));
@@ -336,7 +343,7 @@ PAGES.consumption = async () => {
     yAxis: [{ type: "value", name: "tCO₂" }, { type: "value", name: "gCO₂/kWh" }],
     series: [{ type: "bar", name: "tCO₂", data: rows.map((r) => r.carbon_t) },
       { type: "line", name: "gCO₂/kWh", yAxisIndex: 1, data: rows.map((r) => r.intensity_g_per_kwh) }] }, true);
-  bars("con-region", c.by_region, t("by_region"));
+  bars("con-region", c.by_region.map((r) => ({ ...r, key: regionName(r.key) })), t("by_region"));
   bars("con-industry", c.by_industry.map((r) => ({ ...r, key: tv("industry", r.key) })), t("by_industry"));
   state.topo = state.topo || await api("/api/v1/topology");
   const userBuses = new Set(state.topo.buses.filter((b) => b.kind === "user").map((b) => b.id));
@@ -351,7 +358,7 @@ PAGES.consumption = async () => {
       const total = Object.values(u.power_mw).reduce((a, b) => a + b, 0);
       const mine = Object.entries(u.power_mw).filter(([s]) => plantOf[s] === plant).reduce((a, [, v]) => a + v, 0);
       return total ? +(100 * mine / total).toFixed(2) : 0; }) })) }, true);
-  put("con-users", table(c.users, [{ label: t("users"), key: "id" }, { label: t("region"), key: "region", filter: true },
+  put("con-users", table(c.users, [{ label: t("users"), key: "id" }, { label: t("region"), filter: true, render: (r) => regionName(r.region) },
     { label: t("industry"), filter: true, render: (r) => tv("industry", r.industry) }, { label: `${t("p_mw")} (MW)`, num: true, render: (r) => num(r.p_mw) },
     { label: `${t("intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.intensity_g_per_kwh) },
     { label: `${t("energy")} (MWh)`, num: true, render: (r) => num(r.range_energy_kwh / 1000) },
