@@ -206,11 +206,24 @@ PAGES.topology = async () => {
   state.topo = state.topo || await api("/api/v1/topology");
   const intervals = (await api("/api/v1/intervals?limit=100000")).items;
   state.intervals = intervals;
+  $("topo-buses").replaceChildren(...state.topo.buses.map((b) => elem("option", { value: b.id }, b.name || b.id)));
   const slider = $("slider");
   slider.max = Math.max(0, intervals.length - 1); slider.value = slider.max;
   await loadInterval(intervals.at(-1)?.ts);
 };
 $("slider").addEventListener("input", () => loadInterval(state.intervals[$("slider").value]?.ts));
+// find a bus by id or name: its values shown, the node highlighted
+$("topo-search").addEventListener("change", () => {
+  const text = $("topo-search").value.trim().toLowerCase();
+  const bus = state.topo?.buses.find((b) => b.id.toLowerCase() === text || (b.name || "").toLowerCase() === text)
+    || state.topo?.buses.find((b) => b.id.toLowerCase().startsWith(text) || (b.name || "").toLowerCase().includes(text));
+  $("topo-search").classList.toggle("not-found", !bus);
+  if (!bus || !state.result) return;
+  showBus(bus);
+  const c = chart("topo-chart");
+  c.dispatchAction({ type: "downplay", seriesIndex: 0 });
+  c.dispatchAction({ type: "highlight", seriesIndex: 0, name: bus.id });
+});
 
 async function loadInterval(ts) {
   if (!ts) return;
@@ -246,8 +259,9 @@ function drawTopology() {
     tooltip: { formatter: (p) => p.dataType === "edge"
       ? `${esc(p.data.branch.id)}: ${fmt(p.data.result.p_send_mw, "MW")} · ${fmt(p.data.result.intensity_g_per_kwh, "gCO₂/kWh")}`
       : `${esc(p.data.bus.id)} ${esc(p.data.bus.name)}<br>${esc(t("intensity"))}: ${fmt(p.data.value, "gCO₂/kWh")}` },
+    // the whole canvas for the grid; labels that would overlap another are hidden (zoom in to see them)
     series: [{ type: "graph", layout: "none", roam: true, data: nodes, links: edges, emphasis: { focus: "adjacency" },
-      edgeSymbol: ["none", "arrow"] }],
+      edgeSymbol: ["none", "arrow"], left: 16, right: 48, top: 16, bottom: 16, labelLayout: { hideOverlap: true } }],
   }, true);
   const c = chart("topo-chart");
   c.off("click");
