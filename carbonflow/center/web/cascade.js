@@ -23,13 +23,13 @@
     }
     const center = view.center;
     $("cas-center").replaceChildren(
-      `${t("this_center")}: ${center.id} · ${t(center.level)} · ${t("region")} ${center.region} · ${t("self_check")} `,
+      `${t("this_center")}: ${center.id} · ${t(center.level)} · ${t("region")} ${regionName(center.region)} (${center.region}) · ${t("self_check")} `,
       statusCell(view.self_check?.status || "pending"));
     const upper = view.peers.find((p) => p.direction === "upper");
     $("cas-nav").replaceChildren(...(upper ? [link(upper.url, `↑ ${t("step_up")}: ${upper.id} (${t(upper.level)})`, "cas-up")] : []));
     put("cas-peers", table(view.peers, [
       { label: t("center"), render: (p) => (p.direction === "lower" ? link(p.url, `↓ ${p.id}`, `cas-down-${p.id}`) : p.id) },
-      { label: t("region"), key: "region" },
+      { label: t("region"), render: (r) => regionName(r.region) },
       { label: t("level"), render: (p) => t(p.level) },
       { label: t("direction"), render: (p) => t(`dir_${p.direction}`) },
       { label: t("last_exchange"), render: (p) => (p.last_exchange_ts ? localTime(p.last_exchange_ts) : "—") },
