@@ -265,6 +265,7 @@ def test_collector_forwards_snapshots_that_the_center_stores_once_and_serves(cen
         # a forged or unsigned image is refused and nothing is stored
         data = cam.snapshot()
         ts = "2025-06-01T17:00:00.000Z"
+
         def signed_headers(secret: bytes) -> dict[str, str]:
             return {"Content-Type": "image/png", **image_headers(secret, "C1", "CAM-1", ts, sha256_hex(data))}
 

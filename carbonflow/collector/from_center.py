@@ -18,12 +18,11 @@ from pydantic import ValidationError
 from carbonflow.messages.c4 import Command
 from carbonflow.messages.signing import (
     NONCE_HEADER,
-    SIGNATURE_HEADER,
     SIGNED_AT_HEADER,
     NonceGuard,
     document_content,
     document_signature_ok,
-    signature_ok,
+    headers_signature_ok,
 )
 
 log = logging.getLogger(__name__)
@@ -70,8 +69,7 @@ class FromCenter:
 
     def config_ok(self, body: bytes, headers: Any, what: str) -> bool:
         """A pushed configuration: the center's signature in the response headers, fresh."""
-        signed_at, nonce = headers.get(SIGNED_AT_HEADER), headers.get(NONCE_HEADER)
-        if not signature_ok(self.secret, "config", signed_at, nonce, body, headers.get(SIGNATURE_HEADER)):
+        if not headers_signature_ok(self.secret, "config", body, headers):
             self._refuse(what, "not signed by the center")
             return False
-        return self.fresh(what, signed_at, nonce)
+        return self.fresh(what, headers.get(SIGNED_AT_HEADER), headers.get(NONCE_HEADER))

@@ -32,6 +32,7 @@ from carbonflow.messages.signing import (
     signature_of,
     signature_ok,
     stamp,
+    stamp_headers,
 )
 
 __all__ = ["NONCE_HEADER", "SIGNATURE_HEADER", "SIGNED_AT_HEADER"]
@@ -62,15 +63,12 @@ def sign_image(
 
 def image_headers(secret: bytes, collector_id: str, camera: str, ts: str, sha256: str) -> dict[str, str]:
     """The HTTP headers that identify, stamp and sign one image."""
-    signed_at, nonce = stamp()
     return {
         COLLECTOR_HEADER: collector_id,
         CAMERA_HEADER: camera,
         TS_HEADER: ts,
         SHA256_HEADER: sha256,
-        SIGNED_AT_HEADER: signed_at,
-        NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: sign_image(secret, collector_id, camera, ts, sha256, signed_at, nonce),
+        **stamp_headers(secret, "image", canonical(collector_id, camera, ts, sha256)),
     }
 
 

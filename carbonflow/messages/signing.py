@@ -97,16 +97,31 @@ def request_body(method: str, target: str, body: bytes) -> bytes:
     return f"{method.upper()}\n{target}\n".encode() + body
 
 
-def request_headers(secret: bytes, method: str, target: str, body: bytes = b"") -> dict[str, str]:
-    """The signature headers of one collector request (``target``: the path and ``?query``)."""
+def stamp_headers(secret: bytes, purpose: str, body: bytes) -> dict[str, str]:
+    """A fresh stamp and its signature as HTTP headers (messages whose body is not a JSON document)."""
     signed_at, nonce = stamp()
     return {
         SIGNED_AT_HEADER: signed_at,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: signature_of(
-            secret, "request", signed_at, nonce, request_body(method, target, body)
-        ),
+        SIGNATURE_HEADER: signature_of(secret, purpose, signed_at, nonce, body),
     }
+
+
+def headers_signature_ok(secret: bytes, purpose: str, body: bytes, headers: Any) -> bool:
+    """Whether ``headers`` (any mapping with ``get``) carry our signature of ``body`` for ``purpose``."""
+    return signature_ok(
+        secret,
+        purpose,
+        headers.get(SIGNED_AT_HEADER),
+        headers.get(NONCE_HEADER),
+        body,
+        headers.get(SIGNATURE_HEADER),
+    )
+
+
+def request_headers(secret: bytes, method: str, target: str, body: bytes = b"") -> dict[str, str]:
+    """The signature headers of one collector request (``target``: the path and ``?query``)."""
+    return stamp_headers(secret, "request", request_body(method, target, body))
 
 
 def parse_signed_at(text: Any) -> datetime | None:

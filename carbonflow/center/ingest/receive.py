@@ -38,13 +38,12 @@ from carbonflow.center.store.readings import record_status
 from carbonflow.messages.c4 import Ack, Batch, CommandResult, DeviceStatus
 from carbonflow.messages.signing import (
     NONCE_HEADER,
-    SIGNATURE_HEADER,
     SIGNED_AT_HEADER,
     document_content,
     document_signature_ok,
+    headers_signature_ok,
     parse_signed_at,
     request_body,
-    signature_ok,
 )
 
 log = logging.getLogger(__name__)
@@ -149,17 +148,15 @@ def verify_request(
 ) -> None:
     """A collector's signed HTTP request (``target``: path and ``?query``): signature over method, target,
     stamp and body, then fresh (a captured ``GET …/commands`` cannot be replayed)."""
-    signed_at, nonce = headers.get(SIGNED_AT_HEADER), headers.get(NONCE_HEADER)
     payload = request_body(method, target, body)
     authenticate_signed(
         store,
         collector_id,
         "request",  # the same words for every collector: ids cannot be probed
-        lambda secret: signature_ok(
-            secret, "request", signed_at, nonce, payload, headers.get(SIGNATURE_HEADER)
-        ),
+        lambda secret: headers_signature_ok(secret, "request", payload, headers),
         "bad or missing X-Carbonflow-Signature",
     )
+    nonce, signed_at = headers.get(NONCE_HEADER), headers.get(SIGNED_AT_HEADER)
     check_fresh(store, collector_id, "request", nonce, signed_at, ordered=False)
 
 

@@ -14,15 +14,7 @@ from typing import Any
 
 from carbonflow.center.store import Store, collector_secret
 from carbonflow.messages.c4 import Command
-from carbonflow.messages.signing import (
-    NONCE_HEADER,
-    SIGNATURE_HEADER,
-    SIGNED_AT_HEADER,
-    config_body,
-    sign_document,
-    signature_of,
-    stamp,
-)
+from carbonflow.messages.signing import config_body, sign_document, stamp_headers
 
 
 def signed_commands(store: Store, collector_id: str, commands: list[Command]) -> list[dict[str, Any]]:
@@ -38,10 +30,4 @@ def config_headers(store: Store, collector_id: str, version: str, text: str) -> 
     secret = collector_secret(store, collector_id)
     if secret is None:
         return {}
-    signed_at, nonce = stamp()
-    body = config_body(collector_id, version, text)
-    return {
-        SIGNED_AT_HEADER: signed_at,
-        NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: signature_of(secret, "config", signed_at, nonce, body),
-    }
+    return stamp_headers(secret, "config", config_body(collector_id, version, text))
