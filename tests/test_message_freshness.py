@@ -21,8 +21,10 @@ from fastapi.testclient import TestClient
 from test_store import T0, batch, seed
 
 from carbonflow.center.api import CenterSettings, create_app
+from carbonflow.center.ingest.images import answer_image_envelope
 from carbonflow.center.ingest.receive import receive_command_result
 from carbonflow.center.store import (
+    BadSignatureError,
     StaleMessageError,
     Store,
     create_user,
@@ -43,6 +45,7 @@ from carbonflow.messages.images import (
     COLLECTOR_HEADER,
     SHA256_HEADER,
     TS_HEADER,
+    ImageEnvelope,
     image_headers,
     sha256_hex,
     sign_image,
@@ -167,6 +170,23 @@ def test_images_replayed_stale_or_forged_are_refused_and_audited(center):
     assert resent.status_code == 200 and resent.json()["duplicate"] is True
     assert {COLLECTOR_HEADER, CAMERA_HEADER, TS_HEADER, SHA256_HEADER} <= set(headers)
     assert [reason for _, reason in refusals(store)] == ["replayed", "stale", "bad or missing signature"]
+
+
+def test_an_image_envelope_over_mqtt_refused_gets_no_error_ack_so_the_collector_keeps_it(center):
+    client, store = center
+    images = client.app.state.images
+    envelope = ImageEnvelope.build(SECRET, "C1", "CAM-1", IMAGE_TS, PNG, "image/png").model_dump_json()
+    assert json.loads(answer_image_envelope(images, "C1", envelope))["error"] is None
+    # an error ImageAck would make the collector drop the image: a freshness refusal raises instead
+    # (the MQTT worker answers it on rejects), and the collector sends the image again, signed anew
+    with pytest.raises(StaleMessageError, match="replayed"):
+        answer_image_envelope(images, "C1", envelope)
+    again = ImageEnvelope.build(SECRET, "C1", "CAM-1", IMAGE_TS, PNG, "image/png").model_dump_json()
+    assert json.loads(answer_image_envelope(images, "C1", again))["duplicate"] is True
+    forged = ImageEnvelope.build(b"forger", "C1", "CAM-1", IMAGE_TS, PNG, "image/png").model_dump_json()
+    with pytest.raises(BadSignatureError, match="authentication failed"):  # a 401 over HTTP: kept too
+        answer_image_envelope(images, "C1", forged)
+    assert [reason for _, reason in refusals(store)] == ["replayed", "bad or missing signature"]
 
 
 def test_a_captured_get_commands_request_cannot_be_replayed(center):

@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from carbonflow.center.ingest.receive import authenticate_signed, check_fresh
-from carbonflow.center.store import ImageStore, InvalidBatchError, StaleMessageError, StoreError
+from carbonflow.center.store import (
+    BadSignatureError,
+    ImageStore,
+    InvalidBatchError,
+    StaleMessageError,
+    StoreError,
+)
 from carbonflow.messages.images import ImageAck, ImageEnvelope, sha256_hex, sniff_content_type, verify_image
 
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
@@ -117,11 +123,12 @@ def receive_image_envelope(images: ImageStore, topic_collector: str, payload: by
 def answer_image_envelope(images: ImageStore, topic_collector: str, payload: bytes | str) -> str:
     """The JSON answer on ``.../image-acks``: the Ack, or a refusal (``error`` set) for an image that
     cannot be stored as sent.  Database failures raise (the MQTT worker retries the message); so does a
-    stale or replayed image: it gets no ImageAck (the refusal goes to ``rejects``), so the collector keeps
-    the image and sends it again, freshly signed — a refused stamp must never cost an image."""
+    refused authentication — a stale or replayed stamp, a bad signature: like the 401 over HTTP, the image
+    gets no ImageAck (the refusal goes to ``rejects``), so the collector keeps it and sends it again,
+    freshly signed — a refused stamp or a secret being fixed must never cost an image."""
     try:
         return receive_image_envelope(images, topic_collector, payload).model_dump_json()
-    except StaleMessageError:
+    except (StaleMessageError, BadSignatureError):
         raise
     except StoreError as error:
         camera = ts = sha = ""
