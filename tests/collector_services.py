@@ -24,7 +24,17 @@ from fastapi.responses import JSONResponse
 
 from carbonflow.collector.config import LoadedConfig, config_from_dict
 from carbonflow.devices.base import DeviceClock
-from carbonflow.messages.c4 import Ack, Batch, Command, CommandResult, sign
+from carbonflow.messages.c4 import Ack, Batch, Command, CommandResult
+from carbonflow.messages.signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    SIGNED_AT_HEADER,
+    document_content,
+    document_signature_ok,
+    request_body,
+    sign_document,
+    signature_ok,
+)
 
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 SECRET = "test-secret-0123456789"
@@ -144,6 +154,20 @@ def queue_command(record: CenterRecord, kind: str, device: str | None = None, **
     return command
 
 
+def request_signed(request: Request, body: bytes, secret: bytes) -> bool:
+    """A collector request's signature (purpose ``request``) checks out."""
+    headers = request.headers
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return signature_ok(
+        secret,
+        "request",
+        headers.get(SIGNED_AT_HEADER),
+        headers.get(NONCE_HEADER),
+        request_body(request.method, target, body),
+        headers.get(SIGNATURE_HEADER),
+    )
+
+
 class HttpCenter:
     """A real HTTP server on 127.0.0.1 speaking the center's side of C4; can be stopped and restarted
     on the same port (a center that goes down and comes back) or switched to reject batches."""
@@ -188,16 +212,16 @@ class HttpCenter:
 
         @app.get("/api/v1/collectors/{collector_id}/commands")
         async def commands(collector_id: str, request: Request):
-            if request.headers.get("X-Carbonflow-Signature") != sign(request.url.path.encode(), self.secret):
+            if not request_signed(request, b"", self.secret):
                 return JSONResponse({"error": "bad signature"}, status_code=401)
             with record.lock:
                 queued, record.commands = record.commands, []
-            return [json.loads(c.model_dump_json()) for c in queued]
+            return [sign_document(c.model_dump(mode="json"), self.secret, "command") for c in queued]
 
         @app.post("/api/v1/collectors/{collector_id}/command-results")
         async def results(collector_id: str, request: Request):
             raw = await request.body()
-            if request.headers.get("X-Carbonflow-Signature") != sign(raw, self.secret):
+            if not request_signed(request, raw, self.secret):
                 return JSONResponse({"error": "bad signature"}, status_code=401)
             with record.lock:
                 record.results.append(CommandResult.model_validate_json(raw))
@@ -291,7 +315,8 @@ class MqttCenter:
         self.client.loop_stop()
 
     def send_command(self, command: Command) -> None:
-        self.client.publish(f"carbonflow/{self.collector_id}/commands", command.model_dump_json(), qos=1)
+        signed = sign_document(command.model_dump(mode="json"), self.secret, "command")
+        self.client.publish(f"carbonflow/{self.collector_id}/commands", json.dumps(signed), qos=1)
 
     def _on_message(self, client, userdata, message) -> None:
         topic = message.topic
@@ -304,7 +329,9 @@ class MqttCenter:
             ack = self.record.store(batch)
             client.publish(f"carbonflow/{self.collector_id}/acks", ack.model_dump_json(), qos=1)
         elif topic.endswith("/command-results"):
-            self.results.append(CommandResult.model_validate_json(message.payload))
+            document = json.loads(message.payload)
+            if document_signature_ok(document, self.secret, "command-result"):
+                self.results.append(CommandResult.model_validate(document_content(document)))
         elif topic.endswith("/status"):
             self.status_messages.append(json.loads(message.payload))
 

@@ -28,7 +28,7 @@ from carbonflow.collector.service import Collector
 from carbonflow.collector.transport import MqttTransport
 from carbonflow.devices.base import DeviceClock, StaticSource
 from carbonflow.devices.camera import CameraView, SiteCamera
-from carbonflow.messages.images import sha256_hex, sign_image, ts_text
+from carbonflow.messages.images import image_headers, sha256_hex, ts_text
 from carbonflow.sim.cameras import add_cameras, cameras_of
 from carbonflow.sim.scenarios import Scenario
 from carbonflow.sim.serve import DeviceFarm
@@ -265,23 +265,21 @@ def test_collector_forwards_snapshots_that_the_center_stores_once_and_serves(cen
         # a forged or unsigned image is refused and nothing is stored
         data = cam.snapshot()
         ts = "2025-06-01T17:00:00.000Z"
-        headers = {
-            "Content-Type": "image/png",
-            "X-Carbonflow-Collector": "C1",
-            "X-Carbonflow-Camera": "CAM-1",
-            "X-Carbonflow-Ts": ts,
-            "X-Carbonflow-Sha256": sha256_hex(data),
-            "X-Carbonflow-Signature": sign_image(b"wrong-secret", "C1", "CAM-1", ts, sha256_hex(data)),
-        }
-        refused = client.post("/api/v1/images", content=data, headers=headers)
+
+        def signed_headers(secret: bytes) -> dict[str, str]:
+            return {"Content-Type": "image/png", **image_headers(secret, "C1", "CAM-1", ts, sha256_hex(data))}
+
+        refused = client.post("/api/v1/images", content=data, headers=signed_headers(b"wrong-secret"))
         assert refused.status_code == 401 and "authentication failed" in refused.json()["error"]
-        headers["X-Carbonflow-Signature"] = sign_image(SECRET.encode(), "C1", "CAM-1", ts, sha256_hex(data))
+        headers = signed_headers(SECRET.encode())
         tampered = client.post("/api/v1/images", content=data + b"x", headers=headers)
         assert tampered.status_code == 422 and "SHA-256" in tampered.json()["error"]
         assert images.summary()["CAM-1"]["images"] == 2
         accepted = client.post("/api/v1/images", content=data, headers=headers)
-        replayed = client.post("/api/v1/images", content=data, headers=headers)
-        assert accepted.json()["duplicate"] is False and replayed.json()["duplicate"] is True
+        replayed = client.post("/api/v1/images", content=data, headers=headers)  # the same request again
+        assert replayed.status_code == 401 and "replayed" in replayed.json()["error"]
+        resent = client.post("/api/v1/images", content=data, headers=signed_headers(SECRET.encode()))
+        assert accepted.json()["duplicate"] is False and resent.json()["duplicate"] is True
 
         # the API: login required; list, latest, range for playback, bytes by key
         assert client.get("/api/v1/cameras").status_code == 401

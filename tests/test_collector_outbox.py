@@ -72,7 +72,7 @@ def reading(point: str, seconds: float, value: str = "1.00") -> Reading:
     return Reading(point=point, ts=at(seconds), value=value)
 
 
-def test_batches_are_signed_and_persisted_and_deleted_only_on_ack(tmp_path):
+def test_batches_are_persisted_unsigned_signed_at_each_send_and_deleted_only_on_ack(tmp_path):
     path = tmp_path / "outbox.sqlite"
     with Outbox(path) as outbox:
         outbox.append([reading("m/e", k) for k in range(25)], [DeviceStatus(device="m", online=True)])
@@ -83,7 +83,11 @@ def test_batches_are_signed_and_persisted_and_deleted_only_on_ack(tmp_path):
         stored = outbox.unacked(10)
         assert [(b.seq, b.readings) for b in stored] == [(0, 10), (1, 10), (2, 5)]
         first = Batch.model_validate_json(stored[0].body)
-        assert first.verify(SECRET) and len(first.statuses) == 1 and first.readings[0].ts == at(0)
+        assert first.signature is None and first.nonce is None  # the outbox keeps the content only
+        sent, resent = (Batch.model_validate_json(stored[0].signed_body(SECRET)) for _ in range(2))
+        assert sent.verify(SECRET) and resent.verify(SECRET) and sent.nonce != resent.nonce
+        assert sent.canonical() == resent.canonical() == first.canonical()  # same content every send
+        assert len(first.statuses) == 1 and first.readings[0].ts == at(0)
         assert second.seq == 1 and third.seq == 2
         assert outbox.acknowledge(second.batch_id) and not outbox.acknowledge(second.batch_id)
         assert outbox.stats().batches == 2 and outbox.stats().batched_readings == 15

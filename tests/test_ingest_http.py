@@ -21,7 +21,8 @@ from test_store import T0, batch, seed
 
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.store import count_readings, list_commands, queue_command
-from carbonflow.messages.c4 import CommandResult, sign
+from carbonflow.messages.c4 import CommandResult
+from carbonflow.messages.signing import request_headers
 
 SECRET = b"secret-1"
 
@@ -54,8 +55,9 @@ def app(store):  # noqa: F811
     return create_app(CenterSettings(database_url="sqlite://"), store=store)
 
 
-def test_a_batch_is_stored_acknowledged_and_a_replay_is_a_duplicate(app, store):  # noqa: F811
-    body = signed_body("batch-0001", [("EM-U1/1", m, "1206.42") for m in range(5)])
+def test_a_batch_is_stored_acknowledged_and_a_resend_is_a_duplicate(app, store):  # noqa: F811
+    unsigned = batch("batch-0001", [("EM-U1/1", m, "1206.42") for m in range(5)])
+    body = unsigned.signed(SECRET).model_dump_json().encode()
     response = post(app, "/api/v1/ingest", body)
     assert response.status_code == 200, response.text
     assert response.json() == {
@@ -65,7 +67,8 @@ def test_a_batch_is_stored_acknowledged_and_a_replay_is_a_duplicate(app, store):
         "duplicate_batch": False,
         "conflicts": 0,
     }
-    replay = post(app, "/api/v1/ingest", body)
+    assert post(app, "/api/v1/ingest", body).status_code == 401  # the same bytes again: a replay
+    replay = post(app, "/api/v1/ingest", unsigned.signed(SECRET).model_dump_json().encode())  # a resend
     assert replay.status_code == 200
     assert replay.json() == {
         "batch_id": "batch-0001",
@@ -153,14 +156,14 @@ def test_collector_commands_need_the_collector_signature(app, store):  # noqa: F
     path = "/api/v1/collectors/C1/commands"
     assert get(app, path).status_code == 401
     assert (
-        get(app, path, {"X-Carbonflow-Signature": sign(path.encode(), b"wrong")})
+        get(app, path, request_headers(b"wrong", "GET", path))
         .json()["error"]
         .endswith("collector authentication failed")
     )
-    response = get(app, path, {"X-Carbonflow-Signature": sign(path.encode(), SECRET)})
+    response = get(app, path, request_headers(SECRET, "GET", path))
     assert response.status_code == 200
     assert [c["command_id"] for c in response.json()] == [command.command_id]
-    assert get(app, path, {"X-Carbonflow-Signature": sign(path.encode(), SECRET)}).json() == []  # now sent
+    assert get(app, path, request_headers(SECRET, "GET", path)).json() == []  # now sent
 
     result = (
         CommandResult(
@@ -173,19 +176,17 @@ def test_collector_commands_need_the_collector_signature(app, store):  # noqa: F
         .encode()
     )
     results_path = "/api/v1/collectors/C1/command-results"
-    assert (
-        post(app, results_path, result, {"X-Carbonflow-Signature": sign(b"tampered", SECRET)}).status_code
-        == 401
-    )
-    response = post(app, results_path, result, {"X-Carbonflow-Signature": sign(result, SECRET)})
+    tampered = request_headers(SECRET, "POST", results_path, b"tampered")
+    assert post(app, results_path, result, tampered).status_code == 401
+    response = post(app, results_path, result, request_headers(SECRET, "POST", results_path, result))
     assert response.status_code == 200, response.text
     [row] = list_commands(store, collector_id="C1")
     assert (row["status"], row["detail"]) == ("acknowledged", "offset -0.4 s")
     unknown = b'{"command_id": "nope", "status": "failed", "finished_at": "2025-03-01T00:00:00Z"}'
-    response = post(app, results_path, unknown, {"X-Carbonflow-Signature": sign(unknown, SECRET)})
+    response = post(app, results_path, unknown, request_headers(SECRET, "POST", results_path, unknown))
     assert response.status_code == 404 and "unknown command 'nope'" in response.json()["error"]
     garbage = b'{"command_id": "x"}'
-    response = post(app, results_path, garbage, {"X-Carbonflow-Signature": sign(garbage, SECRET)})
+    response = post(app, results_path, garbage, request_headers(SECRET, "POST", results_path, garbage))
     assert response.status_code == 422 and "invalid command result" in response.json()["error"]
 
 
@@ -214,10 +215,11 @@ class RunningServer:
 def test_ingest_over_a_real_socket(app, store):  # noqa: F811
     with RunningServer(app) as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
         assert client.get("/healthz").json() == {"status": "ok", "database": store.dialect}
-        body = signed_body("batch-0001", [("EM-U1/1", m, "7.5") for m in range(100)])
+        unsigned = batch("batch-0001", [("EM-U1/1", m, "7.5") for m in range(100)])
+        body = unsigned.signed(SECRET).model_dump_json().encode()
         response = client.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 200 and response.json()["accepted"] == 100
-        again = client.post("/api/v1/ingest", content=body)
+        again = client.post("/api/v1/ingest", content=unsigned.signed(SECRET).model_dump_json().encode())
         assert again.json()["duplicate_batch"] is True
         refused = client.post("/api/v1/ingest", content=b"[]")
         assert refused.status_code == 400 and refused.json()["error"] == "batch must be a JSON object"

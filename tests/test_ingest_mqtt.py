@@ -25,7 +25,8 @@ from carbonflow.center.ingest.mqtt import parse_broker_url
 from carbonflow.center.store import count_readings, list_commands, queue_command
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Collector, Device
-from carbonflow.messages.c4 import CommandResult, sign
+from carbonflow.messages.c4 import CommandResult
+from carbonflow.messages.signing import document_signature_ok, sign_document
 
 WAIT_S = 20.0
 
@@ -134,13 +135,10 @@ def test_batches_are_stored_then_acked_and_replays_are_duplicates(mqtt_setup, st
         "collector_id": "C1",
         "config_version": "v7",
         "sent_at": datetime.now(UTC).isoformat(),
-        "signed_at": datetime.now(UTC).isoformat(),
-        "nonce": "n-1",
         "devices": [{"device": "RTU-B1", "online": False, "clock_offset_s": 2.5, "error": "no answer"}],
     }
-    body = json.dumps(status, sort_keys=True, separators=(",", ":"), default=str).encode()
-    collector.publish("status", json.dumps({**status, "signature": sign(body, SECRET)}).encode())
-    collector.publish("status", json.dumps({**status, "signature": sign(body, b"forged")}).encode())
+    collector.publish("status", json.dumps(sign_document(status, SECRET, "status")).encode())
+    collector.publish("status", json.dumps(sign_document(status, b"forged", "status")).encode())
     wait_for(lambda: collector.count("rejects") == 3, "the forged status to be refused")
     assert "collector authentication failed" in collector.received["rejects"][2]["error"]
     with store.read() as connection:
@@ -151,10 +149,12 @@ def test_batches_are_stored_then_acked_and_replays_are_duplicates(mqtt_setup, st
     command = queue_command(store, "C1", "read_now", device_id="EM-U1")
     wait_for(lambda: collector.count("commands") == 1, "the command to go down")
     assert collector.received["commands"][0]["command_id"] == command.command_id
+    assert document_signature_ok(collector.received["commands"][0], SECRET, "command")  # by the center
     result = CommandResult(
         command_id=command.command_id, status="acknowledged", finished_at=datetime.now(UTC)
     )
-    collector.publish("command-results", result.model_dump_json().encode())
+    signed_result = sign_document(result.model_dump(mode="json"), SECRET, "command-result")
+    collector.publish("command-results", json.dumps(signed_result).encode())
     wait_for(lambda: list_commands(store)[0]["status"] == "acknowledged", "the command result")
 
 

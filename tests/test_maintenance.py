@@ -34,7 +34,17 @@ from carbonflow.collector.config import load_config
 from carbonflow.collector.service import Collector
 from carbonflow.devices.base import StaticSource
 from carbonflow.devices.dlt698_meter import Dlt698Meter
-from carbonflow.messages.c4 import Batch, Reading, sign
+from carbonflow.messages.c4 import Batch, Reading
+from carbonflow.messages.signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    SIGNED_AT_HEADER,
+    config_body,
+    request_headers,
+    signature_ok,
+)
+
+STAMP_HEADERS = (SIGNED_AT_HEADER, NONCE_HEADER)
 
 SECRET = "maintenance-secret-0123"
 USER, PASSWORD = "operator", "a-long-password-42"
@@ -297,13 +307,14 @@ def test_a_version_is_immutable_and_the_collector_fetches_it_signed(client, stor
     path = "/api/v1/collectors/C1/config/v7"
     with TestClient(client.app) as anonymous:
         assert anonymous.get(path).status_code == 401  # unsigned
-        signed = anonymous.get(path, headers={"X-Carbonflow-Signature": sign(path.encode(), SECRET.encode())})
+        signed = anonymous.get(path, headers=request_headers(SECRET.encode(), "GET", path))
         assert signed.status_code == 200 and signed.text == 'config_version = "v7"\n' + GOOD
+        body = config_body("C1", "v7", signed.text)  # and the center signed what it sent
+        stamp = [signed.headers[name] for name in STAMP_HEADERS]
+        assert signature_ok(SECRET.encode(), "config", *stamp, body, signed.headers[SIGNATURE_HEADER])
         missing = "/api/v1/collectors/C1/config/v8"
         assert (
-            anonymous.get(
-                missing, headers={"X-Carbonflow-Signature": sign(missing.encode(), SECRET.encode())}
-            ).status_code
+            anonymous.get(missing, headers=request_headers(SECRET.encode(), "GET", missing)).status_code
             == 404
         )
 

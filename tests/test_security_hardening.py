@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.store import Store, create_user, upsert_collector
-from carbonflow.messages.c4 import sign
+from carbonflow.messages.signing import canonical_json, document_content, request_headers, signature_of
 
 PASSWORD = "right-password"
 
@@ -142,7 +142,7 @@ def test_unknown_and_known_collectors_get_the_same_answer(center):
     answers = []
     for collector in ("C1", "C-NOPE"):
         path = f"/api/v1/collectors/{collector}/commands"
-        response = client.get(path, headers={"X-Carbonflow-Signature": sign(path.encode(), b"guess")})
+        response = client.get(path, headers=request_headers(b"guess", "GET", path))
         answers.append((response.status_code, response.json()["error"]))
     assert answers[0] == answers[1] == (401, "request refused: collector authentication failed")
 
@@ -156,8 +156,9 @@ def _status(signed_at, nonce, online=True, secret=b"secret"):
         "devices": [],
         "online": online,
     }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return json.dumps({**document, "signature": sign(canonical, secret)})
+    content = canonical_json(document_content(document))
+    signature = signature_of(secret, "status", signed_at.isoformat(), nonce or "", content)
+    return json.dumps({**document, "signature": signature})
 
 
 def test_a_replayed_stale_or_reordered_status_report_is_refused_and_audited(center):

@@ -3,12 +3,14 @@
 Readings are appended at once (``pending``), together with the validator's per-point state, in one
 transaction.  Batches are cut from them (at most ``max_readings`` each, or whatever is there once the
 oldest has waited ``max_age_s``), given a ``batch_id`` (uuid4) and the collector's next ``seq``,
-signed, and stored (``batches``) in the same transaction that removes their readings from ``pending``
+and stored unsigned (``batches``) in the same transaction that removes their readings from ``pending``
 - before anything is sent.  A batch leaves the outbox only when the center's Ack for its ``batch_id``
 arrives (:meth:`Outbox.acknowledge`) or when the center rejects it (4xx): it then moves to
 ``dead_letters``, kept for an operator, never retried by itself (:meth:`Outbox.requeue_dead_letters`
-puts it back).  After a restart the stored batches are sent again with the same ``batch_id`` and
-signature, so the center can tell a replay.
+puts it back).  Every send signs the stored content anew (:meth:`StoredBatch.signed_body`: a fresh
+``signed_at`` and ``nonce``), so a batch the center refused as stale or replayed — or one that waited
+out an outage longer than the freshness window — is simply sent again; after a restart the stored
+batches go with the same ``batch_id`` and content, so the center can tell a replay.
 
 Retention is bounded by ``max_readings`` (pending + batched): beyond it, :meth:`Outbox.append` refuses
 the whole append with :class:`OutboxFull` and counts the refused readings - an explicit, reported loss
@@ -57,8 +59,12 @@ class StoredBatch:
     seq: int
     batch_id: str
     readings: int
-    body: bytes  # the signed Batch JSON, exactly as first sent
+    body: bytes  # the Batch JSON, unsigned (older outboxes: signed once; the stamp is replaced anyway)
     attempts: int
+
+    def signed_body(self, secret: bytes) -> bytes:
+        """The batch as it goes out now: stamped and signed at this send."""
+        return Batch.model_validate_json(self.body).signed(secret).model_dump_json().encode()
 
     @property
     def key(self) -> str:
@@ -177,7 +183,8 @@ class Outbox(SqliteOutbox):
         force: bool = False,
     ) -> Batch | None:
         """Cut one batch when ``max_readings`` are waiting, the oldest waited ``max_age_s``, or
-        ``force``; it is signed and stored before this returns.  None: nothing to cut yet."""
+        ``force``; it is stored (unsigned) before this returns, and returned signed.  None: nothing to
+        cut yet."""
         now = time.time()
         count, oldest = self._db.execute("SELECT COUNT(*), MIN(added_at) FROM pending").fetchone()
         status_count, status_oldest = self._db.execute(
@@ -205,7 +212,7 @@ class Outbox(SqliteOutbox):
                     for _, point, ts, value, quality in rows
                 ],
                 statuses=[DeviceStatus.model_validate_json(body) for _, body in status_rows],
-            ).signed(secret)
+            )
             self._db.execute(
                 "INSERT INTO batches (seq, batch_id, created_at, readings, body) VALUES (?, ?, ?, ?, ?)",
                 (
@@ -221,7 +228,7 @@ class Outbox(SqliteOutbox):
             if status_rows:
                 self._db.execute("DELETE FROM pending_status WHERE id <= ?", (status_rows[-1][0],))
             self._set_meta("next_seq", str(seq + 1))
-        return batch
+        return batch.signed(secret)
 
     def unacked(self, limit: int = 1) -> list[StoredBatch]:
         """The oldest stored batches (by seq), to send or send again."""

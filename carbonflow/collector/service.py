@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,12 +25,12 @@ from carbonflow.collector.cameras import CameraService
 from carbonflow.collector.clients.errors import DeviceError
 from carbonflow.collector.commands import COMMANDS, CommandLoop, run_command
 from carbonflow.collector.config import LoadedConfig, load_config
-from carbonflow.collector.outbox import Outbox, OutboxFull
+from carbonflow.collector.outbox import Outbox, OutboxFull, StoredBatch
 from carbonflow.collector.pollers import Clock, Poller, make_poller, system_clock, to_ms
 from carbonflow.collector.remote_config import install_pushed_config
 from carbonflow.collector.transport import make_transport
 from carbonflow.collector.validate import RawValue, Validator
-from carbonflow.delivery import DeliveryError, DeliveryLoop, cancel_and_wait
+from carbonflow.delivery import DeliveryError, DeliveryLoop, SendResult, cancel_and_wait
 from carbonflow.messages.c4 import Ack, Command, CommandResult, DeviceStatus
 from carbonflow.messages.collector_config import ConfigError, DeviceConfig
 
@@ -170,7 +170,7 @@ class Collector:
         self.accepted_readings = 0  # readings that passed validation into the outbox in this run
         self.batches = DeliveryLoop(
             self.outbox,
-            lambda batch: self.transport.send_batch(batch.batch_id, batch.body),
+            self._send_batch,
             backoff_min_s=config.center.backoff_min_s,
             backoff_max_s=config.center.backoff_max_s,
             in_flight=getattr(self.transport, "max_in_flight", 1),
@@ -364,6 +364,11 @@ class Collector:
             self._batch_ready.clear()
             if self._form_batches():
                 self.batches.wake()
+
+    def _send_batch(self, batch: StoredBatch) -> Awaitable[SendResult]:
+        """Signed now, at this send: a batch refused as stale (it waited out an outage) or replayed
+        goes again with a fresh stamp — the outbox keeps it until an Ack, whatever the refusal."""
+        return self.transport.send_batch(batch.batch_id, batch.signed_body(self.config.secret_bytes))
 
     def _on_late_ack(self, ack: Ack) -> None:
         """MQTT: an Ack nobody waits for (its batch was sent before a restart) still settles it."""

@@ -4,6 +4,9 @@
 Both offer the same calls: ``start``/``stop``, ``send_batch`` and ``send_image`` -> :class:`SendResult`,
 ``next_commands`` (waits for the center's commands), ``send_result`` (a CommandResult) and
 ``publish_status``.  An Ack is the only thing that lets an outbox delete a batch or an image.
+Signing and freshness (:mod:`carbonflow.messages.signing`, docs/message-signing.md): every message up is
+stamped (``signed_at``, ``nonce``) and signed at the moment it is sent; every command down must carry the
+center's fresh signature (:class:`~carbonflow.collector.from_center.FromCenter`) or it is ignored.
 
 HTTP: ``POST /api/v1/ingest`` with the signed Batch JSON.  200 with an Ack for this batch_id -> acked;
 400/404/409/413/422 and other 4xx -> rejected (dead letter, never retried by itself); 401/403 -> the
@@ -11,15 +14,16 @@ center refuses our credentials: the batch is fine, the secret is not, so it stay
 with the longest backoff; 408/429, 5xx and connection errors -> retry.  Images: ``POST /api/v1/images``
 (the raw image, signed headers of :mod:`carbonflow.messages.images`), same verdicts.  Commands: ``GET
 /api/v1/collectors/{id}/commands``; results: ``POST /api/v1/collectors/{id}/command-results``; status:
-``POST /api/v1/collectors/{id}/status``.  Every request carries ``X-Carbonflow-Signature``: HMAC-SHA256
-(the collector's secret, hex) of the raw body, or of the request path for a GET.
+``POST /api/v1/collectors/{id}/status``.  Those requests carry ``X-Carbonflow-Signed-At``,
+``X-Carbonflow-Nonce`` and ``X-Carbonflow-Signature`` (purpose ``request``: method, path with query, body);
+batches, images and status reports are signed inside.
 
 MQTT: ONE session per collector (:class:`~carbonflow.delivery.MqttSession`), fixed client id
 ``carbonflow-collector-{id}``, persistent session (``clean_session=False``), QoS 1 everywhere.  Batches
 go to ``carbonflow/{id}/readings``; Acks come on ``carbonflow/{id}/acks`` (also Acks for batches sent
 before a restart: they still delete them); images to ``carbonflow/{id}/images`` with ImageAcks on
-``carbonflow/{id}/image-acks``; commands on ``carbonflow/{id}/commands``; results to
-``carbonflow/{id}/command-results``; live status to ``carbonflow/{id}/status``.
+``carbonflow/{id}/image-acks``; commands (signed by the center) on ``carbonflow/{id}/commands``; results
+(signed documents) to ``carbonflow/{id}/command-results``; live status to ``carbonflow/{id}/status``.
 """
 
 from __future__ import annotations
@@ -27,20 +31,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
 from carbonflow.collector.config import LoadedConfig
+from carbonflow.collector.from_center import FromCenter
 from carbonflow.collector.image_outbox import QueuedImage
 from carbonflow.delivery import AwaitedAcks, DeliveryError, HttpSender, MqttSession, SendResult
 from carbonflow.messages import images as wire
-from carbonflow.messages.c4 import Ack, Command, CommandResult, sign
-from carbonflow.messages.images import SIGNATURE_HEADER, ImageAck, ImageEnvelope
+from carbonflow.messages.c4 import Ack, Command, CommandResult
+from carbonflow.messages.images import ImageAck, ImageEnvelope
+from carbonflow.messages.signing import request_headers, sign_document
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -48,12 +52,14 @@ TOPICS = ("readings", "status", "images", "image-acks", "acks", "commands", "com
 
 
 def signed_status(payload: dict[str, Any], secret: bytes) -> bytes:
-    """The status report with its signature over the canonical JSON (sorted keys, no spaces), and inside
-    it ``signed_at`` (the wall clock, whatever clock the data runs on) and a random ``nonce``: the center
-    refuses a stale, replayed or out-of-order report (a replay must not mark an offline collector online)."""
-    payload = {**payload, "signed_at": datetime.now(UTC).isoformat(), "nonce": secrets.token_hex(16)}
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return json.dumps({**payload, "signature": sign(canonical, secret)}, default=str).encode()
+    """The status report signed inside (purpose ``status``): the center refuses a stale, replayed or
+    out-of-order report (a replay must not mark an offline collector online)."""
+    return json.dumps(sign_document(payload, secret, "status"), default=str).encode()
+
+
+def signed_result(result: CommandResult, secret: bytes) -> bytes:
+    """A command result as a document signed inside (MQTT; over HTTP the request itself is signed)."""
+    return json.dumps(sign_document(result.model_dump(mode="json"), secret, "command-result")).encode()
 
 
 def parse_model(model, raw: bytes, what: str):
@@ -74,6 +80,7 @@ class HttpTransport:
         self.secret = config.secret_bytes
         self.collector_id = config.id
         self.http = HttpSender(config.center.url, config.center.request_timeout_s, config.tls_context)
+        self.from_center = FromCenter(self.secret)
         self._first_poll = True
 
     async def start(self) -> None:
@@ -81,9 +88,6 @@ class HttpTransport:
 
     async def stop(self) -> None:
         await self.http.stop()
-
-    def _headers(self, signed: bytes) -> dict[str, str]:
-        return {**JSON_HEADERS, SIGNATURE_HEADER: sign(signed, self.secret)}
 
     async def send_batch(self, batch_id: str, body: bytes) -> SendResult:
         def accept(response: httpx.Response) -> SendResult:
@@ -95,17 +99,13 @@ class HttpTransport:
                 return SendResult("retry", status=200, error=f"Ack for {ack.batch_id}, not {batch_id}")
             return SendResult("acked", ack=ack, status=200)
 
-        return await self.http.send("/api/v1/ingest", body, self._headers(body), accept)
+        return await self.http.send("/api/v1/ingest", body, JSON_HEADERS, accept)  # signed inside
 
     async def send_image(self, image: QueuedImage) -> SendResult:
         digest = wire.sha256_hex(image.body)
         headers = {
             "Content-Type": image.content_type,
-            wire.COLLECTOR_HEADER: self.collector_id,
-            wire.CAMERA_HEADER: image.camera,
-            wire.TS_HEADER: image.ts,
-            wire.SHA256_HEADER: digest,
-            SIGNATURE_HEADER: wire.sign_image(self.secret, self.collector_id, image.camera, image.ts, digest),
+            **wire.image_headers(self.secret, self.collector_id, image.camera, image.ts, digest),
         }
         return await self.http.send("/api/v1/images", image.body, headers)
 
@@ -115,7 +115,7 @@ class HttpTransport:
             await asyncio.sleep(self.config.center.command_poll_s)
         self._first_poll = False
         path = f"/api/v1/collectors/{self.collector_id}/commands"
-        headers = {SIGNATURE_HEADER: sign(path.encode(), self.secret)}
+        headers = request_headers(self.secret, "GET", path)
         response = await self.http.request("GET", path, headers=headers, missing_ok=True)
         if response is None:
             return []  # a center without remote maintenance
@@ -126,12 +126,14 @@ class HttpTransport:
         items = data.get("commands", data) if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise DeliveryError(f"GET {path}: expected a list of commands")
-        return [c for c in (parse_model(Command, item, f"GET {path}") for item in items) if c is not None]
+        checked = (self.from_center.command(item, f"GET {path}") for item in items)
+        return [command for command in checked if command is not None]
 
     async def send_result(self, result: CommandResult) -> None:
         path = f"/api/v1/collectors/{self.collector_id}/command-results"
         body = result.model_dump_json().encode()
-        await self.http.request("POST", path, body=body, headers=self._headers(body))
+        headers = {**JSON_HEADERS, **request_headers(self.secret, "POST", path, body)}
+        await self.http.request("POST", path, body=body, headers=headers)
 
     async def publish_status(self, payload: dict[str, Any]) -> None:
         """The collector's own status report (outbox, devices), signed like on MQTT; a center without
@@ -164,6 +166,7 @@ class MqttTransport:
         self._batch_acks = AwaitedAcks(self.session, center.ack_timeout_s, "Ack")
         self._image_acks = AwaitedAcks(self.session, center.ack_timeout_s, "image Ack")
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
+        self.from_center = FromCenter(self.secret)
         self.session.subscribe(self.topics["acks"], self._received_ack)
         self.session.subscribe(self.topics["image-acks"], self._received_image_ack)
         self.session.subscribe(self.topics["commands"], self._received_command)
@@ -191,7 +194,7 @@ class MqttTransport:
             self._image_acks.resolve((ack.camera, ack.ts), ack)
 
     def _received_command(self, payload: bytes) -> None:
-        command = parse_model(Command, payload, self.topics["commands"])
+        command = self.from_center.command(payload, self.topics["commands"])
         if command is not None:
             self._commands.put_nowait(command)
 
@@ -215,7 +218,7 @@ class MqttTransport:
         return commands
 
     async def send_result(self, result: CommandResult) -> None:
-        await self.session.publish(self.topics["command-results"], result.model_dump_json().encode())
+        await self.session.publish(self.topics["command-results"], signed_result(result, self.secret))
 
     async def publish_status(self, payload: dict[str, Any]) -> None:
         await self.session.publish(self.topics["status"], signed_status(payload, self.secret))

@@ -1,21 +1,26 @@
 """Contract C4: what a collector sends to a center and what comes back (DESIGN §5).
 
 One schema, two transports (HTTP ``POST /api/v1/ingest`` and MQTT QoS 1).  A batch is signed with
-HMAC-SHA256 under the collector's own secret over its canonical JSON (the batch without ``signature``,
-keys sorted, no spaces), so the center can refuse a forged or altered batch on either transport.
-Values travel as decimal strings exactly as the device showed them.
+HMAC-SHA256 under the collector's own secret (:mod:`carbonflow.messages.signing`, purpose ``batch``) over
+its canonical JSON (the batch without ``signature``, ``signed_at`` and ``nonce``, keys sorted, no
+spaces) and its stamp, so the center can refuse a forged, altered, stale or replayed batch on either
+transport.  The stamp is renewed at every send (the outbox keeps the content unsigned); the content —
+and so the center's idempotency digest — stays the same.  Values travel as decimal strings exactly as
+the device showed them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from carbonflow.messages.signing import STAMP_FIELDS, sign, signature_of, signature_ok, stamp
+
+__all__ = ["Ack", "Batch", "Command", "CommandResult", "DeviceStatus", "Reading", "sign"]
 
 Quality = Literal["good", "estimated", "stale", "invalid"]
 CommandKind = Literal["time_sync", "read_now", "reload_config", "restart", "set_carbon_factor"]
@@ -77,6 +82,8 @@ class Batch(BaseModel):
     config_version: str | None = None
     readings: list[Reading] = Field(default_factory=list, max_length=MAX_READINGS_PER_BATCH)
     statuses: list[DeviceStatus] = Field(default_factory=list)
+    signed_at: str | None = Field(default=None, max_length=64)  # the stamp (messages.signing)
+    nonce: str | None = Field(default=None, max_length=64)
     signature: str | None = None
 
     @field_validator("created_at")
@@ -85,17 +92,25 @@ class Batch(BaseModel):
         return _utc(value)
 
     def canonical(self) -> bytes:
-        body = self.model_dump(mode="json", exclude={"signature"})
+        """The content: what the signature covers besides the stamp, and what the center's idempotency
+        digest hashes (the same for every send of one batch)."""
+        body = self.model_dump(mode="json", exclude=set(STAMP_FIELDS))
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
+    def unsigned(self) -> Batch:
+        return self.model_copy(update=dict.fromkeys(STAMP_FIELDS))
+
     def signed(self, secret: bytes) -> Batch:
-        return self.model_copy(update={"signature": sign(self.canonical(), secret)})
+        """This batch with a fresh stamp and its signature (called at every send)."""
+        signed_at, nonce = stamp()
+        signature = signature_of(secret, "batch", signed_at, nonce, self.canonical())
+        return self.model_copy(update={"signed_at": signed_at, "nonce": nonce, "signature": signature})
 
     def verify(self, secret: bytes, canonical: bytes | None = None) -> bool:
         """``canonical``: this batch's ``canonical()`` when the caller has it already (the center hashes
         the same bytes for its idempotency digest; serialising 2,000 readings twice cost ~8 ms)."""
         body = self.canonical() if canonical is None else canonical
-        return self.signature is not None and hmac.compare_digest(self.signature, sign(body, secret))
+        return signature_ok(secret, "batch", self.signed_at, self.nonce, body, self.signature)
 
 
 class Ack(BaseModel):
@@ -126,7 +141,3 @@ class CommandResult(BaseModel):
     status: Literal["acknowledged", "failed"]
     detail: str = ""
     finished_at: datetime
-
-
-def sign(payload: bytes, secret: bytes) -> str:
-    return hmac.new(secret, payload, hashlib.sha256).hexdigest()

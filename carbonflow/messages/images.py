@@ -2,15 +2,18 @@
 
 HTTP: ``POST /api/v1/images`` with the raw image as body (``Content-Type: image/png`` or ``image/jpeg``)
 and the headers ``X-Carbonflow-Collector``, ``X-Carbonflow-Camera``, ``X-Carbonflow-Ts`` (ISO 8601 UTC,
-milliseconds, ``Z``), ``X-Carbonflow-Sha256`` (hex of the body) and ``X-Carbonflow-Signature``.
+milliseconds, ``Z``), ``X-Carbonflow-Sha256`` (hex of the body), ``X-Carbonflow-Signed-At``,
+``X-Carbonflow-Nonce`` and ``X-Carbonflow-Signature``.
 
 MQTT: topic ``carbonflow/{collector_id}/images``, QoS 1, an :class:`ImageEnvelope` JSON (image as
 base64); the center answers with an :class:`ImageAck` on ``carbonflow/{collector_id}/image-acks``
 after the commit.
 
-Signature (both transports): hex HMAC-SHA256 under the collector's secret of :func:`canonical`
-``"carbonflow-image\\n{collector}\\n{camera}\\n{ts}\\n{sha256}"`` — it binds the image's content (via its
-hash, which the center recomputes) to its camera, time and sender, so neither can be swapped.
+Signature (both transports, :mod:`carbonflow.messages.signing`, purpose ``image``): the stamp
+(``signed_at``, ``nonce``: the center refuses a stale or replayed image) and :func:`canonical`
+``"{collector}\\n{camera}\\n{ts}\\n{sha256}"`` — it binds the image's content (via its hash, which the
+center recomputes) to its camera, time and sender, so neither can be swapped.  The image outbox keeps
+the image unsigned; every send stamps and signs it anew.
 """
 
 from __future__ import annotations
@@ -18,18 +21,25 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carbonflow.messages.c4 import sign
+from carbonflow.messages.signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    SIGNED_AT_HEADER,
+    signature_of,
+    signature_ok,
+    stamp,
+    stamp_headers,
+)
 
+__all__ = ["NONCE_HEADER", "SIGNATURE_HEADER", "SIGNED_AT_HEADER"]
 COLLECTOR_HEADER = "X-Carbonflow-Collector"
 CAMERA_HEADER = "X-Carbonflow-Camera"
 TS_HEADER = "X-Carbonflow-Ts"
 SHA256_HEADER = "X-Carbonflow-Sha256"
-SIGNATURE_HEADER = "X-Carbonflow-Signature"
 CONTENT_TYPES = {"image/png": "png", "image/jpeg": "jpg"}
 
 
@@ -42,17 +52,38 @@ def ts_text(ts: datetime) -> str:
 
 
 def canonical(collector_id: str, camera: str, ts: str, sha256: str) -> bytes:
-    return f"carbonflow-image\n{collector_id}\n{camera}\n{ts}\n{sha256}".encode()
+    return f"{collector_id}\n{camera}\n{ts}\n{sha256}".encode()
 
 
-def sign_image(secret: bytes, collector_id: str, camera: str, ts: str, sha256: str) -> str:
-    return sign(canonical(collector_id, camera, ts, sha256), secret)
+def sign_image(
+    secret: bytes, collector_id: str, camera: str, ts: str, sha256: str, signed_at: str, nonce: str
+) -> str:
+    return signature_of(secret, "image", signed_at, nonce, canonical(collector_id, camera, ts, sha256))
 
 
-def verify_image(secret: bytes, collector_id: str, camera: str, ts: str, sha256: str, signature: str) -> bool:
-    return bool(signature) and hmac.compare_digest(
-        signature, sign_image(secret, collector_id, camera, ts, sha256)
-    )
+def image_headers(secret: bytes, collector_id: str, camera: str, ts: str, sha256: str) -> dict[str, str]:
+    """The HTTP headers that identify, stamp and sign one image."""
+    return {
+        COLLECTOR_HEADER: collector_id,
+        CAMERA_HEADER: camera,
+        TS_HEADER: ts,
+        SHA256_HEADER: sha256,
+        **stamp_headers(secret, "image", canonical(collector_id, camera, ts, sha256)),
+    }
+
+
+def verify_image(
+    secret: bytes,
+    collector_id: str,
+    camera: str,
+    ts: str,
+    sha256: str,
+    signed_at: str | None,
+    nonce: str | None,
+    signature: str | None,
+) -> bool:
+    body = canonical(collector_id, camera, ts, sha256)
+    return signature_ok(secret, "image", signed_at, nonce, body, signature)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -79,6 +110,8 @@ class ImageEnvelope(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     content_type: str
     image: str  # base64
+    signed_at: str | None = Field(default=None, max_length=64)
+    nonce: str | None = Field(default=None, max_length=64)
     signature: str
 
     def data(self) -> bytes:
@@ -92,6 +125,7 @@ class ImageEnvelope(BaseModel):
         cls, secret: bytes, collector_id: str, camera: str, ts: str, data: bytes, content_type: str
     ) -> ImageEnvelope:
         digest = sha256_hex(data)
+        signed_at, nonce = stamp()
         return cls(
             collector_id=collector_id,
             camera=camera,
@@ -99,7 +133,9 @@ class ImageEnvelope(BaseModel):
             sha256=digest,
             content_type=content_type,
             image=base64.b64encode(data).decode("ascii"),
-            signature=sign_image(secret, collector_id, camera, ts, digest),
+            signed_at=signed_at,
+            nonce=nonce,
+            signature=sign_image(secret, collector_id, camera, ts, digest, signed_at, nonce),
         )
 
 

@@ -7,8 +7,8 @@ name not there is a ``viewer`` of every region).  :func:`authorize` runs on ever
 (``FastAPI(dependencies=...)``) and applies :data:`policy.POLICY`; a cookie-authenticated write (or
 WebSocket) must come from the center's own origin (CSRF).
 Collector auth: ``receive.verify_request``: HMAC-SHA256 under the collector's secret over method,
-path and query, ``X-Carbonflow-Sent-At``, ``X-Carbonflow-Nonce`` and the body; stale, replayed and
-out-of-order requests are refused.
+path and query, ``X-Carbonflow-Signed-At``, ``X-Carbonflow-Nonce`` and the body; stale and replayed
+requests are refused (401 naming why, audited).
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from carbonflow.center.api.policy import Rule, role_may, rule_for, within
-from carbonflow.center.ingest.receive import verify_request_signature
+from carbonflow.center.ingest.receive import verify_request
 from carbonflow.center.store import Store, UserInfo, get_user, resource_region, user_for_token
 
-SIGNATURE_HEADER = "X-Carbonflow-Signature"
 SESSION_COOKIE = "carbonflow_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False)
@@ -180,10 +179,11 @@ RawBody = Annotated[bytes, Depends(request_body)]
 
 def signed_collector(collector_id: str, request: Request, body: RawBody) -> str:
     """The path's collector, once the request's signature (fresh, not replayed) checks out."""
-    payload = body if request.method != "GET" else request.url.path.encode("utf-8")
-    verify_request_signature(
-        request.app.state.store, collector_id, payload, request.headers.get(SIGNATURE_HEADER)
-    )
+    # the path as it came on the wire (not percent-decoded), as the collector signed it
+    target = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+    if query := request.scope.get("query_string", b"").decode("latin-1"):
+        target += f"?{query}"
+    verify_request(request.app.state.store, collector_id, request.method, target, body, request.headers)
     return collector_id
 
 

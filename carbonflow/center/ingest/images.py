@@ -2,7 +2,8 @@
 
 Checks, each refusing the image with an error naming what is wrong (nothing stored): the fields are
 there and well formed (422) → the body is a PNG or JPEG (415 over HTTP / 422) whose SHA-256 equals the
-claimed one (422) → the collector is known (401) → the signature is its HMAC (401) → stored
+claimed one (422) → the collector is known (401) → the signature is its HMAC (401) → fresh (stamp
+within the window, nonce unseen: 401 naming stale/replayed, audited) → stored
 (idempotent by camera and ts; other content at a stored (camera, ts) is 409).  The acknowledgement is
 returned only after the file is on disk and the row committed.
 """
@@ -16,12 +17,13 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from carbonflow.center.ingest.receive import refuse_collector
+from carbonflow.center.ingest.receive import authenticate_signed, check_fresh
 from carbonflow.center.store import (
+    BadSignatureError,
     ImageStore,
     InvalidBatchError,
+    StaleMessageError,
     StoreError,
-    collector_secret,
 )
 from carbonflow.messages.images import ImageAck, ImageEnvelope, sha256_hex, sniff_content_type, verify_image
 
@@ -49,6 +51,8 @@ def receive_image(
     camera: str | None,
     ts: str | None,
     sha256: str | None,
+    signed_at: str | None,
+    nonce: str | None,
     signature: str | None,
     data: bytes,
     received_at: datetime | None = None,
@@ -73,12 +77,14 @@ def receive_image(
         raise InvalidBatchError(
             f"image of camera {camera!r} at {ts}: SHA-256 of the body is {digest}, not {sha256}"
         )
-    secret = collector_secret(images.store, collector_id)
-    what = f"image of camera {camera!r} at {ts}"
-    if secret is None:
-        raise refuse_collector(images.store, collector_id, what, "unknown collector")
-    if not verify_image(secret, collector_id, camera, ts, sha256, signature or ""):
-        raise refuse_collector(images.store, collector_id, what, "bad or missing signature")
+    authenticate_signed(
+        images.store,
+        collector_id,
+        f"image of camera {camera!r} at {ts}",
+        lambda secret: verify_image(secret, collector_id, camera, ts, sha256, signed_at, nonce, signature),
+        "bad or missing signature",
+    )
+    check_fresh(images.store, collector_id, "image", nonce, signed_at, ordered=False)
     saved = images.save(
         camera, moment, data, content_type, digest, collector_id=collector_id, received_at=received_at
     )
@@ -107,6 +113,8 @@ def receive_image_envelope(images: ImageStore, topic_collector: str, payload: by
         camera=envelope.camera,
         ts=envelope.ts,
         sha256=envelope.sha256,
+        signed_at=envelope.signed_at,
+        nonce=envelope.nonce,
         signature=envelope.signature,
         data=data,
     )
@@ -114,9 +122,14 @@ def receive_image_envelope(images: ImageStore, topic_collector: str, payload: by
 
 def answer_image_envelope(images: ImageStore, topic_collector: str, payload: bytes | str) -> str:
     """The JSON answer on ``.../image-acks``: the Ack, or a refusal (``error`` set) for an image that
-    cannot be stored as sent.  Database failures raise (the MQTT worker retries the message)."""
+    cannot be stored as sent.  Database failures raise (the MQTT worker retries the message); so does a
+    refused authentication — a stale or replayed stamp, a bad signature: like the 401 over HTTP, the image
+    gets no ImageAck (the refusal goes to ``rejects``), so the collector keeps it and sends it again,
+    freshly signed — a refused stamp or a secret being fixed must never cost an image."""
     try:
         return receive_image_envelope(images, topic_collector, payload).model_dump_json()
+    except (StaleMessageError, BadSignatureError):
+        raise
     except StoreError as error:
         camera = ts = sha = ""
         with contextlib.suppress(ValueError, TypeError, AttributeError):

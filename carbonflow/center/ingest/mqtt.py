@@ -3,10 +3,10 @@
 Topics (``prefix`` = ``carbonflow`` in production; tests use their own):
   ``{prefix}/{collector}/readings``        Batch JSON, QoS 1, collector → center
   ``{prefix}/{collector}/status``          live status (signed dict with ``devices``) or a Batch, QoS 1
-  ``{prefix}/{collector}/command-results`` CommandResult JSON, QoS 1
+  ``{prefix}/{collector}/command-results`` CommandResult JSON signed inside (purpose command-result), QoS 1
   ``{prefix}/{collector}/acks``            Ack JSON, QoS 1, center → collector, after the commit
   ``{prefix}/{collector}/rejects``         ``{"batch_id", "error", "detail"}``: refused, nothing stored
-  ``{prefix}/{collector}/commands``        Command JSON, QoS 1, center → collector
+  ``{prefix}/{collector}/commands``        Command JSON signed by the center inside, QoS 1, center → collector
   ``{prefix}/{collector}/images``          camera image envelope (messages.images), QoS 1, when the
                                            subscriber has an ImageStore; ImageAck on ``.../image-acks``
 
@@ -34,16 +34,10 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from carbonflow.center.ingest.images import answer_image_envelope
-from carbonflow.center.ingest.receive import receive_batch, receive_status
-from carbonflow.center.store import (
-    Store,
-    StoreError,
-    list_commands,
-    record_command_result,
-    take_queued_commands,
-)
+from carbonflow.center.ingest.receive import receive_batch, receive_command_result, receive_status
+from carbonflow.center.ingest.to_collector import signed_commands
+from carbonflow.center.store import Store, StoreError, list_commands, take_queued_commands
 from carbonflow.delivery.tls import client_context
-from carbonflow.messages.c4 import CommandResult
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -244,8 +238,7 @@ class MqttIngest:
         collector_id, kind = parts[-2], parts[-1]
         try:
             if kind == "command-results":
-                result = CommandResult.model_validate_json(message.payload)
-                record_command_result(self.store, collector_id, result)
+                receive_command_result(self.store, collector_id, message.payload)
                 self.counters.command_results += 1
             elif kind == "images" and self.images is not None:
                 answer = answer_image_envelope(self.images, collector_id, message.payload)
@@ -313,8 +306,9 @@ class MqttIngest:
         collectors = sorted({row["collector_id"] for row in list_commands(self.store, status="queued")})
         sent = 0
         for collector_id in collectors:
-            for command in take_queued_commands(self.store, collector_id):
-                self._publish(f"{self.prefix}/{collector_id}/commands", command.model_dump_json())
+            commands = take_queued_commands(self.store, collector_id)
+            for document in signed_commands(self.store, collector_id, commands):
+                self._publish(f"{self.prefix}/{collector_id}/commands", json.dumps(document))
                 sent += 1
         self.counters.commands_sent += sent
         return sent

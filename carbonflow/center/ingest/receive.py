@@ -3,14 +3,15 @@
 Order of checks, each refusing the whole batch with an error naming what is wrong (nothing stored):
 JSON syntax (400) → schema (422: naive timestamp, bad decimal, missing field; the error names the
 reading index and its point) → collector known (401) → HMAC signature under that collector's secret
-(401) → the store's own checks (unknown point 422, reused batch_id 409).  HTTP and MQTT both call
-``receive_batch``; only the way the answer goes back differs.
+(401) → fresh: signed within the window, nonce unseen (401 naming stale/replayed, audited) → the store's
+own checks (unknown point 422, reused batch_id 409).  HTTP and MQTT both call ``receive_batch``; only the
+way the answer goes back differs.  Every other collector message (status, command result, signed
+request, image) goes through the same two steps: :func:`authenticate_signed` then :func:`check_fresh`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import re
@@ -32,8 +33,18 @@ from carbonflow.center.store import (
     record_audit,
 )
 from carbonflow.center.store.collector_admin import record_status_report
+from carbonflow.center.store.maintenance import record_command_result
 from carbonflow.center.store.readings import record_status
-from carbonflow.messages.c4 import Ack, Batch, DeviceStatus, sign
+from carbonflow.messages.c4 import Ack, Batch, CommandResult, DeviceStatus
+from carbonflow.messages.signing import (
+    NONCE_HEADER,
+    SIGNED_AT_HEADER,
+    document_content,
+    document_signature_ok,
+    headers_signature_ok,
+    parse_signed_at,
+    request_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,36 +125,75 @@ def refuse_collector(store: Store, collector_id: str, what: str, reason: str) ->
     return BadSignatureError(f"{what} refused: collector authentication failed")
 
 
-def authenticate(store: Store, batch: Batch, canonical: bytes | None = None) -> None:
-    secret = collector_secret(store, batch.collector_id)
-    if secret is None:
-        raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "unknown collector")
-    if not batch.verify(secret, canonical):
-        raise refuse_collector(store, batch.collector_id, f"batch {batch.batch_id!r}", "bad signature")
-
-
-def verify_request_signature(store: Store, collector_id: str, payload: bytes, signature: str | None) -> None:
-    """HMAC of a raw request body (or path, for GET) under the collector's secret."""
+def authenticate_signed(
+    store: Store, collector_id: str, what: str, check: Callable[[bytes], bool], reason: str = "bad signature"
+) -> None:
+    """Refuse (the uniform 401) a message of an unknown collector or whose signature ``check`` (given
+    the collector's secret) fails."""
     secret = collector_secret(store, collector_id)
     if secret is None:
-        raise refuse_collector(store, collector_id, "request", "unknown collector")
-    if not signature or not hmac.compare_digest(signature, sign(payload, secret)):
-        raise refuse_collector(store, collector_id, "request", "bad or missing X-Carbonflow-Signature")
+        raise refuse_collector(store, collector_id, what, "unknown collector")
+    if not check(secret):
+        raise refuse_collector(store, collector_id, what, reason)
 
 
-def check_fresh(store: Store, collector_id: str, kind: str, nonce: Any, signed_at: Any) -> None:
-    """Refuse (401, audited) a signed message that is stale, replayed or older than one accepted."""
-    moment = None
-    with contextlib.suppress(TypeError, ValueError):
-        moment = datetime.fromisoformat(signed_at)
-        moment = moment if moment.tzinfo is not None else None
+def authenticate(store: Store, batch: Batch, canonical: bytes | None = None) -> None:
+    authenticate_signed(
+        store, batch.collector_id, f"batch {batch.batch_id!r}", lambda secret: batch.verify(secret, canonical)
+    )
+
+
+def verify_request(
+    store: Store, collector_id: str, method: str, target: str, body: bytes, headers: Any
+) -> None:
+    """A collector's signed HTTP request (``target``: path and ``?query``): signature over method, target,
+    stamp and body, then fresh (a captured ``GET …/commands`` cannot be replayed)."""
+    payload = request_body(method, target, body)
+    authenticate_signed(
+        store,
+        collector_id,
+        "request",  # the same words for every collector: ids cannot be probed
+        lambda secret: headers_signature_ok(secret, "request", payload, headers),
+        "bad or missing X-Carbonflow-Signature",
+    )
+    nonce, signed_at = headers.get(NONCE_HEADER), headers.get(SIGNED_AT_HEADER)
+    check_fresh(store, collector_id, "request", nonce, signed_at, ordered=False)
+
+
+def check_fresh(
+    store: Store, collector_id: str, kind: str, nonce: Any, signed_at: Any, *, ordered: bool = True
+) -> None:
+    """Refuse (401, audited) a signed message that is stale, replayed or (``ordered``) older than one
+    accepted.  Called only once the signature checked out, so the reason can be told."""
     try:
-        accept_fresh(store, collector_id, kind, nonce if isinstance(nonce, str) else None, moment,
-                     now=datetime.now(UTC))  # fmt: skip
+        accept_fresh(store, collector_id, kind, nonce if isinstance(nonce, str) else None,
+                     parse_signed_at(signed_at), now=datetime.now(UTC), ordered=ordered)  # fmt: skip
     except StaleMessageError as error:
         with contextlib.suppress(StoreError):
             record_audit(store, collector_id, "collector.refused", kind, {"reason": error.detail["reason"]})
         raise
+
+
+def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    document = _load_json(raw, what)
+    if not isinstance(document, dict):
+        raise MalformedBatchError(f"{what} must be a JSON object")
+    return document
+
+
+def authenticate_document(store: Store, collector_id: str, document: dict[str, Any], purpose: str) -> None:
+    """A JSON document signed inside (``signed_at``, ``nonce``, ``signature``): authenticated, fresh."""
+    authenticate_signed(
+        store,
+        collector_id,
+        purpose,
+        lambda secret: document_signature_ok(document, secret, purpose),
+        "bad or missing signature",
+    )
+    check_fresh(
+        store, collector_id, purpose, document.get("nonce"), document.get("signed_at"),
+        ordered=purpose == "status",  # only the latest status counts; results stand on their own
+    )  # fmt: skip
 
 
 StatusHook = Callable[[], Any]  # called after device statuses were stored (the alarm engine's on_status)
@@ -160,6 +210,9 @@ def receive_batch(
     batch = decode_batch(raw)
     canonical = batch.canonical()  # once: the signature and the store's content digest cover these bytes
     authenticate(store, batch, canonical)
+    # not ordered: up to max_in_flight batches are sent at once; a replay is refused by its nonce (and
+    # would be a duplicate by batch_id anyway); a refused batch stays in the outbox and is re-signed
+    check_fresh(store, batch.collector_id, "batch", batch.nonce, batch.signed_at, ordered=False)
     ack = ingest_batch(store, batch, received_at=received_at, canonical=canonical)
     if on_status is not None and batch.statuses and not ack.duplicate_batch:
         on_status()
@@ -172,19 +225,15 @@ def receive_status(
     """A message on the status topic: a Batch (stored like any batch, Ack returned) or a collector's
     live status ``{"collector_id", "config_version", "devices": [DeviceStatus...], ..., "signature"}``
     signed over its canonical JSON (keys sorted, no spaces) — device statuses and last seen are updated."""
-    document = _load_json(raw, "status")
-    if not isinstance(document, dict):
-        raise MalformedBatchError("status must be a JSON object")
+    document = _json_object(raw, "status")
     if "batch_id" in document:
         return receive_batch(store, raw, on_status=on_status)
     if document.get("collector_id") != collector_id:
         raise InvalidBatchError(
             f"status of collector {document.get('collector_id')!r} on the topic of {collector_id!r}"
         )
+    authenticate_document(store, collector_id, document, "status")
     unsigned = {key: value for key, value in document.items() if key != "signature"}
-    canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), default=str).encode()
-    verify_request_signature(store, collector_id, canonical, document.get("signature"))
-    check_fresh(store, collector_id, "status", unsigned.get("nonce"), unsigned.get("signed_at"))
     try:
         statuses = [DeviceStatus.model_validate(item) for item in document.get("devices") or []]
     except ValidationError as error:
@@ -194,3 +243,15 @@ def receive_status(
     if on_status is not None and statuses:
         on_status()
     return None
+
+
+def receive_command_result(store: Store, collector_id: str, raw: bytes | str) -> CommandResult:
+    """A command result over MQTT: a CommandResult document signed inside (purpose ``command-result``)."""
+    document = _json_object(raw, "command result")
+    authenticate_document(store, collector_id, document, "command-result")
+    try:
+        result = CommandResult.model_validate(document_content(document))
+    except ValidationError as error:
+        raise InvalidBatchError(f"invalid command result: {str(error).splitlines()[0]}") from None
+    record_command_result(store, collector_id, result)
+    return result

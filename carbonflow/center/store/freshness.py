@@ -1,6 +1,9 @@
-"""Freshness of signed collector messages: each carries ``sent_at`` and a random ``nonce`` inside its
-signature; the center accepts one only when it is recent (``|now - sent_at| <= window``), its nonce
-unseen and — per collector and kind — not older than the newest already accepted (out of order).
+"""Freshness of signed collector messages: each carries ``sent_at`` (the stamp's ``signed_at``) and a
+random ``nonce`` inside its signature; the center accepts one only when it is recent
+(``|now - sent_at| <= window``), its nonce unseen and — per collector and kind, for kinds where only the
+latest counts (status reports) — not older than the newest already accepted (out of order).  Batches,
+images, command results and requests are not ordered: several may be in flight at once and each stands
+on its own (batches and images are idempotent); the nonce alone stops their replay.
 
 Nonces are kept for twice the window in ``message_nonces`` (what a restart must not forget); older ones
 are pruned on the way, since a message that old is refused as stale anyway.
@@ -19,8 +22,9 @@ from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import StoreError
 from carbonflow.center.store.schema import ID, Base
 from carbonflow.center.store.types import UtcDateTime
+from carbonflow.messages.signing import FRESHNESS_WINDOW
 
-FRESHNESS_WINDOW = timedelta(minutes=5)
+__all__ = ["FRESHNESS_WINDOW", "MessageNonce", "StaleMessageError", "accept_fresh"]
 
 
 class MessageNonce(Base):
@@ -48,6 +52,7 @@ def accept_fresh(
     *,
     now: datetime,
     window: timedelta = FRESHNESS_WINDOW,
+    ordered: bool = True,
 ) -> None:
     """Record the message's nonce, or raise :class:`StaleMessageError` saying why it is refused."""
     what = f"{kind} of collector {collector_id!r}"
@@ -60,11 +65,13 @@ def accept_fresh(
         )
     with connection_of(target, write=True) as connection:
         connection.execute(delete(MessageNonce).where(MessageNonce.sent_at < now - 2 * window))
-        newest = connection.execute(
-            select(func.max(MessageNonce.sent_at)).where(
-                MessageNonce.collector_id == collector_id, MessageNonce.kind == kind
-            )
-        ).scalar()
+        newest = None
+        if ordered:
+            newest = connection.execute(
+                select(func.max(MessageNonce.sent_at)).where(
+                    MessageNonce.collector_id == collector_id, MessageNonce.kind == kind
+                )
+            ).scalar()
         if newest is not None and sent_at < newest:
             raise StaleMessageError(
                 f"{what}: out of order (older than one accepted)", {"reason": "reordered"}

@@ -30,8 +30,10 @@ from carbonflow.center.store import ImageStore, camera_known, camera_overview
 from carbonflow.messages.images import (
     CAMERA_HEADER,
     COLLECTOR_HEADER,
+    NONCE_HEADER,
     SHA256_HEADER,
     SIGNATURE_HEADER,
+    SIGNED_AT_HEADER,
     TS_HEADER,
     ImageAck,
 )
@@ -57,6 +59,8 @@ def post_image(request: Request, data: RawBody) -> ImageAck:
         camera=headers.get(CAMERA_HEADER),
         ts=headers.get(TS_HEADER),
         sha256=headers.get(SHA256_HEADER),
+        signed_at=headers.get(SIGNED_AT_HEADER),
+        nonce=headers.get(NONCE_HEADER),
         signature=headers.get(SIGNATURE_HEADER),
         data=data,
     )

@@ -26,6 +26,7 @@ from carbonflow.center.api.routes._common import (
     parse_time,
 )
 from carbonflow.center.ingest.receive import receive_status
+from carbonflow.center.ingest.to_collector import config_headers
 from carbonflow.center.metering.meter_check import list_checks, meter_summary
 from carbonflow.center.store import (
     Store,
@@ -181,9 +182,11 @@ def rollback_config(collector_id: str, version: str, store: StoreDep, user: User
 
 @router.get("/collectors/{collector_id}/config/{version}", response_class=PlainTextResponse)
 def fetch_config(collector_id: SignedCollector, version: str, store: StoreDep) -> PlainTextResponse:
-    """For the collector itself (signed): the TOML text of one pushed version."""
+    """For the collector itself (signed): the TOML text of one pushed version, signed by the center in
+    the headers (the collector checks it before writing anything)."""
     text = collector_config(store, collector_id, version)
-    return PlainTextResponse(text, media_type="application/toml; charset=utf-8")
+    headers = config_headers(store, collector_id, version, text)
+    return PlainTextResponse(text, media_type="application/toml; charset=utf-8", headers=headers)
 
 
 @router.post("/collectors/{collector_id}/status")

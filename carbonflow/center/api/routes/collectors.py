@@ -1,21 +1,26 @@
-"""Collector-facing endpoints of remote maintenance (signed by the collector, see ``deps``)."""
+"""Collector-facing endpoints of remote maintenance (signed by the collector, see ``deps``); the
+commands go back signed by the center (``ingest.to_collector``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import ValidationError
 
 from carbonflow.center.api.deps import RawBody, SignedCollector, StoreDep
+from carbonflow.center.ingest.to_collector import signed_commands
 from carbonflow.center.store import InvalidBatchError, record_command_result, take_queued_commands
-from carbonflow.messages.c4 import Command, CommandResult
+from carbonflow.messages.c4 import CommandResult
 
 router = APIRouter(prefix="/api/v1/collectors", tags=["collectors"])
 
 
-@router.get("/{collector_id}/commands", response_model=list[Command])
-def queued_commands(collector_id: SignedCollector, store: StoreDep) -> list[Command]:
-    """The collector's queued commands, oldest first; they are marked ``sent``."""
-    return take_queued_commands(store, collector_id)
+@router.get("/{collector_id}/commands")
+def queued_commands(collector_id: SignedCollector, store: StoreDep) -> list[dict[str, Any]]:
+    """The collector's queued commands, oldest first, each a Command signed by the center (``signed_at``,
+    ``nonce``, ``signature`` added); they are marked ``sent``."""
+    return signed_commands(store, collector_id, take_queued_commands(store, collector_id))
 
 
 @router.post("/{collector_id}/command-results")

@@ -1,0 +1,33 @@
+"""What the center sends down to a collector, signed by the center (docs/message-signing.md).
+
+Commands (HTTP answer of ``GET …/commands`` and MQTT ``carbonflow/{id}/commands``) are Command documents
+signed inside (purpose ``command``); a pushed configuration comes with ``X-Carbonflow-Signed-At``,
+``X-Carbonflow-Nonce`` and ``X-Carbonflow-Signature`` (purpose ``config``).  The key is the collector's
+own secret — HMAC, like the other direction: the purpose inside every signature keeps one direction's
+messages from passing for the other's, and the secret is already on both ends (see the document for why
+not Ed25519).  Each send is stamped anew, so a command sent again after a timeout is fresh again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carbonflow.center.store import Store, collector_secret
+from carbonflow.messages.c4 import Command
+from carbonflow.messages.signing import config_body, sign_document, stamp_headers
+
+
+def signed_commands(store: Store, collector_id: str, commands: list[Command]) -> list[dict[str, Any]]:
+    if not commands:
+        return []
+    secret = collector_secret(store, collector_id)
+    if secret is None:  # the collector was removed meanwhile: nothing it could verify
+        return []
+    return [sign_document(command.model_dump(mode="json"), secret, "command") for command in commands]
+
+
+def config_headers(store: Store, collector_id: str, version: str, text: str) -> dict[str, str]:
+    secret = collector_secret(store, collector_id)
+    if secret is None:
+        return {}
+    return stamp_headers(secret, "config", config_body(collector_id, version, text))
