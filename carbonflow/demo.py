@@ -214,6 +214,7 @@ async def run_demo(
         database_url=database_url,
         mqtt_url=options.mqtt_url,
         image_dir=str(options.directory / "images"),
+        audit_key_file=str(options.directory / "audit.key"),  # the checkpoints' key, kept with the data
         metering_interval_s=0,
         alarm_tick_s=max(0.5, options.interval_s / options.speed / 4),  # time-based rules: 4 per interval
         **_center_tls(tls, options.mqtt_url),

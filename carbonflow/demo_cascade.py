@@ -142,6 +142,7 @@ class CascadeDemo:
                 database_url="sqlite://",
                 metering_interval_s=0,
                 image_dir=str(self.directory / "images"),
+                audit_key_file=str(self.directory / f"{center.id}-audit.key"),
                 **tls,
             )
             app = create_app(settings, store=center.store, cascade=center.service)
