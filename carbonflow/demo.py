@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ from carbonflow.collector.service import Collector
 from carbonflow.delivery.certs import IssuedCerts, ensure_certs
 from carbonflow.sim.cameras import add_cameras
 from carbonflow.sim.device_map import build_device_map, grid_document
+from carbonflow.sim.errors import SimulationError
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.scenarios import Scenario, ScenarioSimulation
 from carbonflow.sim.serve import DeviceFarm, SimClock, TruthDriver
@@ -206,7 +208,13 @@ async def run_demo(
     driver.publish_until(start + timedelta(seconds=driver.lookahead_s))
     farm = DeviceFarm(device_map, feed, clock.now, scenario)
     driver.devices = [d for d in farm.devices.values() if d.events]  # scenario baselines (stuck, drift)
-    served_map = await farm.start(options.host, 0)  # free ports: never clash with what else runs here
+    # the center's port bound before the devices take free ports: one of them can never be the center's
+    center_socket = _listen(options.host, options.port)
+    try:
+        served_map = await farm.start(options.host, 0)  # free ports: never clash with what else runs here
+    except BaseException:
+        center_socket.close()
+        raise
     register_devices(store, served_map["devices"], collector_id=COLLECTOR_ID)
 
     tls = _demo_certs(options)
@@ -227,7 +235,7 @@ async def run_demo(
         app, host=options.host, port=options.port, log_level="warning", **settings.uvicorn_ssl()
     )
     server = _Server(config)
-    server_task = asyncio.create_task(server.serve(), name="center-api")
+    server_task = asyncio.create_task(server.serve(sockets=[center_socket]), name="center-api")
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
     if server_task.done():
@@ -331,6 +339,18 @@ def _center_tls(tls: IssuedCerts | None, mqtt_url: str | None) -> dict[str, str]
     if (mqtt_url or "").startswith("mqtts://"):
         values.update(mqtt_ca_file=str(tls.ca_file), mqtt_cert_file=str(cert), mqtt_key_file=str(key))
     return values
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The center's listening socket, bound now (uvicorn serves on it); a port in use is one line."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise SimulationError(f"--port {port}: cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
 
 
 class _Server(uvicorn.Server):
