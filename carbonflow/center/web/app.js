@@ -380,6 +380,21 @@ PAGES.consumption = async () => {
 };
 
 // ---- History ------------------------------------------------------------------------------------------
+// [time ms, value] points with a null where buckets are missing (a step over 1.5 × the usual one): gaps show
+function withGaps(points) {
+  const steps = points.slice(1).map((p, k) => p[0] - points[k][0]).filter((d) => d > 0);
+  const usual = steps.length ? Math.min(...steps) : 0;
+  const out = [];
+  points.forEach((p, k) => {
+    if (k && usual && p[0] - points[k - 1][0] > 1.5 * usual) out.push([points[k - 1][0] + usual, null]);
+    out.push(p);
+  });
+  return out;
+}
+const historyLabel = (key) => {
+  const group = $("hist-group").value;
+  return group === "region" ? regionName(key) : group === "industry" ? tv("industry", key) : key;
+};
 function historyQuery(format) {
   const hours = Number($("hist-range").value);
   const end = state.latest ? new Date(new Date(state.latest).getTime() + 1000) : new Date();
@@ -394,19 +409,24 @@ PAGES.history = async () => {
   let h;
   try { h = await api(`/api/v1/history?${historyQuery()}`); } catch (error) { $("hist-error").textContent = error.message; return; }
   const total = $("hist-kind").value === "total";
+  // the whole grid is one series: say so rather than ignore a grouping silently
+  if (total && !["element", "total"].includes($("hist-group").value)) $("hist-error").textContent = t("whole_grid_no_group");
   const keys = total ? [null] : [...new Set(h.items.map((r) => r.key))].slice(0, 12);
-  const buckets = [...new Set(h.items.map((r) => r.bucket))];
   const value = (r) => (total ? r.generation_intensity_g_per_kwh : r.intensity_g_per_kwh);
+  state.historySeries = keys.map((key) => ({ key, points: withGaps(h.items.filter((x) => total || x.key === key)
+    .map((r) => [Date.parse(r.bucket), value(r)])) }));
   chart("hist-chart").setOption({ tooltip: { trigger: "axis" }, legend: { top: 0, type: "scroll" },
-    grid: { left: 60, right: 20, top: 40, bottom: 30 }, xAxis: { type: "category", data: buckets.map((b) => b.slice(0, 16).replace("T", " ")) },
+    grid: { left: 60, right: 20, top: 40, bottom: 30 }, xAxis: { type: "time" },
     yAxis: { type: "value", name: "gCO₂/kWh", scale: true },
-    series: keys.map((key) => ({ name: key ?? t("sys_intensity"), type: "line", showSymbol: false,
-      data: buckets.map((b) => { const r = h.items.find((x) => x.bucket === b && (total || x.key === key)); return r ? value(r) : null; }) })) }, true);
+    // a lone point gets its symbol (a line needs two); a missing bucket breaks the line (no made-up values)
+    series: state.historySeries.map(({ key, points }) => ({ name: key == null ? t("sys_intensity") : (historyLabel(key)),
+      type: "line", connectNulls: false, showSymbol: points.filter((p) => p[1] !== null).length <= 2, data: points })) }, true);
   const columns = total
-    ? [{ label: t("time"), key: "bucket" }, { label: `${t("gen_carbon")} (tCO₂)`, num: true, render: (r) => num(r.generation_carbon_kg / 1000) },
+    ? [{ label: `${t("time")} ${zoneLabel()}`, sort: (r) => Date.parse(r.bucket), render: (r) => localTime(r.bucket) }, { label: `${t("gen_carbon")} (tCO₂)`, num: true, render: (r) => num(r.generation_carbon_kg / 1000) },
       { label: `${t("loss_carbon")} (tCO₂)`, num: true, render: (r) => num(r.loss_carbon_kg / 1000, 2) },
       { label: `${t("sys_intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.generation_intensity_g_per_kwh) }]
-    : [{ label: t("time"), key: "bucket" }, { label: t("element"), key: "key" },
+    : [{ label: `${t("time")} ${zoneLabel()}`, sort: (r) => Date.parse(r.bucket), render: (r) => localTime(r.bucket) },
+      { label: t("element"), filter: true, render: (r) => historyLabel(r.key) },
       { label: `${t("energy")} (MWh)`, num: true, render: (r) => num(r.energy_kwh / 1000, 2) },
       { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.carbon_kg / 1000, 2) },
       { label: `${t("intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.intensity_g_per_kwh) }];
