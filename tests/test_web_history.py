@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
-from webdata import PASSWORD, USER, populate, served
-
-from carbonflow.center.api import CenterSettings, create_app
+from webdata import logged_in, served_center
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("history-ui") / "center.db"
-    store, _last = populate(f"sqlite:///{path}", hours=1)
-    app = create_app(CenterSettings(database_url=f"sqlite:///{path}", maintenance_period_s=0), store=store)
-    with served(app) as base:
+    with served_center(tmp_path_factory.mktemp("history-ui")) as (base, _store):
         yield base
-    store.close()
 
 
 def _show(page) -> None:
@@ -28,16 +22,7 @@ def _show(page) -> None:
 
 
 def test_one_point_gaps_local_times_and_an_honest_whole_grid(server, browser):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
-    context.add_init_script("localStorage.setItem('cf-lang', 'en')")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(server + "/#history")
-    page.fill("#login-user", USER)
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_function("document.body.dataset.ready === 'history'")
+    context, page, errors = logged_in(browser, server, "history", "en")
 
     # the hour of data in day buckets: one point, drawn with its symbol
     page.select_option("#hist-kind", "total")

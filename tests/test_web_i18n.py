@@ -9,9 +9,8 @@ import re
 
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
-from webdata import PASSWORD, USER, populate, served
+from webdata import logged_in, served_center
 
-from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
 
@@ -24,12 +23,8 @@ RAW = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")  # snake_case: a key or an enumeratio
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("i18n-ui") / "center.db"
-    store, _last = populate(f"sqlite:///{path}", hours=1)
-    app = create_app(CenterSettings(database_url=f"sqlite:///{path}", maintenance_period_s=0), store=store)
-    with served(app) as base:
+    with served_center(tmp_path_factory.mktemp("i18n-ui")) as (base, _store):
         yield base
-    store.close()
 
 
 def shipped_values() -> dict[str, set[str]]:
@@ -45,16 +40,7 @@ def shipped_values() -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_no_page_shows_a_raw_key_or_enumeration_value(server, browser, lang):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
-    context.add_init_script(f"localStorage.setItem('cf-lang', '{lang}')")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(server + "/")
-    page.fill("#login-user", USER)
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_function("document.body.dataset.ready === 'overview'")
+    context, page, errors = logged_in(browser, server, "overview", lang)
 
     labels = page.evaluate(f"window.CF_ENUMS['{lang}']")
     for kind, values in shipped_values().items():

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
-from webdata import COLLECTOR, PASSWORD, USER, populate, served
+from webdata import COLLECTOR, USER, logged_in, served_center
 
-from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.store import list_commands, upsert_collector
 from carbonflow.center.store.collector_admin import collector_configs
 
@@ -23,30 +22,14 @@ CONFIG = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("maintenance-ui") / "center.db"
-    store, _last = populate(f"sqlite:///{path}", hours=1)
-    upsert_collector(store, COLLECTOR, SECRET)  # a secret long enough for a collector configuration
-    app = create_app(CenterSettings(database_url=f"sqlite:///{path}", maintenance_period_s=0), store=store)
-    with served(app) as base:
+    with served_center(tmp_path_factory.mktemp("maintenance-ui")) as (base, store):
+        upsert_collector(store, COLLECTOR, SECRET)  # a secret long enough for a collector configuration
         yield base, store
-    store.close()
 
 
 def test_the_operator_reads_compares_and_rolls_back_a_configuration_and_syncs_a_clock(server, browser):  # noqa: F811
     base, store = server
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
-    context.add_init_script("localStorage.setItem('cf-lang', 'en')")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    # a render that throws is caught and logged by the page (not a page error): console errors count too,
-    # but the 401 of the first look before login
-    page.on("console", lambda m: m.type == "error" and "401" not in m.text and errors.append(m.text))
-    page.goto(base + "/#maintenance")
-    page.fill("#login-user", USER)
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_function("document.body.dataset.ready === 'maintenance'")
+    context, page, errors = logged_in(browser, base, "maintenance", "en", console=True)
     for text in (CONFIG, CONFIG + "\n# poll faster\n"):  # two versions, pushed as an operator would
         pushed = page.request.post(
             f"{base}/api/v1/collectors/{COLLECTOR}/config", data=text, headers={"Origin": base}

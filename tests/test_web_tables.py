@@ -10,20 +10,15 @@ import io
 
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
-from webdata import PASSWORD, USER, populate, served
+from webdata import logged_in, served_center
 
-from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.store import list_commands
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tables-ui") / "center.db"
-    store, _last = populate(f"sqlite:///{path}", hours=1)
-    app = create_app(CenterSettings(database_url=f"sqlite:///{path}", maintenance_period_s=0), store=store)
-    with served(app) as base:
+    with served_center(tmp_path_factory.mktemp("tables-ui")) as (base, store):
         yield base, store
-    store.close()
 
 
 def _rows(page) -> list[list[str]]:
@@ -32,18 +27,7 @@ def _rows(page) -> list[list[str]]:
 
 def test_the_operator_searches_filters_sorts_pages_and_exports_the_devices(server, browser):  # noqa: F811
     base, store = server
-    context = browser.new_context(
-        viewport={"width": 1440, "height": 900}, bypass_csp=True, accept_downloads=True
-    )
-    context.add_init_script("localStorage.setItem('cf-lang', 'en')")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(base + "/#devices")
-    page.fill("#login-user", USER)
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_function("document.body.dataset.ready === 'devices'")
+    context, page, errors = logged_in(browser, base, "devices", "en")
     total = len(page.request.get(base + "/api/v1/devices?limit=100000").json()["items"])
     assert total > 100
     assert len(_rows(page)) == 50  # a page, not 7,600 px of rows

@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
-from webdata import PASSWORD, USER, populate, served
-
-from carbonflow.center.api import CenterSettings, create_app
+from webdata import logged_in, served_center
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("topology-ui") / "center.db"
-    store, _last = populate(f"sqlite:///{path}", hours=1)
-    app = create_app(CenterSettings(database_url=f"sqlite:///{path}", maintenance_period_s=0), store=store)
-    with served(app) as base:
+    with served_center(tmp_path_factory.mktemp("topology-ui")) as (base, _store):
         yield base
-    store.close()
 
 
 SHAPES = {"en": ["plant", "substation", "user"], "zh": ["电厂", "变电站", "用户"]}
@@ -26,16 +20,7 @@ SHAPES = {"en": ["plant", "substation", "user"], "zh": ["电厂", "变电站", "
 
 @pytest.mark.parametrize(("lang", "shapes"), SHAPES.items())
 def test_the_legend_names_the_shapes_and_a_bus_is_found_by_name(server, browser, lang, shapes):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
-    context.add_init_script(f"localStorage.setItem('cf-lang', '{lang}')")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(server + "/#topology")
-    page.fill("#login-user", USER)
-    page.fill("#login-password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_function("document.body.dataset.ready === 'topology'")
+    context, page, errors = logged_in(browser, server, "topology", lang)
     legend = page.inner_text(".legend.shapes")
     assert all(shape in legend for shape in shapes), legend
     page.fill("#topo-search", "U04")

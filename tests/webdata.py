@@ -97,3 +97,40 @@ def served(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def served_center(folder, hours: int = 1) -> Iterator[tuple[str, Store]]:
+    """A center with ``hours`` of simulated data (its SQLite store in ``folder``) on a real server:
+    yields (base URL, store) — the browser tests' usual center."""
+    from carbonflow.center.api import CenterSettings, create_app
+
+    url = f"sqlite:///{folder / 'center.db'}"
+    store, _last = populate(url, hours=hours)
+    app = create_app(CenterSettings(database_url=url, maintenance_period_s=0), store=store)
+    try:
+        with served(app) as base:
+            yield base, store
+    finally:
+        store.close()
+
+
+def logged_in(browser, base: str, page_name: str, lang: str = "en", console: bool = False):
+    """A new browser context in ``lang`` logged in on ``page_name``: (context, page, errors) — errors
+    collects page errors (and, with ``console``, console errors but the 401 of the look before login).
+    bypass_csp: Playwright's wait_for_function evaluates strings, which the center's CSP forbids."""
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, bypass_csp=True, accept_downloads=True
+    )
+    context.add_init_script(f"localStorage.setItem('cf-lang', '{lang}')")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    if console:
+        page.on("console", lambda m: m.type == "error" and "401" not in m.text and errors.append(m.text))
+    page.goto(f"{base}/#{page_name}")
+    page.fill("#login-user", USER)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_function(f"document.body.dataset.ready === '{page_name}'")
+    return context, page, errors
