@@ -367,3 +367,24 @@ def test_evaluation_errors_never_reach_the_metering_loop(store):  # noqa: F811
     engine = engine_with(store, {"id": "gap", "kind": "data_gap", "min_completeness": 0.9})
     evaluation = engine.evaluate(Observed(at(1), outcome=object()))
     assert evaluation.error is not None  # logged and reported, not raised
+
+
+def test_a_stuck_value_needs_readings_shown_finely_and_late_data_never_counts(store):  # noqa: F811
+    field_devices(store)
+    engine = engine_with(
+        store,
+        {"id": "stuck", "kind": "stuck_value", "quantities": ["p_mw"], "intervals": 2,
+         "max_step_share": 1e-4},
+    )  # fmt: skip
+    # EM-1: live, but its readings of intervals 2 and 4 are late (not in when the interval is metered);
+    # EM-2: shown in coarse steps (0.1 of ~3): a steady load repeats without being stuck
+    em1 = ["10.51234", None, "10.52345", None, "10.61234", "10.61234"]
+    em2 = ["-3.1", "-3.1", "-3.1", "-3.1", "-3.1", "-3.1"]
+    raised = []
+    for k in range(6):
+        values = {"EM-2/p": em2[k]} | ({"EM-1/p": em1[k]} if em1[k] else {})
+        readings(store, k + 1, values)
+        evaluation = engine.on_interval(outcome(k + 1))
+        raised += [(k + 1, a["subject"]["id"]) for a in everything(store) if a["id"] in evaluation.raised]
+    # an empty interval is no repeat (counting it as one raised at 2 and 4); 6 repeats 5: stuck
+    assert raised == [(6, "EM-1")]

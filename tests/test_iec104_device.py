@@ -156,6 +156,43 @@ def test_spontaneous_time_tagged_values_respect_the_deadband():
     asyncio.run(scenario())
 
 
+def test_the_background_scan_repeats_a_steady_value_untagged_and_a_change_resets_its_age():
+    async def scenario():
+        fake = FakeTime()
+        source = StaticSource({"p_mw": 300.0, "intensity_g_per_kwh": 850.0})
+        rtu = plant_rtu(source=source, clock=DeviceClock(now_fn=fake), cycle_s=0.02, background_s=60)
+        async with rtu, client_for(rtu) as client:
+            await client.general_interrogation()  # both points sent at 12:00
+            fake.now += timedelta(seconds=30)
+            source.set("intensity_g_per_kwh", 812.5)  # sent spontaneously at 12:00:30
+            assert (await asyncio.wait_for(_next_spontaneous(client), 1.0)).ioa == 0x4002
+            fake.now += timedelta(seconds=40)  # 12:01:10: p_mw unsent for 70 s, the factor for 40 s
+            reading = await asyncio.wait_for(_next_with_cause(client, 2), 1.0)
+            assert (reading.ioa, reading.value, reading.type_id, reading.time_tagged) == (
+                0x4001, Decimal(300), 13, False
+            )  # fmt: skip
+            assert await _nothing_with_cause(client, 2, 0.2)  # the factor's turn comes at 12:01:30
+            fake.now += timedelta(seconds=20)
+            assert (await asyncio.wait_for(_next_with_cause(client, 2), 1.0)).ioa == 0x4002
+
+    asyncio.run(scenario())
+
+
+async def _next_with_cause(client: Iec104Client, cot: int):
+    while True:
+        reading = await client.readings.get()
+        if reading.cot == cot:
+            return reading
+
+
+async def _nothing_with_cause(client: Iec104Client, cot: int, wait_s: float) -> bool:
+    try:
+        await asyncio.wait_for(_next_with_cause(client, cot), wait_s)
+    except TimeoutError:
+        return True
+    return False
+
+
 async def _next_spontaneous(client: Iec104Client):
     while True:
         reading = await client.readings.get()

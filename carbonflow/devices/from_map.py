@@ -144,7 +144,13 @@ def _iec104(entry: Point, initial_factor: FactorFn) -> MappedDevice:
     common_address = int(_address(entry).get("common_address", 1))
     freeze_period_s = entry.get("freeze_period_s")
     rtu = Iec104Rtu(
-        str(entry["id"]), specs, StaticSource(), counters, common_address, freeze_period_s=freeze_period_s
+        str(entry["id"]),
+        specs,
+        StaticSource(),
+        counters,
+        common_address,
+        freeze_period_s=freeze_period_s,
+        background_s=entry.get("background_s"),
     )
     return MappedDevice(rtu, inputs)
 

@@ -4,7 +4,8 @@ Serves a configurable point list (IOA -> type, quantity, unit, scale) from a Val
 :class:`Counter` registers: STARTDT/STOPDT/TESTFR, general interrogation (actcon, points with COT 20,
 actterm), counter interrogation (COT 37, freeze/reset), clock sync (sets the :class:`DeviceClock`), and
 spontaneous time-tagged measured values while data transfer is active, all through the sans-IO
-:class:`~carbonflow.protocols.iec104.link.Link` so k/w and t1..t3 are the protocol's own.
+:class:`~carbonflow.protocols.iec104.link.Link` so k/w and t1..t3 are the protocol's own.  With
+``background_s`` a background scan (COT 2, untagged) repeats every measured point not sent for that long.
 
 Counter acquisition (IEC 60870-5-101 §7.4.7 modes): with ``freeze_period_s`` the RTU freezes its
 integrated totals at every multiple of that period of ITS OWN clock (UTC epoch) and sends each freeze
@@ -127,10 +128,14 @@ class Iec104Rtu(DeviceServer):
         faults: Faults | None = None,
         clock: DeviceClock | None = None,
         freeze_period_s: int | None = None,
+        background_s: float | None = None,
     ) -> None:
         super().__init__(name, faults, clock)
         if freeze_period_s is not None and freeze_period_s <= 0:
             raise ValueError(f"freeze_period_s must be positive, got {freeze_period_s}")
+        if background_s is not None and background_s <= 0:
+            raise ValueError(f"background_s must be positive, got {background_s}")
+        self.background_s = background_s
         self.points = {point.ioa: point for point in points}
         self.source = source
         self.counters = dict(counters or {})
@@ -292,6 +297,7 @@ class Iec104Rtu(DeviceServer):
         connection.state["link"] = Link("outstation", self.link_config, loop.time())
         connection.state["queue"] = deque()
         connection.state["sent"] = {}  # IOA -> last value/quality sent on this connection
+        connection.state["sent_at"] = {}  # IOA -> device time it was last sent (background scan)
         connection.state["freezes_sent"] = self._freezes_sent  # freezes nobody was sent yet go to it
         connection.state["lock"] = asyncio.Lock()
         connection.state["task"] = asyncio.create_task(self._supervise(connection))
@@ -379,9 +385,10 @@ class Iec104Rtu(DeviceServer):
             return [self._confirm(unit, Cause.ACTIVATION_CON, negative=True)]
         measured = [p for p in self.points.values() if not p.is_counter] if qoi == 20 else []  # no groups
         frames = self._grouped(measured, qoi, t, spontaneous=False)
-        sent = connection.state["sent"]
+        sent, sent_at = connection.state["sent"], connection.state["sent_at"]
         for point in measured:
             sent[point.ioa] = self.wire_value(point, t)  # type: ignore[index]
+            sent_at[point.ioa] = t  # type: ignore[index]
         return [
             self._confirm(unit, Cause.ACTIVATION_CON),
             *frames,
@@ -443,6 +450,7 @@ class Iec104Rtu(DeviceServer):
     def _spontaneous(self, connection: Connection) -> list[bytes]:
         t = self.clock.now()
         sent: dict[int, tuple[Decimal, frozenset[str]]] = connection.state["sent"]  # type: ignore[assignment]
+        sent_at: dict[int, datetime] = connection.state["sent_at"]  # type: ignore[assignment]
         changed = []
         for point in self.points.values():
             if point.is_counter:
@@ -454,8 +462,29 @@ class Iec104Rtu(DeviceServer):
                 moved = abs(value - previous[0]) * Decimal(point.scale) > Decimal(point.deadband)
             if moved:
                 sent[point.ioa] = (value, quality)
+                sent_at[point.ioa] = t
                 changed.append(point)
         return self._grouped(changed, Cause.SPONTANEOUS, t, spontaneous=True)
+
+    def _background(self, connection: Connection) -> list[bytes]:
+        """Background scan (COT 2): each measured point not sent for ``background_s`` (device clock) goes
+        out again, untagged.  A master then sees a steady value as alive and a frozen transducer as a
+        value that repeats, instead of silence it cannot tell from data on its way."""
+        if self.background_s is None:
+            return []
+        t = self.clock.now()
+        sent: dict[int, tuple[Decimal, frozenset[str]]] = connection.state["sent"]  # type: ignore[assignment]
+        sent_at: dict[int, datetime] = connection.state["sent_at"]  # type: ignore[assignment]
+        due = []
+        for point in self.points.values():
+            last = sent_at.get(point.ioa)
+            # a clock set back (synchronised, skewed) must not silence the scan until it catches up
+            if point.is_counter or (last is not None and 0 <= (t - last).total_seconds() < self.background_s):
+                continue
+            sent[point.ioa] = self.wire_value(point, t)
+            sent_at[point.ioa] = t
+            due.append(point)
+        return self._grouped(due, Cause.BACKGROUND, t, spontaneous=False)
 
     # -- transmission and timers ------------------------------------------------------------------
     async def _transmit(self, connection: Connection) -> None:
@@ -490,6 +519,7 @@ class Iec104Rtu(DeviceServer):
                     if link.started:
                         self._queue(connection, self._unsent_freezes(connection))
                         self._queue(connection, self._spontaneous(connection))
+                        self._queue(connection, self._background(connection))
                 await self._transmit(connection)
         except (ConnectionError, asyncio.CancelledError):
             pass

@@ -123,6 +123,8 @@ class Device(Contract):
     ct_class: str | None = None  # instrument transformer classes ("0.2S", "0.5"); None: the meter's class
     vt_class: str | None = None
     freeze_period_s: int | None = Field(default=None, gt=0)  # counters frozen at every multiple of it
+    # IEC 104 RTUs: background scan (COT 2) of every measured point not sent for this long, device clock
+    background_s: float | None = Field(default=None, gt=0)
     # site cameras only
     title: str | None = None
     views: list[CameraView] | None = None

@@ -58,6 +58,7 @@ from carbonflow.sim.metrology import (
 )
 from carbonflow.sim.simulation import element_ids
 
+BACKGROUND_SCAN_S = 300.0  # an RTU's background scan without a metering interval to follow
 PORTS = {"iec104": 24040, "dlt645": 26450, "dlt698": 26980, "modbus-tcp": 15020}
 IOA_TELEMETRY, IOA_TOTALS = 16385, 25601
 
@@ -136,6 +137,8 @@ class _Map:
             device.update(metering.device_fields() if isinstance(metering, Metering) else metering)
         if self.freeze_period_s:
             device["freeze_period_s"] = self.freeze_period_s
+        if protocol == "iec104":  # twice per interval: a steady or frozen value still shows in each one
+            device["background_s"] = self.freeze_period_s / 2 if self.freeze_period_s else BACKGROUND_SCAN_S
         self.devices.append(device)
 
 

@@ -79,7 +79,7 @@ def _in_region(region: str | None, prefix: str | None) -> bool:
 
 def device_in_scope(rule: AlarmRule, device: dict[str, Any]) -> bool:
     scope = rule.scope
-    if scope.device_kind and device.get("kind") != scope.device_kind:
+    if scope.device_kind and not fnmatch.fnmatchcase(str(device.get("kind") or ""), scope.device_kind):
         return False
     if scope.devices and not any(fnmatch.fnmatchcase(str(device["id"]), p) for p in scope.devices):
         return False
@@ -342,23 +342,29 @@ def _point_finding(point: dict[str, Any], bad: bool, message: str, value: float 
 
 def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
     """A value that keeps exactly the same non-zero reading for ``intervals`` intervals in a row (a live
-    measurement always moves a little; a frozen transducer or a hung device does not).  A point of an
-    online device that brought no new reading this interval counts as repeating its last value: a
-    device that stopped updating sends nothing new (its time tags stop too)."""
+    measurement always moves a little; a frozen transducer or a hung device does not).
+
+    ``same_value`` (the default): only intervals that brought a reading of the point count; one without
+    (data still on its way, a device offline: other rules' business) neither counts nor breaks the run,
+    so late delivery never looks stuck.  Devices that report on change only need ``same_value = false``:
+    then a point of an online device that brought no new reading counts as repeating its last value."""
     history: dict[str, deque] = memory.setdefault("history", {})
     points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
-    online = {d["id"] for d in observed.devices or [] if d.get("online")}
     current = {point_id: (point, value) for point_id, point, value in _point_series(rule, observed, memory)}
     quiet: dict[str, int] = memory.setdefault("quiet", {})  # intervals in a row without a new reading
     for point_id in current:
         quiet[point_id] = 0
-    for point_id in history.keys() - current.keys():
-        if points[point_id]["device_id"] in online and history[point_id]:
-            current[point_id] = (points[point_id], history[point_id][-1])
-            quiet[point_id] = quiet.get(point_id, 0) + 1
+    if not rule.same_value:
+        online = {d["id"] for d in observed.devices or [] if d.get("online")}
+        for point_id in history.keys() - current.keys():
+            if points[point_id]["device_id"] in online and history[point_id]:
+                current[point_id] = (points[point_id], history[point_id][-1])
+                quiet[point_id] = quiet.get(point_id, 0) + 1
     by_device: dict[str, tuple[bool, str, float, dict]] = {}
     needed = rule.intervals
     for point_id, (point, value) in current.items():
+        if rule.same_value and not _shown_finely(rule, observed, point_id, value):
+            continue
         seen = history.get(point_id)
         if seen is None:
             points[point_id] = point
@@ -378,6 +384,14 @@ def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iter
             by_device[device] = (stuck, text if stuck else f"{device}: values move", value, point)
     for stuck, text, value, point in by_device.values():
         yield _point_finding(point, stuck, text, value)
+
+
+def _shown_finely(rule: AlarmRule, observed: Observed, point_id: str, value: float) -> bool:
+    """Whether the point's display is fine enough for a live value to move between intervals."""
+    if rule.max_step_share is None or value == 0:
+        return True
+    step = observed.point_resolution.get(point_id, 0.0)
+    return step <= rule.max_step_share * abs(value)
 
 
 def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:

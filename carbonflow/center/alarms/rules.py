@@ -18,7 +18,9 @@ device status arrives and at the scheduler's tick):
 * ``data_gap`` — an interval not metered, metered below ``min_completeness``, or with more than
   ``max_estimates`` estimated inputs;
 * ``stuck_value`` — a point showing the very same non-zero value for ``intervals`` intervals in a row
-  (``same_value = false``: only intervals in which an online device brought no new reading count);
+  (intervals without a reading of the point neither count nor break the run; ``max_step_share``: only
+  points shown finely enough to move; ``same_value = false`` instead: only intervals in which an online
+  device brought no new reading count — for devices reporting on change only);
 * ``balance_residual`` — the interval's carbon balance residual above ``tolerance`` (share of generation);
 * ``meter_mismatch`` — an electric-carbon meter check (``center/metering/meter_check.py``) said mismatch;
 * ``clock_offset`` — a device clock off by more than ``tolerance`` seconds;
@@ -73,7 +75,7 @@ class Scope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     region: str | None = None  # region path prefix, "AH/HF"
-    device_kind: str | None = None  # devices.kind, e.g. "carbon_meter"
+    device_kind: str | None = None  # devices.kind or a shell pattern, e.g. "carbon_meter", "*_rtu"
     devices: list[str] = Field(default_factory=list)  # ids or shell patterns ("EM-U0*")
     element_kinds: list[Literal["bus", "branch", "generator", "load", "storage"]] = Field(
         default_factory=list
@@ -102,6 +104,9 @@ class AlarmRule(BaseModel):
     tolerance: float | None = Field(default=None, gt=0)
     intervals: int = Field(default=3, ge=1, le=1000)  # stuck_value
     same_value: bool = True  # stuck_value: identical values count; False: only intervals without a reading
+    # stuck_value (same_value): judge only points whose display step is at most this share of |value| —
+    # a coarse display of a steady load repeats itself without anything being stuck
+    max_step_share: float | None = Field(default=None, gt=0, le=1)
     quantities: list[str] = Field(default_factory=list)  # stuck_value / tamper: point quantities
     ratio: float = Field(default=3.0, gt=0)  # tamper
     min_jump: float = Field(default=1.0, ge=0)  # tamper, in the register's §3 unit
