@@ -265,3 +265,29 @@ def test_cli_export(center, tmp_path, capsys):
     assert main([*argv, "--user", "NOPE"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--user" in err[0] and "NOPE" in err[0]
+
+
+def test_a_table_as_the_page_showed_it_comes_back_as_xlsx_with_numbers_shown_as_they_were(center):
+    table = {
+        "name": "devices",
+        "columns": ["设备", "有功 (MW)", "时间"],
+        "rows": [
+            ["EM-U01", "20.3958", "2026-12-06 15:00"],
+            ["EM-U02", "-0.00310", None],
+            ["EM-U03", "12345678901234567.5", "—"],  # more digits than Excel keeps: stays text
+            ["EM-U04", "1,234.5", "x"],  # grouped digits as shown: text
+        ],
+    }
+    answer = _client(center, "vic").post("/api/v1/exports/table", json=table)  # a viewer may: no data read
+    assert answer.status_code == 200, answer.text
+    assert 'filename="devices.xlsx"' in answer.headers["content-disposition"]
+    sheet = openpyxl.load_workbook(io.BytesIO(answer.content)).active
+    rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert rows[0] == table["columns"]
+    assert rows[1][:2] == ["EM-U01", 20.3958] and sheet["B2"].number_format == "0.0000"
+    assert rows[2][1] == -0.0031 and sheet["B3"].number_format == "0.00000"  # shown as -0.00310
+    assert rows[3][1] == "12345678901234567.5" and rows[4][1] == "1,234.5" and rows[2][2] in ("", None)
+    ragged = {**table, "rows": [["a", "1", "x"], ["b", "2"]]}
+    refused = _client(center, "vic").post("/api/v1/exports/table", json=ragged)
+    assert refused.status_code == 400 and refused.json()["error"] == "bad table: row 2 has 2 cells for 3 columns"
+    assert _client(center, "vic").post("/api/v1/exports/table", json={**table, "name": "../x"}).status_code == 422

@@ -49,6 +49,7 @@ BODIES = {
     ("POST", "/api/v1/releases"): {"period": "day", "start": "2025-06-02"},
     ("PUT", "/api/v1/alarm-rules"): {"rules": [{"id": "gap", "kind": "data_gap", "min_completeness": 0.5}]},
     ("POST", "/api/v1/alarms/{alarm_id}/ack"): {"note": "seen"},
+    ("POST", "/api/v1/exports/table"): {"name": "t", "columns": ["a"], "rows": [["1"]]},
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 
+import openpyxl
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
 from webdata import logged_in, served_center
@@ -57,6 +58,12 @@ def test_the_operator_searches_filters_sorts_pages_and_exports_the_devices(serve
     exported = list(csv.reader(io.StringIO(text)))
     assert exported[0][0] == "Device" and len(exported) == len(rows) + 1
     assert {r[0] for r in exported[1:]} == {row[0] for row in rows}
+    # the same rows as XLSX, made by the center from the page's texts
+    with page.expect_download() as download:
+        page.click("#dev-table .table-xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(download.value.path().read_bytes())).active
+    cells = [[c.value for c in r] for r in sheet.iter_rows()]
+    assert cells[0][0] == "Device" and [r[0] for r in cells[1:]] == [r[0] for r in exported[1:]]
 
     # a filter on an enumeration (protocol), then sorting by the device column, both ways
     page.fill("#dev-table .table-search", "")

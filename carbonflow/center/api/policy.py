@@ -130,6 +130,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     # carbon data out to enterprise carbon accounting and quota work (docs/interop.md)
     ("GET", f"{V1}/exports/enterprise"): Rule("report", "region"),
     ("GET", f"{V1}/exports/quota"): Rule("report", "region"),
+    ("POST", f"{V1}/exports/table"): Rule("read"),  # the page's own rows back as XLSX: no stored data
     # public disclosure: no login; a release is published by an analyst or admin of the whole center
     ("GET", "/public"): PUBLIC,
     ("GET", f"{V1}/public/regions"): PUBLIC,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 TABLE_FORMATS = ("json", "csv", "xlsx", "parquet")
@@ -84,6 +86,64 @@ def table_xlsx(columns: list[str], rows: list[dict[str, Any]], metadata: dict[st
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+# a number as the UI shows it: "-1234.5", "0.0031"; grouped digits, units or dates stay text
+_SHOWN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+EXCEL_DIGITS = 15  # an Excel number keeps 15 significant digits; a longer one would not show as it came
+
+
+def shown_cell(text: str | None) -> tuple[Any, str | None]:
+    """A cell of a table as the user saw it -> (value, number format): a number shown with at most 15
+    significant digits becomes an Excel number formatted to the decimals shown (it displays exactly as
+    the text), anything else stays the text."""
+    if text is None:
+        return "", None
+    if not _SHOWN_NUMBER.fullmatch(text):
+        return text, None
+    number = Decimal(text)
+    digits = number.as_tuple()
+    if len(digits.digits) > EXCEL_DIGITS:
+        return text, None
+    decimals = max(0, -int(digits.exponent))
+    return float(number), "0" + ("." + "0" * decimals if decimals else "")
+
+
+def shown_table_xlsx(columns: list[str], rows: list[list[str | None]], title: str) -> bytes:
+    """A table exactly as a page showed it (labels and cell texts in the user's language) as XLSX."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title[:31] or "table")
+    sheet.freeze_panes = "A2"
+    sheet.append([_bold(sheet, label, Font) for label in columns])
+    for row in rows:
+        cells = []
+        for text in row:
+            value, number_format = shown_cell(text)
+            if number_format is None:
+                cells.append(value)
+            else:
+                cell = _write_only_cell(sheet, value)
+                cell.number_format = number_format
+                cells.append(cell)
+        sheet.append(cells)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _write_only_cell(sheet: Any, value: Any) -> Any:
+    from openpyxl.cell import WriteOnlyCell
+
+    return WriteOnlyCell(sheet, value=value)
+
+
+def _bold(sheet: Any, label: str, font: Any) -> Any:
+    cell = _write_only_cell(sheet, label)
+    cell.font = font(bold=True)
+    return cell
 
 
 def table_parquet(columns: list[str], rows: list[dict[str, Any]], metadata: dict[str, Any]) -> bytes:

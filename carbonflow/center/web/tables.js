@@ -1,6 +1,6 @@
 // Tables that scale: every table of the UI gets a search box, filters for its enumerations, sorting by any
-// column (click its header; again to reverse), pages of TABLE_PAGE_ROWS rows and a CSV export of what the
-// search and filters left (all pages, as shown: the user's language and time zone).  A table's query,
+// column (click its header; again to reverse), pages of TABLE_PAGE_ROWS rows and a CSV or XLSX export of
+// what the search and filters left (all pages, as shown: the user's language and time zone).  A table's query,
 // filters, sort and page survive a re-render of its page (a live update, a command sent).
 // Uses app.js's elem/t at call time (classic scripts share one global scope).
 "use strict";
@@ -36,6 +36,25 @@ function downloadCsv(name, columns, rows) {
   const link = elem("a", { href: URL.createObjectURL(blob), download: `${name}.csv` });
   document.body.append(link); link.click(); link.remove();
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+// the same rows as XLSX: the center turns the texts into a workbook (numbers as numbers, shown digits kept)
+async function downloadXlsx(name, columns, rows, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch("/api/v1/exports/table", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name, columns: columns.map((c) => c.label),
+        rows: rows.map((r) => r.texts.map((x) => (x === "—" ? null : x))) }) });
+    if (!response.ok) throw new Error((await response.json()).error || `HTTP ${response.status}`);
+    const link = elem("a", { href: URL.createObjectURL(await response.blob()), download: `${name}.xlsx` });
+    document.body.append(link); link.click(); link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  } catch (error) {
+    button.title = String(error.message || error);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // rows: objects; columns: [{label, key | render(row), num, filter (an enumeration: a select), sort(row)}];
@@ -102,8 +121,10 @@ function table(rows, columns, onClick, options = {}) {
   next.addEventListener("click", () => { st.page += 1; render(); });
   const csv = elem("button", { class: "table-csv" }, t("export_csv"));
   csv.addEventListener("click", () => downloadCsv(options.name || "table", columns, shown));
+  const xlsx = elem("button", { class: "table-xlsx" }, t("export_xlsx"));
+  xlsx.addEventListener("click", () => downloadXlsx(options.name || "table", columns, shown, xlsx));
   render();
-  const tools = elem("div", { class: "table-tools" }, search, filters, info, prev, next, csv);
+  const tools = elem("div", { class: "table-tools" }, search, filters, info, prev, next, csv, xlsx);
   return elem("div", { class: "cf-table" }, tools,
     elem("table", {}, elem("thead", {}, elem("tr", {}, heads)), body));
 }

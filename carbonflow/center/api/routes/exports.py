@@ -4,7 +4,10 @@
   location-based and (month, year) market-based Scope 2 emissions, origin by fuel; for a plant's or
   company's carbon accounting system;
 * ``GET /api/v1/exports/quota`` — monthly / annual electricity-carbon totals per region, industry and
-  region × industry, for quota allocation.
+  region × industry, for quota allocation;
+* ``POST /api/v1/exports/table`` — a table as a page of the UI showed it (search and filters applied,
+  labels and values in the user's language) back as XLSX: the rows come from the page, nothing is read
+  from the store, so reading is all it needs.
 
 ``format`` = json (default), csv, xlsx or parquet; every format names the data version.  Region scope
 (policy ``report``/``region``): only the users inside the ``region`` query parameter, which defaults to
@@ -13,16 +16,17 @@ the user's own region and is refused outside it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from carbonflow.center.api.deps import StoreDep
 from carbonflow.center.reports.build import ReportInputError
 from carbonflow.center.reports.contracts import ContractsError, load_contracts
 from carbonflow.center.reports.enterprise import enterprise_export, flat_rows
 from carbonflow.center.reports.quota import QUOTA_COLUMNS, quota_export
-from carbonflow.center.reports.tabular import TABLE_MEDIA_TYPES, write_table
+from carbonflow.center.reports.tabular import TABLE_MEDIA_TYPES, shown_table_xlsx, write_table
 from carbonflow.center.store import load_directory
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
@@ -85,3 +89,22 @@ def get_quota_export(
         raise HTTPException(400, f"bad export request: {error.field}: {error.message}") from None
     data = write_table(format, QUOTA_COLUMNS, export.rows, export.metadata(), title="totals")
     return _file(data, format, f"carbonflow-quota-{period}-{start}")
+
+
+class ShownTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("table", pattern=r"^[A-Za-z0-9_.-]{1,100}$")  # the file's name, without .xlsx
+    columns: list[Annotated[str, Field(max_length=200)]] = Field(min_length=1, max_length=200)
+    rows: list[list[Annotated[str, Field(max_length=10_000)] | None]] = Field(max_length=200_000)
+
+
+@router.post("/table")
+def post_table_export(table: ShownTable) -> Response:
+    """A table as the page showed it, as XLSX: numbers as numbers formatted to the digits shown."""
+    for index, row in enumerate(table.rows, start=1):
+        if len(row) != len(table.columns):
+            raise HTTPException(
+                400, f"bad table: row {index} has {len(row)} cells for {len(table.columns)} columns"
+            )
+    return _file(shown_table_xlsx(table.columns, table.rows, table.name), "xlsx", table.name)
