@@ -1,18 +1,29 @@
 """The history page in real headless Chromium: a series of one point is drawn (its symbol shown), a
 missing bucket breaks the line instead of being bridged, times in the table are local times (not ISO
-strings), and the whole grid with a grouping says the grouping does not apply.  No script errors."""
+strings), the whole grid with a grouping says the grouping does not apply, and buckets metered from
+estimated inputs are drawn differently.  No script errors."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
-from webdata import logged_in, served_center
+from sqlalchemy import update
+from webdata import START, logged_in, served_center
+
+from carbonflow.center.store.schema import Interval
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with served_center(tmp_path_factory.mktemp("history-ui")) as (base, _store):
-        yield base
+def served(tmp_path_factory):
+    with served_center(tmp_path_factory.mktemp("history-ui")) as (base, store):
+        yield base, store
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 def _show(page) -> None:
@@ -44,5 +55,26 @@ def test_one_point_gaps_local_times_and_an_honest_whole_grid(server, browser):  
     page.select_option("#hist-group", "region")
     _show(page)
     assert "does not apply" in page.inner_text("#hist-error")
+    assert errors == []
+    context.close()
+
+
+def test_buckets_metered_from_estimated_inputs_are_marked_in_the_chart_and_the_table(served, browser):  # noqa: F811
+    base, store = served
+    marked = START + timedelta(minutes=30)  # the interval ending 00:30 local: bucket 00:15
+    with store.write() as connection:
+        connection.execute(
+            update(Interval).where(Interval.ts == marked).values(estimation={"complete": False, "estimates": ["x"]})
+        )
+    context, page, errors = logged_in(browser, base, "history", "en")
+    page.select_option("#hist-kind", "total")
+    page.select_option("#hist-bucket", "15min")
+    _show(page)
+    series = page.evaluate("window.cf.charts['hist-chart'].getOption().series")
+    [marks] = [s for s in series if s["name"] == "with estimated data"]
+    shown = [point for point in marks["data"] if point[1] is not None]
+    assert len(shown) == 1 and marks["symbol"] == "emptyCircle"
+    rows = page.locator("#hist-table tbody tr.estimated")
+    assert rows.count() == 1 and "00:15" in rows.first.inner_text()
     assert errors == []
     context.close()

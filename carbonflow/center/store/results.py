@@ -417,3 +417,29 @@ def aggregate_totals(
         )
         out.append(item)
     return out
+
+
+def incomplete_by_bucket(
+    target: Store | Session | Connection,
+    bucket: Bucket,
+    start: datetime,
+    end: datetime,
+    *,
+    level: str | None = None,
+    utc_offset_minutes: int = 0,
+) -> dict[datetime, int]:
+    """Per bucket (start, in the requested offset), how many of its intervals were metered from
+    incomplete data (an input estimated: ``estimation.complete`` false) — what a chart draws differently."""
+    with connection_of(target, write=False) as connection:
+        bucket_column = _bucket(connection.dialect.name, Interval, bucket, utc_offset_minutes).label("bucket")
+        query = (
+            select(bucket_column, func.count().label("incomplete"))
+            .where(Interval.ts > start, Interval.ts <= end)
+            .where(Interval.estimation["complete"].as_boolean().is_(False))
+            .group_by(bucket_column)
+        )
+        if level is not None:
+            query = query.where(Interval.level == level)
+        rows = connection.execute(query).all()
+    zone = timezone(timedelta(minutes=utc_offset_minutes))
+    return {_bucket_time(row.bucket, zone): int(row.incomplete) for row in rows}

@@ -195,11 +195,25 @@ PAGES.overview = async () => {
     xAxis: { type: "category", data: h.items.map((r) => localTime(r.bucket, false)) },
     yAxis: [{ type: "value", name: "tCO₂" }, { type: "value", name: "gCO₂/kWh" }],
     series: [
-      { name: `${t("gen_carbon")} (tCO₂)`, type: "bar", data: h.items.map((r) => r.generation_carbon_kg / 1000) },
-      { name: `${t("loss_carbon")} (tCO₂)`, type: "bar", data: h.items.map((r) => r.loss_carbon_kg / 1000) },
+      { name: `${t("gen_carbon")} (tCO₂)`, type: "bar", data: h.items.map((r) => paleIfEstimated(r, r.generation_carbon_kg / 1000)) },
+      { name: `${t("loss_carbon")} (tCO₂)`, type: "bar", data: h.items.map((r) => paleIfEstimated(r, r.loss_carbon_kg / 1000)) },
       { name: `${t("sys_intensity")} (gCO₂/kWh)`, type: "line", yAxisIndex: 1, data: h.items.map((r) => r.generation_intensity_g_per_kwh) },
+      estimatedMarks(h.items, (r) => localTime(r.bucket, false), (r) => r.generation_intensity_g_per_kwh, { yAxisIndex: 1 }),
     ] }, true);
 };
+
+// ---- estimated data in charts -------------------------------------------------------------------------
+// a bucket holding intervals metered from incomplete data (an input estimated) is drawn differently: an
+// orange hollow marker over lines (a series of its own, "with estimated data" in the legend), paler bars
+const ESTIMATED_COLOR = "#e67e22";
+const isEstimated = (row) => (row.incomplete_intervals || 0) > 0;
+function estimatedMarks(rows, x, y, extra = {}) {
+  const data = rows.map((r) => (isEstimated(r) && y(r) != null ? [x(r), y(r)] : [x(r), null]));
+  return { name: t("estimated_buckets"), type: "scatter", symbol: "emptyCircle", symbolSize: 8, z: 5,
+    itemStyle: { color: ESTIMATED_COLOR, borderWidth: 2 }, data, ...extra };
+}
+const paleIfEstimated = (row, value) => (isEstimated(row)
+  ? { value, itemStyle: { opacity: 0.45, borderColor: ESTIMATED_COLOR, borderWidth: 1, borderType: "dashed" } } : value);
 
 // ---- Topology -----------------------------------------------------------------------------------------
 PAGES.topology = async () => {
@@ -303,7 +317,8 @@ async function infoChart(kind, id) {
   chart("info-chart").setOption({ tooltip: { trigger: "axis" }, grid: { left: 50, right: 10, top: 20, bottom: 30 },
     xAxis: { type: "category", data: h.items.map((r) => localTime(r.bucket, false)) },
     yAxis: { type: "value", name: "gCO₂/kWh", scale: true },
-    series: [{ type: "line", showSymbol: false, data: h.items.map((r) => r.intensity_g_per_kwh) }] });
+    series: [{ type: "line", showSymbol: false, data: h.items.map((r) => r.intensity_g_per_kwh) },
+      estimatedMarks(h.items, (r) => localTime(r.bucket, false), (r) => r.intensity_g_per_kwh)] });
 }
 
 // ---- Generation ---------------------------------------------------------------------------------------
@@ -419,8 +434,9 @@ PAGES.history = async () => {
     grid: { left: 60, right: 20, top: 40, bottom: 30 }, xAxis: { type: "time" },
     yAxis: { type: "value", name: "gCO₂/kWh", scale: true },
     // a lone point gets its symbol (a line needs two); a missing bucket breaks the line (no made-up values)
-    series: state.historySeries.map(({ key, points }) => ({ name: key == null ? t("sys_intensity") : (historyLabel(key)),
-      type: "line", connectNulls: false, showSymbol: points.filter((p) => p[1] !== null).length <= 2, data: points })) }, true);
+    series: [...state.historySeries.map(({ key, points }) => ({ name: key == null ? t("sys_intensity") : (historyLabel(key)),
+      type: "line", connectNulls: false, showSymbol: points.filter((p) => p[1] !== null).length <= 2, data: points })),
+    estimatedMarks(h.items.filter((r) => total || keys.includes(r.key)), (r) => Date.parse(r.bucket), value)] }, true);
   const columns = total
     ? [{ label: `${t("time")} ${zoneLabel()}`, sort: (r) => Date.parse(r.bucket), render: (r) => localTime(r.bucket) }, { label: `${t("gen_carbon")} (tCO₂)`, num: true, render: (r) => num(r.generation_carbon_kg / 1000) },
       { label: `${t("loss_carbon")} (tCO₂)`, num: true, render: (r) => num(r.loss_carbon_kg / 1000, 2) },
@@ -430,7 +446,8 @@ PAGES.history = async () => {
       { label: `${t("energy")} (MWh)`, num: true, render: (r) => num(r.energy_kwh / 1000, 2) },
       { label: `${t("carbon_amount")} (tCO₂)`, num: true, render: (r) => num(r.carbon_kg / 1000, 2) },
       { label: `${t("intensity")} (gCO₂/kWh)`, num: true, render: (r) => num(r.intensity_g_per_kwh) }];
-  put("hist-table", table(h.items.slice(0, 500), columns));
+  put("hist-table", table(h.items.slice(0, 500), columns, null,
+    { name: "history", rowAttrs: (r) => (isEstimated(r) ? { class: "estimated", title: t("estimated_buckets") } : {}) }));
 };
 $("hist-form").addEventListener("submit", (event) => { event.preventDefault(); PAGES.history(); });
 

@@ -19,7 +19,7 @@ from carbonflow.center.api.routes._common import (
     split_ids,
     zone_of,
 )
-from carbonflow.center.store import Aggregate, aggregate, aggregate_totals
+from carbonflow.center.store import Aggregate, aggregate, aggregate_totals, incomplete_by_bucket
 
 router = APIRouter(prefix="/api/v1", tags=["history"], dependencies=[Depends(require_user)])
 BUCKET_SECONDS = {"15min": 900, "hour": 3600, "day": 86400, "month": 31 * 86400}
@@ -57,7 +57,8 @@ def history(
 ):
     """``kind=total``: whole-grid generation / load / loss carbon and energy per bucket.  Otherwise one row
     per bucket and group (element, region, industry or voltage level) with ``energy_kwh``, ``carbon_kg``
-    and the energy-weighted ``intensity_g_per_kwh``."""
+    and the energy-weighted ``intensity_g_per_kwh``.  Every row says how many of its bucket's intervals
+    were metered from incomplete data (``incomplete_intervals``)."""
     zone = zone_of(request)
     first, last = resolve_range(store, start, end)
     if (last - first).total_seconds() / BUCKET_SECONDS[bucket] > MAX_BUCKETS:
@@ -85,6 +86,9 @@ def history(
             utc_offset_minutes=offset_min,
         )
         rows = [_group_row(g) for g in groups]
+    # intervals metered from incomplete data (an input estimated): charts draw those buckets differently
+    incomplete = incomplete_by_bucket(store, bucket, first, last, utc_offset_minutes=offset_min)
     for row in rows:  # local wall time of the bucket start, with its offset
+        row["incomplete_intervals"] = incomplete.get(row["bucket"], 0)
         row["bucket"] = row["bucket"].isoformat()
     return listing(rows, limit=limit, offset=offset, format=format, name=f"history-{kind}-{bucket}")
