@@ -30,7 +30,9 @@ def test_buckets_count_their_incomplete_intervals_and_the_api_passes_the_count_o
             for minutes in (15, 45):
                 ts = START + timedelta(minutes=minutes)
                 connection.execute(
-                    update(Interval).where(Interval.ts == ts).values(estimation={"complete": False, "estimates": ["x"]})
+                    update(Interval)
+                    .where(Interval.ts == ts)
+                    .values(estimation={"complete": False, "estimates": ["x"]})
                 )
         end = last + timedelta(seconds=1)
         hourly = incomplete_by_bucket(store, "hour", START, end, utc_offset_minutes=480)

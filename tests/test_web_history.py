@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from test_web_ui import browser  # noqa: F401 - the module's Chromium
 from sqlalchemy import update
+from test_web_ui import browser  # noqa: F401 - the module's Chromium
 from webdata import START, logged_in, served_center
 
 from carbonflow.center.store.schema import Interval
@@ -64,7 +64,9 @@ def test_buckets_metered_from_estimated_inputs_are_marked_in_the_chart_and_the_t
     marked = START + timedelta(minutes=30)  # the interval ending 00:30 local: bucket 00:15
     with store.write() as connection:
         connection.execute(
-            update(Interval).where(Interval.ts == marked).values(estimation={"complete": False, "estimates": ["x"]})
+            update(Interval)
+            .where(Interval.ts == marked)
+            .values(estimation={"complete": False, "estimates": ["x"]})
         )
     context, page, errors = logged_in(browser, base, "history", "en")
     page.select_option("#hist-kind", "total")
