@@ -46,6 +46,7 @@ class Observed:
     point_values: dict[str, float] = field(default_factory=dict)  # point id -> last value, §3 unit
     point_times: dict[str, datetime] = field(default_factory=dict)  # point id -> ts of that value
     point_resolution: dict[str, float] = field(default_factory=dict)  # one step of the shown digits
+    point_shown: dict[str, Decimal] = field(default_factory=dict)  # point id -> the value as shown
     camera_images: dict[str, datetime] = field(default_factory=dict)  # camera -> latest image ts
     bus_region: dict[str, str] = field(default_factory=dict)
     device_region: dict[str, str | None] = field(default_factory=dict)
@@ -53,6 +54,20 @@ class Observed:
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # new reading conflicts
     cascade: list[dict[str, Any]] = field(default_factory=list)  # verdicts {peer, status, detail}
     _by_quantity: dict[str, list[tuple[str, dict[str, Any], float]]] | None = None
+
+    def resolution(self, point_id: str) -> float:
+        """One step of the digits the point's value was shown with, in §3 units (worked out on demand:
+        few rules need it, and every point has a value)."""
+        step = self.point_resolution.get(point_id)
+        if step is None:
+            shown = self.point_shown.get(point_id)
+            step = 0.0
+            if shown is not None and shown.is_finite():
+                scale = (self.points.get(point_id) or {}).get("scale")
+                exact = Decimal(1).scaleb(shown.as_tuple().exponent)
+                step = float(exact / scale if scale else exact)
+            self.point_resolution[point_id] = step
+        return step
 
     def values_of(self, quantities: Iterable[str] | None) -> list[tuple[str, dict[str, Any], float]]:
         """``(point id, point, value)`` of this evaluation's readings of the given quantities (all: None)."""
@@ -390,7 +405,7 @@ def _shown_finely(rule: AlarmRule, observed: Observed, point_id: str, value: flo
     """Whether the point's display is fine enough for a live value to move between intervals."""
     if rule.max_step_share is None or value == 0:
         return True
-    step = observed.point_resolution.get(point_id, 0.0)
+    step = observed.resolution(point_id)
     return step <= rule.max_step_share * abs(value)
 
 
@@ -425,7 +440,7 @@ def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[
         hours = (ts - before_ts).total_seconds() / 3600
         memory["recent"][point_id] = step / hours
         expected = None if rate is None else max(rate, 0.0) * hours
-        quantum = 2 * observed.point_resolution.get(point_id, 0.0)
+        quantum = 2 * observed.resolution(point_id)
         text = ""
         if step < -quantum:
             if outstanding.get(point_id, 0.0) > 0 and abs(step) >= 0.5 * outstanding[point_id]:

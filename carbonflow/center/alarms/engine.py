@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from carbonflow.center.alarms.checks import (
@@ -210,15 +209,18 @@ class AlarmEngine:
                 self._points = alarm_store.point_catalogue(self.store)
             observed.points = self._points
             start = outcome.end - timedelta(seconds=self.interval_s)
-            raw = alarm_store.interval_point_values(self.store, start, outcome.end)
+            raw = _last_per_point(getattr(outcome, "source_readings", None), start, outcome.end)
+            if raw is None:  # an outcome without them (metered elsewhere): the store has them
+                raw = alarm_store.interval_point_values(self.store, start, outcome.end)
+            points, values, times = self._points, observed.point_values, observed.point_times
+            shown = observed.point_shown
             for point_id, (ts, value) in raw.items():
-                point = self._points.get(point_id)
+                point = points.get(point_id)
                 if point is not None:
                     scale = point.get("scale")
-                    observed.point_values[point_id] = float(value / scale if scale else value)
-                    observed.point_times[point_id] = ts
-                    step = Decimal(1).scaleb(value.as_tuple().exponent) if value.is_finite() else 0
-                    observed.point_resolution[point_id] = float(step / scale if scale else step)
+                    values[point_id] = float(value) / float(scale) if scale else float(value)
+                    times[point_id] = ts
+                    shown[point_id] = value
         if "meter_mismatch" in kinds:
             observed.meter_checks = alarm_store.meter_checks_after(self.store, self._meter_check_id)
             if observed.meter_checks:
@@ -373,3 +375,18 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _last_per_point(readings: list | None, start: datetime, end: datetime) -> dict[str, tuple] | None:
+    """The last reading of every point with ``start < ts <= end`` among what the interval was metered
+    from (``store.alarms.interval_point_values`` without reading the store again)."""
+    if readings is None:
+        return None
+    latest: dict[str, tuple] = {}
+    for reading in readings:
+        ts = reading.ts
+        if start < ts <= end and reading.value is not None:
+            held = latest.get(reading.point_id)
+            if held is None or ts > held[0]:
+                latest[reading.point_id] = (ts, reading.value)
+    return latest

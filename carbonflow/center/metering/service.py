@@ -57,6 +57,9 @@ class IntervalOutcome:
     readings: int = 0  # readings the interval was metered from
     bands: dict[str, float | None] = field(default_factory=dict)  # bus id -> expanded uncertainty g/kWh
     totals_band: dict[str, float] = field(default_factory=dict)
+    # what the interval was metered from (its window: one interval either side): later evaluations of
+    # the same interval (alarms) read these instead of the store again
+    source_readings: list[StoredReading] | None = field(default=None, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -246,7 +249,7 @@ class MeteringService:
         outcome = IntervalOutcome(
             end, True, document["totals"], len(assembled.estimates), 0, None,
             {b["id"]: b["intensity_g_per_kwh"] for b in document["buses"]}, len(assembled.derived),
-            completeness, 0, len(readings), band_by_bus, totals_band,
+            completeness, 0, len(readings), band_by_bus, totals_band, readings,
         )  # fmt: skip
         record = interval_from_document(
             end,
