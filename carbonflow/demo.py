@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -36,10 +37,12 @@ from carbonflow.center.store import (
     Store,
     latest_interval_ts,
     latest_reading_ts,
+    new_secrets_key,
     register_devices,
     upsert_collector,
     upsert_topology,
 )
+from carbonflow.center.store.sealing import SECRETS_KEY_ENV, SECRETS_KEY_FILE_ENV
 from carbonflow.center.store.users import create_user
 from carbonflow.center.topology import topology_rows
 from carbonflow.collector.config import config_from_dict
@@ -145,6 +148,17 @@ def _secret(path: Path, length: int = 16) -> str:
     return value
 
 
+def _seal_secrets_at_rest(key_file: Path) -> None:
+    """Collector secrets sealed in the demo's database under a key kept beside it (created on the first
+    run), unless the environment already names a key (docs/security.md#collector-secrets)."""
+    if os.environ.get(SECRETS_KEY_ENV) or os.environ.get(SECRETS_KEY_FILE_ENV):
+        return
+    if not key_file.exists():
+        key_file.write_text(new_secrets_key() + "\n", encoding="ascii")
+        key_file.chmod(0o600)
+    os.environ[SECRETS_KEY_FILE_ENV] = str(key_file.resolve())
+
+
 def _aligned_now(interval_s: int) -> datetime:
     now = datetime.now(UTC)
     seconds = int(now.timestamp()) // interval_s * interval_s
@@ -183,6 +197,7 @@ async def run_demo(
     database_url = options.database_url or f"sqlite:///{(options.directory / 'center.db').resolve()}"
     password = options.password or _secret(options.directory / "admin.password")
     collector_secret = _secret(options.directory / "collector.secret", 24)
+    _seal_secrets_at_rest(options.directory / "secrets.key")
 
     say("building the 104-node reference grid and its time series ...")
     net = reference_grid()

@@ -50,6 +50,7 @@ BODIES = {
     ("PUT", "/api/v1/alarm-rules"): {"rules": [{"id": "gap", "kind": "data_gap", "min_completeness": 0.5}]},
     ("POST", "/api/v1/alarms/{alarm_id}/ack"): {"note": "seen"},
     ("POST", "/api/v1/exports/table"): {"name": "t", "columns": ["a"], "rows": [["1"]]},
+    ("POST", "/api/v1/collectors/{collector_id}/secret/rotate"): {"overlap_hours": 0},
 }
 
 

@@ -416,6 +416,35 @@ def test_cli_verify_checkpoint_keygen_and_log(sqlite_url, tmp_path, capsys):  # 
     assert '"actor": "alice"' in capsys.readouterr().out
 
 
+def test_a_rotated_checkpoint_key_keeps_old_checkpoints_verifiable(sqlite_url, tmp_path, capsys):  # noqa: F811
+    key_file = tmp_path / "center.key"
+    pub = str(public_key_path(key_file))
+    checkpoint = ["audit", "checkpoint", "--database", sqlite_url, "--key-file", str(key_file)]
+    assert main(["audit", "keygen", "--key-file", str(key_file), "--rotate"]) == 2  # nothing to rotate
+    assert main(["audit", "keygen", "--key-file", str(key_file)]) == 0
+    opened = Store.open(sqlite_url)
+    try:
+        seed(opened)
+        ingest_batch(opened, reading_batch("b1", [(POINT, at(15), "1.5")]))
+    finally:
+        opened.close()
+    assert main(checkpoint) == 0
+    old_lines = public_key_path(key_file).read_text().split()
+    assert main(["audit", "keygen", "--key-file", str(key_file), "--rotate"]) == 0
+    lines = public_key_path(key_file).read_text().split()
+    assert len(lines) == 2 and lines[1] == old_lines[0] and lines[0] != old_lines[0]  # new first, old kept
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert main(checkpoint) == 0  # signed with the new key, chained to the one signed with the old key
+    capsys.readouterr()
+    assert main(["audit", "verify", "--database", sqlite_url, "--public-key", pub]) == 0
+    assert "2 checkpoints" in capsys.readouterr().out
+    only_new = tmp_path / "new-only.pub"
+    only_new.write_text(lines[0] + "\n")  # without the retired key the old checkpoint is not trusted
+    assert main(["audit", "verify", "--database", sqlite_url, "--public-key", str(only_new)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("checkpoints id 1 (") and out[0].endswith("forged (signed by another key)")
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     assert main(["audit", "verify", "--database", missing]) == 2

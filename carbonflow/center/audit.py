@@ -2,8 +2,9 @@
 center makes one on first start when none exists (docs/tamper-evidence.md).
 
 Private key file: one line, base64 of the 32-byte seed, mode 0600 (created so — never world-readable,
-not even for an instant).  Public key file (``<key>.pub``): one line, base64 of the 32-byte public key;
-it is what an auditor passes to ``carbonflow audit verify --public-key``.
+not even for an instant).  Public key file (``<key>.pub``): base64 of the 32-byte public key, one per
+line — the current key first, then keys retired by ``keygen --rotate`` (their checkpoints stay
+verifiable); it is what an auditor passes to ``carbonflow audit verify --public-key``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,24 @@ class AuditKeyError(ValueError):
     """A key file that is missing, unreadable or not an Ed25519 key; the message names the file."""
 
 
-def _raw32(path: Path, what: str) -> bytes:
+def _key_lines(path: Path, what: str) -> list[str]:
     try:
-        text = path.read_text(encoding="ascii").strip()
+        lines = path.read_text(encoding="ascii").split()
     except FileNotFoundError:
         raise AuditKeyError(f"{path}: no such {what} file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise AuditKeyError(f"{path}: cannot read the {what} ({error})") from None
+    if not lines:
+        raise AuditKeyError(f"{path}: not an Ed25519 {what} (one line of base64, 32 bytes)")
+    return lines
+
+
+def _raw32(path: Path, what: str, text: str | None = None) -> bytes:
+    if text is None:
+        lines = _key_lines(path, what)
+        if len(lines) != 1:
+            raise AuditKeyError(f"{path}: not an Ed25519 {what} (one line of base64, 32 bytes)")
+        text = lines[0]
     try:
         raw = base64.b64decode(text, validate=True)
     except ValueError:
@@ -46,17 +58,34 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(_raw32(Path(path), "private key"))
 
 
-def load_public_key(path: str | Path) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(_raw32(Path(path), "public key"))
+def load_public_keys(path: str | Path) -> list[Ed25519PublicKey]:
+    """Every key of a public key file: the current one, then the retired ones."""
+    path = Path(path)
+    return [
+        Ed25519PublicKey.from_public_bytes(_raw32(path, "public key", line))
+        for line in _key_lines(path, "public key")
+    ]
 
 
 def public_key_path(path: str | Path) -> Path:
     return Path(f"{path}.pub")
 
 
-def write_key(path: str | Path, *, overwrite: bool = False) -> Ed25519PrivateKey:
-    """A new key in ``path`` (0600) and its public half in ``path.pub``."""
+def write_key(path: str | Path, *, overwrite: bool = False, rotate: bool = False) -> Ed25519PrivateKey:
+    """A new key in ``path`` (0600) and its public half in ``path.pub``; ``rotate`` replaces an existing
+    key and keeps the public halves of the old ones in ``path.pub`` after the new one, so checkpoints
+    signed before the rotation stay verifiable with that one file."""
     path = Path(path)
+    retired: list[str] = []
+    if rotate:
+        if not path.exists():
+            raise AuditKeyError(f"{path}: no key to rotate (make one with keygen)")
+        old_public = public_key_text(load_private_key(path))
+        pub = public_key_path(path)
+        retired = [old_public] + [
+            line for line in (_key_lines(pub, "public key") if pub.exists() else []) if line != old_public
+        ]
+        overwrite = True
     key = Ed25519PrivateKey.generate()
     seed = key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
@@ -72,7 +101,7 @@ def write_key(path: str | Path, *, overwrite: bool = False) -> Ed25519PrivateKey
     with os.fdopen(descriptor, "w", encoding="ascii") as file:
         file.write(base64.b64encode(seed).decode("ascii") + "\n")
     os.chmod(path, 0o600)  # an existing file replaced with --force keeps its old mode otherwise
-    public_key_path(path).write_text(public_key_text(key) + "\n", encoding="ascii")
+    public_key_path(path).write_text("\n".join([public_key_text(key), *retired]) + "\n", encoding="ascii")
     return key
 
 

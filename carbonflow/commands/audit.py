@@ -31,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keygen = actions.add_parser("keygen", help="write a new Ed25519 checkpoint key (0600) and KEY.pub")
     keygen.add_argument("--key-file", metavar="FILE", help=f"default: ${KEY_ENV} or carbonflow-audit.key")
     keygen.add_argument("--force", action="store_true", help="replace an existing key file")
+    keygen.add_argument(
+        "--rotate",
+        action="store_true",
+        help="replace the key; KEY.pub keeps the old public keys after the new one (old checkpoints verify)",
+    )
     keygen.set_defaults(run=run_keygen)
 
     checkpoint = actions.add_parser("checkpoint", help="sign the current chain heads now")
@@ -100,7 +105,7 @@ def run_keygen(args: argparse.Namespace) -> int:
 
     path = _key_path(args, default=DEFAULT_KEY_FILE)
     try:
-        key = write_key(path, overwrite=args.force)
+        key = write_key(path, overwrite=args.force, rotate=args.rotate)
     except AuditKeyError as error:
         raise CommandInputError(str(error)) from None
     print(f"wrote {path} (0600) and {public_key_path(path)}; public key {public_key_text(key)}")
@@ -122,13 +127,13 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from carbonflow.center.audit import AuditKeyError, load_public_key
+    from carbonflow.center.audit import AuditKeyError, load_public_keys
     from carbonflow.center.store import verify
 
     public_key = None
     if args.public_key:
         try:
-            public_key = load_public_key(args.public_key)
+            public_key = load_public_keys(args.public_key)
         except AuditKeyError as error:
             raise CommandInputError(str(error)) from None
     with _store(args.database, migrate=False) as store:

@@ -1,4 +1,4 @@
-"""``carbonflow center serve|load|user`` — run a monitoring management center outside the demo.
+"""``carbonflow center serve|load|user|secrets|rotate-secret`` — run and administer a center.
 
 Settings come from the environment (``CARBONFLOW_*``, see docs/configuration.md); options given here
 override them.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from carbonflow.commands import CommandInputError
+from carbonflow.commands.center_secrets import register_actions as register_secret_actions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     state.add_argument("--enable", action="store_true")
     user.add_argument("--database", metavar="URL")
     user.set_defaults(run=run_user)
+    register_secret_actions(actions, _settings)
 
 
 def _settings(args: argparse.Namespace, **overrides: Any):

@@ -104,6 +104,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/collectors"): Rule("read", "center"),
     ("GET", f"{V1}/collectors/{{collector_id}}"): Rule("read", "collector"),
     ("POST", f"{V1}/collectors/{{collector_id}}/config"): Rule("operate", "collector"),
+    ("POST", f"{V1}/collectors/{{collector_id}}/secret/rotate"): Rule("admin"),
     ("GET", f"{V1}/collectors/{{collector_id}}/configs/{{version}}"): Rule("read", "collector"),
     ("POST", f"{V1}/collectors/{{collector_id}}/config/{{version}}/rollback"): Rule("operate", "collector"),
     ("POST", f"{V1}/commands/time-sync-all"): Rule("operate", "center"),

@@ -28,9 +28,10 @@ from carbonflow.center.store import (
     Store,
     StoreError,
     accept_fresh,
-    collector_secret,
+    collector_secrets,
     ingest_batch,
     record_audit,
+    retire_previous_secret,
 )
 from carbonflow.center.store.collector_admin import record_status_report
 from carbonflow.center.store.maintenance import record_command_result
@@ -130,11 +131,15 @@ def authenticate_signed(
 ) -> None:
     """Refuse (the uniform 401) a message of an unknown collector or whose signature ``check`` (given
     the collector's secret) fails."""
-    secret = collector_secret(store, collector_id)
-    if secret is None:
+    secrets = collector_secrets(store, collector_id)  # the current one, then one being rotated out
+    if not secrets:
         raise refuse_collector(store, collector_id, what, "unknown collector")
-    if not check(secret):
-        raise refuse_collector(store, collector_id, what, reason)
+    for position, secret in enumerate(secrets):
+        if check(secret):
+            if position == 0 and len(secrets) > 1:  # the collector holds the new secret now
+                retire_previous_secret(store, collector_id)
+            return
+    raise refuse_collector(store, collector_id, what, reason)
 
 
 def authenticate(store: Store, batch: Batch, canonical: bytes | None = None) -> None:

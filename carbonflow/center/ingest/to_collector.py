@@ -3,7 +3,8 @@
 Commands (HTTP answer of ``GET …/commands`` and MQTT ``carbonflow/{id}/commands``) are Command documents
 signed inside (purpose ``command``); a pushed configuration comes with ``X-Carbonflow-Signed-At``,
 ``X-Carbonflow-Nonce`` and ``X-Carbonflow-Signature`` (purpose ``config``).  The key is the collector's
-own secret — HMAC, like the other direction: the purpose inside every signature keeps one direction's
+own secret (the previous one while a rotation waits for the collector) — HMAC, like the other
+direction: the purpose inside every signature keeps one direction's
 messages from passing for the other's, and the secret is already on both ends (see the document for why
 not Ed25519).  Each send is stamped anew, so a command sent again after a timeout is fresh again.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from carbonflow.center.store import Store, collector_secret
+from carbonflow.center.store import Store, collector_signing_secret
 from carbonflow.messages.c4 import Command
 from carbonflow.messages.signing import config_body, sign_document, stamp_headers
 
@@ -20,14 +21,14 @@ from carbonflow.messages.signing import config_body, sign_document, stamp_header
 def signed_commands(store: Store, collector_id: str, commands: list[Command]) -> list[dict[str, Any]]:
     if not commands:
         return []
-    secret = collector_secret(store, collector_id)
+    secret = collector_signing_secret(store, collector_id)  # the one it holds (a rotation may wait)
     if secret is None:  # the collector was removed meanwhile: nothing it could verify
         return []
     return [sign_document(command.model_dump(mode="json"), secret, "command") for command in commands]
 
 
 def config_headers(store: Store, collector_id: str, version: str, text: str) -> dict[str, str]:
-    secret = collector_secret(store, collector_id)
+    secret = collector_signing_secret(store, collector_id)  # the one it holds (a rotation may wait)
     if secret is None:
         return {}
     return stamp_headers(secret, "config", config_body(collector_id, version, text))

@@ -20,6 +20,15 @@ from carbonflow.center.store.collector_admin import (
     next_config_version,
     push_collector_config,
 )
+from carbonflow.center.store.collector_secrets import (
+    DEFAULT_ROTATION_OVERLAP,
+    RotatedSecret,
+    collector_secrets,
+    collector_signing_secret,
+    retire_previous_secret,
+    rewrap_collector_secrets,
+    rotate_collector_secret,
+)
 from carbonflow.center.store.conflicts import Conflict, list_conflicts
 from carbonflow.center.store.devices import (
     collector_devices,
@@ -100,6 +109,7 @@ from carbonflow.center.store.results import (
 )
 from carbonflow.center.store.retention import DEFAULT_RETENTION_DAYS, PurgeReport, purge_older_than
 from carbonflow.center.store.scope import resource_region
+from carbonflow.center.store.sealing import SecretsKeyError, new_secrets_key, sealing_configured
 from carbonflow.center.store.topology import (
     collector_secret,
     metrology_problems,
@@ -131,6 +141,7 @@ __all__ = [
     "DATABASE_DOWN_ERRORS",
     "DEFAULT_IMAGE_RETENTION_DAYS",
     "DEFAULT_RETENTION_DAYS",
+    "DEFAULT_ROTATION_OVERLAP",
     "Aggregate",
     "BadSignatureError",
     "BatchConflictError",
@@ -143,6 +154,8 @@ __all__ = [
     "InvalidBatchError",
     "NotFoundError",
     "PurgeReport",
+    "RotatedSecret",
+    "SecretsKeyError",
     "StaleMessageError",
     "Store",
     "StoreError",
@@ -163,6 +176,8 @@ __all__ = [
     "collector_devices",
     "collector_exists",
     "collector_secret",
+    "collector_secrets",
+    "collector_signing_secret",
     "collector_status_report",
     "collectors_overview",
     "command_summary",
@@ -203,6 +218,7 @@ __all__ = [
     "make_checkpoint",
     "make_engine",
     "metrology_problems",
+    "new_secrets_key",
     "next_config_version",
     "normalise_region",
     "purge_older_than",
@@ -218,11 +234,15 @@ __all__ = [
     "requeue_unanswered",
     "resource_region",
     "result_quantities",
+    "retire_previous_secret",
+    "rewrap_collector_secrets",
+    "rotate_collector_secret",
     "save_interval",
     "save_new_version",
     "save_release",
     "save_report",
     "scheduled_report_exists",
+    "sealing_configured",
     "start_session",
     "take_queued_commands",
     "topology_tables",

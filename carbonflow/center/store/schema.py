@@ -130,8 +130,13 @@ class Collector(Base):
     __tablename__ = "collectors"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    # HMAC key shared with the collector; it must be usable to verify, so it cannot be stored hashed
-    secret: Mapped[str] = mapped_column(String(200))
+    # HMAC key shared with the collector; it must be usable to verify, so it cannot be stored hashed:
+    # it is sealed under the environment's secrets key instead (store/sealing.py)
+    secret: Mapped[str] = mapped_column(Text)
+    # the secret before a rotation, accepted until the collector signs with the new one or until
+    # previous_secret_until (store/collector_secrets.py)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     name: Mapped[str | None] = mapped_column(String(200))
     region: Mapped[str | None] = mapped_column(String(200))
     config_version: Mapped[str | None] = mapped_column(String(100))

@@ -36,6 +36,7 @@ from carbonflow.center.store.schema import (
     Region,
     Storage,
 )
+from carbonflow.center.store.sealing import seal, unseal
 from carbonflow.messages.device_map import Device as DeviceRecord
 from carbonflow.messages.device_map import parse_devices
 
@@ -100,7 +101,7 @@ def upsert_collector(
     name: str | None = None,
     region: str | None = None,
 ) -> None:
-    row = {"id": collector_id, "secret": secret, "name": name, "region": region, "status": "unknown"}
+    row = {"id": collector_id, "secret": seal(secret), "name": name, "region": region, "status": "unknown"}
     with connection_of(target, write=True) as connection:
         statement = dialect_insert(connection, Collector.__table__)
         connection.execute(
@@ -121,7 +122,7 @@ def collector_secret(target: Store | Session | Connection, collector_id: str) ->
         secret = connection.execute(
             select(Collector.secret).where(Collector.id == collector_id)
         ).scalar_one_or_none()
-    return None if secret is None else secret.encode("utf-8")
+    return None if secret is None else unseal(secret, f"collector {collector_id!r}").encode("utf-8")
 
 
 def register_devices(

@@ -16,7 +16,7 @@ Findings name the table, the record and what happened to it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -222,16 +222,18 @@ CHAINS = (
 
 
 def _checkpoints(
-    connection: Connection, public_key: Ed25519PublicKey | None, report: VerifyReport
+    connection: Connection, trusted: dict[str, Ed25519PublicKey] | None, report: VerifyReport
 ) -> CheckpointView:
+    """``trusted``: the given public keys by their text (current and retired), None: the stored ones."""
     view = CheckpointView(expected={})
     previous = GENESIS
     for row in checkpoint_rows(connection):
         mapping = row._mapping
         name = f"id {row.id} ({ts_text(row.created_at)})"
-        if public_key is not None and public_key_text(public_key) != row.public_key:
+        key = stored_key(row.public_key) if trusted is None else trusted.get(row.public_key)
+        if trusted is not None and key is None:
             report.findings.append(Finding("checkpoints", name, "forged (signed by another key)"))
-        if not signature_ok(mapping, public_key or stored_key(row.public_key)):
+        elif not signature_ok(mapping, key):
             report.findings.append(Finding("checkpoints", name, "forged (signature)"))
         if row.previous != previous:
             report.findings.append(
@@ -346,11 +348,13 @@ def _walk_chain(
             )
 
 
-def verify(store: Store, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
+def verify(
+    store: Store, public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey] | None = None
+) -> VerifyReport:
     """Every chain recomputed and every checkpoint checked; ``public_key`` None: each checkpoint against
     the key stored with it (which proves nothing against someone who could rewrite the database)."""
     report = VerifyReport(
-        key_source="checked with the given public key"
+        key_source="checked with the given public key(s)"
         if public_key
         else "checked with the keys stored in the database"
     )
@@ -358,12 +362,24 @@ def verify(store: Store, public_key: Ed25519PublicKey | None = None) -> VerifyRe
         if connection.dialect.name == "postgresql":  # one snapshot for every query, the center live or not
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
-            _verify(connection, public_key, report)
+            _verify(connection, _trusted(public_key), report)
     return report
 
 
-def _verify(connection: Connection, public_key: Ed25519PublicKey | None, report: VerifyReport) -> None:
-    view = _checkpoints(connection, public_key, report)
+def _trusted(
+    public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey] | None,
+) -> dict[str, Ed25519PublicKey] | None:
+    """The given keys (one, or the current and retired ones of a rotated KEY.pub) by their text."""
+    if public_key is None:
+        return None
+    keys = [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
+    return {public_key_text(key): key for key in keys}
+
+
+def _verify(
+    connection: Connection, trusted: dict[str, Ed25519PublicKey] | None, report: VerifyReport
+) -> None:
+    view = _checkpoints(connection, trusted, report)
     report.checkpoints = view.count
     if view.last_id is not None:
         report.last_checkpoint = f"#{view.last_id} {view.last_hash}"

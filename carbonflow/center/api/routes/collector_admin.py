@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
 
 from carbonflow.center.api.deps import RawBody, SignedCollector, StoreDep, UserDep, require_user
 from carbonflow.center.api.routes._common import (
@@ -34,14 +35,17 @@ from carbonflow.center.store import (
     collector_configs,
     collector_devices,
     collector_exists,
-    collector_secret,
+    collector_secrets,
     collector_status_report,
     collectors_overview,
     list_commands,
     next_config_version,
     push_collector_config,
     queue_time_sync_all,
+    record_audit,
+    rotate_collector_secret,
 )
+from carbonflow.center.store.collector_secrets import DEFAULT_ROTATION_OVERLAP
 from carbonflow.messages.collector_config import ConfigError, collector_config_from_dict
 
 router = APIRouter(prefix="/api/v1", tags=["remote maintenance"])
@@ -135,8 +139,8 @@ def _validated(collector_id: str, raw: bytes, store: Store) -> tuple[str, str]:
         config = collector_config_from_dict(data, "configuration")
     except ConfigError as error:
         raise HTTPException(422, str(error)) from None
-    secret = collector_secret(store, collector_id)
-    if config.secret is not None and config.secret.encode("utf-8") != secret:
+    held = collector_secrets(store, collector_id)  # the current one, or the one a rotation waits to retire
+    if config.secret is not None and config.secret.encode("utf-8") not in held:
         raise HTTPException(
             422, "configuration: secret: differs from the collector's secret held by the center"
         )
@@ -161,6 +165,21 @@ def push_config(collector_id: str, raw: RawBody, store: StoreDep, user: UserDep)
     queue ``reload_config`` with ``{"version", "url"}``: the collector fetches, checks and applies it."""
     _known(collector_id, store)
     return _push(collector_id, raw, store, user)
+
+
+class SecretRotation(BaseModel):
+    overlap_hours: float = Field(DEFAULT_ROTATION_OVERLAP.total_seconds() / 3600, ge=0, le=24 * 90)
+
+
+@router.post("/collectors/{collector_id}/secret/rotate", status_code=201)
+def rotate_secret(collector_id: str, rotation: SecretRotation, store: StoreDep, user: UserDep) -> dict:
+    """A new secret for the collector, shown once (install it in the collector's configuration); the old
+    one keeps working until the collector signs with the new one or the overlap ends (0: cut off now)."""
+    _known(collector_id, store)
+    rotated = rotate_collector_secret(store, collector_id, overlap=timedelta(hours=rotation.overlap_hours))
+    until = None if rotated.previous_until is None else rotated.previous_until.isoformat()
+    record_audit(store, user, "collector.rotate_secret", collector_id, {"previous_until": until})
+    return {"collector_id": collector_id, "secret": rotated.secret, "previous_valid_until": until}
 
 
 @router.get("/collectors/{collector_id}/configs/{version}", dependencies=LOGIN)
