@@ -132,7 +132,9 @@ class Collector(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     # HMAC key shared with the collector; it must be usable to verify, so it cannot be stored hashed:
     # it is sealed under the environment's secrets key instead (store/sealing.py)
-    secret: Mapped[str] = mapped_column(Text)
+    # SQLite keeps the declared VARCHAR(200) of migration 0001 (it does not enforce lengths, and
+    # widening would re-create the table under the devices' foreign keys): migration 0013
+    secret: Mapped[str] = mapped_column(Text().with_variant(String(200), "sqlite"))
     # the secret before a rotation, accepted until the collector signs with the new one or until
     # previous_secret_until (store/collector_secrets.py)
     previous_secret: Mapped[str | None] = mapped_column(Text)
