@@ -115,6 +115,7 @@ def test_commands_over_http_sync_clocks_download_factors_and_report_results(
                 "unknown": queue_command(record, "read_now", "NOPE").command_id,
                 "read": queue_command(record, "read_now", "M645").command_id,
             }
+
             # a result posted again (its first answer timed out on a loaded machine) counts once
             def answered() -> int:
                 return len({r.command_id for r in record.results})

@@ -95,9 +95,13 @@ def test_enterprise_equals_the_consumption_view_to_the_last_digit(center):
     assert answer.status_code == 200, answer.text
     export = answer.json()
     _app, store, _tokens, _folder = center
-    assert export["intervals"] == 12 and export["data_version"] == data_version(
-        store, datetime.fromisoformat(export["from_utc"]), datetime.fromisoformat(export["to_utc"])
-    )[0]
+    assert (
+        export["intervals"] == 12
+        and export["data_version"]
+        == data_version(
+            store, datetime.fromisoformat(export["from_utc"]), datetime.fromisoformat(export["to_utc"])
+        )[0]
+    )
     view = _client(center).get("/api/v1/consumption", params=MONTH_RANGE).json()
     users = {u["id"]: u for u in view["users"]}
     assert {u["user_id"] for u in export["items"]} == set(users) == {u["id"] for u in load_directory(store)}
@@ -230,14 +234,26 @@ def test_bad_requests_name_the_field(center):
 @pytest.mark.parametrize(
     ("text", "named"),
     [
-        ('[[instrument]]\nid = "A"\nuser = "U01"\nkind = "ppa"\nmonth = "2025-06"\n'
-         'energy_kwh = 1.5\nintensity_g_per_kwh = "0"\n', "instrument 'A'.energy_kwh"),
-        ('[[instrument]]\nid = "B"\nuser = "U01"\nkind = "rec"\nmonth = "2025-06"\n'
-         'energy_kwh = "1"\nintensity_g_per_kwh = "0"\n', "instrument 'B'.kind"),
-        ('[[instrument]]\nid = "C"\nuser = "U01"\nkind = "ppa"\nmonth = "2025-13"\n'
-         'energy_kwh = "1"\nintensity_g_per_kwh = "0"\n', "instrument 'C'.month"),
-        ('[[instrument]]\nid = "D"\nuser = "U99"\nkind = "ppa"\nmonth = "2025-06"\n'
-         'energy_kwh = "1"\nintensity_g_per_kwh = "0"\n', "instrument 'D': user"),
+        (
+            '[[instrument]]\nid = "A"\nuser = "U01"\nkind = "ppa"\nmonth = "2025-06"\n'
+            'energy_kwh = 1.5\nintensity_g_per_kwh = "0"\n',
+            "instrument 'A'.energy_kwh",
+        ),
+        (
+            '[[instrument]]\nid = "B"\nuser = "U01"\nkind = "rec"\nmonth = "2025-06"\n'
+            'energy_kwh = "1"\nintensity_g_per_kwh = "0"\n',
+            "instrument 'B'.kind",
+        ),
+        (
+            '[[instrument]]\nid = "C"\nuser = "U01"\nkind = "ppa"\nmonth = "2025-13"\n'
+            'energy_kwh = "1"\nintensity_g_per_kwh = "0"\n',
+            "instrument 'C'.month",
+        ),
+        (
+            '[[instrument]]\nid = "D"\nuser = "U99"\nkind = "ppa"\nmonth = "2025-06"\n'
+            'energy_kwh = "1"\nintensity_g_per_kwh = "0"\n',
+            "instrument 'D': user",
+        ),
         ("residual_mix_g_per_kwh = [\n", "not TOML"),
     ],
 )

@@ -84,6 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carbonflow.center.api.app import create_app
+    from carbonflow.center.store.sealing import SECRETS_KEY_ENV, SecretsKeyError, sealing_configured
     from carbonflow.delivery.tls import TlsError
 
     settings = _settings(args, mqtt_url=args.mqtt, metering_interval_s=args.metering_interval)
@@ -92,6 +93,17 @@ def run_serve(args: argparse.Namespace) -> int:
         settings.mqtt_tls_context()
     except TlsError as error:
         raise CommandInputError(str(error)) from None
+    try:  # a malformed or unreadable secrets key: one line now, not 500s at the first collector message
+        sealed = sealing_configured()
+    except SecretsKeyError as error:
+        raise CommandInputError(str(error)) from None
+    if not sealed:
+        print(
+            f"carbonflow center: warning: {SECRETS_KEY_ENV} is not set: collector secrets are stored "
+            "in clear (docs/security.md#secrets-at-rest-and-key-rotation)",
+            file=sys.stderr,
+            flush=True,
+        )
     scheme = "https" if ssl_options else "http"
     print(
         f"carbonflow center on {scheme}://{args.host}:{args.port}; database {settings.database_url}; "
