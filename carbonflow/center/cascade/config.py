@@ -17,6 +17,7 @@ level = "province"
 direction = "upper"
 url = "https://ah.example:8000"
 public_key = "base64 of the peer's 32-byte Ed25519 public key"
+previous_public_keys = []   # its keys before a rotation, trusted until it has moved to the new one
 ```
 """
 
@@ -73,14 +74,24 @@ class PeerConfig(BaseModel):
     direction: Literal["upper", "lower"]
     url: str = ""  # base URL of the peer's API; empty: nothing is sent (it sends to us)
     public_key: str
+    # the peer's keys before a rotation, still trusted while it moves to the new one (docs/cascade.md)
+    previous_public_keys: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _key(self) -> PeerConfig:
-        _raw(self.public_key, f"peer {self.id}: public_key")
+        self.verifying_keys()
         return self
 
     def verifying_key(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(_raw(self.public_key, f"peer {self.id}: public_key"))
+
+    def verifying_keys(self) -> list[Ed25519PublicKey]:
+        """The current key, then each previous one: a message signed by any of them is the peer's."""
+        previous = [
+            Ed25519PublicKey.from_public_bytes(_raw(key, f"peer {self.id}: previous_public_keys[{n}]"))
+            for n, key in enumerate(self.previous_public_keys)
+        ]
+        return [self.verifying_key(), *previous]
 
 
 class CascadeConfig(BaseModel):

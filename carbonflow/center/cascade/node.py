@@ -108,7 +108,7 @@ class CascadeNode:
         self.tol = tolerances
         self.before_send = before_send
         self.key = config.signing_key()
-        self.trust = {p.id: p.verifying_key() for p in config.peers}
+        self.trust = {p.id: p.verifying_keys() for p in config.peers}
         self.listeners: list[Callable[[Mismatch], None]] = []
         self.wake: Callable[[str], None] = lambda _peer: None  # set by the service: a peer has mail
         self._lock = threading.RLock()
@@ -147,7 +147,7 @@ class CascadeNode:
         peer = self.config.peer(envelope.sender)
         if peer is None:
             self._refuse("unknown peer", envelope, f"{envelope.sender} is not a configured peer", 403)
-        if not envelope.verify(self.trust[peer.id]):
+        if not any(envelope.verify(key) for key in self.trust[peer.id]):
             self._refuse("bad signature", envelope, f"signature of {envelope.sender} does not verify", 403)
         if envelope.recipient != self.id:
             self._refuse(
