@@ -51,6 +51,7 @@ from carbonflow.messages.images import (
     sign_image,
 )
 from carbonflow.messages.signing import (
+    FRESHNESS_WINDOW,
     NONCE_HEADER,
     SIGNATURE_HEADER,
     SIGNED_AT_HEADER,
@@ -288,6 +289,22 @@ def test_the_collector_ignores_forged_stale_and_replayed_commands():
     # a message the collector itself signed (same secret) cannot come back as a command
     assert checks.command(sign_document(_command(), SECRET, "command-result"), "test") is None
     assert checks.refused == 5
+
+
+def test_a_command_captured_before_a_collector_restart_cannot_be_replayed_after_it(tmp_path):
+    genuine = sign_document(_command(), SECRET, "command")
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    assert FromCenter(SECRET, outbox).command(genuine, "before") is not None
+    outbox.close()
+    restarted = Outbox(tmp_path / "outbox.sqlite")  # the collector's process started again
+    checks = FromCenter(SECRET, restarted)
+    assert checks.command(genuine, "after") is None and checks.refused == 1  # replayed
+    assert checks.command(sign_document(_command(), SECRET, "command"), "after") is not None
+    # nonces older than twice the window are forgotten, in the file too
+    later = datetime.now(UTC) + 3 * FRESHNESS_WINDOW
+    restarted.record_nonce("n-later", later, later - 2 * FRESHNESS_WINDOW)
+    assert [nonce for nonce, _ in restarted.nonces_since(datetime(2000, 1, 1, tzinfo=UTC))] == ["n-later"]
+    restarted.close()
 
 
 def test_commands_polled_over_http_are_signed_by_the_center(center):

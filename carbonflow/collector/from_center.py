@@ -2,9 +2,9 @@
 configurations must carry the center's signature under this collector's secret, with a fresh stamp.
 
 A forged, stale or replayed message is logged and ignored — never acted on, never answered (an answer
-would tell a forger what passed).  Nonces are remembered in memory (:class:`NonceGuard`): after a
-restart a command replayed within the window would pass once more; the commands a center sends are
-safe to run twice (time sync, read now, restart, reload), and results are answered by command id.
+would tell a forger what passed).  Nonces are remembered (:class:`NonceGuard`); in memory alone, after a
+restart a command replayed within the window would pass once more — unless a ``journal`` keeps them
+(the collector's outbox file does: :meth:`Outbox.record_nonce`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from carbonflow.messages.signing import (
     NONCE_HEADER,
     SIGNED_AT_HEADER,
     NonceGuard,
+    NonceJournal,
     document_content,
     document_signature_ok,
     headers_signature_ok,
@@ -29,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class FromCenter:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, journal: NonceJournal | None = None) -> None:
         self.secret = secret
-        self.guard = NonceGuard()
+        self.guard = NonceGuard(journal=journal)
         self.refused = 0  # messages ignored in this run (forged, stale, replayed, malformed)
 
     def _refuse(self, what: str, reason: str) -> None:

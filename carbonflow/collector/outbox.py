@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS point_state (
     point TEXT PRIMARY KEY, last_ts TEXT, last_raw TEXT, wraps INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen_nonces (nonce TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
 """
 
 
@@ -315,3 +316,20 @@ class Outbox(SqliteOutbox):
             int(self._meta("refused_readings", "0")),
             self.max_readings,
         )
+
+    # -- nonces of the center's messages (messages.signing.NonceJournal) ---------------------------
+    def nonces_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """The nonces of commands and configurations accepted since ``since``: still replayable."""
+        rows = self._db.execute(
+            "SELECT nonce, seen_at FROM seen_nonces WHERE seen_at >= ?", (since.isoformat(),)
+        ).fetchall()
+        return [(nonce, datetime.fromisoformat(seen_at)) for nonce, seen_at in rows]
+
+    def record_nonce(self, nonce: str, seen_at: datetime, forget_before: datetime) -> None:
+        """Remember an accepted nonce (durably, before the command runs) and forget expired ones."""
+        with self._transaction():
+            self._db.execute("DELETE FROM seen_nonces WHERE seen_at < ?", (forget_before.isoformat(),))
+            self._db.execute(
+                "INSERT OR IGNORE INTO seen_nonces (nonce, seen_at) VALUES (?, ?)",
+                (nonce, seen_at.astimezone(UTC).isoformat()),
+            )

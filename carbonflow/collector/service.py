@@ -163,7 +163,7 @@ class Collector:
         self.clock = clock
         self.outbox = Outbox(config.outbox_path, config.outbox.max_readings)
         self.validator = Validator(self.outbox.load_states())
-        self.transport = transport or make_transport(config, on_ack=self._on_late_ack)
+        self.transport = transport or make_transport(config, on_ack=self._on_late_ack, nonces=self.outbox)
         self.runners: dict[str, DeviceRunner] = {}
         self.on_event = on_event  # flags and notices, for tests and the CLI log
         self.events: list[str] = []

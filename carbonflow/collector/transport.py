@@ -44,7 +44,7 @@ from carbonflow.delivery import AwaitedAcks, DeliveryError, HttpSender, MqttSess
 from carbonflow.messages import images as wire
 from carbonflow.messages.c4 import Ack, Command, CommandResult
 from carbonflow.messages.images import ImageAck, ImageEnvelope
-from carbonflow.messages.signing import request_headers, sign_document
+from carbonflow.messages.signing import NonceJournal, request_headers, sign_document
 
 log = logging.getLogger(__name__)
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -75,12 +75,12 @@ class HttpTransport:
     kind = "http"
     max_in_flight = 1  # one request at a time keeps the center's view in seq order
 
-    def __init__(self, config: LoadedConfig) -> None:
+    def __init__(self, config: LoadedConfig, nonces: NonceJournal | None = None) -> None:
         self.config = config
         self.secret = config.secret_bytes
         self.collector_id = config.id
         self.http = HttpSender(config.center.url, config.center.request_timeout_s, config.tls_context)
-        self.from_center = FromCenter(self.secret)
+        self.from_center = FromCenter(self.secret, nonces)
         self._first_poll = True
 
     async def start(self) -> None:
@@ -146,7 +146,12 @@ class HttpTransport:
 class MqttTransport:
     kind = "mqtt"
 
-    def __init__(self, config: LoadedConfig, on_ack: Callable[[Ack], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        on_ack: Callable[[Ack], None] | None = None,
+        nonces: NonceJournal | None = None,
+    ) -> None:
         self.config = config
         self.collector_id = config.id
         self.secret = config.secret_bytes
@@ -166,7 +171,7 @@ class MqttTransport:
         self._batch_acks = AwaitedAcks(self.session, center.ack_timeout_s, "Ack")
         self._image_acks = AwaitedAcks(self.session, center.ack_timeout_s, "image Ack")
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
-        self.from_center = FromCenter(self.secret)
+        self.from_center = FromCenter(self.secret, nonces)
         self.session.subscribe(self.topics["acks"], self._received_ack)
         self.session.subscribe(self.topics["image-acks"], self._received_image_ack)
         self.session.subscribe(self.topics["commands"], self._received_command)
@@ -224,7 +229,12 @@ class MqttTransport:
         await self.session.publish(self.topics["status"], signed_status(payload, self.secret))
 
 
-def make_transport(config: LoadedConfig, on_ack: Callable[[Ack], None] | None = None):
+def make_transport(
+    config: LoadedConfig,
+    on_ack: Callable[[Ack], None] | None = None,
+    nonces: NonceJournal | None = None,
+):
+    """``nonces``: where the center's accepted nonces are kept across restarts (the outbox)."""
     if config.center.transport == "mqtt":
-        return MqttTransport(config, on_ack)
-    return HttpTransport(config)
+        return MqttTransport(config, on_ack, nonces)
+    return HttpTransport(config, nonces)

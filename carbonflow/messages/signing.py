@@ -24,7 +24,7 @@ import json
 import secrets
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 SIGNATURE_HEADER = "X-Carbonflow-Signature"
 SIGNED_AT_HEADER = "X-Carbonflow-Signed-At"
@@ -135,14 +135,33 @@ def parse_signed_at(text: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+class NonceJournal(Protocol):
+    """Where a :class:`NonceGuard` keeps the nonces it accepted, so a restart does not forget them."""
+
+    def nonces_since(self, since: datetime) -> list[tuple[str, datetime]]: ...
+
+    def record_nonce(self, nonce: str, seen_at: datetime, forget_before: datetime) -> None: ...
+
+
 class NonceGuard:
     """Freshness on the receiving side that has no database (the collector): a message is accepted once,
     and only within the window.  Nonces are remembered for twice the window (a message that old is
-    stale anyway), at most ``capacity`` of them — the center sends a few messages a minute."""
+    stale anyway), at most ``capacity`` of them — the center sends a few messages a minute.  With a
+    ``journal`` (the collector's outbox file) they also outlive a restart: a command captured before it
+    cannot be replayed after it."""
 
-    def __init__(self, window: timedelta = FRESHNESS_WINDOW, capacity: int = 100_000) -> None:
-        self.window, self.capacity = window, capacity
+    def __init__(
+        self,
+        window: timedelta = FRESHNESS_WINDOW,
+        capacity: int = 100_000,
+        journal: NonceJournal | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.window, self.capacity, self.journal = window, capacity, journal
         self._seen: OrderedDict[str, datetime] = OrderedDict()
+        if journal is not None:
+            since = (now or datetime.now(UTC)) - 2 * window
+            self._seen.update(sorted(journal.nonces_since(since), key=lambda item: item[1]))
 
     def refusal(self, signed_at: Any, nonce: Any, now: datetime | None = None) -> str | None:
         """None (accepted, nonce recorded) or why the message is refused: unfresh, stale, replayed."""
@@ -159,6 +178,8 @@ class NonceGuard:
         if nonce in self._seen:
             return "replayed"
         self._seen[nonce] = now
+        if self.journal is not None:
+            self.journal.record_nonce(nonce, now, now - 2 * self.window)
         return None
 
 
