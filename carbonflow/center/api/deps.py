@@ -24,6 +24,7 @@ from starlette.requests import HTTPConnection
 from carbonflow.center.api.policy import Rule, role_may, rule_for, within
 from carbonflow.center.ingest.receive import verify_request
 from carbonflow.center.store import Store, UserInfo, get_user, resource_region, user_for_token
+from carbonflow.center.store.scope import RowScope
 
 SESSION_COOKIE = "carbonflow_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -103,7 +104,7 @@ def _check_origin(connection: HTTPConnection, method: str) -> None:
 
 def _check_region(connection: HTTPConnection, rule: Rule, user: UserInfo) -> None:
     scope = user.region
-    if not scope or rule.scope == "none":
+    if not scope or rule.scope in ("none", "rows"):  # rows: the route filters them (row_scope)
         return
     settings = connection.app.state.settings
     if rule.scope == "center":
@@ -169,6 +170,17 @@ def current_user(request: Request) -> UserInfo:
     return principal.user
 
 
+def row_scope(request: Request) -> RowScope | None:
+    """The rows a ``rows``-scoped list shows this user: None (every row) for a user of the whole country
+    (empty prefix), else those of the user's region, and the center-level rows without a region when
+    the user's prefix covers the center's region."""
+    prefix = current_user(request).region
+    if not prefix:
+        return None
+    center_region = request.app.state.settings.center_region or None
+    return RowScope(prefix, unregioned=within(center_region, prefix))
+
+
 async def request_body(request: Request) -> bytes:
     """The raw body, read on the event loop so that plain ``def`` routes (run in the threadpool) get it."""
     return await request.body()
@@ -190,4 +202,5 @@ def signed_collector(collector_id: str, request: Request, body: RawBody) -> str:
 StoreDep = Annotated[Store, Depends(get_store)]
 UserDep = Annotated[str, Depends(require_user)]
 CurrentUser = Annotated[UserInfo, Depends(current_user)]
+RowScopeDep = Annotated[RowScope | None, Depends(row_scope)]
 SignedCollector = Annotated[str, Depends(signed_collector)]

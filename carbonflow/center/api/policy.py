@@ -13,7 +13,10 @@ An entry is ``Rule(permission, scope)``:
 * ``scope`` — where the operation's region comes from, checked against the user's region prefix:
   ``none`` (nothing regional: login, own profile); ``center`` (the whole center's data — allowed when the
   user's prefix covers the center's region, ``settings.center_region``); ``region`` (the ``region``
-  query parameter — defaulted to the user's prefix, refused outside it); ``device``, ``collector``,
+  query parameter — defaulted to the user's prefix, refused outside it); ``rows`` (a list of field
+  equipment or operations: any user with the permission may call it, and sees only the rows of their
+  region — the route filters in SQL by :class:`carbonflow.center.store.scope.RowScope`, rows without a
+  region only for a user whose prefix covers the center's region); ``device``, ``collector``,
   ``bus``, ``camera``, ``image`` (the region of the path's resource; an unknown resource is refused
   like an out-of-scope one for a scoped user, so ids cannot be probed).
 """
@@ -23,10 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from carbonflow.center.store.scope import within
 from carbonflow.center.store.users import ROLES
 
 Permission = Literal["public", "collector", "login", "read", "report", "operate", "audit", "admin"]
-Scope = Literal["none", "center", "region", "device", "collector", "bus", "camera", "image"]
+Scope = Literal["none", "center", "region", "rows", "device", "collector", "bus", "camera", "image"]
 
 __all__ = ["POLICY", "ROLES", "ROLE_PERMISSIONS", "Rule", "role_may", "rule_for", "within"]
 
@@ -93,21 +97,21 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/consumption"): Rule("read", "center"),
     ("WEBSOCKET", f"{V1}/live"): Rule("read", "center"),
     # devices, readings, commands
-    ("GET", f"{V1}/devices"): Rule("read", "center"),
+    ("GET", f"{V1}/devices"): Rule("read", "rows"),
     ("GET", f"{V1}/devices/{{device_id}}"): Rule("read", "device"),
     ("POST", f"{V1}/devices/{{device_id}}/commands"): Rule("operate", "device"),
-    ("GET", f"{V1}/commands"): Rule("read", "center"),
-    ("GET", f"{V1}/commands/summary"): Rule("read", "center"),
-    ("GET", f"{V1}/points"): Rule("read", "center"),
-    ("GET", f"{V1}/readings"): Rule("read", "center"),
+    ("GET", f"{V1}/commands"): Rule("read", "rows"),
+    ("GET", f"{V1}/commands/summary"): Rule("read", "rows"),
+    ("GET", f"{V1}/points"): Rule("read", "rows"),
+    ("GET", f"{V1}/readings"): Rule("read", "rows"),
     # remote maintenance of collectors
-    ("GET", f"{V1}/collectors"): Rule("read", "center"),
+    ("GET", f"{V1}/collectors"): Rule("read", "rows"),
     ("GET", f"{V1}/collectors/{{collector_id}}"): Rule("read", "collector"),
     ("POST", f"{V1}/collectors/{{collector_id}}/config"): Rule("operate", "collector"),
     ("POST", f"{V1}/collectors/{{collector_id}}/secret/rotate"): Rule("admin"),
     ("GET", f"{V1}/collectors/{{collector_id}}/configs/{{version}}"): Rule("read", "collector"),
     ("POST", f"{V1}/collectors/{{collector_id}}/config/{{version}}/rollback"): Rule("operate", "collector"),
-    ("POST", f"{V1}/commands/time-sync-all"): Rule("operate", "center"),
+    ("POST", f"{V1}/commands/time-sync-all"): Rule("operate", "rows"),  # the clocks of the region
     # alarms (docs/alarms.md): a scoped user sees the alarms of their region; acknowledging, clearing
     # and the rule set are operators' work
     ("GET", f"{V1}/alarms"): Rule("read", "region"),
@@ -117,10 +121,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/alarm-rules"): Rule("read", "center"),
     ("PUT", f"{V1}/alarm-rules"): Rule("operate", "center"),
     ("GET", f"{V1}/alarm-notifications"): Rule("read", "center"),
-    ("GET", f"{V1}/meter-checks"): Rule("read", "center"),
-    ("GET", f"{V1}/meter-checks/summary"): Rule("read", "center"),
+    ("GET", f"{V1}/meter-checks"): Rule("read", "rows"),
+    ("GET", f"{V1}/meter-checks/summary"): Rule("read", "rows"),
     # site cameras
-    ("GET", f"{V1}/cameras"): Rule("read", "center"),
+    ("GET", f"{V1}/cameras"): Rule("read", "rows"),
     ("GET", f"{V1}/cameras/{{camera_id}}/latest"): Rule("read", "camera"),
     ("GET", f"{V1}/cameras/{{camera_id}}/images"): Rule("read", "camera"),
     ("GET", f"{V1}/images/{{key}}"): Rule("read", "image"),
@@ -156,14 +160,6 @@ def role_may(role: str, permission: str) -> bool:
     if permission in ("public", "collector"):
         return True
     return permission in ROLE_PERMISSIONS.get(role, frozenset())
-
-
-def within(region: str | None, scope: str) -> bool:
-    """Whether ``region`` lies inside the prefix ``scope`` (``""`` covers everything; a resource without
-    a region lies only inside ``""``)."""
-    if not scope:
-        return True
-    return region is not None and (region == scope or region.startswith(scope + "/"))
 
 
 def unlisted_operations(openapi: dict) -> list[str]:

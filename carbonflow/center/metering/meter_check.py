@@ -42,6 +42,7 @@ from sqlalchemy import func, select
 
 from carbonflow.center.store import Store
 from carbonflow.center.store.schema import Command, Device, Interval, MeterCheck, Point, Reading
+from carbonflow.center.store.scope import RowScope
 
 CARBON_METER_KINDS = ("carbon_meter",)
 STORED_PLACES = Decimal("0.000001")  # expected / uncertainty are stored to 1 mg
@@ -456,8 +457,12 @@ def list_checks(
     start: datetime | None = None,
     end: datetime | None = None,
     status: str | None = None,
+    scope: RowScope | None = None,
 ) -> list[dict[str, Any]]:
+    """Stored checks, newest first; ``scope``: those of the meters in a user's region."""
     query = select(MeterCheck.__table__).order_by(MeterCheck.end_ts.desc(), MeterCheck.id.desc())
+    if scope is not None:
+        query = scope.by_device(query, MeterCheck.device_id)
     if device is not None:
         query = query.where(MeterCheck.device_id == device)
     if start is not None:
@@ -470,12 +475,14 @@ def list_checks(
         return [dict(row._mapping) for row in connection.execute(query)]
 
 
-def meter_summary(store: Store, *, device: str | None = None) -> list[dict[str, Any]]:
+def meter_summary(
+    store: Store, *, device: str | None = None, scope: RowScope | None = None
+) -> list[dict[str, Any]]:
     """Per meter, cumulated over every stored check's steps: energy, the carbon the register added, the
     carbon the platform computed, their difference, the largest allowance of a step, and how many steps
     (and checks) did not agree; with the latest check's status and end."""
     summaries: dict[str, dict[str, Any]] = {}
-    for row in reversed(list_checks(store, device=device)):  # oldest first
+    for row in reversed(list_checks(store, device=device, scope=scope)):  # oldest first
         entry = summaries.setdefault(
             row["device_id"],
             {

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.images import ImageStore
 from carbonflow.center.store.schema import Bus, Device
+from carbonflow.center.store.scope import RowScope
 
 CAMERA_COLUMNS = (
     Device.id,
@@ -24,20 +25,29 @@ CAMERA_COLUMNS = (
 )
 
 
-def camera_overview(images: ImageStore) -> list[dict[str, Any]]:
+def camera_overview(images: ImageStore, *, scope: RowScope | None = None) -> list[dict[str, Any]]:
     """Every camera (a device of protocol camera-http or kind camera, or a camera that has sent images),
-    by id, with its status, images stored, first/latest image time and the latest image's key."""
+    by id, with its status, images stored, first/latest image time and the latest image's key.
+    ``scope``: the cameras of a region (one not registered as a device has no region)."""
     query = (
         select(*CAMERA_COLUMNS)
         .outerjoin(Bus, Bus.id == Device.bus_id)
         .where(or_(Device.protocol == "camera-http", Device.kind == "camera"))
         .order_by(Device.id)
     )
+    if scope is not None:
+        query = query.where(scope.clause(Device.region))
+    summary = images.summary()
     with connection_of(images.store, write=False) as connection:
         rows = {row.id: dict(row._mapping) for row in connection.execute(query)}
-    summary = images.summary()
-    for camera in summary:
-        rows.setdefault(camera, {"id": camera, "status": "unknown"})
+        unlisted = [camera for camera in summary if camera not in rows]  # images, not a camera device
+        if scope is not None and unlisted:
+            regions = dict(
+                connection.execute(select(Device.id, Device.region).where(Device.id.in_(unlisted)))
+            )
+            unlisted = [camera for camera in unlisted if scope.admits(regions.get(camera))]
+    for camera in unlisted:
+        rows[camera] = {"id": camera, "status": "unknown"}
     out = []
     for camera_id in sorted(rows):
         row = rows[camera_id]

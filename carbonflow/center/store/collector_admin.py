@@ -21,6 +21,7 @@ from carbonflow.center.store.errors import NotFoundError, StoreError, UnknownCol
 from carbonflow.center.store.maintenance import _audit, queue_command
 from carbonflow.center.store.schema import Collector, CollectorConfigVersion, Device
 from carbonflow.center.store.schema import Command as CommandRow
+from carbonflow.center.store.scope import RowScope
 from carbonflow.messages.c4 import Command
 
 Target = Store | Session | Connection
@@ -30,11 +31,15 @@ class VersionConflictError(StoreError):
     status_code = 409
 
 
-def collectors_overview(target: Target) -> list[dict[str, Any]]:
-    """Every collector (secret left out) with device and open-command counts and its latest pushed version."""
+def collectors_overview(target: Target, *, scope: RowScope | None = None) -> list[dict[str, Any]]:
+    """Every collector (in ``scope``; secret left out) with device and open-command counts and its latest
+    pushed version."""
     columns = [c for c in Collector.__table__.c if c.name != "secret"]
+    query = select(*columns).order_by(Collector.id)
+    if scope is not None:
+        query = query.where(scope.clause(Collector.region))
     with connection_of(target, write=False) as connection:
-        rows = [dict(r._mapping) for r in connection.execute(select(*columns).order_by(Collector.id))]
+        rows = [dict(r._mapping) for r in connection.execute(query)]
         devices = dict(
             connection.execute(select(Device.collector_id, func.count()).group_by(Device.collector_id)).all()
         )

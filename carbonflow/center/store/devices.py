@@ -1,5 +1,6 @@
 """Devices and points as the API reads them, device status counts, and the "sync all clocks"
-command round.  Filters given as ``None`` select everything."""
+command round.  Filters given as ``None`` select everything; ``scope`` (a region-scoped user's
+:class:`RowScope`) keeps the rows of devices in the user's region."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.maintenance import queue_command
 from carbonflow.center.store.schema import Device, Point
+from carbonflow.center.store.scope import RowScope
 
 Target = Store | Session | Connection
 
@@ -28,9 +30,12 @@ def _where_equal(query, model, equal: dict[str, Any]):
     return query
 
 
-def list_devices(target: Target, **equal: str | None) -> list[dict[str, Any]]:
+def list_devices(
+    target: Target, *, scope: RowScope | None = None, **equal: str | None
+) -> list[dict[str, Any]]:
     """Devices (every column) by id, e.g. ``list_devices(store, status="online", collector_id="C1")``."""
-    return _rows(target, _where_equal(select(Device.__table__).order_by(Device.id), Device, equal))
+    query = _where_equal(select(Device.__table__).order_by(Device.id), Device, equal)
+    return _rows(target, query if scope is None else query.where(scope.clause(Device.region)))
 
 
 def device_row(target: Target, device_id: str) -> dict[str, Any] | None:
@@ -38,9 +43,12 @@ def device_row(target: Target, device_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def list_points(target: Target, **equal: str | None) -> list[dict[str, Any]]:
+def list_points(
+    target: Target, *, scope: RowScope | None = None, **equal: str | None
+) -> list[dict[str, Any]]:
     """Points (every column) by id, e.g. ``list_points(store, device_id="M1", quantity="p_mw")``."""
-    return _rows(target, _where_equal(select(Point.__table__).order_by(Point.id), Point, equal))
+    query = _where_equal(select(Point.__table__).order_by(Point.id), Point, equal)
+    return _rows(target, query if scope is None else scope.by_device(query, Point.device_id))
 
 
 def device_status_counts(target: Target) -> dict[str, int]:
@@ -59,15 +67,20 @@ def collector_devices(target: Target, collector_id: str) -> list[dict[str, Any]]
     return _rows(target, query)
 
 
-def queue_time_sync_all(target: Target, protocols: tuple[str, ...], *, actor: str | None) -> list[str]:
-    """Queue ``time_sync`` for every device of these protocols that has a collector, in one transaction;
-    the device ids, in order."""
+def queue_time_sync_all(
+    target: Target, protocols: tuple[str, ...], *, actor: str | None, scope: RowScope | None = None
+) -> list[str]:
+    """Queue ``time_sync`` for every device of these protocols that has a collector (and lies in
+    ``scope``), in one transaction; the device ids, in order."""
+    query = (
+        select(Device.id, Device.collector_id)
+        .where(Device.protocol.in_(protocols), Device.collector_id.is_not(None))
+        .order_by(Device.id)
+    )
+    if scope is not None:
+        query = query.where(scope.clause(Device.region))
     with connection_of(target, write=True) as connection:
-        devices = connection.execute(
-            select(Device.id, Device.collector_id)
-            .where(Device.protocol.in_(protocols), Device.collector_id.is_not(None))
-            .order_by(Device.id)
-        ).all()
+        devices = connection.execute(query).all()
         for device_id, collector_id in devices:
             queue_command(connection, collector_id, "time_sync", device_id=device_id, actor=actor)
     return [device_id for device_id, _ in devices]

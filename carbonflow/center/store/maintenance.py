@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, case, func, select, update
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.chain import AUDIT, append_one, audit_fields
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError, UnknownCollectorError
-from carbonflow.center.store.schema import AuditEntry, Collector
+from carbonflow.center.store.schema import AuditEntry, Collector, Device
 from carbonflow.center.store.schema import Command as CommandRow
+from carbonflow.center.store.scope import RowScope
 from carbonflow.messages.c4 import Command, CommandResult
 
 
@@ -153,6 +154,19 @@ def requeue_unanswered(
     return requeued, failed
 
 
+def in_scope(query, scope: RowScope | None):
+    """``query`` (over commands) restricted to the commands in ``scope``: a command's region is its
+    device's (a command without a device, e.g. ``reload_config``: its collector's)."""
+    if scope is None:
+        return query
+    region = case((CommandRow.device_id.is_not(None), Device.region), else_=Collector.region)
+    return (
+        query.outerjoin(Device, Device.id == CommandRow.device_id)
+        .outerjoin(Collector, Collector.id == CommandRow.collector_id)
+        .where(scope.clause(region))
+    )
+
+
 def list_commands(
     target: Store | Session | Connection,
     *,
@@ -160,10 +174,11 @@ def list_commands(
     status: str | None = None,
     device_id: str | None = None,
     exclude_kinds: Sequence[str] = (),
+    scope: RowScope | None = None,
 ) -> list[dict[str, Any]]:
     """Commands, oldest first; ``exclude_kinds`` leaves routine ones out (in the database: a year of
     factor downloads is millions of rows)."""
-    query = select(CommandRow.__table__).order_by(CommandRow.created_at)
+    query = in_scope(select(CommandRow.__table__).order_by(CommandRow.created_at), scope)
     if collector_id is not None:
         query = query.where(CommandRow.collector_id == collector_id)
     if status is not None:
@@ -176,12 +191,17 @@ def list_commands(
         return [dict(row._mapping) for row in connection.execute(query)]
 
 
-def command_summary(target: Store | Session | Connection) -> list[dict[str, Any]]:
+def command_summary(
+    target: Store | Session | Connection, *, scope: RowScope | None = None
+) -> list[dict[str, Any]]:
     """Per command kind: how many, by status, and the newest - routine commands (a factor download per
     electric-carbon meter and interval) summed up instead of listed one by one."""
-    query = select(
-        CommandRow.kind, CommandRow.status, func.count().label("count"), func.max(CommandRow.created_at)
-    ).group_by(CommandRow.kind, CommandRow.status)
+    query = in_scope(
+        select(
+            CommandRow.kind, CommandRow.status, func.count().label("count"), func.max(CommandRow.created_at)
+        ).group_by(CommandRow.kind, CommandRow.status),
+        scope,
+    )
     kinds: dict[str, dict[str, Any]] = {}
     with connection_of(target, write=False) as connection:
         for kind, status, count, newest in connection.execute(query):

@@ -39,6 +39,7 @@ from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError
 from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Collector, Device, Point, Reading
+from carbonflow.center.store.scope import RowScope
 from carbonflow.center.store.staging import copy_readings
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus
 
@@ -379,14 +380,22 @@ _COLUMNS = (
 
 
 def readings_for_point(
-    target: Store | Session | Connection, point_id: str, start: datetime, end: datetime
+    target: Store | Session | Connection,
+    point_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    scope: RowScope | None = None,
 ) -> list[StoredReading]:
-    """Readings of one point with ``start <= ts < end``, oldest first."""
+    """Readings of one point with ``start <= ts < end``, oldest first (none when its device is outside
+    ``scope``)."""
     query = (
         select(*_COLUMNS)
         .where(Reading.point_id == point_id, Reading.ts >= start, Reading.ts < end)
         .order_by(Reading.ts)
     )
+    if scope is not None:
+        query = scope.by_device(query.join(Point, Point.id == Reading.point_id), Point.device_id)
     with connection_of(target, write=False) as connection:
         return _stored(connection.execute(query))
 
@@ -400,8 +409,10 @@ def readings_for_element(
     end: datetime,
     *,
     end_side: str | None = None,
+    scope: RowScope | None = None,
 ) -> list[StoredReading]:
-    """Readings of every point mapped to ``(element_kind, element_id, quantity[, end])``, by ts then point."""
+    """Readings of every point mapped to ``(element_kind, element_id, quantity[, end])``, by ts then point
+    (those of devices in ``scope``)."""
     query = (
         select(*_COLUMNS)
         .join(Point, Point.id == Reading.point_id)
@@ -416,6 +427,8 @@ def readings_for_element(
     )
     if end_side is not None:
         query = query.where(Point.end == end_side)
+    if scope is not None:
+        query = scope.by_device(query, Point.device_id)
     with connection_of(target, write=False) as connection:
         return _stored(connection.execute(query))
 

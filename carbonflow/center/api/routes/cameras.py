@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from carbonflow.center.api.deps import RawBody, require_user
+from carbonflow.center.api.deps import RawBody, RowScopeDep, require_user
 from carbonflow.center.api.routes._common import (
     MIN_RANGE,
     Format,
@@ -80,9 +80,12 @@ def _image_response(data: bytes, row: dict[str, Any], cache: str) -> Response:
 
 
 @router.get("/cameras")
-def cameras(request: Request, limit: Limit = None, offset: Offset = 0, format: Format = "json"):
-    """Cameras with status (online, last seen, error), images stored and the latest image's time/key."""
-    rows = camera_overview(images_of(request))
+def cameras(
+    request: Request, scope: RowScopeDep, limit: Limit = None, offset: Offset = 0, format: Format = "json"
+):
+    """Cameras (of the user's region) with status (online, last seen, error), images stored and the
+    latest image's time/key."""
+    rows = camera_overview(images_of(request), scope=scope)
     for row in rows:
         row["latest_url"] = f"/api/v1/cameras/{row['id']}/latest" if row["latest_key"] else None
     return listing(rows, limit=limit, offset=offset, format=format, name="cameras")

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from carbonflow.center.api.deps import RawBody, SignedCollector, StoreDep, UserDep, require_user
+from carbonflow.center.api.deps import RawBody, RowScopeDep, SignedCollector, StoreDep, UserDep, require_user
 from carbonflow.center.api.routes._common import (
     Format,
     Limit,
@@ -46,6 +46,7 @@ from carbonflow.center.store import (
     rotate_collector_secret,
 )
 from carbonflow.center.store.collector_secrets import DEFAULT_ROTATION_OVERLAP
+from carbonflow.center.store.scope import RowScope
 from carbonflow.messages.collector_config import ConfigError, collector_config_from_dict
 
 router = APIRouter(prefix="/api/v1", tags=["remote maintenance"])
@@ -74,23 +75,24 @@ def _with_state(row: dict[str, Any], offline_after_s: float, now: datetime) -> d
     }
 
 
-def _collectors(request: Request, store: Store) -> list[dict[str, Any]]:
+def _collectors(request: Request, store: Store, scope: RowScope | None = None) -> list[dict[str, Any]]:
     offline_after = request.app.state.settings.collector_offline_after_s
     now = datetime.now(UTC)
-    return [_with_state(row, offline_after, now) for row in collectors_overview(store)]
+    return [_with_state(row, offline_after, now) for row in collectors_overview(store, scope=scope)]
 
 
 @router.get("/collectors", dependencies=LOGIN)
 def collectors(
     request: Request,
     store: StoreDep,
+    scope: RowScopeDep,
     status: Literal["online", "degraded", "offline", "unknown"] | None = None,
     limit: Limit = None,
     offset: Offset = 0,
     format: Format = "json",
 ):
     """Collectors: status, last seen, reported and pushed configuration versions, outbox, open commands."""
-    rows = _collectors(request, store)
+    rows = _collectors(request, store, scope)
     if status is not None:
         rows = [r for r in rows if r["status"] == status]
     return listing(rows, limit=limit, offset=offset, format=format, name="collectors")
@@ -217,15 +219,17 @@ def post_status(collector_id: str, body: RawBody, store: StoreDep, request: Requ
 
 
 @router.post("/commands/time-sync-all", status_code=202, dependencies=LOGIN)
-def sync_all_clocks(store: StoreDep, user: UserDep) -> dict:
-    """Queue a time sync for every meter and RTU that has a clock and a collector to reach it."""
-    devices = queue_time_sync_all(store, CLOCK_PROTOCOLS, actor=user)
+def sync_all_clocks(store: StoreDep, user: UserDep, scope: RowScopeDep) -> dict:
+    """Queue a time sync for every meter and RTU (of the user's region) that has a clock and a collector
+    to reach it."""
+    devices = queue_time_sync_all(store, CLOCK_PROTOCOLS, actor=user, scope=scope)
     return {"queued": len(devices), "devices": devices}
 
 
 @router.get("/meter-checks", dependencies=LOGIN)
 def meter_checks(
     store: StoreDep,
+    scope: RowScopeDep,
     device: str | None = None,
     start: str | None = None,
     end: str | None = None,
@@ -240,15 +244,17 @@ def meter_checks(
     first, last = parse_time(start, "start"), parse_time(end, "end")
     if first is not None and last is not None and last <= first:
         raise bad_parameter("end", "must be after start")
-    rows = list_checks(store, device=device, start=first, end=last, status=status)
+    rows = list_checks(store, device=device, start=first, end=last, status=status, scope=scope)
     return listing(rows, limit=limit, offset=offset, format=format, name="meter-checks")
 
 
 @router.get("/meter-checks/summary", dependencies=LOGIN)
-def meter_checks_summary(store: StoreDep, device: str | None = None, format: Format = "json"):
+def meter_checks_summary(
+    store: StoreDep, scope: RowScopeDep, device: str | None = None, format: Format = "json"
+):
     """Electric-carbon meter vs platform, cumulated per meter over every check: energy (kWh), the carbon
     its register added and the carbon the platform computed for that energy and the downloaded factors
     (kg, primary side), their difference, the largest step allowance (the register's resolution plus
     the energy register's share), and how many steps and checks did not agree."""
-    rows = meter_summary(store, device=device)
+    rows = meter_summary(store, device=device, scope=scope)
     return listing(rows, limit=None, offset=0, format=format, name="meter-checks-summary")

@@ -1,4 +1,6 @@
-"""Devices (status, last seen, clock offset), their points, remote-maintenance commands and readings."""
+"""Devices (status, last seen, clock offset), their points, remote-maintenance commands and readings.
+
+The lists (``rows`` in the access policy) hold only the rows of the user's region (``RowScopeDep``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from carbonflow.center.api.deps import StoreDep, UserDep, require_user
+from carbonflow.center.api.deps import RowScopeDep, StoreDep, UserDep, require_user
 from carbonflow.center.api.routes._common import (
     Format,
     Limit,
@@ -36,6 +38,7 @@ USER_COMMANDS = ("time_sync", "read_now", "restart")
 @router.get("/devices")
 def devices(
     store: StoreDep,
+    scope: RowScopeDep,
     status: str | None = None,
     collector: str | None = None,
     kind: str | None = None,
@@ -46,7 +49,7 @@ def devices(
     format: Format = "json",
 ):
     rows = list_devices(
-        store, status=status, collector_id=collector, kind=kind, protocol=protocol, bus_id=bus
+        store, scope=scope, status=status, collector_id=collector, kind=kind, protocol=protocol, bus_id=bus
     )
     return listing(rows, limit=limit, offset=offset, format=format, name="devices")
 
@@ -86,6 +89,7 @@ def command(device_id: str, body: CommandRequest, store: StoreDep, user: UserDep
 @router.get("/commands")
 def commands(
     store: StoreDep,
+    scope: RowScopeDep,
     collector: str | None = None,
     device: str | None = None,
     status: Literal["queued", "sent", "acknowledged", "failed"] | None = None,
@@ -97,21 +101,27 @@ def commands(
     """Commands, newest first; ``exclude_kind=set_carbon_factor`` leaves out the routine factor downloads
     (``/commands/summary`` counts them)."""
     rows = list_commands(
-        store, collector_id=collector, status=status, device_id=device, exclude_kinds=exclude_kind
+        store,
+        collector_id=collector,
+        status=status,
+        device_id=device,
+        exclude_kinds=exclude_kind,
+        scope=scope,
     )
     rows.reverse()  # newest first
     return listing(rows, limit=limit, offset=offset, format=format, name="commands")
 
 
 @router.get("/commands/summary")
-def commands_summary(store: StoreDep) -> dict:
+def commands_summary(store: StoreDep, scope: RowScopeDep) -> dict:
     """Per kind: count, count by status and the newest command."""
-    return jsonable({"items": command_summary(store)})
+    return jsonable({"items": command_summary(store, scope=scope)})
 
 
 @router.get("/points")
 def points(
     store: StoreDep,
+    scope: RowScopeDep,
     device: str | None = None,
     element_kind: str | None = None,
     element_id: str | None = None,
@@ -121,7 +131,12 @@ def points(
     format: Format = "json",
 ):
     rows = list_points(
-        store, device_id=device, element_kind=element_kind, element_id=element_id, quantity=quantity
+        store,
+        scope=scope,
+        device_id=device,
+        element_kind=element_kind,
+        element_id=element_id,
+        quantity=quantity,
     )
     return listing(rows, limit=limit, offset=offset, format=format, name="points")
 
@@ -129,6 +144,7 @@ def points(
 @router.get("/readings")
 def readings(
     store: StoreDep,
+    scope: RowScopeDep,
     point: str | None = Query(None, description="a point id '<device>/<name>'"),
     element_kind: str | None = None,
     element_id: str | None = None,
@@ -146,8 +162,8 @@ def readings(
 
     first, last = resolve_range(store, start, end, max_range=timedelta(days=31))
     if point is not None:
-        found = readings_for_point(store, point, first, last)
+        found = readings_for_point(store, point, first, last, scope=scope)
     else:
-        found = readings_for_element(store, element_kind, element_id, quantity, first, last)
+        found = readings_for_element(store, element_kind, element_id, quantity, first, last, scope=scope)
     rows = [r.__dict__ for r in found]
     return listing(rows, limit=limit, offset=offset, format=format, name="readings")
