@@ -18,7 +18,7 @@ from webdata import populate
 
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.api.policy import POLICY, ROLE_PERMISSIONS, ROLES, Rule, rule_for
-from carbonflow.center.store import create_user, register_devices, upsert_collector
+from carbonflow.center.store import create_user, queue_command, register_devices, upsert_collector
 
 CITY, OTHER_CITY = "AH/HF", "AH/WH"  # the resources below lie in AH/HF; AH/WH users must not reach them
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
@@ -35,7 +35,7 @@ SAMPLES = {  # a real resource of AH/HF for each path parameter
     "release_id": "1",
     "alarm_id": "1",
 }
-QUERIES = {"/api/v1/series": {"kind": "bus", "element": "S003"}}
+QUERIES = {"/api/v1/series": {"kind": "bus", "element": "S003"}, "/api/v1/readings": {"point": "RTU-S003/1"}}
 BODIES = {
     ("POST", "/api/v1/devices/{device_id}/commands"): {"kind": "read_now"},
     ("POST", "/api/v1/users"): lambda: {
@@ -72,6 +72,7 @@ def center(tmp_path_factory):
         ],
         collector_id="C-HF",
     )
+    queue_command(store, "C-HF", "read_now", device_id=SAMPLES["device_id"])  # a command of AH/HF
     settings = CenterSettings(
         database_url=f"sqlite:///{path}",
         center_region="AH",
@@ -110,16 +111,20 @@ def _app_for_listing():
 OPERATIONS = operations(_app_for_listing())
 
 
-def _call(client: TestClient, method: str, template: str, token: str):
+def _call(client: TestClient, method: str, template: str, token: str) -> int:
+    return _request(client, method, template, token)[0]
+
+
+def _request(client: TestClient, method: str, template: str, token: str) -> tuple[int, str]:
+    """(status, body text) of one operation called as the token's user."""
     path = re.sub(r"\{(\w+)\}", lambda m: SAMPLES[m.group(1)], template)
     headers = {"Authorization": f"Bearer {token}"}
     if method == "WEBSOCKET":
         try:
             with client.websocket_connect(f"{path}?token={token}") as socket:
-                socket.receive_json()
-                return 200
+                return 200, str(socket.receive_json())
         except WebSocketDisconnect as closed:
-            return 400 + closed.code % 100 if closed.code >= 4400 else 500
+            return (400 + closed.code % 100 if closed.code >= 4400 else 500), ""
     body = BODIES.get((method, template))
     body = body() if callable(body) else body
     params = dict(QUERIES.get(template, {}))
@@ -129,7 +134,12 @@ def _call(client: TestClient, method: str, template: str, token: str):
     assert response.status_code != 500, response.text
     if response.status_code in (401, 403):
         assert set(response.json()) == {"error", "detail"}
-    return response.status_code
+    return response.status_code, response.text
+
+
+# the resources of AH/HF by id: a rows-scoped list answers an AH/WH user without any of them
+_CITY_KEYS = ("device_id", "collector_id", "camera_id")
+CITY_IDS = re.compile(rf"\b({'|'.join(re.escape(SAMPLES[key]) for key in _CITY_KEYS)})\b")
 
 
 def test_every_operation_is_in_the_policy():
@@ -149,13 +159,16 @@ def test_role_and_region_decide_every_operation(center, method, template, role):
     allowed = rule.permission in ROLE_PERMISSIONS[role]
     inside = "all" if rule.scope == "center" else "in"
     status_in = _call(client, method, template, f"tok-{role}-{inside}")
-    status_out = _call(client, method, template, f"tok-{role}-out")
+    status_out, body_out = _request(client, method, template, f"tok-{role}-out")
     if not allowed:
         assert status_in == 403 and status_out == 403, (status_in, status_out)
         return
     assert status_in not in (401, 403), f"{role} inside its region refused: {status_in}"
     if rule.scope == "none" or rule.permission == "admin" or rule.permission == "audit":
         assert status_out not in (401, 403)  # not regional: the user's region does not matter
+    elif rule.scope == "rows":  # answered, with the rows of the user's own region only
+        assert status_out not in (401, 403), f"{role} of {OTHER_CITY} refused a list: {status_out}"
+        assert not CITY_IDS.search(body_out), f"{role} of {OTHER_CITY} sees {CITY_IDS.search(body_out)[0]}"
     else:
         assert status_out == 403, f"{role} of {OTHER_CITY} reached a resource of {CITY}: {status_out}"
 

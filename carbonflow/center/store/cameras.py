@@ -40,11 +40,10 @@ def camera_overview(images: ImageStore, *, scope: RowScope | None = None) -> lis
     summary = images.summary()
     with connection_of(images.store, write=False) as connection:
         rows = {row.id: dict(row._mapping) for row in connection.execute(query)}
-        unlisted = [camera for camera in summary if camera not in rows]  # images, not a camera device
-        if scope is not None and unlisted:
-            regions = dict(
-                connection.execute(select(Device.id, Device.region).where(Device.id.in_(unlisted)))
-            )
+        unlisted = [camera for camera in summary if camera not in rows]  # has images, not listed yet
+        if scope is not None and unlisted:  # a camera's region is its device's (none: not registered)
+            found = select(Device.id, Device.region).where(Device.id.in_(unlisted))
+            regions = dict(connection.execute(found).all())
             unlisted = [camera for camera in unlisted if scope.admits(regions.get(camera))]
     for camera in unlisted:
         rows[camera] = {"id": camera, "status": "unknown"}
