@@ -26,6 +26,7 @@ from carbonflow.center.store import (
     register_devices,
     upsert_collector,
 )
+from carbonflow.center.store.alarms import insert_alarm
 from carbonflow.center.store.schema import MeterCheck
 from carbonflow.center.store.scope import RowScope
 from carbonflow.messages.c4 import Batch, Reading
@@ -86,10 +87,10 @@ def seed(store, url: str, image_dir) -> TestClient:  # noqa: F811
             for p in points
             for m in (0, 15)
         ]
-        ingest_batch(
-            store,
-            Batch(collector_id=collector, batch_id=f"batch-{collector}", seq=1, created_at=T0, readings=readings),
+        batch = Batch(
+            collector_id=collector, batch_id=f"batch-{collector}", seq=1, created_at=T0, readings=readings
         )
+        ingest_batch(store, batch)
     checks = [
         {
             "device_id": device,
@@ -230,3 +231,25 @@ def test_the_row_scope_compares_regions_exactly(store):  # noqa: F811
     assert ids(RowScope("AH", unregioned=True)) == AH | {"M-CTR"}
     assert ids(None) == EVERY
     assert list_checks(store, scope=RowScope("AH/WH")) == []
+
+
+def test_the_alarm_counts_are_those_of_the_listed_region(store, database_url, tmp_path):  # noqa: F811
+    with seed(store, database_url, tmp_path / "images") as client:
+        for device in ("M-HF1", "M-WH1", "M-HFX", "M-CTR"):
+            insert_alarm(
+                store,
+                {
+                    "rule_id": "offline",
+                    "kind": "device_offline",
+                    "severity": "major",
+                    "subject_kind": "device",
+                    "subject_id": device,
+                    "region": REGION[device],
+                    "raised_at": T0,
+                    "message": f"{device} offline",
+                },
+            )
+        mine = get(client, "hf", "/api/v1/alarms")
+        assert [row["subject"]["id"] for row in mine["items"]] == ["M-HF1"]  # not AH/HFX's
+        assert mine["counts"]["active"] == 1
+        assert get(client, "all", "/api/v1/alarms")["counts"]["active"] == 4

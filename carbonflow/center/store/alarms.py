@@ -25,6 +25,7 @@ from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError
 from carbonflow.center.store.images import Image
 from carbonflow.center.store.schema import ID, AutoId, Base, Collector, Device, MeterCheck, Point, Reading
+from carbonflow.center.store.scope import RowScope
 from carbonflow.center.store.types import UtcDateTime
 
 
@@ -247,22 +248,27 @@ def list_alarms(
         query = query.where(Alarm.state == state)
     if since is not None:
         query = query.where((Alarm.raised_at >= since) | (Alarm.cleared_at >= since))
-    if region:
-        query = query.where((Alarm.region == region) | Alarm.region.like(f"{region.rstrip('/')}/%"))
+    query = _in_region(query, region)
     if updated_after is not None:
         query = query.where(Alarm.updated_at > updated_after)
     with connection_of(target, write=False) as connection:
         return [alarm_dict(row) for row in connection.execute(query)]
 
 
-def alarm_counts(target: Store) -> dict[str, int]:
-    """Active alarms: total, unacknowledged, and per severity."""
+def _in_region(query, region: str | None):
+    """``query`` (over alarms) restricted to the alarms of a region path prefix (compared exactly)."""
+    return query.where(RowScope(region.strip("/")).clause(Alarm.region)) if region else query
+
+
+def alarm_counts(target: Store, *, region: str | None = None) -> dict[str, int]:
+    """Active alarms (of a region path prefix): total, unacknowledged, and per severity."""
+    query = (
+        select(Alarm.severity, Alarm.acknowledged, func.count())
+        .where(Alarm.state == "active")
+        .group_by(Alarm.severity, Alarm.acknowledged)
+    )
     with connection_of(target, write=False) as connection:
-        rows = connection.execute(
-            select(Alarm.severity, Alarm.acknowledged, func.count())
-            .where(Alarm.state == "active")
-            .group_by(Alarm.severity, Alarm.acknowledged)
-        ).all()
+        rows = connection.execute(_in_region(query, region)).all()
     counts: dict[str, int] = {"active": 0, "unacknowledged": 0}
     for severity, acknowledged, n in rows:
         counts["active"] += n

@@ -45,7 +45,8 @@ def alarms(
     items = alarm_store.list_alarms(
         store, state=state, since=parse_time(since, "since"), region=region, limit=limit
     )
-    return jsonable({"items": items, "counts": alarm_store.alarm_counts(store)})
+    counts = alarm_store.alarm_counts(store, region=region)  # of the same region as the items
+    return jsonable({"items": items, "counts": counts})
 
 
 @router.get("/alarms/{alarm_id}")
