@@ -233,10 +233,11 @@ def test_the_row_scope_compares_regions_exactly(store):  # noqa: F811
     assert list_checks(store, scope=RowScope("AH/WH")) == []
 
 
-def test_the_alarm_counts_are_those_of_the_listed_region(store, database_url, tmp_path):  # noqa: F811
+def test_a_city_user_sees_counts_and_acknowledges_alarms_of_their_city_only(store, database_url, tmp_path):  # noqa: F811
     with seed(store, database_url, tmp_path / "images") as client:
+        ids = {}
         for device in ("M-HF1", "M-WH1", "M-HFX", "M-CTR"):
-            insert_alarm(
+            ids[device] = insert_alarm(
                 store,
                 {
                     "rule_id": "offline",
@@ -253,3 +254,31 @@ def test_the_alarm_counts_are_those_of_the_listed_region(store, database_url, tm
         assert [row["subject"]["id"] for row in mine["items"]] == ["M-HF1"]  # not AH/HFX's
         assert mine["counts"]["active"] == 1
         assert get(client, "all", "/api/v1/alarms")["counts"]["active"] == 4
+        headers = {"Authorization": "Bearer tok-hf", "Origin": "http://testserver"}
+        ack = client.post(f"/api/v1/alarms/{ids['M-HF1']}/ack", json={"note": "on it"}, headers=headers)
+        assert ack.status_code == 200 and ack.json()["acknowledged"]
+        for foreign in ("M-WH1", "M-HFX", "M-CTR"):  # another city, a look-alike, the center's own
+            assert client.post(f"/api/v1/alarms/{ids[foreign]}/ack", headers=headers).status_code == 403
+            assert client.get(f"/api/v1/alarms/{ids[foreign]}", headers=headers).status_code == 403
+        assert client.get("/api/v1/alarms/99999999999999999999999", headers=headers).status_code == 403
+        assert (
+            client.get(
+                f"/api/v1/alarms/{ids['M-CTR']}", headers={"Authorization": "Bearer tok-ah"}
+            ).status_code
+            == 200
+        )
+
+
+def test_a_center_level_resource_opens_for_the_centers_users_only(store, database_url, tmp_path):  # noqa: F811
+    """What the lists show, the resource routes open: rows without a region belong to the center."""
+    with seed(store, database_url, tmp_path / "images") as client:
+        for path in ("/api/v1/devices/M-CTR", "/api/v1/collectors/C-CTR", "/api/v1/cameras/CAM-LOOSE/latest"):
+            for user, status in (("ah", 200), ("all", 200), ("hf", 403), ("wh", 403)):
+                answer = client.get(path, headers={"Authorization": f"Bearer tok-{user}"})
+                assert answer.status_code == status, (path, user)
+        assert (
+            client.get(
+                "/api/v1/cameras/NO-SUCH/latest", headers={"Authorization": "Bearer tok-ah"}
+            ).status_code
+            == 403
+        )

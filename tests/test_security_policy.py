@@ -19,8 +19,10 @@ from webdata import populate
 from carbonflow.center.api import CenterSettings, create_app
 from carbonflow.center.api.policy import POLICY, ROLE_PERMISSIONS, ROLES, Rule, rule_for
 from carbonflow.center.store import create_user, queue_command, register_devices, upsert_collector
+from carbonflow.center.store.alarms import insert_alarm
 
 CITY, OTHER_CITY = "AH/HF", "AH/WH"  # the resources below lie in AH/HF; AH/WH users must not reach them
+_T = datetime(2025, 6, 1, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 SAMPLES = {  # a real resource of AH/HF for each path parameter
     "device_id": "RTU-S003",
@@ -73,6 +75,8 @@ def center(tmp_path_factory):
         collector_id="C-HF",
     )
     queue_command(store, "C-HF", "read_now", device_id=SAMPLES["device_id"])  # a command of AH/HF
+    alarm = {"rule_id": "r", "kind": "device_offline", "severity": "major", "subject_kind": "device"}
+    insert_alarm(store, {**alarm, "subject_id": "RTU-S003", "region": CITY, "raised_at": _T, "message": "x"})
     settings = CenterSettings(
         database_url=f"sqlite:///{path}",
         center_region="AH",

@@ -122,6 +122,8 @@ def _check_region(connection: HTTPConnection, rule: Rule, user: UserInfo) -> Non
     else:
         key = connection.path_params.get(f"{rule.scope}_id") or connection.path_params.get("key", "")
         known, region = resource_region(connection.app.state.store, rule.scope, key)
+        if region is None:  # a center-level resource: for users whose prefix covers the center's region
+            region = settings.center_region or None
         if not known or not within(region, scope):  # unknown and foreign look alike to a scoped user
             raise _Refusal(403, f"{rule.scope} {key!r} is not in your region {scope}")
 

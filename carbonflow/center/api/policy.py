@@ -17,8 +17,8 @@ An entry is ``Rule(permission, scope)``:
   equipment or operations: any user with the permission may call it, and sees only the rows of their
   region — the route filters in SQL by :class:`carbonflow.center.store.scope.RowScope`, rows without a
   region only for a user whose prefix covers the center's region); ``device``, ``collector``,
-  ``bus``, ``camera``, ``image`` (the region of the path's resource; an unknown resource is refused
-  like an out-of-scope one for a scoped user, so ids cannot be probed).
+  ``bus``, ``camera``, ``image``, ``alarm`` (the region of the path's resource; an unknown resource is
+  refused like an out-of-scope one for a scoped user, so ids cannot be probed).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from carbonflow.center.store.scope import within
 from carbonflow.center.store.users import ROLES
 
 Permission = Literal["public", "collector", "login", "read", "report", "operate", "audit", "admin"]
-Scope = Literal["none", "center", "region", "rows", "device", "collector", "bus", "camera", "image"]
+Scope = Literal["none", "center", "region", "rows", "device", "collector", "bus", "camera", "image", "alarm"]
 
 __all__ = ["POLICY", "ROLES", "ROLE_PERMISSIONS", "Rule", "role_may", "rule_for", "within"]
 
@@ -115,9 +115,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     # alarms (docs/alarms.md): a scoped user sees the alarms of their region; acknowledging, clearing
     # and the rule set are operators' work
     ("GET", f"{V1}/alarms"): Rule("read", "region"),
-    ("GET", f"{V1}/alarms/{{alarm_id}}"): Rule("read", "center"),
-    ("POST", f"{V1}/alarms/{{alarm_id}}/ack"): Rule("operate", "center"),
-    ("POST", f"{V1}/alarms/{{alarm_id}}/clear"): Rule("operate", "center"),
+    ("GET", f"{V1}/alarms/{{alarm_id}}"): Rule("read", "alarm"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/ack"): Rule("operate", "alarm"),
+    ("POST", f"{V1}/alarms/{{alarm_id}}/clear"): Rule("operate", "alarm"),
     ("GET", f"{V1}/alarm-rules"): Rule("read", "center"),
     ("PUT", f"{V1}/alarm-rules"): Rule("operate", "center"),
     ("GET", f"{V1}/alarm-notifications"): Rule("read", "center"),
