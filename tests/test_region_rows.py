@@ -254,6 +254,9 @@ def test_a_city_user_sees_counts_and_acknowledges_alarms_of_their_city_only(stor
         assert [row["subject"]["id"] for row in mine["items"]] == ["M-HF1"]  # not AH/HFX's
         assert mine["counts"]["active"] == 1
         assert get(client, "all", "/api/v1/alarms")["counts"]["active"] == 4
+        province = get(client, "ah", "/api/v1/alarms")  # the center's own alarm (no region) too
+        assert {row["subject"]["id"] for row in province["items"]} == set(ids)
+        assert province["counts"]["active"] == 4
         headers = {"Authorization": "Bearer tok-hf", "Origin": "http://testserver"}
         ack = client.post(f"/api/v1/alarms/{ids['M-HF1']}/ack", json={"note": "on it"}, headers=headers)
         assert ack.status_code == 200 and ack.json()["acknowledged"]

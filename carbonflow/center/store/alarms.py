@@ -241,34 +241,38 @@ def list_alarms(
     region: str | None = None,
     limit: int = 1000,
     updated_after: datetime | None = None,
+    unregioned: bool = False,
 ) -> list[dict[str, Any]]:
-    """Newest first.  ``since``: raised or cleared at or after it; ``region``: a region path prefix."""
+    """Newest first.  ``since``: raised or cleared at or after it; ``region``: a region path prefix (and
+    the center's own alarms, without a region, when ``unregioned``)."""
     query = select(Alarm.__table__).order_by(Alarm.raised_at.desc(), Alarm.id.desc()).limit(limit)
     if state in ("active", "cleared"):
         query = query.where(Alarm.state == state)
     if since is not None:
         query = query.where((Alarm.raised_at >= since) | (Alarm.cleared_at >= since))
-    query = _in_region(query, region)
+    query = _in_region(query, region, unregioned)
     if updated_after is not None:
         query = query.where(Alarm.updated_at > updated_after)
     with connection_of(target, write=False) as connection:
         return [alarm_dict(row) for row in connection.execute(query)]
 
 
-def _in_region(query, region: str | None):
+def _in_region(query, region: str | None, unregioned: bool):
     """``query`` (over alarms) restricted to the alarms of a region path prefix (compared exactly)."""
-    return query.where(RowScope(region.strip("/")).clause(Alarm.region)) if region else query
+    prefix = (region or "").strip("/")
+    return query.where(RowScope(prefix, unregioned).clause(Alarm.region)) if prefix else query
 
 
-def alarm_counts(target: Store, *, region: str | None = None) -> dict[str, int]:
-    """Active alarms (of a region path prefix): total, unacknowledged, and per severity."""
+def alarm_counts(target: Store, *, region: str | None = None, unregioned: bool = False) -> dict[str, int]:
+    """Active alarms (of a region path prefix, as :func:`list_alarms`): total, unacknowledged, and per
+    severity."""
     query = (
         select(Alarm.severity, Alarm.acknowledged, func.count())
         .where(Alarm.state == "active")
         .group_by(Alarm.severity, Alarm.acknowledged)
     )
     with connection_of(target, write=False) as connection:
-        rows = connection.execute(_in_region(query, region)).all()
+        rows = connection.execute(_in_region(query, region, unregioned)).all()
     counts: dict[str, int] = {"active": 0, "unacknowledged": 0}
     for severity, acknowledged, n in rows:
         counts["active"] += n

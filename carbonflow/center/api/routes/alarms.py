@@ -22,6 +22,7 @@ from carbonflow.center.api.routes._common import jsonable, parse_time
 from carbonflow.center.store import alarms as alarm_store
 from carbonflow.center.store import record_audit
 from carbonflow.center.store.errors import StoreError
+from carbonflow.center.store.scope import within
 
 router = APIRouter(prefix="/api/v1", tags=["alarms"], dependencies=[Depends(require_user)])
 
@@ -36,16 +37,19 @@ class AckBody(BaseModel):
 
 @router.get("/alarms")
 def alarms(
+    request: Request,
     store: StoreDep,
     state: Literal["active", "cleared", "all"] = "active",
     since: str | None = None,
     region: str | None = None,
     limit: int = Query(default=500, ge=1, le=10_000),
 ) -> dict[str, Any]:
+    # the center's own alarms (no region: metering, collectors without one) lie in the center's region
+    center = within(request.app.state.settings.center_region or None, (region or "").strip("/"))
     items = alarm_store.list_alarms(
-        store, state=state, since=parse_time(since, "since"), region=region, limit=limit
+        store, state=state, since=parse_time(since, "since"), region=region, limit=limit, unregioned=center
     )
-    counts = alarm_store.alarm_counts(store, region=region)  # of the same region as the items
+    counts = alarm_store.alarm_counts(store, region=region, unregioned=center)  # as the items
     return jsonable({"items": items, "counts": counts})
 
 
