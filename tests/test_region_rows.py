@@ -285,3 +285,18 @@ def test_a_center_level_resource_opens_for_the_centers_users_only(store, databas
             ).status_code
             == 403
         )
+
+
+def test_a_collectors_page_shows_the_devices_and_commands_of_the_users_region(
+    store,  # noqa: F811
+    database_url,  # noqa: F811
+    tmp_path,
+):
+    with seed(store, database_url, tmp_path / "images") as client:
+        register_devices(store, [_device("M-WH9", "AH/WH/NL", "dlt645")], "C-HF")  # C-HF reads into AH/WH
+        queue_command(store, "C-HF", "read_now", device_id="M-WH9")
+        page = get(client, "hf", "/api/v1/collectors/C-HF")
+        assert [row["id"] for row in page["devices"]] == ["CAM-HF", "M-HF1", "M-HF2"]
+        assert devices_in(page["commands"]) == HF and len(page["commands"]) == 4  # + its reload_config
+        whole = get(client, "all", "/api/v1/collectors/C-HF")
+        assert "M-WH9" in {row["id"] for row in whole["devices"]} and "M-WH9" in devices_in(whole["commands"])

@@ -57,14 +57,16 @@ def device_status_counts(target: Target) -> dict[str, int]:
         return dict(connection.execute(select(Device.status, func.count()).group_by(Device.status)).all())
 
 
-def collector_devices(target: Target, collector_id: str) -> list[dict[str, Any]]:
-    """The devices a collector reads: id, kind, protocol, status, last seen."""
+def collector_devices(
+    target: Target, collector_id: str, *, scope: RowScope | None = None
+) -> list[dict[str, Any]]:
+    """The devices a collector reads (in ``scope``): id, kind, protocol, status, last seen."""
     query = (
         select(Device.id, Device.kind, Device.protocol, Device.status, Device.last_seen)
         .where(Device.collector_id == collector_id)
         .order_by(Device.id)
     )
-    return _rows(target, query)
+    return _rows(target, query if scope is None else query.where(scope.clause(Device.region)))
 
 
 def queue_time_sync_all(

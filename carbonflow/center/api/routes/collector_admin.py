@@ -99,7 +99,9 @@ def collectors(
 
 
 @router.get("/collectors/{collector_id}", dependencies=LOGIN)
-def collector(collector_id: str, request: Request, store: StoreDep) -> dict:
+def collector(collector_id: str, request: Request, store: StoreDep, scope: RowScopeDep) -> dict:
+    """One collector with its status report, pushed versions, and the latest commands and the devices
+    of the user's region (a collector may read devices of several regions)."""
     rows = [r for r in _collectors(request, store) if r["id"] == collector_id]
     if not rows:
         raise HTTPException(404, f"unknown collector {collector_id!r}")
@@ -108,8 +110,8 @@ def collector(collector_id: str, request: Request, store: StoreDep) -> dict:
             **rows[0],
             "status_report": collector_status_report(store, collector_id),
             "configs": collector_configs(store, collector_id),
-            "commands": list_commands(store, collector_id=collector_id)[-20:][::-1],
-            "devices": collector_devices(store, collector_id),
+            "commands": list_commands(store, collector_id=collector_id, scope=scope)[-20:][::-1],
+            "devices": collector_devices(store, collector_id, scope=scope),
         }
     )
 
