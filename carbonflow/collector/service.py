@@ -447,11 +447,14 @@ class Collector:
     def batch_now(self) -> None:
         self._batch_ready.set()
 
-    async def reload_config(self, version: str | None = None, url: str | None = None) -> str:
+    async def reload_config(
+        self, version: str | None = None, url: str | None = None, text: str | None = None
+    ) -> str:
+        """``text``: the configuration inside the center's signed command; else fetched from ``url``."""
         if self.config_path is None:
             raise ConfigError("this collector was not started from a file: nothing to reload")
-        if version is not None:  # a version pushed by the center: fetch, check, write
-            await install_pushed_config(self.config, self.config_path, version, url)
+        if version is not None:  # a version pushed by the center: (fetch,) check, write
+            await install_pushed_config(self.config, self.config_path, version, url, text)
         config = load_config(self.config_path)  # an invalid file leaves the running config untouched
         notes = []
         if (config.id, config.center, config.outbox) != (
