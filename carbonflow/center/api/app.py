@@ -119,7 +119,9 @@ def create_app(
         metering = None
         tie_service = ties
         if tie_service is None and ties_config is not None:
-            tie_service = TieService.open(store, ties_config, await run_in_threadpool(topology_document, store))
+            tie_service = TieService.open(
+                store, ties_config, await run_in_threadpool(topology_document, store)
+            )
         app.state.ties = tie_service
         if settings.metering_interval_s:
             service = MeteringService(
@@ -140,7 +142,9 @@ def create_app(
             await cascade.start()
         if tie_service is not None:  # a refused neighbour document raises an alarm here
             tie_service.link.listeners.append(
-                lambda r: app.state.alarms.cascade_verdict(r.neighbour or "?", "mismatch", r.message(), at=r.ts)
+                lambda r: app.state.alarms.cascade_verdict(
+                    r.neighbour or "?", "mismatch", r.message(), at=r.ts
+                )
             )
             await tie_service.start()
         alarm_tasks = [asyncio.create_task(app.state.notifier.run(), name="alarm notifications")]

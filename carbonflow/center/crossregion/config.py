@@ -95,6 +95,8 @@ class TiesConfig(BaseModel):
     def _shape(self) -> TiesConfig:
         if (self.private_key is None) == (self.private_key_file is None):
             raise ValueError("give exactly one of private_key and private_key_file")
+        if self.private_key is not None:
+            _raw(self.private_key, "private_key")
         ids = [n.id for n in self.neighbours]
         if len(set(ids)) != len(ids) or self.center_id in ids:
             raise ValueError("neighbours: ids must be unique and differ from center_id")

@@ -119,11 +119,15 @@ class TieLink:
             self._refuse(None, "malformed", str(error).splitlines()[0], 422)
         neighbour = self.config.neighbour(document.sender)
         if neighbour is None:
-            self._refuse(document, "unknown neighbour", f"{document.sender} is not a configured neighbour", 403)
+            self._refuse(
+                document, "unknown neighbour", f"{document.sender} is not a configured neighbour", 403
+            )
         if not document.verify(self.trust[neighbour.id]):
             self._refuse(document, "bad signature", f"signature of {document.sender} does not verify", 403)
         if document.recipient != self.id:
-            self._refuse(document, "wrong recipient", f"addressed to {document.recipient}, not {self.id}", 422)
+            self._refuse(
+                document, "wrong recipient", f"addressed to {document.recipient}, not {self.id}", 422
+            )
         if document.interval_s != self.config.interval_s:
             detail = f"interval_s {document.interval_s}, this center meters {self.config.interval_s}"
             self._refuse(document, "wrong interval length", detail, 422)
@@ -131,7 +135,12 @@ class TieLink:
         for point in document.ties:
             tie = known.get(point.tie_id)
             if tie is None:
-                self._refuse(document, "unknown tie", f"tie {point.tie_id!r} is not configured with {neighbour.id}", 422)
+                self._refuse(
+                    document,
+                    "unknown tie",
+                    f"tie {point.tie_id!r} is not configured with {neighbour.id}",
+                    422,
+                )
             if (point.bus, point.neighbour_bus) != (tie.neighbour_bus, tie.local_bus):
                 detail = (
                     f"tie {point.tie_id!r} joins {point.bus} -> {point.neighbour_bus} in the document, "
@@ -162,7 +171,9 @@ class TieLink:
             self._arrived[(document.ts, neighbour.id)] = arrived
             remeter = self._needs_remeter(document)
         if remeter:
-            self.on_arrival(document.ts, f"tie intensities of {neighbour.id} arrived (version {document.version})")
+            self.on_arrival(
+                document.ts, f"tie intensities of {neighbour.id} arrived (version {document.version})"
+            )
         return {
             "status": "accepted",
             "document_id": document.document_id,
@@ -210,6 +221,7 @@ class TieLink:
                 document = documents[tie.neighbour]
                 point = None if document is None else _point(document, tie.id)
                 self._used[(end, tie.id)] = self._apply_tie(end, tie, branch, point, assembled)
+            _drop_unconnected(assembled.snapshot, {t.neighbour_bus for t in self.config.ties})
             for old in sorted({ts for ts, _ in self._used})[:-512]:
                 self._used = {k: v for k, v in self._used.items() if k[0] != old}
 
@@ -240,12 +252,16 @@ class TieLink:
         branch[f"p_{far}_mw"] = p_far
         branch[f"u_p_{far}_mw"] = round(float(u_far), 6)
         assembled.uncertainty.setdefault(f"branches_{far}", {})[tie.id] = float(u_far)
+        # the far end on a bus of its own: two ties meeting at one neighbour bus, one importing and one
+        # exporting, must not mix our exported power into the import (the neighbour's bus balance does)
         element = TIE_PREFIX + tie.id
+        branch[f"{far}_bus"] = element
+        assembled.snapshot["buses"].append({"id": element})
         if p_far > FLOW_TOL_MW:  # power enters the tie at the neighbour's bus: an import
             assembled.snapshot["generators"].append(
                 {
                     "id": element,
-                    "bus": tie.neighbour_bus,
+                    "bus": element,
                     "p_mw": p_far,
                     "u_p_mw": round(float(u_far), 6),
                     "intensity_g_per_kwh": 0.0 if intensity is None else float(intensity),
@@ -253,7 +269,7 @@ class TieLink:
             )
         elif p_far < -FLOW_TOL_MW:  # an export: delivered to the neighbour's bus
             assembled.snapshot["loads"].append(
-                {"id": element, "bus": tie.neighbour_bus, "p_mw": -p_far, "u_p_mw": round(float(u_far), 6)}
+                {"id": element, "bus": element, "p_mw": -p_far, "u_p_mw": round(float(u_far), 6)}
             )
         return Used(intensity, p_far, method)
 
@@ -415,7 +431,10 @@ class TieLink:
     def _refuse(self, document: TieIntensities | None, error: str, detail: str, status: int):
         self._audit(error, document, detail)
         refusal = TieRefusal(
-            None if document is None else document.sender, error, detail, None if document is None else document.ts
+            None if document is None else document.sender,
+            error,
+            detail,
+            None if document is None else document.ts,
         )
         log.warning("%s", refusal.message())
         for listener in self.listeners:
@@ -452,3 +471,10 @@ def _forget(assembled: Assembled, branch_id: str, quantity: str) -> None:
     keep = lambda e: not (e.element_kind == "branch" and e.element_id == branch_id and e.quantity == quantity)  # noqa: E731
     assembled.estimates[:] = [e for e in assembled.estimates if keep(e)]
     assembled.derived[:] = [e for e in assembled.derived if keep(e)]
+
+
+def _drop_unconnected(snapshot: dict[str, Any], buses: set[str]) -> None:
+    """The neighbour's tie buses left without a branch or an element (their ties moved to own buses)."""
+    used = {str(b[end]) for b in snapshot.get("branches", []) for end in ("from_bus", "to_bus")}
+    used |= {str(e["bus"]) for k in ("generators", "loads", "storage") for e in snapshot.get(k, [])}
+    snapshot["buses"] = [b for b in snapshot["buses"] if str(b["id"]) not in buses or str(b["id"]) in used]
