@@ -35,6 +35,7 @@ from carbonflow.center.store import (
     upsert_collector,
     upsert_topology,
 )
+from carbonflow.center.store.alarms import active_alarm_keys
 from carbonflow.center.store.audit import list_audit
 from carbonflow.center.store.cascade import metered_snapshot
 from carbonflow.center.topology import topology_rows
@@ -352,6 +353,8 @@ def test_bad_documents_are_refused_audited_and_alarmed_through_the_api(world, tm
     ):
         assert error in actions
     assert len(refusals) == 5 and all(r.message() for r in refusals)
+    raised = [key for key in active_alarm_keys(hf.store) if "wh" in key]
+    assert raised, "a refused document from a neighbour raises an alarm"
 
 
 def test_config_ties_must_be_branches_of_the_topology(world, tmp_path):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from carbonflow.center.cascade.node import Refused, digest
 from carbonflow.center.cascade.outbox import CascadeOutbox
@@ -169,7 +169,8 @@ class TieLink:
             cstore.save_message(self.store, message, document.interval_s, document.created_at)
             self._audit("accepted", document, f"version {document.version}")
             self._arrived[(document.ts, neighbour.id)] = arrived
-            remeter = self._needs_remeter(document)
+            newest = self.latest(neighbour.id, document.ts)  # a late older version changes nothing
+            remeter = newest["document_id"] == document.document_id and self._needs_remeter(document)
         if remeter:
             self.on_arrival(
                 document.ts, f"tie intensities of {neighbour.id} arrived (version {document.version})"
@@ -398,14 +399,21 @@ class TieLink:
     def status(self) -> dict[str, Any]:
         neighbours = []
         for n in self.config.neighbours:
-            received = self.documents("in", n.id, None, limit=100_000)
+            with self.store.read() as connection:
+                last = connection.execute(
+                    select(func.max(CascadeMessage.ts)).where(
+                        CascadeMessage.kind == KIND,
+                        CascadeMessage.direction == "in",
+                        CascadeMessage.peer == n.id,
+                    )
+                ).scalar_one_or_none()
             neighbours.append(
                 {
                     "id": n.id,
                     "region": n.region,
                     "url": n.url,
                     "ties": [t.model_dump() for t in self.config.ties_of(n.id)],
-                    "last_received_ts": max((d["ts"] for d in received), default=None),
+                    "last_received_ts": None if last is None else utc(last).isoformat(),
                     "backlog": 0 if self.outbox is None else self.outbox.backlog(n.id),
                 }
             )
