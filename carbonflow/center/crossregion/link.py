@@ -104,6 +104,7 @@ class TieLink:
         self.latencies_s: list[float] = []  # arrival of a document -> its use by the metering
         self._arrived: dict[tuple[datetime, str], float] = {}
         self._used: dict[tuple[datetime, str], Used] = {}
+        self._earlier: dict[str, list] = {}
         self._lock = threading.RLock()
 
     @property
@@ -215,6 +216,7 @@ class TieLink:
                 if found is not None and started is not None:
                     self.latencies_s.append(time.perf_counter() - started)
             branches = {str(b["id"]): b for b in assembled.snapshot.get("branches", [])}
+            self._earlier: dict[str, list] = {}  # the neighbours' earlier documents, read once per metering
             for tie in self.config.ties:
                 branch = branches.get(tie.id)
                 if branch is None:
@@ -276,21 +278,22 @@ class TieLink:
 
     def _estimate(self, end: datetime, tie: TieConfig) -> tuple[float, str]:
         """The named estimate of a tie whose neighbour has not published the interval yet."""
-        oldest = end - timedelta(seconds=self.config.last_known_max_age_s)
-        with self.store.read() as connection:
-            rows = connection.execute(
-                select(CascadeMessage.ts, CascadeMessage.payload)
-                .where(
-                    CascadeMessage.direction == "in",
-                    CascadeMessage.peer == tie.neighbour,
-                    CascadeMessage.kind == KIND,
-                    CascadeMessage.ts < end,
-                    CascadeMessage.ts >= oldest,
-                )
-                .order_by(CascadeMessage.ts.desc(), CascadeMessage.id.desc())
-                .limit(50)
-            ).all()
-        for ts, payload in rows:
+        if tie.neighbour not in self._earlier:
+            oldest = end - timedelta(seconds=self.config.last_known_max_age_s)
+            with self.store.read() as connection:
+                self._earlier[tie.neighbour] = connection.execute(
+                    select(CascadeMessage.ts, CascadeMessage.payload)
+                    .where(
+                        CascadeMessage.direction == "in",
+                        CascadeMessage.peer == tie.neighbour,
+                        CascadeMessage.kind == KIND,
+                        CascadeMessage.ts < end,
+                        CascadeMessage.ts >= oldest,
+                    )
+                    .order_by(CascadeMessage.ts.desc(), CascadeMessage.id.desc())
+                    .limit(50)
+                ).all()
+        for ts, payload in self._earlier[tie.neighbour]:
             point = _point(payload, tie.id)
             if point is not None and point.get("intensity_g_per_kwh") is not None:
                 return float(point["intensity_g_per_kwh"]), f"{LAST_KNOWN} of {utc(ts).isoformat()}"
