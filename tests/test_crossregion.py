@@ -264,6 +264,19 @@ def test_a_late_neighbour_gives_a_named_estimate_and_the_interval_is_metered_aga
     assert set(names.values()) == {f"{LAST_KNOWN} of {first_end.isoformat()}"}
     # the same document twice is a duplicate, stored once
     assert deliver(wh_sent, hf)[0]["status"] == "duplicate"
+    # a newer version with other values re-meters; an older version arriving after it changes nothing
+    key = world[5]["wh"]
+    ties = [t.model_copy(update={"intensity_g_per_kwh": 400.0}) for t in wh_sent[0].ties]
+    newer = wh_sent[0].model_copy(update={"document_id": uuid.uuid4().hex, "version": 3, "ties": ties})
+    older = newer.model_copy(
+        update={"document_id": uuid.uuid4().hex, "version": 2, "ties": wh_sent[0].ties[:1]}
+    )
+    hf.arrivals.clear()
+    assert deliver([newer.signed(key)], hf)[0]["remeter"] and hf.arrivals
+    hf.meter(first_end, hf.arrivals[-1][1])
+    answer = deliver([older.signed(key)], hf)[0]
+    assert answer["status"] == "accepted" and not answer["remeter"]
+    assert hf.link.latest("wh", first_end)["version"] == 3
 
 
 def _estimates(center: RegionCenter, end) -> dict[str, str]:
