@@ -258,6 +258,13 @@ def test_a_late_neighbour_gives_a_named_estimate_and_the_interval_is_metered_aga
     assert hf.arrivals and hf.arrivals[-1][0] == first_end
     again, _ = hf.meter(first_end, hf.arrivals[-1][1])
     assert again.version == 2 and not _estimates(hf, first_end)
+    # a restarted center (nothing in memory) compares with what it stored: same values, nothing to do
+    restarted = TieLink(hf.store, hf.link.config, hf.topology)
+    same = wh_sent[0].model_copy(update={"document_id": uuid.uuid4().hex, "version": 2})
+    assert restarted.receive(same.signed(world[5]["wh"]).model_dump_json().encode())["remeter"] is False
+    moved = [t.model_copy(update={"intensity_g_per_kwh": t.intensity_g_per_kwh + 1e-6}) for t in same.ties]
+    changed = same.model_copy(update={"document_id": uuid.uuid4().hex, "version": 3, "ties": moved})
+    assert restarted.receive(changed.signed(world[5]["wh"]).model_dump_json().encode())["remeter"] is True
     # WH late for the next interval: its last known value, named with the interval it came from
     hf.meter(end)
     names = _estimates(hf, end)
@@ -267,16 +274,16 @@ def test_a_late_neighbour_gives_a_named_estimate_and_the_interval_is_metered_aga
     # a newer version with other values re-meters; an older version arriving after it changes nothing
     key = world[5]["wh"]
     ties = [t.model_copy(update={"intensity_g_per_kwh": 400.0}) for t in wh_sent[0].ties]
-    newer = wh_sent[0].model_copy(update={"document_id": uuid.uuid4().hex, "version": 3, "ties": ties})
+    newer = wh_sent[0].model_copy(update={"document_id": uuid.uuid4().hex, "version": 5, "ties": ties})
     older = newer.model_copy(
-        update={"document_id": uuid.uuid4().hex, "version": 2, "ties": wh_sent[0].ties[:1]}
+        update={"document_id": uuid.uuid4().hex, "version": 4, "ties": wh_sent[0].ties[:1]}
     )
     hf.arrivals.clear()
     assert deliver([newer.signed(key)], hf)[0]["remeter"] and hf.arrivals
     hf.meter(first_end, hf.arrivals[-1][1])
     answer = deliver([older.signed(key)], hf)[0]
     assert answer["status"] == "accepted" and not answer["remeter"]
-    assert hf.link.latest("wh", first_end)["version"] == 3
+    assert hf.link.latest("wh", first_end)["version"] == 5
 
 
 def _estimates(center: RegionCenter, end) -> dict[str, str]:

@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 KIND = "tie_intensities"
 TIE_PREFIX = "tie:"  # id of the source / sink that stands for a neighbour at its bus
 FLOW_TOL_MW = 1e-9
+KEEP_INTERVALS = 512  # intervals whose tie use / arrival this link remembers
 LAST_KNOWN = "neighbour late: last known value"
 DEFAULT = "neighbour late: default import intensity"
 
@@ -101,7 +103,7 @@ class TieLink:
         self.on_arrival: Callable[[datetime, str], None] = lambda _ts, _why: None  # set by the wiring
         self.wake: Callable[[str], None] = lambda _neighbour: None  # set by the service: mail to send
         self.listeners: list[Callable[[TieRefusal], None]] = []
-        self.latencies_s: list[float] = []  # arrival of a document -> its use by the metering
+        self.latencies_s: deque[float] = deque(maxlen=10_000)  # a document's arrival -> its use
         self._arrived: dict[tuple[datetime, str], float] = {}
         self._used: dict[tuple[datetime, str], Used] = {}
         self._earlier: dict[str, list] = {}
@@ -170,6 +172,8 @@ class TieLink:
             cstore.save_message(self.store, message, document.interval_s, document.created_at)
             self._audit("accepted", document, f"version {document.version}")
             self._arrived[(document.ts, neighbour.id)] = arrived
+            while len(self._arrived) > KEEP_INTERVALS:  # arrivals never used (nothing to meter again)
+                self._arrived.pop(next(iter(self._arrived)))
             newest = self.latest(neighbour.id, document.ts)  # a late older version changes nothing
             remeter = newest["document_id"] == document.document_id and self._needs_remeter(document)
         if remeter:
@@ -179,7 +183,7 @@ class TieLink:
         return {
             "status": "accepted",
             "document_id": document.document_id,
-            "version": len(known_digests) + 1,
+            "version": document.version,
             "remeter": remeter,
         }
 
@@ -195,16 +199,39 @@ class TieLink:
                 return True
         if used_any:
             return False
-        return self._stored_with_estimated_ties(document.ts, {p.tie_id for p in document.ties})
+        return self._stored_differs(document)
 
-    def _stored_with_estimated_ties(self, ts: datetime, ties: set[str]) -> bool:
-        """After a restart: the stored interval names one of ``ties`` as estimated."""
+    def _stored_differs(self, document: TieIntensities) -> bool:
+        """After a restart (nothing in memory): the stored interval priced one of the document's ties by
+        estimate, or with values the document changes.  Not metered yet: False (used when it is)."""
+        snapshot = cstore.metered_snapshot(self.store, document.ts, self.config.interval_s, self.level)
+        if snapshot is None:
+            return False
         with self.store.read() as connection:
             estimation = connection.execute(
-                select(Interval.estimation).where(Interval.ts == ts, Interval.level == self.level)
+                select(Interval.estimation).where(
+                    Interval.ts == document.ts,
+                    Interval.level == self.level,
+                    Interval.interval_s == self.config.interval_s,
+                )
             ).scalar_one_or_none()
+        ties = {p.tie_id for p in document.ties}
         estimates = (estimation or {}).get("estimates", [])
-        return any(e.get("element_kind") == "tie" and e.get("element_id") in ties for e in estimates)
+        if any(e.get("element_kind") == "tie" and e.get("element_id") in ties for e in estimates):
+            return True
+        sources = {str(g["id"]): g for g in snapshot.get("generators", [])}
+        branches = {str(b["id"]): b for b in snapshot.get("branches", [])}
+        for point in document.ties:
+            branch = branches.get(point.tie_id)
+            if branch is None:
+                continue
+            far = "to" if str(branch["to_bus"]) == TIE_PREFIX + point.tie_id else "from"
+            source = sources.get(TIE_PREFIX + point.tie_id)  # an export has none: its power is compared
+            used_intensity = point.intensity_g_per_kwh if source is None else source["intensity_g_per_kwh"]
+            used = Used(used_intensity, float(branch[f"p_{far}_mw"]), "published")
+            if _moved(used, point.model_dump(), self.config):
+                return True
+        return False
 
     # -- using ----------------------------------------------------------------------------------------
     def apply(self, end: datetime, assembled: Assembled) -> None:
@@ -225,7 +252,7 @@ class TieLink:
                 point = None if document is None else _point(document, tie.id)
                 self._used[(end, tie.id)] = self._apply_tie(end, tie, branch, point, assembled)
             _drop_unconnected(assembled.snapshot, {t.neighbour_bus for t in self.config.ties})
-            for old in sorted({ts for ts, _ in self._used})[:-512]:
+            for old in sorted({ts for ts, _ in self._used})[:-KEEP_INTERVALS]:
                 self._used = {k: v for k, v in self._used.items() if k[0] != old}
 
     def _apply_tie(
