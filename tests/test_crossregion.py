@@ -39,6 +39,7 @@ from carbonflow.center.store.alarms import active_alarm_keys
 from carbonflow.center.store.audit import list_audit
 from carbonflow.center.store.cascade import metered_snapshot
 from carbonflow.center.topology import topology_rows
+from carbonflow.cli import main
 from carbonflow.messages.ties import TieIntensities
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
@@ -491,3 +492,29 @@ def _estimates_or_none(center: RegionCenter, end):
         return _estimates(center, end)
     except Exception:  # not metered yet
         return None
+
+
+def test_serve_with_a_tie_not_in_the_topology_stops_with_one_line(world, tmp_path, capsys, monkeypatch):
+    grid, device_map, _truths, city, ties, keys = world
+    database = f"sqlite:///{tmp_path / 'center.db'}"
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    (tmp_path / "map.json").write_text(json.dumps(device_map))
+    (tmp_path / "secret").write_text("s3cret-key\n")
+    load = ["center", "load", "--database", database, "--grid", str(tmp_path / "grid.json")]
+    load += ["--device-map", str(tmp_path / "map.json"), "--collector", "c1"]
+    assert main([*load, "--secret-file", str(tmp_path / "secret")]) == 0
+    config = ties_config("hf", keys, ties, city, tmp_path).model_dump()
+    config["ties"][0]["neighbour_bus"] = "S999"
+    lines = [f"{k} = {json.dumps(v)}" for k, v in config.items() if not isinstance(v, list) and v is not None]
+    lines += [f"[[ties.neighbours]]\n{_toml(n)}" for n in config["neighbours"]]
+    lines += [f"[[ties.ties]]\n{_toml(t)}" for t in config["ties"]]
+    (tmp_path / "ties.toml").write_text("[ties]\n" + "\n".join(lines) + "\n")
+    monkeypatch.setenv("CARBONFLOW_TIES_CONFIG", str(tmp_path / "ties.toml"))
+    capsys.readouterr()
+    assert main(["center", "serve", "--database", database, "--port", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and f"tie {ties[0]['id']}: branch joins" in error, error
+
+
+def _toml(table: dict) -> str:
+    return "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items() if v is not None)

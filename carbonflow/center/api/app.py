@@ -95,7 +95,8 @@ def create_app(
     mqtt_tls = settings.mqtt_tls_context()  # a bad TLS file: TlsError now, not in the first connection
     if cascade is None and settings.cascade_config:
         cascade = CascadeService.open(store, CascadeConfig.load(settings.cascade_config))
-    ties_config = TiesConfig.load(settings.ties_config) if ties is None and settings.ties_config else None
+    if ties is None and settings.ties_config:  # a bad file or a tie not in the topology: one line, now
+        ties = TieService.open(store, TiesConfig.load(settings.ties_config), topology_document(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
