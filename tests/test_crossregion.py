@@ -354,6 +354,7 @@ def test_bad_documents_are_refused_audited_and_alarmed_through_the_api(world, tm
                 422,
             ),
             "tie document malformed": (post(b'{"kind": "tie_intensities"}'), 422),
+            "tie document wrong loss convention": (post(_document(world, losses="consumer")), 422),
         }
         for error, (response, status) in cases.items():
             assert response.status_code == status, (error, response.text)
@@ -373,7 +374,7 @@ def test_bad_documents_are_refused_audited_and_alarmed_through_the_api(world, tm
         "tie document interval from the future",
     ):
         assert error in actions
-    assert len(refusals) == 5 and all(r.message() for r in refusals)
+    assert len(refusals) == 6 and all(r.message() for r in refusals)
     raised = [key for key in active_alarm_keys(hf.store) if "wh" in key]
     assert raised, "a refused document from a neighbour raises an alarm"
 

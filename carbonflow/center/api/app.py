@@ -119,10 +119,6 @@ def create_app(
         app.state.maintenance = scheduler
         metering = None
         tie_service = ties
-        if tie_service is None and ties_config is not None:
-            tie_service = TieService.open(
-                store, ties_config, await run_in_threadpool(topology_document, store)
-            )
         app.state.ties = tie_service
         if settings.metering_interval_s:
             service = MeteringService(

@@ -134,6 +134,9 @@ class TieLink:
         if document.interval_s != self.config.interval_s:
             detail = f"interval_s {document.interval_s}, this center meters {self.config.interval_s}"
             self._refuse(document, "wrong interval length", detail, 422)
+        if document.losses != self.config.losses:  # intensities under two conventions do not combine
+            detail = f"losses {document.losses}, this center meters under {self.config.losses}"
+            self._refuse(document, "wrong loss convention", detail, 422)
         known = {t.id: t for t in self.config.ties_of(neighbour.id)}
         for point in document.ties:
             tie = known.get(point.tie_id)
