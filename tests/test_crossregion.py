@@ -20,10 +20,11 @@ from test_metering_service import INTERVAL_S, START, ingest, readings_at
 
 from carbonflow.center.api.app import create_app
 from carbonflow.center.api.settings import CenterSettings
-from carbonflow.center.cascade.config import new_key, private_key_text, public_key_text
+from carbonflow.center.cascade.config import new_key
 from carbonflow.center.cascade.node import Refused
 from carbonflow.center.cascade.outbox import CascadeOutbox
 from carbonflow.center.crossregion.config import TieError, TiesConfig
+from carbonflow.center.crossregion.layout import region_devices, region_topology, ties_configs
 from carbonflow.center.crossregion.link import DEFAULT, LAST_KNOWN, TieLink
 from carbonflow.center.crossregion.service import TieService
 from carbonflow.center.metering.loop import MeteringLoop
@@ -66,76 +67,25 @@ def world():
     return grid, build_device_map(net), truths, city, ties, keys
 
 
-def region_topology(grid, city, region: str) -> dict:
-    """The region's buses and elements, its inner branches, its ties and the neighbour's tie buses."""
-    branches = [b for b in grid["branches"] if region in (city[b["from_bus"]], city[b["to_bus"]])]
-    buses = {b for br in branches for b in (br["from_bus"], br["to_bus"])} | {
-        b for b, c in city.items() if c == region
-    }
-    return {
-        **{k: v for k, v in grid.items() if k not in ("buses", "generators", "loads", "storage", "branches")},
-        "buses": [b for b in grid["buses"] if b["id"] in buses],
-        **{k: [e for e in grid[k] if city[e["bus"]] == region] for k in ("generators", "loads", "storage")},
-        "branches": branches,
-    }
-
-
-def region_devices(device_map, topology, city, region: str) -> list[dict]:
-    """The devices at the region's buses, with their points on the region's elements (tie ends included)."""
-    elements = {
-        (k[:-1] if k != "storage" else k, e["id"])
-        for k in ("generators", "loads", "storage")
-        for e in topology[k]
-    }
-    elements |= {("branch", b["id"]) for b in topology["branches"]} | {
-        ("bus", b["id"]) for b in topology["buses"]
-    }
-    devices = []
-    for device in device_map["devices"]:
-        if city.get(device["bus"]) != region:
-            continue
-        points = [p for p in device["points"] if (p["element_kind"], p["element_id"]) in elements]
-        devices.append({**device, "points": points})
-    return devices
-
-
-def ties_config(name: str, keys, ties, city, tmp_path, urls=None, **extra) -> TiesConfig:
-    other = next(n for n in CITIES if n != name)
-    region = CITIES[name]
-    url = (urls or {}).get(other, "")
-    return TiesConfig(
-        center_id=name,
-        private_key=private_key_text(keys[name]),
-        interval_s=INTERVAL_S,
-        outbox_path=str(tmp_path / f"{name}-ties-outbox.db"),
-        outbox_durable=False,
-        neighbours=[
-            {"id": other, "region": CITIES[other], "url": url, "public_key": public_key_text(keys[other])}
-        ],
-        ties=[
-            {
-                "id": t["id"],
-                "local_bus": t["from_bus"] if city[t["from_bus"]] == region else t["to_bus"],
-                "neighbour": other,
-                "neighbour_bus": t["to_bus"] if city[t["from_bus"]] == region else t["from_bus"],
-            }
-            for t in ties
-        ],
-        **extra,
+def ties_config(name: str, world, tmp_path, urls=None, **settings) -> TiesConfig:
+    grid, keys = world[0], world[5]
+    configs = ties_configs(
+        grid, CITIES, keys, tmp_path, interval_s=INTERVAL_S, urls=urls, outbox_durable=False, **settings
     )
+    return configs[name]
 
 
 class RegionCenter:
     """One region's center: its store (topology, devices, readings), metering and tie link."""
 
     def __init__(self, name, world, tmp_path, *, losses="receiving", readings=True, urls=None, **extra):
-        grid, device_map, truths, city, ties, keys = world
+        grid, device_map, truths, _city, _ties, _keys = world
         self.name, self.region = name, CITIES[name]
-        self.topology = region_topology(grid, city, self.region)
+        self.topology = region_topology(grid, self.region)
         self.store = Store.open(f"sqlite:///{tmp_path / f'{name}.db'}")
         upsert_topology(self.store, topology_rows(self.topology))
         upsert_collector(self.store, "col-1", "secret")
-        devices = region_devices(device_map, self.topology, city, self.region)
+        devices = region_devices(device_map, self.topology, self.region)
         register_devices(self.store, devices, collector_id="col-1")
         if readings:
             for truth in truths[:3]:
@@ -143,7 +93,7 @@ class RegionCenter:
         self.service = MeteringService(
             self.store, self.topology, INTERVAL_S, losses=losses, uncertainty_samples=SAMPLES
         )
-        config = ties_config(name, keys, ties, city, tmp_path, urls, losses=losses, **extra)
+        config = ties_config(name, world, tmp_path, urls, losses=losses, **extra)
         outbox = CascadeOutbox(config.outbox_path, durable=False) if urls else None
         self.link = TieLink(self.store, config, self.topology, outbox)
         self.service.ties = self.link
@@ -380,9 +330,9 @@ def test_bad_documents_are_refused_audited_and_alarmed_through_the_api(world, tm
 
 
 def test_config_ties_must_be_branches_of_the_topology(world, tmp_path):
-    _grid, _dm, _truths, city, ties, keys = world
+    _grid, _dm, _truths, _city, _ties, _keys = world
     hf = RegionCenter("hf", world, tmp_path, readings=False)
-    config = ties_config("hf", keys, ties, city, tmp_path)
+    config = ties_config("hf", world, tmp_path)
     bad = config.model_copy(update={"ties": [config.ties[0].model_copy(update={"neighbour_bus": "S999"})]})
     with pytest.raises(TieError, match=rf"tie {config.ties[0].id}: branch joins"):
         TieLink(hf.store, bad, hf.topology)
@@ -496,7 +446,7 @@ def _estimates_or_none(center: RegionCenter, end):
 
 
 def test_serve_with_a_tie_not_in_the_topology_stops_with_one_line(world, tmp_path, capsys, monkeypatch):
-    grid, device_map, _truths, city, ties, keys = world
+    grid, device_map, _truths, _city, ties, _keys = world
     database = f"sqlite:///{tmp_path / 'center.db'}"
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     (tmp_path / "map.json").write_text(json.dumps(device_map))
@@ -504,7 +454,7 @@ def test_serve_with_a_tie_not_in_the_topology_stops_with_one_line(world, tmp_pat
     load = ["center", "load", "--database", database, "--grid", str(tmp_path / "grid.json")]
     load += ["--device-map", str(tmp_path / "map.json"), "--collector", "c1"]
     assert main([*load, "--secret-file", str(tmp_path / "secret")]) == 0
-    config = ties_config("hf", keys, ties, city, tmp_path).model_dump()
+    config = ties_config("hf", world, tmp_path).model_dump()
     config["ties"][0]["neighbour_bus"] = "S999"
     lines = [f"{k} = {json.dumps(v)}" for k, v in config.items() if not isinstance(v, list) and v is not None]
     lines += [f"[[ties.neighbours]]\n{_toml(n)}" for n in config["neighbours"]]
