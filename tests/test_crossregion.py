@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from cascade_world import free_port
 from fastapi.testclient import TestClient
+from services import database_url, postgres_database, postgres_url, sqlite_url  # noqa: F401
 from test_metering_service import INTERVAL_S, START, ingest, readings_at
 
 from carbonflow.center.api.app import create_app
@@ -78,11 +79,13 @@ def ties_config(name: str, world, tmp_path, urls=None, **settings) -> TiesConfig
 class RegionCenter:
     """One region's center: its store (topology, devices, readings), metering and tie link."""
 
-    def __init__(self, name, world, tmp_path, *, losses="receiving", readings=True, urls=None, **extra):
+    def __init__(
+        self, name, world, tmp_path, *, losses="receiving", readings=True, urls=None, url=None, **extra
+    ):
         grid, device_map, truths, _city, _ties, _keys = world
         self.name, self.region = name, CITIES[name]
         self.topology = region_topology(grid, self.region)
-        self.store = Store.open(f"sqlite:///{tmp_path / f'{name}.db'}")
+        self.store = Store.open(url or f"sqlite:///{tmp_path / f'{name}.db'}")
         upsert_topology(self.store, topology_rows(self.topology))
         upsert_collector(self.store, "col-1", "secret")
         devices = region_devices(device_map, self.topology, self.region)
@@ -192,10 +195,14 @@ def test_two_regions_each_using_the_others_intensities_equal_one_computation_of_
 
 
 def test_a_late_neighbour_gives_a_named_estimate_and_the_interval_is_metered_again_on_arrival(
-    world, tmp_path
+    world,
+    tmp_path,
+    database_url,  # noqa: F811
 ):
+    """Hefei on each backend (its documents, estimates and versions in SQLite and PostgreSQL)."""
     truths = world[2]
-    hf, wh = (RegionCenter(name, world, tmp_path) for name in CITIES)
+    hf = RegionCenter("hf", world, tmp_path, url=database_url)
+    wh = RegionCenter("wh", world, tmp_path)
     first_end, end = truths[1].ts, truths[2].ts
     # nothing known of WH yet: the default import intensity, named, the interval estimated
     outcome, _sent = hf.meter(first_end)
