@@ -341,7 +341,9 @@ class TieLink:
                 )
                 .order_by(CascadeMessage.id)
             ).scalars().all()  # fmt: skip
-        return max(rows, key=lambda p: int(p.get("version", 1)), default=None)
+        # the highest version; of equal versions the last received
+        order = max(range(len(rows)), key=lambda i: (int(rows[i].get("version", 1)), i), default=None)
+        return None if order is None else rows[order]
 
     # -- publishing -----------------------------------------------------------------------------------
     def publish(self, end: datetime, intensities: Mapping[str, float | None], estimated: bool, version: int):
