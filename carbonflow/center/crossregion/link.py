@@ -8,8 +8,9 @@
   one JSON line (403 / 422), an audit entry ``tie document <why>`` and a report to the listeners (alarm).
 * **Using** (:meth:`TieLink.apply`, called by the metering right after the snapshot is assembled and
   before the engine solves): each tie is a branch of the topology between a local bus and the
-  neighbour's bus.  Its far end takes the power the neighbour metered there, and the power entering at
-  the far bus becomes a source at the neighbour's published intensity (a sink when we export).  When the
+  neighbour's bus.  Its far end takes the power the neighbour metered there and moves onto a bus of its
+  own (``tie:<id>``), where the power entering the tie becomes a source at the neighbour's published
+  intensity (a sink when we export): two ties meeting at one neighbour bus never mix.  When the
   neighbour's document for the interval is missing, a *named estimate* is used — ``last known value``
   (the newest published within ``last_known_max_age_s``) or ``default import intensity`` — with the far
   end lossless, and the interval carries the estimate (it counts as estimated, it is metered again when
