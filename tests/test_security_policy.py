@@ -37,6 +37,7 @@ SAMPLES = {  # a real resource of AH/HF for each path parameter
 }
 QUERIES = {"/api/v1/series": {"kind": "bus", "element": "S003"}}
 BODIES = {
+    ("POST", "/api/v1/ties/intensities"): {"kind": "tie_intensities"},
     ("POST", "/api/v1/devices/{device_id}/commands"): {"kind": "read_now"},
     ("POST", "/api/v1/users"): lambda: {
         "name": f"u{uuid.uuid4().hex[:8]}",

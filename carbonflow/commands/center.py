@@ -84,6 +84,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carbonflow.center.api.app import create_app
+    from carbonflow.center.cascade.split import CascadeError
+    from carbonflow.center.crossregion.config import TieError
     from carbonflow.center.store.sealing import SECRETS_KEY_ENV, SecretsKeyError, sealing_configured
     from carbonflow.delivery.tls import TlsError
 
@@ -111,7 +113,11 @@ def run_serve(args: argparse.Namespace) -> int:
         f"{'every ' + str(settings.metering_interval_s) + ' s' if settings.metering_interval_s else 'off'}",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", **ssl_options)
+    try:  # a bad cascade or ties file, a tie that is not in the topology: one line
+        app = create_app(settings)
+    except (CascadeError, TieError) as error:
+        raise CommandInputError(str(error)) from None
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **ssl_options)
     return 0
 
 
