@@ -22,6 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.process
 import os
 import signal
 import socket
@@ -34,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import faultchild
 import httpx
 from sqlalchemy import func, select
 
@@ -162,42 +168,76 @@ def assert_nothing_lost(outbox: Path, store: Store, *, min_readings: int = 1) ->
 
 
 # -- the processes -----------------------------------------------------------------------------------
+def _forkserver() -> multiprocessing.context.ForkServerContext:
+    """Processes forked from a server that imported carbonflow once: a start takes a fraction of a
+    second instead of the seconds of a fresh interpreter's imports (on a busy machine)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["carbonflow.cli", "carbonflow.center.api.app", "carbonflow.collector.service"])
+    return context
+
+
+FORKSERVER = _forkserver()
+
+
 class Process:
-    """A carbonflow CLI process: started, killed (SIGKILL), stopped (SIGTERM), restarted the same way."""
+    """A carbonflow CLI process: started, killed (SIGKILL), stopped (SIGTERM), restarted the same way.
+    Forked from :data:`FORKSERVER`, or (``env`` with ``LD_PRELOAD``, e.g. libfaketime) a new interpreter."""
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.args, self.log, self.env = args, log, env
-        self.process: asyncio.subprocess.Process | None = None
+        self.args, self.log, self.env = args, log, dict(env or {})
+        self.process: multiprocessing.process.BaseProcess | asyncio.subprocess.Process | None = None
         self.starts = 0
 
     async def start(self, env: dict[str, str] | None = None) -> None:
         self.starts += 1
         with self.log.open("ab") as out:
             out.write(f"--- start {self.starts}\n".encode())
-        environ = {**os.environ, **(self.env or {}), **(env or {})}
-        environ.pop("CI", None)
-        with self.log.open("ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
-                *PYTHON, *self.args, stdout=out, stderr=out, env=environ
-            )
+        environ = {**self.env, **(env or {})}
+        if "LD_PRELOAD" in environ:  # only an exec loads a preloaded library
+            with self.log.open("ab") as out:
+                full = {k: v for k, v in {**os.environ, **environ}.items() if k != "CI"}
+                self.process = await asyncio.create_subprocess_exec(
+                    *PYTHON, *self.args, stdout=out, stderr=out, env=full
+                )
+            return
+        self.process = FORKSERVER.Process(target=faultchild.run_cli, args=(self.args, str(self.log), environ))
+        self.process.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return int(self.process.pid)
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        if self.process is None:
+            return False
+        if isinstance(self.process, asyncio.subprocess.Process):
+            return self.process.returncode is None
+        return self.process.is_alive()
+
+    async def wait(self, timeout_s: float) -> int | None:
+        deadline = time.monotonic() + timeout_s
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.running:
+            raise TimeoutError
+        if isinstance(self.process, asyncio.subprocess.Process):
+            return await self.process.wait()
+        assert self.process is not None
+        return self.process.exitcode
 
     async def kill(self) -> None:
         if self.running:
-            assert self.process is not None
-            self.process.kill()
-            await self.process.wait()
+            os.kill(self.pid, signal.SIGKILL)
+            await self.wait(30)
 
     async def stop(self, timeout_s: float = 15.0) -> int | None:
         if not self.running:
             return None
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
+        os.kill(self.pid, signal.SIGTERM)
         try:
-            return await asyncio.wait_for(self.process.wait(), timeout_s)
+            return await self.wait(timeout_s)
         except TimeoutError:
             await self.kill()
             raise AssertionError(f"{self.args[:2]} did not stop within {timeout_s} s of SIGTERM") from None
@@ -236,6 +276,13 @@ class Collector(Process):
 
 
 # -- the field ---------------------------------------------------------------------------------------
+@functools.cache
+def _grid() -> tuple[Any, dict[str, Any], Any]:
+    """The reference grid, its device map and topology rows: built once (seconds) per test session."""
+    net = reference_grid()
+    return net, build_device_map(net), topology_rows(grid_document(net))
+
+
 class Field:
     """Simulated devices of the reference grid, driven by its truth in real time, in this event loop;
     a store (SQLite or PostgreSQL) with the grid, the collector and its devices loaded."""
@@ -243,13 +290,14 @@ class Field:
     def __init__(self, tmp: Path, database_url: str, devices: list[str] | None = None) -> None:
         self.tmp, self.database_url = tmp, database_url
         self.devices = devices or DEVICES
-        self.net = reference_grid()
+        self.net, device_map, self.topology = _grid()
+        self.net = copy.deepcopy(self.net)  # the simulation writes its results into the net
         start = datetime.now(UTC).replace(second=0, microsecond=0)
         simulation = Simulation(self.net, SimConfig(start=start, interval_s=60, count=30, seed=3))
         self.feed, self.clock = TruthFeed(), SimClock(start, speed=1.0)
         self.driver = TruthDriver(simulation, self.feed, self.clock)
         self.driver.publish_until(start + timedelta(seconds=self.driver.lookahead_s))
-        self.farm = DeviceFarm(build_device_map(self.net), self.feed, self.clock.now, only=self.devices)
+        self.farm = DeviceFarm(copy.deepcopy(device_map), self.feed, self.clock.now, only=self.devices)
         self.served: dict[str, Any] = {}
         self.store: Store | None = None
         self.outbox = tmp / "outbox.sqlite"
@@ -258,7 +306,7 @@ class Field:
     async def start(self) -> None:
         self.served = await self.farm.start("127.0.0.1", 0)
         self.store = Store.open(self.database_url)
-        upsert_topology(self.store, topology_rows(grid_document(self.net)))
+        upsert_topology(self.store, self.topology)
         upsert_collector(self.store, COLLECTOR, SECRET)
         register_devices(self.store, self.served["devices"], collector_id=COLLECTOR)
         self.clock.begin()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import sys; sys.path.insert(0, "/tmp"); import fftrace as _t  # noqa
 from faultfield import Center, Collector, Field, assert_nothing_lost, running, wait_for
 from services import database_url, postgres_database, postgres_url, sqlite_url  # noqa: F401
 
