@@ -91,7 +91,10 @@ def outbox_ledger(path: Path) -> OutboxLedger:
     with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
 
         def one(query: str, default: int = 0) -> int:
-            row = db.execute(query).fetchone()
+            try:
+                row = db.execute(query).fetchone()
+            except sqlite3.OperationalError:  # a table not there yet (a new outbox)
+                return default
             return default if row is None or row[0] is None else int(row[0])
 
         return OutboxLedger(
@@ -287,13 +290,15 @@ class Field:
     """Simulated devices of the reference grid, driven by its truth in real time, in this event loop;
     a store (SQLite or PostgreSQL) with the grid, the collector and its devices loaded."""
 
-    def __init__(self, tmp: Path, database_url: str, devices: list[str] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, database_url: str, devices: list[str] | None = None, minutes: int = 30
+    ) -> None:
         self.tmp, self.database_url = tmp, database_url
         self.devices = devices or DEVICES
         self.net, device_map, self.topology = _grid()
         self.net = copy.deepcopy(self.net)  # the simulation writes its results into the net
         start = datetime.now(UTC).replace(second=0, microsecond=0)
-        simulation = Simulation(self.net, SimConfig(start=start, interval_s=60, count=30, seed=3))
+        simulation = Simulation(self.net, SimConfig(start=start, interval_s=60, count=minutes, seed=3))
         self.feed, self.clock = TruthFeed(), SimClock(start, speed=1.0)
         self.driver = TruthDriver(simulation, self.feed, self.clock)
         self.driver.publish_until(start + timedelta(seconds=self.driver.lookahead_s))
