@@ -67,9 +67,14 @@ async def soak(args: argparse.Namespace, tmp: Path, database_url: str, postgres:
                 await asyncio.sleep(1.0)
                 await postgres.start()
             back = time.monotonic()
-            await wait_for(lambda s=seen: field.batches_at_center() > s, f"batches after the {kind} fault", 120)
+            await wait_for(
+                lambda s=seen: field.batches_at_center() > s, f"batches after the {kind} fault", 120
+            )
             recovery[kind].append(time.monotonic() - back)
-            print(f"{time.monotonic() - started:7.1f} s  {kind:<9} recovered in {recovery[kind][-1]:.2f} s", flush=True)
+            print(
+                f"{time.monotonic() - started:7.1f} s  {kind:<9} recovered in {recovery[kind][-1]:.2f} s",
+                flush=True,
+            )
         await field.drain(collector, timeout_s=120)
         assert field.store is not None
         try:

@@ -163,8 +163,7 @@ class Outbox(SqliteOutbox):
             # the disk (or max_bytes) is full before the reserve was reached: refuse, as at the bound
             refused = self._count_refused(len(rows))
             raise OutboxFull(
-                f"outbox {self.path}: disk full ({error}): {len(rows)} new readings refused, "
-                f"{refused} so far"
+                f"outbox {self.path}: disk full ({error}): {len(rows)} new readings refused, {refused} so far"
             ) from None
 
     def _count_refused(self, readings: int) -> int:

@@ -9,7 +9,7 @@ import sys
 
 def run_cli(args: list[str], log: str, env: dict[str, str]) -> None:
     """The child: output to the log, the environment set, then the CLI as ``carbonflow ARGS``."""
-    with open(log, "ab") as out:  # noqa: PTH123
+    with open(log, "ab") as out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
     os.environ.update(env)

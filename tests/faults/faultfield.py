@@ -158,11 +158,16 @@ def center_batches(store: Store) -> int:
         return -1
 
 
-def assert_nothing_lost(outbox: Path, store: Store, *, min_readings: int = 1) -> tuple[OutboxLedger, CenterLedger]:
+def assert_nothing_lost(
+    outbox: Path, store: Store, *, min_readings: int = 1
+) -> tuple[OutboxLedger, CenterLedger]:
     """The exact books: every reading appended at the collector is stored once at the center."""
     book, center = outbox_ledger(outbox), center_ledger(store)
     assert (book.pending, book.unacked, book.dead) == (0, 0, 0), book
-    assert center.seqs == list(range(book.formed)), (book.formed, center.seqs)  # each batch once, none missing
+    assert center.seqs == list(range(book.formed)), (
+        book.formed,
+        center.seqs,
+    )  # each batch once, none missing
     assert center.batch_readings == book.appended, (center, book)
     assert center.accepted == book.appended and center.duplicates == 0, (center, book)
     assert center.rows == center.distinct == book.appended, (center, book)
@@ -175,7 +180,9 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     """Processes forked from a server that imported carbonflow once: a start takes a fraction of a
     second instead of the seconds of a fresh interpreter's imports (on a busy machine)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["carbonflow.cli", "carbonflow.center.api.app", "carbonflow.collector.service"])
+    context.set_forkserver_preload(
+        ["carbonflow.cli", "carbonflow.center.api.app", "carbonflow.collector.service"]
+    )
     return context
 
 

@@ -5,6 +5,7 @@ directory.  Missing binaries skip the test (fail under CI=true, which promises t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import shutil
@@ -37,7 +38,9 @@ class Mosquitto:
     the broker held — the harshest case for QoS 1)."""
 
     def __init__(self, tmp: Path) -> None:
-        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        binary = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
         if binary is None:
             unavailable("mosquitto is not installed")
         self.binary = str(binary)
@@ -90,7 +93,9 @@ class Postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)  # nosec B603
         if result.returncode != 0:
-            raise AssertionError(f"{' '.join(args[:2])} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise AssertionError(
+                f"{' '.join(args[:2])} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
 
     def init(self) -> None:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
@@ -98,7 +103,16 @@ class Postgres:
     async def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         await asyncio.to_thread(
-            self._run, "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+            self._run,
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
         )
 
     async def stop(self, mode: str = "immediate") -> None:
@@ -106,8 +120,6 @@ class Postgres:
 
     def remove(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(AssertionError):
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            except AssertionError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -16,8 +16,8 @@ from services import database_url, postgres_database, postgres_url, sqlite_url  
 from sqlalchemy import select
 
 from carbonflow.center.store.schema import Reading
-from carbonflow.collector.clients.errors import RetryPolicy
 from carbonflow.collector.clients.dlt645 import Dlt645Client
+from carbonflow.collector.clients.errors import RetryPolicy
 from carbonflow.collector.pollers import first_number
 from carbonflow.protocols import dlt645
 from carbonflow.protocols.dlt645.di_table import DEFAULT_TABLE, HOURLY_FREEZE
@@ -58,7 +58,10 @@ class CorruptingProxy:
         except OSError:
             writer.close()
             return
-        tasks = [asyncio.create_task(self._pipe(reader, up_writer)), asyncio.create_task(self._replies(up_reader, writer))]
+        tasks = [
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._replies(up_reader, writer)),
+        ]
         self._tasks.update(tasks)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
@@ -129,7 +132,9 @@ def test_a_stale_reply_is_not_the_answer_to_the_next_request(tmp_path):
             await client.close()
             await proxy.stop()
         assert first_number(power) in proxy.clean[dlt645.normalize_di("02030000")]
-        assert first_number(energy) in proxy.clean["00010000"] and first_number(again) in proxy.clean["00010000"]
+        assert (
+            first_number(energy) in proxy.clean["00010000"] and first_number(again) in proxy.clean["00010000"]
+        )
 
     asyncio.run(running(field, body))
 
@@ -160,13 +165,17 @@ def test_a_corrupted_dlt645_frame_stream(tmp_path, database_url):  # noqa: F811
         }
         await center.start()
         await collector.start()
-        await wait_for(lambda: all(proxy.damaged[m] >= 2 for m in set(MODES)), "every kind of damage twice", 90)
+        await wait_for(
+            lambda: all(proxy.damaged[m] >= 2 for m in set(MODES)), "every kind of damage twice", 90
+        )
         await field.drain(collector)
         await proxy.stop()
         assert_nothing_lost(field.outbox, field.store, min_readings=50)
         with field.store.read() as connection:
             stored = connection.execute(
-                select(Reading.point_id, Reading.value, Reading.quality).where(Reading.point_id.in_(list(dis)))
+                select(Reading.point_id, Reading.value, Reading.quality).where(
+                    Reading.point_id.in_(list(dis))
+                )
             ).all()
         good = [row for row in stored if row.quality == "good"]
         assert len(good) >= 10 and len({r.point_id for r in good}) == 2, stored  # readings went on

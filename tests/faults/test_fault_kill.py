@@ -19,7 +19,7 @@ def test_center_killed_during_ingestion(tmp_path, database_url):  # noqa: F811
         field.collector_config(center.url)
         await center.start()
         await collector.start()
-        for round_ in range(2):  # twice: the second kill lands on a center that recovered once already
+        for _ in range(2):  # twice: the second kill lands on a center that recovered once already
             seen = field.batches_at_center()
             await wait_for(lambda s=seen: field.batches_at_center() >= s + 3, "batches to arrive")
             await center.kill()  # SIGKILL in the middle of a stream of batches

@@ -31,7 +31,10 @@ MAX_BYTES = 160 * 1024
 
 def readings(n: int, start: int = 0) -> list[Reading]:
     t0 = datetime(2026, 6, 1, tzinfo=UTC)
-    return [Reading(point=f"M{i % 7}/1", ts=t0 + timedelta(seconds=i), value=f"{i}.00") for i in range(start, start + n)]
+    return [
+        Reading(point=f"M{i % 7}/1", ts=t0 + timedelta(seconds=i), value=f"{i}.00")
+        for i in range(start, start + n)
+    ]
 
 
 def test_a_really_full_disk_refuses_counts_and_recovers(tmp_path):
@@ -107,7 +110,9 @@ def test_outbox_filled_while_the_center_is_away(tmp_path, database_url):  # noqa
     async def body() -> None:
         field.collector_config(center.url, max_bytes=MAX_BYTES)
         await collector.start()  # the center is not there yet
-        await wait_for(lambda: field.outbox.exists() and outbox_ledger(field.outbox).refused > 0, "a full outbox")
+        await wait_for(
+            lambda: field.outbox.exists() and outbox_ledger(field.outbox).refused > 0, "a full outbox"
+        )
         at_full = outbox_ledger(field.outbox)
         await asyncio.sleep(1.5)  # full for a while: every poll is refused, the collector keeps running
         assert collector.running
@@ -116,12 +121,16 @@ def test_outbox_filled_while_the_center_is_away(tmp_path, database_url):  # noqa
         assert still_full.refused > at_full.refused
         await center.start()
         # recovery: the stored batches go, room comes back, readings are taken again
-        await wait_for(lambda: outbox_ledger(field.outbox).appended > still_full.appended + 50, "readings again")
+        await wait_for(
+            lambda: outbox_ledger(field.outbox).appended > still_full.appended + 50, "readings again"
+        )
         refused = outbox_ledger(field.outbox).refused
         assert refused > 0
         await wait_for(
-            lambda: center_report(field).get("outbox", {}).get("refused_readings") == refused
-            and not center_report(field)["outbox"]["full"],
+            lambda: (
+                center_report(field).get("outbox", {}).get("refused_readings") == refused
+                and not center_report(field)["outbox"]["full"]
+            ),
             "the center to hear of the refused readings",
         )
         await field.drain(collector)

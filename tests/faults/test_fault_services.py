@@ -59,7 +59,9 @@ def test_postgresql_restarted_under_the_center(tmp_path):
             await asyncio.sleep(1.0)  # ingestion fails meanwhile (5xx): the collector keeps its batches
             await server.start()
             seen = field.batches_at_center()
-            await wait_for(lambda: field.batches_at_center() >= seen + 3, "batches after PostgreSQL came back")
+            await wait_for(
+                lambda: field.batches_at_center() >= seen + 3, "batches after PostgreSQL came back"
+            )
             assert center.running  # the center was not restarted: its connection pool recovered
             assert "not delivered" in collector.output()  # the fault bit: ingestion failed meanwhile
             await field.drain(collector)
