@@ -432,10 +432,16 @@ class Outbox(SqliteOutbox):
         return [(nonce, datetime.fromisoformat(seen_at)) for nonce, seen_at in rows]
 
     def record_nonce(self, nonce: str, seen_at: datetime, forget_before: datetime) -> None:
-        """Remember an accepted nonce (durably, before the command runs) and forget expired ones."""
-        with self._transaction():
-            self._db.execute("DELETE FROM seen_nonces WHERE seen_at < ?", (forget_before.isoformat(),))
-            self._db.execute(
-                "INSERT OR IGNORE INTO seen_nonces (nonce, seen_at) VALUES (?, ?)",
-                (nonce, seen_at.astimezone(UTC).isoformat()),
-            )
+        """Remember an accepted nonce (durably, before the command runs) and forget expired ones.  A full
+        outbox keeps it in memory only (logged): refusing the center's commands then would be worse."""
+        try:
+            with self._transaction():
+                self._db.execute("DELETE FROM seen_nonces WHERE seen_at < ?", (forget_before.isoformat(),))
+                self._db.execute(
+                    "INSERT OR IGNORE INTO seen_nonces (nonce, seen_at) VALUES (?, ?)",
+                    (nonce, seen_at.astimezone(UTC).isoformat()),
+                )
+        except sqlite3.OperationalError as error:
+            if not disk_full(error):
+                raise
+            log.warning("outbox %s full: nonce of a center message kept in memory only", self.path)
