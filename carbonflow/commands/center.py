@@ -99,13 +99,6 @@ def run_serve(args: argparse.Namespace) -> int:
         sealed = sealing_configured()
     except SecretsKeyError as error:
         raise CommandInputError(str(error)) from None
-    if not sealed:
-        print(
-            f"carbonflow center: warning: {SECRETS_KEY_ENV} is not set: collector secrets are stored "
-            "in clear (docs/security.md#secrets-at-rest-and-key-rotation)",
-            file=sys.stderr,
-            flush=True,
-        )
     scheme = "https" if ssl_options else "http"
     print(
         f"carbonflow center on {scheme}://{args.host}:{args.port}; database {settings.database_url}; "
@@ -117,6 +110,13 @@ def run_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except (CascadeError, TieError) as error:
         raise CommandInputError(str(error)) from None
+    if not sealed:  # after every check: a refused start says one line, the error
+        print(
+            f"carbonflow center: warning: {SECRETS_KEY_ENV} is not set: collector secrets are stored "
+            "in clear (docs/security.md#secrets-at-rest-and-key-rotation)",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **ssl_options)
     return 0
 
