@@ -42,6 +42,7 @@ def test_every_field_is_read_from_its_carbonflow_variable():
         "CARBONFLOW_METERING_INTERVAL_S": "900",
         "CARBONFLOW_METERING_LOSSES": "consumer",
         "CARBONFLOW_CASCADE_CONFIG": "/etc/carbonflow/cascade.toml",
+        "CARBONFLOW_TIES_CONFIG": "/etc/carbonflow/ties.toml",
         "CARBONFLOW_CENTER_REGION": "AH",
         "CARBONFLOW_ALLOWED_ORIGINS": '["https://ops.example"]',
         "CARBONFLOW_LOGIN_MAX_FAILURES": "3",

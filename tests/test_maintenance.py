@@ -5,6 +5,7 @@ simulated DL/T 698.45 meter), bad configurations refused, and the user endpoints
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from carbonflow.center.api import CenterSettings, create_app
+from carbonflow.center.ingest.to_collector import signed_commands
 from carbonflow.center.maintenance import MaintenanceScheduler
 from carbonflow.center.store import (
     Store,
@@ -29,7 +31,7 @@ from carbonflow.center.store import (
     take_queued_commands,
     upsert_collector,
 )
-from carbonflow.center.store.collector_admin import collector_config, collector_configs
+from carbonflow.center.store.collector_admin import collector_config, collector_configs, push_collector_config
 from carbonflow.collector.config import load_config
 from carbonflow.collector.service import Collector
 from carbonflow.devices.base import StaticSource
@@ -507,3 +509,32 @@ def test_a_command_sent_again_is_answered_again_not_executed_twice(tmp_path):
     collector.outbox.close()
     assert runs == ["k1"] and [r.status for r in transport.results] == ["acknowledged", "acknowledged"]
     assert transport.results[0] == transport.results[1]
+
+
+def test_an_mqtt_collector_takes_its_pushed_configuration_from_inside_the_signed_command(tmp_path, store):
+    # an MQTT collector has no HTTP center to fetch a version from: the text rides in the signed command
+    path = tmp_path / "collector.toml"
+    broker = "mqtt://127.0.0.1:1883"
+    path.write_text(collector_toml(broker, 7000, tmp_path, version="1", period_s=0.5))
+    new = collector_toml(broker, 7000, tmp_path, version="2", period_s=0.25)
+    push_collector_config(store, "C1", "2", new, url="/api/v1/collectors/C1/config/2")
+    [document] = signed_commands(store, "C1", take_queued_commands(store, "C1"))
+    assert document["params"]["text"] == new
+    collector = Collector(load_config(path), path)  # not started: no broker needed to take a command
+    checks = collector.transport.from_center
+    doctored = {**document, "params": {**document["params"], "text": new.replace("0.25", "0.05")}}
+    assert checks.command(json.dumps(doctored).encode(), "commands topic") is None  # not the center's
+    command = checks.command(json.dumps(document).encode(), "commands topic")
+
+    async def run_it():
+        try:
+            return await collector.execute(command)
+        finally:
+            await collector.stop_polling()
+
+    result = asyncio.run(run_it())
+    assert result.status == "acknowledged" and "configuration 2 loaded" in result.detail, result
+    assert collector.config.config_version == "2" and collector.config.devices[0].period_s == 0.25
+    assert path.read_text() == new
+    assert 'config_version = "1"' in (tmp_path / "collector.toml.previous").read_text()
+    collector.outbox.close()

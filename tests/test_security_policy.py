@@ -39,6 +39,7 @@ SAMPLES = {  # a real resource of AH/HF for each path parameter
 }
 QUERIES = {"/api/v1/series": {"kind": "bus", "element": "S003"}, "/api/v1/readings": {"point": "RTU-S003/1"}}
 BODIES = {
+    ("POST", "/api/v1/ties/intensities"): {"kind": "tie_intensities"},
     ("POST", "/api/v1/devices/{device_id}/commands"): {"kind": "read_now"},
     ("POST", "/api/v1/users"): lambda: {
         "name": f"u{uuid.uuid4().hex[:8]}",

@@ -40,7 +40,9 @@ class Maintained(Protocol):
 
     async def restart_polling(self) -> int: ...
 
-    async def reload_config(self, version: str | None = None, url: str | None = None) -> str: ...
+    async def reload_config(
+        self, version: str | None = None, url: str | None = None, text: str | None = None
+    ) -> str: ...
 
     def batch_now(self) -> None: ...
 
@@ -55,6 +57,8 @@ class ReloadParams(BaseModel):
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
     version: str | None = None
     url: str | None = None
+    # the configuration itself, inside the center's signed command (MQTT collectors have no URL to fetch)
+    text: str | None = None
 
 
 class CarbonFactorParams(BaseModel):
@@ -107,7 +111,7 @@ COMMANDS = CommandRegistry()
 
 @COMMANDS.register("reload_config", ReloadParams)
 async def reload_config(collector: Maintained, command: Command, params: ReloadParams) -> str:
-    return await collector.reload_config(params.version, params.url)
+    return await collector.reload_config(params.version, params.url, params.text)
 
 
 @COMMANDS.register("restart")

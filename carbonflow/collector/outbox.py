@@ -12,13 +12,19 @@ puts it back).  Every send signs the stored content anew (:meth:`StoredBatch.sig
 out an outage longer than the freshness window — is simply sent again; after a restart the stored
 batches go with the same ``batch_id`` and content, so the center can tell a replay.
 
-Retention is bounded by ``max_readings`` (pending + batched): beyond it, :meth:`Outbox.append` refuses
-the whole append with :class:`OutboxFull` and counts the refused readings - an explicit, reported loss
-instead of a silent one; nothing already stored is ever dropped to make room.
+Retention is bounded by ``max_readings`` (pending + batched) and by ``max_bytes`` (the database file):
+beyond either, :meth:`Outbox.append` refuses the whole append with :class:`OutboxFull` and counts the
+refused readings - an explicit, reported loss instead of a silent one; nothing already stored is ever
+dropped to make room.  ``max_bytes`` is SQLite's own ``max_page_count``, so the bound behaves exactly
+like a full disk, and a really full disk (``SQLITE_FULL`` before the bound) is handled the same way.
+Appends stop ``reserve_bytes`` short of the bound: cutting a batch writes its body before it deletes
+its readings, so a full outbox can always still cut, send and (on the Ack) free - it never locks up.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable
@@ -30,6 +36,8 @@ from pathlib import Path
 from carbonflow.collector.validate import PointState
 from carbonflow.delivery import SendResult, SqliteOutbox
 from carbonflow.messages.c4 import Batch, DeviceStatus, Reading
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -52,7 +60,13 @@ CREATE TABLE IF NOT EXISTS seen_nonces (nonce TEXT PRIMARY KEY, seen_at TEXT NOT
 
 
 class OutboxFull(Exception):
-    """The outbox holds its maximum of readings; new ones are refused (and counted)."""
+    """The outbox holds its maximum of readings or bytes (or the disk is full); new readings are refused
+    (and counted)."""
+
+
+def disk_full(error: sqlite3.Error) -> bool:
+    """SQLite's SQLITE_FULL: the disk, or the database's ``max_page_count``, is full."""
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "is full" in str(error)
 
 
 @dataclass(frozen=True)
@@ -84,19 +98,47 @@ class OutboxStats:
     dead_letters: int
     refused_readings: int
     max_readings: int
+    used_bytes: int = 0
+    max_bytes: int = 0  # 0: not bounded
+    reserve_bytes: int = 0
 
     @property
     def full(self) -> bool:
-        return self.pending_readings + self.batched_readings >= self.max_readings
+        by_bytes = self.max_bytes > 0 and self.used_bytes >= self.max_bytes - self.reserve_bytes
+        return by_bytes or self.pending_readings + self.batched_readings >= self.max_readings
 
 
 class Outbox(SqliteOutbox):
     SCHEMA = SCHEMA
 
-    def __init__(self, path: str | Path, max_readings: int = 2_000_000) -> None:
+    MIN_RESERVE_BYTES = 64 * 1024
+
+    def __init__(
+        self,
+        path: str | Path,
+        max_readings: int = 2_000_000,
+        max_bytes: int = 1 << 30,
+        reserve_bytes: int | None = None,
+    ) -> None:
+        """``reserve_bytes``: room kept for cutting batches (default a quarter of ``max_bytes``, at
+        most 1 MiB): appends are refused once the file's used pages come within it of ``max_bytes``."""
         super().__init__(path, durable=True)  # an appended reading survives a power cut
         self.max_readings = max_readings
+        self.page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self.max_bytes = max(max_bytes, 4 * self.page_size)
+        self._db.execute(f"PRAGMA max_page_count = {self.max_bytes // self.page_size:d}")
+        self.reserve_bytes = min(
+            self.max_bytes // 2,
+            reserve_bytes if reserve_bytes is not None else min(self.max_bytes // 4, 1 << 20),
+        )
         self._stored = self._count_stored()
+        self._refused_unsaved = 0  # refusals counted while not even the counter could be written
+
+    def used_bytes(self) -> int:
+        """Bytes of the database file in use (its pages minus the free ones, which are reused)."""
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (int(pages) - int(free)) * self.page_size
 
     def _count_stored(self) -> int:
         pending = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
@@ -114,18 +156,55 @@ class Outbox(SqliteOutbox):
         rows = [(r.point, r.ts.isoformat(), r.value, r.quality) for r in readings]
         status_rows = [(s.model_dump_json(),) for s in statuses]
         now = time.time()
+        try:
+            return self._append(rows, status_rows, states, now)
+        except sqlite3.OperationalError as error:
+            if not disk_full(error):
+                raise
+            # the disk (or max_bytes) is full before the reserve was reached: refuse, as at the bound
+            refused = self._count_refused(len(rows))
+            raise OutboxFull(
+                f"outbox {self.path}: disk full ({error}): {len(rows)} new readings refused, {refused} so far"
+            ) from None
+
+    def _count_refused(self, readings: int) -> int:
+        """Count refused readings in a transaction of their own; if even that cannot be written (the
+        disk is full), they are kept in memory and written with the next count that can."""
+        self._refused_unsaved += readings
+        try:
+            with self._transaction():
+                refused = int(self._meta("refused_readings", "0")) + self._refused_unsaved
+                self._set_meta("refused_readings", str(refused))
+        except sqlite3.OperationalError as error:
+            if not disk_full(error):
+                raise
+            return int(self._meta("refused_readings", "0")) + self._refused_unsaved
+        self._refused_unsaved = 0
+        return refused
+
+    def _full_because(self, rows: int) -> str | None:
+        if self._stored + rows > self.max_readings:
+            return f"{self._stored} of {self.max_readings} readings"
+        used = self.used_bytes()
+        if used >= self.max_bytes - self.reserve_bytes:
+            return f"{used} of {self.max_bytes} bytes, {self.reserve_bytes} kept for batches"
+        return None
+
+    def _append(
+        self,
+        rows: list[tuple[str, str, str | None, str]],
+        status_rows: list[tuple[str]],
+        states: dict[str, PointState] | None,
+        now: float,
+    ) -> int:
         with self._transaction():
-            if rows and self._stored + len(rows) > self.max_readings:
-                refused = int(self._meta("refused_readings", "0")) + len(rows)
+            if rows and (because := self._full_because(len(rows))) is not None:
+                refused = int(self._meta("refused_readings", "0")) + len(rows) + self._refused_unsaved
                 self._set_meta("refused_readings", str(refused))
                 # statuses still get through: they are how the center learns the outbox is full
-                self._db.executemany(
-                    "INSERT INTO pending_status (body, added_at) VALUES (?, ?)",
-                    [(*s, now) for s in status_rows],
-                )
+                self._insert_statuses(status_rows, now)
                 full = OutboxFull(
-                    f"outbox {self.path} full ({self._stored} of {self.max_readings} readings): "
-                    f"{len(rows)} new readings refused, {refused} so far"
+                    f"outbox {self.path} full ({because}): {len(rows)} new readings refused, {refused} so far"
                 )
             else:
                 full = None
@@ -133,10 +212,7 @@ class Outbox(SqliteOutbox):
                     "INSERT INTO pending (point, ts, value, quality, added_at) VALUES (?, ?, ?, ?, ?)",
                     [(*row, now) for row in rows],
                 )
-                self._db.executemany(
-                    "INSERT INTO pending_status (body, added_at) VALUES (?, ?)",
-                    [(*s, now) for s in status_rows],
-                )
+                self._insert_statuses(status_rows, now)
             if states:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO point_state (point, last_ts, last_raw, wraps) "
@@ -152,9 +228,19 @@ class Outbox(SqliteOutbox):
                     ],
                 )
         if full is not None:
+            self._refused_unsaved = 0
             raise full
         self._stored += len(rows)
         return len(rows)
+
+    def _insert_statuses(self, status_rows: list[tuple[str]], now: float) -> None:
+        """Statuses may use half the reserve; beyond, they are left out (each device's state is sent
+        again every status period, so the latest one still reaches the center once there is room)."""
+        if status_rows and self.used_bytes() < self.max_bytes - self.reserve_bytes // 2:
+            self._db.executemany(
+                "INSERT INTO pending_status (body, added_at) VALUES (?, ?)",
+                [(*s, now) for s in status_rows],
+            )
 
     def load_states(self) -> dict[str, PointState]:
         states = {}
@@ -196,6 +282,19 @@ class Outbox(SqliteOutbox):
             return None
         if not (force or count >= max_readings or now - oldest_any >= max_age_s):
             return None
+        try:
+            return self._cut_batch(collector_id, secret, max_readings, config_version)
+        except sqlite3.OperationalError as error:
+            if not disk_full(error):
+                raise
+            # only a disk filled by something else gets here (the reserve is for this); once batches
+            # are acknowledged, or the disk is freed, the next attempt goes through
+            log.warning("outbox %s: no room to cut a batch (%s); retrying", self.path, error)
+            return None
+
+    def _cut_batch(
+        self, collector_id: str, secret: bytes, max_readings: int, config_version: str | None
+    ) -> Batch:
         with self._transaction():
             rows = self._db.execute(
                 "SELECT id, point, ts, value, quality FROM pending ORDER BY id LIMIT ?", (max_readings,)
@@ -253,11 +352,15 @@ class Outbox(SqliteOutbox):
         return True
 
     def record_failure(self, batch_id: str, error: str) -> None:
-        with self._transaction():
-            self._db.execute(
-                "UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE batch_id = ?",
-                (error[:500], batch_id),
-            )
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE batch_id = ?",
+                    (error[:500], batch_id),
+                )
+        except sqlite3.OperationalError as full:  # the count of attempts is not worth a stuck sender
+            if not disk_full(full):
+                raise
 
     def dead_letter(self, batch_id: str, status: int | None, error: str) -> bool:
         """The center rejected the batch: keep it aside for an operator, never resend it by itself."""
@@ -313,8 +416,11 @@ class Outbox(SqliteOutbox):
             int(batches),
             int(batched),
             int(dead),
-            int(self._meta("refused_readings", "0")),
+            int(self._meta("refused_readings", "0")) + self._refused_unsaved,
             self.max_readings,
+            self.used_bytes(),
+            self.max_bytes,
+            self.reserve_bytes,
         )
 
     # -- nonces of the center's messages (messages.signing.NonceJournal) ---------------------------
@@ -326,10 +432,16 @@ class Outbox(SqliteOutbox):
         return [(nonce, datetime.fromisoformat(seen_at)) for nonce, seen_at in rows]
 
     def record_nonce(self, nonce: str, seen_at: datetime, forget_before: datetime) -> None:
-        """Remember an accepted nonce (durably, before the command runs) and forget expired ones."""
-        with self._transaction():
-            self._db.execute("DELETE FROM seen_nonces WHERE seen_at < ?", (forget_before.isoformat(),))
-            self._db.execute(
-                "INSERT OR IGNORE INTO seen_nonces (nonce, seen_at) VALUES (?, ?)",
-                (nonce, seen_at.astimezone(UTC).isoformat()),
-            )
+        """Remember an accepted nonce (durably, before the command runs) and forget expired ones.  A full
+        outbox keeps it in memory only (logged): refusing the center's commands then would be worse."""
+        try:
+            with self._transaction():
+                self._db.execute("DELETE FROM seen_nonces WHERE seen_at < ?", (forget_before.isoformat(),))
+                self._db.execute(
+                    "INSERT OR IGNORE INTO seen_nonces (nonce, seen_at) VALUES (?, ?)",
+                    (nonce, seen_at.astimezone(UTC).isoformat()),
+                )
+        except sqlite3.OperationalError as error:
+            if not disk_full(error):
+                raise
+            log.warning("outbox %s full: nonce of a center message kept in memory only", self.path)

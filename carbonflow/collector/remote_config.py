@@ -1,7 +1,9 @@
 """Configuration pushed by the center: fetch a version, validate it, write it atomically.
 
-On a ``reload_config`` command with ``params = {"version": "7", "url": "/api/v1/collectors/C1/config/7"}``
-the collector GETs the URL — only a path on its own center: a relative path under
+On a ``reload_config`` command with ``params = {"version": "7", "url": "/api/v1/collectors/C1/config/7",
+"text": "..."}`` the collector takes the text that came inside the center's signed command (over HTTP
+polling and over MQTT alike).  Without a text (an older center) it GETs the URL — only a path on its
+own center: a relative path under
 ``/api/v1/collectors/{its id}/config/``, resolved against its HTTP center URL, or an absolute URL to that
 very scheme, host and port; anything else (another host, another endpoint) is refused without a request
 (the signed request must not be sent, nor the configuration taken, from anywhere else).  The request is
@@ -117,9 +119,12 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 async def install_pushed_config(
-    current: LoadedConfig, path: Path, version: str, url: str | None = None
+    current: LoadedConfig, path: Path, version: str, url: str | None = None, text: str | None = None
 ) -> LoadedConfig:
-    text = await fetch_config_text(current, version, url)
+    """``text`` came inside a command whose center signature was checked (FromCenter.command): taken as
+    is; without it the version is fetched from the own center (HTTP only)."""
+    if text is None:
+        text = await fetch_config_text(current, version, url)
     config = validate_config_text(text, version, current, path)
     write_atomically(path, text)
     return config

@@ -161,7 +161,12 @@ class Collector:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
         self.clock = clock
-        self.outbox = Outbox(config.outbox_path, config.outbox.max_readings)
+        self.outbox = Outbox(
+            config.outbox_path,
+            config.outbox.max_readings,
+            config.outbox.max_bytes,
+            reserve_bytes=Outbox.MIN_RESERVE_BYTES + 300 * config.outbox.batch_max_readings,
+        )
         self.validator = Validator(self.outbox.load_states())
         self.transport = transport or make_transport(config, on_ack=self._on_late_ack, nonces=self.outbox)
         self.runners: dict[str, DeviceRunner] = {}
@@ -362,8 +367,12 @@ class Collector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_ready.wait(), tick)
             self._batch_ready.clear()
-            if self._form_batches():
-                self.batches.wake()
+            try:
+                if self._form_batches():
+                    self.batches.wake()
+            except Exception:  # a bug or a broken disk must not end batching for good: log, go on
+                log.exception("cutting a batch failed; trying again")
+                await asyncio.sleep(tick)
 
     def _send_batch(self, batch: StoredBatch) -> Awaitable[SendResult]:
         """Signed now, at this send: a batch refused as stale (it waited out an outage) or replayed
@@ -404,6 +413,8 @@ class Collector:
                 "batched_readings": stats.batched_readings,
                 "dead_letters": stats.dead_letters,
                 "refused_readings": stats.refused_readings,
+                "used_bytes": stats.used_bytes,
+                "max_bytes": stats.max_bytes,
                 "full": stats.full,
             },
             "last_send_error": self.last_send_error,
@@ -447,11 +458,14 @@ class Collector:
     def batch_now(self) -> None:
         self._batch_ready.set()
 
-    async def reload_config(self, version: str | None = None, url: str | None = None) -> str:
+    async def reload_config(
+        self, version: str | None = None, url: str | None = None, text: str | None = None
+    ) -> str:
+        """``text``: the configuration inside the center's signed command; else fetched from ``url``."""
         if self.config_path is None:
             raise ConfigError("this collector was not started from a file: nothing to reload")
-        if version is not None:  # a version pushed by the center: fetch, check, write
-            await install_pushed_config(self.config, self.config_path, version, url)
+        if version is not None:  # a version pushed by the center: (fetch,) check, write
+            await install_pushed_config(self.config, self.config_path, version, url, text)
         config = load_config(self.config_path)  # an invalid file leaves the running config untouched
         notes = []
         if (config.id, config.center, config.outbox) != (

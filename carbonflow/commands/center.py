@@ -84,6 +84,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carbonflow.center.api.app import create_app
+    from carbonflow.center.cascade.split import CascadeError
+    from carbonflow.center.crossregion.config import TieError
     from carbonflow.center.store.sealing import SECRETS_KEY_ENV, SecretsKeyError, sealing_configured
     from carbonflow.delivery.tls import TlsError
 
@@ -97,13 +99,6 @@ def run_serve(args: argparse.Namespace) -> int:
         sealed = sealing_configured()
     except SecretsKeyError as error:
         raise CommandInputError(str(error)) from None
-    if not sealed:
-        print(
-            f"carbonflow center: warning: {SECRETS_KEY_ENV} is not set: collector secrets are stored "
-            "in clear (docs/security.md#secrets-at-rest-and-key-rotation)",
-            file=sys.stderr,
-            flush=True,
-        )
     scheme = "https" if ssl_options else "http"
     print(
         f"carbonflow center on {scheme}://{args.host}:{args.port}; database {settings.database_url}; "
@@ -111,7 +106,18 @@ def run_serve(args: argparse.Namespace) -> int:
         f"{'every ' + str(settings.metering_interval_s) + ' s' if settings.metering_interval_s else 'off'}",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", **ssl_options)
+    try:  # a bad cascade or ties file, a tie that is not in the topology: one line
+        app = create_app(settings)
+    except (CascadeError, TieError) as error:
+        raise CommandInputError(str(error)) from None
+    if not sealed:  # after every check: a refused start says one line, the error
+        print(
+            f"carbonflow center: warning: {SECRETS_KEY_ENV} is not set: collector secrets are stored "
+            "in clear (docs/security.md#secrets-at-rest-and-key-rotation)",
+            file=sys.stderr,
+            flush=True,
+        )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **ssl_options)
     return 0
 
 

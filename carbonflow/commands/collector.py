@@ -112,7 +112,7 @@ def run_outbox(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if not config.outbox_path.exists():
         raise CommandInputError(f"{config.outbox_path}: no outbox yet (the collector has not run)")
-    with Outbox(config.outbox_path, config.outbox.max_readings) as outbox:
+    with Outbox(config.outbox_path, config.outbox.max_readings, config.outbox.max_bytes) as outbox:
         requeued = outbox.requeue_dead_letters() if args.requeue_dead_letters else 0
         stats = outbox.stats()
         report = {
@@ -122,6 +122,8 @@ def run_outbox(args: argparse.Namespace) -> int:
             "batched_readings": stats.batched_readings,
             "dead_letters": outbox.dead_letters(),
             "refused_readings": stats.refused_readings,
+            "used_bytes": stats.used_bytes,
+            "max_bytes": stats.max_bytes,
             "full": stats.full,
             "requeued": requeued,
         }

@@ -68,7 +68,8 @@ class SqliteOutbox:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite itself rolls back on some errors (SQLITE_FULL): the
+                self._db.execute("ROLLBACK")  # error that did it must not be hidden by this one
             raise
         self._db.execute("COMMIT")
 

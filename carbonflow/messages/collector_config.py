@@ -308,6 +308,8 @@ class OutboxConfig(Contract):
     batch_max_readings: int = Field(default=1000, ge=1, le=50_000)
     batch_max_age_s: float = Field(default=1.0, gt=0)  # a reading waits at most this long for a batch
     max_readings: int = Field(default=2_000_000, ge=1)  # retention bound: beyond -> "outbox full"
+    # the outbox file's bound (SQLite max_page_count: behaves as a full disk): beyond -> "outbox full"
+    max_bytes: int = Field(default=1 << 30, ge=64 * 1024)
 
 
 class CollectorConfig(Document):
@@ -335,6 +337,11 @@ class CollectorConfig(Document):
         duplicate = next((i for i in ids if ids.count(i) > 1), None)
         if duplicate is not None:
             raise ValueError(f"devices: id {duplicate!r} appears twice")
+        if self.cameras and self.images.max_bytes > self.outbox.max_bytes // 2:  # one file holds both
+            raise ValueError(
+                f"images.max_bytes ({self.images.max_bytes}) must be at most half of outbox.max_bytes "
+                f"({self.outbox.max_bytes}): images and readings share the outbox file"
+            )
         for device in self.devices:  # a device's own setting, else the default (not part of its document)
             inherit(device, "period_s", device.period_s or self.defaults.period_s)
             inherit(device, "timeout_s", device.timeout_s or self.defaults.timeout_s)

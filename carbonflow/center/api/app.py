@@ -48,10 +48,15 @@ from carbonflow.center.api.routes import (
 from carbonflow.center.api.routes import (
     cascade as cascade_routes,
 )
+from carbonflow.center.api.routes import (
+    ties as ties_routes,
+)
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.cascade.config import CascadeConfig
 from carbonflow.center.cascade.feed import metering_feed
 from carbonflow.center.cascade.service import CascadeService
+from carbonflow.center.crossregion.config import TiesConfig
+from carbonflow.center.crossregion.service import TieService
 from carbonflow.center.ingest import http as ingest_http
 from carbonflow.center.ingest.mqtt import MqttIngest
 from carbonflow.center.maintenance import scheduler_from_settings
@@ -80,14 +85,18 @@ def create_app(
     *,
     store: Store | None = None,
     cascade: CascadeService | None = None,
+    ties: TieService | None = None,
 ) -> FastAPI:
-    """``cascade``: this center's place in a cascade of centers (else from ``settings.cascade_config``)."""
+    """``cascade``: this center's place in a cascade of centers (else from ``settings.cascade_config``);
+    ``ties``: its tie lines with neighbouring regions (else from ``settings.ties_config``)."""
     settings = settings or CenterSettings.from_env()
     owned = store is None
     store = store or Store.open(settings.database_url)
     mqtt_tls = settings.mqtt_tls_context()  # a bad TLS file: TlsError now, not in the first connection
     if cascade is None and settings.cascade_config:
         cascade = CascadeService.open(store, CascadeConfig.load(settings.cascade_config))
+    if ties is None and settings.ties_config:  # a bad file or a tie not in the topology: one line, now
+        ties = TieService.open(store, TiesConfig.load(settings.ties_config), topology_document(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,6 +118,8 @@ def create_app(
             scheduler.start()
         app.state.maintenance = scheduler
         metering = None
+        tie_service = ties
+        app.state.ties = tie_service
         if settings.metering_interval_s:
             service = MeteringService(
                 store,
@@ -120,10 +131,19 @@ def create_app(
             metering = MeteringLoop(service, on_outcome=app.state.alarms.on_interval)
             if cascade is not None:  # each metered interval (and each new version) goes to the cascade
                 metering.observers.append(metering_feed(store, service.topology, cascade.node))
+            if tie_service is not None:  # neighbours' intensities in, ours out, re-metering on arrival
+                tie_service.attach(metering)
             metering.start()
         app.state.metering = metering
         if cascade is not None:
             await cascade.start()
+        if tie_service is not None:  # a refused neighbour document raises an alarm here
+            tie_service.link.listeners.append(
+                lambda r: app.state.alarms.cascade_verdict(
+                    r.neighbour or "?", "mismatch", r.message(), at=r.ts
+                )
+            )
+            await tie_service.start()
         alarm_tasks = [asyncio.create_task(app.state.notifier.run(), name="alarm notifications")]
         alarm_tasks += start_alarm_ticks(app.state.alarms, settings.alarm_tick_s)
         try:
@@ -134,6 +154,8 @@ def create_app(
             await asyncio.gather(*alarm_tasks, return_exceptions=True)
             if cascade is not None:
                 await cascade.stop()
+            if tie_service is not None:
+                await tie_service.stop()
             if metering is not None:
                 await metering.stop()
             if scheduler is not None:
@@ -174,6 +196,7 @@ def create_app(
     app.include_router(collector_admin.router)  # remote maintenance (user + two signed endpoints)
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
     app.include_router(cascade_routes.router)  # C5: POST messages signed by a peer center; views need a user
+    app.include_router(ties_routes.router)  # POST documents signed by a neighbouring region's center
     # user endpoints (role × region, policy.py)
     routers = (
         *(auth, users, audit, topology, results, history, views, devices, live, cameras, reports, alarms),

@@ -66,6 +66,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", f"{V1}/cascade/messages"): COLLECTOR,
     ("GET", f"{V1}/cascade"): Rule("read", "center"),
     ("GET", f"{V1}/cascade/verifications"): Rule("read", "center"),
+    # neighbouring regions' centers (an Ed25519-signed tie-intensities document, checked by the route)
+    ("POST", f"{V1}/ties/intensities"): COLLECTOR,
+    ("GET", f"{V1}/ties"): Rule("read", "center"),
+    ("GET", f"{V1}/ties/intensities"): Rule("read", "center"),
     ("GET", f"{V1}/collectors/{{collector_id}}/config/{{version}}"): COLLECTOR,
     # sessions
     ("POST", f"{V1}/login"): PUBLIC,

@@ -105,6 +105,9 @@ class CenterSettings(BaseSettings):
     alarm_notify_max_attempts: int = Field(default=5, ge=1)
     # the cascade between centers (docs/cascade.md): a TOML file with this center's id, key and peers
     cascade_config: str | None = None
+    # tie lines with neighbouring regions' centers (docs/interop.md): a TOML file with this center's id,
+    # key, neighbours and ties; their published intensities price the power imported over the ties
+    ties_config: str | None = None
     # carbon reports (docs/reports.md): files under report_dir (default: next to an SQLite database);
     # report_schedule: "period:format" entries the maintenance scheduler builds once per ended period
     report_dir: str | None = None

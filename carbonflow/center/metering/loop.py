@@ -58,6 +58,7 @@ class MeteringLoop:
         self.pending: dict[datetime, int] = {}  # incomplete interval end -> readings it was metered from
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
+        self._metering = asyncio.Lock()  # one interval metered at a time (the service keeps state)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or self._stop
@@ -74,8 +75,9 @@ class MeteringLoop:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait_s)
                 continue
-            await self._remeter_pending(next_end)
-            outcome = await asyncio.to_thread(self.service.meter_interval, next_end)
+            async with self._metering:
+                await self._remeter_pending(next_end)
+                outcome = await asyncio.to_thread(self.service.meter_interval, next_end)
             if outcome.stored:
                 self.metered += 1
             else:
@@ -109,6 +111,16 @@ class MeteringLoop:
             if outcome.stored and outcome.version == 1:
                 self.metered += 1
             await self._notify(outcome)
+
+    async def remeter(self, end: datetime, reason: str) -> IntervalOutcome:
+        """Meter an interval again now, for a reason other than late readings (a neighbour's tie
+        intensities arrived: ``center/crossregion``); observers hear of the new version as usual."""
+        async with self._metering:
+            outcome = await asyncio.to_thread(self.service.meter_interval, end, reason=reason)
+            self.remetered += 1
+            self._track(outcome)
+            await self._notify(outcome)
+        return outcome
 
     async def _notify(self, outcome: IntervalOutcome) -> None:
         if self.on_outcome is not None:

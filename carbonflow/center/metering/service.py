@@ -105,6 +105,7 @@ class MeteringService:
             for s in topology.get("storage", [])
         }
         self.points = self._point_mappings()
+        self.ties: Any = None  # a crossregion.TieLink (set by the wiring): neighbours' tie intensities
 
     def _point_mappings(self) -> list[PointMapping]:
         """The mapping point -> element quantity, from the store: adding a device never needs code.
@@ -217,6 +218,8 @@ class MeteringService:
         )
         discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
         assembled = assemble_snapshot(self.topology, data, self._previous_for(end), discharge)
+        if self.ties is not None:  # imports over cross-region ties at the neighbours' published intensities
+            self.ties.apply(end, assembled)
         completeness = self._completeness(assembled)
         failed = IntervalOutcome(
             end, stored=False, estimates=len(assembled.estimates), completeness=completeness,

@@ -74,14 +74,16 @@ class Dlt645Client(FramedClient):
         what = self._what("read", address, di)
         di = self._checked(what, dlt645.normalize_di, di)
         request = self._checked(what, dlt645.read_request, address, di, self.preamble)
-        reply = await self._exchange(request, address, dlt645.READ, what)
+        reply = await self._exchange(request, address, dlt645.READ, what, di)
         payload = reply.payload
         seq = 1
         while reply.follow_up:
             if seq > MAX_FOLLOW_UPS:
                 raise DeviceError(f"{what}: more than {MAX_FOLLOW_UPS} follow-up frames")
             request = dlt645.read_follow_up_request(address, di, seq, self.preamble)
-            reply = await self._exchange(request, address, dlt645.READ_FOLLOW_UP, f"{what} (follow-up {seq})")
+            reply = await self._exchange(
+                request, address, dlt645.READ_FOLLOW_UP, f"{what} (follow-up {seq})", di, seq
+            )
             payload += reply.payload
             seq += 1
         return payload
@@ -165,9 +167,25 @@ class Dlt645Client(FramedClient):
         except ProtocolError as error:
             raise DeviceError(f"{what}: {error}") from None
 
-    async def _exchange(self, request: bytes, address: str, function: int, what: str) -> Reply:
+    async def _exchange(
+        self,
+        request: bytes,
+        address: str,
+        function: int,
+        what: str,
+        di: str | None = None,
+        seq: int | None = None,
+    ) -> Reply:
+        """``di`` (and ``seq`` for a follow-up): the reply must be about that data item — a reply that
+        arrives twice, or late after its request timed out, answers an earlier request and is skipped."""
+
         async def accept(raw: bytes) -> Reply | None:
-            return self._matching(dlt645.parse_frame(raw), address, function)
+            reply = self._matching(dlt645.parse_frame(raw), address, function)
+            if reply is not None and reply.error is None and di is not None and reply.di != di:
+                return None
+            if reply is not None and seq is not None and reply.seq is not None and reply.seq != seq:
+                return None
+            return reply
 
         reply = await self.exchange(request, accept, what)
         if reply.error is not None:

@@ -1,0 +1,1 @@
+"""Cross-region intensities between the centers of neighbouring regions (docs/interop.md)."""
