@@ -27,8 +27,8 @@ from carbonflow.center.store import (
     upsert_collector,
 )
 from carbonflow.center.store.alarms import insert_alarm
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import MeterCheck
-from carbonflow.center.store.scope import RowScope
 from carbonflow.messages.c4 import Batch, Reading
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)

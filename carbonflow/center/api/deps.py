@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 from carbonflow.center.api.policy import Rule, role_may, rule_for, within
 from carbonflow.center.ingest.receive import verify_request
 from carbonflow.center.store import Store, UserInfo, get_user, resource_region, user_for_token
-from carbonflow.center.store.scope import RowScope
+from carbonflow.center.store.row_scope import RowScope
 
 SESSION_COOKIE = "carbonflow_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -15,8 +15,8 @@ An entry is ``Rule(permission, scope)``:
   user's prefix covers the center's region, ``settings.center_region``); ``region`` (the ``region``
   query parameter — defaulted to the user's prefix, refused outside it); ``rows`` (a list of field
   equipment or operations: any user with the permission may call it, and sees only the rows of their
-  region — the route filters in SQL by :class:`carbonflow.center.store.scope.RowScope`, rows without a
-  region only for a user whose prefix covers the center's region); ``device``, ``collector``,
+  region — the route filters in SQL by :class:`carbonflow.center.store.row_scope.RowScope`, rows
+  without a region only for a user whose prefix covers the center's region); ``device``, ``collector``,
   ``bus``, ``camera``, ``image``, ``alarm`` (the region of the path's resource; an unknown resource is
   refused like an out-of-scope one for a scoped user, so ids cannot be probed).
 """
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from carbonflow.center.store.scope import within
+from carbonflow.center.store.row_scope import within
 from carbonflow.center.store.users import ROLES
 
 Permission = Literal["public", "collector", "login", "read", "report", "operate", "audit", "admin"]

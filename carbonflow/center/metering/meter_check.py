@@ -41,8 +41,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from carbonflow.center.store import Store
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import Command, Device, Interval, MeterCheck, Point, Reading
-from carbonflow.center.store.scope import RowScope
 
 CARBON_METER_KINDS = ("carbon_meter",)
 STORED_PLACES = Decimal("0.000001")  # expected / uncertainty are stored to 1 mg

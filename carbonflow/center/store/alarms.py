@@ -24,8 +24,8 @@ from carbonflow.center.store.conflicts import ReadingConflict
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError
 from carbonflow.center.store.images import Image
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import ID, AutoId, Base, Collector, Device, MeterCheck, Point, Reading
-from carbonflow.center.store.scope import RowScope
 from carbonflow.center.store.types import UtcDateTime
 
 

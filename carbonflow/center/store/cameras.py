@@ -8,8 +8,8 @@ from sqlalchemy import or_, select
 
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.images import ImageStore
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import Bus, Device
-from carbonflow.center.store.scope import RowScope
 
 CAMERA_COLUMNS = (
     Device.id,

@@ -19,9 +19,9 @@ from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError, StoreError, UnknownCollectorError
 from carbonflow.center.store.maintenance import _audit, queue_command
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import Collector, CollectorConfigVersion, Device
 from carbonflow.center.store.schema import Command as CommandRow
-from carbonflow.center.store.scope import RowScope
 from carbonflow.messages.c4 import Command
 
 Target = Store | Session | Connection

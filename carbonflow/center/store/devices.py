@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.maintenance import queue_command
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import Device, Point
-from carbonflow.center.store.scope import RowScope
 
 Target = Store | Session | Connection
 

@@ -20,9 +20,9 @@ from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.chain import AUDIT, append_one, audit_fields
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError, UnknownCollectorError
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import AuditEntry, Collector, Device
 from carbonflow.center.store.schema import Command as CommandRow
-from carbonflow.center.store.scope import RowScope
 from carbonflow.messages.c4 import Command, CommandResult
 
 

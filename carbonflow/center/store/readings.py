@@ -37,9 +37,9 @@ from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
 from carbonflow.center.store.partitions import ensure_partitions, months_between
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Collector, Device, Point, Reading
-from carbonflow.center.store.scope import RowScope
 from carbonflow.center.store.staging import copy_readings
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus
 

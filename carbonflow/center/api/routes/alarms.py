@@ -22,7 +22,7 @@ from carbonflow.center.api.routes._common import jsonable, parse_time
 from carbonflow.center.store import alarms as alarm_store
 from carbonflow.center.store import record_audit
 from carbonflow.center.store.errors import StoreError
-from carbonflow.center.store.scope import within
+from carbonflow.center.store.row_scope import within
 
 router = APIRouter(prefix="/api/v1", tags=["alarms"], dependencies=[Depends(require_user)])
 

@@ -46,7 +46,7 @@ from carbonflow.center.store import (
     rotate_collector_secret,
 )
 from carbonflow.center.store.collector_secrets import DEFAULT_ROTATION_OVERLAP
-from carbonflow.center.store.scope import RowScope
+from carbonflow.center.store.row_scope import RowScope
 from carbonflow.messages.collector_config import ConfigError, collector_config_from_dict
 
 router = APIRouter(prefix="/api/v1", tags=["remote maintenance"])
