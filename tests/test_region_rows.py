@@ -21,6 +21,7 @@ from carbonflow.center.metering.meter_check import list_checks
 from carbonflow.center.store import (
     create_user,
     ingest_batch,
+    list_commands,
     list_devices,
     queue_command,
     register_devices,
@@ -231,6 +232,12 @@ def test_the_row_scope_compares_regions_exactly(store):  # noqa: F811
     assert ids(RowScope("AH", unregioned=True)) == AH | {"M-CTR"}
     assert ids(None) == EVERY
     assert list_checks(store, scope=RowScope("AH/WH")) == []
+    queue_command(store, "C-HF", "read_now", device_id="GHOST")  # a device the center does not know
+    queue_command(store, "C-HF", "restart")  # no device: the collector's region
+    kinds = lambda scope: sorted((r["kind"], r["device_id"]) for r in list_commands(store, scope=scope))  # noqa: E731
+    assert kinds(RowScope("AH/HF")) == [("restart", None)]
+    assert kinds(RowScope("AH", unregioned=True)) == [("read_now", "GHOST"), ("restart", None)]
+    assert kinds(RowScope("AH/WH", unregioned=True)) == [("read_now", "GHOST")]  # not C-HF's restart
 
 
 def test_a_city_user_sees_counts_and_acknowledges_alarms_of_their_city_only(store, database_url, tmp_path):  # noqa: F811

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
@@ -159,11 +159,16 @@ def in_scope(query, scope: RowScope | None):
     device's (a command without a device, e.g. ``reload_config``: its collector's)."""
     if scope is None:
         return query
-    region = case((CommandRow.device_id.is_not(None), Device.region), else_=Collector.region)
-    return (
-        query.outerjoin(Device, Device.id == CommandRow.device_id)
-        .outerjoin(Collector, Collector.id == CommandRow.collector_id)
-        .where(scope.clause(region))
+    return query.where(
+        or_(
+            and_(
+                CommandRow.device_id.is_not(None), scope.names(CommandRow.device_id, Device.id, Device.region)
+            ),
+            and_(
+                CommandRow.device_id.is_(None),
+                scope.names(CommandRow.collector_id, Collector.id, Collector.region),
+            ),
+        )
     )
 
 
@@ -178,7 +183,7 @@ def list_commands(
 ) -> list[dict[str, Any]]:
     """Commands, oldest first; ``exclude_kinds`` leaves routine ones out (in the database: a year of
     factor downloads is millions of rows)."""
-    query = in_scope(select(CommandRow.__table__).order_by(CommandRow.created_at), scope)
+    query = select(CommandRow.__table__).order_by(CommandRow.created_at)
     if collector_id is not None:
         query = query.where(CommandRow.collector_id == collector_id)
     if status is not None:
@@ -187,6 +192,7 @@ def list_commands(
         query = query.where(CommandRow.device_id == device_id)
     if exclude_kinds:
         query = query.where(CommandRow.kind.not_in(list(exclude_kinds)))
+    query = in_scope(query, scope)  # last: SQLite tests the cheap conditions first
     with connection_of(target, write=False) as connection:
         return [dict(row._mapping) for row in connection.execute(query)]
 

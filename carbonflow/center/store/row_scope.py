@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy import ColumnElement, func, not_, or_, select
 
 from carbonflow.center.store.schema import Device
 
@@ -40,7 +40,17 @@ class RowScope:
         """The same test in Python, for rows that do not come from one SQL query."""
         return self.unregioned if region is None else within(region, self.prefix)
 
+    def names(
+        self, key: ColumnElement, id_column: ColumnElement, region: ColumnElement
+    ) -> ColumnElement[bool]:
+        """SQL: ``key`` names a row (``id_column``, e.g. a device) whose ``region`` lies in scope; a key
+        naming no row counts as one without a region.  A semi-join (``IN``/``NOT IN`` a subquery) rather
+        than a join per row: the planner hashes the few devices once for millions of commands."""
+        if self.unregioned:  # everything but the rows of a region outside
+            return key.not_in(select(id_column).where(not_(self.clause(region))))
+        return key.in_(select(id_column).where(self.clause(region)))
+
     def by_device(self, query, device_id: ColumnElement):
         """``query`` restricted to rows whose device (``device_id``) lies in scope; a row whose device is
         not registered counts as a row without a region."""
-        return query.outerjoin(Device, Device.id == device_id).where(self.clause(Device.region))
+        return query.where(self.names(device_id, Device.id, Device.region))
