@@ -43,6 +43,11 @@ def _nan0(x: float) -> float:
 
 
 @njit(cache=True)
+def _sending(code) -> bool:
+    return code in (FORWARD, REVERSE)
+
+
+@njit(cache=True)
 def _branches(t, n_bus, tol, consumer, b_from, b_to, p_from, p_to, direction, ends, br, flux, weight):
     """Directions, sending/receiving power, carbon weights and the branch part of the flux.
     Returns False if a branch delivers power at both ends."""
@@ -67,7 +72,7 @@ def _branches(t, n_bus, tol, consumer, b_from, b_to, p_from, p_to, direction, en
         br[0, t, k], br[1, t, k] = p_send, p_recv
         flux[r] += p_recv
         if consumer:
-            weight[k] = p_send if (code == FORWARD or code == REVERSE) and p_recv > tol else 0.0
+            weight[k] = p_send if _sending(code) and p_recv > tol else 0.0
         else:
             weight[k] = p_recv
     return ok
@@ -99,7 +104,7 @@ def _supplied(tol, b_from, b_to, direction, ends_t, flux, sink_bus) -> bool:
             return False
     for k in range(len(b_from)):
         code = direction[k]
-        if (code == FORWARD or code == REVERSE) and not flux[ends_t[k]] > tol:
+        if _sending(code) and not flux[ends_t[k]] > tol:
             return False
         if code == BOTH_SENDING and not (flux[b_from[k]] > tol and flux[b_to[k]] > tol):
             return False
@@ -116,14 +121,14 @@ def _kahn(tol, direction, ends_t, weight, flux, rhs, intensity, scratch) -> bool
     start[: n_bus + 2] = 0
     for k in range(n_branch):
         code = direction[k]
-        if (code == FORWARD or code == REVERSE) and weight[k] > 0:
+        if _sending(code) and weight[k] > 0:
             indegree[ends_t[1, k]] += 1
             start[ends_t[0, k] + 2] += 1
     for b in range(n_bus):
         start[b + 2] += start[b + 1]
     for k in range(n_branch):  # counting sort of the carrying edges by sending bus
         code = direction[k]
-        if (code == FORWARD or code == REVERSE) and weight[k] > 0:
+        if _sending(code) and weight[k] > 0:
             position = start[ends_t[0, k] + 1]
             out_edges[position] = k
             start[ends_t[0, k] + 1] = position + 1
@@ -179,13 +184,11 @@ def _accounts(t, tol, consumer, b_from, b_to, p_from, p_to, direction, ends, br,
     for k in range(len(b_from)):
         code = direction[t, k]
         density, send, recv = np.nan, 0.0, 0.0
-        if code == FORWARD or code == REVERSE:
+        if _sending(code):
             density = intensity[ends[0, t, k]]
             send = _nan0(density) * br[0, t, k] * _SCALE
-            if consumer:
-                recv = send if br[1, t, k] > tol else 0.0
-            else:
-                recv = _nan0(density) * br[1, t, k] * _SCALE
+            delivered = br[1, t, k]
+            recv = (send if delivered > tol else 0.0) if consumer else _nan0(density) * delivered * _SCALE
         elif code == BOTH_SENDING:
             e_from, e_to = _nan0(intensity[b_from[k]]), _nan0(intensity[b_to[k]])
             send = (e_from * p_from[t, k] + e_to * p_to[t, k]) * _SCALE
@@ -203,8 +206,10 @@ def _accounts(t, tol, consumer, b_from, b_to, p_from, p_to, direction, ends, br,
     totals[3, t] = generation - load - loss_total
 
 
-def _chunk(rows, use_given, given, n_bus, tol, consumer, b_from, b_to, p_from, p_to, gen_bus, gen_p, gen_e,
-           load_bus, load_p, load_e, st_bus, st_p, st_e, el_bus, direction, ends, br, bus, el, totals, status):  # fmt: skip
+def _chunk(rows, use_given, given, n_bus, tol, consumer, b_from, b_to, p_from, p_to,
+           gen_bus, gen_p, gen_e, load_bus, load_p, load_e, st_bus, st_p, st_e, el_bus,
+           direction, ends, br, bus, el, totals, status):  # fmt: skip
+    """Every snapshot ``rows[i]``: everything but the LU (module docstring)."""
     n_gen, n_load = len(gen_bus), len(load_bus)
     rhs = np.empty(n_bus)
     weight = np.empty(len(b_from))
