@@ -255,3 +255,26 @@ def _solve_kernel(snapshot: Snapshot, losses: str, tol_mw: float) -> CefResult:
         return solve(snapshot, losses, method="lu", tol_mw=tol_mw)
     used = "lu" if len(out.lu_rows) else "kernel"
     return CefResult(snapshot, losses, used, out.accounts(0), out.flows(0), out.injections(0), tol_mw)
+
+
+def warm_up() -> CefResult:
+    """Load the compiled kernel (or compile it: a few seconds without numba's on-disk cache) and
+    solve a two-bus snapshot with it, so that the first real snapshot pays no compilation."""
+    bus, power = np.arange(2, dtype=np.intp), np.array([10.0])
+    snapshot = Snapshot(
+        bus_ids=("1", "2"),
+        gen_ids=("G",),
+        gen_bus=bus[:1],
+        gen_p_mw=power,
+        gen_intensity_g_per_kwh=np.array([500.0]),
+        load_ids=("L",),
+        load_bus=bus[1:],
+        load_p_mw=power,
+        load_intensity_g_per_kwh=np.array([np.nan]),
+        branch_ids=("b",),
+        branch_from=bus[:1],
+        branch_to=bus[1:],
+        branch_p_from_mw=power,
+        branch_p_to_mw=-power,
+    )
+    return solve(snapshot)

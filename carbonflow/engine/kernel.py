@@ -35,6 +35,11 @@ BRANCH_PLANES = ("p_send_mw", "p_recv_mw", "density", "carbon_send", "carbon_rec
 BUS_PLANES = ("flux", "intensity", "load", "load_carbon")
 ELEMENT_PLANES = ("source_mw", "sink_mw", "source_intensity", "source_carbon", "sink_carbon")
 TOTAL_PLANES = ("generation", "load", "loss", "residual")
+_VALUE_ORDER = (
+    "branch_p_from_mw", "branch_p_to_mw", "gen_p_mw", "gen_intensity_g_per_kwh",
+    "load_p_mw", "load_intensity_g_per_kwh", "storage_p_mw", "storage_intensity_g_per_kwh",
+)  # fmt: skip
+ROW_CHUNK = 256  # snapshots per call when column-major inputs are copied to rows
 
 
 @njit(cache=True)
@@ -319,28 +324,40 @@ def run(n_bus: int, tol_mw: float, losses: str, network, values: dict[str, np.nd
         el_bus,
     )
     kernel = compiled()
+    inputs = [values[name] for name in _VALUE_ORDER]
 
-    def call(rows: np.ndarray, given: np.ndarray | None) -> None:
+    def call(rows: np.ndarray, given: np.ndarray | None, part: slice, arrays: list[np.ndarray]) -> None:
+        p_from, p_to, gen_p, gen_e, load_p, load_e, st_p, st_e = arrays
         kernel(
             rows, given is not None, np.empty((0, n_bus)) if given is None else given,
-            n_bus, tol_mw, consumer, network.branch_from, network.branch_to,
-            values["branch_p_from_mw"], values["branch_p_to_mw"],
-            network.gen_bus, values["gen_p_mw"], values["gen_intensity_g_per_kwh"],
-            network.load_bus, values["load_p_mw"], values["load_intensity_g_per_kwh"],
-            network.storage_bus, values["storage_p_mw"], values["storage_intensity_g_per_kwh"], el_bus,
-            out.direction, out.ends, out.branch, out.bus, out.element, out.totals, out.status,
+            n_bus, tol_mw, consumer, network.branch_from, network.branch_to, p_from, p_to,
+            network.gen_bus, gen_p, gen_e, network.load_bus, load_p, load_e,
+            network.storage_bus, st_p, st_e, el_bus,
+            out.direction[part], out.ends[:, part], out.branch[:, part], out.bus[:, part],
+            out.element[:, part], out.totals[:, part], out.status[part],
         )  # fmt: skip
 
-    call(np.arange(n_time), None)
+    if all(_row_major(a) for a in inputs):
+        call(np.arange(n_time), None, slice(None), inputs)
+    else:  # e.g. DC flows solved for all hours at once come column-major: copy rows chunk by chunk
+        for start in range(0, n_time, ROW_CHUNK):
+            part = slice(start, min(start + ROW_CHUNK, n_time))
+            rows = [a[part] if _row_major(a) else np.ascontiguousarray(a[part]) for a in inputs]
+            call(np.arange(part.stop - part.start), None, part, rows)
     cycles = np.flatnonzero(out.status == CYCLE)
     bad = np.flatnonzero(out.status == BAD)
     if len(bad):
         cycles = cycles[cycles < bad[0]]
     if len(cycles):
         given = np.stack([_lu_intensity(out, int(t), n_bus, losses, tol_mw) for t in cycles])
-        call(cycles, given)
+        call(cycles, given, slice(None), inputs)
     out.lu_rows = cycles
     return out
+
+
+def _row_major(array: np.ndarray) -> bool:
+    """Each snapshot's values adjacent in memory (C order, or rows broadcast from one)."""
+    return array.shape[1] <= 1 or array.strides[1] == array.itemsize
 
 
 def _lu_intensity(out: KernelOutput, t: int, n_bus: int, losses: str, tol_mw: float) -> np.ndarray:
