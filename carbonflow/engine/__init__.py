@@ -1,6 +1,7 @@
 """Carbon-emission-flow engine: pure maths, no I/O (DESIGN.md §4).
 
-``Snapshot`` in, ``CefResult`` out (a compiled kernel, kernel.py; ``warm_up`` loads it); ``solve_batch`` for many snapshots of one network;
+``Snapshot`` in, ``CefResult`` out (compiled fast path: kernel.py, loaded by ``warm_up``);
+``solve_batch`` for many snapshots of one network;
 ``origin_shares`` for the generator → bus / load origin matrix; ``integrate`` for energy amounts.
 """
 
