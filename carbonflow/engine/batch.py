@@ -282,7 +282,7 @@ def _solve_chunk(series: SnapshotSeries, losses: str, tol_mw: float, method: str
 def _solve_kernel(series: SnapshotSeries, losses: str, tol_mw: float) -> BatchResult:
     net = series.network
     try:
-        out = kernel.run(net.n_bus, tol_mw, losses, net, series.arrays)
+        out = kernel.run(net.n_bus, tol_mw, losses, net, kernel.series_values(series.arrays))
     except kernel.CycleSingularError as error:
         _first_bad_snapshot(series, np.arange(series.n_time) == error.t, losses, tol_mw)
     bad = out.status == kernel.BAD

@@ -35,11 +35,13 @@ BRANCH_PLANES = ("p_send_mw", "p_recv_mw", "density", "carbon_send", "carbon_rec
 BUS_PLANES = ("flux", "intensity", "load", "load_carbon")
 ELEMENT_PLANES = ("source_mw", "sink_mw", "source_intensity", "source_carbon", "sink_carbon")
 TOTAL_PLANES = ("generation", "load", "loss", "residual")
-_VALUE_ORDER = (
+VALUE_ORDER = (
     "branch_p_from_mw", "branch_p_to_mw", "gen_p_mw", "gen_intensity_g_per_kwh",
     "load_p_mw", "load_intensity_g_per_kwh", "storage_p_mw", "storage_intensity_g_per_kwh",
 )  # fmt: skip
 ROW_CHUNK = 256  # snapshots per call when column-major inputs are copied to rows
+_FIRST_ROW, _NO_ROWS = np.zeros(1, np.intp), np.zeros(0, np.intp)
+_NOTHING_GIVEN = np.zeros((0, 0))
 
 
 @njit(cache=True)
@@ -84,9 +86,10 @@ def _branches(t, n_bus, tol, consumer, b_from, b_to, p_from, p_to, direction, en
 
 
 @njit(cache=True)
-def _elements(t, offset, sign, nan_is_zero, bus, p, e, el, flux, rhs, sink_bus):
+def _elements(t, offset, sign, nan_is_zero, bus, p, e, el, el_bus, flux, rhs, sink_bus):
     """Sources and sinks of one element kind (``sign`` +1: generation positive, -1: consumption)."""
     for j in range(len(bus)):
+        el_bus[offset + j] = bus[j]
         injected = sign * p[t, j]
         source, sink = max(injected, 0.0), max(-injected, 0.0)
         intensity = e[t, j]
@@ -226,9 +229,9 @@ def _chunk(rows, use_given, given, n_bus, tol, consumer, b_from, b_to, p_from, p
         sink_bus[:] = 0.0
         rhs[:] = 0.0
         ok = _branches(t, n_bus, tol, consumer, b_from, b_to, p_from, p_to, direction, ends, br, flux, weight)
-        _elements(t, 0, 1.0, False, gen_bus, gen_p, gen_e, el, flux, rhs, sink_bus)
-        _elements(t, n_gen, -1.0, True, load_bus, load_p, load_e, el, flux, rhs, sink_bus)
-        _elements(t, n_gen + n_load, -1.0, False, st_bus, st_p, st_e, el, flux, rhs, sink_bus)
+        _elements(t, 0, 1.0, False, gen_bus, gen_p, gen_e, el, el_bus, flux, rhs, sink_bus)
+        _elements(t, n_gen, -1.0, True, load_bus, load_p, load_e, el, el_bus, flux, rhs, sink_bus)
+        _elements(t, n_gen + n_load, -1.0, False, st_bus, st_p, st_e, el, el_bus, flux, rhs, sink_bus)
         for j in range(len(st_bus)):
             if st_p[t, j] < -tol and math.isnan(st_e[t, j]):
                 ok = False
@@ -254,7 +257,7 @@ def _signature():
     return types.void(
         array(ip, 1), types.boolean, array(f8, 2), ip, f8, types.boolean,
         array(ip, 1), array(ip, 1), array(f8, 2), array(f8, 2),
-        array(ip, 1), *inputs, array(ip, 1), *inputs, array(ip, 1), *inputs, array(ip, 1),
+        array(ip, 1), *inputs, array(ip, 1), *inputs, array(ip, 1), *inputs, array(ip, 1, False),
         array(types.int8, 2, False), array(ip, 3, False), array(f8, 3, False), array(f8, 3, False),
         array(f8, 3, False), array(f8, 2, False), array(types.int8, 1, False),
     )  # fmt: skip
@@ -281,6 +284,13 @@ class KernelOutput:
     element_bus: np.ndarray  # (E,)
     lu_rows: np.ndarray | None = None  # snapshots solved by the LU fallback (directed cycles)
 
+    def part(self, rows: slice) -> KernelOutput:
+        """Views of the snapshots ``rows`` (same element buses)."""
+        return KernelOutput(
+            self.direction[rows], self.ends[:, rows], self.branch[:, rows], self.bus[:, rows],
+            self.element[:, rows], self.totals[:, rows], self.status[rows], self.element_bus,
+        )  # fmt: skip
+
     def flows(self, t: int | slice = slice(None)) -> BranchFlows:
         br = self.branch
         return BranchFlows(self.direction[t], self.ends[0, t], self.ends[1, t], br[0, t], br[1, t])
@@ -305,52 +315,56 @@ class CycleSingularError(ArithmeticError):
         self.t = t
 
 
-def run(n_bus: int, tol_mw: float, losses: str, network, values: dict[str, np.ndarray]) -> KernelOutput:
+def run(n_bus: int, tol_mw: float, losses: str, network, values: list[np.ndarray]) -> KernelOutput:
     """Solve ``T`` snapshots: ``network`` gives buses and branch ends (a Snapshot), ``values`` the
-    (T, n) arrays named as in ``SnapshotSeries.arrays``.  Snapshots with status BAD are left for
-    the caller; CYCLE snapshots before the first BAD one are solved by LU (status becomes OK).
-    Raises :class:`CycleSingularError` if such an LU finds no unique solution."""
-    n_time, n_branch = values["branch_p_from_mw"].shape
-    el_bus = np.concatenate([network.gen_bus, network.load_bus, network.storage_bus])
-    consumer = losses == "consumer"
+    (T, n) value arrays in ``VALUE_ORDER`` (:func:`series_values`, :func:`single_values`).
+    Snapshots with status BAD are left for the caller; CYCLE snapshots before the first BAD one are
+    solved by LU (status becomes OK).  Raises :class:`CycleSingularError` if such an LU finds no
+    unique solution.  Lean on purpose: for a small grid, Python overhead is most of the time."""
+    n_time, n_branch = values[0].shape
+    n_element = len(network.gen_bus) + len(network.load_bus) + len(network.storage_bus)
     out = KernelOutput(
         np.empty((n_time, n_branch), np.int8),
         np.empty((2, n_time, n_branch), np.intp),
         np.empty((6, n_time, n_branch)),
         np.empty((4, n_time, n_bus)),
-        np.empty((5, n_time, len(el_bus))),
+        np.empty((5, n_time, n_element)),
         np.empty((4, n_time)),
         np.empty(n_time, np.int8),
-        el_bus,
+        np.empty(n_element, np.intp),
     )
-    kernel = compiled()
-    inputs = [values[name] for name in _VALUE_ORDER]
+    kernel, consumer = compiled(), losses == "consumer"
 
-    def call(rows: np.ndarray, given: np.ndarray | None, part: slice, arrays: list[np.ndarray]) -> None:
+    def call(
+        rows: np.ndarray, given: np.ndarray, arrays: list[np.ndarray], part: slice | None = None
+    ) -> None:
         p_from, p_to, gen_p, gen_e, load_p, load_e, st_p, st_e = arrays
+        o = out if part is None else out.part(part)
         kernel(
-            rows, given is not None, np.empty((0, n_bus)) if given is None else given,
-            n_bus, tol_mw, consumer, network.branch_from, network.branch_to, p_from, p_to,
-            network.gen_bus, gen_p, gen_e, network.load_bus, load_p, load_e,
-            network.storage_bus, st_p, st_e, el_bus,
-            out.direction[part], out.ends[:, part], out.branch[:, part], out.bus[:, part],
-            out.element[:, part], out.totals[:, part], out.status[part],
+            rows, len(given) > 0, given, n_bus, tol_mw, consumer, network.branch_from, network.branch_to,
+            p_from, p_to, network.gen_bus, gen_p, gen_e, network.load_bus, load_p, load_e,
+            network.storage_bus, st_p, st_e, o.element_bus,
+            o.direction, o.ends, o.branch, o.bus, o.element, o.totals, o.status,
         )  # fmt: skip
 
-    if all(_row_major(a) for a in inputs):
-        call(np.arange(n_time), None, slice(None), inputs)
-    else:  # e.g. DC flows solved for all hours at once come column-major: copy rows chunk by chunk
-        for start in range(0, n_time, ROW_CHUNK):
-            part = slice(start, min(start + ROW_CHUNK, n_time))
-            rows = [a[part] if _row_major(a) else np.ascontiguousarray(a[part]) for a in inputs]
-            call(np.arange(part.stop - part.start), None, part, rows)
-    cycles = np.flatnonzero(out.status == CYCLE)
-    bad = np.flatnonzero(out.status == BAD)
-    if len(bad):
-        cycles = cycles[cycles < bad[0]]
+    if n_time == 1:
+        call(_FIRST_ROW, _NOTHING_GIVEN, values)
+        cycles = _FIRST_ROW if out.status[0] == CYCLE else _NO_ROWS
+    else:
+        if all(_row_major(a) for a in values):
+            call(np.arange(n_time), _NOTHING_GIVEN, values)
+        else:  # e.g. DC flows solved for all hours at once come column-major: copy rows per chunk
+            for start in range(0, n_time, ROW_CHUNK):
+                part = slice(start, min(start + ROW_CHUNK, n_time))
+                rows = [a[part] if _row_major(a) else np.ascontiguousarray(a[part]) for a in values]
+                call(np.arange(part.stop - part.start), _NOTHING_GIVEN, rows, part)
+        cycles = np.flatnonzero(out.status == CYCLE)
+        bad = np.flatnonzero(out.status == BAD)
+        if len(bad):
+            cycles = cycles[cycles < bad[0]]
     if len(cycles):
         given = np.stack([_lu_intensity(out, int(t), n_bus, losses, tol_mw) for t in cycles])
-        call(cycles, given, slice(None), inputs)
+        call(cycles, given, values)
     out.lu_rows = cycles
     return out
 
@@ -374,15 +388,11 @@ def _lu_intensity(out: KernelOutput, t: int, n_bus: int, losses: str, tol_mw: fl
         raise CycleSingularError(t) from None
 
 
-def single_values(snapshot) -> dict[str, np.ndarray]:
-    """A snapshot's value arrays as a series of one (views, no copies)."""
-    return {
-        "branch_p_from_mw": snapshot.branch_p_from_mw.reshape(1, -1),
-        "branch_p_to_mw": snapshot.branch_p_to_mw.reshape(1, -1),
-        "gen_p_mw": snapshot.gen_p_mw.reshape(1, -1),
-        "gen_intensity_g_per_kwh": snapshot.gen_intensity_g_per_kwh.reshape(1, -1),
-        "load_p_mw": snapshot.load_p_mw.reshape(1, -1),
-        "load_intensity_g_per_kwh": snapshot.load_intensity_g_per_kwh.reshape(1, -1),
-        "storage_p_mw": snapshot.storage_p_mw.reshape(1, -1),
-        "storage_intensity_g_per_kwh": snapshot.storage_intensity_g_per_kwh.reshape(1, -1),
-    }
+def single_values(snapshot) -> list[np.ndarray]:
+    """A snapshot's value arrays as a series of one, in ``VALUE_ORDER`` (views, no copies)."""
+    return [getattr(snapshot, name)[None] for name in VALUE_ORDER]
+
+
+def series_values(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``SnapshotSeries.arrays`` in ``VALUE_ORDER``."""
+    return [arrays[name] for name in VALUE_ORDER]
