@@ -334,6 +334,10 @@ def run(n_bus: int, tol_mw: float, losses: str, network, values: list[np.ndarray
         np.empty(n_element, np.intp),
     )
     kernel, consumer = compiled(), losses == "consumer"
+    b_from, b_to, gen_bus, load_bus, st_bus = (
+        np.asarray(getattr(network, name), np.intp)  # no copy unless given as another integer type
+        for name in ("branch_from", "branch_to", "gen_bus", "load_bus", "storage_bus")
+    )
 
     def call(
         rows: np.ndarray, given: np.ndarray, arrays: list[np.ndarray], part: slice | None = None
@@ -341,9 +345,9 @@ def run(n_bus: int, tol_mw: float, losses: str, network, values: list[np.ndarray
         p_from, p_to, gen_p, gen_e, load_p, load_e, st_p, st_e = arrays
         o = out if part is None else out.part(part)
         kernel(
-            rows, len(given) > 0, given, n_bus, tol_mw, consumer, network.branch_from, network.branch_to,
-            p_from, p_to, network.gen_bus, gen_p, gen_e, network.load_bus, load_p, load_e,
-            network.storage_bus, st_p, st_e, o.element_bus,
+            rows, len(given) > 0, given, n_bus, tol_mw, consumer, b_from, b_to,
+            p_from, p_to, gen_bus, gen_p, gen_e, load_bus, load_p, load_e,
+            st_bus, st_p, st_e, o.element_bus,
             o.direction, o.ends, o.branch, o.bus, o.element, o.totals, o.status,
         )  # fmt: skip
 
@@ -390,9 +394,9 @@ def _lu_intensity(out: KernelOutput, t: int, n_bus: int, losses: str, tol_mw: fl
 
 def single_values(snapshot) -> list[np.ndarray]:
     """A snapshot's value arrays as a series of one, in ``VALUE_ORDER`` (views, no copies)."""
-    return [getattr(snapshot, name)[None] for name in VALUE_ORDER]
+    return [np.asarray(getattr(snapshot, name), np.float64)[None] for name in VALUE_ORDER]
 
 
 def series_values(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
     """``SnapshotSeries.arrays`` in ``VALUE_ORDER``."""
-    return [arrays[name] for name in VALUE_ORDER]
+    return [np.asarray(arrays[name], np.float64) for name in VALUE_ORDER]
