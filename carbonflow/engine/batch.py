@@ -12,6 +12,7 @@ Results equal :func:`solve` snapshot by snapshot (tested).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -130,24 +131,54 @@ class BatchResult:
     series: SnapshotSeries
     losses: str
     accounts: Accounts  # every array with a leading time axis
-    flows: BranchFlows
-    injections: Injections
     tol_mw: float
     n_patterns: int  # distinct flow-direction patterns met
     n_lu_snapshots: int  # snapshots solved by LU (directed cycles)
+    given_flows: BranchFlows | None = field(default=None, repr=False)  # None: derived on access
+    given_injections: Injections | None = field(default=None, repr=False)
 
     @property
     def n_time(self) -> int:
         return self.series.n_time
 
+    @functools.cached_property
+    def flows(self) -> BranchFlows:
+        """Directions and powers of every branch, ``(T, B)``.  The kernel keeps only the accounts;
+        then these are derived from the series on first access by the reference definition
+        (:func:`~carbonflow.engine.flows.branch_flows`)."""
+        return self.given_flows if self.given_flows is not None else self._flows(slice(None))
+
+    @functools.cached_property
+    def injections(self) -> Injections:
+        """Sources and sinks of every element, ``(T, E)``; derived on first access like ``flows``."""
+        return self.given_injections if self.given_injections is not None else self._injections(slice(None))
+
+    def _flows(self, rows: int | slice) -> BranchFlows:
+        net, a = self.series.network, self.series.arrays
+        p_from, p_to = a["branch_p_from_mw"][rows], a["branch_p_to_mw"][rows]
+        return branch_flows(net.branch_from, net.branch_to, p_from, p_to, self.tol_mw)
+
+    def _injections(self, rows: int | slice) -> Injections:
+        net, a = self.series.network, {name: values[rows] for name, values in self.series.arrays.items()}
+        return injections(
+            net.gen_bus, a["gen_p_mw"], a["gen_intensity_g_per_kwh"],
+            net.load_bus, a["load_p_mw"], a["load_intensity_g_per_kwh"],
+            net.storage_bus, a["storage_p_mw"], a["storage_intensity_g_per_kwh"],
+        )  # fmt: skip
+
     def at(self, t: int) -> CefResult:
         """The result of snapshot ``t`` as a single-snapshot result."""
         pick = {name: getattr(self.accounts, name)[t] for name in self.accounts.__dataclass_fields__}
-        flows = BranchFlows(
-            **{name: getattr(self.flows, name)[t] for name in self.flows.__dataclass_fields__}
-        )
-        inj = self.injections
-        injection = Injections(inj.bus, inj.source_mw[t], inj.sink_mw[t], inj.source_intensity_g_per_kwh[t])
+        if self.given_flows is None:
+            flows, injection = self._flows(t), self._injections(t)
+        else:
+            flows = BranchFlows(
+                **{name: getattr(self.flows, name)[t] for name in self.flows.__dataclass_fields__}
+            )
+            inj = self.injections
+            injection = Injections(
+                inj.bus, inj.source_mw[t], inj.sink_mw[t], inj.source_intensity_g_per_kwh[t]
+            )
         return CefResult(
             self.series.snapshot(t), self.losses, "batch", Accounts(**pick), flows, injection, self.tol_mw
         )
@@ -195,11 +226,11 @@ def solve_batch(
         series,
         losses,
         Accounts(**_stack(parts, "accounts")),
-        BranchFlows(**_stack(parts, "flows")),
-        Injections(parts[0].injections.bus, **_stack(parts, "injections", skip=("bus",))),
         tol_mw,
         sum(part.n_patterns for part in parts),
         sum(part.n_lu_snapshots for part in parts),
+        BranchFlows(**_stack(parts, "flows")),
+        Injections(parts[0].injections.bus, **_stack(parts, "injections", skip=("bus",))),
     )
 
 
@@ -276,27 +307,20 @@ def _solve_chunk(series: SnapshotSeries, losses: str, tol_mw: float, method: str
     accounts = account(
         intensity, flux, flows, net.branch_from, net.branch_to, p_from, p_to, inj, losses, tol_mw
     )
-    return BatchResult(series, losses, accounts, flows, inj, tol_mw, len(patterns), lu_snapshots)
+    return BatchResult(series, losses, accounts, tol_mw, len(patterns), lu_snapshots, flows, inj)
 
 
 def _solve_kernel(series: SnapshotSeries, losses: str, tol_mw: float) -> BatchResult:
     net = series.network
     try:
-        out = kernel.run(net.n_bus, tol_mw, losses, net, kernel.series_values(series.arrays))
+        out = kernel.run(net.n_bus, tol_mw, losses, net, kernel.series_values(series.arrays), full=False)
     except kernel.CycleSingularError as error:
         _first_bad_snapshot(series, np.arange(series.n_time) == error.t, losses, tol_mw)
     bad = out.status == kernel.BAD
     if np.any(bad):
         _first_bad_snapshot(series, bad, losses, tol_mw)
     return BatchResult(
-        series,
-        losses,
-        out.accounts(),
-        out.flows(),
-        out.injections(),
-        tol_mw,
-        count_patterns(out.direction),
-        len(out.lu_rows),
+        series, losses, out.accounts(), tol_mw, count_patterns(out.direction), len(out.lu_rows)
     )
 
 
