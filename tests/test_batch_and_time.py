@@ -90,7 +90,8 @@ def test_batch_groups_snapshots_by_flow_direction_pattern():
     batch = solve_batch(reversed_four_bus_series(), method="sweep")
     assert batch.n_patterns == 2
     assert batch.n_lu_snapshots == 0
-    assert solve_batch(reversed_four_bus_series()).n_lu_snapshots == 2  # patterns too small to sweep
+    assert solve_batch(reversed_four_bus_series()).n_lu_snapshots == 0  # the kernel sweeps every DAG
+    assert solve_batch(reversed_four_bus_series(), method="lu").n_lu_snapshots == 2
     e = batch.accounts.bus_intensity_g_per_kwh
     assert e[0] == pytest.approx([800, 3200 / 9, 8800 / 21, 800])
     # hour 2: bus 2 mixes 30 MW of G1 (800) with 70 MW of G2 (0); bus 3 is fed from bus 2 only

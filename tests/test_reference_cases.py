@@ -17,7 +17,7 @@ from carbonflow.engine.document import result_document
 from carbonflow.engine.origin import origin_shares
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-METHODS = ("lu", "sweep")
+METHODS = ("kernel", "lu", "sweep")
 EXACT = 1e-9  # §9.3 has exact fractions
 TABLE = 1e-6  # §9.1 tables are printed to 6 decimals
 

@@ -1,10 +1,11 @@
 """Carbon-emission-flow engine: pure maths, no I/O (DESIGN.md §4).
 
-``Snapshot`` in, ``CefResult`` out; ``solve_batch`` for many snapshots of one network;
+``Snapshot`` in, ``CefResult`` out (compiled fast path: kernel.py, loaded by ``warm_up``);
+``solve_batch`` for many snapshots of one network;
 ``origin_shares`` for the generator → bus / load origin matrix; ``integrate`` for energy amounts.
 """
 
-from carbonflow.engine.cef import DEFAULT_TOL_MW, CefResult, solve
+from carbonflow.engine.cef import DEFAULT_TOL_MW, CefResult, solve, warm_up
 from carbonflow.engine.errors import SnapshotError
 from carbonflow.engine.snapshot import Snapshot, snapshot_from_dict, snapshot_to_dict
 
@@ -16,4 +17,5 @@ __all__ = [
     "snapshot_from_dict",
     "snapshot_to_dict",
     "solve",
+    "warm_up",
 ]

@@ -1,18 +1,24 @@
-"""Many snapshots of one network in one call (e.g. a year of hourly data), vectorised.
+"""Many snapshots of one network in one call (e.g. a year of hourly data).
 
-What is reused between snapshots: the network (ids, buses, branch ends) always; and, for every
-distinct pattern of branch flow directions, the topological levels of the flow graph.  Snapshots
-sharing a pattern are solved together by one level sweep over a ``(N, T)`` array; patterns with a
-directed cycle fall back to the sparse LU per snapshot.  Results equal :func:`solve` snapshot by
-snapshot (tested).
+``method="auto"`` (= ``"kernel"``): the compiled kernel (kernel.py) solves every snapshot in one
+call — Kahn sweep per snapshot over its own flow DAG, sparse LU only for snapshots with a directed
+cycle, accounts in the same pass — writing into arrays allocated once for the whole series.
+
+The numpy paths stay as references: ``"lu"`` (sparse LU per snapshot) and ``"sweep"`` (snapshots
+grouped by their pattern of branch directions, one vectorised level sweep per acyclic pattern over
+an ``(N, T)`` array, LU for patterns with a directed cycle), solved ``chunk`` snapshots at a time.
+Results equal :func:`solve` snapshot by snapshot (tested).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
+from carbonflow.engine import kernel
 from carbonflow.engine.accounts import (
     LOSS_CONVENTIONS,
     Accounts,
@@ -37,8 +43,7 @@ from carbonflow.engine.flows import (
 from carbonflow.engine.linear import SingularSystemError, flow_levels, solve_lu, sweep
 from carbonflow.engine.snapshot import Snapshot
 
-TIME_CHUNK = 256  # snapshots solved together; see solve_batch
-MIN_SWEEP_GROUP = 8  # measured on the synthetic year (bench/cef.py): below this, per-snapshot LU wins
+TIME_CHUNK = 256  # snapshots solved together by the numpy reference paths; see solve_batch
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,30 +131,60 @@ class BatchResult:
     series: SnapshotSeries
     losses: str
     accounts: Accounts  # every array with a leading time axis
-    flows: BranchFlows
-    injections: Injections
     tol_mw: float
     n_patterns: int  # distinct flow-direction patterns met
     n_lu_snapshots: int  # snapshots solved by LU (directed cycles)
+    given_flows: BranchFlows | None = field(default=None, repr=False)  # None: derived on access
+    given_injections: Injections | None = field(default=None, repr=False)
 
     @property
     def n_time(self) -> int:
         return self.series.n_time
 
+    @functools.cached_property
+    def flows(self) -> BranchFlows:
+        """Directions and powers of every branch, ``(T, B)``.  The kernel keeps only the accounts;
+        then these are derived from the series on first access by the reference definition
+        (:func:`~carbonflow.engine.flows.branch_flows`)."""
+        return self.given_flows if self.given_flows is not None else self._flows(slice(None))
+
+    @functools.cached_property
+    def injections(self) -> Injections:
+        """Sources and sinks of every element, ``(T, E)``; derived on first access like ``flows``."""
+        return self.given_injections if self.given_injections is not None else self._injections(slice(None))
+
+    def _flows(self, rows: int | slice) -> BranchFlows:
+        net, a = self.series.network, self.series.arrays
+        p_from, p_to = a["branch_p_from_mw"][rows], a["branch_p_to_mw"][rows]
+        return branch_flows(net.branch_from, net.branch_to, p_from, p_to, self.tol_mw)
+
+    def _injections(self, rows: int | slice) -> Injections:
+        net, a = self.series.network, {name: values[rows] for name, values in self.series.arrays.items()}
+        return injections(
+            net.gen_bus, a["gen_p_mw"], a["gen_intensity_g_per_kwh"],
+            net.load_bus, a["load_p_mw"], a["load_intensity_g_per_kwh"],
+            net.storage_bus, a["storage_p_mw"], a["storage_intensity_g_per_kwh"],
+        )  # fmt: skip
+
     def at(self, t: int) -> CefResult:
         """The result of snapshot ``t`` as a single-snapshot result."""
         pick = {name: getattr(self.accounts, name)[t] for name in self.accounts.__dataclass_fields__}
-        flows = BranchFlows(
-            **{name: getattr(self.flows, name)[t] for name in self.flows.__dataclass_fields__}
-        )
-        inj = self.injections
-        injection = Injections(inj.bus, inj.source_mw[t], inj.sink_mw[t], inj.source_intensity_g_per_kwh[t])
+        if self.given_flows is None:
+            flows, injection = self._flows(t), self._injections(t)
+        else:
+            flows = BranchFlows(
+                **{name: getattr(self.flows, name)[t] for name in self.flows.__dataclass_fields__}
+            )
+            inj = self.injections
+            injection = Injections(
+                inj.bus, inj.source_mw[t], inj.sink_mw[t], inj.source_intensity_g_per_kwh[t]
+            )
         return CefResult(
             self.series.snapshot(t), self.losses, "batch", Accounts(**pick), flows, injection, self.tol_mw
         )
 
 
-def _first_bad_snapshot(series: SnapshotSeries, bad: np.ndarray, losses: str, tol_mw: float) -> None:
+def _first_bad_snapshot(series: SnapshotSeries, bad: np.ndarray, losses: str, tol_mw: float) -> NoReturn:
     """Re-solve the first offending snapshot alone so its error names the record; prefix the time."""
     t = int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
     try:
@@ -167,16 +202,18 @@ def solve_batch(
     method: str = "auto",
     chunk: int = TIME_CHUNK,
 ) -> BatchResult:
-    """Carbon emission flow of every snapshot of ``series``.  ``method="lu"`` forces the sparse LU
-    for every snapshot (the reference path); ``"sweep"`` sweeps every acyclic direction pattern;
-    ``"auto"`` sweeps the patterns shared by at least ``MIN_SWEEP_GROUP`` snapshots.
+    """Carbon emission flow of every snapshot of ``series``.  ``method="auto"`` (= ``"kernel"``):
+    the compiled kernel; ``"lu"``: the sparse LU for every snapshot (the reference path);
+    ``"sweep"``: the numpy level sweep of every acyclic direction pattern.
 
-    Long series are solved ``chunk`` snapshots at a time: the vectorised accounting over (T, N)
-    arrays is memory-bound, and chunks that fit the cache made a year ~2x faster (bench/cef.py)."""
-    if method not in ("auto", "lu", "sweep"):
-        raise ValueError(f"method must be auto, lu or sweep, got {method!r}")
+    The numpy paths solve long series ``chunk`` snapshots at a time: their vectorised accounting
+    over (T, N) arrays is memory-bound, and cache-sized chunks made a year ~2x faster."""
+    if method not in ("auto", "kernel", "lu", "sweep"):
+        raise ValueError(f"method must be auto, kernel, lu or sweep, got {method!r}")
     if losses not in LOSS_CONVENTIONS:
         raise ValueError(f"losses must be one of {LOSS_CONVENTIONS}, got {losses!r}")
+    if method in ("auto", "kernel"):
+        return _solve_kernel(series, losses, tol_mw)
     if series.n_time <= chunk:
         return _solve_chunk(series, losses, tol_mw, method)
     parts = []
@@ -189,11 +226,11 @@ def solve_batch(
         series,
         losses,
         Accounts(**_stack(parts, "accounts")),
-        BranchFlows(**_stack(parts, "flows")),
-        Injections(parts[0].injections.bus, **_stack(parts, "injections", skip=("bus",))),
         tol_mw,
         sum(part.n_patterns for part in parts),
         sum(part.n_lu_snapshots for part in parts),
+        BranchFlows(**_stack(parts, "flows")),
+        Injections(parts[0].injections.bus, **_stack(parts, "injections", skip=("bus",))),
     )
 
 
@@ -245,18 +282,12 @@ def _solve_chunk(series: SnapshotSeries, losses: str, tol_mw: float, method: str
     intensity = np.full((n_time, n_bus), np.nan)
     patterns, pattern_of = np.unique(flows.direction, axis=0, return_inverse=True)
     pattern_of = pattern_of.reshape(-1)
-    if method == "auto" and len(patterns) > n_time // 2:
-        # directions change nearly every snapshot: nothing to share, and whole-snapshot solves on
-        # small arrays beat the (T, N) bookkeeping (bench/cef.py, synthetic year)
-        return _solve_one_by_one(series, losses, tol_mw, len(patterns))
     lu_snapshots = 0
     for p, pattern in enumerate(patterns):
         members = np.flatnonzero(pattern_of == p)
         edges = np.flatnonzero((pattern == FORWARD) | (pattern == REVERSE))
         src, dst = flows.sending_bus[members[0], edges], flows.receiving_bus[members[0], edges]
-        # a sweep pays for its levels once per pattern; for a handful of snapshots the LU is cheaper
-        sweepable = method == "sweep" or (method == "auto" and len(members) >= MIN_SWEEP_GROUP)
-        levels = flow_levels(n_bus, src, dst) if sweepable else None
+        levels = flow_levels(n_bus, src, dst) if method == "sweep" else None
         if levels is not None:
             swept = sweep(levels, src, weights[members][:, edges].T, flux[members].T, rhs[members].T, tol_mw)
             intensity[members] = swept.T
@@ -276,36 +307,29 @@ def _solve_chunk(series: SnapshotSeries, losses: str, tol_mw: float, method: str
     accounts = account(
         intensity, flux, flows, net.branch_from, net.branch_to, p_from, p_to, inj, losses, tol_mw
     )
-    return BatchResult(series, losses, accounts, flows, inj, tol_mw, len(patterns), lu_snapshots)
+    return BatchResult(series, losses, accounts, tol_mw, len(patterns), lu_snapshots, flows, inj)
 
 
-def _solve_one_by_one(series: SnapshotSeries, losses: str, tol_mw: float, n_patterns: int) -> BatchResult:
-    results = []
-    for t in range(series.n_time):
-        try:
-            results.append(solve(series.snapshot(t), losses, tol_mw=tol_mw))
-        except SnapshotError as error:
-            raise SnapshotError(f"snapshot {t}: {error}") from None
-
-    def stacked(name: str, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        first = getattr(results[0], name)
-        return {
-            key: np.stack([getattr(getattr(r, name), key) for r in results])
-            for key in first.__dataclass_fields__
-            if key not in skip
-        }
-
-    n_lu = sum(r.method == "lu" for r in results)
+def _solve_kernel(series: SnapshotSeries, losses: str, tol_mw: float) -> BatchResult:
+    net = series.network
+    try:
+        out = kernel.run(net.n_bus, tol_mw, losses, net, kernel.series_values(series.arrays), full=False)
+    except kernel.CycleSingularError as error:
+        _first_bad_snapshot(series, np.arange(series.n_time) == error.t, losses, tol_mw)
+    bad = out.status == kernel.BAD
+    if np.any(bad):
+        _first_bad_snapshot(series, bad, losses, tol_mw)
     return BatchResult(
-        series,
-        losses,
-        Accounts(**stacked("accounts")),
-        BranchFlows(**stacked("flows")),
-        Injections(results[0].injections.bus, **stacked("injections", skip=("bus",))),
-        tol_mw,
-        n_patterns,
-        n_lu,
+        series, losses, out.accounts(), tol_mw, count_patterns(out.direction), len(out.lu_rows)
     )
+
+
+def count_patterns(direction: np.ndarray) -> int:
+    """Distinct rows of a (T, B) direction array."""
+    if direction.shape[1] == 0:
+        return min(len(direction), 1)
+    rows = np.ascontiguousarray(direction).view(np.dtype((np.void, direction.shape[1])))
+    return len(np.unique(rows))
 
 
 def _clip_rows(intensity: np.ndarray, inj: Injections, losses: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from carbonflow.engine import kernel
 from carbonflow.engine.accounts import (
     LOSS_CONVENTIONS,
     Accounts,
@@ -34,7 +35,7 @@ from carbonflow.engine.snapshot import Snapshot
 
 # Flows below 1 W are measurement noise or solver leftovers (reference §11 pitfall 12).
 DEFAULT_TOL_MW = 1e-6
-METHODS = ("auto", "lu", "sweep")
+METHODS = ("auto", "kernel", "lu", "sweep")
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,7 +178,7 @@ def carrying_edges(flows: BranchFlows, weights: np.ndarray) -> np.ndarray:
 def clip_to_sources(intensity: np.ndarray, inj: Injections, losses: str) -> np.ndarray:
     """Clip round-off.  Under ``receiving`` every nodal intensity is a convex mix of source
     intensities (P_N is built from the same inflows); under ``consumer`` losses amplify upstream
-    intensities, so only non-negativity bounds them."""
+    intensities, so only non-negativity bounds them.  (kernel.py's ``_clip`` is the compiled twin.)"""
     if losses == "consumer":
         return np.clip(intensity, 0.0, None)
     injecting = inj.source_mw > 0
@@ -198,13 +199,16 @@ def solve(
 
     ``losses``: ``"receiving"`` (convention A: loss carbon reported as grid-side emissions,
     generation = load + loss) or ``"consumer"`` (convention C: loss carbon inside consumer
-    intensities, generation = load).  ``method``: ``"lu"`` (sparse LU, any flow pattern),
-    ``"sweep"`` (topological levels; falls back to LU on a directed cycle) or ``"auto"`` (LU, which
-    measures faster than the sweep for a single snapshot, see docs/performance.md).
+    intensities, generation = load).  ``method``: ``"auto"`` = ``"kernel"`` (the compiled fast
+    path, kernel.py: Kahn sweep, sparse LU only for a directed cycle), ``"lu"`` (the numpy reference
+    path: sparse LU, any flow pattern) or ``"sweep"`` (numpy topological levels; falls back to LU on a
+    directed cycle).  All agree within round-off (tests/test_engine_fastpath.py).
     """
     _check_losses(losses)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method in ("auto", "kernel"):
+        return _solve_kernel(snapshot, losses, tol_mw)
     flows, inj = prepare(snapshot, tol_mw)
     n_bus = snapshot.n_bus
     flux = nodal_flux(n_bus, flows, inj)
@@ -239,3 +243,38 @@ def solve(
         tol_mw,
     )
     return CefResult(snapshot, losses, used, accounts, flows, inj, tol_mw)
+
+
+def _solve_kernel(snapshot: Snapshot, losses: str, tol_mw: float) -> CefResult:
+    try:
+        out = kernel.run(snapshot.n_bus, tol_mw, losses, snapshot, kernel.single_values(snapshot))
+    except kernel.CycleSingularError:
+        out = None
+    if out is None or out.status[0] == kernel.BAD:
+        # the reference path raises the error that names the offending record
+        return solve(snapshot, losses, method="lu", tol_mw=tol_mw)
+    used = "lu" if len(out.lu_rows) else "kernel"
+    return CefResult(snapshot, losses, used, out.accounts(0), out.flows(0), out.injections(0), tol_mw)
+
+
+def warm_up() -> CefResult:
+    """Load the compiled kernel (or compile it: a few seconds without numba's on-disk cache) and
+    solve a two-bus snapshot with it, so that the first real snapshot pays no compilation."""
+    bus, power = np.arange(2, dtype=np.intp), np.array([10.0])
+    snapshot = Snapshot(
+        bus_ids=("1", "2"),
+        gen_ids=("G",),
+        gen_bus=bus[:1],
+        gen_p_mw=power,
+        gen_intensity_g_per_kwh=np.array([500.0]),
+        load_ids=("L",),
+        load_bus=bus[1:],
+        load_p_mw=power,
+        load_intensity_g_per_kwh=np.array([np.nan]),
+        branch_ids=("b",),
+        branch_from=bus[:1],
+        branch_to=bus[1:],
+        branch_p_from_mw=power,
+        branch_p_to_mw=-power,
+    )
+    return solve(snapshot)

@@ -30,7 +30,7 @@ from carbonflow.center.store import Store, interval_from_document, queue_command
 from carbonflow.center.store.intervals import is_complete
 from carbonflow.center.store.schema import Device, Interval, Point, Reading
 from carbonflow.center.store.types import utc
-from carbonflow.engine import SnapshotError, snapshot_from_dict, solve
+from carbonflow.engine import SnapshotError, snapshot_from_dict, solve, warm_up
 from carbonflow.engine.document import result_document
 from carbonflow.engine.origin import origin_shares
 from carbonflow.engine.storage import StorageState
@@ -106,6 +106,7 @@ class MeteringService:
         }
         self.points = self._point_mappings()
         self.ties: Any = None  # a crossregion.TieLink (set by the wiring): neighbours' tie intensities
+        warm_up()  # load the compiled engine kernel now rather than in the first interval
 
     def _point_mappings(self) -> list[PointMapping]:
         """The mapping point -> element quantity, from the store: adding a device never needs code.
