@@ -155,7 +155,7 @@ def test_images_may_take_at_most_half_of_the_outbox_file():
         "images": {"max_bytes": 600 * 1024},
         "cameras": [{"id": "CAM-1", "protocol": "camera-http", "endpoint": "127.0.0.1:9"}],
     }
-    with pytest.raises(ConfigError, match="images.max_bytes .* at most half of outbox.max_bytes"):
+    with pytest.raises(ConfigError, match=r"images\.max_bytes .* at most half of outbox\.max_bytes"):
         config_from_dict(document)
     document["images"]["max_bytes"] = 512 * 1024
     assert config_from_dict(document).outbox.max_bytes == 1 << 20
