@@ -254,7 +254,8 @@ class Process:
             await asyncio.sleep(0.5)
             await self.kill()
             raise AssertionError(
-                f"{self.args[:2]} did not stop within {timeout_s} s of SIGTERM; log tail:\n{self.output()[-4000:]}"
+                f"{self.args[:2]} did not stop within {timeout_s} s of SIGTERM; log tail:\n"
+                + self.output()[-4000:]
             ) from None
 
     def output(self) -> str:
