@@ -294,6 +294,11 @@ class Collector:
         if runner is None:
             return 0
         readings = []
+        if ahead := self.validator.forget_future(self.clock()):
+            self._event(
+                f"{len(ahead)} points had a last reading time ahead of the collector's clock (stepped "
+                f"back?), e.g. {ahead[0]}: their next readings are taken"
+            )
         for raw in values:
             point = runner.device.point(raw.point)
             verdict = self.validator.check(f"{device_id}/{raw.point}", point, raw)

@@ -3,6 +3,8 @@ roll-over and resets, plausibility bounds.  Pure logic over a per-point state th
 
 * A reading whose ``ts`` is not after the point's last accepted ``ts`` is dropped (a duplicate when
   equal, out of order when earlier) - the center would store only one value per ``(point, ts)`` anyway.
+  A last ``ts`` ahead of the collector's clock (the clock was stepped back) is forgotten first
+  (:meth:`Validator.forget_future`), so a clock correction does not drop the readings that follow it.
 * Counters: a value below the previous one either rolled over (the register wraps modulo ``rollover``
   and the wrapped increase is less than half the range) - the collector then sends the corrected,
   monotone value ``shown + wraps x rollover`` with quality good - or was reset (cleared, replaced
@@ -13,7 +15,7 @@ roll-over and resets, plausibility bounds.  Pure logic over a per-point state th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from carbonflow.messages.c4 import Quality, Reading
@@ -61,6 +63,25 @@ class Validator:
         self.states: dict[str, PointState] = dict(states or {})
         self.changed: set[str] = set()
         self.dropped = 0
+        self.newest = self._newest()  # the latest last_ts of any point
+
+    def _newest(self) -> datetime | None:
+        return max((s.last_ts for s in self.states.values() if s.last_ts is not None), default=None)
+
+    def forget_future(self, now: datetime, tolerance_s: float = 2.0) -> list[str]:
+        """The points whose last time lies ahead of ``now`` (the collector's clock): a clock stepped back
+        after running fast (or corrected while the collector was down) would otherwise have their next
+        readings dropped as out of order until it caught up.  Their last time is forgotten (the next
+        reading is taken); returns them.  Cheap when nothing is ahead (one comparison)."""
+        limit = now + timedelta(seconds=tolerance_s)
+        if self.newest is None or self.newest <= limit:
+            return []
+        ahead = [p for p, s in self.states.items() if s.last_ts is not None and s.last_ts > limit]
+        for point in ahead:
+            self.states[point].last_ts = None
+            self.changed.add(point)
+        self.newest = self._newest()
+        return ahead
 
     def check(self, point_id: str, config: PointConfig, raw: RawValue) -> Verdict:
         state = self.states.setdefault(point_id, PointState())
@@ -69,6 +90,8 @@ class Validator:
             what = "duplicate" if raw.ts == state.last_ts else "out of order"
             return Verdict(None, f"{point_id}: {what} reading at {raw.ts.isoformat()} dropped")
         state.last_ts = raw.ts
+        if self.newest is None or raw.ts > self.newest:
+            self.newest = raw.ts
         self.changed.add(point_id)
         quality: Quality = raw.quality
         flag: str | None = None

@@ -3,7 +3,9 @@ nothing but the CLI: the forkserver has carbonflow's center and collector loaded
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 
 
@@ -12,6 +14,7 @@ def run_cli(args: list[str], log: str, env: dict[str, str]) -> None:
     with open(log, "ab") as out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a hung process tells where (Process.stop)
     os.environ.update(env)
     os.environ.pop("CI", None)
     from carbonflow.cli import main

@@ -249,8 +249,14 @@ class Process:
         try:
             return await self.wait(timeout_s)
         except TimeoutError:
+            with contextlib.suppress(OSError):  # forked children dump their stacks into the log
+                os.kill(self.pid, signal.SIGUSR1)
+            await asyncio.sleep(0.5)
             await self.kill()
-            raise AssertionError(f"{self.args[:2]} did not stop within {timeout_s} s of SIGTERM") from None
+            raise AssertionError(
+                f"{self.args[:2]} did not stop within {timeout_s} s of SIGTERM; log tail:\n"
+                + self.output()[-4000:]
+            ) from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

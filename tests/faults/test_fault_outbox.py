@@ -138,3 +138,24 @@ def test_outbox_filled_while_the_center_is_away(tmp_path, database_url):  # noqa
         assert book.refused == refused  # refused once, counted once; none refused after recovery
 
     asyncio.run(running(field, body, collector, center))
+
+
+def test_images_may_take_at_most_half_of_the_outbox_file():
+    """Images share the outbox file with the readings: their bound must leave the readings room."""
+    import pytest
+
+    from carbonflow.collector.config import config_from_dict
+    from carbonflow.messages.collector_config import ConfigError
+
+    document = {
+        "id": "c1",
+        "secret": "secret-0123456789",
+        "center": {"url": "http://127.0.0.1:9"},
+        "outbox": {"max_bytes": 1 << 20},
+        "images": {"max_bytes": 600 * 1024},
+        "cameras": [{"id": "CAM-1", "protocol": "camera-http", "endpoint": "127.0.0.1:9"}],
+    }
+    with pytest.raises(ConfigError, match=r"images\.max_bytes .* at most half of outbox\.max_bytes"):
+        config_from_dict(document)
+    document["images"]["max_bytes"] = 512 * 1024
+    assert config_from_dict(document).outbox.max_bytes == 1 << 20

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from carbonflow.collector.clients.base import close_stream, open_stream, with_retries
 from carbonflow.collector.clients.errors import DeviceError, DeviceRejected, RetryPolicy
+from carbonflow.delivery.tasks import cancel_and_wait
 from carbonflow.protocols import ProtocolError
 from carbonflow.protocols.iec104 import asdu
 from carbonflow.protocols.iec104.asdu import Asdu, Cause, InformationObject, cause_name
@@ -126,11 +127,9 @@ class Iec104Client:
 
     async def close(self) -> None:
         self._closing = True
-        for task in (self._reconnect_task,):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        task = self._reconnect_task
+        if task is not None and task is not asyncio.current_task():
+            await cancel_and_wait([task])
         await self._drop()
 
     async def __aenter__(self) -> Iec104Client:
@@ -161,9 +160,9 @@ class Iec104Client:
         writer, self._writer = self._writer, None
         self._link = None
         if task is not None and task is not asyncio.current_task():
-            task.cancel()  # first, so that the reader does not take our own close for a lost link
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # first, so that the reader does not take our own close for a lost link; cancelled until
+            # done (a single cancel can be swallowed, and the close would wait for good)
+            await cancel_and_wait([task])
         await close_stream(writer)
 
     def _flush(self) -> None:
@@ -190,8 +189,9 @@ class Iec104Client:
             while True:
                 deadline = link.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                try:
-                    data = await asyncio.wait_for(reader.read(4096), timeout)
+                try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                    async with asyncio.timeout(timeout):  # arrives with the data (close then hung)
+                        data = await reader.read(4096)
                 except TimeoutError:
                     events = link.on_timer(loop.time())
                 else:
