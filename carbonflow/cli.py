@@ -6,6 +6,7 @@ Errors a user can cause are turned into one line on stderr and exit code 2, here
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -43,5 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The console script: ``main``, then exit without the interpreter's final garbage collections —
+    everything is stopped and flushed by then, and for a demo of eleven centers those passes alone took
+    3 s of a Ctrl-C's 10 s (the objects are freed with the process either way)."""
+    code = main()
+    sys.stdout.flush()
+    gc.disable()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
