@@ -30,6 +30,7 @@ from carbonflow.center.store.collector_secrets import (
     rotate_collector_secret,
 )
 from carbonflow.center.store.conflicts import Conflict, list_conflicts
+from carbonflow.center.store.corrections import Correction, CorrectionError, add_correction, corrections
 from carbonflow.center.store.devices import (
     collector_devices,
     device_row,
@@ -107,6 +108,15 @@ from carbonflow.center.store.results import (
     interval_results,
     save_interval,
 )
+from carbonflow.center.store.result_versions import (  # versions of the results join the metadata too
+    VersionInfo,
+    diff_versions,
+    get_version,
+    header_as_of,
+    latest_version,
+    list_versions,
+    versions_in,
+)
 from carbonflow.center.store.retention import DEFAULT_RETENTION_DAYS, PurgeReport, purge_older_than
 from carbonflow.center.store.scope import resource_region
 from carbonflow.center.store.sealing import SecretsKeyError, new_secrets_key, sealing_configured
@@ -146,6 +156,8 @@ __all__ = [
     "BadSignatureError",
     "BatchConflictError",
     "Conflict",
+    "Correction",
+    "CorrectionError",
     "DatabaseUnavailableError",
     "Finding",
     "ImagePurgeReport",
@@ -163,8 +175,10 @@ __all__ = [
     "StoredVersion",
     "UnknownCollectorError",
     "UserInfo",
+    "VersionInfo",
     "VerifyReport",
     "accept_fresh",
+    "add_correction",
     "aggregate",
     "aggregate_totals",
     "alarm_counts",
@@ -181,17 +195,21 @@ __all__ = [
     "collector_status_report",
     "collectors_overview",
     "command_summary",
+    "corrections",
     "count_readings",
     "create_user",
     "data_version",
     "device_row",
     "device_status_counts",
+    "diff_versions",
     "end_session",
     "first_interval_ts",
     "generator_plants",
     "get_release",
     "get_report",
     "get_user",
+    "get_version",
+    "header_as_of",
     "incomplete_by_bucket",
     "ingest_batch",
     "interval_from_document",
@@ -204,6 +222,7 @@ __all__ = [
     "latest_complete_interval_ts",
     "latest_interval_ts",
     "latest_reading_ts",
+    "latest_version",
     "list_alarms",
     "list_commands",
     "list_conflicts",
@@ -212,6 +231,7 @@ __all__ = [
     "list_releases",
     "list_reports",
     "list_users",
+    "list_versions",
     "load_directory",
     "load_origins",
     "loss_sums",
@@ -253,4 +273,5 @@ __all__ = [
     "upsert_topology",
     "user_for_token",
     "verify",
+    "versions_in",
 ]
