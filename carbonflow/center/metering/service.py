@@ -36,7 +36,7 @@ from carbonflow.center.store import (
 from carbonflow.center.store.intervals import is_complete
 from carbonflow.center.store.schema import Device, Interval, Point, Reading
 from carbonflow.center.store.types import utc
-from carbonflow.engine import SnapshotError, snapshot_from_dict, solve
+from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve
 from carbonflow.engine.document import result_document
 from carbonflow.engine.origin import origin_shares
 from carbonflow.engine.storage import StorageState
@@ -96,6 +96,14 @@ def with_factors(snapshot: dict[str, Any], factors: Mapping[str, float] | None) 
             if generator["id"] in factors:
                 generator["intensity_g_per_kwh"] = factors[generator["id"]]
     return snapshot
+
+
+def interval_result(snapshot_document: Mapping[str, Any], losses: str) -> tuple[Snapshot, dict[str, Any]]:
+    """The engine's part of metering an interval: the C1 snapshot solved under ``losses``, as the result
+    document with its origin shares (raises ``SnapshotError``).  Live metering and recomputation alike."""
+    snapshot = snapshot_from_dict(snapshot_document)
+    result = solve(snapshot, losses)
+    return snapshot, result_document(result, origin_shares(result))
 
 
 class MeteringService:
@@ -241,13 +249,15 @@ class MeteringService:
         previous: Mapping[str, Mapping[str, float]] | None = None,
         losses: str | None = None,
         factors: Mapping[str, float] | None = None,
+        discharge: Mapping[str, float] | None = None,
     ) -> Computed:
         """One interval from its readings, nothing stored: measurements -> snapshot -> engine -> result.
 
         The live loop (:meth:`meter_interval`) and the recomputation of history (metering/recompute.py)
         both meter through here.  ``previous``: the powers of the interval before (default: what this
         service metered last); ``losses``: the loss convention (default: the service's); ``factors``:
-        generator id -> g/kWh replacing the assembled intensity (a corrected emission factor)."""
+        generator id -> g/kWh replacing the assembled intensity (a corrected emission factor);
+        ``discharge``: storage id -> g/kWh of its discharge (default: the carbon this service carried)."""
         data = measurements_for_interval(
             self.points,
             readings,
@@ -256,7 +266,8 @@ class MeteringService:
             max_age_s=self.interval_s,
             held_max_age_s=HELD_MAX_AGE.total_seconds(),
         )
-        discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
+        if discharge is None:
+            discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
         held = self._previous_for(end) if previous is None else previous
         assembled = assemble_snapshot(self.topology, data, held, discharge)
         with_factors(assembled.snapshot, factors)
@@ -265,8 +276,7 @@ class MeteringService:
             computed.error = f"only {computed.completeness:.0%} of generators, loads and branches measured"
             return computed
         try:
-            snapshot = snapshot_from_dict(assembled.snapshot)
-            result = solve(snapshot, losses or self.losses)
+            snapshot, computed.document = interval_result(assembled.snapshot, losses or self.losses)
             bands = propagate(
                 snapshot,
                 input_uncertainty(snapshot, assembled),
@@ -277,7 +287,6 @@ class MeteringService:
         except SnapshotError as error:
             computed.error = str(error)
             return computed
-        computed.document = result_document(result, origin_shares(result))
         computed.bands = {
             bus: (None if np.isnan(band) else round(float(band), 6))
             for bus, band in zip(snapshot.bus_ids, bands.bus_intensity_g_per_kwh)

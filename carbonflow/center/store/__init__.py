@@ -98,6 +98,16 @@ from carbonflow.center.store.reports import (  # the report and release models j
     save_report,
     scheduled_report_exists,
 )
+from carbonflow.center.store.result_versions import (  # versions of the results join the metadata too
+    VersionInfo,
+    archived_rows,
+    diff_versions,
+    get_version,
+    header_as_of,
+    latest_version,
+    list_versions,
+    versions_in,
+)
 from carbonflow.center.store.results import (
     Aggregate,
     IntervalRecord,
@@ -107,15 +117,6 @@ from carbonflow.center.store.results import (
     interval_from_document,
     interval_results,
     save_interval,
-)
-from carbonflow.center.store.result_versions import (  # versions of the results join the metadata too
-    VersionInfo,
-    diff_versions,
-    get_version,
-    header_as_of,
-    latest_version,
-    list_versions,
-    versions_in,
 )
 from carbonflow.center.store.retention import DEFAULT_RETENTION_DAYS, PurgeReport, purge_older_than
 from carbonflow.center.store.scope import resource_region
@@ -175,13 +176,14 @@ __all__ = [
     "StoredVersion",
     "UnknownCollectorError",
     "UserInfo",
-    "VersionInfo",
     "VerifyReport",
+    "VersionInfo",
     "accept_fresh",
     "add_correction",
     "aggregate",
     "aggregate_totals",
     "alarm_counts",
+    "archived_rows",
     "authenticate",
     "camera_known",
     "camera_overview",

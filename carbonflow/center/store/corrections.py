@@ -82,8 +82,12 @@ class Correction:
 class CorrectionError(StoreError):
     """A correction that cannot be stored: the message names the offending field."""
 
+    status_code = 422
 
-def _checked(kind: str, element_id: str | None, start: datetime, end: datetime, value: str, connection) -> str:
+
+def _checked(
+    kind: str, element_id: str | None, start: datetime, end: datetime, value: str, connection
+) -> str:
     if kind not in KINDS:
         raise CorrectionError(f"correction kind {kind!r}: must be one of {', '.join(KINDS)}")
     if kind == "losses":
@@ -99,14 +103,19 @@ def _checked(kind: str, element_id: str | None, start: datetime, end: datetime, 
         if not number.is_finite() or (kind == "emission_factor" and number < 0):
             raise CorrectionError(f"{kind} correction: value {value!r} must be a finite number ≥ 0")
         model = Generator if kind == "emission_factor" else Point
-        if not element_id or connection.execute(select(model.id).where(model.id == element_id)).first() is None:
+        if (
+            not element_id
+            or connection.execute(select(model.id).where(model.id == element_id)).first() is None
+        ):
             what = "generator" if kind == "emission_factor" else "point"
             raise CorrectionError(f"{kind} correction: unknown {what} {element_id!r}")
         value = str(number)
     if kind == "reading" and start != end:
         raise CorrectionError("reading correction: start and end are the reading's time (one instant)")
     if kind != "reading" and not start < end:
-        raise CorrectionError(f"{kind} correction: start {start.isoformat()} must be before end {end.isoformat()}")
+        raise CorrectionError(
+            f"{kind} correction: start {start.isoformat()} must be before end {end.isoformat()}"
+        )
     return value
 
 
@@ -139,7 +148,9 @@ def add_correction(
         return Correction(int(new_id.scalar_one()), kind, row["element_id"], start, end, value, reason, actor)
 
 
-def corrections(target: Target, start: datetime | None = None, end: datetime | None = None) -> list[Correction]:
+def corrections(
+    target: Target, start: datetime | None = None, end: datetime | None = None
+) -> list[Correction]:
     """The corrections touching intervals that end in ``(start, end]`` (all without bounds), by id.
     A reading correction touches the intervals whose window holds it: up to one interval either side,
     so the caller widens the range by two intervals before asking."""

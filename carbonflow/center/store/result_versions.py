@@ -45,6 +45,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from carbonflow.center.store.access import Target, chunks, connection_of
 from carbonflow.center.store.chain import INTERVAL, append_links, interval_fields, interval_key
 from carbonflow.center.store.engine import Store
+from carbonflow.center.store.intervals import HEADER_COLUMNS
 from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.results import IntervalRecord, header_row
 from carbonflow.center.store.schema import RESULT_MODELS, TIME_SERIES_TABLES, Base, Interval, Load
@@ -271,7 +272,7 @@ def finish_version(store: Store, version: int) -> VersionInfo:
             )
         )
     info = get_version(store, version)
-    assert info is not None  # noqa: S101  (just written)
+    assert info is not None
     return info
 
 
@@ -403,7 +404,7 @@ def header_as_of(target: Target, ts: datetime, version: int, level: str = "") ->
     ts = utc(ts)
     with connection_of(target, write=False) as connection:
         row = connection.execute(
-            select(Interval.__table__).where(Interval.ts == ts, Interval.level == level)
+            select(*HEADER_COLUMNS, Interval.estimation).where(Interval.ts == ts, Interval.level == level)
         ).first()
         if row is not None and result_version_of(row.estimation) <= version:
             header = dict(row._mapping)
@@ -460,7 +461,9 @@ def _sources(connection: Connection, version: int, start: datetime, end: datetim
     current = {
         utc(ts): int(v)
         for ts, v in connection.execute(
-            select(Interval.ts, column).where(Interval.ts > start, Interval.ts <= end, Interval.level == level)
+            select(Interval.ts, column).where(
+                Interval.ts > start, Interval.ts <= end, Interval.level == level
+            )
         )
     }
     table = ArchivedInterval.__table__
@@ -498,7 +501,9 @@ def _sums(connection: Connection, kind: str, source: Any, first: datetime, last:
     if source == "current":
         model = RESULT_MODELS[kind]
         table = model.__table__
-        query = select(table.c.element_id, table.c.bus_id, func.sum(table.c.energy_kwh), func.sum(table.c.carbon_kg))
+        query = select(
+            table.c.element_id, table.c.bus_id, func.sum(table.c.energy_kwh), func.sum(table.c.carbon_kg)
+        )
     else:
         table = ArchivedResult.__table__
         query = select(

@@ -32,7 +32,9 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("actor", sa.String(length=100), nullable=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.CheckConstraint("kind IN ('emission_factor', 'reading', 'losses')", name="ck_input_corrections_kind"),
+        sa.CheckConstraint(
+            "kind IN ('emission_factor', 'reading', 'losses')", name="ck_input_corrections_kind"
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_input_corrections_period", "input_corrections", ["start_ts", "end_ts"], unique=False)
