@@ -84,7 +84,8 @@ class ChunkOutcome:
     intervals: int  # recomputed and stored (changed results)
     unchanged: int  # recomputed, same result as the current one: left as it was
     skipped: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
+    compute_s: float = 0.0  # reading the inputs and computing
+    write_s: float = 0.0  # writing the chunk (archive, replace, chain links)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class RecomputeReport:
     chunks_written: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
+    compute_s: float = 0.0  # summed over the chunks (workers in parallel: more than ``seconds``)
+    write_s: float = 0.0
 
 
 # --- planning (the caller) ------------------------------------------------------------------------------
@@ -213,6 +216,8 @@ def recompute(
         report.chunks_written += outcome.written
         report.intervals += outcome.intervals
         report.unchanged += outcome.unchanged
+        report.compute_s += outcome.compute_s
+        report.write_s += outcome.write_s
         if progress is not None:
             progress(outcome)
     report.seconds = time.perf_counter() - began
@@ -343,11 +348,13 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
         record.estimation = {**(record.estimation or {}), "corrections": _ids(job.corrections, end, touched)}
         records.append(record)
     _drill(job)
+    computed = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"
     written = write_chunk(store, job.version, job.chunk, records, skipped, worker=worker, reason=job.reason)
     return ChunkOutcome(
-        job.chunk, written, len(records) if written else 0, unchanged, skipped, time.perf_counter() - began
-    )
+        job.chunk, written, len(records) if written else 0, unchanged, skipped,
+        computed - began, time.perf_counter() - computed,
+    )  # fmt: skip
 
 
 def _ids(applied: Sequence[Correction], end: datetime, touched: Sequence[Correction]) -> list[int]:

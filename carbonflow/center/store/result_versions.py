@@ -319,8 +319,6 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
     """Archive the current results of ``records``' intervals, then store ``records`` as current."""
     level, interval_s = records[0].level, records[0].interval_s
     keys = [record.ts for record in records]
-    if connection.dialect.name == "postgresql":
-        ensure_partitions(connection, TIME_SERIES_TABLES[1:], months_between(min(keys), max(keys)))
     now = datetime.now(UTC)
     current: dict[datetime, Any] = {}
     for page in chunks(keys, KEY_PAGE):
@@ -368,7 +366,6 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
     for model in (Interval, *RESULT_MODELS.values()):
         for page in chunks(keys, KEY_PAGE):
             connection.execute(delete(model).where(*_keyed(model, level, interval_s, page)))
-    headers = []
     for record in records:
         previous = current.get(record.ts)
         record.estimation = {
@@ -376,7 +373,19 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
             "version": (version_of(previous.estimation) + 1) if previous is not None else 1,
             "result_version": version,
         }
-        headers.append(header_row(record))
+    insert_results(connection, records)
+
+
+def insert_results(connection: Connection, records: Sequence[IntervalRecord]) -> None:
+    """Store ``records`` (of one level and interval length, none stored yet) as current results: their
+    headers with one new link each in the interval chains, and their element rows — in bulk."""
+    if not records:
+        return
+    level, interval_s = records[0].level, records[0].interval_s
+    if connection.dialect.name == "postgresql":
+        stamps = [record.ts for record in records]
+        ensure_partitions(connection, TIME_SERIES_TABLES[1:], months_between(min(stamps), max(stamps)))
+    headers = [header_row(record) for record in records]
     links = append_links(
         connection,
         INTERVAL,
