@@ -55,7 +55,7 @@ def simulated_days(distinct: int):
         records.append(
             interval_from_document(
                 truth.ts, INTERVAL_S, document, snapshot=truth.snapshot_document(),
-                estimation={"completeness": 1.0, "complete": True, "readings": 0, "estimates": [], "derived": []},
+                estimation={"completeness": 1.0, "complete": True, "estimates": [], "derived": []},
             )
         )  # fmt: skip
     return net, records

@@ -115,8 +115,8 @@ def test_a_corrected_factor_gives_a_new_version_old_ones_stay_readable_and_diff(
         store, "emission_factor", generator, first - SPAN, last, "1100", reason="annual verification"
     )
     before = {end: header_as_of(store, end, 0) for end in ends}
-    report = recompute(store, store.engine.url.render_as_string(hide_password=False), ends[0] - SPAN, ends[-1],
-                       reason="plant data verified", chunk_intervals=4)  # fmt: skip
+    url = store.engine.url.render_as_string(hide_password=False)
+    report = recompute(store, url, ends[0] - SPAN, ends[-1], reason="plant data verified", chunk_intervals=4)
     assert report.created and report.version.version == 1 and report.version.status == "done"
     assert report.intervals == 6 and report.unchanged == N - 6 and report.skipped == []
     assert report.version.corrections == [correction.id]
@@ -145,16 +145,14 @@ def test_a_corrected_factor_gives_a_new_version_old_ones_stay_readable_and_diff(
     assert diff_versions(store, 1, 1, ends[0] - SPAN, ends[-1])["changed_intervals"] == 0
 
     # the same range and inputs again: no new version, nothing written
-    again = recompute(store, store.engine.url.render_as_string(hide_password=False), ends[0] - SPAN, ends[-1],
-                      chunk_intervals=4)  # fmt: skip
+    again = recompute(store, url, ends[0] - SPAN, ends[-1], chunk_intervals=4)
     assert not again.created and again.version.version == 1 and again.chunks_written == 0
     assert [v.version for v in list_versions(store)] == [1]
 
     # a loss convention switched for part of the range: version 2, version 1 still readable as it was
     add_correction(store, "losses", None, ends[5], ends[9], "consumer")
     v1 = {end: header_as_of(store, end, 1)["hash"] for end in ends}
-    second = recompute(store, store.engine.url.render_as_string(hide_password=False), ends[0] - SPAN, ends[-1],
-                       chunk_intervals=4)  # fmt: skip
+    second = recompute(store, url, ends[0] - SPAN, ends[-1], chunk_intervals=4)
     assert second.created and second.version.version == 2 and second.intervals == 4
     assert {end: header_as_of(store, end, 1)["hash"] for end in ends} == v1
     switched = [end for end in ends if header_as_of(store, end, 2)["result_version"] == 2]
