@@ -348,3 +348,83 @@ def recomputed_once(tmp_path, world) -> str:
     first, last = span_of(url)
     recompute(Store.open(url), url, first, last, chunk_intervals=3)
     return url
+
+
+def test_the_cli_corrects_recomputes_lists_and_diffs_and_refuses_bad_input(tmp_path, world, capsys):
+    from carbonflow.cli import main
+
+    url = filled_copy(tmp_path, world, "cli.db")
+    first, last = span_of(url)
+    generator, _ = fossil_generator(world)
+    database = ["--database", url]
+    code = main(["center", "correct", "emission_factor", "--element", generator, "--from", first.isoformat(),
+                 "--to", last.isoformat(), "--value", "1500", "--reason", "verified", *database])  # fmt: skip
+    assert code == 0 and "correction 3" in capsys.readouterr().out
+    rerun = ["center", "recompute", "--from", first.isoformat(), "--to", last.isoformat(), "--chunk", "5"]
+    assert main([*rerun, "--reason", "verified", *database]) == 0
+    assert f"version 1: {N} intervals recomputed" in capsys.readouterr().out
+    assert main([*rerun, *database]) == 0
+    assert "no new version" in capsys.readouterr().out
+    assert main(["center", "versions", *database]) == 0
+    assert "version 1: (" in capsys.readouterr().out
+    assert main(["center", "diff", "0", "1", *database]) == 0
+    out = capsys.readouterr().out
+    assert f"{N} of {N} intervals differ" in out and "generation_carbon_kg" in out and "users:" in out
+    bad = [
+        (["recompute", "--from", last.isoformat(), "--to", first.isoformat()], "must be before"),
+        (["recompute", "--from", "yesterday", "--to", last.isoformat()], "--from: not an ISO 8601 time"),
+        (["correct", "emission_factor", "--element", "G-NOPE", "--from", first.isoformat(), "--to",
+          last.isoformat(), "--value", "1"], "unknown generator 'G-NOPE'"),
+        (["diff", "0", "7"], "no version 7"),
+    ]  # fmt: skip
+    for argv, message in bad:
+        assert main(["center", *argv, *database]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_the_api_answers_any_version_and_the_diff_in_one_call(tmp_path, world):
+    from fastapi.testclient import TestClient
+
+    from carbonflow.center.api import CenterSettings, create_app
+    from carbonflow.center.store import create_user
+
+    url = filled_copy(tmp_path, world, "api.db")
+    first, last = span_of(url)
+    target = Store.open(url)
+    create_user(target, "ops", "long-password", "operator")
+    recompute(target, url, first, last, chunk_intervals=6)
+    app = create_app(CenterSettings(database_url=url), store=target)
+    with TestClient(app, headers={"Origin": "http://testserver"}) as client:
+        token = client.post("/api/v1/login", json={"name": "ops", "password": "long-password"}).json()[
+            "token"
+        ]
+        client.headers["Authorization"] = f"Bearer {token}"
+        ts = last.isoformat()
+        now, then = client.get("/api/v1/results", params={"ts": ts}).json(), None
+        then = client.get("/api/v1/results", params={"ts": ts, "version": 0}).json()
+        assert now["result_version"] == 1 and then["result_version"] == 0 and now["hash"] != then["hash"]
+        assert len(then["buses"]) == len(now["buses"]) == 104
+        buses = client.get("/api/v1/results/bus", params={"ts": ts, "version": 0, "format": "json"}).json()
+        assert buses["result_version"] == 0
+        assert {r["element_id"]: r["carbon_kg"] for r in buses["items"]} == {
+            b["element_id"]: b["carbon_kg"] for b in then["buses"]
+        }
+        listed = client.get("/api/v1/versions").json()
+        assert listed["current"] == 1 and listed["items"][0]["intervals"] == N
+        diff = client.get("/api/v1/versions/diff", params={"a": 0, "b": 1}).json()
+        assert diff["changed_intervals"] == N and {"buses", "users", "totals"} <= set(diff)
+        assert client.get("/api/v1/versions/diff", params={"a": 0, "b": 9}).status_code == 404
+        made = client.post(
+            "/api/v1/corrections",
+            json={"kind": "emission_factor", "element_id": "G-NOPE", "start": first.isoformat(),
+                  "end": last.isoformat(), "value": "3"},
+        )  # fmt: skip
+        assert made.status_code == 422 and "unknown generator" in made.json()["error"]
+        made = client.post(
+            "/api/v1/corrections",
+            json={"kind": "losses", "start": first.isoformat(), "end": last.isoformat(), "value": "consumer"},
+        )
+        assert made.status_code == 200 and made.json()["id"] == 3
+        assert len(client.get("/api/v1/corrections").json()["items"]) == 3
+    target.close()
