@@ -173,23 +173,29 @@ def test_a_corrected_factor_gives_a_new_version_old_ones_stay_readable_and_diff(
     assert all(u["delta_carbon_kg"] > 0 for u in changed_users)  # a dirtier unit: more carbon for users
     assert diff_versions(store, 1, 1, ends[0] - SPAN, ends[-1])["changed_intervals"] == 0
 
+    # everything recomputed from the stored inputs (no correction applying): the very same results
+    full = recompute(store, url, ends[0] - SPAN, ends[0] + 3 * SPAN, everything=True)
+    assert full.created and full.intervals == 0 and full.unchanged == 4 and full.version.version == 2
+    store_versions = [v.version for v in list_versions(store)]
+    assert store_versions == [1, 2]
+
     # the same range and inputs again: no new version, nothing written
     again = recompute(store, url, ends[0] - SPAN, ends[-1], chunk_intervals=4)
     assert not again.created and again.version.version == 1 and again.chunks_written == 0
-    assert [v.version for v in list_versions(store)] == [1]
+    assert [v.version for v in list_versions(store)] == [1, 2]
 
-    # a loss convention switched for part of the range: version 2, version 1 still readable as it was
+    # a loss convention switched for part of the range: version 3, version 1 still readable as it was
     add_correction(store, "losses", None, ends[5], ends[9], "consumer")
     v1 = {end: header_as_of(store, end, 1)["hash"] for end in ends}
     second = recompute(store, url, ends[0] - SPAN, ends[-1], chunk_intervals=4)
-    assert second.created and second.version.version == 2 and second.intervals == 4
+    assert second.created and second.version.version == 3 and second.intervals == 4
     assert {end: header_as_of(store, end, 1)["hash"] for end in ends} == v1
-    switched = [end for end in ends if header_as_of(store, end, 2)["result_version"] == 2]
+    switched = [end for end in ends if header_as_of(store, end, 3)["result_version"] == 3]
     assert switched == ends[6:10]
     with store.read() as connection:
         losses = dict(connection.execute(select(Interval.ts, Interval.losses)).all())
     assert {ts for ts, name in losses.items() if name == "consumer"} == set(switched)
-    assert diff_versions(store, 1, 2, ends[0] - SPAN, ends[-1])["changed_intervals"] == 4
+    assert diff_versions(store, 1, 3, ends[0] - SPAN, ends[-1])["changed_intervals"] == 4
     # every replaced interval kept its old result once, with all its element rows
     assert count(store, ArchivedInterval) == 10
     assert count(store, ArchivedResult) == 10 * rows_per_interval(store, ends[0])

@@ -36,6 +36,12 @@ def register_actions(actions: argparse._SubParsersAction, settings) -> None:
     run.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
     run.add_argument("--dask", metavar="ADDRESS", help="run the chunks on this Dask scheduler instead")
     run.add_argument("--chunk", type=int, default=None, help="intervals per unit of work (default 480)")
+    run.add_argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="also recompute the intervals no correction applies to (after an engine change)",
+    )
     run.add_argument("--level", default="", help="the center level of the intervals (default: this center)")
     run.add_argument("--interval-s", type=int, help="interval length (default: the stored intervals')")
     run.add_argument("--database", metavar="URL")
@@ -131,7 +137,8 @@ def run_recompute(args: argparse.Namespace, settings) -> int:
     try:
         report = recompute(
             store, url, start, end, reason=args.reason, actor="cli", level=args.level,
-            interval_s=args.interval_s, workers=args.workers, dask_address=args.dask, **options,
+            interval_s=args.interval_s, workers=args.workers, dask_address=args.dask,
+            everything=args.everything, **options,
         )  # fmt: skip
     except RecomputeError as error:
         raise CommandInputError(str(error)) from None

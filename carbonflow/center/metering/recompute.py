@@ -75,6 +75,7 @@ class ChunkJob:
     interval_s: int
     corrections: tuple[Correction, ...]
     reason: str
+    everything: bool = False  # also the intervals no correction touches (e.g. after an engine fix)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,13 @@ def stored_interval_s(store: Store, start: datetime, end: datetime, level: str) 
 
 
 def fingerprint(
-    store: Store, start: datetime, end: datetime, level: str, interval_s: int, applied: Sequence[Correction]
+    store: Store,
+    start: datetime,
+    end: datetime,
+    level: str,
+    interval_s: int,
+    applied: Sequence[Correction],
+    everything: bool = False,
 ) -> str:
     """SHA-256 of the range and every input: corrections, and the readings' count and newest arrival."""
     span = timedelta(seconds=interval_s)
@@ -153,6 +160,7 @@ def fingerprint(
         "end": utc(end).isoformat(),
         "level": level,
         "interval_s": interval_s,
+        "everything": everything,
         "readings": [int(count), utc(newest).isoformat() if newest else None],
         "corrections": [
             [c.id, c.kind, c.element_id, c.start_ts.isoformat(), c.end_ts.isoformat(), c.value]
@@ -175,9 +183,12 @@ def recompute(
     workers: int = 1,
     dask_address: str | None = None,
     chunk_intervals: int = CHUNK_INTERVALS,
+    everything: bool = False,
     progress: Callable[[ChunkOutcome], None] | None = None,
 ) -> RecomputeReport:
-    """Recompute the intervals ending in ``(start, end]`` as a new version (see the module docstring)."""
+    """Recompute the intervals ending in ``(start, end]`` as a new version (see the module docstring).
+    Intervals no correction applies to are left as they are unless ``everything`` (after a change of
+    the engine: each is recomputed and stored when its result differs)."""
     start, end = utc(start), utc(end)
     if not start < end:
         raise RecomputeError(f"--from {start.isoformat()} must be before --to {end.isoformat()}")
@@ -197,7 +208,8 @@ def recompute(
     )
     info, created = open_version(
         store, level=level, interval_s=interval_s, start=start, end=end,
-        fingerprint=fingerprint(store, start, end, level, interval_s, applied), chunks=len(planned),
+        fingerprint=fingerprint(store, start, end, level, interval_s, applied, everything),
+        chunks=len(planned),
         reason=reason, actor=actor, corrections=[c.id for c in applied], runner=runner,
     )  # fmt: skip
     report = RecomputeReport(info, created, chunks_total=len(planned))
@@ -206,7 +218,9 @@ def recompute(
         return report
     done = written_chunks(store, info.version)
     jobs = [
-        ChunkJob(database_url, info.version, n, page, level, interval_s, tuple(applied), reason or "")
+        ChunkJob(
+            database_url, info.version, n, page, level, interval_s, tuple(applied), reason or "", everything
+        )
         for n, page in enumerate(planned)
         if n not in done
     ]
@@ -332,6 +346,9 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
         factors = {k: float(v) for k, v in _latest(job.corrections, "emission_factor", end).items() if k}
         losses = _latest(job.corrections, "losses", end).get(None, row.losses)
         touched = [c for c in fixed_readings if end - 2 * span <= c.start_ts <= end + span]
+        if not (factors or losses != row.losses or touched or job.everything):
+            unchanged += 1  # nothing applies: its stored result is what recomputing would give
+            continue
         try:
             if touched:
                 record = _from_readings(
