@@ -311,57 +311,62 @@ def cluster():
         yield local
 
 
-def test_a_local_pool_a_dask_cluster_and_one_process_write_identical_results(tmp_path, world, cluster):
-    urls = {name: filled_copy(tmp_path, world, f"{name}.db") for name in ("pool", "dask")}
-    first, last = span_of(urls["pool"])
-    runs = {
-        "pool": recompute(Store.open(urls["pool"]), urls["pool"], first, last, workers=2, chunk_intervals=3),
-        "dask": recompute(
-            Store.open(urls["dask"]), urls["dask"], first, last, dask_address=cluster.scheduler_address,
-            chunk_intervals=3,
-        ),
-    }  # fmt: skip
-    assert {name: run.intervals for name, run in runs.items()} == dict.fromkeys(runs, N)
-    assert results_of(urls["pool"]) == results_of(urls["dask"])
-    assert results_of(urls["pool"]) == results_of(recomputed_once(tmp_path, world))  # and one process
-
-
-def test_a_worker_killed_mid_chunk_leaves_no_duplicate_and_no_missing_result(tmp_path, world, cluster):
-    url = filled_copy(tmp_path, world, "killed.db")
+def test_a_dask_cluster_and_one_process_write_identical_results(tmp_path, world, cluster):
+    # the local pool is compared with one process in the killed-worker test below
+    url = filled_copy(tmp_path, world, "dask.db")
     first, last = span_of(url)
+    run = recompute(
+        Store.open(url), url, first, last, dask_address=cluster.scheduler_address, chunk_intervals=3
+    )
+    assert run.intervals == N and run.version.runner == f"dask {cluster.scheduler_address}"
+    assert results_of(url) == results_of(recomputed_once(tmp_path, world))
+
+
+def killed_mid_chunk(url: str, drill, **runner) -> tuple[object, int]:
+    """Recompute ``url``'s span with ``runner`` and SIGKILL the first worker that announces a chunk
+    (the drill: each worker touches version-chunk-pid in ``drill`` once it has computed a chunk, then
+    holds it before writing); the report and the victim's pid."""
+    first, last = span_of(url)
+    outcome: dict = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(
+            report=recompute(Store.open(url), url, first, last, chunk_intervals=3, **runner)
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not list(drill.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim = int(sorted(drill.iterdir())[0].name.split("-")[2])
+    os.kill(victim, signal.SIGKILL)  # mid-chunk: computed, not yet written
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    return outcome["report"], victim
+
+
+@pytest.mark.parametrize("runner", ["local", "dask"])
+def test_a_worker_killed_mid_chunk_leaves_no_duplicate_and_no_missing_result(
+    tmp_path, world, cluster, monkeypatch, runner
+):
+    url = filled_copy(tmp_path, world, "killed.db")
     drill = tmp_path / "drill"
     drill.mkdir()
-    # each worker announces the chunk it computed (a file named version-chunk-pid) and holds it 1.5 s
-    # before writing: the test kills the first one to announce, mid-chunk
-    cluster_client = __import__("distributed").Client(cluster.scheduler_address)
-    setting = f"{drill}:1.5"
-    cluster_client.run(lambda: os.environ.update({DRILL_ENV: setting}))  # a lambda: sent by value
-    try:
-        outcome: dict = {}
-        thread = threading.Thread(
-            target=lambda: outcome.update(
-                report=recompute(
-                    Store.open(url),
-                    url,
-                    first,
-                    last,
-                    dask_address=cluster.scheduler_address,
-                    chunk_intervals=3,
-                )
-            )
-        )
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not list(drill.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        victim = int(sorted(drill.iterdir())[0].name.split("-")[2])
-        os.kill(victim, signal.SIGKILL)  # mid-chunk: computed, not yet written
-        thread.join(timeout=120)
-    finally:
-        cluster_client.run(lambda: os.environ.pop(DRILL_ENV, None))
-        cluster_client.close()
-    assert not thread.is_alive()
-    report = outcome["report"]
+    setting = f"{drill}:1.0"
+    if runner == "local":  # the pool's spawned processes inherit the environment
+        monkeypatch.setenv(DRILL_ENV, setting)
+        report, victim = killed_mid_chunk(url, drill, workers=2)
+    else:
+        client = __import__("distributed").Client(cluster.scheduler_address)
+        client.run(lambda: os.environ.update({DRILL_ENV: setting}))  # a lambda: sent by value
+        try:
+            report, victim = killed_mid_chunk(url, drill, dask_address=cluster.scheduler_address)
+        finally:
+            client.run(lambda: os.environ.pop(DRILL_ENV, None))
+            client.close()
+    assert victim != os.getpid()
+    assert report.version.runner == (
+        "local 2 processes" if runner == "local" else f"dask {cluster.scheduler_address}"
+    )
     assert report.version.status == "done" and report.intervals == N and report.skipped == []
     target = Store.open(url)
     try:

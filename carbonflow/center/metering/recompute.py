@@ -10,7 +10,8 @@ an interval whose window holds a corrected reading, from its readings again thro
 Chunks run in a local process pool (``workers``; 1 = in this process) or on a Dask distributed
 cluster (``dask_address``).  A chunk is a pure function of the store's contents and its job, so
 which worker runs it, and how many times, never changes what is written: a killed worker's chunk is
-run again by the pool's caller or by the Dask scheduler, and the chunk row stops a second write.
+run again (in a new local pool, or by the Dask scheduler on another worker), and the chunk row stops
+a second write.
 
 The version's fingerprint is a SHA-256 over the range, the interval length, the level and every input
 that can change a result: the corrections touching the range and the state of the readings around it
@@ -28,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -56,6 +58,7 @@ from carbonflow.engine import SnapshotError
 
 log = logging.getLogger(__name__)
 CHUNK_INTERVALS = 480  # five days of 15-min intervals per unit of work
+LOCAL_ATTEMPTS = 3  # pools started when local workers die
 DRILL_ENV = "CARBONFLOW_RECOMPUTE_DRILL"  # "<dir>:<seconds>": announce each chunk in dir, hold it (tests)
 
 
@@ -245,11 +248,22 @@ def _run_local(jobs: list[ChunkJob], workers: int, _address: str | None):
         for job in jobs:
             yield recompute_chunk(job)
         return
-    # spawn: a worker opens its own connections, never a copy of the caller's
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(recompute_chunk, job) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
+    pending = list(jobs)
+    for _attempt in range(LOCAL_ATTEMPTS):
+        finished: set[int] = set()
+        try:
+            # spawn: a worker opens its own connections, never a copy of the caller's
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(recompute_chunk, job): job.chunk for job in pending}
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    finished.add(futures[future])
+                    yield outcome
+            return
+        except BrokenProcessPool:  # a worker died (killed, out of memory): its chunks run again
+            pending = [job for job in pending if job.chunk not in finished]
+            log.warning("a recompute worker died; %d chunks run again in a new pool", len(pending))
+    raise RecomputeError(f"recompute workers kept dying: {len(pending)} chunks not written; run it again")
 
 
 def _run_dask(jobs: list[ChunkJob], _workers: int, address: str | None):
