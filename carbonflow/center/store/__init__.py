@@ -100,13 +100,9 @@ from carbonflow.center.store.reports import (  # the report and release models j
 )
 from carbonflow.center.store.result_versions import (  # versions of the results join the metadata too
     VersionInfo,
-    archived_rows,
-    diff_versions,
     get_version,
-    header_as_of,
     latest_version,
     list_versions,
-    versions_in,
 )
 from carbonflow.center.store.results import (
     Aggregate,
@@ -142,6 +138,7 @@ from carbonflow.center.store.users import (  # the models join the metadata the 
     user_for_token,
 )
 from carbonflow.center.store.verify import Finding, VerifyReport, verify
+from carbonflow.center.store.version_reads import archived_rows, diff_versions, header_as_of, versions_in
 from carbonflow.center.store.versions import (  # superseded interval results join the metadata too
     StoredVersion,
     interval_versions,
