@@ -321,6 +321,28 @@ def test_a_dask_cluster_and_one_process_write_identical_results(tmp_path, world,
     assert results_of(url) == results_of(recomputed_once(tmp_path, world))
 
 
+def test_dask_on_postgresql_writes_what_one_process_writes_on_sqlite(tmp_path, world, cluster, postgres_url):  # noqa: F811
+    target = Store.open(postgres_url)
+    try:
+        ends = stored(target, world)
+        generator, _ = fossil_generator(world)
+        add_correction(target, "emission_factor", generator, ends[0] - SPAN, ends[-1], "1234.5")
+        add_correction(target, "losses", None, ends[3], ends[8], "consumer")
+        run = recompute(
+            target,
+            postgres_url,
+            ends[0] - SPAN,
+            ends[-1],
+            dask_address=cluster.scheduler_address,
+            chunk_intervals=3,
+        )
+    finally:
+        target.close()
+    assert run.intervals == N and run.skipped == []
+    on_postgresql = [sorted(rows, key=repr) for rows in results_of(postgres_url)]
+    assert on_postgresql == [sorted(rows, key=repr) for rows in results_of(recomputed_once(tmp_path, world))]
+
+
 def killed_mid_chunk(url: str, drill, **runner) -> tuple[object, int]:
     """Recompute ``url``'s span with ``runner`` and SIGKILL the first worker that announces a chunk
     (the drill: each worker touches version-chunk-pid in ``drill`` once it has computed a chunk, then
