@@ -453,6 +453,10 @@ def test_the_api_answers_any_version_and_the_diff_in_one_call(tmp_path, world):
     target = Store.open(url)
     create_user(target, "ops", "long-password", "operator")
     recompute(target, url, first, last, chunk_intervals=6)
+    from carbonflow.center.reports.build import build_report
+
+    day = build_report(target, "day", first.astimezone(UTC).date().isoformat(), time_zone="UTC")
+    assert dict(day.summary)["result version"] == "1"  # the report names the version it was made from
     app = create_app(CenterSettings(database_url=url), store=target)
     with TestClient(app, headers={"Origin": "http://testserver"}) as client:
         token = client.post("/api/v1/login", json={"name": "ops", "password": "long-password"}).json()[
