@@ -31,6 +31,7 @@ from carbonflow.center.store import (
     register_devices,
     upsert_collector,
     upsert_topology,
+    verify,
 )
 from carbonflow.center.store.result_versions import (
     ArchivedInterval,
@@ -195,6 +196,10 @@ def test_a_corrected_factor_gives_a_new_version_old_ones_stay_readable_and_diff(
         losses = dict(connection.execute(select(Interval.ts, Interval.losses)).all())
     assert {ts for ts, name in losses.items() if name == "consumer"} == set(switched)
     assert diff_versions(store, 1, 3, ends[0] - SPAN, ends[-1])["changed_intervals"] == 4
+    # the hash chains of the intervals verify: each version a link, none rewritten
+    checked = verify(store)
+    assert checked.clean, checked.summary()
+    assert checked.links["interval"] == N + 10  # N first links, 6 + 4 replacements
     # every replaced interval kept its old result once, with all its element rows
     assert count(store, ArchivedInterval) == 10
     assert count(store, ArchivedResult) == 10 * rows_per_interval(store, ends[0])
