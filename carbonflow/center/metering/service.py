@@ -276,7 +276,7 @@ class MeteringService:
             computed.error = f"only {computed.completeness:.0%} of generators, loads and branches measured"
             return computed
         try:
-            snapshot, computed.document = interval_result(assembled.snapshot, losses or self.losses)
+            snapshot, document = interval_result(assembled.snapshot, losses or self.losses)
             bands = propagate(
                 snapshot,
                 input_uncertainty(snapshot, assembled),
@@ -287,6 +287,7 @@ class MeteringService:
         except SnapshotError as error:
             computed.error = str(error)
             return computed
+        computed.document = document
         computed.bands = {
             bus: (None if np.isnan(band) else round(float(band), 6))
             for bus, band in zip(snapshot.bus_ids, bands.bus_intensity_g_per_kwh)
