@@ -37,7 +37,11 @@ SAMPLES = {  # a real resource of AH/HF for each path parameter
     "release_id": "1",
     "alarm_id": "1",
 }
-QUERIES = {"/api/v1/series": {"kind": "bus", "element": "S003"}, "/api/v1/readings": {"point": "RTU-S003/1"}}
+QUERIES = {
+    "/api/v1/series": {"kind": "bus", "element": "S003"},
+    "/api/v1/readings": {"point": "RTU-S003/1"},
+    "/api/v1/versions/diff": {"a": 0, "b": 0, "start": "2025-06-01T00:00:00Z", "end": "2025-06-02T00:00:00Z"},
+}
 BODIES = {
     ("POST", "/api/v1/ties/intensities"): {"kind": "tie_intensities"},
     ("POST", "/api/v1/devices/{device_id}/commands"): {"kind": "read_now"},
@@ -54,6 +58,12 @@ BODIES = {
     ("POST", "/api/v1/alarms/{alarm_id}/ack"): {"note": "seen"},
     ("POST", "/api/v1/exports/table"): {"name": "t", "columns": ["a"], "rows": [["1"]]},
     ("POST", "/api/v1/collectors/{collector_id}/secret/rotate"): {"overlap_hours": 0},
+    ("POST", "/api/v1/corrections"): {
+        "kind": "losses",
+        "start": "2025-06-01T00:00:00Z",
+        "end": "2025-06-02T00:00:00Z",
+        "value": "consumer",
+    },
 }
 
 

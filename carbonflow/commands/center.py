@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from carbonflow.commands import CommandInputError
+from carbonflow.commands.center_recompute import register_actions as register_recompute_actions
 from carbonflow.commands.center_secrets import register_actions as register_secret_actions
 
 
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     user.add_argument("--database", metavar="URL")
     user.set_defaults(run=run_user)
     register_secret_actions(actions, _settings)
+    register_recompute_actions(actions, _settings)
 
 
 def _settings(args: argparse.Namespace, **overrides: Any):

@@ -42,6 +42,7 @@ from carbonflow.center.api.routes import (
     results,
     topology,
     users,
+    versions,
     views,
     web,
 )
@@ -202,6 +203,7 @@ def create_app(
         *(auth, users, audit, topology, results, history, views, devices, live, cameras, reports, alarms),
         exports,
         analysis,
+        versions,
     )
     for module in routers:
         app.include_router(module.router)

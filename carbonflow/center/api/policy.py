@@ -93,6 +93,12 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", f"{V1}/results/{{kind}}"): Rule("read", "region"),
     ("GET", f"{V1}/series"): Rule("read", "center"),
     ("GET", f"{V1}/origin"): Rule("read", "center"),
+    # versions of the results (recomputation of history, docs/recompute.md); a correction is recorded
+    # by an operator or admin, applied by `carbonflow center recompute`
+    ("GET", f"{V1}/versions"): Rule("read", "center"),
+    ("GET", f"{V1}/versions/diff"): Rule("read", "center"),
+    ("GET", f"{V1}/corrections"): Rule("read", "center"),
+    ("POST", f"{V1}/corrections"): Rule("operate", "center"),
     ("GET", f"{V1}/history"): Rule("read", "region"),
     ("GET", f"{V1}/analysis"): Rule("read", "region"),
     ("GET", f"{V1}/overview"): Rule("read", "center"),

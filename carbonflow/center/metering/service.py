@@ -26,11 +26,17 @@ from carbonflow.center.metering.measurements import (
     measurements_for_interval,
 )
 from carbonflow.center.metering.uncertainty import input_uncertainty
-from carbonflow.center.store import Store, interval_from_document, queue_command, save_new_version
+from carbonflow.center.store import (
+    IntervalRecord,
+    Store,
+    interval_from_document,
+    queue_command,
+    save_new_version,
+)
 from carbonflow.center.store.intervals import is_complete
 from carbonflow.center.store.schema import Device, Interval, Point, Reading
 from carbonflow.center.store.types import utc
-from carbonflow.engine import SnapshotError, snapshot_from_dict, solve, warm_up
+from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve, warm_up
 from carbonflow.engine.document import result_document
 from carbonflow.engine.origin import origin_shares
 from carbonflow.engine.storage import StorageState
@@ -65,6 +71,39 @@ class IntervalOutcome:
     def complete(self) -> bool:
         """Every input measured or derived from measured ones: nothing estimated, nothing missing."""
         return self.stored and self.estimates == 0 and self.completeness >= 1.0
+
+
+@dataclass
+class Computed:
+    """One interval computed from its readings (:meth:`MeteringService.compute_interval`), not stored.
+    ``document`` is None when it could not be metered (``error`` says why)."""
+
+    assembled: Assembled
+    completeness: float
+    readings: int
+    document: dict[str, Any] | None = None
+    error: str | None = None
+    bands: dict[str, float | None] = field(default_factory=dict)  # bus id -> expanded uncertainty g/kWh
+    totals_band: dict[str, float] = field(default_factory=dict)
+    uncertainty: dict[str, Any] | None = None
+
+
+def with_factors(snapshot: dict[str, Any], factors: Mapping[str, float] | None) -> dict[str, Any]:
+    """``snapshot`` (a C1 document, changed in place) with the intensities of ``factors``' generators
+    replaced: an emission factor corrected for a past period."""
+    if factors:
+        for generator in snapshot.get("generators", []):
+            if generator["id"] in factors:
+                generator["intensity_g_per_kwh"] = factors[generator["id"]]
+    return snapshot
+
+
+def interval_result(snapshot_document: Mapping[str, Any], losses: str) -> tuple[Snapshot, dict[str, Any]]:
+    """The engine's part of metering an interval: the C1 snapshot solved under ``losses``, as the result
+    document with its origin shares (raises ``SnapshotError``).  Live metering and recomputation alike."""
+    snapshot = snapshot_from_dict(snapshot_document)
+    result = solve(snapshot, losses)
+    return snapshot, result_document(result, origin_shares(result))
 
 
 class MeteringService:
@@ -204,78 +243,110 @@ class MeteringService:
         before = end - timedelta(seconds=self.interval_s)
         return self._values_by_end.get(before, self.previous)
 
-    def meter_interval(
-        self, end: datetime, *, download_factors: bool = True, reason: str = "first metering"
-    ) -> IntervalOutcome:
-        start = end - timedelta(seconds=self.interval_s)
-        readings = self.readings_for(end)
+    def compute_interval(
+        self,
+        end: datetime,
+        readings: list[StoredReading],
+        *,
+        previous: Mapping[str, Mapping[str, float]] | None = None,
+        losses: str | None = None,
+        factors: Mapping[str, float] | None = None,
+        discharge: Mapping[str, float] | None = None,
+    ) -> Computed:
+        """One interval from its readings, nothing stored: measurements -> snapshot -> engine -> result.
+
+        The live loop (:meth:`meter_interval`) and the recomputation of history (metering/recompute.py)
+        both meter through here.  ``previous``: the powers of the interval before (default: what this
+        service metered last); ``losses``: the loss convention (default: the service's); ``factors``:
+        generator id -> g/kWh replacing the assembled intensity (a corrected emission factor);
+        ``discharge``: storage id -> g/kWh of its discharge (default: the carbon this service carried)."""
         data = measurements_for_interval(
             self.points,
             readings,
-            start,
+            end - timedelta(seconds=self.interval_s),
             end,
             max_age_s=self.interval_s,
             held_max_age_s=HELD_MAX_AGE.total_seconds(),
         )
-        discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
-        assembled = assemble_snapshot(self.topology, data, self._previous_for(end), discharge)
+        if discharge is None:
+            discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
+        held = self._previous_for(end) if previous is None else previous
+        assembled = assemble_snapshot(self.topology, data, held, discharge)
         if self.ties is not None:  # imports over cross-region ties at the neighbours' published intensities
             self.ties.apply(end, assembled)
-        completeness = self._completeness(assembled)
-        failed = IntervalOutcome(
-            end, stored=False, estimates=len(assembled.estimates), completeness=completeness,
-            readings=len(readings), derived=len(assembled.derived),
-        )  # fmt: skip
-        if completeness < self.min_completeness:
-            failed.error = f"only {completeness:.0%} of generators, loads and branches measured"
-            log.warning("interval ending %s not metered: %s", end.isoformat(), failed.error)
-            return failed
+        with_factors(assembled.snapshot, factors)
+        computed = Computed(assembled, self._completeness(assembled), len(readings))
+        if computed.completeness < self.min_completeness:
+            computed.error = f"only {computed.completeness:.0%} of generators, loads and branches measured"
+            return computed
         try:
-            snapshot = snapshot_from_dict(assembled.snapshot)
-            result = solve(snapshot, self.losses)
+            snapshot, document = interval_result(assembled.snapshot, losses or self.losses)
             bands = propagate(
                 snapshot,
                 input_uncertainty(snapshot, assembled),
-                self.losses,
+                losses or self.losses,
                 samples=self.uncertainty_samples,
                 seed=int(end.timestamp()),
             )
         except SnapshotError as error:
-            failed.error = str(error)
-            log.warning("interval ending %s not metered: %s", end.isoformat(), error)
-            return failed
-        document = result_document(result, origin_shares(result))
-        band_by_bus = {
+            computed.error = str(error)
+            return computed
+        computed.document = document
+        computed.bands = {
             bus: (None if np.isnan(band) else round(float(band), 6))
             for bus, band in zip(snapshot.bus_ids, bands.bus_intensity_g_per_kwh)
         }
-        totals_band = {name: round(value, 6) for name, value in bands.totals.items() if np.isfinite(value)}
-        outcome = IntervalOutcome(
-            end, True, document["totals"], len(assembled.estimates), 0, None,
-            {b["id"]: b["intensity_g_per_kwh"] for b in document["buses"]}, len(assembled.derived),
-            completeness, 0, len(readings), band_by_bus, totals_band, readings,
-        )  # fmt: skip
-        record = interval_from_document(
+        computed.totals_band = {
+            name: round(value, 6) for name, value in bands.totals.items() if np.isfinite(value)
+        }
+        computed.uncertainty = {
+            "coverage_factor": bands.coverage_factor,
+            "samples": bands.samples,
+            "intensity_g_per_kwh": computed.bands,
+            "totals": computed.totals_band,
+        }
+        return computed
+
+    def record_of(self, end: datetime, computed: Computed, *, complete: bool) -> IntervalRecord:
+        """The stored form of a computed interval: its result rows, snapshot and estimation."""
+        assembled = computed.assembled
+        return interval_from_document(
             end,
             self.interval_s,
-            document,
+            computed.document or {},
             level=self.level,
             snapshot=assembled.snapshot,
             estimation={
-                "completeness": completeness,
-                "complete": outcome.complete,
-                "readings": len(readings),
+                "completeness": computed.completeness,
+                "complete": complete,
+                "readings": computed.readings,
                 "estimates": [e.as_dict() for e in assembled.estimates],
                 "derived": [e.as_dict() for e in assembled.derived],
-                "uncertainty": {
-                    "coverage_factor": bands.coverage_factor,
-                    "samples": bands.samples,
-                    "intensity_g_per_kwh": band_by_bus,
-                    "totals": totals_band,
-                },
+                "uncertainty": computed.uncertainty,
             },
-            origin=document.get("origin"),
+            origin=(computed.document or {}).get("origin"),
         )
+
+    def meter_interval(
+        self, end: datetime, *, download_factors: bool = True, reason: str = "first metering"
+    ) -> IntervalOutcome:
+        readings = self.readings_for(end)
+        computed = self.compute_interval(end, readings)
+        assembled = computed.assembled
+        if computed.document is None:
+            failed = IntervalOutcome(
+                end, stored=False, estimates=len(assembled.estimates), completeness=computed.completeness,
+                readings=len(readings), derived=len(assembled.derived), error=computed.error,
+            )  # fmt: skip
+            log.warning("interval ending %s not metered: %s", end.isoformat(), failed.error)
+            return failed
+        document = computed.document
+        outcome = IntervalOutcome(
+            end, True, document["totals"], len(assembled.estimates), 0, None,
+            {b["id"]: b["intensity_g_per_kwh"] for b in document["buses"]}, len(assembled.derived),
+            computed.completeness, 0, len(readings), computed.bands, computed.totals_band, readings,
+        )  # fmt: skip
+        record = self.record_of(end, computed, complete=outcome.complete)
         outcome.version = save_new_version(self.store, record, reason)
         self._values_by_end[end] = assembled.values
         for old in sorted(self._values_by_end)[:-KEEP_INTERVALS]:

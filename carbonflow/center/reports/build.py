@@ -24,6 +24,7 @@ from carbonflow.center.store import (
     generator_plants,
     load_directory,
     loss_sums,
+    versions_in,
 )
 
 Period = Literal["day", "month", "year"]
@@ -108,6 +109,12 @@ class CarbonReport:
     @property
     def empty_note(self) -> str:
         return f"No metered data in this period ({self.start}): the report is empty."
+
+
+def _result_versions(store: Store, first: datetime, last: datetime) -> str:
+    """Which versions of the results the report was made from (0: as metered; more: recomputed, see
+    docs/recompute.md), e.g. ``"2"`` or ``"0, 2"`` when part of the period was recomputed."""
+    return ", ".join(str(v) for v in versions_in(store, first, last)) or "-"
 
 
 def _intensity(energy_kwh: float, carbon_kg: float) -> float | None:
@@ -205,6 +212,7 @@ def build_report(
         ("scope", scope_kind if scope_value is None else f"{scope_kind} {scope_value}"),
         ("intervals", intervals),
         ("data version", version),
+        ("result version", _result_versions(store, first, last)),
         ("generation energy (MWh)", round(gen_total[0] / 1000.0, 3)),
         ("generation carbon (t)", round(gen_total[1] / 1000.0, 3)),
         ("generation intensity (g/kWh)", _intensity(*gen_total)),

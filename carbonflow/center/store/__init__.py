@@ -30,6 +30,7 @@ from carbonflow.center.store.collector_secrets import (
     rotate_collector_secret,
 )
 from carbonflow.center.store.conflicts import Conflict, list_conflicts
+from carbonflow.center.store.corrections import Correction, CorrectionError, add_correction, corrections
 from carbonflow.center.store.devices import (
     collector_devices,
     device_row,
@@ -97,6 +98,12 @@ from carbonflow.center.store.reports import (  # the report and release models j
     save_report,
     scheduled_report_exists,
 )
+from carbonflow.center.store.result_versions import (  # versions of the results join the metadata too
+    VersionInfo,
+    get_version,
+    latest_version,
+    list_versions,
+)
 from carbonflow.center.store.results import (
     Aggregate,
     IntervalRecord,
@@ -131,6 +138,7 @@ from carbonflow.center.store.users import (  # the models join the metadata the 
     user_for_token,
 )
 from carbonflow.center.store.verify import Finding, VerifyReport, verify
+from carbonflow.center.store.version_reads import archived_rows, diff_versions, header_as_of, versions_in
 from carbonflow.center.store.versions import (  # superseded interval results join the metadata too
     StoredVersion,
     interval_versions,
@@ -146,6 +154,8 @@ __all__ = [
     "BadSignatureError",
     "BatchConflictError",
     "Conflict",
+    "Correction",
+    "CorrectionError",
     "DatabaseUnavailableError",
     "Finding",
     "ImagePurgeReport",
@@ -164,10 +174,13 @@ __all__ = [
     "UnknownCollectorError",
     "UserInfo",
     "VerifyReport",
+    "VersionInfo",
     "accept_fresh",
+    "add_correction",
     "aggregate",
     "aggregate_totals",
     "alarm_counts",
+    "archived_rows",
     "authenticate",
     "camera_known",
     "camera_overview",
@@ -181,17 +194,21 @@ __all__ = [
     "collector_status_report",
     "collectors_overview",
     "command_summary",
+    "corrections",
     "count_readings",
     "create_user",
     "data_version",
     "device_row",
     "device_status_counts",
+    "diff_versions",
     "end_session",
     "first_interval_ts",
     "generator_plants",
     "get_release",
     "get_report",
     "get_user",
+    "get_version",
+    "header_as_of",
     "incomplete_by_bucket",
     "ingest_batch",
     "interval_from_document",
@@ -204,6 +221,7 @@ __all__ = [
     "latest_complete_interval_ts",
     "latest_interval_ts",
     "latest_reading_ts",
+    "latest_version",
     "list_alarms",
     "list_commands",
     "list_conflicts",
@@ -212,6 +230,7 @@ __all__ = [
     "list_releases",
     "list_reports",
     "list_users",
+    "list_versions",
     "load_directory",
     "load_origins",
     "loss_sums",
@@ -253,4 +272,5 @@ __all__ = [
     "upsert_topology",
     "user_for_token",
     "verify",
+    "versions_in",
 ]

@@ -131,13 +131,14 @@ def interval_from_document(
     )
 
 
-def save_interval(target: Store | Session | Connection, record: IntervalRecord) -> None:
-    """Store (or replace: a recomputation wins) one interval and all its element rows."""
-    key = {"ts": record.ts, "level": record.level, "interval_s": record.interval_s}
+def header_row(record: IntervalRecord) -> dict[str, Any]:
+    """The ``intervals`` row of ``record`` (without its chain link): key, result, and the interval's sums."""
     totals = record.totals or {}
     hours = record.interval_s / 3600.0
-    header = {
-        **key,
+    return {
+        "ts": record.ts,
+        "level": record.level,
+        "interval_s": record.interval_s,
         "losses": record.losses,
         "hash": record.hash,
         "snapshot": record.snapshot,
@@ -151,6 +152,12 @@ def save_interval(target: Store | Session | Connection, record: IntervalRecord) 
         "loss_carbon_kg": totals.get("loss_carbon_t_per_h", 0.0) * hours * 1000.0,
         "created_at": datetime.now(UTC),
     }
+
+
+def save_interval(target: Store | Session | Connection, record: IntervalRecord) -> None:
+    """Store (or replace: a recomputation wins) one interval and all its element rows."""
+    key = {"ts": record.ts, "level": record.level, "interval_s": record.interval_s}
+    header = header_row(record)
     with connection_of(target, write=True) as connection:
         if connection.dialect.name == "postgresql":
             ensure_partitions(connection, TIME_SERIES_TABLES[1:], months_between(record.ts, record.ts))

@@ -21,6 +21,7 @@ from carbonflow.center.store.access import stream
 from carbonflow.center.store.chain import INTERVAL, READING, interval_key, retire_links
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.partitions import drop_partitions_before, ensure_partitions_ahead
+from carbonflow.center.store.result_versions import ArchivedInterval, ArchivedResult
 from carbonflow.center.store.schema import RESULT_MODELS, Batch, Interval, Reading
 from carbonflow.center.store.versions import IntervalVersion
 
@@ -52,9 +53,10 @@ def purge_older_than(
             report.rows_deleted[model.__tablename__] = connection.execute(
                 delete(model).where(model.ts < cutoff)
             ).rowcount
-        report.rows_deleted["interval_versions"] = connection.execute(
-            delete(IntervalVersion).where(IntervalVersion.ts < cutoff)
-        ).rowcount
+        for model in (IntervalVersion, ArchivedInterval, ArchivedResult):  # older versions of the results
+            report.rows_deleted[model.__tablename__] = connection.execute(
+                delete(model).where(model.ts < cutoff)
+            ).rowcount
         report.rows_deleted["batches"] = connection.execute(
             delete(Batch).where(Batch.received_at < cutoff)
         ).rowcount

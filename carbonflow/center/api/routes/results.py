@@ -4,7 +4,7 @@ one element kind, per-interval series of any stored quantity, and the origin of 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
@@ -22,7 +22,9 @@ from carbonflow.center.api.routes._common import (
 )
 from carbonflow.center.store import (
     Store,
+    archived_rows,
     generator_plants,
+    header_as_of,
     interval_header,
     interval_headers,
     interval_origin,
@@ -37,21 +39,38 @@ router = APIRouter(prefix="/api/v1", tags=["results"], dependencies=[Depends(req
 Kind = Literal["bus", "branch", "generator", "load"]
 PLURAL = {"bus": "buses", "branch": "branches", "generator": "generators", "load": "loads"}
 _KEY_COLUMNS = ("level", "interval_s")
+Version = Annotated[
+    int | None, Query(ge=0, description="a version of the results (0: as metered; default: the current)")
+]
 
 
-def interval_at(store: Store, ts: str | None) -> dict[str, Any]:
+def interval_at(store: Store, ts: str | None, version: int | None = None) -> dict[str, Any]:
     """The header of the interval ending at ``ts`` (default: the latest metered from complete data, else
-    the latest); 404 when there is none."""
+    the latest) — as of ``version`` when one is asked for; 404 when there is none."""
     when = parse_time(ts, "ts") if ts else latest_complete_interval_ts(store) or latest_interval_ts(store)
     if when is None:
         raise HTTPException(404, "no interval results stored yet")
     header = interval_header(store, when)
     if header is None:
         raise HTTPException(404, f"no interval ends at {when.isoformat()}")
+    header["result_version"] = (header.get("estimation") or {}).get("result_version", 0)
+    if version is not None and version != header["result_version"]:
+        older = header_as_of(store, when, version, header["level"])
+        if older is None:
+            raise HTTPException(
+                404, f"the interval ending at {when.isoformat()} has no result in version {version}"
+            )
+        header = older
     return header
 
 
-def rows_at(store: Store, kind: str, ts: datetime, **filters: Any) -> list[dict[str, Any]]:
+def rows_at(store: Store, kind: str, ts: datetime, header: dict[str, Any] | None = None, **filters: Any):
+    """The element rows of one interval: the current result's, or those of an older version's ``header``
+    (its key columns, bus, intensity, energy and carbon)."""
+    if header is not None and not header.get("current", True):
+        rows = archived_rows(store, kind, header)
+        wanted = filters.get("element_ids")
+        return [row for row in rows if wanted is None or row["element_id"] in wanted]
     rows = interval_results(store, kind, ts - timedelta(microseconds=1), ts, **filters)
     for row in rows:
         del row["ts"]
@@ -60,11 +79,11 @@ def rows_at(store: Store, kind: str, ts: datetime, **filters: Any) -> list[dict[
     return rows
 
 
-def result_at(store: Store, ts: str | None) -> dict[str, Any]:
-    header = interval_at(store, ts)
+def result_at(store: Store, ts: str | None, version: int | None = None) -> dict[str, Any]:
+    header = interval_at(store, ts, version)
     document = {**header, **quality_of(header)}
     for kind, plural in PLURAL.items():
-        document[plural] = rows_at(store, kind, header["ts"])
+        document[plural] = rows_at(store, kind, header["ts"], header)
     with_bands(document["buses"], header)
     return document
 
@@ -77,6 +96,7 @@ def quality_of(header: dict[str, Any]) -> dict[str, Any]:
         "complete": is_complete(estimation),
         "completeness": estimation.get("completeness"),
         "version": estimation.get("version", 1),
+        "result_version": estimation.get("result_version", 0),
         "estimates": estimation.get("estimates", []),
         "derived": len(estimation.get("derived", [])),
         "totals_band": uncertainty.get("totals", {}),
@@ -109,10 +129,10 @@ def intervals(
 
 
 @router.get("/results")
-def results(store: StoreDep, ts: str | None = None) -> dict:
+def results(store: StoreDep, ts: str | None = None, version: Version = None) -> dict:
     """One interval (default: the latest): bus intensities, branch carbon flows, generator and load
-    carbon, totals."""
-    return jsonable(result_at(store, ts))
+    carbon, totals — of the current version of the results, or of ``version``."""
+    return jsonable(result_at(store, ts, version))
 
 
 @router.get("/results/{kind}")
@@ -124,16 +144,20 @@ def results_of_kind(
     region: str | None = None,
     industry: str | None = None,
     voltage_kv: float | None = None,
+    version: Version = None,
     limit: Limit = None,
     offset: Offset = 0,
     format: Format = "json",
 ):
-    header = interval_at(store, ts)
+    header = interval_at(store, ts, version)
     when = header["ts"]
+    if not header.get("current", True) and (region or industry or voltage_kv is not None):
+        raise bad_parameter("version", "an older version's rows are filtered by element only")
     rows = rows_at(
         store,
         kind,
         when,
+        header,
         element_ids=split_ids(element),
         region=region,
         industry=industry,
@@ -142,8 +166,9 @@ def results_of_kind(
     if kind == "bus":
         with_bands(rows, header)
     return listing(
-        rows, limit=limit, offset=offset, format=format, name=f"{kind}-results", extra={"ts": when}
-    )
+        rows, limit=limit, offset=offset, format=format, name=f"{kind}-results",
+        extra={"ts": when, "result_version": header["result_version"]},
+    )  # fmt: skip
 
 
 @router.get("/series")

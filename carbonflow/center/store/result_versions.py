@@ -1,0 +1,420 @@
+"""Versions of the interval results as a whole: a recomputation of history is one numbered version.
+
+Version 0 is the results as metered (the live loop, re-meterings for late readings included); every
+``carbonflow center recompute`` run that changes something is version 1, 2, ... (``result_versions``:
+its range, reason, input fingerprint, state, and which intervals it could not recompute and why).
+
+``intervals`` and the result tables always hold each interval's *current* result; its version number
+is ``estimation["result_version"]`` (absent: 0).  When a recomputation replaces an interval, the
+result it replaces moves to ``archived_intervals`` (the header: totals, sums, estimation) and
+``archived_results`` (every element row: bus, branch, generator, load — key, bus, intensity, energy,
+carbon), tagged with its version, so any version stays readable: the result of an interval *as of
+version v* is its newest result whose version is ≤ v.
+
+Reading a version and the diff of two: store/version_reads.py.
+
+A recomputation writes its results one chunk of intervals at a time, each chunk in one transaction with
+its ``recompute_chunks`` row: a chunk is written once (a second writer of the same version and chunk
+finds the row, or on PostgreSQL collides on its key and rolls back), and a chunk whose writer died
+before the commit left nothing behind and is simply done again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from carbonflow.center.store.access import Target, chunks, connection_of
+from carbonflow.center.store.chain import INTERVAL, append_links, interval_fields, interval_key
+from carbonflow.center.store.engine import Store
+from carbonflow.center.store.partitions import ensure_partitions, months_between
+from carbonflow.center.store.results import IntervalRecord, header_row
+from carbonflow.center.store.schema import RESULT_MODELS, TIME_SERIES_TABLES, Base, Interval
+from carbonflow.center.store.types import UtcDateTime, utc
+from carbonflow.center.store.versions import IntervalVersion, version_of
+
+KEY_PAGE = 400  # interval keys per IN list
+HEADER_SUMS = (
+    "generation_energy_kwh",
+    "load_energy_kwh",
+    "generation_carbon_kg",
+    "load_carbon_kg",
+    "loss_carbon_kg",
+)
+
+
+class ResultVersion(Base):
+    __tablename__ = "result_versions"
+    __table_args__ = (Index("ix_result_versions_fingerprint", "fingerprint", unique=True),)
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    level: Mapped[str] = mapped_column(String(100))
+    interval_s: Mapped[int] = mapped_column(Integer)
+    start_ts: Mapped[datetime] = mapped_column(UtcDateTime)  # intervals ending in (start_ts, end_ts]
+    end_ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(100))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the range and every input
+    status: Mapped[str] = mapped_column(String(20))  # running | done
+    chunks: Mapped[int] = mapped_column(Integer)
+    intervals: Mapped[int | None] = mapped_column(Integer)  # recomputed
+    skipped: Mapped[list[Any] | None] = mapped_column(JSON)  # [{"ts", "reason"}]: not recomputed
+    corrections: Mapped[list[Any] | None] = mapped_column(JSON)  # ids of the corrections applied
+    runner: Mapped[str | None] = mapped_column(String(200))  # "local 2 processes", "dask tcp://..."
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class RecomputeChunk(Base):
+    __tablename__ = "recompute_chunks"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    intervals: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[list[Any] | None] = mapped_column(JSON)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    written_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ArchivedInterval(Base):
+    __tablename__ = "archived_intervals"
+    __table_args__ = (Index("ix_archived_intervals_ts", "ts"),)
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    level: Mapped[str] = mapped_column(String(100), primary_key=True)
+    interval_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    superseded_by: Mapped[int] = mapped_column(Integer)
+    losses: Mapped[str] = mapped_column(String(20))
+    hash: Mapped[str] = mapped_column(String(64))
+    totals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    estimation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    generation_energy_kwh: Mapped[float] = mapped_column(Float)
+    load_energy_kwh: Mapped[float] = mapped_column(Float)
+    generation_carbon_kg: Mapped[float] = mapped_column(Float)
+    load_carbon_kg: Mapped[float] = mapped_column(Float)
+    loss_carbon_kg: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ArchivedResult(Base):
+    __tablename__ = "archived_results"
+    __table_args__ = (Index("ix_archived_results_ts", "ts"),)
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    level: Mapped[str] = mapped_column(String(100), primary_key=True)
+    interval_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # bus | branch | generator | load
+    element_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    bus_id: Mapped[str] = mapped_column(String(100))
+    intensity_g_per_kwh: Mapped[float | None] = mapped_column(Float)
+    energy_kwh: Mapped[float] = mapped_column(Float)
+    carbon_kg: Mapped[float] = mapped_column(Float)
+
+
+# what the archive keeps of a replaced header (not its snapshot and origin: the bulk of a row)
+REPLACED_COLUMNS = [c for c in Interval.__table__.c if c.name not in ("snapshot", "origin")]
+ARCHIVED_COLUMNS = ("element_id", "bus_id", "intensity_g_per_kwh", "energy_kwh", "carbon_kg")
+
+
+def result_version_of(estimation: dict[str, Any] | None) -> int:
+    return int((estimation or {}).get("result_version", 0))
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    level: str
+    interval_s: int
+    start: datetime
+    end: datetime
+    reason: str | None
+    fingerprint: str
+    status: str
+    chunks: int
+    intervals: int | None
+    skipped: list[dict[str, Any]]
+    corrections: list[int]
+    runner: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "level": self.level,
+            "interval_s": self.interval_s,
+            "start": self.start,
+            "end": self.end,
+            "reason": self.reason,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "chunks": self.chunks,
+            "intervals": self.intervals,
+            "skipped": self.skipped,
+            "corrections": self.corrections,
+            "runner": self.runner,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
+
+def _info(row: Any) -> VersionInfo:
+    return VersionInfo(
+        row.version, row.level, row.interval_s, row.start_ts, row.end_ts, row.reason, row.fingerprint,
+        row.status, row.chunks, row.intervals, list(row.skipped or []), list(row.corrections or []),
+        row.runner, row.created_at, row.finished_at,
+    )  # fmt: skip
+
+
+def list_versions(target: Target) -> list[VersionInfo]:
+    with connection_of(target, write=False) as connection:
+        rows = connection.execute(select(ResultVersion.__table__).order_by(ResultVersion.version)).all()
+    return [_info(row) for row in rows]
+
+
+def get_version(target: Target, version: int) -> VersionInfo | None:
+    with connection_of(target, write=False) as connection:
+        row = connection.execute(
+            select(ResultVersion.__table__).where(ResultVersion.version == version)
+        ).first()
+    return None if row is None else _info(row)
+
+
+def latest_version(target: Target) -> int:
+    """The newest finished version (0: nothing recomputed yet)."""
+    with connection_of(target, write=False) as connection:
+        value = connection.execute(
+            select(func.max(ResultVersion.version)).where(ResultVersion.status == "done")
+        ).scalar()
+    return int(value or 0)
+
+
+def open_version(
+    store: Store,
+    *,
+    level: str,
+    interval_s: int,
+    start: datetime,
+    end: datetime,
+    fingerprint: str,
+    chunks: int,
+    reason: str | None,
+    actor: str | None,
+    corrections: Sequence[int],
+    runner: str,
+) -> tuple[VersionInfo, bool]:
+    """The version for these inputs: ``(info, True)`` a new one, ``(info, False)`` the one that already
+    has this fingerprint (done: nothing to do; running: an interrupted run, resumed chunk by chunk)."""
+    with store.write() as connection:
+        row = connection.execute(
+            select(ResultVersion.__table__).where(ResultVersion.fingerprint == fingerprint)
+        ).first()
+        if row is not None:
+            return _info(row), False
+        number = int(connection.execute(select(func.max(ResultVersion.version))).scalar() or 0) + 1
+        connection.execute(
+            ResultVersion.__table__.insert(),
+            {
+                "version": number, "level": level, "interval_s": interval_s, "start_ts": utc(start),
+                "end_ts": utc(end), "reason": reason, "actor": actor, "fingerprint": fingerprint,
+                "status": "running", "chunks": chunks, "intervals": None, "skipped": None,
+                "corrections": list(corrections), "runner": runner, "created_at": datetime.now(UTC),
+                "finished_at": None,
+            },
+        )  # fmt: skip
+        row = connection.execute(select(ResultVersion.__table__).where(ResultVersion.version == number)).one()
+    return _info(row), True
+
+
+def written_chunks(target: Target, version: int) -> dict[int, tuple[int, list[Any]]]:
+    """The chunks of ``version`` already written: chunk -> (intervals, skipped)."""
+    with connection_of(target, write=False) as connection:
+        rows = connection.execute(
+            select(RecomputeChunk.chunk, RecomputeChunk.intervals, RecomputeChunk.skipped).where(
+                RecomputeChunk.version == version
+            )
+        ).all()
+    return {row.chunk: (row.intervals, list(row.skipped or [])) for row in rows}
+
+
+def finish_version(store: Store, version: int) -> VersionInfo:
+    """Mark ``version`` done with the sums of its chunks (every chunk must be written)."""
+    written = written_chunks(store, version)
+    skipped = sorted((s for _n, (_i, items) in written.items() for s in items), key=lambda s: s["ts"])
+    with store.write() as connection:
+        connection.execute(
+            update(ResultVersion)
+            .where(ResultVersion.version == version)
+            .values(
+                status="done",
+                intervals=sum(n for n, _s in written.values()),
+                skipped=skipped,
+                finished_at=datetime.now(UTC),
+            )
+        )
+    info = get_version(store, version)
+    assert info is not None
+    return info
+
+
+def write_chunk(
+    store: Store,
+    version: int,
+    chunk: int,
+    records: Sequence[IntervalRecord],
+    skipped: Sequence[dict[str, Any]],
+    *,
+    worker: str | None = None,
+    reason: str = "",
+) -> bool:
+    """Write one chunk of ``version``'s results in one transaction: False when it was already written
+    (by an earlier attempt, or concurrently by a twin of a task that was thought lost)."""
+    try:
+        with store.write() as connection:
+            done = connection.execute(
+                select(RecomputeChunk.chunk).where(
+                    RecomputeChunk.version == version, RecomputeChunk.chunk == chunk
+                )
+            ).first()
+            if done is not None:
+                return False
+            connection.execute(
+                RecomputeChunk.__table__.insert(),
+                {
+                    "version": version, "chunk": chunk, "intervals": len(records), "skipped": list(skipped),
+                    "worker": worker, "written_at": datetime.now(UTC),
+                },
+            )  # fmt: skip
+            if records:
+                _replace(connection, version, records, reason or f"recomputed as version {version}")
+    except IntegrityError:
+        return False  # PostgreSQL: a twin committed the same chunk first
+    return True
+
+
+def _keyed(model, level: str, interval_s: int, ts: Sequence[datetime]):
+    return (model.level == level, model.interval_s == interval_s, model.ts.in_(ts))
+
+
+def _replace(connection: Connection, version: int, records: Sequence[IntervalRecord], reason: str) -> None:
+    """Archive the current results of ``records``' intervals, then store ``records`` as current."""
+    level, interval_s = records[0].level, records[0].interval_s
+    keys = [record.ts for record in records]
+    now = datetime.now(UTC)
+    current: dict[datetime, Any] = {}
+    for page in chunks(keys, KEY_PAGE):
+        for row in connection.execute(
+            select(*REPLACED_COLUMNS).where(*_keyed(Interval, level, interval_s, page))
+        ):
+            current[utc(row.ts)] = row
+    by_source: dict[int, list[datetime]] = defaultdict(list)
+    archived, history = [], []
+    for ts, row in current.items():
+        source = result_version_of(row.estimation)
+        by_source[source].append(ts)
+        archived.append(
+            {
+                "version": source, "ts": ts, "level": level, "interval_s": interval_s,
+                "superseded_by": version, "losses": row.losses, "hash": row.hash, "totals": row.totals,
+                "estimation": row.estimation, "created_at": row.created_at,
+                **{name: getattr(row, name) for name in HEADER_SUMS},
+            }
+        )  # fmt: skip
+        history.append(
+            {
+                "ts": ts, "level": level, "interval_s": interval_s, "version": version_of(row.estimation),
+                "hash": row.hash, "totals": row.totals, "estimation": row.estimation,
+                "created_at": row.created_at, "superseded_at": now, "reason": reason,
+                "chain_seq": row.chain_seq, "chain_hash": row.chain_hash,
+            }
+        )  # fmt: skip
+    if archived:
+        connection.execute(ArchivedInterval.__table__.insert(), archived)
+        connection.execute(IntervalVersion.__table__.insert(), history)
+    archive = ArchivedResult.__table__
+    for source, stamps in by_source.items():
+        for kind, model in RESULT_MODELS.items():
+            for page in chunks(stamps, KEY_PAGE):
+                columns = [model.__table__.c[name] for name in ARCHIVED_COLUMNS]
+                query = select(
+                    literal(source), model.ts, model.level, model.interval_s, literal(kind), *columns
+                ).where(*_keyed(model, level, interval_s, page))
+                connection.execute(
+                    archive.insert().from_select(
+                        ["version", "ts", "level", "interval_s", "kind", *ARCHIVED_COLUMNS], query
+                    )
+                )
+    for model in (Interval, *RESULT_MODELS.values()):
+        for page in chunks(keys, KEY_PAGE):
+            connection.execute(delete(model).where(*_keyed(model, level, interval_s, page)))
+    for record in records:
+        previous = current.get(record.ts)
+        record.estimation = {
+            **(record.estimation or {}),
+            "version": (version_of(previous.estimation) + 1) if previous is not None else 1,
+            "result_version": version,
+        }
+    insert_results(connection, records)
+
+
+def insert_results(connection: Connection, records: Sequence[IntervalRecord]) -> None:
+    """Store ``records`` (of one level and interval length, none stored yet) as current results: their
+    headers with one new link each in the interval chains, and their element rows — in bulk."""
+    if not records:
+        return
+    level, interval_s = records[0].level, records[0].interval_s
+    if connection.dialect.name == "postgresql":
+        stamps = [record.ts for record in records]
+        ensure_partitions(connection, TIME_SERIES_TABLES[1:], months_between(min(stamps), max(stamps)))
+    headers = [header_row(record) for record in records]
+    links = append_links(
+        connection,
+        INTERVAL,
+        [(interval_key(h["ts"], level, interval_s), interval_fields(h)) for h in headers],
+    )
+    for header, (seq, digest) in zip(headers, links):
+        header["chain_seq"], header["chain_hash"] = seq, digest
+    connection.execute(Interval.__table__.insert(), headers)
+    for kind, model in RESULT_MODELS.items():
+        _insert_rows(connection, model.__table__, records, kind)
+
+
+def _insert_rows(connection: Connection, table, records: Sequence[IntervalRecord], kind: str) -> None:
+    """The element rows of ``kind`` as one driver-level executemany of plain tuples: the interval's
+    timestamp is converted once per interval, not once per row (most of the cost of a bulk insert
+    through the ORM's per-row parameter processing)."""
+    dialect = connection.dialect
+    names = [column.name for column in table.c]
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([marker] * len(names))})"  # nosec B608
+    ts_type = table.c.ts.type
+    rows = []
+    for record in records:
+        key = {"ts": ts_type.process_bind_param(record.ts, dialect), "level": record.level,
+               "interval_s": record.interval_s}  # fmt: skip
+        for row in record.rows.get(kind, []):
+            rows.append(tuple(key[name] if name in key else row.get(name) for name in names))
+    for page in chunks(rows, 5000):
+        connection.exec_driver_sql(statement, page)
