@@ -22,7 +22,7 @@ import binascii
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -136,18 +136,10 @@ Payload = Annotated[
 ]
 
 
-class Envelope(Document):
-    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
-    TITLE: ClassVar[str] = "cascade message"
+class SignedDocument(Document):
+    """A document signed with its sender's Ed25519 key over its canonical JSON (sorted keys, no
+    signature): cascade envelopes and cross-region tie intensities."""
 
-    schema_version: int = SCHEMA_VERSION
-    message_id: str = Field(min_length=8, max_length=64)  # idempotency key (a UUID)
-    sender: CenterId
-    recipient: CenterId
-    ts: UtcTime  # interval end
-    interval_s: int = Field(gt=0)
-    created_at: UtcTime
-    payload: Payload
     signature_alg: Literal["ed25519"] = "ed25519"
     key_id: str | None = None  # which of the sender's keys (rotation)
     signature: str | None = None  # base64 of the 64-byte Ed25519 signature
@@ -156,7 +148,7 @@ class Envelope(Document):
         body = self.model_dump(mode="json", exclude={"signature"})
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
-    def signed(self, key: Ed25519PrivateKey) -> Envelope:
+    def signed(self, key: Ed25519PrivateKey) -> Self:
         signature = base64.b64encode(key.sign(self.canonical())).decode("ascii")
         return self.model_copy(update={"signature": signature})
 
@@ -168,3 +160,17 @@ class Envelope(Document):
         except (InvalidSignature, binascii.Error, ValueError):
             return False
         return True
+
+
+class Envelope(SignedDocument):
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+    TITLE: ClassVar[str] = "cascade message"
+
+    schema_version: int = SCHEMA_VERSION
+    message_id: str = Field(min_length=8, max_length=64)  # idempotency key (a UUID)
+    sender: CenterId
+    recipient: CenterId
+    ts: UtcTime  # interval end
+    interval_s: int = Field(gt=0)
+    created_at: UtcTime
+    payload: Payload

@@ -16,17 +16,12 @@ readings, a neighbour's late intensities) publishes it again with a higher versi
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import ClassVar, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field
 
-from carbonflow.messages.base import Contract, Document
-from carbonflow.messages.c5 import CenterId, UtcTime
+from carbonflow.messages.base import Contract
+from carbonflow.messages.c5 import CenterId, SignedDocument, UtcTime
 
 SCHEMA_VERSION = 1
 
@@ -45,7 +40,7 @@ class TiePoint(Contract):
     estimated: bool = False  # the publisher's own result of the interval used estimates
 
 
-class TieIntensities(Document):
+class TieIntensities(SignedDocument):
     SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
     TITLE: ClassVar[str] = "tie intensities"
 
@@ -60,23 +55,3 @@ class TieIntensities(Document):
     losses: Literal["receiving", "consumer"] = "receiving"
     created_at: UtcTime
     ties: list[TiePoint] = Field(min_length=1)
-    signature_alg: Literal["ed25519"] = "ed25519"
-    key_id: str | None = None
-    signature: str | None = None  # base64 of the 64-byte Ed25519 signature
-
-    def canonical(self) -> bytes:
-        body = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-    def signed(self, key: Ed25519PrivateKey) -> TieIntensities:
-        signature = base64.b64encode(key.sign(self.canonical())).decode("ascii")
-        return self.model_copy(update={"signature": signature})
-
-    def verify(self, key: Ed25519PublicKey) -> bool:
-        if self.signature is None:
-            return False
-        try:
-            key.verify(base64.b64decode(self.signature, validate=True), self.canonical())
-        except (InvalidSignature, binascii.Error, ValueError):
-            return False
-        return True
