@@ -41,6 +41,12 @@ def new_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
+def load_signing_key(private_key: str | None, private_key_file: str | None) -> Ed25519PrivateKey:
+    """A center's Ed25519 key, given inline (base64 seed) or in a file."""
+    text = private_key if private_key is not None else Path(str(private_key_file)).read_text("ascii")
+    return Ed25519PrivateKey.from_private_bytes(_raw(text, "private_key"))
+
+
 def private_key_text(key: Ed25519PrivateKey) -> str:
     from cryptography.hazmat.primitives import serialization as s
 
@@ -136,10 +142,7 @@ class CascadeConfig(BaseModel):
         return self
 
     def signing_key(self) -> Ed25519PrivateKey:
-        text = self.private_key
-        if text is None:
-            text = Path(str(self.private_key_file)).read_text("ascii")
-        return Ed25519PrivateKey.from_private_bytes(_raw(text, "private_key"))
+        return load_signing_key(self.private_key, self.private_key_file)
 
     @property
     def upper(self) -> PeerConfig | None:

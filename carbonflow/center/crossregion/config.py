@@ -33,7 +33,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from carbonflow.center.cascade.config import _raw
+from carbonflow.center.cascade.config import _raw, load_signing_key
 from carbonflow.messages.base import ID_PATTERN, error_line
 
 
@@ -109,10 +109,7 @@ class TiesConfig(BaseModel):
         return self
 
     def signing_key(self) -> Ed25519PrivateKey:
-        text = self.private_key
-        if text is None:
-            text = Path(str(self.private_key_file)).read_text("ascii")
-        return Ed25519PrivateKey.from_private_bytes(_raw(text, "private_key"))
+        return load_signing_key(self.private_key, self.private_key_file)
 
     def neighbour(self, neighbour_id: str) -> NeighbourConfig | None:
         return next((n for n in self.neighbours if n.id == neighbour_id), None)
