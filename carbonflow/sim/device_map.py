@@ -331,7 +331,6 @@ def device_map_of(
                     metering={"accuracy_class": RTU_CLASS},
                 )
             else:
-                port = m.port("modbus-tcp")
                 circuits = [
                     ("branch", bid, end, branch_rated_mw(row, bus["vn_kv"]))
                     for bid, end, row in here["branch_end"]
@@ -339,64 +338,14 @@ def device_map_of(
                 circuits += [
                     ("load", lid, "-", rated_mw(row, "p_mw") * LOAD_PEAK_MARGIN) for lid, row in here["load"]
                 ]
-                for unit_id, (kind, element_id, end, rating_mw) in enumerate(circuits, start=1):
-                    energy = "import_energy_kwh" if kind == "load" else "export_energy_kwh"
-                    # a multifunction meter with its CT/VT programmed: it shows primary values
-                    points = [
-                        _point(
-                            kind,
-                            element_id,
-                            "p_mw",
-                            end,
-                            unit="kW",
-                            scale=1000.0,
-                            register="p_kw",
-                            resolution="0",
-                        ),
-                        _point(
-                            kind,
-                            element_id,
-                            "q_mvar",
-                            end,
-                            unit="kvar",
-                            scale=1000.0,
-                            register="q_kvar",
-                            resolution="0",
-                        ),
-                        _point(
-                            "bus",
-                            bus["id"],
-                            "u_kv",
-                            unit="V",
-                            scale=1000.0 / math.sqrt(3),
-                            register="u_a_v",
-                            resolution="0",
-                        ),
-                        _point(
-                            kind,
-                            element_id,
-                            energy,
-                            end,
-                            unit="kWh",
-                            register="import_energy_kwh",
-                            resolution="0.01",
-                            frozen=True,
-                        ),
-                    ]
-                    m.add(
-                        f"MB-{bus['id']}-{unit_id}",
-                        "substation_meter",
-                        "modbus-tcp",
-                        bus,
-                        {"unit_id": unit_id},
-                        points,
-                        "cf-3ph-meter",
-                        port=port,
-                        metering=metering_at(bus["vn_kv"], rating_mw),
-                    )
+                _add_circuit_meters(m, bus, circuits)
         else:
             protocol = "dlt698" if bus["vn_kv"] >= 110 else "dlt645"
             vn_kv = bus["vn_kv"]
+            if len(here["branch_end"]) > 1:  # a through-bus with a load (a feeder bus): its branches metered
+                # too, else a line between two such buses has no meter at either end
+                circuits = [("branch", b, end, branch_rated_mw(r, vn_kv)) for b, end, r in here["branch_end"]]
+                _add_circuit_meters(m, bus, circuits)
             for lid, row in here["load"]:
                 metering = metering_at(vn_kv, rated_mw(row, "p_mw") * LOAD_PEAK_MARGIN)
                 m.add(
@@ -480,6 +429,67 @@ def device_map_of(
     return DeviceMap.model_validate(
         {"version": DEVICE_MAP_VERSION, "grid": net.name or "", "host": host, "devices": m.devices}
     )
+
+
+def _add_circuit_meters(m: _Map, bus: dict[str, Any], circuits: list[tuple[str, str, str, float]]) -> None:
+    """One Modbus multifunction meter per circuit (kind, element id, end, rating MW) of a bus, on one
+    port: a low-voltage substation's feeders and loads, or the branches of a through-bus with a load."""
+    port = m.port("modbus-tcp")
+    for unit_id, (kind, element_id, end, rating_mw) in enumerate(circuits, start=1):
+        energy = "import_energy_kwh" if kind == "load" else "export_energy_kwh"
+        # a multifunction meter with its CT/VT programmed: it shows primary values
+        points = [
+            _point(
+                kind,
+                element_id,
+                "p_mw",
+                end,
+                unit="kW",
+                scale=1000.0,
+                register="p_kw",
+                resolution="0",
+            ),
+            _point(
+                kind,
+                element_id,
+                "q_mvar",
+                end,
+                unit="kvar",
+                scale=1000.0,
+                register="q_kvar",
+                resolution="0",
+            ),
+            _point(
+                "bus",
+                bus["id"],
+                "u_kv",
+                unit="V",
+                scale=1000.0 / math.sqrt(3),
+                register="u_a_v",
+                resolution="0",
+            ),
+            _point(
+                kind,
+                element_id,
+                energy,
+                end,
+                unit="kWh",
+                register="import_energy_kwh",
+                resolution="0.01",
+                frozen=True,
+            ),
+        ]
+        m.add(
+            f"MB-{bus['id']}-{unit_id}",
+            "substation_meter",
+            "modbus-tcp",
+            bus,
+            {"unit_id": unit_id},
+            points,
+            "cf-3ph-meter",
+            port=port,
+            metering=metering_at(bus["vn_kv"], rating_mw),
+        )
 
 
 def _iec104_addresses(telemetry: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
