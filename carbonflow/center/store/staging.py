@@ -26,9 +26,12 @@ their row locks in the same order (one waits for the other; no lock cycle betwee
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, TypeDecorator
 from sqlalchemy.exc import DBAPIError
 
 from carbonflow.center.store.schema import Reading
@@ -76,8 +79,16 @@ def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
             cursor.execute(statement)
             statement = _COPY_STAGING
             with cursor.copy(statement) as copy:
-                for ordinal, row in enumerate(rows):
-                    copy.write_row((ordinal, *(bind(row.get(name)) for bind, name in zip(binds, _COLUMNS))))
+                # the rows as COPY text in one block: formatting a line here costs a fraction of
+                # write_row's per-row call (issue 17 §2); values are the bind processors' output
+                copy.write(
+                    "".join(
+                        f"{ordinal}\t"
+                        + "\t".join(_copy_text(bind(row.get(name))) for bind, name in zip(binds, _COLUMNS))
+                        + "\n"
+                        for ordinal, row in enumerate(rows)
+                    )
+                )
             statement = _MOVE_STAGED
             cursor.execute(statement)
             return cursor.rowcount
@@ -88,13 +99,34 @@ def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
 
 
 def _bind(connection: Connection, column: str) -> Callable[[Any], Any]:
-    """The Python → driver conversion of a bound parameter of ``readings.<column>``: the same as the
-    VALUES path's.  ``dialect_impl``: the type as compiled for PostgreSQL — the bare type's processor
-    would turn a NUMERIC into a float (generic Numeric), which must never happen to a meter value."""
-    dialect = connection.dialect
-    processor = Reading.__table__.c[column].type.dialect_impl(dialect).bind_processor(dialect)
-    return processor or _unchanged
+    """The Python → database value of ``readings.<column>``: our column types' own conversion, the same
+    as the VALUES path's (``ExactDecimal`` checks and keeps a ``Decimal`` — never a float —,
+    ``UtcDateTime`` converts to UTC, ``Sha256`` hex to bytes); other columns go as they are."""
+    dialect, column_type = connection.dialect, Reading.__table__.c[column].type
+    if isinstance(column_type, TypeDecorator):
+        return partial(column_type.process_bind_param, dialect=dialect)
+    return _unchanged
 
 
 def _unchanged(value: Any) -> Any:
     return value
+
+
+# COPY's text format: backslash, tab, newline and carriage return escaped; NULL is \N; bytea as \x + hex
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One field in COPY's text format, written as psycopg's text dumpers would: str of a Decimal (the
+    exact digits), ISO 8601 with offset for a timestamp, hex for bytes."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\\\x" + value.hex()
+    if isinstance(value, Decimal | int):
+        return str(value)
+    raise TypeError(f"no COPY text form for {type(value).__name__}")
