@@ -250,3 +250,24 @@ def test_two_branch_ends_both_delivering_within_their_uncertainty_are_reconciled
     assert branch["p_from_mw"] == pytest.approx(-5.0) and branch["p_to_mw"] == pytest.approx(-5.0)
     with pytest.raises(Exception, match="both ends deliver power"):
         solve(snapshot_from_dict(assembled.snapshot), "receiving")
+
+
+def test_an_estimated_end_that_contradicts_the_measured_one_is_reconciled_not_refused():
+    """The 'from' end's reading is an estimate (taken before the boundary, when the flow was reversed) and
+    'delivers' as the measured 'to' end does: the estimate explains it, so the interval meters (the
+    measured end, far surer, decides the flow) and the branch is named as estimated.  The same numbers
+    both measured are refused, as the swapped CT above."""
+    from dataclasses import replace
+
+    topology, data = _tie_world(["-0.3", "-0.31", "-0.29"], ["-0.3", "-0.31", "-0.29"])
+    with pytest.raises(Exception, match="both ends deliver power"):
+        solve(snapshot_from_dict(assemble_snapshot(topology, data).snapshot), "receiving")
+
+    key_from = ("branch", "L1", "p_mw", "from")
+    data = replace(data, estimated={key_from: "read before the boundary"})
+    assembled = assemble_snapshot(topology, data)
+    [branch] = assembled.snapshot["branches"]
+    assert branch["p_from_mw"] == pytest.approx(0.3)  # the measured end's flow
+    assert branch["p_to_mw"] == pytest.approx(-branch["p_from_mw"])
+    assert ("L1", "reconciled ends") in {(e.element_id, e.method) for e in assembled.estimates}
+    solve(snapshot_from_dict(assembled.snapshot), "receiving")

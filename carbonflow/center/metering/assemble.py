@@ -386,18 +386,24 @@ def _reconciled(p_from: Value, p_to: Value) -> tuple[Value, Value]:
     samples, taken at other moments: a flow passing through zero during the interval can give two means
     that both deliver.  Where the power they 'create' is within ``RECONCILE_COVERAGE`` combined standard
     uncertainties of the two ends, the branch carries the inverse-variance mean of both, lossless — a
-    value derived from the two measurements by the law they broke.  Beyond that the data stands, and the
-    engine refuses the interval naming the branch (a wrong sign, a swapped CT: a fault to see)."""
+    value derived from the two measurements by the law they broke.  Beyond that two *measured* ends
+    stand, and the engine refuses the interval naming the branch (a wrong sign, a swapped CT: a fault to
+    see).  An *estimated* end (held from the previous interval, read off its boundary) explains the
+    contradiction by itself — a flow that reversed since — so it gives way to a measured other end (lossless,
+    reported as an estimate): one late reading never loses a whole island."""
     created = -(p_from.value + p_to.value)
     if p_from.value >= 0 or p_to.value >= 0 or p_from.u <= 0 or p_to.u <= 0:
         return p_from, p_to
-    if created > RECONCILE_COVERAGE * math.hypot(p_from.u, p_to.u):
+    estimated = p_from.estimated or p_to.estimated
+    if not estimated and created > RECONCILE_COVERAGE * math.hypot(p_from.u, p_to.u):
         return p_from, p_to
-    w_from, w_to = p_from.u**-2, p_to.u**-2
-    flow = (p_from.value * w_from - p_to.value * w_to) / (w_from + w_to)
-    u = (w_from + w_to) ** -0.5
-    derived = not (p_from.estimated or p_to.estimated)
-    return Value(flow, u, "reconciled ends", derived), Value(-flow, u, "reconciled ends", derived)
+    if p_from.estimated != p_to.estimated:  # the measured end decides
+        flow, u = (p_from.value, p_from.u) if p_to.estimated else (-p_to.value, p_to.u)
+    else:
+        w_from, w_to = p_from.u**-2, p_to.u**-2
+        flow = (p_from.value * w_from - p_to.value * w_to) / (w_from + w_to)
+        u = (w_from + w_to) ** -0.5
+    return Value(flow, u, "reconciled ends", not estimated), Value(-flow, u, "reconciled ends", not estimated)
 
 
 def _quiet(p_to: Value, p_from: Value) -> Value:
