@@ -52,6 +52,8 @@ window.CF_I18N = {
     deviation: "偏差", mismatched_checks: "不一致次数", image_storage: "现场图像存储",
     set_carbon_factor: "碳因子下发", reload_config: "重新加载配置", sent: "已发送", failed: "失败",
     search: "搜索", all: "全部", in_all: "条中", previous_page: "上一页", next_page: "下一页",
+    u_s: "秒", u_min: "分钟", u_h: "小时", u_d: "天", age_fmt: "{d}前",
+    data_late: "数据延迟:已有 {d} 没有新的完整时段(每 {i} 应有一个)",
   },
   en: {
     title: "Carbon metering center", overview: "Overview", topology: "Topology", generation: "Generation",
@@ -115,6 +117,8 @@ window.CF_I18N = {
     set_carbon_factor: "Carbon factor downloads", reload_config: "Reload configuration", sent: "sent",
     failed: "failed",
     search: "Search", all: "all", in_all: "in all", previous_page: "Previous page", next_page: "Next page",
+    u_s: "s", u_min: "min", u_h: "h", u_d: "d", age_fmt: "{d} ago",
+    data_late: "Data is late: no new complete interval for {d} (one is expected every {i})",
   },
 };
 
