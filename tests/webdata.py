@@ -141,6 +141,7 @@ def logged_in(browser, base: str, page_name: str, lang: str = "en", console: boo
 
 # ink on a chart's canvas: pixels that are not white background (an empty chart has only its axes)
 _INK = """(id) => { const canvas = document.querySelector(`#${id} canvas`);
+  if (!canvas) return { ink: 0, colours: 0, share: 0, dom: document.getElementById(id)?.outerHTML };
   const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
   const colours = new Set(); let ink = 0;
   for (let k = 0; k < data.length; k += 4) {

@@ -3,16 +3,30 @@
 // history; a slider replays the last 24 h; find a bus by id or name.  Uses app.js's helpers at call time.
 "use strict";
 
-// ---- Topology -----------------------------------------------------------------------------------------
+// time to interactive of the first render (performance marks; tests/test_web_topology.py reads the measure)
+const TOPO_MARK = "cf-topology";
 PAGES.topology = async () => {
+  const timed = !state.topoTimed;
+  if (timed) performance.mark(`${TOPO_MARK}-start`);
   state.topo = state.topo || await api("/api/v1/topology");
   const intervals = (await api("/api/v1/intervals?limit=100000")).items;
   state.intervals = intervals;
   $("topo-buses").replaceChildren(...state.topo.buses.map((b) => elem("option", { value: b.id }, b.name || b.id)));
   const slider = $("slider");
   slider.max = Math.max(0, intervals.length - 1); slider.value = slider.max;
+  const c = chart("topo-chart");
+  const interactive = timed ? new Promise((resolve) => c.on("finished", function done() { c.off("finished", done); resolve(); })) : null;
   await loadInterval(intervals.at(-1)?.ts);
+  if (timed && state.result) { // drawn and clickable: the click handler is set with the first frame
+    await interactive;
+    state.topoTimed = true;
+    performance.mark(`${TOPO_MARK}-interactive`);
+    performance.measure(`${TOPO_MARK}-tti`, `${TOPO_MARK}-start`, `${TOPO_MARK}-interactive`);
+  }
 };
+// group by region: nodes coloured by their region, the regions named in the legend (a click there hides one)
+const REGION_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+$("topo-regions").addEventListener("change", () => { state.topoByRegion = $("topo-regions").checked; if (state.result) drawTopology(); });
 $("slider").addEventListener("input", () => loadInterval(state.intervals[$("slider").value]?.ts));
 // find a bus by id or name: its values shown, the node highlighted
 $("topo-search").addEventListener("change", () => {
@@ -44,12 +58,17 @@ function drawTopology() {
     const r = busResult[bus.id] || {};
     return { id: bus.id, intensity: r.intensity_g_per_kwh ?? null, color: colorOf(r.intensity_g_per_kwh) };
   });
+  const byRegion = Boolean(state.topoByRegion);
+  const regions = [...new Set(topo.buses.map((b) => b.region || ""))].sort();
+  const regionColor = (path) => REGION_COLORS[regions.indexOf(path || "") % REGION_COLORS.length];
   const nodes = topo.buses.map((bus, k) => ({
     id: bus.id, name: bus.id, x: bus.x_km, y: -bus.y_km, value: state.nodes[k].intensity,
     symbol: symbol[bus.kind] || "circle", symbolSize: bus.kind === "plant" ? 16 : bus.kind === "user" ? 13 : 6 + bus.voltage_kv / 100,
-    itemStyle: { color: state.nodes[k].color, borderColor: "#334", borderWidth: 0.6 },
+    itemStyle: { color: byRegion ? regionColor(bus.region) : state.nodes[k].color, borderColor: "#334", borderWidth: 0.6 },
+    ...(byRegion ? { category: regions.indexOf(bus.region || "") } : {}),
     label: { show: bus.kind !== "substation", position: "right", fontSize: 10 }, bus,
   }));
+  $("topo-intensity-legend").classList.toggle("dimmed", byRegion);
   const edges = topo.branches.map((branch) => {
     const r = branchResult[branch.id] || {};
     const reverse = r.sending_bus && r.sending_bus === branch.to_bus;
@@ -57,13 +76,18 @@ function drawTopology() {
       branch, result: r, symbol: ["none", r.sending_bus ? "arrow" : "none"], symbolSize: 7,
       lineStyle: { width: 0.8 + 6 * Math.abs(r.p_send_mw || 0) / maxP, color: colorOf(r.intensity_g_per_kwh), opacity: 0.85 } };
   });
+  const categories = regions.map((path) => ({ name: regionName(path), itemStyle: { color: regionColor(path) } }));
   chart("topo-chart").setOption({
+    animation: false, // interactive at the first frame (tests/test_web_topology.py: < 1.5 s)
+    legend: byRegion ? [{ data: categories.map((c) => c.name), top: 4, left: 8, orient: "vertical", textStyle: { fontSize: 11 } }] : [],
     tooltip: { formatter: (p) => p.dataType === "edge"
       ? `${esc(p.data.branch.id)}: ${fmt(p.data.result.p_send_mw, "MW")} · ${fmt(p.data.result.intensity_g_per_kwh, "gCO₂/kWh")}`
-      : `${esc(p.data.bus.id)} ${esc(p.data.bus.name)}<br>${esc(t("intensity"))}: ${fmt(p.data.value, "gCO₂/kWh")}` },
+      : `${esc(p.data.bus.id)} ${esc(p.data.bus.name)}<br>${esc(t("region"))}: ${esc(regionName(p.data.bus.region))}<br>`
+        + `${esc(t("intensity"))}: ${fmt(p.data.value, "gCO₂/kWh")}` },
     // the whole canvas for the grid; labels that would overlap another are hidden (zoom in to see them)
     series: [{ type: "graph", layout: "none", roam: true, data: nodes, links: edges, emphasis: { focus: "adjacency" },
-      edgeSymbol: ["none", "arrow"], left: 16, right: 48, top: 16, bottom: 16, labelLayout: { hideOverlap: true } }],
+      edgeSymbol: ["none", "arrow"], left: byRegion ? 120 : 16, right: 48, top: 16, bottom: 16, labelLayout: { hideOverlap: true },
+      ...(byRegion ? { categories } : {}) }],
   }, true);
   const c = chart("topo-chart");
   c.off("click");
