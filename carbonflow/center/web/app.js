@@ -148,7 +148,7 @@ function stopLive() {
 function connectLive() {
   stopLive(); // one connection per login, never one more per login
 
-  const refresh = (ts) => { if (ts !== state.latest) { state.latest = ts; if (state.page === "overview") PAGES.overview(); } };
+  const refresh = (ts) => { if (ts && ts !== state.latest) { state.latest = ts; if (state.page === "overview") refreshOverview(); } };
   try {
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/live`);
     state.socket = socket;
@@ -169,6 +169,8 @@ function connectLive() {
 
 // ---- Overview -----------------------------------------------------------------------------------------
 const OVERVIEW_REFRESH_MS = 30000;
+// a refresh outside show() (live update, timer): a failure is logged, never an unhandled rejection
+const refreshOverview = () => PAGES.overview().catch((error) => console.error(error));
 // seconds as "45 s", "12 min", "2 h 10 min", "3 d 4 h" in the user's language
 function duration(seconds) {
   const s = Math.max(0, Math.round(seconds || 0)), m = Math.round(s / 60), h = Math.floor(s / 3600);
@@ -189,7 +191,7 @@ PAGES.overview = async () => {
   $("page-overview").dataset.late = o.late ? "1" : "";
   // no new interval is also news: look again while the page is shown (the timer ends with the page)
   if (state.pending) clearTimeout(state.pending);
-  state.pending = setTimeout(() => { state.pending = null; if (state.page === "overview") PAGES.overview(); }, OVERVIEW_REFRESH_MS);
+  state.pending = setTimeout(() => { state.pending = null; if (state.page === "overview") refreshOverview(); }, OVERVIEW_REFRESH_MS);
   const c = o.completeness;
   const band = o.now_band || {};
   const iv = o.interval || {};
