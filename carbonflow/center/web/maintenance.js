@@ -92,7 +92,7 @@
     const c = chart("mt-clock-series");
     c.setOption({ title: { text: `${t("clock_series")} · ${device}`, textStyle: { fontSize: 13 } },
       tooltip: { trigger: "axis", formatter: (ps) => ps.map((p) => `${esc(localTime(new Date(p.value[0]).toISOString()))}: ${esc(num(p.value[1], 3))} s`).join("<br>") },
-      grid: { left: 60, right: 20, top: 40, bottom: 30 },
+      grid: { left: 60, right: 20, top: 56, bottom: 30 },
       xAxis: { type: "time", axisLabel: { formatter: (v) => localTime(new Date(v).toISOString(), false) } },
       yAxis: { type: "value", name: "s", scale: true },
       series: [{ name: `${t("clock_offset")} (s)`, type: "line", step: "end", showSymbol: true, data: points }] }, true);
