@@ -246,6 +246,7 @@ async def run_demo(
     app = create_app(settings, store=store, cascade=None if cascade is None else cascade.province)
     alarms = app.state.alarms  # evaluated on the simulated clock, as each interval is metered
     alarms.clock, alarms.interval_s = clock.now, options.interval_s
+    app.state.clock = clock.now  # the overview's "now": how old the latest interval is, whether data is late
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_level="warning", **settings.uvicorn_ssl()
     )

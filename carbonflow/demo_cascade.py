@@ -146,6 +146,7 @@ class CascadeDemo:
                 **tls,
             )
             app = create_app(settings, store=center.store, cascade=center.service)
+            app.state.clock = self.now  # the simulated time: the overview's age of the latest interval
             port = int(center.url.rsplit(":", 1)[1])
             config = uvicorn.Config(
                 app, host=self.host, port=port, log_level="warning", **settings.uvicorn_ssl()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -46,17 +47,24 @@ def test_demo_tls_serves_https_and_the_collector_delivers_over_it(tmp_path, casc
     ca = directory / "tls" / "ca.pem"
 
     async def probe(url: str):
-        async with httpx.AsyncClient(base_url=url, verify=client_context(ca)) as client:
+        async with httpx.AsyncClient(base_url=url, verify=client_context(ca), timeout=30) as client:
             login = await client.post("/api/v1/login", json={"name": "admin", "password": "pw"})
             headers = {"Authorization": f"Bearer {login.json()['token']}"}
             collectors = await client.get("/api/v1/collectors", headers=headers)
+            overview = await client.get("/api/v1/overview", headers=headers)
+            wall = datetime.now(UTC)
         with pytest.raises(httpx.ConnectError):  # without the demo's CA the center is not trusted
             async with httpx.AsyncClient(base_url=url) as untrusting:
                 await untrusting.get("/healthz")
-        return login, collectors
+        return login, collectors, (overview.json(), wall)
 
     lines: list[str] = []
-    report, (login, collectors) = run_until_metered(options, lines, probe)
+    report, (login, collectors, (overview, wall)) = run_until_metered(options, lines, probe)
+    # the overview's "now" is the demo's simulated clock, 20x faster than the wall clock (at least two
+    # simulated intervals = 6 real seconds have passed since it began): the age of the latest interval
+    # is measured on it — by the wall clock that interval would lie in the future
+    now = datetime.fromisoformat(overview["now_ts"])
+    assert now - wall > timedelta(seconds=options.interval_s) and overview["age_s"] >= 0, overview
     assert report.url.startswith("https://127.0.0.1:"), report.url
     assert any(f"center: https://127.0.0.1:{options.port}" in line for line in lines), lines
     assert report.intervals_metered == INTERVALS, lines  # readings came in over HTTPS

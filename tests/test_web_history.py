@@ -59,7 +59,11 @@ def test_one_point_gaps_local_times_and_an_honest_whole_grid(server, browser):  
     context.close()
 
 
-def test_buckets_metered_from_estimated_inputs_are_marked_in_the_chart_and_the_table(served, browser):  # noqa: F811
+ESTIMATED = {"en": "with estimated data", "zh": "含估计数据"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_buckets_metered_from_estimated_inputs_are_marked_in_the_chart_and_the_table(served, browser, lang):  # noqa: F811
     base, store = served
     marked = START + timedelta(minutes=30)  # the interval ending 00:30 local: bucket 00:15
     with store.write() as connection:
@@ -68,15 +72,21 @@ def test_buckets_metered_from_estimated_inputs_are_marked_in_the_chart_and_the_t
             .where(Interval.ts == marked)
             .values(estimation={"complete": False, "estimates": ["x"]})
         )
-    context, page, errors = logged_in(browser, base, "history", "en")
+    context, page, errors = logged_in(browser, base, "history", lang)
     page.select_option("#hist-kind", "total")
     page.select_option("#hist-bucket", "15min")
     _show(page)
     series = page.evaluate("window.cf.charts['hist-chart'].getOption().series")
-    [marks] = [s for s in series if s["name"] == "with estimated data"]
+    [marks] = [s for s in series if s["name"] == ESTIMATED[lang]]
     shown = [point for point in marks["data"] if point[1] is not None]
     assert len(shown) == 1 and marks["symbol"] == "emptyCircle"
     rows = page.locator("#hist-table tbody tr.estimated")
     assert rows.count() == 1 and "00:15" in rows.first.inner_text()
+    assert rows.first.get_attribute("title") == ESTIMATED[lang]
+    # the API says which buckets: the per-bucket count of intervals metered from estimated inputs
+    history = page.request.get(f"{base}/api/v1/history?kind=total&bucket=15min").json()["items"]
+    assert [r["incomplete_intervals"] for r in history].count(1) == 1 and sum(
+        r["incomplete_intervals"] for r in history
+    ) == 1
     assert errors == []
     context.close()

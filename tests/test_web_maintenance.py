@@ -5,12 +5,15 @@ image storage listed.  No script errors."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
 from webdata import COLLECTOR, USER, logged_in, served_center
 
-from carbonflow.center.store import list_commands, upsert_collector
+from carbonflow.center.store import list_commands, list_devices, record_status, upsert_collector
 from carbonflow.center.store.collector_admin import collector_configs
+from carbonflow.messages.c4 import DeviceStatus
 
 SECRET = "maintenance-ui-secret-42"
 CONFIG = (
@@ -71,3 +74,50 @@ def test_the_operator_reads_compares_and_rolls_back_a_configuration_and_syncs_a_
     assert "images stored" in page.inner_text("#mt-images").lower()
     assert errors == []
     context.close()
+
+
+CLOCK_TITLES = {
+    "en": ("Worst clocks", "Clock offset over time"),
+    "zh": ("时钟偏差最大的设备", "时钟偏差历史"),
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_worst_clocks_are_charted_and_a_click_shows_a_devices_offsets_over_time(server, browser, lang):  # noqa: F811
+    base, store = server
+    devices = list_devices(store)
+    drifting, stepped = devices[5]["id"], devices[6]["id"]
+    last = max(d["last_seen"] for d in devices if d["last_seen"])
+    for k, (a, b) in enumerate(((1.0, -0.5), (2.5, -0.6), (4.0 + (lang == "zh"), -3.0)), start=1):
+        at = last + timedelta(minutes=15 * k + (60 if lang == "zh" else 0))
+        record_status(store, COLLECTOR, [_status(drifting, at, a), _status(stepped, at, b)], received_at=at)
+    context, page, errors = logged_in(browser, base, "maintenance", lang, console=True)
+    worst = page.evaluate("window.cf.charts['mt-clock-worst'].getOption()")
+    order = list(reversed(worst["yAxis"][0]["data"]))  # drawn bottom-up: the worst at the top
+    assert order[:2] == [drifting, stepped], order
+    assert CLOCK_TITLES[lang][0] in worst["title"][0]["text"]
+    # the worst device's offsets are shown first, every sample with its time
+    page.wait_for_function(f"document.getElementById('mt-clock-series').dataset.device === '{drifting}'")
+    series = page.evaluate("window.cf.charts['mt-clock-series'].getOption()")
+    assert CLOCK_TITLES[lang][1] in series["title"][0]["text"]
+    assert [p[1] for p in series["series"][0]["data"]][-3:] == [1.0, 2.5, 4.0 + (lang == "zh")]
+
+    # one click on the second bar (a real mouse click at its pixels) shows that device's series
+    x, y = page.evaluate(
+        "(() => { const c = window.cf.charts['mt-clock-worst']; const cats = c.getOption().yAxis[0].data;"
+        " return c.convertToPixel({ gridIndex: 0 }, [-1.5, cats.length - 2]); })()"
+    )
+    box = page.locator("#mt-clock-worst").bounding_box()
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_function(f"document.getElementById('mt-clock-series').dataset.device === '{stepped}'")
+    values = [p[1] for p in page.evaluate("window.cf.charts['mt-clock-series'].getOption().series[0].data")]
+    assert values[-3:] == [-0.5, -0.6, -3.0]
+    # a click on a row of the clocks table does the same
+    page.locator("#mt-clocks tbody tr", has_text=drifting).first.locator("td").first.click()
+    page.wait_for_function(f"document.getElementById('mt-clock-series').dataset.device === '{drifting}'")
+    assert errors == []
+    context.close()
+
+
+def _status(device, at, offset):
+    return DeviceStatus(device=device, online=True, last_seen=at, clock_offset_s=offset)

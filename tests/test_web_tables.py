@@ -85,3 +85,25 @@ def test_the_operator_searches_filters_sorts_pages_and_exports_the_devices(serve
     assert [row[0] for row in _rows(page)] == descending
     assert errors == []
     context.close()
+
+
+def test_the_xlsx_export_in_chinese_holds_the_rows_shown_with_numbers_as_numbers(server, browser):  # noqa: F811
+    base, _store = server
+    context, page, errors = logged_in(browser, base, "devices", "zh")
+    page.fill("#dev-table .table-search", "EM-U0")
+    rows = _rows(page)
+    assert rows
+    with page.expect_download() as download:
+        page.click("#dev-table .table-xlsx")
+    assert download.value.suggested_filename.endswith(".xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(download.value.path().read_bytes())).active
+    cells = [[c.value for c in r] for r in sheet.iter_rows()]
+    assert cells[0][0] == "设备" and cells[0][1] == "类型"  # the labels in the user's language
+    assert [r[0] for r in cells[1:]] == [row[0] for row in rows]
+    kinds = {r[1] for r in cells[1:]}
+    assert kinds and not any("_" in k for k in kinds)  # 电能表, not energy_meter
+    offsets = [r[6] for r in cells[1:]]  # the clock offset (s): numbers, to the digits shown
+    assert all(isinstance(v, (int, float)) for v in offsets), offsets
+    assert [f"{v:.2f}" for v in offsets] == [row[6] for row in rows]
+    assert errors == []
+    context.close()

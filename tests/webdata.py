@@ -100,14 +100,17 @@ def served(app) -> Iterator[str]:
 
 
 @contextmanager
-def served_center(folder, hours: int = 1) -> Iterator[tuple[str, Store]]:
+def served_center(folder, hours: int = 1, clock=None) -> Iterator[tuple[str, Store]]:
     """A center with ``hours`` of simulated data (its SQLite store in ``folder``) on a real server:
-    yields (base URL, store) — the browser tests' usual center."""
+    yields (base URL, store) — the browser tests' usual center.  ``clock``: the center's "now" (a
+    callable, as the demo's simulated clock; default the wall clock)."""
     from carbonflow.center.api import CenterSettings, create_app
 
     url = f"sqlite:///{folder / 'center.db'}"
     store, _last = populate(url, hours=hours)
     app = create_app(CenterSettings(database_url=url, maintenance_period_s=0), store=store)
+    if clock is not None:
+        app.state.clock = clock
     try:
         with served(app) as base:
             yield base, store
@@ -134,3 +137,38 @@ def logged_in(browser, base: str, page_name: str, lang: str = "en", console: boo
     page.click("#login-submit")
     page.wait_for_function(f"document.body.dataset.ready === '{page_name}'")
     return context, page, errors
+
+
+# ink on a chart's canvas: pixels that are not white background (an empty chart has only its axes)
+_INK = """(id) => { const canvas = document.querySelector(`#${id} canvas`);
+  if (!canvas) return { ink: 0, colours: 0, share: 0, dom: document.getElementById(id)?.outerHTML };
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const colours = new Set(); let ink = 0;
+  for (let k = 0; k < data.length; k += 4) {
+    const [r, g, b, a] = [data[k], data[k + 1], data[k + 2], data[k + 3]];
+    if (a > 0 && !(r > 245 && g > 245 && b > 245)) { ink += 1; colours.add(`${r},${g},${b}`); }
+  }
+  return { ink, colours: colours.size, share: ink / (canvas.width * canvas.height) }; }"""
+# the same chart without its data (axes, legend and title kept), drawn in a scratch twin of the same size
+_EMPTY_TWIN = """(id) => { const source = window.cf.charts[id]; const dom = source.getDom();
+  const twin = document.createElement('div'); twin.id = `${id}-empty-twin`;
+  twin.style.cssText = `width:${dom.clientWidth}px;height:${dom.clientHeight}px;`
+    + 'position:absolute;left:-9999px';
+  document.body.append(twin);
+  const option = source.getOption();
+  option.series = option.series.map((s) => ({ ...s, data: [], links: [], edges: [] }));
+  echarts.init(twin, null, { renderer: 'canvas' }).setOption(option); return twin.id; }"""
+
+
+def chart_ink(page, chart_id: str) -> dict:
+    """How much of a chart's canvas is drawn: {ink (pixels), colours, share of the canvas}."""
+    return page.evaluate(_INK, chart_id)
+
+
+def empty_twin_ink(page, chart_id: str) -> dict:
+    """``chart_ink`` of the same chart with no data: what an empty chart looks like (the baseline)."""
+    twin = page.evaluate(_EMPTY_TWIN, chart_id)
+    page.wait_for_timeout(300)  # the twin's first frame
+    result = page.evaluate(_INK, twin)
+    page.evaluate(f"document.getElementById('{twin}').remove()")
+    return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -171,6 +172,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store
+    # the field's time (the overview's "now": how old the latest interval is); the demo's simulated clock
+    app.state.clock = lambda: datetime.now(UTC)
     app.state.cascade = cascade
     app.state.images = ImageStore(  # site-camera images (routes/cameras.py)
         store, settings.image_dir or default_image_dir(settings.database_url), settings.image_retention_days

@@ -109,6 +109,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     # devices, readings, commands
     ("GET", f"{V1}/devices"): Rule("read", "rows"),
     ("GET", f"{V1}/devices/{{device_id}}"): Rule("read", "device"),
+    ("GET", f"{V1}/devices/{{device_id}}/clock-offsets"): Rule("read", "device"),
     ("POST", f"{V1}/devices/{{device_id}}/commands"): Rule("operate", "device"),
     ("GET", f"{V1}/commands"): Rule("read", "rows"),
     ("GET", f"{V1}/commands/summary"): Rule("read", "rows"),

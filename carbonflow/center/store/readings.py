@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import chunks, connection_of
 from carbonflow.center.store.chain import READING, lock_heads, move_heads, next_links, reading_fields
+from carbonflow.center.store.clock_offsets import record_offsets
 from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
@@ -134,7 +135,7 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest:
         .values(accepted=accepted, duplicates=duplicates)
     )
     _touch_collector(connection, batch, received_at)
-    _update_devices(connection, batch)  # after: the collector's own status may say "degraded"
+    _update_devices(connection, batch, received_at)  # after: the collector's own status may say "degraded"
     return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates, conflicts=conflicts)
 
 
@@ -277,7 +278,7 @@ def _ensure_months(connection: Connection, first: datetime, last: datetime) -> N
         known.update(months)
 
 
-def _update_devices(connection: Connection, batch: Batch) -> None:
+def _update_devices(connection: Connection, batch: Batch, received_at: datetime) -> None:
     newest: dict[str, datetime] = {}
     for reading in batch.readings:
         device = reading.point.rsplit("/", 1)[0]
@@ -285,7 +286,7 @@ def _update_devices(connection: Connection, batch: Batch) -> None:
             newest[device] = reading.ts
     statuses = _own_status(connection, batch.collector_id, batch.statuses)
     explicit = {s.device: s for s in statuses}
-    _apply_statuses(connection, statuses, newest)
+    _apply_statuses(connection, statuses, newest, received_at)
     for device, ts in newest.items():
         if device in explicit:
             continue
@@ -297,8 +298,11 @@ def _update_devices(connection: Connection, batch: Batch) -> None:
 
 
 def _apply_statuses(
-    connection: Connection, statuses: list[DeviceStatus], newest: dict[str, datetime]
+    connection: Connection, statuses: list[DeviceStatus], newest: dict[str, datetime], received_at: datetime
 ) -> None:
+    """The devices' status columns; each measured clock offset also joins the device's offsets over time
+    (``clock_offsets``), at the status's ``last_seen`` (else its newest reading, else when received)."""
+    offsets = []
     for status in statuses:
         values = {
             "online": status.online,
@@ -310,9 +314,11 @@ def _apply_statuses(
             values["last_seen"] = last_seen
         if status.clock_offset_s is not None:
             values["clock_offset_s"] = status.clock_offset_s
+            offsets.append((status.device, last_seen or received_at, status.clock_offset_s))
         if status.firmware is not None:
             values["firmware"] = status.firmware
         connection.execute(update(Device).where(Device.id == status.device).values(**values))
+    record_offsets(connection, offsets)
 
 
 def record_status(
@@ -330,7 +336,7 @@ def record_status(
             raise UnknownCollectorError(f"unknown collector {collector_id!r}")
         statuses = _own_status(connection, collector_id, statuses)
         _check_statuses(connection, collector_id, statuses)
-        _apply_statuses(connection, statuses, {})
+        _apply_statuses(connection, statuses, {}, received_at)
         values: dict = {"last_seen": received_at, "status": "online"}
         if config_version is not None:
             values["config_version"] = config_version

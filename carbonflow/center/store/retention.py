@@ -4,7 +4,7 @@ SQLite: ``DELETE ... WHERE ts < cutoff`` (indexed on ts).  PostgreSQL: monthly p
 before the cutoff are dropped (instant, no bloat), the rows of the boundary month before the cutoff are
 deleted, and the partitions ahead are topped up.  The cutoff is exact on both: nothing at or after it
 is touched.  Commands and the audit log are kept (they are the maintenance record).  Superseded
-interval versions go with their interval.
+interval versions go with their interval, devices' clock offsets over time (``clock_offsets``) too.
 
 Before anything is deleted the links it carries are recorded (``chain.retire_links``): the hash chains
 stay verifiable and ``carbonflow audit verify`` does not report retention as tampering.
@@ -22,7 +22,7 @@ from carbonflow.center.store.chain import INTERVAL, READING, interval_key, retir
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.partitions import drop_partitions_before, ensure_partitions_ahead
 from carbonflow.center.store.result_versions import ArchivedInterval, ArchivedResult
-from carbonflow.center.store.schema import RESULT_MODELS, Batch, Interval, Reading
+from carbonflow.center.store.schema import RESULT_MODELS, Batch, ClockOffset, Interval, Reading
 from carbonflow.center.store.versions import IntervalVersion
 
 DEFAULT_RETENTION_DAYS = 400
@@ -53,7 +53,8 @@ def purge_older_than(
             report.rows_deleted[model.__tablename__] = connection.execute(
                 delete(model).where(model.ts < cutoff)
             ).rowcount
-        for model in (IntervalVersion, ArchivedInterval, ArchivedResult):  # older versions of the results
+        # older versions of the results, and the devices' clock offsets over time
+        for model in (IntervalVersion, ArchivedInterval, ArchivedResult, ClockOffset):
             report.rows_deleted[model.__tablename__] = connection.execute(
                 delete(model).where(model.ts < cutoff)
             ).rowcount

@@ -176,6 +176,22 @@ class Device(Base):
     metrology_error: Mapped[str | None] = mapped_column(Text)  # e.g. secondary points without a CT ratio
 
 
+class ClockOffset(Base):
+    """Each measured clock offset of a device with its time: the maintenance page's offsets over time.
+    Kept like the other history (``retention_days``); ``devices.clock_offset_s`` holds the latest."""
+
+    __tablename__ = "clock_offsets"
+    __table_args__ = (
+        Index("ix_clock_offsets_device_ts", "device_id", "ts"),
+        Index("ix_clock_offsets_ts", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ID)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)  # when it was measured (the status's last_seen)
+    offset_s: Mapped[float] = mapped_column(Float)  # device clock minus collector clock
+
+
 class Point(Base):
     __tablename__ = "points"
     __table_args__ = (Index("ix_points_element", "element_kind", "element_id", "quantity"),)

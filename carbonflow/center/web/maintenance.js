@@ -1,10 +1,12 @@
 // Maintenance page: collectors (status, last contact, configuration versions, outbox), a collector's
 // configuration history (read a version, compare it with the one before, roll back to it), device clocks
-// by offset with one-click sync, electric-carbon meter checks, and what the site cameras keep.
+// by offset with one-click sync and their offsets over time (the worst clocks as bars; a click on a bar or a
+// row draws that device's measured offsets), electric-carbon meter checks, and what the site cameras keep.
 // Uses app.js's api/elem/t/tv/table/put/localTime/zoneLabel/num at call time.
 "use strict";
 (() => {
-  const mt = { collector: null };
+  const mt = { collector: null, clock: null };
+  const WORST_CLOCKS = 15;
 
   // a line diff (longest common subsequence): "  " same, "- " only in the older, "+ " only in the newer
   function lineDiff(older, newer) {
@@ -69,6 +71,35 @@
     $("mt-clocks-note").textContent = `${device}: ${t("time_sync")} ${t("queued")}`;
   }
 
+  // the worst clocks now, worst at the top; a click on a bar shows that device's offsets over time
+  function drawWorstClocks(clocks) {
+    const worst = clocks.slice(0, WORST_CLOCKS).reverse(); // a category axis draws its first value at the bottom
+    const c = chart("mt-clock-worst");
+    c.setOption({ title: { text: t("clock_worst"), textStyle: { fontSize: 13 } }, tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      grid: { left: 110, right: 30, top: 40, bottom: 30 }, xAxis: { type: "value", name: "s" },
+      yAxis: { type: "category", data: worst.map((d) => d.id) },
+      series: [{ name: `${t("clock_offset")} (s)`, type: "bar", data: worst.map((d) => d.clock_offset_s),
+        itemStyle: { color: "#c2410c" } }] }, true);
+    c.off("click");
+    c.on("click", (p) => showClockSeries(p.name));
+  }
+
+  async function showClockSeries(device) {
+    mt.clock = device;
+    const body = await api(`/api/v1/devices/${encodeURIComponent(device)}/clock-offsets`);
+    if (mt.clock !== device) return; // another device was chosen meanwhile
+    const points = body.items.map((s) => [Date.parse(s.ts), s.offset_s]);
+    const c = chart("mt-clock-series");
+    c.setOption({ title: { text: `${t("clock_series")} · ${device}`, textStyle: { fontSize: 13 } },
+      tooltip: { trigger: "axis", formatter: (ps) => ps.map((p) => `${esc(localTime(new Date(p.value[0]).toISOString()))}: ${esc(num(p.value[1], 3))} s`).join("<br>") },
+      grid: { left: 60, right: 20, top: 56, bottom: 30 },
+      xAxis: { type: "time", axisLabel: { formatter: (v) => localTime(new Date(v).toISOString(), false) } },
+      yAxis: { type: "value", name: "s", scale: true },
+      series: [{ name: `${t("clock_offset")} (s)`, type: "line", step: "end", showSymbol: true, data: points }] }, true);
+    c.getDom().dataset.device = device;
+    c.getDom().dataset.points = String(points.length);
+  }
+
   PAGES.maintenance = async () => {
     const [collectors, devices, checks, cameras] = await Promise.all([api("/api/v1/collectors?limit=100000"),
       api("/api/v1/devices?limit=100000"), api("/api/v1/meter-checks/summary"), api("/api/v1/cameras?limit=100000")]);
@@ -93,7 +124,10 @@
       { label: `${t("clock_offset")} (s)`, num: true, sort: (r) => Math.abs(r.clock_offset_s), render: (r) => num(r.clock_offset_s, 2) },
       { label: `${t("last_seen")} ${zoneLabel()}`, render: (r) => localTime(r.last_seen) },
       { label: t("actions"), render: (r) => elem("button", { "data-sync": r.id }, t("time_sync")) },
-    ], null, { key: "mt-clocks", name: "clock-offsets" }));
+    ], (row) => showClockSeries(row.id), { key: "mt-clocks", name: "clock-offsets" }));
+    drawWorstClocks(clocks);
+    const shown = clocks.some((d) => d.id === mt.clock) ? mt.clock : clocks[0]?.id;
+    if (shown) await showClockSeries(shown);
     $("mt-clocks").onclick = (event) => { const b = event.target.closest("button[data-sync]"); if (b) syncClock(b.dataset.sync); };
 
     put("mt-checks", table(checks.items, [
@@ -109,5 +143,5 @@
     const images = cameras.items.reduce((sum, c) => sum + (c.images || 0), 0);
     $("mt-images").textContent = `${cameras.items.length} ${t("cameras")} · ${images} ${t("images_stored")}`;
   };
-  window.cfMaintenance = { lineDiff };
+  window.cfMaintenance = { lineDiff, showClockSeries };
 })();

@@ -4,7 +4,7 @@ The lists (``rows`` in the access policy) hold only the rows of the user's regio
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -30,8 +30,10 @@ from carbonflow.center.store import (
     readings_for_element,
     readings_for_point,
 )
+from carbonflow.center.store.clock_offsets import latest_offset_ts, offset_series
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(require_user)])
+CLOCK_OFFSET_RANGE = timedelta(days=7)
 USER_COMMANDS = ("time_sync", "read_now", "restart")
 
 
@@ -63,6 +65,27 @@ def device(device_id: str, store: StoreDep) -> dict:
     commands = list_commands(store, collector_id=row["collector_id"])
     return jsonable(
         {**row, "points": points, "commands": [c for c in commands if c["device_id"] == device_id][-20:]}
+    )
+
+
+@router.get("/devices/{device_id}/clock-offsets")
+def clock_offsets(device_id: str, store: StoreDep, start: str | None = None, end: str | None = None) -> dict:
+    """The device's measured clock offsets over time, oldest first, ``start <= ts < end`` (default: the
+    7 days up to its latest sample; at most 31 days); ``worst_offset_s`` is the largest in absolute value."""
+    if device_row(store, device_id) is None:
+        raise HTTPException(404, f"unknown device {device_id!r}")
+    if end is None and start is None:
+        latest = latest_offset_ts(store, device_id)
+        end_t = (latest or datetime.now(UTC)) + timedelta(microseconds=1)
+        first, last = end_t - CLOCK_OFFSET_RANGE, end_t
+    else:
+        first, last = resolve_range(
+            store, start, end, default=CLOCK_OFFSET_RANGE, max_range=timedelta(days=31)
+        )
+    items = offset_series(store, device_id, first, last)
+    worst = max((item["offset_s"] for item in items), key=abs, default=None)
+    return jsonable(
+        {"device_id": device_id, "start": first, "end": last, "items": items, "worst_offset_s": worst}
     )
 
 

@@ -1,9 +1,11 @@
 """The three sides and the overview: generation (per plant and unit), grid (branch carbon flows, loss
 carbon by voltage level and region), consumption (users by region and industry), overview (now and today).
 
-"Now" is the latest stored interval; "today" the local calendar day (``settings.time_zone``) holding it —
-so an accelerated demo clock and a replayed history read the same way as live operation.  Amounts over a
-range (default: today so far) are energy-weighted sums from ``store.aggregate``.
+"Now" is the latest complete interval (its age and whether data is late are measured on the center's
+clock, ``app.state.clock``: simulated in the demo); "today" the local calendar day
+(``settings.time_zone``) holding it — so an accelerated demo clock and a replayed history read the same
+way as live operation.  Amounts over a range (default: today so far) are energy-weighted sums from
+``store.aggregate``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,24 @@ def _amounts(energy_kwh: float, carbon_kg: float) -> dict[str, float | None]:
     }
 
 
-def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
+LATE_AFTER_INTERVALS = 2  # the next interval is metered half an interval after its end: 1.5 + a margin
+
+
+def freshness(ts: datetime, interval_s: int, now: datetime) -> dict[str, Any]:
+    """How old the latest complete interval (ending ``ts``) is at ``now`` (the field's time: the wall clock,
+    or the demo's simulated clock), and whether data is late: no newer complete interval although the
+    next one should have been metered by ``ts + LATE_AFTER_INTERVALS × interval_s``."""
+    expected_by = ts + timedelta(seconds=LATE_AFTER_INTERVALS * interval_s)
+    return {
+        "now_ts": now,  # ("now" holds the latest interval's rates)
+        "age_s": (now - ts).total_seconds(),
+        "late": now > expected_by,
+        "late_after_s": LATE_AFTER_INTERVALS * interval_s,
+        "next_expected_by": expected_by,
+    }
+
+
+def overview(store: Store, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
     header = interval_at(store, None)
     ts, hours = header["ts"], header["interval_s"] / 3600.0
     totals = header["totals"] or {}
@@ -104,6 +123,9 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "ts": ts,
         "interval_s": header["interval_s"],
+        # now_ts, age_s, late: no complete interval within the expected time (or none complete at all)
+        **(fresh := freshness(ts, header["interval_s"], now)),
+        "late": fresh["late"] or not quality["complete"],
         "time_zone": str(zone),
         "latest_metered_ts": latest,  # newer than ts when the latest intervals still wait for data
         "interval": {
@@ -165,7 +187,9 @@ def overview(store: Store, zone: ZoneInfo) -> dict[str, Any]:
 
 @router.get("/overview")
 def get_overview(request: Request, store: StoreDep) -> dict:
-    return jsonable(overview(store, zone_of(request)))
+    """The latest complete interval with its age at the center's ``now`` (``app.state.clock``: the wall
+    clock, the simulated clock in the demo) and ``late``; today's amounts; completeness; alarms."""
+    return jsonable(overview(store, zone_of(request), request.app.state.clock()))
 
 
 def generation(store: Store, zone: ZoneInfo, ts, start, end) -> dict[str, Any]:
