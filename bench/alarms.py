@@ -53,7 +53,7 @@ def fifty_rules() -> list:
     for k in range(12):  # bus intensity thresholds, per region and per group of buses
         scope = {"region": REGIONS[k % 3]} if k < 6 else {"buses": [f"S{n:03d}" for n in range(k, 80, 6)]}
         rules.append({"id": f"bus-high-{k}", "kind": "threshold", "quantity": "bus.intensity_g_per_kwh",
-                      "above": 900.0 + 10 * k, "count": 2, "window": 3, "scope": scope})  # fmt: skip
+                      "above": 1100.0 + 10 * k, "count": 2, "window": 3, "scope": scope})  # fmt: skip
     for k, name in enumerate(("generation_carbon_t_per_h", "load_carbon_t_per_h", "loss_carbon_t_per_h")):
         rules.append({"id": f"total-step-{k}", "kind": "rate_of_change", "quantity": f"totals.{name}",
                       "max_change_percent": 40.0})  # fmt: skip
