@@ -87,7 +87,7 @@ def scenario(intervals: int, seed: int) -> list[Observed]:
         devices = [
             {"id": device, "kind": "substation_rtu", "region": points[f"{device}/p"]["region"],
              "bus_id": points[f"{device}/p"]["bus_id"], "online": rng.random() > 0.1,
-             "last_seen": at - timedelta(seconds=rng.choice([5, 30, 200])), "error": None,
+             "last_seen": at - timedelta(seconds=rng.choice([-5, 30, 200])), "error": None,
              "clock_offset_s": rng.choice([0.5, -2.0, 7.0, None])}
             for device in DEVICES
         ]  # fmt: skip

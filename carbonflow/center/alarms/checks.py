@@ -14,7 +14,6 @@ nothing here reads the store, so tests and the cascade reuse the checks as they 
 from __future__ import annotations
 
 import fnmatch
-from collections import deque
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -169,7 +168,7 @@ def check_comm_loss(
             continue  # registered, never polled yet: nothing was lost
         offline = device.get("online") is False
         silent = age is not None and age > (rule.after_s or 0)
-        if not _wanted(offline or silent, watched, "device", str(device["id"])):
+        if not wanted(offline or silent, watched, "device", str(device["id"])):
             continue
         if not device_in_scope(rule, device):
             continue
@@ -194,7 +193,7 @@ def check_camera_offline(
         if age is None and not device.get("error"):
             continue
         offline = device.get("online") is False or (age is not None and age > (rule.after_s or 0))
-        if not _wanted(offline, watched, "camera", str(device["id"])) or not device_in_scope(rule, device):
+        if not wanted(offline, watched, "camera", str(device["id"])) or not device_in_scope(rule, device):
             continue
         text = f"camera {device['id']}: offline" + (
             f", last image {age:.0f} s ago" if age is not None else ""
@@ -210,7 +209,7 @@ def check_clock_offset(
         if offset is None:
             continue
         bad = abs(offset) > (rule.tolerance or 0)
-        if _wanted(bad, watched, "device", str(device["id"])) and device_in_scope(rule, device):
+        if wanted(bad, watched, "device", str(device["id"])) and device_in_scope(rule, device):
             yield _device_finding(
                 device, bad, f"device {device['id']}: clock {offset:+.1f} s off", float(offset)
             )
@@ -227,7 +226,7 @@ def check_collector_loss(
             continue
         age = ((observed.wall_at or observed.at) - last).total_seconds()
         bad = age > (rule.after_s or 0)
-        if not _wanted(bad, watched, "collector", str(collector["id"])):
+        if not wanted(bad, watched, "collector", str(collector["id"])):
             continue
         text = f"collector {collector['id']}: silent for {age:.0f} s"
         yield Finding("collector", str(collector["id"]), bad, text, age, collector.get("region"))
@@ -240,7 +239,7 @@ def _center(bad: bool, message: str, value: float | None = None) -> Finding:
     return Finding("center", "metering", bad, message, value)
 
 
-def _wanted(bad: bool, watched: Watched, kind: str, ident: str) -> bool:
+def wanted(bad: bool, watched: Watched, kind: str, ident: str) -> bool:
     """Whether a finding is worth making: a bad one always, a clean one only of a watched subject."""
     return bad or watched is None or (bool(watched) and (kind, ident) in watched)
 
@@ -257,7 +256,7 @@ def check_data_gap(
         return
     low = rule.min_completeness is not None and outcome.completeness < rule.min_completeness
     many = rule.max_estimates is not None and outcome.estimates > rule.max_estimates
-    if _wanted(low or many, watched, "center", "metering"):
+    if wanted(low or many, watched, "center", "metering"):
         text = (
             f"interval ending {end}: {outcome.completeness:.1%} of inputs measured, "
             f"{outcome.estimates} estimated"
@@ -275,7 +274,7 @@ def check_balance_residual(
     residual = abs(outcome.totals.get("residual_t_per_h") or 0.0)
     share = residual / generation if generation else 0.0
     bad = share > (rule.tolerance or 0)
-    if _wanted(bad, watched, "center", "metering"):
+    if wanted(bad, watched, "center", "metering"):
         yield _center(bad, f"carbon balance residual {residual:.4f} t/h = {share:.3%} of generation", share)
 
 
@@ -359,7 +358,7 @@ def _item_finding(
 ) -> Finding:
     key, point, _ = item
     if point is not None:
-        return _point_finding(point, bad, message, value)
+        return point_finding(point, bad, message, value)
     if (rule.quantity or "").startswith("bus."):
         return Finding("bus", key, bad, message, value, observed.bus_region.get(key), key)
     return _center(bad, message, value)
@@ -389,7 +388,7 @@ def _per_subject(
         ident = item[1]["device_id"] if item[1] is not None else item[0]
         held = chosen.get(ident)
         if held is None:
-            if _wanted(bad, watched, kind, ident):
+            if wanted(bad, watched, kind, ident):
                 chosen[ident] = (item, bad, message, value)
         elif bad and not held[1]:
             chosen[ident] = (item, bad, message, value)
@@ -443,134 +442,10 @@ def check_rate_of_change(
     return _findings(rule, observed, chosen)
 
 
-def _point_finding(point: dict[str, Any], bad: bool, message: str, value: float | None) -> Finding:
+def point_finding(point: dict[str, Any], bad: bool, message: str, value: float | None) -> Finding:
     return Finding(
         "device", point["device_id"], bad, message, value, point.get("region"), point.get("bus_id")
     )
-
-
-def check_stuck_value(
-    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
-) -> Iterator[Finding]:
-    """A value that keeps exactly the same non-zero reading for ``intervals`` intervals in a row (a live
-    measurement always moves a little; a frozen transducer or a hung device does not).
-
-    ``same_value`` (the default): only intervals that brought a reading of the point count; one without
-    (data still on its way, a device offline: other rules' business) neither counts nor breaks the run,
-    so late delivery never looks stuck.  Devices that report on change only need ``same_value = false``:
-    then a point of an online device that brought no new reading counts as repeating its last value."""
-    history: dict[str, deque] = memory.setdefault("history", {})
-    points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
-    items = scoped_points(rule, observed, memory, rule.quantities or None)
-    needed, same = rule.intervals, rule.same_value
-    share = rule.max_step_share if same else None
-    if not same:
-        quiet: dict[str, int] = memory.setdefault("quiet", {})  # intervals in a row without a new reading
-        current = {point_id: value for point_id, _, value in items}
-        for point_id in current:
-            quiet[point_id] = 0
-        online = {d["id"] for d in observed.devices or [] if d.get("online")}
-        for point_id in history.keys() - current.keys():
-            if points[point_id]["device_id"] in online and history[point_id]:
-                items.append((point_id, points[point_id], history[point_id][-1]))
-                quiet[point_id] = quiet.get(point_id, 0) + 1
-    chosen: dict[str, tuple[bool, str, dict[str, Any], float]] = {}
-    for point_id, point, value in items:
-        if share is not None and value != 0 and observed.resolution(point_id) > share * abs(value):
-            continue  # shown too coarsely for a live value to move between intervals
-        seen = history.get(point_id)
-        if seen is None:
-            points[point_id] = point
-            seen = history[point_id] = deque(maxlen=needed)
-        seen.append(value)
-        if len(seen) < needed:
-            continue
-        if same:
-            stuck = value != 0 and seen.count(value) == needed
-        else:  # only points that brought no new reading (time tags stopped) while the device is online
-            stuck = value != 0 and quiet.get(point_id, 0) >= needed
-        device = point["device_id"]
-        held = chosen.get(device)
-        if held is None:
-            if stuck or watched is None or (watched and ("device", device) in watched):  # _wanted, inline
-                chosen[device] = (stuck, point_id, point, value)
-        elif stuck and not held[0]:
-            chosen[device] = (stuck, point_id, point, value)
-    for device, (stuck, point_id, point, value) in chosen.items():
-        text = (
-            f"{point_id} {point['quantity']} stuck at {value:g} for {rule.intervals} intervals"
-            + ("" if rule.same_value else " (no new reading)")
-            if stuck
-            else f"{device}: values move"
-        )
-        yield _point_finding(point, stuck, text, value)
-
-
-def check_tamper(
-    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
-) -> Iterator[Finding]:
-    """Register jumps: an increase of more than ``ratio`` × what the register's own average rate
-    (since it was first seen, or since its last jump) gives for the time between the readings, plus
-    ``min_jump`` and two steps of its resolution (a meter showing secondary values behind a CT moves in
-    coarse steps); or a register running backwards by more than two steps.  A device back after an
-    outage catches up at its rate: no jump.  The alarm holds while the jump is outstanding and clears
-    when the register comes back by it (the tampering ended); a reading offered again with another
-    value is a tamper signal of its own."""
-    base: dict[str, tuple[float, datetime]] = memory.setdefault("base", {})
-    last: dict[str, tuple[float, datetime]] = memory.setdefault("last", {})
-    outstanding: dict[str, float] = memory.setdefault("outstanding", {})
-    recent: dict[str, float] = memory.setdefault("recent", {})  # the previous step's rate: ramps
-    by_device: dict[str, Finding] = {}
-    for point_id, point, value in scoped_points(rule, observed, memory, rule.quantities or None):
-        ts = observed.point_times.get(point_id, observed.at)
-        before, before_ts = last.get(point_id, (None, None))
-        if before is None:
-            base[point_id] = last[point_id] = (value, ts)
-            continue
-        if ts <= before_ts:
-            continue
-        last[point_id] = (value, ts)
-        step = value - before
-        first, first_ts = base[point_id]
-        span_h = (before_ts - first_ts).total_seconds() / 3600
-        rate = (before - first) / span_h if span_h > 0 else None  # per hour
-        previous_rate = recent.get(point_id)
-        if rate is not None and previous_rate is not None:
-            rate = max(rate, previous_rate)
-        hours = (ts - before_ts).total_seconds() / 3600
-        recent[point_id] = step / hours
-        expected = None if rate is None else max(rate, 0.0) * hours
-        quantum = 0.0  # two steps of the register's digits, worked out only when the step is unusual
-        if step < 0 or (expected is not None and step > rule.ratio * expected + rule.min_jump):
-            quantum = 2 * observed.resolution(point_id)
-        text = ""
-        if step < -quantum:
-            if outstanding.get(point_id, 0.0) > 0 and abs(step) >= 0.5 * outstanding[point_id]:
-                outstanding[point_id] = 0.0  # came back: the tampering ended
-                base[point_id] = (value, ts)
-            else:
-                text = f"{point_id} {point['quantity']} ran backwards by {-step:g}"
-        elif expected is not None and step > rule.ratio * expected + rule.min_jump + quantum:
-            outstanding[point_id] = step - expected
-            base[point_id] = (value, ts)  # the rate goes on from after the jump
-            text = f"{point_id} {point['quantity']} jumped by {step:g} (about {expected:g} expected)"
-        if not text and outstanding.get(point_id, 0.0) > 0:
-            text = f"{point_id} {point['quantity']} still {outstanding[point_id]:g} above its usual course"
-        device = point["device_id"]
-        if text or (device not in by_device and _wanted(False, watched, "device", device)):
-            by_device[device] = _point_finding(
-                point, bool(text), text or f"{device}: registers plausible", step
-            )
-    for conflict in observed.conflicts:
-        point = observed.points.get(conflict["point_id"])
-        if point is None or not point_in_scope(rule, point, observed, memory):
-            continue
-        text = (
-            f"{conflict['point_id']} at {conflict['ts'].isoformat()}: offered {conflict['offered_value']} "
-            f"again, {conflict['stored_value']} stored"
-        )
-        by_device[point["device_id"]] = _point_finding(point, True, text, None)
-    yield from by_device.values()
 
 
 def check_meter_mismatch(
@@ -583,7 +458,7 @@ def check_meter_mismatch(
     for device_id, check in latest.items():
         region = observed.device_region.get(device_id)
         bad = check["status"] == "mismatch"
-        if not _in_region(region, rule.scope.region) or not _wanted(bad, watched, "meter", device_id):
+        if not _in_region(region, rule.scope.region) or not wanted(bad, watched, "meter", device_id):
             continue
         deviation = None if check.get("deviation_kg") is None else float(Decimal(check["deviation_kg"]))
         text = f"meter {device_id}: {check['status']}" + (
@@ -597,27 +472,9 @@ def check_cascade_mismatch(
 ) -> Iterator[Finding]:
     for verdict in observed.cascade:
         bad = verdict.get("status") == "mismatch"
-        if not _wanted(bad, watched, "center", str(verdict["peer"])):
+        if not wanted(bad, watched, "center", str(verdict["peer"])):
             continue
         text = f"cascade peer {verdict['peer']}: {verdict.get('status')}" + (
             f" ({verdict['detail']})" if verdict.get("detail") else ""
         )
         yield Finding("center", str(verdict["peer"]), bad, text, None, verdict.get("region"))
-
-
-CHECKS: dict[str, Callable[..., Iterator[Finding]]] = {
-    "threshold": check_threshold,
-    "rate_of_change": check_rate_of_change,
-    "comm_loss": check_comm_loss,
-    "collector_loss": check_collector_loss,
-    "data_gap": check_data_gap,
-    "stuck_value": check_stuck_value,
-    "balance_residual": check_balance_residual,
-    "meter_mismatch": check_meter_mismatch,
-    "clock_offset": check_clock_offset,
-    "camera_offline": check_camera_offline,
-    "tamper": check_tamper,
-    "cascade_mismatch": check_cascade_mismatch,
-}
-STATE_KINDS = ("comm_loss", "collector_loss", "clock_offset", "camera_offline")  # current state only
-POINT_KINDS = ("stuck_value", "tamper")

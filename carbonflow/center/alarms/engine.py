@@ -31,14 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carbonflow.center.alarms.checks import (
-    CAMERA_KINDS,
-    CHECKS,
-    POINT_KINDS,
-    STATE_KINDS,
-    Finding,
-    Observed,
-)
+from carbonflow.center.alarms.checks import CAMERA_KINDS, Finding, Observed
+from carbonflow.center.alarms.kinds import CHECKS, POINT_KINDS, STATE_KINDS
 from carbonflow.center.alarms.rules import AlarmRule, default_rules, parse_rules, rules_document
 from carbonflow.center.store import Store
 from carbonflow.center.store import alarms as alarm_store
