@@ -3,7 +3,6 @@ register jumping (tamper suspicion).  Same contract as :mod:`carbonflow.center.a
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -33,7 +32,9 @@ def check_stuck_value(
     once the collector has reported the device after the interval's end (else its data may be late).
     A value that is unchanged but alive is refreshed by the RTU's background scan or the collector's
     general interrogation of a silent point (``refresh_s``): a new reading, so not silent."""
-    history: dict[str, deque] = memory.setdefault("history", {})
+    # point -> (last value, readings in a row showing it, readings so far up to ``intervals``): the last
+    # ``intervals`` readings are all the same exactly when the run is that long
+    runs: dict[str, tuple[float, int, int]] = memory.setdefault("runs", {})
     points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
     items = scoped_points(rule, observed, memory, rule.quantities or None)
     needed, same = rule.intervals, rule.same_value
@@ -47,26 +48,27 @@ def check_stuck_value(
         # end (a status or a reading): until then the readings may still be on their way (a late
         # collector, a loaded machine), and the interval neither counts nor breaks the run
         heard = {d["id"]: d.get("last_seen") for d in observed.devices or [] if d.get("online")}
-        for point_id in history.keys() - current.keys():
+        for point_id in runs.keys() - current.keys():
             seen_at = heard.get(points[point_id]["device_id"])
-            if seen_at is not None and seen_at >= observed.at and history[point_id]:
-                items.append((point_id, points[point_id], history[point_id][-1]))
+            if seen_at is not None and seen_at >= observed.at:
+                items.append((point_id, points[point_id], runs[point_id][0]))
                 quiet[point_id] = quiet.get(point_id, 0) + 1
     chosen: dict[str, tuple[bool, str, dict[str, Any], float]] = {}
     for point_id, point, value in items:
         if share is not None and value != 0 and observed.resolution(point_id) > share * abs(value):
             continue  # shown too coarsely for a live value to move between intervals
-        seen = history.get(point_id)
-        if seen is None:
+        run = runs.get(point_id)
+        if run is None:
             points[point_id] = point
-            seen = history[point_id] = deque(maxlen=needed)
-        seen.append(value)
-        if len(seen) < needed:
+            run = runs[point_id] = (value, 1, 1)
+        elif run[0] == value:
+            run = runs[point_id] = (value, run[1] + 1, min(run[2] + 1, needed))
+        else:
+            run = runs[point_id] = (value, 1, min(run[2] + 1, needed))
+        if run[2] < needed:
             continue
-        if same:
-            stuck = value != 0 and seen.count(value) == needed
-        else:  # only points that brought no new reading (time tags stopped) while the device is online
-            stuck = value != 0 and quiet.get(point_id, 0) >= needed
+        # same value: the run; no new reading: intervals in a row without one while the device is online
+        stuck = value != 0 and (run[1] if same else quiet.get(point_id, 0)) >= needed
         device = point["device_id"]
         held = chosen.get(device)
         if held is None:
