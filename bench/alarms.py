@@ -53,7 +53,7 @@ def fifty_rules() -> list:
     for k in range(12):  # bus intensity thresholds, per region and per group of buses
         scope = {"region": REGIONS[k % 3]} if k < 6 else {"buses": [f"S{n:03d}" for n in range(k, 80, 6)]}
         rules.append({"id": f"bus-high-{k}", "kind": "threshold", "quantity": "bus.intensity_g_per_kwh",
-                      "above": 900.0 + 10 * k, "count": 2, "window": 3, "scope": scope})  # fmt: skip
+                      "above": 1100.0 + 10 * k, "count": 2, "window": 3, "scope": scope})  # fmt: skip
     for k, name in enumerate(("generation_carbon_t_per_h", "load_carbon_t_per_h", "loss_carbon_t_per_h")):
         rules.append({"id": f"total-step-{k}", "kind": "rate_of_change", "quantity": f"totals.{name}",
                       "max_change_percent": 40.0})  # fmt: skip
@@ -124,16 +124,19 @@ def run(args: argparse.Namespace, url: str) -> None:
     rules = fifty_rules()
     engine = AlarmEngine(store, rules=rules, interval_s=args.interval_s, clock=lambda: truths[-1].ts)
     metering_ms, gather_ms, rules_ms, apply_ms, total_ms, raised = [], [], [], [], [], 0
+    rules_cpu_ms, metering_cpu_ms = [], []
     for truth in truths[1:]:
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), time.thread_time()
         outcome = service.meter_interval(truth.ts, download_factors=False)
         metering_ms.append((time.perf_counter() - t0) * 1000)
+        metering_cpu_ms.append((time.thread_time() - cpu) * 1000)
         t0 = time.perf_counter()
         evaluation = engine.on_interval(outcome)
         total_ms.append((time.perf_counter() - t0) * 1000)
         assert evaluation.error is None, evaluation.error
         gather_ms.append(evaluation.gather_ms)
         rules_ms.append(evaluation.rules_ms)
+        rules_cpu_ms.append(evaluation.rules_cpu_ms)
         apply_ms.append(evaluation.apply_ms)
         raised += len(evaluation.raised)
     raised_rules = sorted({(a["rule"], a["subject"]["id"]) for a in list_alarms(store, state="all")})
@@ -149,6 +152,11 @@ def run(args: argparse.Namespace, url: str) -> None:
     print(
         f"baseline, metering the same interval: {med(metering_ms):.1f} ms; "
         f"alarms / metering = {med(total_ms) / med(metering_ms):.3f}; alarms raised on clean data: {raised}"
+    )
+    print(
+        f"checks alone: {med(rules_ms):.2f} ms = {med(rules_ms) / med(metering_ms):.3f} of metering; "
+        f"CPU time {med(rules_cpu_ms):.2f} ms = {med(rules_cpu_ms) / med(metering_cpu_ms):.3f} of metering's "
+        f"{med(metering_cpu_ms):.1f} ms (CPU time does not grow with the machine's load)"
     )
     for rule, subject in raised_rules:
         print(f"  raised: {rule} at {subject}")

@@ -281,6 +281,8 @@ async def run_demo(
     # it, so the usual 2 s of clock tolerance is 2 x speed simulated seconds
     for device in config_data["devices"]:
         device["clock_tolerance_s"] = 2.0 * max(1.0, options.speed)
+        if device["protocol"] == "iec104":  # a point silent for an interval is interrogated (stuck-value)
+            device["refresh_s"] = float(options.interval_s)
     collector = Collector(config_from_dict(config_data, "demo collector", options.directory), clock=clock.now)
     report = DemoReport(url=url, user="admin", password=password, start=start)
     metering = MeteringService(store, grid, options.interval_s)

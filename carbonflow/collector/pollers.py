@@ -497,6 +497,9 @@ class Iec104Poller(Poller):
         self._flush_scheduled = False
         self._offset_samples: list[float] = []
         self._interrogated_at_reconnects = -1  # the client's reconnect count when the last GI ran
+        self._interrogated_at: datetime | None = None  # collector time of the last GI
+        self._measured = [p.ioa for p in device.points if p.kind != "counter"]
+        self._heard: dict[int, datetime] = {}  # measured IOA -> collector time it last arrived
 
     async def open(self) -> None:
         await self.client.connect()
@@ -506,13 +509,28 @@ class Iec104Poller(Poller):
         await self.client.close()
 
     async def _general_interrogation(self) -> None:
+        self._interrogated_at = self.now()
         await self.client.general_interrogation()
         self._interrogated_at_reconnects = self.client.reconnects
+
+    def _silent(self) -> bool:
+        """A measured point not heard for ``refresh_s`` (since it last arrived or the last GI), and no
+        GI within ``refresh_s``: an RTU that reports on change only has nothing new to say about a steady
+        value, so the collector asks (the value comes back, time-stamped now)."""
+        refresh, last = self.device.refresh_s, self._interrogated_at
+        if refresh is None or last is None:
+            return False
+        now = self.now()
+        if (now - last).total_seconds() < refresh:
+            return False
+        return any(
+            (now - max(self._heard.get(ioa, last), last)).total_seconds() >= refresh for ioa in self._measured
+        )
 
     async def poll(self) -> list[RawValue]:
         if not self.client.connected:
             await self.client.connect()
-        if self.client.reconnects != self._interrogated_at_reconnects:
+        if self.client.reconnects != self._interrogated_at_reconnects or self._silent():
             await self._general_interrogation()  # after a reconnect the picture must be complete again
         if any(p.kind == "counter" for p in self.device.points):
             # a freezing RTU answers with its last freeze (a missed spontaneous one is recovered)
@@ -527,6 +545,8 @@ class Iec104Poller(Poller):
         if counter and reading.ioa in self.frozen_ioas and not reading.time_tagged:
             return  # a register read at an unknown moment must not compete with the frozen values
         received = self.now()
+        if not counter:
+            self._heard[reading.ioa] = received
         quality: Quality = "good"
         for flag in reading.quality:
             candidate = IEC_QUALITY.get(flag)

@@ -145,6 +145,9 @@ class DeviceConfig(Contract):
     retries: int | None = Field(default=None, ge=0, le=10)
     freeze_period_s: int | None = Field(default=None, gt=0)  # the device freezes counters at these boundaries
     clock_tolerance_s: float = Field(default=2.0, gt=0)  # |clock offset| beyond it: frozen readings estimated
+    # IEC 104: a measured point the RTU has not sent for this long is asked for again by a general
+    # interrogation (a steady value reported on change only stays alive; at most one per refresh_s)
+    refresh_s: float | None = Field(default=None, gt=0)
     ct_ratio: Decimal | None = Field(default=None, gt=0)  # the meter's instrument transformers (倍率),
     vt_ratio: Decimal | None = Field(default=None, gt=0)  # for the record: values go out as the meter shows
     enabled: bool = True

@@ -52,7 +52,9 @@ KW_PER_DEVICE_UNIT = {"kW": 1.0, "W": 0.001, "MW": 1000.0}  # a power point's un
 class TruthCounter(Counter):
     """A register that shows a counter of the source (the truth's integral) floored to its resolution.
 
-    ``add`` (a reset by command, a tariff split) shifts it; it never runs backwards except by roll-over.
+    ``add`` (a reset by command, a tariff split) shifts it; it never runs backwards except by roll-over —
+    and except when a ``tamper`` event ends: what the tampering added is shown on top of the register
+    (the source's ``shift``), not counted into it, so the register shows its true value again after.
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class TruthCounter(Counter):
         reading = self.source.read(self.quantity, t)
         if not math.isfinite(reading):
             raise ValueError(f"counter {self.quantity}: no finite value")
-        self._total = max(self._total, Decimal(repr(reading)) + self.offset)
-        self.show(self._total, t)
+        shift = self.source.shift(self.quantity, t) if hasattr(self.source, "shift") else 0.0
+        tampered = Decimal(repr(shift)) if shift else Decimal(0)
+        self._total = max(self._total, Decimal(repr(reading)) - tampered + self.offset)
+        self.show(self._total + tampered, t)
 
     def add(self, amount: Decimal) -> None:
         self.offset += amount
@@ -90,7 +94,13 @@ class TrueTimeSource:
         self.inner, self.clock = inner, clock
 
     def read(self, quantity: str, t: datetime) -> float:
-        return self.inner.read(quantity, t - (self.clock.now() - self.clock.now_fn()))
+        return self.inner.read(quantity, self._true(t))
+
+    def shift(self, quantity: str, t: datetime) -> float:
+        return self.inner.shift(quantity, self._true(t))
+
+    def _true(self, t: datetime) -> datetime:
+        return t - (self.clock.now() - self.clock.now_fn())
 
 
 @dataclass

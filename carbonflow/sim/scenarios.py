@@ -360,6 +360,11 @@ class ScenarioSource:
                     with contextlib.suppress(LookupError):  # KeyError is a LookupError
                         self._at(event, quantity)
 
+    def shift(self, quantity: str, t: datetime) -> float:
+        """What active ``tamper`` events add to ``quantity`` at ``t`` (included in :meth:`read`): a
+        counter shows it on top of its register, which drops back by it when the tampering ends."""
+        return sum(e.offset for e in self._events(quantity) if e.kind == "tamper" and e.active(t))
+
     def read(self, quantity: str, t: datetime) -> float:
         raw = value = self.inner.read(quantity, t)
         if not self.events:

@@ -1,17 +1,20 @@
 """The checks behind each rule kind: plain functions over one evaluation's observations.
 
-Each ``check_<kind>(rule, observed, memory)`` returns :class:`Finding` s — one per subject it looked at,
-``bad`` or not (a subject it could not look at this time, e.g. a point without a reading, gives none and
-keeps its state).  ``memory`` is the rule's own small state between evaluations (previous values for a
-rate of change, the last values of a point for a stuck value, a register's increments for a jump);
+Each ``check_<kind>(rule, observed, memory, watched)`` returns :class:`Finding` s: one per subject it
+found ``bad``, and one per subject of ``watched`` it looked at and found clean (a subject it could not look
+at this time, e.g. a point without a reading, gives none and keeps its state).  ``watched`` holds the
+``(subject kind, id)`` the engine remembers for the rule (an active alarm, or bad sightings counting
+towards one): a clean finding of any other subject would change nothing, so it is not made — on the
+104-node grid that is some 1,500 findings per interval.  ``watched=None``: a finding for every subject.
+``memory`` is the rule's own small state between evaluations (previous values for a rate of change, the
+last values of a point for a stuck value, a register's increments for a jump);
 nothing here reads the store, so tests and the cascade reuse the checks as they are.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +23,7 @@ from typing import Any
 from carbonflow.center.alarms.rules import AlarmRule
 
 CAMERA_KINDS = ("camera",)
+Watched = Container[tuple[str, str]] | None  # (subject kind, id) the engine remembers for a rule
 
 
 @dataclass(slots=True)
@@ -48,7 +52,8 @@ class Observed:
     point_resolution: dict[str, float] = field(default_factory=dict)  # one step of the shown digits
     point_shown: dict[str, Decimal] = field(default_factory=dict)  # point id -> the value as shown
     camera_images: dict[str, datetime] = field(default_factory=dict)  # camera -> latest image ts
-    bus_region: dict[str, str] = field(default_factory=dict)
+    bus_region: dict[str, str] = field(default_factory=dict)  # bus id -> region path
+    topology_version: int | None = None  # changes with bus_region (None: scopes are not cached)
     device_region: dict[str, str | None] = field(default_factory=dict)
     meter_checks: list[dict[str, Any]] = field(default_factory=list)  # new electric-carbon meter checks
     conflicts: list[dict[str, Any]] = field(default_factory=list)  # new reading conflicts
@@ -64,8 +69,7 @@ class Observed:
             step = 0.0
             if shown is not None and shown.is_finite():
                 scale = (self.points.get(point_id) or {}).get("scale")
-                exact = Decimal(1).scaleb(shown.as_tuple().exponent)
-                step = float(exact / scale if scale else exact)
+                step = _step(_exponent(shown), scale)
             self.point_resolution[point_id] = step
         return step
 
@@ -79,7 +83,30 @@ class Observed:
                     self._by_quantity.setdefault(point["quantity"], []).append((point_id, point, value))
         if quantities is None:
             return [item for items in self._by_quantity.values() for item in items]
+        if len(quantities := tuple(quantities)) == 1:
+            return self._by_quantity.get(quantities[0], [])  # not to be changed by the caller
         return [item for quantity in quantities for item in self._by_quantity.get(quantity, ())]
+
+
+def _exponent(shown: Decimal) -> int:
+    """The exponent of a finite Decimal's last digit (``as_tuple().exponent``, from its text: faster)."""
+    text = str(shown)
+    if "E" in text:
+        return int(shown.as_tuple().exponent)
+    dot = text.find(".")
+    return 0 if dot < 0 else dot + 1 - len(text)
+
+
+_STEPS: dict[tuple[int, Any], float] = {}
+
+
+def _step(exponent: int, scale: Any) -> float:
+    """One step of the last digit, 10^exponent, divided by the point's scale (kept per pair)."""
+    step = _STEPS.get((exponent, scale))
+    if step is None:
+        exact = Decimal(1).scaleb(exponent)
+        step = _STEPS[(exponent, scale)] = float(exact / scale if scale else exact)
+    return step
 
 
 # --- scope ---------------------------------------------------------------------------------------------
@@ -130,15 +157,21 @@ def _age_s(observed: Observed, moment: datetime | None) -> float | None:
 # --- device and collector state -----------------------------------------------------------------------
 
 
-def check_comm_loss(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
-    for device in observed.devices or []:
-        if device.get("kind") in CAMERA_KINDS or not device_in_scope(rule, device):
+def check_comm_loss(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
+    for device in observed.devices or []:  # the scope is looked at only for what would be reported
+        if device.get("kind") in CAMERA_KINDS:
             continue
         age = _age_s(observed, device.get("last_seen"))
         if age is None and not device.get("error"):
             continue  # registered, never polled yet: nothing was lost
         offline = device.get("online") is False
         silent = age is not None and age > (rule.after_s or 0)
+        if not wanted(offline or silent, watched, "device", str(device["id"])):
+            continue
+        if not device_in_scope(rule, device):
+            continue
         reason = (
             f"reported offline ({device.get('error') or 'no answer'})"
             if offline
@@ -149,31 +182,42 @@ def check_comm_loss(rule: AlarmRule, observed: Observed, memory: dict) -> Iterat
         yield _device_finding(device, offline or silent, f"device {device['id']}: {reason}", age)
 
 
-def check_camera_offline(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def check_camera_offline(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     for device in observed.devices or []:
-        if device.get("kind") not in CAMERA_KINDS or not device_in_scope(rule, device):
+        if device.get("kind") not in CAMERA_KINDS:
             continue
         seen = [t for t in (device.get("last_seen"), observed.camera_images.get(device["id"])) if t]
         age = _age_s(observed, max(seen)) if seen else None
         if age is None and not device.get("error"):
             continue
         offline = device.get("online") is False or (age is not None and age > (rule.after_s or 0))
+        if not wanted(offline, watched, "camera", str(device["id"])) or not device_in_scope(rule, device):
+            continue
         text = f"camera {device['id']}: offline" + (
             f", last image {age:.0f} s ago" if age is not None else ""
         )
         yield _device_finding(device, offline, text, age, kind="camera")
 
 
-def check_clock_offset(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def check_clock_offset(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     for device in observed.devices or []:
         offset = device.get("clock_offset_s")
-        if offset is None or not device_in_scope(rule, device):
+        if offset is None:
             continue
         bad = abs(offset) > (rule.tolerance or 0)
-        yield _device_finding(device, bad, f"device {device['id']}: clock {offset:+.1f} s off", float(offset))
+        if wanted(bad, watched, "device", str(device["id"])) and device_in_scope(rule, device):
+            yield _device_finding(
+                device, bad, f"device {device['id']}: clock {offset:+.1f} s off", float(offset)
+            )
 
 
-def check_collector_loss(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def check_collector_loss(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     for collector in observed.collectors or []:
         if not _in_region(collector.get("region"), rule.scope.region):
             continue
@@ -182,6 +226,8 @@ def check_collector_loss(rule: AlarmRule, observed: Observed, memory: dict) -> I
             continue
         age = ((observed.wall_at or observed.at) - last).total_seconds()
         bad = age > (rule.after_s or 0)
+        if not wanted(bad, watched, "collector", str(collector["id"])):
+            continue
         text = f"collector {collector['id']}: silent for {age:.0f} s"
         yield Finding("collector", str(collector["id"]), bad, text, age, collector.get("region"))
 
@@ -189,326 +235,246 @@ def check_collector_loss(rule: AlarmRule, observed: Observed, memory: dict) -> I
 # --- the metered interval -----------------------------------------------------------------------------
 
 
-def _center(observed: Observed, bad: bool, message: str, value: float | None = None) -> Finding:
+def _center(bad: bool, message: str, value: float | None = None) -> Finding:
     return Finding("center", "metering", bad, message, value)
 
 
-def check_data_gap(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def wanted(bad: bool, watched: Watched, kind: str, ident: str) -> bool:
+    """Whether a finding is worth making: a bad one always, a clean one only of a watched subject."""
+    return bad or watched is None or (bool(watched) and (kind, ident) in watched)
+
+
+def check_data_gap(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     outcome = observed.outcome
     if outcome is None:
         return
     end = outcome.end.isoformat()
     if not outcome.stored:
-        yield _center(
-            observed, True, f"interval ending {end} not metered: {outcome.error}", outcome.completeness
-        )
+        yield _center(True, f"interval ending {end} not metered: {outcome.error}", outcome.completeness)
         return
     low = rule.min_completeness is not None and outcome.completeness < rule.min_completeness
     many = rule.max_estimates is not None and outcome.estimates > rule.max_estimates
-    text = (
-        f"interval ending {end}: {outcome.completeness:.1%} of inputs measured, {outcome.estimates} estimated"
-    )
-    yield _center(observed, low or many, text, outcome.completeness)
+    if wanted(low or many, watched, "center", "metering"):
+        text = (
+            f"interval ending {end}: {outcome.completeness:.1%} of inputs measured, "
+            f"{outcome.estimates} estimated"
+        )
+        yield _center(low or many, text, outcome.completeness)
 
 
-def check_balance_residual(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def check_balance_residual(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     outcome = observed.outcome
     if outcome is None or not outcome.stored:
         return
     generation = abs(outcome.totals.get("generation_carbon_t_per_h") or 0.0)
     residual = abs(outcome.totals.get("residual_t_per_h") or 0.0)
     share = residual / generation if generation else 0.0
-    text = f"carbon balance residual {residual:.4f} t/h = {share:.3%} of generation"
-    yield _center(observed, share > (rule.tolerance or 0), text, share)
+    bad = share > (rule.tolerance or 0)
+    if wanted(bad, watched, "center", "metering"):
+        yield _center(bad, f"carbon balance residual {residual:.4f} t/h = {share:.3%} of generation", share)
 
 
-# a subject of a quantity: (kind, id, region, bus, label); label is text, or (point id, quantity, point)
-Subject = tuple[str, str, str | None, str | None, Any]
+# The values of a rule's ``quantity`` this evaluation, as ``(key, point, value)``: a measured point
+# (``point.*``: key = point id, the subject its device), a bus (``bus.*``: key = bus id, point None) or
+# the center (``totals.*``, ``interval.*``: key "metering", point None).
+Item = tuple[str, Any, float]
 
 
-def _label(label: Any) -> str:
-    if isinstance(label, str):
-        return label
-    point_id, name, point = label
-    end = f" ({point['end']} end)" if point.get("end") not in (None, "-") else ""
-    return f"{point_id} {name} of {point['element_kind']} {point['element_id']}{end}"
-
-
-def quantity_values(
-    rule: AlarmRule, observed: Observed, memory: dict | None = None
-) -> dict[tuple[str, ...], tuple[float, Subject]]:
-    """``(subject kind, id[, point]) -> (value, subject)`` of a rule's ``quantity`` this evaluation."""
+def subject_kind(rule: AlarmRule) -> str:
     quantity = rule.quantity or ""
-    outcome = observed.outcome
-    found: dict[tuple[str, ...], tuple[float, Subject]] = {}
+    return "device" if quantity.startswith("point.") else "bus" if quantity.startswith("bus.") else "center"
+
+
+def scoped_points(
+    rule: AlarmRule, observed: Observed, memory: dict, quantities: Iterable[str] | None
+) -> list[tuple[str, dict[str, Any], float]]:
+    """This evaluation's ``(point id, point, value)`` of ``quantities`` inside the rule's scope, in the
+    order of the point catalogue.  The points of the scope are worked out once per catalogue (kept in
+    ``memory``): a rule scoped to one device kind looks at its own points only, not at every reading."""
+    cached = memory.get("scoped")
+    if cached is None or cached[0] is not observed.points:
+        wanted = None if quantities is None else set(quantities)
+        inside = [
+            (point_id, point)
+            for point_id, point in observed.points.items()
+            if (wanted is None or point["quantity"] in wanted) and point_in_scope(rule, point, observed)
+        ]
+        cached = memory["scoped"] = (observed.points, inside)
+    values = observed.point_values
+    return [
+        (point_id, point, value)
+        for point_id, point in cached[1]
+        if (value := values.get(point_id)) is not None
+    ]
+
+
+def bus_scope(rule: AlarmRule, observed: Observed, memory: dict) -> set[str] | None:
+    """The buses of the rule's scope (None: every bus); worked out once per topology version."""
+    scope = rule.scope
+    if not scope.region and not scope.buses:
+        return None
+    cached = memory.get("bus_scope")
+    version = observed.topology_version
+    if cached is not None and version is not None and cached[0] == version:
+        return cached[1]
+    buses = set(scope.buses) if scope.buses else set(observed.bus_region)
+    if scope.region:
+        buses = {bus for bus in buses if _in_region(observed.bus_region.get(bus), scope.region)}
+    memory["bus_scope"] = (version, buses)
+    return buses
+
+
+def quantity_items(rule: AlarmRule, observed: Observed, memory: dict | None = None) -> list[Item]:
+    """``(key, point, value)`` of the rule's ``quantity`` this evaluation (see :data:`Item`)."""
+    memory = {} if memory is None else memory
+    quantity = rule.quantity or ""
     name = quantity.split(".", 1)[1]
     if quantity.startswith("point."):
-        known = {} if memory is None else memory.setdefault("in_scope", {})
-        for point_id, point, value in observed.values_of((name,)):
-            inside = known.get(point_id)
-            if inside is None:
-                inside = known[point_id] = point_in_scope(rule, point, observed)
-            if inside:
-                device = point["device_id"]
-                subject = (
-                    "device",
-                    device,
-                    point.get("region"),
-                    point.get("bus_id"),
-                    (point_id, name, point),
-                )
-                found[("device", device, point_id)] = (value, subject)
-        return found
+        return scoped_points(rule, observed, memory, (name,))
+    outcome = observed.outcome
     if outcome is None or not outcome.stored:
-        return found
+        return []
     if quantity.startswith("bus."):
         values = outcome.intensities if name == "intensity_g_per_kwh" else outcome.bands
-        buses = set(rule.scope.buses)
-        for bus, value in values.items():
-            if value is None or (buses and bus not in buses):
-                continue
-            region = observed.bus_region.get(bus)
-            if rule.scope.region and not _in_region(region, rule.scope.region):
-                continue
-            found[("bus", bus)] = (float(value), ("bus", bus, region, bus, f"bus {bus} {name}"))
-    else:
-        value = {
-            "interval.completeness": outcome.completeness,
-            "interval.estimates": outcome.estimates,
-        }.get(quantity, outcome.totals.get(name) if quantity.startswith("totals.") else None)
-        if value is not None:
-            label = f"total {name}" if quantity.startswith("totals.") else name
-            found[("center", "metering")] = (float(value), ("center", "metering", None, None, label))
-    return found
+        inside = bus_scope(rule, observed, memory)
+        return [
+            (bus, None, float(value))
+            for bus, value in values.items()
+            if value is not None and (inside is None or bus in inside)
+        ]
+    value = {
+        "interval.completeness": outcome.completeness,
+        "interval.estimates": outcome.estimates,
+    }.get(quantity, outcome.totals.get(name) if quantity.startswith("totals.") else None)
+    return [] if value is None else [("metering", None, float(value))]
 
 
-def _finding(subject: Subject, bad: bool, message: str = "", value: float | None = None) -> Finding:
-    kind, ident, region, bus, _ = subject
-    return Finding(kind, ident, bad, message, value, region, bus)
+def _item_finding(
+    rule: AlarmRule, observed: Observed, item: Item, bad: bool, message: str = "", value: float | None = None
+) -> Finding:
+    key, point, _ = item
+    if point is not None:
+        return point_finding(point, bad, message, value)
+    if (rule.quantity or "").startswith("bus."):
+        return Finding("bus", key, bad, message, value, observed.bus_region.get(key), key)
+    return _center(bad, message, value)
 
 
-def _worst_per_subject(findings: Iterator[Finding]) -> Iterator[Finding]:
-    """One finding per subject (a device with several points): a bad one if any."""
-    chosen: dict[tuple[str, str], Finding] = {}
-    for finding in findings:
-        key = (finding.subject_kind, finding.subject_id)
-        if key not in chosen or (finding.bad and not chosen[key].bad):
-            chosen[key] = finding
-    yield from chosen.values()
+def _item_label(rule: AlarmRule, item: Item) -> str:
+    quantity = rule.quantity or ""
+    name = quantity.split(".", 1)[1]
+    key, point, _ = item
+    if point is not None:
+        end = f" ({point['end']} end)" if point.get("end") not in (None, "-") else ""
+        return f"{key} {name} of {point['element_kind']} {point['element_id']}{end}"
+    if quantity.startswith("bus."):
+        return f"bus {key} {name}"
+    return f"total {name}" if quantity.startswith("totals.") else name
 
 
-def check_threshold(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
-    above_limit, below_limit = rule.above, rule.below
+def _per_subject(
+    rule: AlarmRule, observed: Observed, watched: Watched
+) -> tuple[dict[str, tuple[Item, bool, str, float]], Callable[..., None]]:
+    """One finding per subject (a device with several points): its first bad one if any, else its first
+    clean one — made only for a watched subject.  Returns the choices and the function noting one."""
+    kind = subject_kind(rule)
+    chosen: dict[str, tuple[Item, bool, str, float]] = {}
 
-    def each() -> Iterator[Finding]:
-        for value, subject in quantity_values(rule, observed, memory).values():
-            shown = abs(value) if rule.absolute else value
-            above = above_limit is not None and shown > above_limit
-            below = below_limit is not None and shown < below_limit
-            if not (above or below):
-                yield _finding(subject, False, value=value)
-                continue
-            limit = f"above {above_limit:g}" if above else f"below {below_limit:g}"
-            yield _finding(subject, True, f"{_label(subject[4])} = {value:g}: {limit}", value)
+    def note(item: Item, bad: bool, message: str, value: float) -> None:
+        ident = item[1]["device_id"] if item[1] is not None else item[0]
+        held = chosen.get(ident)
+        if held is None:
+            if wanted(bad, watched, kind, ident):
+                chosen[ident] = (item, bad, message, value)
+        elif bad and not held[1]:
+            chosen[ident] = (item, bad, message, value)
 
-    return _worst_per_subject(each())
+    return chosen, note
 
 
-def check_rate_of_change(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def _findings(rule: AlarmRule, observed: Observed, chosen: dict) -> Iterator[Finding]:
+    for item, bad, message, value in chosen.values():
+        yield _item_finding(rule, observed, item, bad, message, value)
+
+
+def check_threshold(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
+    above, below, absolute = rule.above, rule.below, rule.absolute
+    chosen, note = _per_subject(rule, observed, watched)
+    for item in quantity_items(rule, observed, memory):
+        value = item[2]
+        shown = abs(value) if absolute else value
+        if above is not None and shown > above:
+            note(item, True, f"{_item_label(rule, item)} = {value:g}: above {above:g}", value)
+        elif below is not None and shown < below:
+            note(item, True, f"{_item_label(rule, item)} = {value:g}: below {below:g}", value)
+        elif watched is None or watched:
+            note(item, False, "", value)
+    return _findings(rule, observed, chosen)
+
+
+def check_rate_of_change(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     previous: dict = memory.setdefault("previous", {})
-
-    def each() -> Iterator[Finding]:
-        for key, (value, subject) in quantity_values(rule, observed, memory).items():
-            before = previous.get(key)
-            previous[key] = value
-            if before is None:
-                continue
-            change = value - before
-            percent = abs(change) / abs(before) * 100 if before else (0.0 if change == 0 else float("inf"))
-            bad = (rule.max_change is not None and abs(change) > rule.max_change) or (
-                rule.max_change_percent is not None and percent > rule.max_change_percent
-            )
-            if not bad:
-                yield _finding(subject, False, value=change)
-                continue
-            text = f"{_label(subject[4])} changed {before:g} → {value:g} ({change:+g}, {percent:.0f} %)"
-            yield _finding(subject, True, text, change)
-
-    return _worst_per_subject(each())
-
-
-def _point_series(
-    rule: AlarmRule, observed: Observed, memory: dict
-) -> Iterator[tuple[str, dict[str, Any], float]]:
-    known = memory.setdefault("in_scope", {})
-    for point_id, point, value in observed.values_of(rule.quantities or None):
-        inside = known.get(point_id)
-        if inside is None:
-            inside = known[point_id] = point_in_scope(rule, point, observed)
-        if inside:
-            yield point_id, point, value
+    max_change, max_percent = rule.max_change, rule.max_change_percent
+    chosen, note = _per_subject(rule, observed, watched)
+    for item in quantity_items(rule, observed, memory):
+        key, _, value = item
+        before = previous.get(key)
+        previous[key] = value
+        if before is None:
+            continue
+        change = value - before
+        percent = abs(change) / abs(before) * 100 if before else (0.0 if change == 0 else float("inf"))
+        if (max_change is not None and abs(change) > max_change) or (
+            max_percent is not None and percent > max_percent
+        ):
+            text = f"{_item_label(rule, item)} changed {before:g} → {value:g} ({change:+g}, {percent:.0f} %)"
+            note(item, True, text, change)
+        elif watched is None or watched:
+            note(item, False, "", change)
+    return _findings(rule, observed, chosen)
 
 
-def _point_finding(point: dict[str, Any], bad: bool, message: str, value: float | None) -> Finding:
+def point_finding(point: dict[str, Any], bad: bool, message: str, value: float | None) -> Finding:
     return Finding(
         "device", point["device_id"], bad, message, value, point.get("region"), point.get("bus_id")
     )
 
 
-def check_stuck_value(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
-    """A value that keeps exactly the same non-zero reading for ``intervals`` intervals in a row (a live
-    measurement always moves a little; a frozen transducer or a hung device does not).
-
-    ``same_value`` (the default): only intervals that brought a reading of the point count; one without
-    (data still on its way, a device offline: other rules' business) neither counts nor breaks the run,
-    so late delivery never looks stuck.  Devices that report on change only need ``same_value = false``:
-    then a point of an online device that brought no new reading counts as repeating its last value."""
-    history: dict[str, deque] = memory.setdefault("history", {})
-    points: dict[str, dict[str, Any]] = memory.setdefault("points", {})
-    current = {point_id: (point, value) for point_id, point, value in _point_series(rule, observed, memory)}
-    quiet: dict[str, int] = memory.setdefault("quiet", {})  # intervals in a row without a new reading
-    for point_id in current:
-        quiet[point_id] = 0
-    if not rule.same_value:
-        online = {d["id"] for d in observed.devices or [] if d.get("online")}
-        for point_id in history.keys() - current.keys():
-            if points[point_id]["device_id"] in online and history[point_id]:
-                current[point_id] = (points[point_id], history[point_id][-1])
-                quiet[point_id] = quiet.get(point_id, 0) + 1
-    by_device: dict[str, tuple[bool, str, float, dict]] = {}
-    needed = rule.intervals
-    for point_id, (point, value) in current.items():
-        if rule.same_value and not _shown_finely(rule, observed, point_id, value):
-            continue
-        seen = history.get(point_id)
-        if seen is None:
-            points[point_id] = point
-            seen = history[point_id] = deque(maxlen=needed)
-        seen.append(value)
-        if len(seen) < needed:
-            continue
-        if rule.same_value:
-            stuck = value != 0 and seen.count(value) == needed
-        else:  # only points that brought no new reading (time tags stopped) while the device is online
-            stuck = value != 0 and quiet.get(point_id, 0) >= needed
-        text = f"{point_id} {point['quantity']} stuck at {value:g} for {rule.intervals} intervals" + (
-            "" if rule.same_value else " (no new reading)"
-        )
-        device = point["device_id"]
-        if device not in by_device or (stuck and not by_device[device][0]):
-            by_device[device] = (stuck, text if stuck else f"{device}: values move", value, point)
-    for stuck, text, value, point in by_device.values():
-        yield _point_finding(point, stuck, text, value)
-
-
-def _shown_finely(rule: AlarmRule, observed: Observed, point_id: str, value: float) -> bool:
-    """Whether the point's display is fine enough for a live value to move between intervals."""
-    if rule.max_step_share is None or value == 0:
-        return True
-    step = observed.resolution(point_id)
-    return step <= rule.max_step_share * abs(value)
-
-
-def check_tamper(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
-    """Register jumps: an increase of more than ``ratio`` × what the register's own average rate
-    (since it was first seen, or since its last jump) gives for the time between the readings, plus
-    ``min_jump`` and two steps of its resolution (a meter showing secondary values behind a CT moves in
-    coarse steps); or a register running backwards by more than two steps.  A device back after an
-    outage catches up at its rate: no jump.  The alarm holds while the jump is outstanding and clears
-    when the register comes back by it (the tampering ended); a reading offered again with another
-    value is a tamper signal of its own."""
-    base: dict[str, tuple[float, datetime]] = memory.setdefault("base", {})
-    last: dict[str, tuple[float, datetime]] = memory.setdefault("last", {})
-    outstanding: dict[str, float] = memory.setdefault("outstanding", {})
-    by_device: dict[str, Finding] = {}
-    for point_id, point, value in _point_series(rule, observed, memory):
-        ts = observed.point_times.get(point_id, observed.at)
-        before, before_ts = last.get(point_id, (None, None))
-        if before is None:
-            base[point_id] = last[point_id] = (value, ts)
-            continue
-        if ts <= before_ts:
-            continue
-        last[point_id] = (value, ts)
-        step = value - before
-        first, first_ts = base[point_id]
-        span_h = (before_ts - first_ts).total_seconds() / 3600
-        rate = (before - first) / span_h if span_h > 0 else None  # per hour
-        recent = memory.setdefault("recent", {}).get(point_id)  # the previous step's rate: ramps
-        if rate is not None and recent is not None:
-            rate = max(rate, recent)
-        hours = (ts - before_ts).total_seconds() / 3600
-        memory["recent"][point_id] = step / hours
-        expected = None if rate is None else max(rate, 0.0) * hours
-        quantum = 2 * observed.resolution(point_id)
-        text = ""
-        if step < -quantum:
-            if outstanding.get(point_id, 0.0) > 0 and abs(step) >= 0.5 * outstanding[point_id]:
-                outstanding[point_id] = 0.0  # came back: the tampering ended
-                base[point_id] = (value, ts)
-            else:
-                text = f"{point_id} {point['quantity']} ran backwards by {-step:g}"
-        elif expected is not None and step > rule.ratio * expected + rule.min_jump + quantum:
-            outstanding[point_id] = step - expected
-            base[point_id] = (value, ts)  # the rate goes on from after the jump
-            text = f"{point_id} {point['quantity']} jumped by {step:g} (about {expected:g} expected)"
-        if not text and outstanding.get(point_id, 0.0) > 0:
-            text = f"{point_id} {point['quantity']} still {outstanding[point_id]:g} above its usual course"
-        finding = _point_finding(
-            point, bool(text), text or f"{point['device_id']}: registers plausible", step
-        )
-        if point["device_id"] not in by_device or finding.bad:
-            by_device[point["device_id"]] = finding
-    for conflict in observed.conflicts:
-        point = observed.points.get(conflict["point_id"])
-        if point is None or not point_in_scope(rule, point, observed, memory):
-            continue
-        text = (
-            f"{conflict['point_id']} at {conflict['ts'].isoformat()}: offered {conflict['offered_value']} "
-            f"again, {conflict['stored_value']} stored"
-        )
-        by_device[point["device_id"]] = _point_finding(point, True, text, None)
-    yield from by_device.values()
-
-
-def check_meter_mismatch(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def check_meter_mismatch(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     latest: dict[str, dict[str, Any]] = {}
     for check in observed.meter_checks:
         if check["status"] in ("ok", "mismatch"):
             latest[check["device_id"]] = check  # the newest verdict per meter counts
     for device_id, check in latest.items():
         region = observed.device_region.get(device_id)
-        if not _in_region(region, rule.scope.region):
+        bad = check["status"] == "mismatch"
+        if not _in_region(region, rule.scope.region) or not wanted(bad, watched, "meter", device_id):
             continue
         deviation = None if check.get("deviation_kg") is None else float(Decimal(check["deviation_kg"]))
         text = f"meter {device_id}: {check['status']}" + (
             f", shows {deviation:+g} kg against the platform" if deviation is not None else ""
         )
-        yield Finding("meter", device_id, check["status"] == "mismatch", text, deviation, region)
+        yield Finding("meter", device_id, bad, text, deviation, region)
 
 
-def check_cascade_mismatch(rule: AlarmRule, observed: Observed, memory: dict) -> Iterator[Finding]:
+def check_cascade_mismatch(
+    rule: AlarmRule, observed: Observed, memory: dict, watched: Watched = None
+) -> Iterator[Finding]:
     for verdict in observed.cascade:
         bad = verdict.get("status") == "mismatch"
+        if not wanted(bad, watched, "center", str(verdict["peer"])):
+            continue
         text = f"cascade peer {verdict['peer']}: {verdict.get('status')}" + (
             f" ({verdict['detail']})" if verdict.get("detail") else ""
         )
         yield Finding("center", str(verdict["peer"]), bad, text, None, verdict.get("region"))
-
-
-CHECKS: dict[str, Callable[[AlarmRule, Observed, dict], Iterator[Finding]]] = {
-    "threshold": check_threshold,
-    "rate_of_change": check_rate_of_change,
-    "comm_loss": check_comm_loss,
-    "collector_loss": check_collector_loss,
-    "data_gap": check_data_gap,
-    "stuck_value": check_stuck_value,
-    "balance_residual": check_balance_residual,
-    "meter_mismatch": check_meter_mismatch,
-    "clock_offset": check_clock_offset,
-    "camera_offline": check_camera_offline,
-    "tamper": check_tamper,
-    "cascade_mismatch": check_cascade_mismatch,
-}
-STATE_KINDS = ("comm_loss", "collector_loss", "clock_offset", "camera_offline")  # current state only
-POINT_KINDS = ("stuck_value", "tamper")

@@ -31,20 +31,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carbonflow.center.alarms.checks import (
-    CAMERA_KINDS,
-    CHECKS,
-    POINT_KINDS,
-    STATE_KINDS,
-    Finding,
-    Observed,
-)
+from carbonflow.center.alarms.checks import CAMERA_KINDS, Finding, Observed
+from carbonflow.center.alarms.kinds import CHECKS, POINT_KINDS, STATE_KINDS
 from carbonflow.center.alarms.rules import AlarmRule, default_rules, parse_rules, rules_document
 from carbonflow.center.store import Store
 from carbonflow.center.store import alarms as alarm_store
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # rule id, subject kind, subject id
+NOBODY: frozenset[tuple[str, str]] = frozenset()
 FLAP_HOLD = 3  # a flapping alarm needs this many times ``clear_after`` clean evaluations to clear
 
 
@@ -60,11 +55,17 @@ class Evaluation:
     cleared: list[int] = field(default_factory=list)
     gather_ms: float = 0.0
     rules_ms: float = 0.0
+    rules_cpu_ms: float = 0.0  # the checks' CPU time (this thread): what they cost on a loaded machine
     apply_ms: float = 0.0
     error: str | None = None
 
 
 class AlarmEngine:
+    # clean findings are made for watched subjects only (an active alarm or a history: the only ones a
+    # clean finding changes) and a history of clean sightings only is forgotten; False: every subject
+    # and every history, as before (tests/test_alarm_findings.py: the very same alarms)
+    only_watched = True
+
     def __init__(
         self,
         store: Store,
@@ -92,7 +93,14 @@ class AlarmEngine:
         self._raises: dict[Key, deque[datetime]] = {}
         self._flapping: set[Key] = set()
         self._active: dict[Key, int] = alarm_store.active_alarm_keys(store)
+        # per rule, the subjects with an active alarm or a history: the only ones whose clean findings
+        # change anything (the checks make clean findings for these only)
+        self._watched: dict[str, set[tuple[str, str]]] = {}
+        for key in self._active:
+            self._watch(key)
         self._points: dict[str, dict[str, Any]] | None = None
+        self._bus_region: dict[str, str] | None = None  # read again when a bus appears (topology change)
+        self._topology_version = 0
         self._meter_check_id = alarm_store.last_meter_check_id(store)
         self._conflicts_after = alarm_store.latest_conflict_received(store)
         self._verdicts: list[dict[str, Any]] = []
@@ -112,6 +120,7 @@ class AlarmEngine:
                     self._memory[rule.id] = {}
                     for key in [k for k in self._history if k[0] == rule.id]:
                         del self._history[key]
+                        self._unwatch(key)
 
     def set_rules(self, data: Any, actor: str | None = None) -> list[AlarmRule]:
         """Validate (a bad rule raises ``RuleError`` naming the field), store and use a rule set.
@@ -129,6 +138,7 @@ class AlarmEngine:
                         self.store, alarm_id, now, note=f"rule {key[0]} removed or disabled"
                     )
                     del self._active[key]
+                    self._unwatch(key)
         return rules
 
     def clear_by_hand(self, alarm_id: int, user: str, note: str | None = None) -> bool:
@@ -141,6 +151,7 @@ class AlarmEngine:
                 if active_id == alarm_id:
                     del self._active[key]
                     self._history.pop(key, None)
+                    self._unwatch(key)
         if done:
             rule = next((r for r in self.rules if r.id == alarm["rule"]), None)
             if rule is not None:
@@ -150,6 +161,7 @@ class AlarmEngine:
 
     def refresh_points(self) -> None:
         self._points = None
+        self._bus_region = None
 
     # -- entry points -------------------------------------------------------------------------------
     def on_interval(self, outcome: Any) -> Evaluation:
@@ -221,6 +233,8 @@ class AlarmEngine:
                     values[point_id] = float(value) / float(scale) if scale else float(value)
                     times[point_id] = ts
                     shown[point_id] = value
+        if any((rule.quantity or "").startswith("bus.") for rule in rules):
+            self._bus_regions(observed, outcome)
         if "meter_mismatch" in kinds:
             observed.meter_checks = alarm_store.meter_checks_after(self.store, self._meter_check_id)
             if observed.meter_checks:
@@ -237,6 +251,13 @@ class AlarmEngine:
         now = Observed(max(self.clock(), outcome.end), observed.wall_at, devices=observed.devices)
         now.collectors, now.camera_images = observed.collectors, observed.camera_images
         self._run(evaluation, now, STATE_KINDS, add=True)
+
+    def _bus_regions(self, observed: Observed, outcome: Any) -> None:
+        buses = getattr(outcome, "intensities", None) or {}
+        if self._bus_region is None or not self._bus_region.keys() >= buses.keys():
+            self._bus_region = alarm_store.bus_regions(self.store)
+            self._topology_version += 1  # region scopes of bus rules are worked out again
+        observed.bus_region, observed.topology_version = self._bus_region, self._topology_version
 
     def _gather_state(self, observed: Observed, kinds: set[str]) -> None:
         if kinds & {"comm_loss", "clock_offset", "camera_offline", "meter_mismatch"} or kinds & set(
@@ -264,22 +285,24 @@ class AlarmEngine:
     def _run(
         self, evaluation: Evaluation, observed: Observed, kinds: Iterable[str], *, add: bool = False
     ) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         rules = self._enabled(kinds)
         found: list[tuple[AlarmRule, Finding]] = []
         for rule in rules:
             memory = self._memory.setdefault(rule.id, {})
-            found.extend((rule, finding) for finding in CHECKS[rule.kind](rule, observed, memory))
-        checked = time.perf_counter()
+            watched = self._watched.get(rule.id, NOBODY) if self.only_watched else None
+            found.extend((rule, finding) for finding in CHECKS[rule.kind](rule, observed, memory, watched))
+        checked, cpu = time.perf_counter(), time.thread_time() - cpu
         for rule, finding in found:
             self._apply(rule, finding, observed, evaluation)
         applied = time.perf_counter()
         if not add:
             evaluation.rules = evaluation.findings = 0
-            evaluation.rules_ms = evaluation.apply_ms = 0.0
+            evaluation.rules_ms = evaluation.apply_ms = evaluation.rules_cpu_ms = 0.0
         evaluation.rules += len(rules)
         evaluation.findings += len(found)
         evaluation.rules_ms += (checked - started) * 1000
+        evaluation.rules_cpu_ms += cpu * 1000
         evaluation.apply_ms += (applied - checked) * 1000
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -290,11 +313,15 @@ class AlarmEngine:
             return  # the common case: nothing wrong, nothing remembered
         if history is None or history.maxlen != rule.window:
             history = self._history[key] = deque(history or (), maxlen=rule.window)
+            self._watch(key)
         history.append(finding.bad)
         alarm_id = self._active.get(key)
         if alarm_id is None:
             if finding.bad and sum(history) >= rule.count:
                 evaluation.raised.append(self._raise(rule, key, finding, observed))
+            elif self.only_watched and not any(history):  # only clean sightings: the same as none
+                del self._history[key]
+                self._unwatch(key)
             return
         if finding.bad:
             self._clean[key] = 0
@@ -306,9 +333,18 @@ class AlarmEngine:
             alarm_store.clear_alarm(self.store, alarm_id, observed.at)
             del self._active[key]
             self._clean.pop(key, None)
-            history.clear()
+            del self._history[key]  # nothing remembered: as if never seen
+            self._unwatch(key)
             evaluation.cleared.append(alarm_id)
             self._notify(rule, key, alarm_id, "cleared")
+
+    def _watch(self, key: Key) -> None:
+        self._watched.setdefault(key[0], set()).add((key[1], key[2]))
+
+    def _unwatch(self, key: Key) -> None:
+        """Stop watching a key that has neither an active alarm nor a history."""
+        if key not in self._active and key not in self._history:
+            self._watched.get(key[0], set()).discard((key[1], key[2]))
 
     def _raise(self, rule: AlarmRule, key: Key, finding: Finding, observed: Observed) -> int:
         raises = self._raises.setdefault(key, deque(maxlen=self.flap_raises))
@@ -336,6 +372,7 @@ class AlarmEngine:
             values.update(image_camera=image["camera"], image_ts=image["ts"], image_key=image["key"])
         alarm_id = alarm_store.insert_alarm(self.store, values)
         self._active[key] = alarm_id
+        self._watch(key)
         self._clean[key] = 0
         if not flapping:
             self._notify(rule, key, alarm_id, "raised")

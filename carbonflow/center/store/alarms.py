@@ -25,7 +25,17 @@ from carbonflow.center.store.engine import Store
 from carbonflow.center.store.errors import NotFoundError
 from carbonflow.center.store.images import Image
 from carbonflow.center.store.row_scope import RowScope
-from carbonflow.center.store.schema import ID, AutoId, Base, Collector, Device, MeterCheck, Point, Reading
+from carbonflow.center.store.schema import (
+    ID,
+    AutoId,
+    Base,
+    Bus,
+    Collector,
+    Device,
+    MeterCheck,
+    Point,
+    Reading,
+)
 from carbonflow.center.store.types import UtcDateTime
 
 
@@ -422,6 +432,12 @@ def point_catalogue(target: Store) -> dict[str, dict[str, Any]]:
     ).join(Device, Device.id == Point.device_id)  # fmt: skip
     with connection_of(target, write=False) as connection:
         return {row.id: dict(row._mapping) for row in connection.execute(query)}
+
+
+def bus_regions(target: Store) -> dict[str, str]:
+    """Bus id -> its region path (bus quantities of a region-scoped rule)."""
+    with connection_of(target, write=False) as connection:
+        return {row.id: row.region for row in connection.execute(select(Bus.id, Bus.region))}
 
 
 def meter_checks_after(target: Store, after_id: int) -> list[dict[str, Any]]:
