@@ -96,8 +96,7 @@ class BoundaryValue:
     since: datetime  # the latest reading it rests on
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):  # a tuple: one per point and interval
     u: float
     estimated: str | None
     order: int
@@ -152,27 +151,31 @@ def measurements_for_interval(
         else:
             inside = [r for r in series if start < r.ts <= end]
             sure = [r for r in inside if r.quality not in ESTIMATED_QUALITIES]
-            inside = sure or inside  # a sample read across a boundary counts only when nothing surer came
-            if not inside and point.quantity in HELD_QUANTITIES:
-                # a factor register is reported when it changes (IEC 104 spontaneous data, a download):
-                # the last value before the interval is still the value in force
-                inside = [r for r in series if start - held_max_age <= r.ts <= start][-1:]
-            if not inside:
-                continue
-            values = [r.value * point.scale_to_element for r in inside]
-            pair, u = values, _sample_mean_uncertainty(point, values)
-            flagged = sorted({r.quality for r in inside if r.quality in ESTIMATED_QUALITIES})
-            why = f"{' and '.join(flagged)} readings" if flagged else None
-            target = instants
-        candidate = _Candidate(u, why, order)
-        if candidate.better_than(chosen.get(point.key)):
-            chosen[point.key] = candidate
-            target[point.key] = pair  # type: ignore[assignment]
-            uncertainty[point.key] = u
-            if why:
-                estimated[point.key] = why
+            if sure:  # a sample read across a boundary counts only when nothing surer came
+                inside, why = sure, None
             else:
-                estimated.pop(point.key, None)
+                if not inside and point.quantity in HELD_QUANTITIES:
+                    # a factor register is reported when it changes (IEC 104 spontaneous data, a
+                    # download): the last value before the interval is still the value in force
+                    inside = [r for r in series if start - held_max_age <= r.ts <= start][-1:]
+                if not inside:
+                    continue
+                flagged = sorted({r.quality for r in inside if r.quality in ESTIMATED_QUALITIES})
+                why = f"{' and '.join(flagged)} readings" if flagged else None
+            scale = point.scale_to_element
+            values = [r.value * scale for r in inside]
+            pair, u = values, _sample_mean_uncertainty(point, values)
+            target = instants
+        key = point.key
+        candidate = _Candidate(u, why, order)
+        if candidate.better_than(chosen.get(key)):
+            chosen[key] = candidate
+            target[key] = pair  # type: ignore[assignment]
+            uncertainty[key] = u
+            if why:
+                estimated[key] = why
+            else:
+                estimated.pop(key, None)
     return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
 
 
