@@ -30,7 +30,7 @@ from carbonflow.center.metering.service import MeteringService
 from carbonflow.center.store import Store, ingest_batch, register_devices, upsert_collector, upsert_topology
 from carbonflow.center.topology import topology_rows
 from carbonflow.engine import snapshot_from_dict, solve
-from carbonflow.messages.c4 import Batch, Reading
+from carbonflow.messages.c4 import MAX_READINGS_PER_BATCH, Batch, Reading
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
@@ -60,12 +60,16 @@ def fill_store(store: Store, grid, device_map, truths) -> None:
     upsert_topology(store, topology_rows(grid))
     upsert_collector(store, "bench", "secret")
     register_devices(store, device_map["devices"], collector_id="bench")
-    for seq, truth in enumerate(truths):
-        batch = Batch(
-            collector_id="bench", batch_id=uuid.uuid4().hex, seq=seq, created_at=truth.ts,
-            readings=readings_at(device_map, truth, truth.ts),
-        )  # fmt: skip
-        ingest_batch(store, batch)
+    seq = 0
+    for truth in truths:
+        readings = readings_at(device_map, truth, truth.ts)
+        for first in range(0, len(readings), MAX_READINGS_PER_BATCH):  # a 10,000-bus grid: 118,000 a time
+            batch = Batch(
+                collector_id="bench", batch_id=uuid.uuid4().hex, seq=seq, created_at=truth.ts,
+                readings=readings[first : first + MAX_READINGS_PER_BATCH],
+            )  # fmt: skip
+            ingest_batch(store, batch)
+            seq += 1
 
 
 def main() -> None:

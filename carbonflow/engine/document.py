@@ -47,16 +47,31 @@ def _element_records(result: CefResult, kind: str) -> list[dict[str, Any]]:
 
 
 def _sparse(row: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
-    return {names[k]: float(v) for k, v in enumerate(row) if v > _SHARE_FLOOR}
+    keep = np.flatnonzero(row > _SHARE_FLOOR)
+    return dict(zip([names[k] for k in keep.tolist()], row[keep].tolist()))
+
+
+def _sparse_rows(matrix: np.ndarray, names: tuple[str, ...]) -> list[dict[str, float]]:
+    """:func:`_sparse` of every row of ``matrix`` (N x K), at once: a 10,000-bus grid has millions of
+    shares to look at."""
+    rows, columns = np.nonzero(matrix > _SHARE_FLOOR)  # row-major order, as row by row
+    values = matrix[rows, columns].tolist()
+    labels = [names[k] for k in columns.tolist()]
+    bounds = np.searchsorted(rows, np.arange(len(matrix) + 1)).tolist()
+    return [dict(zip(labels[a:b], values[a:b])) for a, b in zip(bounds, bounds[1:])]
 
 
 def origin_document(result: CefResult, origin: Origin) -> dict[str, Any]:
     snap = result.snapshot
     names = origin.source_ids
-    buses = []
-    for n, bus_id in enumerate(snap.bus_ids):
-        row = origin.bus_power_share[n]
-        buses.append({"id": bus_id, "power_share": None if np.isnan(row).any() else _sparse(row, names)})
+    undefined = np.isnan(origin.bus_power_share).any(axis=1).tolist()
+    shares = _sparse_rows(origin.bus_power_share, names)
+    buses = [
+        {"id": bus_id, "power_share": None if undefined[n] else shares[n]}
+        for n, bus_id in enumerate(snap.bus_ids)
+    ]
+    power = _sparse_rows(origin.load_power_mw, names)
+    carbon_of = _sparse_rows(origin.load_carbon_t_per_h, names)
     loads = []
     for k, load_id in enumerate(snap.load_ids):
         carbon = origin.load_carbon_t_per_h[k]
@@ -65,8 +80,8 @@ def origin_document(result: CefResult, origin: Origin) -> dict[str, Any]:
             {
                 "id": load_id,
                 "bus": snap.bus_ids[snap.load_bus[k]],
-                "power_mw": _sparse(origin.load_power_mw[k], names),
-                "carbon_t_per_h": _sparse(carbon, names),
+                "power_mw": power[k],
+                "carbon_t_per_h": carbon_of[k],
                 "carbon_share": _sparse(carbon / total, names) if total > 0 else None,
             }
         )

@@ -29,6 +29,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
+from operator import attrgetter
+from typing import NamedTuple
 
 from carbonflow.center.metering.assemble import ElementKey, Measurements
 
@@ -40,6 +43,7 @@ DEFAULT_ACCURACY_PERCENT = 0.5  # class 0.5S when the device map does not say
 EXACT_QUANTITIES = frozenset({"intensity_g_per_kwh"})
 HELD_QUANTITIES = EXACT_QUANTITIES
 ESTIMATED_QUALITIES = frozenset({"estimated", "stale"})
+_time_of = attrgetter("ts")
 
 
 @dataclass(frozen=True)
@@ -53,26 +57,31 @@ class PointMapping:
     accuracy_percent: float | None = None  # maximum permissible error, % of the reading (None: default)
     resolution: Decimal = Decimal(0)  # the register's last digit, in device units
 
-    @property
+    @cached_property
     def mpe_percent(self) -> float:
         if self.accuracy_percent is not None:
             return self.accuracy_percent
         return 0.0 if self.quantity in EXACT_QUANTITIES else DEFAULT_ACCURACY_PERCENT
 
-    @property
+    @cached_property  # cached: read for every point of every interval
     def key(self) -> ElementKey:
         return (self.element_kind, self.element_id, self.quantity, self.end)
 
-    @property
+    @cached_property
     def is_counter(self) -> bool:
         return self.quantity in COUNTER_QUANTITIES
 
     def resolution_in_element_units(self) -> float:
+        return self._resolution_in_element_units
+
+    @cached_property
+    def _resolution_in_element_units(self) -> float:
         return float(abs(self.resolution * self.scale_to_element))
 
 
-@dataclass(frozen=True)
-class StoredReading:
+class StoredReading(NamedTuple):
+    """A reading as stored (a tuple: an interval of a large grid reads hundreds of thousands of them)."""
+
     point_id: str
     ts: datetime
     value: Decimal | None
@@ -87,8 +96,7 @@ class BoundaryValue:
     since: datetime  # the latest reading it rests on
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):  # a tuple: one per point and interval
     u: float
     estimated: str | None
     order: int
@@ -116,9 +124,14 @@ def measurements_for_interval(
     by_point: dict[str, list[StoredReading]] = {}
     for reading in readings:
         if reading.value is not None and reading.quality != "invalid":
-            by_point.setdefault(reading.point_id, []).append(reading)
+            series = by_point.get(reading.point_id)
+            if series is None:
+                by_point[reading.point_id] = [reading]
+            else:
+                series.append(reading)
     for series in by_point.values():
-        series.sort(key=lambda r: r.ts)
+        if len(series) > 1:
+            series.sort(key=_time_of)
 
     counters: dict[ElementKey, tuple[Decimal, Decimal]] = {}
     instants: dict[ElementKey, list[Decimal]] = {}
@@ -126,7 +139,9 @@ def measurements_for_interval(
     estimated: dict[ElementKey, str] = {}
     chosen: dict[ElementKey, _Candidate] = {}
     for order, point in enumerate(points):
-        series = by_point.get(point.point_id, [])
+        series = by_point.get(point.point_id)
+        if not series:  # nothing read: neither a counter nor a sample says anything
+            continue
         if point.is_counter:
             found = _counter_over_interval(point, series, start, end, max_age)
             if found is None:
@@ -136,27 +151,31 @@ def measurements_for_interval(
         else:
             inside = [r for r in series if start < r.ts <= end]
             sure = [r for r in inside if r.quality not in ESTIMATED_QUALITIES]
-            inside = sure or inside  # a sample read across a boundary counts only when nothing surer came
-            if not inside and point.quantity in HELD_QUANTITIES:
-                # a factor register is reported when it changes (IEC 104 spontaneous data, a download):
-                # the last value before the interval is still the value in force
-                inside = [r for r in series if start - held_max_age <= r.ts <= start][-1:]
-            if not inside:
-                continue
-            values = [r.value * point.scale_to_element for r in inside]
-            pair, u = values, _sample_mean_uncertainty(point, values)
-            flagged = sorted({r.quality for r in inside if r.quality in ESTIMATED_QUALITIES})
-            why = f"{' and '.join(flagged)} readings" if flagged else None
-            target = instants
-        candidate = _Candidate(u, why, order)
-        if candidate.better_than(chosen.get(point.key)):
-            chosen[point.key] = candidate
-            target[point.key] = pair  # type: ignore[assignment]
-            uncertainty[point.key] = u
-            if why:
-                estimated[point.key] = why
+            if sure:  # a sample read across a boundary counts only when nothing surer came
+                inside, why = sure, None
             else:
-                estimated.pop(point.key, None)
+                if not inside and point.quantity in HELD_QUANTITIES:
+                    # a factor register is reported when it changes (IEC 104 spontaneous data, a
+                    # download): the last value before the interval is still the value in force
+                    inside = [r for r in series if start - held_max_age <= r.ts <= start][-1:]
+                if not inside:
+                    continue
+                flagged = sorted({r.quality for r in inside if r.quality in ESTIMATED_QUALITIES})
+                why = f"{' and '.join(flagged)} readings" if flagged else None
+            scale = point.scale_to_element
+            values = [r.value * scale for r in inside]
+            pair, u = values, _sample_mean_uncertainty(point, values)
+            target = instants
+        key = point.key
+        candidate = _Candidate(u, why, order)
+        if candidate.better_than(chosen.get(key)):
+            chosen[key] = candidate
+            target[key] = pair  # type: ignore[assignment]
+            uncertainty[key] = u
+            if why:
+                estimated[key] = why
+            else:
+                estimated.pop(key, None)
     return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
 
 
@@ -178,12 +197,13 @@ def _counter_over_interval(
 ) -> tuple[tuple[Decimal, Decimal], float, str | None] | None:
     """(value at start, value at end) in element units, the 1σ of their difference, and why it is an
     estimate (None: both read at the boundaries)."""
-    first = register_at(series, start, max_age)
-    last = register_at(series, end, max_age)
+    times = [r.ts for r in series]
+    first = register_at(series, start, max_age, times)
+    last = register_at(series, end, max_age, times)
     if first is None or last is None or last.since <= start:
         return None  # nothing read inside the interval: the register says nothing about it
-    lo = bisect.bisect_left([r.ts for r in series], start - max_age)
-    hi = bisect.bisect_right([r.ts for r in series], end + max_age)
+    lo = bisect.bisect_left(times, start - max_age)
+    hi = bisect.bisect_right(times, end + max_age)
     if any(series[i + 1].value < series[i].value for i in range(lo, hi - 1)):  # type: ignore[operator]
         return None  # reset or replaced meter in between: not an energy
     if last.value < first.value:
@@ -202,9 +222,13 @@ def _counter_over_interval(
     return (first.value * scale, last.value * scale), u, why
 
 
-def register_at(series: list[StoredReading], moment: datetime, max_age: timedelta) -> BoundaryValue | None:
-    """A counter's value at ``moment`` from its time-ordered readings (device units)."""
-    times = [r.ts for r in series]
+def register_at(
+    series: list[StoredReading], moment: datetime, max_age: timedelta, times: list[datetime] | None = None
+) -> BoundaryValue | None:
+    """A counter's value at ``moment`` from its time-ordered readings (device units); ``times``: their
+    time stamps, when the caller has them."""
+    if times is None:
+        times = [r.ts for r in series]
     before = bisect.bisect_right(times, moment) - 1
     if before < 0 or moment - times[before] > max_age:
         return None
