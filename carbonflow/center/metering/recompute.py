@@ -21,7 +21,6 @@ and creates no new version; an interrupted one resumes with the chunks it had no
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -41,8 +40,9 @@ from sqlalchemy import func, select
 
 from carbonflow.center.metering.assemble import Assembled
 from carbonflow.center.metering.measurements import StoredReading
-from carbonflow.center.metering.service import MeteringService, interval_result, with_factors
-from carbonflow.center.store import Store, interval_from_document
+from carbonflow.center.metering.recompute_snapshot import SnapshotDecoder, corrected_document, snapshot_record
+from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.store import IntervalRecord, Store
 from carbonflow.center.store.access import chunks as pages
 from carbonflow.center.store.corrections import Correction, corrections
 from carbonflow.center.store.result_versions import (
@@ -351,6 +351,7 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
     span = timedelta(seconds=job.interval_s)
     fixed_readings = [c for c in job.corrections if c.kind == "reading"]
     records, skipped, unchanged = [], [], 0
+    decoder = SnapshotDecoder()  # the chunk's snapshots share their network: decoded on arrays
     for end in job.ends:
         row = stored.get(end)
         if row is None or not row.snapshot:
@@ -369,7 +370,7 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
                     store, job, end, stored.get(end - span), row, touched, factors, losses
                 )
             else:
-                record = _from_snapshot(job, end, row, factors, losses)
+                record = _from_snapshot(job, end, row, factors, losses, decoder)
         except SnapshotError as error:
             skipped.append({"ts": end.isoformat(), "reason": f"the engine refused the inputs: {error}"})
             continue
@@ -392,17 +393,15 @@ def _ids(applied: Sequence[Correction], end: datetime, touched: Sequence[Correct
     return sorted({c.id for c in applied if c.kind != "reading" and c.covers(end)} | {c.id for c in touched})
 
 
-def _from_snapshot(job: ChunkJob, end: datetime, row: Any, factors: dict[str, float], losses: str):
-    """The interval from its stored inputs with the corrections applied."""
-    snapshot = row.snapshot
-    if factors:
-        snapshot = {**snapshot, "generators": copy.deepcopy(snapshot.get("generators", []))}
-        with_factors(snapshot, factors)
-    _snapshot, document = interval_result(snapshot, losses)
+def _from_snapshot(
+    job: ChunkJob, end: datetime, row: Any, factors: dict[str, float], losses: str, decoder: SnapshotDecoder
+) -> IntervalRecord:
+    """The interval from its stored inputs with the corrections applied (on arrays: recompute_snapshot)."""
+    document = corrected_document(row.snapshot, factors)
     estimation = {k: v for k, v in (row.estimation or {}).items() if k not in ("uncertainty",)}
-    return interval_from_document(
-        end, job.interval_s, document, level=job.level, snapshot=snapshot, estimation=estimation,
-        origin=document.get("origin"),
+    return snapshot_record(
+        end, job.interval_s, job.level, decoder.decode(document), losses, document=document,
+        estimation=estimation,
     )  # fmt: skip
 
 

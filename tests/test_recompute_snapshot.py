@@ -1,0 +1,93 @@
+"""The array path of recomputation (carbonflow/center/metering/recompute_snapshot.py) makes exactly the
+record the document path makes: same snapshot arrays as ``snapshot_from_dict``, same result hash, same
+element rows and header sums as ``interval_from_document``; bad stored inputs are named as
+``snapshot_from_dict`` names them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from carbonflow.center.metering.recompute_snapshot import SnapshotDecoder, corrected_document, snapshot_record
+from carbonflow.center.metering.service import interval_result, with_factors
+from carbonflow.center.store import interval_from_document
+from carbonflow.center.store.results import header_row
+from carbonflow.engine import SnapshotError, snapshot_from_dict
+from carbonflow.sim.reference_grid import reference_grid
+from carbonflow.sim.simulation import Simulation
+from carbonflow.sim.timeseries import SimConfig
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def snapshots():
+    simulation = Simulation(reference_grid(), SimConfig(start=START, interval_s=3600, count=12, seed=5))
+    return [json.loads(json.dumps(truth.snapshot_document())) for truth in simulation.intervals()]
+
+
+def same_snapshot(a, b) -> None:
+    for name in a.__dataclass_fields__:
+        left, right = getattr(a, name), getattr(b, name)
+        if isinstance(left, tuple):
+            assert left == right, name
+        else:
+            np.testing.assert_array_equal(left, right, err_msg=name)
+
+
+@pytest.mark.parametrize("losses", ["receiving", "consumer"])
+def test_the_array_record_is_the_document_record(snapshots, losses):
+    decoder = SnapshotDecoder()
+    coal = max(snapshots[0]["generators"], key=lambda g: g["intensity_g_per_kwh"])["id"]
+    for n, stored in enumerate(snapshots):
+        factors = {coal: 1010.0 + n} if n % 2 else {}
+        document = corrected_document(stored, factors)
+        assert document == with_factors(copy.deepcopy(stored), factors)
+        snapshot = decoder.decode(document)
+        same_snapshot(snapshot, snapshot_from_dict(document))
+        fast = snapshot_record(START, 900, "AH", snapshot, losses, document=document, estimation={"a": 1})
+        _snapshot, result = interval_result(document, losses)
+        slow = interval_from_document(
+            START, 900, result, level="AH", snapshot=document, estimation={"a": 1}, origin=result["origin"]
+        )
+        assert fast.hash == slow.hash
+        assert json.loads(fast.texts["origin"]) == slow.origin
+        for kind, rows in slow.rows.items():
+            columns = fast.columns[kind]
+            assert [dict(zip(columns, values)) for values in zip(*columns.values())] == rows, kind
+        fast_header, slow_header = header_row(fast), header_row(slow)
+        fast_header.pop("created_at"), slow_header.pop("created_at")
+        assert fast_header == slow_header
+
+
+def test_bad_stored_inputs_are_named_as_snapshot_from_dict_names_them(snapshots):
+    decoder = SnapshotDecoder()
+    decoder.decode(snapshots[0])
+    cases = []
+    for field, value in (("p_mw", "12.5"), ("p_mw", True), ("p_mw", float("nan")), ("p_mw", 1e13)):
+        bad = copy.deepcopy(snapshots[1])
+        bad["loads"][3][field] = value
+        cases.append(bad)
+    negative = copy.deepcopy(snapshots[1])
+    negative["generators"][0]["intensity_g_per_kwh"] = -1.0
+    missing = copy.deepcopy(snapshots[1])
+    del missing["branches"][2]["p_from_mw"]
+    renamed = copy.deepcopy(snapshots[1])
+    renamed["loads"][0]["bus"] = "nowhere"
+    for bad in [*cases, negative, missing, renamed]:
+        with pytest.raises(SnapshotError) as expected:
+            snapshot_from_dict(bad)
+        with pytest.raises(SnapshotError) as raised:
+            decoder.decode(bad)
+        assert str(raised.value) == str(expected.value)
+    # absent optional values: NaN intensity of a load, p_to from p_from
+    odd = copy.deepcopy(snapshots[1])
+    odd["loads"][1]["intensity_g_per_kwh"] = None
+    odd["loads"][2]["intensity_g_per_kwh"] = 300
+    del odd["branches"][4]["p_to_mw"]
+    same_snapshot(decoder.decode(odd), snapshot_from_dict(odd))
+    same_snapshot(decoder.decode(snapshots[2]), snapshot_from_dict(snapshots[2]))
