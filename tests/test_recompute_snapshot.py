@@ -12,7 +12,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from carbonflow.center.metering.recompute_snapshot import SnapshotDecoder, corrected_document, snapshot_record
+from carbonflow.center.metering.recompute_snapshot import (
+    SnapshotDecoder,
+    corrected_document,
+    corrected_text,
+    snapshot_record,
+)
 from carbonflow.center.metering.service import interval_result, with_factors
 from carbonflow.center.store import interval_from_document
 from carbonflow.center.store.results import header_row
@@ -91,3 +96,15 @@ def test_bad_stored_inputs_are_named_as_snapshot_from_dict_names_them(snapshots)
     del odd["branches"][4]["p_to_mw"]
     same_snapshot(decoder.decode(odd), snapshot_from_dict(odd))
     same_snapshot(decoder.decode(snapshots[2]), snapshot_from_dict(snapshots[2]))
+
+
+def test_the_corrected_snapshot_text_is_the_stored_text_with_its_generators_replaced(snapshots):
+    stored = snapshots[3]
+    coal = max(stored["generators"], key=lambda g: g["intensity_g_per_kwh"])["id"]
+    document = corrected_document(stored, {coal: 1010.5})
+    assert corrected_text(json.dumps(stored), stored, document) == json.dumps(document)
+    unchanged = corrected_document(stored, {})
+    assert corrected_text(json.dumps(stored), stored, unchanged) == json.dumps(stored)
+    compact = json.dumps(stored, separators=(",", ":"))  # another writer's layout: serialised again
+    assert corrected_text(compact, stored, document) == json.dumps(document)
+    assert corrected_text(None, stored, document) == json.dumps(document)

@@ -36,11 +36,16 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
 from carbonflow.center.metering.assemble import Assembled
 from carbonflow.center.metering.measurements import StoredReading
-from carbonflow.center.metering.recompute_snapshot import SnapshotDecoder, corrected_document, snapshot_record
+from carbonflow.center.metering.recompute_snapshot import (
+    SnapshotDecoder,
+    corrected_document,
+    corrected_text,
+    snapshot_record,
+)
 from carbonflow.center.metering.service import MeteringService
 from carbonflow.center.store import IntervalRecord, Store
 from carbonflow.center.store.access import chunks as pages
@@ -307,19 +312,35 @@ def _service(store: Store, url: str, level: str, interval_s: int) -> MeteringSer
     return _SERVICES[key]
 
 
-def _stored_inputs(store: Store, job: ChunkJob) -> dict[datetime, Any]:
+@dataclass(frozen=True)
+class StoredInterval:
+    """What a chunk reads of a stored interval: its inputs (the snapshot, also as its stored text) and
+    the result hash and loss convention it was metered with."""
+
+    snapshot: dict[str, Any] | None
+    snapshot_text: str | None
+    estimation: dict[str, Any] | None
+    losses: str
+    hash: str
+
+
+def _stored_inputs(store: Store, job: ChunkJob) -> dict[datetime, StoredInterval]:
     wanted = [job.ends[0] - timedelta(seconds=job.interval_s), *job.ends]
     rows = {}
     with store.read() as connection:
         for page in pages(wanted, 400):
             for row in connection.execute(
                 select(
-                    Interval.ts, Interval.snapshot, Interval.estimation, Interval.losses, Interval.hash
+                    Interval.ts, cast(Interval.snapshot, Text).label("snapshot_text"), Interval.estimation,
+                    Interval.losses, Interval.hash,
                 ).where(
                     Interval.level == job.level, Interval.interval_s == job.interval_s, Interval.ts.in_(page)
                 )
-            ):
-                rows[utc(row.ts)] = row
+            ):  # fmt: skip
+                text = row.snapshot_text
+                rows[utc(row.ts)] = StoredInterval(
+                    None if text is None else json.loads(text), text, row.estimation, row.losses, row.hash
+                )
     return rows
 
 
@@ -394,14 +415,19 @@ def _ids(applied: Sequence[Correction], end: datetime, touched: Sequence[Correct
 
 
 def _from_snapshot(
-    job: ChunkJob, end: datetime, row: Any, factors: dict[str, float], losses: str, decoder: SnapshotDecoder
+    job: ChunkJob,
+    end: datetime,
+    row: StoredInterval,
+    factors: dict[str, float],
+    losses: str,
+    decoder: SnapshotDecoder,
 ) -> IntervalRecord:
     """The interval from its stored inputs with the corrections applied (on arrays: recompute_snapshot)."""
     document = corrected_document(row.snapshot, factors)
     estimation = {k: v for k, v in (row.estimation or {}).items() if k not in ("uncertainty",)}
     return snapshot_record(
         end, job.interval_s, job.level, decoder.decode(document), losses, document=document,
-        estimation=estimation,
+        estimation=estimation, snapshot_text=corrected_text(row.snapshot_text, row.snapshot, document),
     )  # fmt: skip
 
 

@@ -138,12 +138,29 @@ class SnapshotDecoder:
 def corrected_document(document: Mapping[str, Any], factors: Mapping[str, float]) -> dict[str, Any]:
     """The stored snapshot document with the corrected factors (what ``with_factors`` makes of a copy)."""
     if not factors:
-        return dict(document)
+        return dict(document)  # the same generators list: nothing corrected
     generators = [
         {**g, "intensity_g_per_kwh": factors[g["id"]]} if g.get("id") in factors else g
         for g in document.get("generators", [])
     ]
     return {**document, "generators": generators}
+
+
+def corrected_text(stored_text: str | None, stored: Mapping[str, Any], document: Mapping[str, Any]) -> str:
+    """The JSON text of ``document`` (``stored`` with corrected factors) for the ``snapshot`` column,
+    made from the stored text (``stored``'s, as ``json.dumps`` wrote it) by replacing its generators
+    rather than serialising the whole snapshot again; ``json.dumps(document)`` when the stored text is
+    not laid out so (another writer) or the generators' text is not found exactly once."""
+    if stored_text is None:
+        return json.dumps(document)
+    if document.get("generators") is stored.get("generators"):
+        return stored_text  # no factor changed
+    needle = '"generators": ' + json.dumps(stored.get("generators"))
+    at = stored_text.find(needle)
+    if at < 0 or stored_text.find(needle, at + 1) >= 0:
+        return json.dumps(document)
+    replaced = '"generators": ' + json.dumps(document["generators"])
+    return stored_text[:at] + replaced + stored_text[at + len(needle) :]
 
 
 def canonical_text(document: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -254,4 +271,4 @@ def snapshot_record(
     )
 
 
-__all__ = ["SnapshotDecoder", "SnapshotError", "corrected_document", "snapshot_record"]
+__all__ = ["SnapshotDecoder", "SnapshotError", "corrected_document", "corrected_text", "snapshot_record"]
