@@ -256,19 +256,12 @@ def snapshot_record(
     texts = {"origin": parts["origin"]}
     if snapshot_text is not None:
         texts["snapshot"] = snapshot_text
+    losses, totals = result_doc.get("losses", "receiving"), result_doc.get("totals", {})
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return IntervalRecord(
-        ts=utc(ts),
-        interval_s=interval_s,
-        level=level,
-        losses=result_doc.get("losses", "receiving"),
-        snapshot=document,
-        estimation=estimation,
-        totals=result_doc.get("totals", {}),
-        origin=result_doc["origin"],
-        hash=hashlib.sha256(text.encode()).hexdigest(),
-        columns=columns,
-        texts=texts,
-    )
+        utc(ts), interval_s, level, losses, document, estimation, totals, result_doc["origin"], digest,
+        columns=columns, texts=texts,
+    )  # fmt: skip
 
 
 __all__ = ["SnapshotDecoder", "SnapshotError", "corrected_document", "corrected_text", "snapshot_record"]
