@@ -392,7 +392,7 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
                 )
             else:
                 record = _from_snapshot(job, end, row, factors, losses, decoder)
-        except SnapshotError as error:
+        except (SnapshotError, ArithmeticError) as error:  # ArithmeticError: a singular origin system
             skipped.append({"ts": end.isoformat(), "reason": f"the engine refused the inputs: {error}"})
             continue
         if record.hash == row.hash and record.losses == row.losses:
