@@ -108,3 +108,41 @@ def test_the_corrected_snapshot_text_is_the_stored_text_with_its_generators_repl
     compact = json.dumps(stored, separators=(",", ":"))  # another writer's layout: serialised again
     assert corrected_text(compact, stored, document) == json.dumps(document)
     assert corrected_text(None, stored, document) == json.dumps(document)
+
+
+# A small network with storage, an exporting load and a lossless branch (p_to absent), and its result
+# hashes as the document path computed them before the array path existed (commit 71645d3): the stored
+# result hash is a contract (docs/tamper-evidence.md), faster code must give the same bytes.
+PINNED = {
+    "buses": [{"id": b} for b in ("PLANT", "SUB", "CITY", "FARM")],
+    "generators": [
+        {"id": "coal", "bus": "PLANT", "p_mw": 80.0, "intensity_g_per_kwh": 950.0},
+        {"id": "wind", "bus": "FARM", "p_mw": 30.0, "intensity_g_per_kwh": 0.0},
+    ],
+    "loads": [
+        {"id": "city", "bus": "CITY", "p_mw": 70.0},
+        {"id": "pv-export", "bus": "SUB", "p_mw": -5.0},
+        {"id": "works", "bus": "SUB", "p_mw": 30.5},
+    ],
+    "branches": [
+        {"id": "L1", "from_bus": "PLANT", "to_bus": "SUB", "p_from_mw": 80.0, "p_to_mw": -79.0},
+        {"id": "L2", "from_bus": "SUB", "to_bus": "CITY", "p_from_mw": 62.0, "p_to_mw": -61.5},
+        {"id": "L3", "from_bus": "FARM", "to_bus": "CITY", "p_from_mw": 9.0, "p_to_mw": -8.5},
+        {"id": "L4", "from_bus": "FARM", "to_bus": "SUB", "p_from_mw": 21.0},
+    ],
+    "storage": [{"id": "bat", "bus": "SUB", "p_mw": -3.0, "intensity_g_per_kwh": 420.0}],
+}
+PINNED_HASHES = {
+    "receiving": "cc64b5e757e22226cbffa307289a30c493e53b01815981cbc586a25613209b4a",
+    "consumer": "f82430311e0117ceebf7f42b491a02de61a57f42988b2c25389162f587201a2d",
+}
+
+
+@pytest.mark.parametrize("losses", sorted(PINNED_HASHES))
+def test_the_result_hash_is_the_one_the_document_path_always_gave(losses):
+    _snapshot, document = interval_result(PINNED, losses)
+    assert interval_from_document(START, 900, document).hash == PINNED_HASHES[losses]
+    record = snapshot_record(
+        START, 900, "", SnapshotDecoder().decode(PINNED), losses, document=PINNED, estimation=None
+    )
+    assert record.hash == PINNED_HASHES[losses]
