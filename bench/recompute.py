@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from carbonflow.center.metering.recompute import recompute
 from carbonflow.center.store import Store, add_correction, interval_from_document, upsert_topology
-from carbonflow.center.store.result_versions import insert_results
+from carbonflow.center.store.result_rows import insert_results
 from carbonflow.center.store.schema import RESULT_MODELS, Interval
 from carbonflow.center.topology import topology_rows
 from carbonflow.sim.device_map import grid_document

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -15,11 +14,6 @@ _DIRECTION_NAMES = {IDLE: "idle", FORWARD: "forward", REVERSE: "reverse", BOTH_S
 _SHARE_FLOOR = 1e-12  # shares below this are round-off, not origin
 
 
-def _number(value: float) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
 def _element_records(result: CefResult, kind: str) -> list[dict[str, Any]]:
     snap = result.snapshot
     ids, bus, p_mw = {
@@ -27,33 +21,30 @@ def _element_records(result: CefResult, kind: str) -> list[dict[str, Any]]:
         "load": (snap.load_ids, snap.load_bus, snap.load_p_mw),
         "storage": (snap.storage_ids, snap.storage_bus, snap.storage_p_mw),
     }[kind]
-    injected = result.injected_carbon_t_per_h(kind)
-    absorbed = result.absorbed_carbon_t_per_h(kind)
+    injected = result.injected_carbon_t_per_h(kind).tolist()
+    absorbed = result.absorbed_carbon_t_per_h(kind).tolist()
+    buses, powers = bus.tolist(), p_mw.tolist()
+    intensities = snap.gen_intensity_g_per_kwh.tolist() if kind == "generator" else []
     records = []
     for k, element_id in enumerate(ids):
-        record: dict[str, Any] = {"id": element_id, "bus": snap.bus_ids[bus[k]], "p_mw": float(p_mw[k])}
+        record: dict[str, Any] = {"id": element_id, "bus": snap.bus_ids[buses[k]], "p_mw": powers[k]}
         if kind == "generator":
-            record["intensity_g_per_kwh"] = float(snap.gen_intensity_g_per_kwh[k])
-            record["carbon_t_per_h"] = float(injected[k])
-            record["absorbed_carbon_t_per_h"] = float(absorbed[k])
+            record["intensity_g_per_kwh"] = intensities[k]
+            record["carbon_t_per_h"] = injected[k]
+            record["absorbed_carbon_t_per_h"] = absorbed[k]
         elif kind == "load":
-            record["carbon_t_per_h"] = float(absorbed[k])
-            record["injected_carbon_t_per_h"] = float(injected[k])
+            record["carbon_t_per_h"] = absorbed[k]
+            record["injected_carbon_t_per_h"] = injected[k]
         else:
-            record["charge_carbon_t_per_h"] = float(absorbed[k])
-            record["discharge_carbon_t_per_h"] = float(injected[k])
+            record["charge_carbon_t_per_h"] = absorbed[k]
+            record["discharge_carbon_t_per_h"] = injected[k]
         records.append(record)
     return records
 
 
-def _sparse(row: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
-    keep = np.flatnonzero(row > _SHARE_FLOOR)
-    return dict(zip([names[k] for k in keep.tolist()], row[keep].tolist()))
-
-
 def _sparse_rows(matrix: np.ndarray, names: tuple[str, ...]) -> list[dict[str, float]]:
-    """:func:`_sparse` of every row of ``matrix`` (N x K), at once: a 10,000-bus grid has millions of
-    shares to look at."""
+    """Each row of ``matrix`` (N x K) as ``{source: value}`` of its entries above the floor (NaN never
+    is), in source order, all rows at once: a 10,000-bus grid has millions of shares to look at."""
     rows, columns = np.nonzero(matrix > _SHARE_FLOOR)  # row-major order, as row by row
     values = matrix[rows, columns].tolist()
     labels = [names[k] for k in columns.tolist()]
@@ -65,26 +56,27 @@ def origin_document(result: CefResult, origin: Origin) -> dict[str, Any]:
     snap = result.snapshot
     names = origin.source_ids
     undefined = np.isnan(origin.bus_power_share).any(axis=1).tolist()
-    shares = _sparse_rows(origin.bus_power_share, names)
+    with np.errstate(invalid="ignore"):
+        shares = _sparse_rows(origin.bus_power_share, names)
     buses = [
         {"id": bus_id, "power_share": None if undefined[n] else shares[n]}
         for n, bus_id in enumerate(snap.bus_ids)
     ]
-    power = _sparse_rows(origin.load_power_mw, names)
-    carbon_of = _sparse_rows(origin.load_carbon_t_per_h, names)
-    loads = []
-    for k, load_id in enumerate(snap.load_ids):
-        carbon = origin.load_carbon_t_per_h[k]
-        total = carbon.sum()
-        loads.append(
-            {
-                "id": load_id,
-                "bus": snap.bus_ids[snap.load_bus[k]],
-                "power_mw": power[k],
-                "carbon_t_per_h": carbon_of[k],
-                "carbon_share": _sparse(carbon / total, names) if total > 0 else None,
-            }
-        )
+    carbon = origin.load_carbon_t_per_h
+    totals = [row.sum() for row in carbon]  # each load's total, as the share below divides by it
+    fractions = [row / total if total > 0 else row for row, total in zip(carbon, totals)]
+    power, carbons = _sparse_rows(origin.load_power_mw, names), _sparse_rows(carbon, names)
+    carbon_shares = _sparse_rows(np.array(fractions).reshape(carbon.shape), names)
+    loads = [
+        {
+            "id": load_id,
+            "bus": snap.bus_ids[bus],
+            "power_mw": power[k],
+            "carbon_t_per_h": carbons[k],
+            "carbon_share": carbon_shares[k] if totals[k] > 0 else None,
+        }
+        for k, (load_id, bus) in enumerate(zip(snap.load_ids, snap.load_bus.tolist()))
+    ]
     return {
         "sources": [
             {"id": name, "intensity_g_per_kwh": float(e)}
@@ -95,43 +87,51 @@ def origin_document(result: CefResult, origin: Origin) -> dict[str, Any]:
     }
 
 
+def _numbers(values: np.ndarray) -> list[float | None]:
+    """Every entry as a Python float, None for NaN (undefined)."""
+    return [None if v != v else v for v in values.tolist()]
+
+
 def result_document(result: CefResult, origin: Origin | None = None) -> dict[str, Any]:
     snap, acc, flows = result.snapshot, result.accounts, result.flows
     bus_ids = snap.bus_ids
+    direction, sending = flows.direction.tolist(), flows.sending_bus.tolist()
     document: dict[str, Any] = {
         "losses": result.losses,
         "buses": [
-            {
-                "id": bus_id,
-                "flux_mw": float(acc.bus_flux_mw[n]),
-                "intensity_g_per_kwh": _number(acc.bus_intensity_g_per_kwh[n]),
-                "load_mw": float(acc.bus_load_mw[n]),
-                "load_carbon_t_per_h": float(acc.bus_load_carbon_t_per_h[n]),
-            }
-            for n, bus_id in enumerate(bus_ids)
+            {"id": bus_id, "flux_mw": flux, "intensity_g_per_kwh": intensity, "load_mw": load,
+             "load_carbon_t_per_h": load_carbon}
+            for bus_id, flux, intensity, load, load_carbon in zip(
+                bus_ids, acc.bus_flux_mw.tolist(), _numbers(acc.bus_intensity_g_per_kwh),
+                acc.bus_load_mw.tolist(), acc.bus_load_carbon_t_per_h.tolist(),
+            )
         ],
         "branches": [
             {
                 "id": branch_id,
-                "from_bus": bus_ids[snap.branch_from[k]],
-                "to_bus": bus_ids[snap.branch_to[k]],
-                "direction": _DIRECTION_NAMES[int(flows.direction[k])],
-                "sending_bus": (
-                    bus_ids[flows.sending_bus[k]] if flows.direction[k] in (FORWARD, REVERSE) else None
-                ),
-                "p_send_mw": float(flows.p_send_mw[k]),
-                "p_recv_mw": float(flows.p_recv_mw[k]),
-                "density_g_per_kwh": _number(acc.branch_density_g_per_kwh[k]),
-                "carbon_send_t_per_h": float(acc.branch_carbon_send_t_per_h[k]),
-                "carbon_recv_t_per_h": float(acc.branch_carbon_recv_t_per_h[k]),
-                "loss_carbon_t_per_h": float(acc.branch_loss_carbon_t_per_h[k]),
+                "from_bus": bus_ids[from_bus],
+                "to_bus": bus_ids[to_bus],
+                "direction": _DIRECTION_NAMES[code],
+                "sending_bus": bus_ids[sending_bus] if code in (FORWARD, REVERSE) else None,
+                "p_send_mw": p_send,
+                "p_recv_mw": p_recv,
+                "density_g_per_kwh": density,
+                "carbon_send_t_per_h": carbon_send,
+                "carbon_recv_t_per_h": carbon_recv,
+                "loss_carbon_t_per_h": loss_carbon,
             }
-            for k, branch_id in enumerate(snap.branch_ids)
+            for (branch_id, from_bus, to_bus, code, sending_bus, p_send, p_recv, density, carbon_send,
+                 carbon_recv, loss_carbon) in zip(
+                snap.branch_ids, snap.branch_from.tolist(), snap.branch_to.tolist(), direction, sending,
+                flows.p_send_mw.tolist(), flows.p_recv_mw.tolist(), _numbers(acc.branch_density_g_per_kwh),
+                acc.branch_carbon_send_t_per_h.tolist(), acc.branch_carbon_recv_t_per_h.tolist(),
+                acc.branch_loss_carbon_t_per_h.tolist(),
+            )
         ],
         "generators": _element_records(result, "generator"),
         "loads": _element_records(result, "load"),
         "totals": result.totals,
-    }
+    }  # fmt: skip
     if snap.storage_ids:
         document["storage"] = _element_records(result, "storage")
     if origin is not None:

@@ -21,7 +21,6 @@ and creates no new version; an interrupted one resumes with the chunks it had no
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -37,12 +36,18 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
 from carbonflow.center.metering.assemble import Assembled
 from carbonflow.center.metering.measurements import StoredReading
-from carbonflow.center.metering.service import MeteringService, interval_result, with_factors
-from carbonflow.center.store import Store, interval_from_document
+from carbonflow.center.metering.recompute_snapshot import (
+    SnapshotDecoder,
+    corrected_document,
+    corrected_text,
+    snapshot_record,
+)
+from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.store import IntervalRecord, Store
 from carbonflow.center.store.access import chunks as pages
 from carbonflow.center.store.corrections import Correction, corrections
 from carbonflow.center.store.result_versions import (
@@ -307,19 +312,35 @@ def _service(store: Store, url: str, level: str, interval_s: int) -> MeteringSer
     return _SERVICES[key]
 
 
-def _stored_inputs(store: Store, job: ChunkJob) -> dict[datetime, Any]:
+@dataclass(frozen=True)
+class StoredInterval:
+    """What a chunk reads of a stored interval: its inputs (the snapshot, also as its stored text) and
+    the result hash and loss convention it was metered with."""
+
+    snapshot: dict[str, Any] | None
+    snapshot_text: str | None
+    estimation: dict[str, Any] | None
+    losses: str
+    hash: str
+
+
+def _stored_inputs(store: Store, job: ChunkJob) -> dict[datetime, StoredInterval]:
     wanted = [job.ends[0] - timedelta(seconds=job.interval_s), *job.ends]
     rows = {}
     with store.read() as connection:
         for page in pages(wanted, 400):
             for row in connection.execute(
                 select(
-                    Interval.ts, Interval.snapshot, Interval.estimation, Interval.losses, Interval.hash
+                    Interval.ts, cast(Interval.snapshot, Text).label("snapshot_text"), Interval.estimation,
+                    Interval.losses, Interval.hash,
                 ).where(
                     Interval.level == job.level, Interval.interval_s == job.interval_s, Interval.ts.in_(page)
                 )
-            ):
-                rows[utc(row.ts)] = row
+            ):  # fmt: skip
+                text = row.snapshot_text
+                rows[utc(row.ts)] = StoredInterval(
+                    None if text is None else json.loads(text), text, row.estimation, row.losses, row.hash
+                )
     return rows
 
 
@@ -351,6 +372,7 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
     span = timedelta(seconds=job.interval_s)
     fixed_readings = [c for c in job.corrections if c.kind == "reading"]
     records, skipped, unchanged = [], [], 0
+    decoder = SnapshotDecoder()  # the chunk's snapshots share their network: decoded on arrays
     for end in job.ends:
         row = stored.get(end)
         if row is None or not row.snapshot:
@@ -369,8 +391,8 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
                     store, job, end, stored.get(end - span), row, touched, factors, losses
                 )
             else:
-                record = _from_snapshot(job, end, row, factors, losses)
-        except SnapshotError as error:
+                record = _from_snapshot(job, end, row, factors, losses, decoder)
+        except (SnapshotError, ArithmeticError) as error:  # ArithmeticError: a singular origin system
             skipped.append({"ts": end.isoformat(), "reason": f"the engine refused the inputs: {error}"})
             continue
         if record.hash == row.hash and record.losses == row.losses:
@@ -392,17 +414,20 @@ def _ids(applied: Sequence[Correction], end: datetime, touched: Sequence[Correct
     return sorted({c.id for c in applied if c.kind != "reading" and c.covers(end)} | {c.id for c in touched})
 
 
-def _from_snapshot(job: ChunkJob, end: datetime, row: Any, factors: dict[str, float], losses: str):
-    """The interval from its stored inputs with the corrections applied."""
-    snapshot = row.snapshot
-    if factors:
-        snapshot = {**snapshot, "generators": copy.deepcopy(snapshot.get("generators", []))}
-        with_factors(snapshot, factors)
-    _snapshot, document = interval_result(snapshot, losses)
+def _from_snapshot(
+    job: ChunkJob,
+    end: datetime,
+    row: StoredInterval,
+    factors: dict[str, float],
+    losses: str,
+    decoder: SnapshotDecoder,
+) -> IntervalRecord:
+    """The interval from its stored inputs with the corrections applied (on arrays: recompute_snapshot)."""
+    document = corrected_document(row.snapshot, factors)
     estimation = {k: v for k, v in (row.estimation or {}).items() if k not in ("uncertainty",)}
-    return interval_from_document(
-        end, job.interval_s, document, level=job.level, snapshot=snapshot, estimation=estimation,
-        origin=document.get("origin"),
+    return snapshot_record(
+        end, job.interval_s, job.level, decoder.decode(document), losses, document=document,
+        estimation=estimation, snapshot_text=corrected_text(row.snapshot_text, row.snapshot, document),
     )  # fmt: skip
 
 

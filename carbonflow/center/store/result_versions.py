@@ -45,11 +45,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.access import Target, chunks, connection_of
-from carbonflow.center.store.chain import INTERVAL, append_links, interval_fields, interval_key
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.partitions import ensure_partitions, months_between
-from carbonflow.center.store.results import IntervalRecord, header_row
-from carbonflow.center.store.schema import RESULT_MODELS, TIME_SERIES_TABLES, Base, Interval
+from carbonflow.center.store.result_rows import insert_results, update_rows
+from carbonflow.center.store.results import IntervalRecord
+from carbonflow.center.store.schema import RESULT_MODELS, Base, Interval
 from carbonflow.center.store.types import UtcDateTime, utc
 from carbonflow.center.store.versions import IntervalVersion, version_of
 
@@ -354,6 +353,7 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
         connection.execute(ArchivedInterval.__table__.insert(), archived)
         connection.execute(IntervalVersion.__table__.insert(), history)
     archive = ArchivedResult.__table__
+    existing = 0  # element rows of the replaced results
     for source, stamps in by_source.items():
         for kind, model in RESULT_MODELS.items():
             for page in chunks(stamps, KEY_PAGE):
@@ -361,14 +361,20 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
                 query = select(
                     literal(source), model.ts, model.level, model.interval_s, literal(kind), *columns
                 ).where(*_keyed(model, level, interval_s, page))
-                connection.execute(
+                existing += connection.execute(
                     archive.insert().from_select(
                         ["version", "ts", "level", "interval_s", "kind", *ARCHIVED_COLUMNS], query
                     )
-                )
-    for model in (Interval, *RESULT_MODELS.values()):
-        for page in chunks(keys, KEY_PAGE):
-            connection.execute(delete(model).where(*_keyed(model, level, interval_s, page)))
+                ).rowcount
+    for page in chunks(keys, KEY_PAGE):
+        connection.execute(delete(Interval).where(*_keyed(Interval, level, interval_s, page)))
+    # the element rows in place when the new results have exactly the replaced rows' elements (the
+    # usual case: the same network; no index entry changes), else deleted and inserted
+    in_place = update_rows(connection, records, existing)
+    if not in_place:
+        for model in RESULT_MODELS.values():
+            for page in chunks(keys, KEY_PAGE):
+                connection.execute(delete(model).where(*_keyed(model, level, interval_s, page)))
     for record in records:
         previous = current.get(record.ts)
         record.estimation = {
@@ -376,45 +382,4 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
             "version": (version_of(previous.estimation) + 1) if previous is not None else 1,
             "result_version": version,
         }
-    insert_results(connection, records)
-
-
-def insert_results(connection: Connection, records: Sequence[IntervalRecord]) -> None:
-    """Store ``records`` (of one level and interval length, none stored yet) as current results: their
-    headers with one new link each in the interval chains, and their element rows — in bulk."""
-    if not records:
-        return
-    level, interval_s = records[0].level, records[0].interval_s
-    if connection.dialect.name == "postgresql":
-        stamps = [record.ts for record in records]
-        ensure_partitions(connection, TIME_SERIES_TABLES[1:], months_between(min(stamps), max(stamps)))
-    headers = [header_row(record) for record in records]
-    links = append_links(
-        connection,
-        INTERVAL,
-        [(interval_key(h["ts"], level, interval_s), interval_fields(h)) for h in headers],
-    )
-    for header, (seq, digest) in zip(headers, links):
-        header["chain_seq"], header["chain_hash"] = seq, digest
-    connection.execute(Interval.__table__.insert(), headers)
-    for kind, model in RESULT_MODELS.items():
-        _insert_rows(connection, model.__table__, records, kind)
-
-
-def _insert_rows(connection: Connection, table, records: Sequence[IntervalRecord], kind: str) -> None:
-    """The element rows of ``kind`` as one driver-level executemany of plain tuples: the interval's
-    timestamp is converted once per interval, not once per row (most of the cost of a bulk insert
-    through the ORM's per-row parameter processing)."""
-    dialect = connection.dialect
-    names = [column.name for column in table.c]
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([marker] * len(names))})"  # nosec B608
-    ts_type = table.c.ts.type
-    rows = []
-    for record in records:
-        key = {"ts": ts_type.process_bind_param(record.ts, dialect), "level": record.level,
-               "interval_s": record.interval_s}  # fmt: skip
-        for row in record.rows.get(kind, []):
-            rows.append(tuple(key[name] if name in key else row.get(name) for name in names))
-    for page in chunks(rows, 5000):
-        connection.exec_driver_sql(statement, page)
+    insert_results(connection, records, rows=not in_place)

@@ -51,6 +51,22 @@ class IntervalRecord:
     origin: dict[str, Any] | None = None
     hash: str = ""
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "bus" | "branch" | ... → rows
+    # the same rows as columns (kind → column → values), when made from arrays (recomputation)
+    columns: dict[str, dict[str, list[Any]]] | None = None
+    # JSON columns already serialised ("origin", "snapshot" → text), written as they are
+    texts: dict[str, str] | None = None
+
+    def row_count(self) -> int:
+        """Element rows of every kind."""
+        if self.columns is not None:
+            return sum(len(columns.get("element_id", ())) for columns in self.columns.values())
+        return sum(len(rows) for rows in self.rows.values())
+
+    def column_sum(self, kind: str, name: str) -> float:
+        """Σ ``name`` over the element rows of ``kind`` (in row order)."""
+        if self.columns is not None:
+            return sum(self.columns.get(kind, {}).get(name, []))
+        return sum(r[name] for r in self.rows.get(kind, []))
 
 
 def _canonical_hash(document: Any) -> str:
@@ -145,8 +161,8 @@ def header_row(record: IntervalRecord) -> dict[str, Any]:
         "estimation": record.estimation,
         "totals": totals,
         "origin": record.origin,
-        "generation_energy_kwh": sum(r["energy_kwh"] for r in record.rows.get("generator", [])),
-        "load_energy_kwh": sum(r["energy_kwh"] for r in record.rows.get("load", [])),
+        "generation_energy_kwh": record.column_sum("generator", "energy_kwh"),
+        "load_energy_kwh": record.column_sum("load", "energy_kwh"),
         "generation_carbon_kg": totals.get("generation_carbon_t_per_h", 0.0) * hours * 1000.0,
         "load_carbon_kg": totals.get("load_carbon_t_per_h", 0.0) * hours * 1000.0,
         "loss_carbon_kg": totals.get("loss_carbon_t_per_h", 0.0) * hours * 1000.0,

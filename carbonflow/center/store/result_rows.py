@@ -1,0 +1,127 @@
+"""Writing interval results in bulk (recomputation, bench fills): driver-level ``executemany`` of plain
+tuples, JSON columns serialised once (or as the record serialised them), element rows given as rows or
+as columns (``IntervalRecord.columns``), and element rows replaced in place (``update_rows``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any
+
+from sqlalchemy import JSON, Connection, TypeDecorator
+
+from carbonflow.center.store.access import chunks
+from carbonflow.center.store.chain import INTERVAL, append_links, interval_fields, interval_key
+from carbonflow.center.store.partitions import ensure_partitions, months_between
+from carbonflow.center.store.results import IntervalRecord, header_row
+from carbonflow.center.store.schema import RESULT_MODELS, TIME_SERIES_TABLES, Interval
+
+KEY_COLUMNS = ("ts", "level", "interval_s", "element_id")
+
+
+def insert_results(connection: Connection, records: Sequence[IntervalRecord], *, rows: bool = True) -> None:
+    """Store ``records`` (of one level and interval length, none stored yet) as current results: their
+    headers with one new link each in the interval chains, and their element rows (unless ``rows`` is
+    False: written by ``update_rows``) — in bulk."""
+    if not records:
+        return
+    level, interval_s = records[0].level, records[0].interval_s
+    if connection.dialect.name == "postgresql":
+        stamps = [record.ts for record in records]
+        ensure_partitions(connection, TIME_SERIES_TABLES[1:], months_between(min(stamps), max(stamps)))
+    headers = [header_row(record) for record in records]
+    links = append_links(
+        connection,
+        INTERVAL,
+        [(interval_key(h["ts"], level, interval_s), interval_fields(h)) for h in headers],
+    )
+    for header, (seq, digest) in zip(headers, links):
+        header["chain_seq"], header["chain_hash"] = seq, digest
+    _insert_headers(connection, headers, records)
+    if rows:
+        for kind, model in RESULT_MODELS.items():
+            _insert_rows(connection, model.__table__, records, kind)
+
+
+def _statement(connection: Connection, table, names: Sequence[str], json_names: Sequence[str] = ()) -> str:
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    postgres = connection.dialect.name == "postgresql"
+    markers = [f"{marker}::json" if postgres and name in json_names else marker for name in names]
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(markers)})"  # nosec B608
+
+
+def _insert_headers(connection: Connection, headers: Sequence[dict[str, Any]], records) -> None:
+    """The ``intervals`` rows as one driver-level executemany: JSON columns serialised once (or taken
+    as the record serialised them: the origin text its result hash was computed over)."""
+    table = Interval.__table__
+    dialect = connection.dialect
+    names = [column.name for column in table.c]
+    json_names = [column.name for column in table.c if isinstance(column.type, JSON)]
+    decorated = [column.name for column in table.c if isinstance(column.type, TypeDecorator)]
+    rows = []
+    for header, record in zip(headers, records):
+        texts = record.texts or {}
+        values = dict(header)
+        for name in json_names:
+            values[name] = texts[name] if name in texts else json.dumps(header[name])
+        for name in decorated:  # timestamps, the chain hash as bytes
+            values[name] = table.c[name].type.process_bind_param(header[name], dialect)
+        rows.append(tuple(values[name] for name in names))
+    connection.exec_driver_sql(_statement(connection, table, names, json_names), rows)
+
+
+def _row_tuples(connection: Connection, table, records: Sequence[IntervalRecord], kind: str, names):
+    """The element rows of ``kind`` as plain tuples of ``names``: the interval's timestamp converted once
+    per interval, not once per row (most of the cost of a bulk write through the ORM's per-row
+    parameter processing); rows given as columns are zipped, not looked up."""
+    ts_type = table.c.ts.type
+    rows: list[tuple[Any, ...]] = []
+    for record in records:
+        key = {"ts": ts_type.process_bind_param(record.ts, connection.dialect), "level": record.level,
+               "interval_s": record.interval_s}  # fmt: skip
+        if record.columns is not None:
+            columns = record.columns.get(kind, {})
+            count = len(columns.get("element_id", ()))
+            rows.extend(
+                zip(*(repeat(key[name], count) if name in key else columns.get(name, repeat(None, count))
+                      for name in names))
+            )  # fmt: skip
+            continue
+        for row in record.rows.get(kind, []):
+            rows.append(tuple(key[name] if name in key else row.get(name) for name in names))
+    return rows
+
+
+def _insert_rows(connection: Connection, table, records: Sequence[IntervalRecord], kind: str) -> None:
+    names = [column.name for column in table.c]
+    statement = _statement(connection, table, names)
+    for page in chunks(_row_tuples(connection, table, records, kind, names), 5000):
+        connection.exec_driver_sql(statement, page)
+
+
+def update_rows(connection: Connection, records: Sequence[IntervalRecord], existing: int) -> bool:
+    """Write the element rows of ``records`` over the stored rows of their intervals, in place: True when
+    done — every row updated one stored row and the intervals held ``existing`` rows, i.e. exactly these
+    elements — False when not possible (other elements, or a driver that does not count the rows of an
+    executemany): nothing is decided then, the caller deletes the intervals' rows and inserts them.
+
+    In place, no index entry changes (the key stays); a delete and an insert touch every index twice."""
+    if not connection.dialect.supports_sane_multi_rowcount:
+        return False
+    total = sum(record.row_count() for record in records)
+    if total != existing:
+        return False
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    updated = 0
+    for kind, model in RESULT_MODELS.items():
+        table = model.__table__
+        values = [column.name for column in table.c if column.name not in KEY_COLUMNS]
+        names = [*values, *KEY_COLUMNS]
+        statement = (
+            f"UPDATE {table.name} SET {', '.join(f'{name} = {marker}' for name in values)} "  # nosec B608
+            f"WHERE {' AND '.join(f'{name} = {marker}' for name in KEY_COLUMNS)}"
+        )
+        for page in chunks(_row_tuples(connection, table, records, kind, names), 5000):
+            updated += connection.exec_driver_sql(statement, page).rowcount
+    return updated == total
