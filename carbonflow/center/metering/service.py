@@ -333,6 +333,9 @@ class MeteringService:
         except SnapshotError as error:
             computed.error = str(error)
             return computed
+        except ArithmeticError as error:  # the origin shares' system singular (an island of idle units)
+            computed.error = f"origin of electricity not solvable: {error}"
+            return computed
         computed.document = document
         computed.bands = {
             bus: (None if np.isnan(band) else round(float(band), 6))
