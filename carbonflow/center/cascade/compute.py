@@ -7,6 +7,7 @@ computation again on exactly what the lower one sent and compare (:mod:`verify`)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -43,12 +44,21 @@ class PartResult:
     imports: dict[str, float | None]  # tie -> the import intensity used
     recv_intensity: dict[str, float | None]  # every branch -> intensity of the power it delivers
 
-    @property
-    def result_hash(self) -> str:
+    @functools.cached_property
+    def result_hash(self) -> str:  # computed once (the document is not changed after the solve)
         return result_hash(self.document)
 
 
 def _round(value: Any) -> Any:
+    kind = type(value)  # exact types first: the document is plain JSON data (faster than isinstance)
+    if kind is float:
+        return round(value, HASH_DIGITS)
+    if kind is dict:
+        return {k: _round(v) for k, v in value.items()}
+    if kind is list:
+        return [_round(v) for v in value]
+    if kind is str or kind is int or value is None:
+        return value
     if isinstance(value, float):
         return round(value, HASH_DIGITS)
     if isinstance(value, dict):

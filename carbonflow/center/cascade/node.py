@@ -19,7 +19,7 @@ twice.  Per interval:
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import json
 import logging
 import threading
@@ -34,6 +34,7 @@ from carbonflow.center.cascade.compute import PartResult, child_imports, solve_p
 from carbonflow.center.cascade.config import CascadeConfig, PeerConfig
 from carbonflow.center.cascade.outbox import CascadeOutbox, QueuedMessage
 from carbonflow.center.cascade.split import CascadeError, is_import, merge_parts
+from carbonflow.center.cascade.state import UNKNOWN, IntervalState, digest
 from carbonflow.center.cascade.verify import Tolerances, balance, judge_report
 from carbonflow.center.store import Store
 from carbonflow.center.store import cascade as cstore
@@ -85,38 +86,8 @@ class Mismatch:
         )
 
 
-def digest(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-_UNKNOWN = object()
-
-
-class _Interval:
-    """What a node knows of one interval, in memory: loaded from the store once, then kept exact by the
-    node's own writes (it is its store's only writer of cascade messages, results and verdicts)."""
-
-    def __init__(self, messages: list[cstore.StoredMessage]) -> None:
-        self.latest: dict[tuple[str, str, str], cstore.StoredMessage] = {}  # newest per (dir, peer, kind)
-        self.ids: set[str] = set()  # every message_id of the interval
-        self.digests: dict[tuple[str, str, str], set[str]] = {}  # every version's payload digest
-        self.result_hash: Any = _UNKNOWN  # this center's stored result hash (None: no result yet)
-        self.judged: dict[tuple[str, str], str | None] = {}  # (peer, judge) -> report hash judged
-        self.merged: tuple[tuple[str, ...], dict[str, Any]] | None = None  # (input ids, merged part)
-        self.solved: tuple[tuple, PartResult] | None = None  # (input ids, result)
-        for message in messages:
-            self.add(message)
-
-    def add(self, message: cstore.StoredMessage) -> None:
-        key = (message.direction, message.peer, message.kind)
-        self.latest[key] = message
-        self.ids.add(message.message_id)
-        self.digests.setdefault(key, set()).add(message.digest)
 
 
 class CascadeNode:
@@ -141,13 +112,14 @@ class CascadeNode:
         self._lock = threading.RLock()
         # what the node knows of recent intervals (messages, result hash, judged hashes, merged part,
         # solution): the store is read once per interval, the node's writes keep it exact
-        self._index: OrderedDict[datetime, _Interval] = OrderedDict()
+        self._index: OrderedDict[datetime, IntervalState] = OrderedDict()
         # one step (a message received, a part submitted, an interval resumed) writes the store in one
         # transaction and queues what it sends in one outbox transaction, outbox first (_flush)
         self._depth = 0
         self._writes: list[Callable[[Any], None]] = []
         self._sends: list[tuple[str, str, str, str, bytes]] = []
         self._touched: set[datetime] = set()
+        self._after: list[Callable[[], None]] = []  # work for after the step is committed and sent
 
     @property
     def id(self) -> str:
@@ -162,10 +134,11 @@ class CascadeNode:
         payload = RegionData(region=self.config.region, part=part).model_dump(mode="json")
         with self._lock, self._step():
             earlier = self._find("own", self.id, "region_data", ts)
-            if earlier is None or earlier.digest != digest(payload):  # metered again: a new version
+            payload_digest = digest(payload)
+            if earlier is None or earlier.digest != payload_digest:  # metered again: a new version
                 now = self.now()
                 message = cstore.StoredMessage(
-                    uuid.uuid4().hex, "own", self.id, "region_data", ts, payload, digest(payload), now
+                    uuid.uuid4().hex, "own", self.id, "region_data", ts, payload, payload_digest, now
                 )
                 self._save(message, self.config.interval_s, now)
             self.advance(ts)
@@ -290,14 +263,14 @@ class CascadeNode:
             if outer:  # nothing of the step was stored: what memory holds of its intervals is reloaded
                 for ts in self._touched:
                     self._index.pop(ts, None)
-                self._writes, self._sends, self._touched = [], [], set()
+                self._writes, self._sends, self._touched, self._after = [], [], set(), []
             raise
         finally:
             self._depth -= 1
 
     def _flush(self) -> None:
-        writes, sends, touched = self._writes, self._sends, self._touched
-        self._writes, self._sends, self._touched = [], [], set()
+        writes, sends, touched, after = self._writes, self._sends, self._touched, self._after
+        self._writes, self._sends, self._touched, self._after = [], [], set(), []
         self.outbox.append_many(sends)
         if writes:
             with self.store.write() as connection:
@@ -307,16 +280,18 @@ class CascadeNode:
             self.wake(peer)
         for listener in self.step_listeners:
             listener(sorted(touched))
+        for work in after:
+            work()
 
     def _write(self, ts: datetime, write: Callable[[Any], None]) -> None:
         assert self._depth > 0, "cascade store writes happen inside a step"
         self._writes.append(write)
         self._touched.add(ts)
 
-    def _messages(self, ts: datetime) -> _Interval:
+    def _messages(self, ts: datetime) -> IntervalState:
         found = self._index.get(ts)
         if found is None:
-            found = _Interval(cstore.messages_at(self.store, ts))
+            found = IntervalState(cstore.messages_at(self.store, ts))
             self._index[ts] = found
             while len(self._index) > INDEX_INTERVALS:
                 self._index.popitem(last=False)
@@ -332,14 +307,15 @@ class CascadeNode:
 
     def _result_hash(self, ts: datetime) -> str | None:
         interval = self._messages(ts)
-        if interval.result_hash is _UNKNOWN:
+        if interval.result_hash is UNKNOWN:
             interval.result_hash = cstore.result_hash_at(self.store, ts, self.config.region)
         return interval.result_hash
 
     def _judged(self, ts: datetime, peer: str, judge: str) -> str | None:
         interval = self._messages(ts)
         if (peer, judge) not in interval.judged:
-            interval.judged[(peer, judge)] = cstore.judged_hash(self.store, ts, peer, judge)
+            found = None if interval.fresh else cstore.judged_hash(self.store, ts, peer, judge)
+            interval.judged[(peer, judge)] = found
         return interval.judged[(peer, judge)]
 
     def _payload(self, direction: str, peer: str, kind: str, ts: datetime) -> dict[str, Any] | None:
@@ -430,8 +406,13 @@ class CascadeNode:
             str(t["id"]) for t in merged.get("ties", []) if is_import(t) and str(t["id"]) not in imports
         ]
         for peer in self.config.lowers:
-            part = self._payload("in", peer.id, "region_data", ts)["part"]
+            part_message = self._find("in", peer.id, "region_data", ts)
+            part = part_message.payload["part"]
             handed = child_imports(part, result, imports)
+            # the lower's result, as its report must reproduce it, solved while the lower solves it
+            self._after.append(
+                functools.partial(self._expect, ts, peer.id, part_message.message_id, part, handed)
+            )
             self._send_new(
                 peer,
                 ts,
@@ -470,6 +451,14 @@ class CascadeNode:
         if self.config.upper is not None:
             self._send_new(self.config.upper, ts, report)
 
+    def _expect(self, ts: datetime, peer: str, part_id: str, part, handed) -> None:
+        try:
+            again = solve_part(part, handed, self.config.losses, self.config.interval_s)
+        except CascadeError:
+            return  # judged (and named) when the report comes
+        with self._lock:
+            self._messages(ts).expected[peer] = (part_id, handed, again)
+
     def _judge(self, ts: datetime, peer: PeerConfig, part, merged, result: PartResult) -> None:
         message = self._payload("in", peer.id, "interval_report", ts)
         if message is None:
@@ -479,7 +468,12 @@ class CascadeNode:
             return
         handed_message = self._payload("out", peer.id, "boundary_intensities", ts) or {"boundaries": []}
         handed = {str(b["branch_id"]): b["intensity_g_per_kwh"] for b in handed_message["boundaries"]}
-        verdicts = judge_report(report, part, handed, result, merged, self.tol)
+        expected = self._messages(ts).expected.get(peer.id)
+        part_id = self._find("in", peer.id, "region_data", ts).message_id
+        again = None
+        if expected is not None and expected[0] == part_id and expected[1] == handed:
+            again = expected[2]
+        verdicts = judge_report(report, part, handed, result, merged, self.tol, again=again)
         self._verdicts(ts, peer.id, self.id, report.result_hash, verdicts)
         status = "mismatch" if any(v.status == "mismatch" for v in verdicts) else "ok"
         self._send(peer, ts, Verification(report_hash=report.result_hash, status=status, verdicts=verdicts))
@@ -511,10 +505,12 @@ class CascadeNode:
     def _send_new(self, peer: PeerConfig, ts: datetime, payload) -> None:
         """Send ``payload`` unless the last message of its kind to ``peer`` for ``ts`` says the same."""
         sent = self._find("out", peer.id, payload.kind, ts)
-        if sent is None or sent.digest != digest(payload.model_dump(mode="json")):
-            self._send(peer, ts, payload)
+        data = payload.model_dump(mode="json")
+        data_digest = digest(data)
+        if sent is None or sent.digest != data_digest:
+            self._send(peer, ts, payload, (data, data_digest))
 
-    def _send(self, peer: PeerConfig, ts: datetime, payload) -> None:
+    def _send(self, peer: PeerConfig, ts: datetime, payload, dumped=None) -> None:
         envelope = Envelope(
             message_id=uuid.uuid4().hex,
             sender=self.id,
@@ -530,10 +526,12 @@ class CascadeNode:
         body = envelope.model_dump_json().encode("utf-8")
         kind = envelope.payload.kind
         self._sends.append((peer.id, envelope.message_id, kind, ts.isoformat(), body))
-        data = envelope.payload.model_dump(mode="json")
+        if dumped is None or self.before_send is not None:
+            data = envelope.payload.model_dump(mode="json")
+            dumped = (data, digest(data))
         now = self.now()
         self._save(
-            cstore.StoredMessage(envelope.message_id, "out", peer.id, kind, ts, data, digest(data), now),
+            cstore.StoredMessage(envelope.message_id, "out", peer.id, kind, ts, *dumped, now),
             self.config.interval_s,
             now,
         )
