@@ -19,14 +19,21 @@ Measured:
   exchanged and verified everywhere; then every store is checked: each interval's messages stored
   exactly once per (direction, peer, kind), nothing left in an outbox, nothing refused.
 
+``--compare DIR`` also runs the 11 centers with the carbonflow package found in DIR (e.g. the tree of
+the commit before a change: ``git archive BASE carbonflow | tar -x -C DIR``), alternating intervals
+with this tree's, and reports the ratio. Every center process reports its CPU time, so the CPU one
+interval costs over the 11 processes is given too (independent of the machine's load).
+
     .venv/bin/python bench/cascade.py [--intervals 20] [--interval-s 300] [--outage-min 30]
                                       [--outage-real-s 60] [--no-outage] [--no-baseline]
+                                      [--compare DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -41,7 +48,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+# run as a script from anywhere; a center process of --compare runs the carbonflow of another tree
+sys.path.insert(
+    0,
+    sys.argv[sys.argv.index("--code") + 1]
+    if "--code" in sys.argv
+    else str(Path(__file__).resolve().parents[1]),
+)
 
 from carbonflow.center.cascade.config import CascadeConfig
 from carbonflow.center.cascade.feed import exchanged
@@ -86,7 +99,16 @@ class CenterRunner:
                     self.reported.add(ts)
                     self.on_done(self.config.center_id, ts, time.time())
 
-        node.step_listeners.append(watched)
+        if hasattr(node, "step_listeners"):
+            node.step_listeners.append(watched)
+        else:  # --compare with a tree from before steps: every write committed as it is made
+            advance = node.advance
+
+            def advanced(ts: datetime) -> None:
+                advance(ts)
+                watched([ts])
+
+            node.advance = advanced
         self.node = node
         settings = CenterSettings(database_url="sqlite://", api_tokens={TOKEN: "bench"})
         app = create_app(settings, store=self.store, cascade=service)
@@ -140,6 +162,9 @@ def serve(config_path: Path) -> None:
             line = (await commands.get()).split()
             if not line or line[0] == "quit":
                 break
+            if line[0] == "cpu":
+                say(f"cpu {config.center_id} {time.process_time():.6f}")
+                continue
             ts, epoch = line[1], float(line[2])
             await _at(epoch)
             await asyncio.to_thread(runner.node.submit_part, datetime.fromisoformat(ts), parts[ts])
@@ -150,13 +175,16 @@ def serve(config_path: Path) -> None:
 
 # -- the parent: 11 processes ----------------------------------------------------------------------------
 class Process:
-    def __init__(self, cid: str, spec_path: Path, events: queue.Queue) -> None:
+    def __init__(self, cid: str, spec_path: Path, events: queue.Queue, code: str | None) -> None:
         self.cid, self.spec_path, self.events = cid, spec_path, events
+        self.command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(spec_path)]
+        if code is not None:
+            self.command += ["--code", code]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", str(self.spec_path)],
+            self.command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -186,10 +214,11 @@ class Process:
 
 
 class Cluster:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, code: str | None = None) -> None:
         self.layout = layout
         self.events: queue.Queue = queue.Queue()
-        self.procs = {cid: Process(cid, path, self.events) for cid, path in layout.specs.items()}
+        self.procs = {cid: Process(cid, path, self.events, code) for cid, path in layout.specs.items()}
+        self.cpu_s: dict[str, float] = {}
         self.done: dict[datetime, dict[str, float]] = {}
         self.ready: set[str] = set()
 
@@ -199,7 +228,7 @@ class Cluster:
         for cid in waiting:
             self.procs[cid].start()
         while waiting:
-            self._event(timeout=120)
+            self._event(timeout=600)
             waiting -= self.ready
         return time.time() - began
 
@@ -207,6 +236,8 @@ class Cluster:
         event = self.events.get(timeout=timeout)
         if event[0] == "ready":
             self.ready = self.ready | {event[1]}
+        elif event[0] == "cpu":
+            self.cpu_s[event[1]] = float(event[2])
         elif event[0] == "done":
             self.done.setdefault(datetime.fromisoformat(event[2]), {})[event[1]] = float(event[3])
 
@@ -219,13 +250,22 @@ class Cluster:
         while not all(len(self.done.get(ts, {})) == len(self.procs) for ts in intervals):
             left = deadline - time.time()
             if left <= 0:
-                missing = {ts.isoformat(): sorted(set(self.procs) - set(self.done.get(ts, {}))) for ts in intervals}
+                missing = {
+                    ts.isoformat(): sorted(set(self.procs) - set(self.done.get(ts, {}))) for ts in intervals
+                }
                 raise SystemExit(f"not exchanged within {timeout} s: {missing}")
-            try:
+            with contextlib.suppress(queue.Empty):
                 self._event(timeout=left)
-            except queue.Empty:
-                pass
         return max(max(self.done[ts].values()) for ts in intervals)
+
+    def cpu(self) -> float:
+        """CPU seconds the 11 processes used so far."""
+        self.cpu_s = {}
+        for proc in self.procs.values():
+            proc.send("cpu")
+        while len(self.cpu_s) < len(self.procs):
+            self._event(timeout=60)
+        return sum(self.cpu_s.values())
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -293,7 +333,9 @@ def one_process(layout: Layout, intervals: list[datetime], lead_s: float) -> lis
                 await _at(at)
                 await asyncio.gather(
                     *(
-                        asyncio.to_thread(runners[cid].node.submit_part, ts, layout.parts[cid][ts.isoformat()])
+                        asyncio.to_thread(
+                            runners[cid].node.submit_part, ts, layout.parts[cid][ts.isoformat()]
+                        )
                         for cid in layout.leaves
                     )
                 )
@@ -314,7 +356,14 @@ def store_counts(layout: Layout) -> dict[str, int]:
     intervals missing a result, queued or refused outbox entries, de-duplicated deliveries (audited)."""
     import sqlite3
 
-    counts = {"duplicates": 0, "missing_results": 0, "backlog": 0, "refused": 0, "deduplicated": 0, "messages": 0}
+    counts = {
+        "duplicates": 0,
+        "missing_results": 0,
+        "backlog": 0,
+        "refused": 0,
+        "deduplicated": 0,
+        "messages": 0,
+    }
     for cid, config in layout.configs.items():
         db = sqlite3.connect(layout.directory / f"{cid}.db")
         counts["messages"] += db.execute("SELECT COUNT(*) FROM cascade_messages").fetchone()[0]
@@ -339,7 +388,8 @@ def store_counts(layout: Layout) -> dict[str, int]:
 def percentiles(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
+    p50 = statistics.median(ordered)
+    return f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
 
 
 def main() -> None:
@@ -353,6 +403,8 @@ def main() -> None:
     parser.add_argument("--gap-s", type=float, default=0.5, help="pause between intervals")
     parser.add_argument("--no-outage", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--compare", type=Path, help="a tree with another carbonflow package, run alongside")
+    parser.add_argument("--code", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve)
@@ -375,39 +427,74 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-cascade-") as tmp:
         directory = Path(tmp)
-        (directory / "multi").mkdir()
-        layout = Layout(grid, truths, directory / "multi", args.interval_s)
-        cluster = Cluster(layout)
+        trees = {
+            "this tree": None,
+            **({f"--compare {args.compare}": str(args.compare)} if args.compare else {}),
+        }
+        clusters = {}
+        for n, (name, code) in enumerate(trees.items()):
+            (directory / f"multi{n}").mkdir()
+            clusters[name] = Cluster(Layout(grid, truths, directory / f"multi{n}", args.interval_s), code)
+        latencies: dict[str, list[float]] = {name: [] for name in clusters}
+        cpu: dict[str, float] = {}
         try:
-            started = cluster.start()
-            print(f"11 center processes ready in {started:.1f} s")
-            # warm-up interval (first HTTP connections, first solve of each part): not timed
-            warm = truths[-1][0]
-            cluster.submit(warm, time.time() + args.lead_s)
-            cluster.wait([warm], 120)
-            latencies = []
-            for ts in timed:
-                at = time.time() + args.lead_s
-                cluster.submit(ts, at)
-                latencies.append(cluster.wait([ts], 120) - at)
-                time.sleep(args.gap_s)
-            print(f"multi-process exchange, {len(timed)} intervals: {percentiles(latencies)}")
-            print(f"  per interval (ms): {[round(x * 1000) for x in latencies]}")
+            for name, cluster in clusters.items():
+                print(f"{name}: 11 center processes ready in {cluster.start():.1f} s")
+            warm = truths[-1][0]  # first HTTP connections, first solve of each part: not timed
+            for cluster in clusters.values():
+                cluster.submit(warm, time.time() + args.lead_s)
+                cluster.wait([warm], 120)
+            cpu = {name: -cluster.cpu() for name, cluster in clusters.items()}
+            for n, ts in enumerate(timed):
+                order = list(clusters) if n % 2 == 0 else list(reversed(clusters))  # alternate who goes first
+                for name in order:
+                    at = time.time() + args.lead_s
+                    clusters[name].submit(ts, at)
+                    latencies[name].append(clusters[name].wait([ts], 300) - at)
+                    time.sleep(args.gap_s)
+            for name, cluster in clusters.items():
+                cpu[name] += cluster.cpu()
+                print(
+                    f"multi-process exchange ({name}), {len(timed)} intervals: {percentiles(latencies[name])}"
+                )
+                print(f"  per interval (ms): {[round(x * 1000) for x in latencies[name]]}")
+                print(f"  CPU over the 11 processes: {cpu[name] / len(timed) * 1000:.0f} ms per interval")
             print(f"  load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            if args.compare:
+                this, base = (latencies[name] for name in clusters)
+                this_cpu, base_cpu = (cpu[name] for name in clusters)
+                print(
+                    "ratio this tree / --compare:"
+                    f" p50 {statistics.median(this) / statistics.median(base):.2f},"
+                    f" max {max(this) / max(base):.2f}, CPU {this_cpu / base_cpu:.2f}"
+                )
+            for name in list(clusters)[1:]:
+                clusters.pop(name).stop()
             if outage_n:
-                outage(cluster, layout, [ts for ts, _ in truths[args.intervals : args.intervals + outage_n]], args)
+                this = clusters["this tree"]
+                outage(
+                    this,
+                    this.layout,
+                    [ts for ts, _ in truths[args.intervals : args.intervals + outage_n]],
+                    args,
+                )
         finally:
-            cluster.stop()
+            for cluster in clusters.values():
+                cluster.stop()
 
         if not args.no_baseline:
             (directory / "one").mkdir()
-            base_layout = Layout(grid, truths[: args.intervals] + [truths[-1]], directory / "one", args.interval_s)
+            base_layout = Layout(
+                grid, [*truths[: args.intervals], truths[-1]], directory / "one", args.interval_s
+            )
             base = one_process(base_layout, [truths[-1][0], *timed], args.lead_s)[1:]
-            print(f"one-process baseline, {len(timed)} intervals: {percentiles(base)}")
+            multi = latencies["this tree"]
+            print(f"one-process baseline (this tree), {len(timed)} intervals: {percentiles(base)}")
             print(f"  per interval (ms): {[round(x * 1000) for x in base]}")
             print(
-                f"ratio multi-process / one-process: p50 {statistics.median(latencies) / statistics.median(base):.2f}"
-                f", max {max(latencies) / max(base):.2f}"
+                "ratio multi-process / one-process:"
+                f" p50 {statistics.median(multi) / statistics.median(base):.2f}"
+                f", max {max(multi) / max(base):.2f}"
             )
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
