@@ -34,8 +34,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import os
+import pstats
 import queue
 import signal
 import socket
@@ -127,6 +129,23 @@ class CenterRunner:
             self.store.close()
 
 
+def _profiled(node) -> list[cProfile.Profile]:
+    """Profile every receive / submit_part of ``node`` (worker threads: one profile per call)."""
+    profiles: list[cProfile.Profile] = []
+    for name in ("receive", "submit_part"):
+        method = getattr(node, name)
+
+        def call(*args, method=method):
+            profile = cProfile.Profile()
+            try:
+                return profile.runcall(method, *args)
+            finally:
+                profiles.append(profile)
+
+        setattr(node, name, call)
+    return profiles
+
+
 async def _at(epoch: float) -> None:
     await asyncio.sleep(max(0.0, epoch - time.time()))
 
@@ -143,6 +162,8 @@ def serve(config_path: Path) -> None:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
+    profile_dir = os.environ.get("CASCADE_BENCH_PROFILE")  # a directory: cProfile each center
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         runner = CenterRunner(
@@ -152,6 +173,10 @@ def serve(config_path: Path) -> None:
             lambda cid, ts, at: say(f"done {cid} {ts.isoformat()} {at:.6f}"),
         )
         await runner.start()
+        if profile_dir:
+            profiles = _profiled(runner.node)
+            loop_profile = cProfile.Profile()
+            loop_profile.enable()
         commands: asyncio.Queue[str] = asyncio.Queue()
         threading.Thread(
             target=lambda: [loop.call_soon_threadsafe(commands.put_nowait, line) for line in sys.stdin],
@@ -168,6 +193,11 @@ def serve(config_path: Path) -> None:
             ts, epoch = line[1], float(line[2])
             await _at(epoch)
             await asyncio.to_thread(runner.node.submit_part, datetime.fromisoformat(ts), parts[ts])
+        if profile_dir:
+            loop_profile.disable()
+            loop_profile.dump_stats(Path(profile_dir) / f"{config.center_id}-loop.prof")
+            if profiles:
+                pstats.Stats(*profiles).dump_stats(Path(profile_dir) / f"{config.center_id}-node.prof")
         await runner.stop()
 
     asyncio.run(main())
@@ -512,6 +542,11 @@ def outage(cluster: Cluster, layout: Layout, intervals: list[datetime], args) ->
     ready_s = cluster.start([province])
     finished = cluster.wait(intervals, 600)
     counts = store_counts(layout)
+    for _ in range(300):  # the last acknowledgements may still be on their way back
+        if counts["backlog"] == 0:
+            break
+        time.sleep(0.1)
+        counts = store_counts(layout)
     print(
         f"province back: process ready {ready_s:.1f} s after its start; all {len(intervals)} intervals"
         f" exchanged and verified everywhere {finished - restarted:.1f} s after its start"
