@@ -95,12 +95,20 @@ class CenterRunner:
         service = CascadeService.open(self.store, self.config)
         node = service.node
 
-        def watched(intervals: list[datetime]) -> None:  # after each committed step: done here?
-            for ts in intervals:
+        changed: queue.Queue[datetime] = queue.Queue()
+
+        def watch() -> None:  # off the node's threads: is an interval a step changed done here?
+            while True:
+                ts = changed.get()
                 if ts not in self.reported and exchanged(self.store, self.config, ts):
                     self.reported.add(ts)
                     self.on_done(self.config.center_id, ts, time.time())
 
+        def watched(intervals: list[datetime]) -> None:  # after each committed step
+            for ts in intervals:
+                changed.put(ts)
+
+        threading.Thread(target=watch, daemon=True).start()
         if hasattr(node, "step_listeners"):
             node.step_listeners.append(watched)
         else:  # --compare with a tree from before steps: every write committed as it is made

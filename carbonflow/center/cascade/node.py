@@ -132,7 +132,7 @@ class CascadeNode:
     def submit_part(self, ts: datetime, part: dict[str, Any]) -> None:
         """This center's own metered part of the interval ending at ``ts``."""
         payload = RegionData(region=self.config.region, part=part).model_dump(mode="json")
-        with self._lock, self._step():
+        with self._step():
             earlier = self._find("own", self.id, "region_data", ts)
             payload_digest = digest(payload)
             if earlier is None or earlier.digest != payload_digest:  # metered again: a new version
@@ -175,7 +175,7 @@ class CascadeNode:
         ahead = (envelope.ts - now).total_seconds()
         if ahead > self.config.max_clock_skew_s:
             detail = f"interval {envelope.ts.isoformat()} ends {ahead:.0f} s after this center's clock"
-            with self._lock, self._step():
+            with self._step():
                 self._verdicts(
                     envelope.ts,
                     peer.id,
@@ -195,7 +195,7 @@ class CascadeNode:
                 )
             self._refuse("interval from the future", envelope, detail, 422)
         payload = envelope.payload.model_dump(mode="json")
-        with self._lock, self._step():
+        with self._step():
             interval = self._messages(envelope.ts)
             if envelope.message_id in interval.ids:
                 self._audit("duplicate", envelope, "message_id seen before")
@@ -223,7 +223,7 @@ class CascadeNode:
         """A peer refused one of our messages for good: a verdict here too (clock skew, bad data)."""
         ts = datetime.fromisoformat(item.ts)
         check = "clock" if "future" in result.error else "data"
-        with self._lock, self._step():
+        with self._step():
             self._verdicts(
                 ts,
                 item.peer,
@@ -241,7 +241,7 @@ class CascadeNode:
         """After a restart: move on every interval that has messages but no result yet."""
         pending = cstore.pending_intervals(self.store, self.now() - RESUME_WINDOW)
         for ts in pending:
-            with self._lock, self._step():
+            with self._step():
                 self.advance(ts)
         return len(pending)
 
@@ -252,23 +252,33 @@ class CascadeNode:
         fsync), then everything it stores (the message received, results, verdicts, messages sent) in
         one store transaction; the peers are woken once both are committed.  A message is therefore
         acknowledged (200) only once it is on disk, and a message sent is queued before it is recorded
-        as sent (a crash in between sends it again under a new id: the peer takes it as a replay)."""
-        outer = self._depth == 0
-        self._depth += 1
-        try:
-            yield
-            if outer:
-                self._flush()
-        except BaseException:
-            if outer:  # nothing of the step was stored: what memory holds of its intervals is reloaded
-                for ts in self._touched:
-                    self._index.pop(ts, None)
-                self._writes, self._sends, self._touched, self._after = [], [], set(), []
-            raise
-        finally:
-            self._depth -= 1
+        as sent (a crash in between sends it again under a new id: the peer takes it as a replay).
+        Steps are serialised by the node's lock; the step listeners and the work for later (solving
+        what a lower center's report must reproduce) run once the lock is released."""
+        done = None
+        with self._lock:
+            outer = self._depth == 0
+            self._depth += 1
+            try:
+                yield
+                if outer:
+                    done = self._flush()
+            except BaseException:
+                if outer:  # nothing of the step was stored: memory reloads its intervals from the store
+                    for ts in self._touched:
+                        self._index.pop(ts, None)
+                    self._writes, self._sends, self._touched, self._after = [], [], set(), []
+                raise
+            finally:
+                self._depth -= 1
+        if done is not None:
+            touched, after = done
+            for listener in self.step_listeners:
+                listener(touched)
+            for work in after:
+                work()
 
-    def _flush(self) -> None:
+    def _flush(self) -> tuple[list[datetime], list[Callable[[], None]]]:
         writes, sends, touched, after = self._writes, self._sends, self._touched, self._after
         self._writes, self._sends, self._touched, self._after = [], [], set(), []
         self.outbox.append_many(sends)
@@ -278,10 +288,7 @@ class CascadeNode:
                     write(connection)
         for peer in dict.fromkeys(item[0] for item in sends):
             self.wake(peer)
-        for listener in self.step_listeners:
-            listener(sorted(touched))
-        for work in after:
-            work()
+        return sorted(touched), after
 
     def _write(self, ts: datetime, write: Callable[[Any], None]) -> None:
         assert self._depth > 0, "cascade store writes happen inside a step"
@@ -331,7 +338,7 @@ class CascadeNode:
         return None
 
     def advance(self, ts: datetime) -> None:
-        with self._lock, self._step():
+        with self._step():
             self._advance_or_verdict(ts)
 
     def _advance_or_verdict(self, ts: datetime) -> None:
