@@ -178,19 +178,11 @@ def pending_intervals(store: Store, since: datetime) -> list[datetime]:
         return sorted(utc(ts) for ts in seen if ts not in done)
 
 
-def save_result(
-    store: Store,
-    ts: datetime,
-    region: str,
-    interval_s: int,
-    losses: str,
-    result_hash: str,
-    totals: dict[str, Any],
-    document: dict[str, Any],
-    now: datetime,
-) -> None:
+def save_result(store: Store, *row: Any) -> None:
+    """One interval's result in its own transaction; ``row``: the arguments of :func:`insert_result`
+    after the connection (ts, region, interval_s, losses, result_hash, totals, document, now)."""
     with store.write() as connection:
-        insert_result(connection, ts, region, interval_s, losses, result_hash, totals, document, now)
+        insert_result(connection, *row)
 
 
 def insert_result(
@@ -255,19 +247,11 @@ def result_at(store: Store, ts: datetime, region: str) -> dict[str, Any] | None:
     }
 
 
-def save_verdicts(
-    store: Store,
-    ts: datetime,
-    peer: str,
-    judge: str,
-    report_hash: str | None,
-    verdicts: list[dict[str, Any]],
-    now: datetime,
-) -> None:
-    """The verdicts of ``judge`` on the pair (this center, ``peer``) for one interval, replacing earlier
-    ones of the same judge (an interval judged again is never counted twice)."""
+def save_verdicts(store: Store, *row: Any) -> None:
+    """The verdicts of a judge on a pair for one interval, in their own transaction; ``row``: the
+    arguments of :func:`replace_verdicts` after the connection."""
     with store.write() as connection:
-        replace_verdicts(connection, ts, peer, judge, report_hash, verdicts, now)
+        replace_verdicts(connection, *row)
 
 
 def replace_verdicts(
@@ -279,7 +263,9 @@ def replace_verdicts(
     verdicts: list[dict[str, Any]],
     now: datetime,
 ) -> None:
-    """:func:`save_verdicts` inside a transaction the caller holds."""
+    """The verdicts of ``judge`` on the pair (this center, ``peer``) for one interval, replacing earlier
+    ones of the same judge (an interval judged again is never counted twice), inside a transaction the
+    caller holds."""
     connection.execute(
         delete(CascadeVerification).where(
             CascadeVerification.ts == ts,
