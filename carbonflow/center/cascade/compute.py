@@ -195,3 +195,11 @@ def child_imports(
         else:
             raise CascadeError(f"tie {tie_id!r} of {child_part.get('region')!r}: no import intensity known")
     return found
+
+
+def far_bus(part: dict[str, Any], tie_id: str) -> str:
+    """The bus at the other end of a part's tie (outside the part)."""
+    for tie in part.get("ties", []):
+        if str(tie["id"]) == tie_id:
+            return str(tie["to_bus"] if tie["end"] == "from" else tie["from_bus"])
+    return ""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carbonflow.center.cascade.compute import PartResult, child_imports, solve_part
+from carbonflow.center.cascade.compute import PartResult, child_imports, far_bus, solve_part
 from carbonflow.center.cascade.config import CascadeConfig, PeerConfig
 from carbonflow.center.cascade.outbox import CascadeOutbox, QueuedMessage
 from carbonflow.center.cascade.split import CascadeError, is_import, merge_parts
@@ -197,7 +197,8 @@ class CascadeNode:
         payload = envelope.payload.model_dump(mode="json")
         with self._step():
             interval = self._messages(envelope.ts)
-            if envelope.message_id in interval.ids:
+            known = envelope.message_id in interval.ids  # else: the id under another interval?
+            if known or cstore.message_by_id(self.store, envelope.message_id) is not None:
                 self._audit("duplicate", envelope, "message_id seen before")
                 return {"status": "duplicate", "message_id": envelope.message_id}
             # a different message for an interval already received is a new version of it (the peer
@@ -426,7 +427,7 @@ class CascadeNode:
                 BoundaryIntensities(
                     boundaries=[
                         BoundaryIntensity(
-                            bus=_far_bus(part, tie_id), branch_id=tie_id, intensity_g_per_kwh=value
+                            bus=far_bus(part, tie_id), branch_id=tie_id, intensity_g_per_kwh=value
                         )
                         for tie_id, value in sorted(handed.items())
                     ]
@@ -590,10 +591,3 @@ class CascadeNode:
             "peers": peers,
             "self_check": cstore.verification_summary(self.store, self.id),
         }
-
-
-def _far_bus(part: dict[str, Any], tie_id: str) -> str:
-    for tie in part.get("ties", []):
-        if str(tie["id"]) == tie_id:
-            return str(tie["to_bus"] if tie["end"] == "from" else tie["from_bus"])
-    return ""
