@@ -13,7 +13,8 @@ import pytest
 from cascade_world import World
 from test_web_ui import browser  # noqa: F401 - the module's Chromium
 
-from carbonflow.center.store import create_user
+from carbonflow.center.store import create_user, upsert_topology
+from carbonflow.center.topology import topology_rows
 from carbonflow.sim.device_map import grid_document
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
@@ -44,6 +45,7 @@ def cascade(tmp_path_factory):
     world = World(grid, folder, lambda cid: f"sqlite:///{folder / (cid + '.db')}", max_level="city")
     for center in world.centers.values():
         create_user(center.store, "admin", "pw", "admin")
+    upsert_topology(world.root.store, topology_rows(grid))  # the province names its regions; the cities not
     ready, done = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
@@ -91,23 +93,26 @@ def test_drill_down_from_the_province_to_a_city_and_step_up_again(cascade, brows
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     _login_at(page, f"http://127.0.0.1:{province.port}/#cascade")
-    assert "ah" in page.inner_text("#cas-center") and "province" in page.inner_text("#cas-center")
+    assert "Anhui (ah)" in page.inner_text("#cas-center") and "province" in page.inner_text("#cas-center")
     assert page.locator("#cas-up").count() == 0  # the top of the cascade
+    # centers by their regions' names where the topology names them
     peers = {
         row.split("\t")[0].strip("↓ "): row for row in page.locator("#cas-peers tbody tr").all_inner_texts()
     }
-    assert set(peers) == {"ah-hf", "ah-wh"}
+    assert set(peers) == {"Hefei (ah-hf)", "Wuhu (ah-wh)"}
+    peers = {name.split("(")[1].rstrip(")"): row for name, row in peers.items()}
     # the drifted tie meters are AH/WH's; a tie it shares with AH/HF mismatches there too
     assert "mismatch" in peers["ah-wh"]
     checks = page.locator("#cas-checks tbody tr").all_inner_texts()
     drifted = [row for row in checks if "tie_flow" in row and "mismatch" in row]
-    assert any("ah-wh" in row for row in drifted)  # both sides' numbers shown next to each other
+    assert any("Wuhu (ah-wh)" in row for row in drifted)  # both sides' numbers shown next to each other
     page.screenshot(path=str(tmp_path / "cascade-province.png"))
 
     page.click("#cas-down-ah-wh")  # drill down: the city's own center
     city_url = cascade.centers["ah-wh"].port
     _login_at(page, f"http://127.0.0.1:{city_url}/#cascade")
     assert "ah-wh" in page.inner_text("#cas-center") and "city" in page.inner_text("#cas-center")
+    assert "Wuhu (" not in page.inner_text("#cas-center")  # no topology at the city: its id
     assert "mismatch" in page.inner_text("#cas-peers")  # the province's verdict reached the city
     page.click("#cas-up")  # step up again
     _login_at(page, f"http://127.0.0.1:{province.port}/#cascade")

@@ -45,6 +45,7 @@ class SqliteOutbox:
     def __init__(self, path: str | Path, *, durable: bool = False, any_thread: bool = False) -> None:
         """``durable``: fsync every commit (an appended item survives a power cut)."""
         self.path = Path(path)
+        self.durable = durable
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=not any_thread)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -72,6 +73,20 @@ class SqliteOutbox:
                 self._db.execute("ROLLBACK")  # error that did it must not be hidden by this one
             raise
         self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _relaxed(self) -> Iterator[None]:
+        """Commits that need not reach the disk at once (an acknowledgement lost in a power cut only
+        sends an item again, which the peer de-duplicates): no fsync, the next durable commit carries
+        them to the disk (WAL)."""
+        if not self.durable:
+            yield
+            return
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def _meta(self, key: str, default: str = "0") -> str:
         # bandit B608: the table name is a class constant and every value is bound

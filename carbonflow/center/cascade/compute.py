@@ -7,6 +7,7 @@ computation again on exactly what the lower one sent and compare (:mod:`verify`)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -43,12 +44,21 @@ class PartResult:
     imports: dict[str, float | None]  # tie -> the import intensity used
     recv_intensity: dict[str, float | None]  # every branch -> intensity of the power it delivers
 
-    @property
-    def result_hash(self) -> str:
+    @functools.cached_property
+    def result_hash(self) -> str:  # computed once (the document is not changed after the solve)
         return result_hash(self.document)
 
 
 def _round(value: Any) -> Any:
+    kind = type(value)  # exact types first: the document is plain JSON data (faster than isinstance)
+    if kind is float:
+        return round(value, HASH_DIGITS)
+    if kind is dict:
+        return {k: _round(v) for k, v in value.items()}
+    if kind is list:
+        return [_round(v) for v in value]
+    if kind is str or kind is int or value is None:
+        return value
     if isinstance(value, float):
         return round(value, HASH_DIGITS)
     if isinstance(value, dict):
@@ -185,3 +195,11 @@ def child_imports(
         else:
             raise CascadeError(f"tie {tie_id!r} of {child_part.get('region')!r}: no import intensity known")
     return found
+
+
+def far_bus(part: dict[str, Any], tie_id: str) -> str:
+    """The bus at the other end of a part's tie (outside the part)."""
+    for tie in part.get("ties", []):
+        if str(tie["id"]) == tie_id:
+            return str(tie["to_bus"] if tie["end"] == "from" else tie["from_bus"])
+    return ""

@@ -18,21 +18,23 @@ twice.  Per interval:
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import functools
 import json
 import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from carbonflow.center.cascade.compute import PartResult, child_imports, solve_part
+from carbonflow.center.cascade.compute import PartResult, child_imports, far_bus, solve_part
 from carbonflow.center.cascade.config import CascadeConfig, PeerConfig
 from carbonflow.center.cascade.outbox import CascadeOutbox, QueuedMessage
 from carbonflow.center.cascade.split import CascadeError, is_import, merge_parts
+from carbonflow.center.cascade.state import UNKNOWN, IntervalState, digest
 from carbonflow.center.cascade.verify import Tolerances, balance, judge_report
 from carbonflow.center.store import Store
 from carbonflow.center.store import cascade as cstore
@@ -84,11 +86,6 @@ class Mismatch:
         )
 
 
-def digest(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -110,12 +107,19 @@ class CascadeNode:
         self.key = config.signing_key()
         self.trust = {p.id: p.verifying_keys() for p in config.peers}
         self.listeners: list[Callable[[Mismatch], None]] = []
+        self.step_listeners: list[Callable[[list[datetime]], None]] = []  # intervals a committed step changed
         self.wake: Callable[[str], None] = lambda _peer: None  # set by the service: a peer has mail
         self._lock = threading.RLock()
-        self._solved: dict[datetime, tuple[str, PartResult]] = {}
-        # the messages of recent intervals, by (direction, peer, kind): this node is its store's only
-        # writer of cascade messages, so the index is kept exact by _save
-        self._index: OrderedDict[datetime, dict[tuple[str, str, str], cstore.StoredMessage]] = OrderedDict()
+        # what the node knows of recent intervals (messages, result hash, judged hashes, merged part,
+        # solution): the store is read once per interval, the node's writes keep it exact
+        self._index: OrderedDict[datetime, IntervalState] = OrderedDict()
+        # one step (a message received, a part submitted, an interval resumed) writes the store in one
+        # transaction and queues what it sends in one outbox transaction, outbox first (_flush)
+        self._depth = 0
+        self._writes: list[Callable[[Any], None]] = []
+        self._sends: list[tuple[str, str, str, str, bytes]] = []
+        self._touched: set[datetime] = set()
+        self._after: list[Callable[[], None]] = []  # work for after the step is committed and sent
 
     @property
     def id(self) -> str:
@@ -128,12 +132,13 @@ class CascadeNode:
     def submit_part(self, ts: datetime, part: dict[str, Any]) -> None:
         """This center's own metered part of the interval ending at ``ts``."""
         payload = RegionData(region=self.config.region, part=part).model_dump(mode="json")
-        with self._lock:
+        with self._step():
             earlier = self._find("own", self.id, "region_data", ts)
-            if earlier is None or earlier.digest != digest(payload):  # metered again: a new version
+            payload_digest = digest(payload)
+            if earlier is None or earlier.digest != payload_digest:  # metered again: a new version
                 now = self.now()
                 message = cstore.StoredMessage(
-                    uuid.uuid4().hex, "own", self.id, "region_data", ts, payload, digest(payload), now
+                    uuid.uuid4().hex, "own", self.id, "region_data", ts, payload, payload_digest, now
                 )
                 self._save(message, self.config.interval_s, now)
             self.advance(ts)
@@ -170,27 +175,30 @@ class CascadeNode:
         ahead = (envelope.ts - now).total_seconds()
         if ahead > self.config.max_clock_skew_s:
             detail = f"interval {envelope.ts.isoformat()} ends {ahead:.0f} s after this center's clock"
-            self._verdicts(
-                envelope.ts,
-                peer.id,
-                self.id,
-                None,
-                [
-                    Verdict(
-                        check="clock",
-                        status="mismatch",
-                        subject="ts",
-                        expected=now.timestamp(),
-                        found=envelope.ts.timestamp(),
-                        tolerance=self.config.max_clock_skew_s,
-                        detail=detail,
-                    )
-                ],
-            )
+            with self._step():
+                self._verdicts(
+                    envelope.ts,
+                    peer.id,
+                    self.id,
+                    None,
+                    [
+                        Verdict(
+                            check="clock",
+                            status="mismatch",
+                            subject="ts",
+                            expected=now.timestamp(),
+                            found=envelope.ts.timestamp(),
+                            tolerance=self.config.max_clock_skew_s,
+                            detail=detail,
+                        )
+                    ],
+                )
             self._refuse("interval from the future", envelope, detail, 422)
         payload = envelope.payload.model_dump(mode="json")
-        with self._lock:
-            if cstore.message_by_id(self.store, envelope.message_id) is not None:
+        with self._step():
+            interval = self._messages(envelope.ts)
+            known = envelope.message_id in interval.ids  # else: the id under another interval?
+            if known or cstore.message_by_id(self.store, envelope.message_id) is not None:
                 self._audit("duplicate", envelope, "message_id seen before")
                 return {"status": "duplicate", "message_id": envelope.message_id}
             # a different message for an interval already received is a new version of it (the peer
@@ -199,7 +207,7 @@ class CascadeNode:
             latest = self._find("in", peer.id, kind, envelope.ts)
             versions = 0
             if latest is not None:
-                known = cstore.message_digests(self.store, "in", peer.id, kind, envelope.ts)
+                known = interval.digests.get(("in", peer.id, kind), set())
                 if digest(payload) in known:
                     self._audit("duplicate", envelope, f"same {kind} as an earlier message")
                     return {"status": "duplicate", "message_id": envelope.message_id}
@@ -216,27 +224,82 @@ class CascadeNode:
         """A peer refused one of our messages for good: a verdict here too (clock skew, bad data)."""
         ts = datetime.fromisoformat(item.ts)
         check = "clock" if "future" in result.error else "data"
-        self._verdicts(
-            ts,
-            item.peer,
-            item.peer,
-            None,
-            [Verdict(check=check, status="mismatch", subject=item.kind, detail=f"refused: {result.error}")],
-        )
+        with self._step():
+            self._verdicts(
+                ts,
+                item.peer,
+                item.peer,
+                None,
+                [
+                    Verdict(
+                        check=check, status="mismatch", subject=item.kind, detail=f"refused: {result.error}"
+                    )
+                ],
+            )
 
     # -- the interval's state machine ----------------------------------------------------------------
     def resume(self) -> int:
         """After a restart: move on every interval that has messages but no result yet."""
         pending = cstore.pending_intervals(self.store, self.now() - RESUME_WINDOW)
         for ts in pending:
-            with self._lock:
+            with self._step():
                 self.advance(ts)
         return len(pending)
 
-    def _messages(self, ts: datetime) -> dict[tuple[str, str, str], cstore.StoredMessage]:
+    # -- one step: one store transaction, one outbox transaction ------------------------------------
+    @contextlib.contextmanager
+    def _step(self) -> Iterator[None]:
+        """Group what a step writes: the messages it sends go to the outbox in one transaction (one
+        fsync), then everything it stores (the message received, results, verdicts, messages sent) in
+        one store transaction; the peers are woken once both are committed.  A message is therefore
+        acknowledged (200) only once it is on disk, and a message sent is queued before it is recorded
+        as sent (a crash in between sends it again under a new id: the peer takes it as a replay).
+        Steps are serialised by the node's lock; the step listeners and the work for later (solving
+        what a lower center's report must reproduce) run once the lock is released."""
+        done = None
+        with self._lock:
+            outer = self._depth == 0
+            self._depth += 1
+            try:
+                yield
+                if outer:
+                    done = self._flush()
+            except BaseException:
+                if outer:  # nothing of the step was stored: memory reloads its intervals from the store
+                    for ts in self._touched:
+                        self._index.pop(ts, None)
+                    self._writes, self._sends, self._touched, self._after = [], [], set(), []
+                raise
+            finally:
+                self._depth -= 1
+        if done is not None:
+            touched, after = done
+            for listener in self.step_listeners:
+                listener(touched)
+            for work in after:
+                work()
+
+    def _flush(self) -> tuple[list[datetime], list[Callable[[], None]]]:
+        writes, sends, touched, after = self._writes, self._sends, self._touched, self._after
+        self._writes, self._sends, self._touched, self._after = [], [], set(), []
+        self.outbox.append_many(sends)
+        if writes:
+            with self.store.write() as connection:
+                for write in writes:
+                    write(connection)
+        for peer in dict.fromkeys(item[0] for item in sends):
+            self.wake(peer)
+        return sorted(touched), after
+
+    def _write(self, ts: datetime, write: Callable[[Any], None]) -> None:
+        assert self._depth > 0, "cascade store writes happen inside a step"
+        self._writes.append(write)
+        self._touched.add(ts)
+
+    def _messages(self, ts: datetime) -> IntervalState:
         found = self._index.get(ts)
         if found is None:
-            found = {(m.direction, m.peer, m.kind): m for m in cstore.messages_at(self.store, ts)}
+            found = IntervalState(cstore.messages_at(self.store, ts))
             self._index[ts] = found
             while len(self._index) > INDEX_INTERVALS:
                 self._index.popitem(last=False)
@@ -244,11 +307,24 @@ class CascadeNode:
         return found
 
     def _find(self, direction: str, peer: str, kind: str, ts: datetime) -> cstore.StoredMessage | None:
-        return self._messages(ts).get((direction, peer, kind))
+        return self._messages(ts).latest.get((direction, peer, kind))
 
     def _save(self, message: cstore.StoredMessage, interval_s: int, created_at: datetime) -> None:
-        cstore.save_message(self.store, message, interval_s, created_at)
-        self._messages(message.ts)[(message.direction, message.peer, message.kind)] = message
+        self._write(message.ts, lambda c: cstore.insert_message(c, message, interval_s, created_at))
+        self._messages(message.ts).add(message)
+
+    def _result_hash(self, ts: datetime) -> str | None:
+        interval = self._messages(ts)
+        if interval.result_hash is UNKNOWN:
+            interval.result_hash = cstore.result_hash_at(self.store, ts, self.config.region)
+        return interval.result_hash
+
+    def _judged(self, ts: datetime, peer: str, judge: str) -> str | None:
+        interval = self._messages(ts)
+        if (peer, judge) not in interval.judged:
+            found = None if interval.fresh else cstore.judged_hash(self.store, ts, peer, judge)
+            interval.judged[(peer, judge)] = found
+        return interval.judged[(peer, judge)]
 
     def _payload(self, direction: str, peer: str, kind: str, ts: datetime) -> dict[str, Any] | None:
         found = self._find(direction, peer, kind, ts)
@@ -263,6 +339,10 @@ class CascadeNode:
         return None
 
     def advance(self, ts: datetime) -> None:
+        with self._step():
+            self._advance_or_verdict(ts)
+
+    def _advance_or_verdict(self, ts: datetime) -> None:
         try:
             self._advance(ts)
         except CascadeError as error:
@@ -277,41 +357,48 @@ class CascadeNode:
         if upper is not None:
             self._take_verification(ts, upper)
         own = self._own_part(ts)
-        children = {p.id: self._payload("in", p.id, "region_data", ts) for p in self.config.lowers}
+        children = {p.id: self._find("in", p.id, "region_data", ts) for p in self.config.lowers}
         if own is None or any(c is None for c in children.values()):
             return
-        child_parts = {peer: data["part"] for peer, data in children.items()}
-        merged = merge_parts(self.config.region, [own, *child_parts.values()])
+        child_parts = {peer: message.payload["part"] for peer, message in children.items()}
+        # the messages a step depends on name its inputs: merged, sent and solved once per set of them
+        own_message = self._find("own", self.id, "region_data", ts)
+        parts_key = ("" if own_message is None else own_message.message_id,)
+        parts_key += tuple(message.message_id for message in children.values())
+        interval = self._messages(ts)
+        if interval.merged is None or interval.merged[0] != parts_key:
+            merged = merge_parts(self.config.region, [own, *child_parts.values()])
+            if upper is not None:
+                self._send_new(upper, ts, RegionData(region=self.config.region, part=merged))
+            interval.merged = (parts_key, merged)
+        merged = interval.merged[1]
         imports: dict[str, float | None] = {}
+        inputs: tuple = (parts_key, "")
         if upper is not None:
-            self._send_new(upper, ts, RegionData(region=self.config.region, part=merged))
-            boundaries = self._payload("in", upper.id, "boundary_intensities", ts)
+            boundaries = self._find("in", upper.id, "boundary_intensities", ts)
             if boundaries is None:
                 return
-            imports = {str(b["branch_id"]): b["intensity_g_per_kwh"] for b in boundaries["boundaries"]}
-        inputs = digest({"parts": [own, *child_parts.values()], "imports": imports})
+            imports = {
+                str(b["branch_id"]): b["intensity_g_per_kwh"] for b in boundaries.payload["boundaries"]
+            }
+            inputs = (parts_key, boundaries.message_id)
         result = self._solved_result(ts, inputs, merged, imports)
-        if result is None:
-            return
         for peer in self.config.lowers:
             self._judge(ts, peer, child_parts[peer.id], merged, result)
 
-    def _solved_result(self, ts, inputs: str, merged, imports) -> PartResult | None:
-        cached = self._solved.get(ts)
-        if cached is not None and cached[0] == inputs:
-            return cached[1]
+    def _solved_result(self, ts, inputs: tuple, merged, imports) -> PartResult:
+        interval = self._messages(ts)
+        if interval.solved is not None and interval.solved[0] == inputs:
+            return interval.solved[1]
         result = solve_part(merged, imports, self.config.losses, self.config.interval_s)
-        if cstore.result_hash_at(self.store, ts, self.config.region) != result.result_hash:
+        if self._result_hash(ts) != result.result_hash:
             self._publish(ts, merged, imports, result)  # first result, or a new version of it
-        self._solved[ts] = (inputs, result)
-        while len(self._solved) > INDEX_INTERVALS:
-            self._solved.pop(next(iter(self._solved)))
+        interval.solved = (inputs, result)
         return result
 
     def _publish(self, ts: datetime, merged, imports, result: PartResult) -> None:
         now = self.now()
-        cstore.save_result(
-            self.store,
+        row = (
             ts,
             self.config.region,
             self.config.interval_s,
@@ -321,19 +408,26 @@ class CascadeNode:
             result.document,
             now,
         )
+        self._write(ts, lambda c: cstore.insert_result(c, *row))
+        self._messages(ts).result_hash = result.result_hash
         missing = [
             str(t["id"]) for t in merged.get("ties", []) if is_import(t) and str(t["id"]) not in imports
         ]
         for peer in self.config.lowers:
-            part = self._payload("in", peer.id, "region_data", ts)["part"]
+            part_message = self._find("in", peer.id, "region_data", ts)
+            part = part_message.payload["part"]
             handed = child_imports(part, result, imports)
+            # the lower's result, as its report must reproduce it, solved while the lower solves it
+            self._after.append(
+                functools.partial(self._expect, ts, peer.id, part_message.message_id, part, handed)
+            )
             self._send_new(
                 peer,
                 ts,
                 BoundaryIntensities(
                     boundaries=[
                         BoundaryIntensity(
-                            bus=_far_bus(part, tie_id), branch_id=tie_id, intensity_g_per_kwh=value
+                            bus=far_bus(part, tie_id), branch_id=tie_id, intensity_g_per_kwh=value
                         )
                         for tie_id, value in sorted(handed.items())
                     ]
@@ -365,16 +459,29 @@ class CascadeNode:
         if self.config.upper is not None:
             self._send_new(self.config.upper, ts, report)
 
+    def _expect(self, ts: datetime, peer: str, part_id: str, part, handed) -> None:
+        try:
+            again = solve_part(part, handed, self.config.losses, self.config.interval_s)
+        except CascadeError:
+            return  # judged (and named) when the report comes
+        with self._lock:
+            self._messages(ts).expected[peer] = (part_id, handed, again)
+
     def _judge(self, ts: datetime, peer: PeerConfig, part, merged, result: PartResult) -> None:
         message = self._payload("in", peer.id, "interval_report", ts)
         if message is None:
             return
         report = IntervalReport.model_validate(message)
-        if cstore.judged_hash(self.store, ts, peer.id, self.id) == report.result_hash:
+        if self._judged(ts, peer.id, self.id) == report.result_hash:
             return
         handed_message = self._payload("out", peer.id, "boundary_intensities", ts) or {"boundaries": []}
         handed = {str(b["branch_id"]): b["intensity_g_per_kwh"] for b in handed_message["boundaries"]}
-        verdicts = judge_report(report, part, handed, result, merged, self.tol)
+        expected = self._messages(ts).expected.get(peer.id)
+        part_id = self._find("in", peer.id, "region_data", ts).message_id
+        again = None
+        if expected is not None and expected[0] == part_id and expected[1] == handed:
+            again = expected[2]
+        verdicts = judge_report(report, part, handed, result, merged, self.tol, again=again)
         self._verdicts(ts, peer.id, self.id, report.result_hash, verdicts)
         status = "mismatch" if any(v.status == "mismatch" for v in verdicts) else "ok"
         self._send(peer, ts, Verification(report_hash=report.result_hash, status=status, verdicts=verdicts))
@@ -384,7 +491,7 @@ class CascadeNode:
         if message is None:
             return
         verification = Verification.model_validate(message)
-        if cstore.judged_hash(self.store, ts, upper.id, upper.id) == verification.report_hash:
+        if self._judged(ts, upper.id, upper.id) == verification.report_hash:
             return
         self._verdicts(ts, upper.id, upper.id, verification.report_hash, verification.verdicts)
 
@@ -393,7 +500,9 @@ class CascadeNode:
         self, ts: datetime, peer: str, judge: str, report_hash: str | None, verdicts: list[Verdict]
     ):
         rows = [v.model_dump(mode="json") for v in verdicts]
-        cstore.save_verdicts(self.store, ts, peer, judge, report_hash, rows, self.now())
+        now = self.now()
+        self._write(ts, lambda c: cstore.replace_verdicts(c, ts, peer, judge, report_hash, rows, now))
+        self._messages(ts).judged[(peer, judge)] = (report_hash or "") if rows else None
         for row in rows:
             if row["status"] == "mismatch":
                 mismatch = Mismatch(ts, self.id, peer, judge, row)
@@ -404,10 +513,12 @@ class CascadeNode:
     def _send_new(self, peer: PeerConfig, ts: datetime, payload) -> None:
         """Send ``payload`` unless the last message of its kind to ``peer`` for ``ts`` says the same."""
         sent = self._find("out", peer.id, payload.kind, ts)
-        if sent is None or sent.digest != digest(payload.model_dump(mode="json")):
-            self._send(peer, ts, payload)
+        data = payload.model_dump(mode="json")
+        data_digest = digest(data)
+        if sent is None or sent.digest != data_digest:
+            self._send(peer, ts, payload, (data, data_digest))
 
-    def _send(self, peer: PeerConfig, ts: datetime, payload) -> None:
+    def _send(self, peer: PeerConfig, ts: datetime, payload, dumped=None) -> None:
         envelope = Envelope(
             message_id=uuid.uuid4().hex,
             sender=self.id,
@@ -422,15 +533,16 @@ class CascadeNode:
         envelope = envelope.signed(self.key)
         body = envelope.model_dump_json().encode("utf-8")
         kind = envelope.payload.kind
-        self.outbox.append(peer.id, envelope.message_id, kind, ts.isoformat(), body)
-        data = envelope.payload.model_dump(mode="json")
+        self._sends.append((peer.id, envelope.message_id, kind, ts.isoformat(), body))
+        if dumped is None or self.before_send is not None:
+            data = envelope.payload.model_dump(mode="json")
+            dumped = (data, digest(data))
         now = self.now()
         self._save(
-            cstore.StoredMessage(envelope.message_id, "out", peer.id, kind, ts, data, digest(data), now),
+            cstore.StoredMessage(envelope.message_id, "out", peer.id, kind, ts, *dumped, now),
             self.config.interval_s,
             now,
         )
-        self.wake(peer.id)
 
     def _audit(self, action: str, envelope: Envelope | None, detail: str) -> None:
         record_audit(
@@ -479,10 +591,3 @@ class CascadeNode:
             "peers": peers,
             "self_check": cstore.verification_summary(self.store, self.id),
         }
-
-
-def _far_bus(part: dict[str, Any], tie_id: str) -> str:
-    for tie in part.get("ties", []):
-        if str(tie["id"]) == tie_id:
-            return str(tie["to_bus"] if tie["end"] == "from" else tie["from_bus"])
-    return ""

@@ -62,11 +62,19 @@ class CascadeOutbox(SqliteOutbox):
             yield
 
     def append(self, peer: str, message_id: str, kind: str, ts: str, body: bytes) -> None:
+        self.append_many([(peer, message_id, kind, ts, body)])
+
+    def append_many(self, items: list[tuple[str, str, str, str, bytes]]) -> None:
+        """Queue (peer, message_id, kind, ts, body) items in one transaction: one fsync for all the
+        messages one step of an interval sends (group commit)."""
+        if not items:
+            return
+        now = time.time()
         with self._transaction():
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR IGNORE INTO cascade_out (peer, message_id, kind, ts, body, added_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (peer, message_id, kind, ts, body, time.time()),
+                [(*item, now) for item in items],
             )
 
     def oldest_for(self, peer: str, limit: int) -> list[QueuedMessage]:
@@ -84,7 +92,7 @@ class CascadeOutbox(SqliteOutbox):
         ]
 
     def acknowledge(self, key: int) -> bool:
-        with self._transaction():
+        with self._lock, self._relaxed(), self._transaction():
             deleted = self._db.execute("DELETE FROM cascade_out WHERE id = ?", (key,)).rowcount
             if deleted:
                 self._count("delivered", 1)
@@ -103,7 +111,7 @@ class CascadeOutbox(SqliteOutbox):
         return bool(deleted)
 
     def record_failure(self, key: int, error: str) -> None:
-        with self._transaction():
+        with self._lock, self._relaxed(), self._transaction():
             self._db.execute(
                 "UPDATE cascade_out SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                 (error[:500], key),

@@ -168,13 +168,16 @@ def hierarchical(
     handed_down: Mapping[str, float | None],
     upper: PartResult,
     tol: Tolerances = Tolerances(),
+    again: PartResult | None = None,
 ) -> list[Verdict]:
     """The lower's result equals the upper's: recomputed from what the lower sent (same hash, same
-    totals) and, bus by bus at the ties, equal to the upper's solution of its whole region."""
-    try:
-        again = solve_part(lower_part, handed_down, upper.losses, upper.interval_s)
-    except CascadeError as error:
-        return [_verdict("data", False, detail=str(error))]
+    totals) and, bus by bus at the ties, equal to the upper's solution of its whole region.  ``again``:
+    that recomputation when the upper made it already (same part, same handed-down intensities)."""
+    if again is None:
+        try:
+            again = solve_part(lower_part, handed_down, upper.losses, upper.interval_s)
+        except CascadeError as error:
+            return [_verdict("data", False, detail=str(error))]
     verdicts = [
         _verdict(
             "hierarchical",
@@ -229,11 +232,12 @@ def judge_report(
     upper: PartResult,
     merged_part: Mapping[str, Any],
     tol: Tolerances = Tolerances(),
+    again: PartResult | None = None,
 ) -> list[Verdict]:
     """Every check the upper runs on a lower's report of one interval."""
     return [
         *balance(report, tol),
         *tie_flows(report, merged_part, tol),
         *tie_intensities(report, handed_down, tol),
-        *hierarchical(report, lower_part, handed_down, upper, tol),
+        *hierarchical(report, lower_part, handed_down, upper, tol, again),
     ]

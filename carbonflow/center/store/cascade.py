@@ -135,21 +135,26 @@ def message_digests(store: Store, direction: str, peer: str, kind: str, ts: date
 
 def save_message(store: Store, message: StoredMessage, interval_s: int, created_at: datetime) -> None:
     with store.write() as connection:
-        connection.execute(
-            CascadeMessage.__table__.insert(),
-            {
-                "message_id": message.message_id,
-                "direction": message.direction,
-                "peer": message.peer,
-                "kind": message.kind,
-                "ts": message.ts,
-                "interval_s": interval_s,
-                "payload": message.payload,
-                "digest": message.digest,
-                "created_at": created_at,
-                "received_at": message.received_at,
-            },
-        )
+        insert_message(connection, message, interval_s, created_at)
+
+
+def insert_message(connection, message: StoredMessage, interval_s: int, created_at: datetime) -> None:
+    """:func:`save_message` inside a transaction the caller holds (one commit for one step)."""
+    connection.execute(
+        CascadeMessage.__table__.insert(),
+        {
+            "message_id": message.message_id,
+            "direction": message.direction,
+            "peer": message.peer,
+            "kind": message.kind,
+            "ts": message.ts,
+            "interval_s": interval_s,
+            "payload": message.payload,
+            "digest": message.digest,
+            "created_at": created_at,
+            "received_at": message.received_at,
+        },
+    )
 
 
 def last_exchange(store: Store, peer: str) -> datetime | None:
@@ -173,8 +178,15 @@ def pending_intervals(store: Store, since: datetime) -> list[datetime]:
         return sorted(utc(ts) for ts in seen if ts not in done)
 
 
-def save_result(
-    store: Store,
+def save_result(store: Store, *row: Any) -> None:
+    """One interval's result in its own transaction; ``row``: the arguments of :func:`insert_result`
+    after the connection (ts, region, interval_s, losses, result_hash, totals, document, now)."""
+    with store.write() as connection:
+        insert_result(connection, *row)
+
+
+def insert_result(
+    connection,
     ts: datetime,
     region: str,
     interval_s: int,
@@ -184,23 +196,21 @@ def save_result(
     document: dict[str, Any],
     now: datetime,
 ) -> None:
-    with store.write() as connection:
-        connection.execute(
-            delete(CascadeResult).where(CascadeResult.ts == ts, CascadeResult.region == region)
-        )
-        connection.execute(
-            CascadeResult.__table__.insert(),
-            {
-                "ts": ts,
-                "region": region,
-                "interval_s": interval_s,
-                "losses": losses,
-                "hash": result_hash,
-                "totals": totals,
-                "document": document,
-                "created_at": now,
-            },
-        )
+    """:func:`save_result` inside a transaction the caller holds."""
+    connection.execute(delete(CascadeResult).where(CascadeResult.ts == ts, CascadeResult.region == region))
+    connection.execute(
+        CascadeResult.__table__.insert(),
+        {
+            "ts": ts,
+            "region": region,
+            "interval_s": interval_s,
+            "losses": losses,
+            "hash": result_hash,
+            "totals": totals,
+            "document": document,
+            "created_at": now,
+        },
+    )
 
 
 def result_hash_at(store: Store, ts: datetime, region: str) -> str | None:
@@ -237,8 +247,15 @@ def result_at(store: Store, ts: datetime, region: str) -> dict[str, Any] | None:
     }
 
 
-def save_verdicts(
-    store: Store,
+def save_verdicts(store: Store, *row: Any) -> None:
+    """The verdicts of a judge on a pair for one interval, in their own transaction; ``row``: the
+    arguments of :func:`replace_verdicts` after the connection."""
+    with store.write() as connection:
+        replace_verdicts(connection, *row)
+
+
+def replace_verdicts(
+    connection,
     ts: datetime,
     peer: str,
     judge: str,
@@ -247,36 +264,36 @@ def save_verdicts(
     now: datetime,
 ) -> None:
     """The verdicts of ``judge`` on the pair (this center, ``peer``) for one interval, replacing earlier
-    ones of the same judge (an interval judged again is never counted twice)."""
-    with store.write() as connection:
-        connection.execute(
-            delete(CascadeVerification).where(
-                CascadeVerification.ts == ts,
-                CascadeVerification.peer == peer,
-                CascadeVerification.judge == judge,
-            )
+    ones of the same judge (an interval judged again is never counted twice), inside a transaction the
+    caller holds."""
+    connection.execute(
+        delete(CascadeVerification).where(
+            CascadeVerification.ts == ts,
+            CascadeVerification.peer == peer,
+            CascadeVerification.judge == judge,
         )
-        if verdicts:
-            connection.execute(
-                CascadeVerification.__table__.insert(),
-                [
-                    {
-                        "ts": ts,
-                        "peer": peer,
-                        "judge": judge,
-                        "check": v["check"],
-                        "status": v["status"],
-                        "subject": v.get("subject"),
-                        "expected": v.get("expected"),
-                        "found": v.get("found"),
-                        "tolerance": v.get("tolerance"),
-                        "detail": v.get("detail"),
-                        "report_hash": report_hash,
-                        "created_at": now,
-                    }
-                    for v in verdicts
-                ],
-            )
+    )
+    if verdicts:
+        connection.execute(
+            CascadeVerification.__table__.insert(),
+            [
+                {
+                    "ts": ts,
+                    "peer": peer,
+                    "judge": judge,
+                    "check": v["check"],
+                    "status": v["status"],
+                    "subject": v.get("subject"),
+                    "expected": v.get("expected"),
+                    "found": v.get("found"),
+                    "tolerance": v.get("tolerance"),
+                    "detail": v.get("detail"),
+                    "report_hash": report_hash,
+                    "created_at": now,
+                }
+                for v in verdicts
+            ],
+        )
 
 
 def verifications(

@@ -8,6 +8,13 @@
 (() => {
   const statusCell = (status) => elem("span", { class: `cascade-${status}` }, t(`cs_${status}`));
   const link = (url, text, id) => elem("a", { href: `${url.replace(/\/$/, "")}/#cascade`, id, class: "cascade-link" }, text);
+  // a center by its region's name where the topology names it ("Hefei (ah-hf)"), else by its id
+  const regionOf = {};
+  const centerName = (id) => {
+    const path = regionOf[id];
+    const name = path ? regionName(path) : path;
+    return name && name !== path ? `${name} (${id})` : id;
+  };
   const value = (v) => (v === null || v === undefined ? "—" : typeof v === "number" ? num(v, 6) : String(v));
 
   async function render() {
@@ -22,13 +29,14 @@
       return;
     }
     const center = view.center;
+    for (const c of [center, ...view.peers]) regionOf[c.id] = c.region;
     $("cas-center").replaceChildren(
-      `${t("this_center")}: ${center.id} · ${t(center.level)} · ${t("region")} ${regionName(center.region)} (${center.region}) · ${t("self_check")} `,
+      `${t("this_center")}: ${centerName(center.id)} · ${t(center.level)} · ${t("region")} ${regionName(center.region)} (${center.region}) · ${t("self_check")} `,
       statusCell(view.self_check?.status || "pending"));
     const upper = view.peers.find((p) => p.direction === "upper");
-    $("cas-nav").replaceChildren(...(upper ? [link(upper.url, `↑ ${t("step_up")}: ${upper.id} (${t(upper.level)})`, "cas-up")] : []));
+    $("cas-nav").replaceChildren(...(upper ? [link(upper.url, `↑ ${t("step_up")}: ${centerName(upper.id)} · ${t(upper.level)}`, "cas-up")] : []));
     put("cas-peers", table(view.peers, [
-      { label: t("center"), render: (p) => (p.direction === "lower" ? link(p.url, `↓ ${p.id}`, `cas-down-${p.id}`) : p.id) },
+      { label: t("center"), render: (p) => (p.direction === "lower" ? link(p.url, `↓ ${centerName(p.id)}`, `cas-down-${p.id}`) : centerName(p.id)) },
       { label: t("region"), render: (r) => regionName(r.region) },
       { label: t("level"), render: (p) => t(p.level) },
       { label: t("direction"), render: (p) => t(`dir_${p.direction}`) },
@@ -46,8 +54,8 @@
     checks.sort((a, b) => (a.status === "mismatch") === (b.status === "mismatch") ? b.ts.localeCompare(a.ts) : a.status === "mismatch" ? -1 : 1);
     put("cas-checks", table(checks.slice(0, 200), [
       { label: t("time"), render: (c) => localTime(c.ts) },
-      { label: t("center"), key: "peer" },
-      { label: t("judge"), key: "judge" },
+      { label: t("center"), render: (c) => centerName(c.peer) },
+      { label: t("judge"), render: (c) => centerName(c.judge) },
       { label: t("check"), key: "check" },
       { label: t("subject"), key: "subject" },
       { label: t("verification"), render: (c) => statusCell(c.status) },
