@@ -17,6 +17,7 @@ from collector_services import (  # noqa: F401 - fixture
     http_center,
 )
 
+from carbonflow.collector.clients.iec104 import Reading
 from carbonflow.collector.pollers import make_poller, read_stamp
 from carbonflow.collector.service import Collector
 from carbonflow.collector.validate import RawValue, Validator
@@ -262,3 +263,47 @@ def test_a_polled_value_is_stamped_at_the_middle_of_its_exchange_and_marked_when
     ts, quality = read_stamp(start, start + timedelta(seconds=4), 60)  # 08:01:00 lies in the exchange
     assert (ts, quality) == (start + timedelta(seconds=2), "estimated")
     assert read_stamp(start, start + timedelta(seconds=4), None)[1] == "good"  # no interval: nothing to miss
+
+
+def test_an_untagged_iec104_value_is_stamped_within_the_window_it_was_taken_in(tmp_path):
+    """A GI answer was taken between the GI and its arrival; a value the RTU sent unasked (background
+    scan) at most the link's latency before it arrived, as the tagged frames' delays show.  One taken
+    just before a boundary and arriving after it must not count, as good, in the next interval."""
+    boundary = datetime(2026, 12, 4, 8, 1, 0, tzinfo=UTC)
+    time = FakeTime()
+    cfg = config(
+        [dict(id="RTU", protocol="iec104", endpoint="127.0.0.1:9", common_address=1, freeze_period_s=60,
+              points=[{"name": "p", "ioa": 0x4001}])], tmp_path,
+    )  # fmt: skip
+    delivered: list[RawValue] = []
+    poller = make_poller(cfg.devices[0], cfg, lambda _, values: delivered.extend(values), clock=time)
+
+    def arrives(at: datetime, cot: int, tag: datetime | None = None) -> RawValue:
+        time.now = at
+        poller._on_reading(
+            Reading(0x4001, Decimal("300.5"), frozenset(), tag or at, tag is not None, 13, cot, 1)
+        )
+        poller._flush()
+        return delivered[-1]
+
+    async def scenario() -> None:
+        poller._interrogated_at = boundary - timedelta(seconds=0.4)  # GI sent just before the boundary
+        answer = arrives(boundary + timedelta(seconds=0.2), cot=20)
+        assert (answer.ts, answer.quality) == (boundary - timedelta(seconds=0.1), "estimated")
+        poller._interrogated_at = boundary + timedelta(seconds=5)
+        answer = arrives(boundary + timedelta(seconds=5.5), cot=20)
+        assert (answer.ts, answer.quality, answer.value) == (
+            boundary + timedelta(seconds=5.25),
+            "good",
+            Decimal("300.5"),
+        )
+        # tagged spontaneous frames arrive 0.5 to 3.5 s after their tags: latency spreads over 3 s
+        for delay_s in (0.5, 3.5, 1.0):
+            sent = boundary + timedelta(seconds=10)
+            arrives(sent + timedelta(seconds=delay_s), cot=3, tag=sent)
+        background = arrives(boundary + timedelta(seconds=61), cot=2)  # 08:02:00 within 3 s before it
+        assert (background.ts, background.quality) == (boundary + timedelta(seconds=59.5), "estimated")
+        background = arrives(boundary + timedelta(seconds=90), cot=2)
+        assert (background.ts, background.quality) == (boundary + timedelta(seconds=88.5), "good")
+
+    asyncio.run(scenario())

@@ -16,7 +16,7 @@ INTERVALS = 3
 
 def test_demo_cascade_verifies_every_interval_at_every_level_and_equals_the_single_center(tmp_path):
     options = DemoOptions(
-        directory=tmp_path / "demo", port=free_port(), speed=20.0, hours=1.0, max_intervals=INTERVALS,
+        directory=tmp_path / "demo", port=free_port(), speed=10.0, hours=1.0, max_intervals=INTERVALS,
         password="pw", cascade=True,
     )  # fmt: skip
     lines: list[str] = []

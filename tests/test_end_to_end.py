@@ -169,7 +169,7 @@ def test_center_outage_loses_nothing_and_duplicates_nothing(backend, request, tm
 
 def test_demo_meters_intervals_that_match_the_simulator_truth_and_a_restart_keeps_the_books(tmp_path):
     options = DemoOptions(
-        directory=tmp_path / "demo", port=free_port(), speed=20.0, hours=1.0, max_intervals=2, password="pw"
+        directory=tmp_path / "demo", port=free_port(), speed=10.0, hours=1.0, max_intervals=2, password="pw"
     )
     lines: list[str] = []
     report = asyncio.run(run_demo(options, say=lines.append))

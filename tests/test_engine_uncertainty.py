@@ -73,3 +73,61 @@ def test_a_mis_shaped_uncertainty_is_refused():
     bad = InputUncertainty(np.zeros(99), *[getattr(exact, f) for f in list(exact.__dataclass_fields__)[1:]])
     with pytest.raises(ValueError, match="shape"):
         propagate(snapshot, bad)
+
+
+def nearly_idle_tie(feeder_mw: float = 0.5, sigma_mw: float = 3.0):
+    """Bus 3 fed by a strong line from bus 1 and a nearly idle one from bus 2 (whose unit just covers
+    its own load); a lone consumer at bus 4 hangs on a nearly idle spur; the idle ends are uncertain."""
+    snapshot = snapshot_from_dict(
+        {
+            "generators": [
+                {"id": "G1", "bus": "1", "p_mw": 100.4, "intensity_g_per_kwh": 800.0},
+                {"id": "G2", "bus": "2", "p_mw": 50.0, "intensity_g_per_kwh": 0.0},
+            ],
+            "loads": [
+                {"id": "L2", "bus": "2", "p_mw": 50.0 - feeder_mw},
+                {"id": "L3", "bus": "3", "p_mw": 100.0 + feeder_mw - 0.1},
+                {"id": "L4", "bus": "4", "p_mw": 0.3},
+            ],
+            "branches": [
+                {"id": "b13", "from_bus": "1", "to_bus": "3", "p_from_mw": 100.0, "p_to_mw": -99.9},
+                {"id": "b23", "from_bus": "2", "to_bus": "3", "p_from_mw": feeder_mw, "p_to_mw": -feeder_mw},
+                {"id": "b14", "from_bus": "1", "to_bus": "4", "p_from_mw": 0.4, "p_to_mw": -0.3},
+            ],
+        }
+    )
+    exact = InputUncertainty.exact(snapshot)
+    idle = np.array([0.0, sigma_mw, 0.0])
+    spur = np.array([0.0, 0.0, 0.5])
+    return snapshot, InputUncertainty(
+        exact.gen_p_mw, exact.gen_intensity_g_per_kwh, exact.load_p_mw, idle + spur, idle + spur,
+        exact.storage_p_mw,
+    )  # fmt: skip
+
+
+def test_an_impossible_draw_is_drawn_again_or_left_out_and_never_fails_the_band():
+    """Ends of a nearly idle branch drawn on their own come out delivering power at both ends in about a
+    quarter of the draws, and the spur's consumer is drawn with nothing flowing to it in about a fifth:
+    the engine refuses such draws.  They must neither fail the interval's band nor bend it."""
+    snapshot, inputs = nearly_idle_tie()
+    solve(snapshot)  # the interval itself is possible
+    band = propagate(snapshot, inputs, samples=256, seed=3)
+    assert np.all(np.isfinite(band.bus_intensity_g_per_kwh))
+    assert 0 < band.rejected < 128 and band.samples == 256 - band.rejected  # the spur's draws left out
+    assert band.samples + band.rejected == 256
+    again = propagate(snapshot, inputs, samples=256, seed=3)  # redraws are seeded too
+    assert np.array_equal(again.bus_intensity_g_per_kwh, band.bus_intensity_g_per_kwh)
+    # bus 3 takes 0 to ~6 MW of G2's zero-carbon power out of ~106 MW: a band of a few % of 800 g/kWh
+    assert 1.0 < band.bus_intensity_g_per_kwh[snapshot.bus_ids.index("3")] < 80.0
+    assert band.bus_intensity_g_per_kwh[snapshot.bus_ids.index("1")] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_band_with_mostly_impossible_draws_is_unknown_not_an_error():
+    snapshot, inputs = nearly_idle_tie()
+    spur_only = InputUncertainty(
+        inputs.gen_p_mw, inputs.gen_intensity_g_per_kwh, inputs.load_p_mw,
+        np.array([0.0, 0.0, 40.0]), np.array([0.0, 0.0, 40.0]), inputs.storage_p_mw,
+    )  # fmt: skip
+    band = propagate(snapshot, spur_only, samples=64, seed=1)
+    assert band.samples == 0 and band.rejected > 32
+    assert np.all(np.isnan(band.bus_intensity_g_per_kwh))

@@ -40,8 +40,9 @@ def test_old_invalid_or_backwards_counter_readings_do_not_count():
     too_old = [r(ENERGY, -40, "100"), r(ENERGY, 15, "110")]
     assert ENERGY.key not in measurements_for_interval([ENERGY], too_old, at(0), at(15)).counters
     invalid = [r(ENERGY, 0, "100"), r(ENERGY, 15, "999", quality="invalid"), r(ENERGY, 10, "105")]
+    # 105 at minute 10 goes on at its rate since minute 0 (the invalid 999 plays no part)
     assert measurements_for_interval([ENERGY], invalid, at(0), at(15)).counters[ENERGY.key][1] == Decimal(
-        "105"
+        "107.5"
     )
     backwards = [r(ENERGY, 0, "100"), r(ENERGY, 15, "90")]  # a meter reset: not an energy
     assert ENERGY.key not in measurements_for_interval([ENERGY], backwards, at(0), at(15)).counters
@@ -53,9 +54,15 @@ def test_counters_are_interpolated_to_the_boundaries_between_unaligned_polls():
     readings = [r(ENERGY, -2, "100"), r(ENERGY, 3, "105"), r(ENERGY, 13, "115"), r(ENERGY, 18, "120")]
     data = measurements_for_interval([ENERGY], readings, at(0), at(15))
     assert data.counters[ENERGY.key] == (Decimal("102"), Decimal("117"))  # 15 kWh in the 15 minutes
-    # with nothing after the end yet, the last reading before it stands in
+    # with nothing after the end yet, the register goes on at the rate of its last two readings (1 kWh
+    # a minute from minute 3 to 13): not held at 115, the lowest value it can have, which would read low
     data = measurements_for_interval([ENERGY], readings[:3], at(0), at(15))
-    assert data.counters[ENERGY.key] == (Decimal("102"), Decimal("115"))
+    assert data.counters[ENERGY.key] == (Decimal("102"), Decimal("117"))
+    assert (
+        data.estimated[ENERGY.key].startswith("interpolated") and "extrapolated" in data.estimated[ENERGY.key]
+    )
+    stopped = [r(ENERGY, -2, "100"), r(ENERGY, 3, "105"), r(ENERGY, 13, "105")]  # no energy lately: held
+    assert measurements_for_interval([ENERGY], stopped, at(0), at(15)).counters[ENERGY.key][1] == 105
 
 
 def test_a_sample_read_across_a_boundary_counts_only_when_no_surer_one_came():

@@ -190,8 +190,8 @@ def _first_bad_snapshot(series: SnapshotSeries, bad: np.ndarray, losses: str, to
     try:
         solve(series.snapshot(t), losses, tol_mw=tol_mw)
     except SnapshotError as error:
-        raise SnapshotError(f"snapshot {t}: {error}") from None
-    raise SnapshotError(f"snapshot {t}: cannot be metered")
+        raise SnapshotError(f"snapshot {t}: {error}", snapshot=t) from None
+    raise SnapshotError(f"snapshot {t}: cannot be metered", snapshot=t)
 
 
 def solve_batch(
@@ -221,7 +221,8 @@ def solve_batch(
         try:
             parts.append(_solve_chunk(series.window(start, start + chunk), losses, tol_mw, method))
         except SnapshotError as error:
-            raise SnapshotError(_shift_snapshot_number(str(error), start)) from None
+            t = None if error.snapshot is None else error.snapshot + start
+            raise SnapshotError(_shift_snapshot_number(str(error), start), snapshot=t) from None
     return BatchResult(
         series,
         losses,

@@ -77,6 +77,8 @@ class MeteringLoop:
                 continue
             async with self._metering:
                 await self._remeter_pending(next_end)
+                if self._enough():  # late data completed an interval never metered before
+                    return
                 outcome = await asyncio.to_thread(self.service.meter_interval, next_end)
             if outcome.stored:
                 self.metered += 1
@@ -86,8 +88,11 @@ class MeteringLoop:
             self._track(outcome)
             await self._notify(outcome)
             next_end += timedelta(seconds=self.service.interval_s)
-            if self.max_intervals is not None and self.metered >= self.max_intervals:
+            if self._enough():
                 return
+
+    def _enough(self) -> bool:
+        return self.max_intervals is not None and self.metered >= self.max_intervals
 
     def _track(self, outcome: IntervalOutcome) -> None:
         if outcome.complete:

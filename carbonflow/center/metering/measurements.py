@@ -8,8 +8,9 @@ Counters (energy kWh, carbon kg) count by their value at both interval boundarie
 * otherwise the register is interpolated between the two readings that straddle the boundary; the
   true value lies between them (a register never runs backwards), which bounds the interpolation's
   error; the value is *estimated* and carries that bound;
-* with no reading after the boundary yet, the last one before it stands in (estimated, bounded by the
-  rate seen so far) — the interval is metered again when later readings arrive.
+* with no reading after the boundary yet, the register is extrapolated from the last reading before it
+  at the rate of the two last readings (estimated, the extrapolated increment as its bound) — the
+  interval is metered again when later readings arrive.
 
 A register that went backwards (reset, replaced meter) does not count for the interval.
 Instantaneous values are the good readings inside ``(start, end]``.  Readings of quality ``invalid``
@@ -244,16 +245,19 @@ def register_at(
         value = low.value + (high.value - low.value) * share  # type: ignore[operator]
         bound = max(value - low.value, high.value - value)  # type: ignore[operator]
         return BoundaryValue(value, bound, "interpolated between reads around the boundary", high.ts)
-    # nothing after it yet: hold the last value; the register grew by at most its recent rate since
+    # nothing after it yet: the register has gone on at its recent rate since its last reading (holding
+    # the last value instead would be the lowest possible value, not the likeliest: on a busy collector
+    # every such interval would read low, its consumers' energy going to the losses); the increment
+    # itself is the bound
     earlier = before - 1
-    bound = Decimal(0)
+    value, bound = low.value, Decimal(0)
     if earlier >= 0 and series[earlier].ts < low.ts:
-        rate = (low.value - series[earlier].value) / Decimal(  # type: ignore[operator]
-            str((low.ts - series[earlier].ts).total_seconds())
-        )
-        bound = abs(rate) * Decimal(str((moment - low.ts).total_seconds()))
-    held = "last reading before the boundary held"
-    return BoundaryValue(low.value, bound, held, low.ts)  # type: ignore[arg-type]
+        increment = max(low.value - series[earlier].value, Decimal(0))  # type: ignore[operator]
+        span_s = Decimal(str((low.ts - series[earlier].ts).total_seconds()))
+        bound = increment * Decimal(str((moment - low.ts).total_seconds())) / span_s
+        value = low.value + bound  # type: ignore[operator]
+    extrapolated = "extrapolated at the recent rate from the last reading before the boundary"
+    return BoundaryValue(value, bound, extrapolated, low.ts)  # type: ignore[arg-type]
 
 
 def point_mappings(device_map: Mapping) -> list[PointMapping]:

@@ -347,6 +347,7 @@ class MeteringService:
         computed.uncertainty = {
             "coverage_factor": bands.coverage_factor,
             "samples": bands.samples,
+            "rejected_samples": bands.rejected,
             "intensity_g_per_kwh": computed.bands,
             "totals": computed.totals_band,
         }
