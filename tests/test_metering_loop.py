@@ -67,6 +67,38 @@ def test_loop_meters_each_whole_interval_in_order_after_its_grace_and_again_when
     )
 
 
+class AwaitingService(RecordingService):
+    """Boundary readings arrive after the grace: the first interval's two looks later; the second's never
+    (a meter gone quiet), so it is metered when the longest wait is over."""
+
+    interval_s = 600  # 5 minutes of grace, 5 more at most waiting: many looks of the 7 s clock
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock, self.looks, self.metered_at = clock, {}, {}
+
+    def counters_awaited(self, end: datetime) -> int:
+        self.looks[end] = self.looks.get(end, 0) + 1
+        which = list(self.looks).index(end)  # 0: the first interval looked at, 1: the second, ...
+        return 1 if (which == 0 and self.looks[end] <= 2) or which == 1 else 0
+
+    def meter_interval(self, end: datetime, *, reason: str = "first metering") -> IntervalOutcome:
+        self.metered_at[end] = self.clock.t
+        return IntervalOutcome(end, stored=True, completeness=1.0, version=1, readings=10)
+
+
+def test_the_loop_waits_for_boundary_readings_on_their_way_but_no_longer_than_its_longest_wait():
+    clock = FakeClock(datetime(2026, 11, 25, 8, 0, 30, tzinfo=UTC))
+    service = AwaitingService(clock)
+    loop = MeteringLoop(service, now=clock, speed=1e6, max_intervals=3)
+    asyncio.run(loop.run())
+    first, second, third = (datetime(2026, 11, 25, 8, m, tzinfo=UTC) for m in (20, 30, 40))
+    assert service.looks[first] == 3 and service.looks[third] == 1  # ready at the third look; at once
+    assert first + loop.grace < service.metered_at[first] < first + loop.grace + loop.max_wait
+    assert service.metered_at[second] >= second + loop.grace + loop.max_wait  # waited as long as allowed
+    assert loop.waited == 2 and loop.metered == 3
+
+
 def test_topology_document_from_the_store_carries_what_metering_needs(tmp_path):
     grid = grid_document(reference_grid())
     store = Store.open(f"sqlite:///{tmp_path / 'c.db'}")

@@ -63,6 +63,11 @@ def test_counters_are_interpolated_to_the_boundaries_between_unaligned_polls():
     )
     stopped = [r(ENERGY, -2, "100"), r(ENERGY, 3, "105"), r(ENERGY, 13, "105")]  # no energy lately: held
     assert measurements_for_interval([ENERGY], stopped, at(0), at(15)).counters[ENERGY.key][1] == 105
+    # nothing read before the start (the collector has just started): back at the rate of the first two
+    data = measurements_for_interval([ENERGY], readings[1:], at(0), at(15))
+    assert data.counters[ENERGY.key] == (Decimal("102"), Decimal("117"))
+    assert "extrapolated back" in data.estimated[ENERGY.key]
+    assert ENERGY.key not in measurements_for_interval([ENERGY], readings[1:2], at(0), at(15)).counters
 
 
 def test_a_sample_read_across_a_boundary_counts_only_when_no_surer_one_came():

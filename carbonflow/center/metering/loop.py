@@ -1,7 +1,11 @@
 """Meter every interval once its data is in, and again when late data arrives: the center's loop.
 
 Interval ``k`` ends at a multiple of ``interval_s``; it is metered ``grace_s`` after its end so that
-the polls around the boundary have arrived.  The clock is the wall clock in production and the
+the polls around the boundary have arrived — and, where the service can tell (``counters_awaited``),
+once every counter read lately has a reading at or after the boundary, waiting at most ``max_wait_s``
+more: a boundary value still on its way would otherwise be estimated, and the interval metered from
+extrapolations first and again a moment later (on a busy machine, or at the demo's accelerated clock,
+the readings of a boundary can take longer than the grace).  The clock is the wall clock in production and the
 simulated clock in the demo (``speed`` says how many clock seconds pass per real second).
 
 An interval that was not complete — not metered at all, or metered with estimates (readings that had not
@@ -40,11 +44,14 @@ class MeteringLoop:
         on_outcome: Callable[[IntervalOutcome], None] | None = None,
         max_intervals: int | None = None,
         remeter_window_s: float | None = None,
+        max_wait_s: float | None = None,
     ) -> None:
         self.service = service
         self.now = now
         self.speed = speed
         self.grace = timedelta(seconds=service.interval_s / 2 if grace_s is None else grace_s)
+        self.max_wait = timedelta(seconds=service.interval_s / 2 if max_wait_s is None else max_wait_s)
+        self.waited = 0  # intervals metered later than their grace because boundary readings were awaited
         self.on_outcome = on_outcome
         # more listeners of each outcome (first metering and every new version), each called in a
         # worker thread after ``on_outcome``: e.g. the cascade takes the interval's part from here
@@ -62,6 +69,8 @@ class MeteringLoop:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or self._stop
+        awaited = getattr(self.service, "counters_awaited", None)
+        tick_s = self.service.interval_s / 30 / self.speed
         watch = getattr(self.service, "incomplete_intervals", None)
         if watch is not None:  # a restarted center keeps waiting for the late data of its last run
             self.pending.update(await asyncio.to_thread(watch, self.now() - self.remeter_window))
@@ -69,12 +78,20 @@ class MeteringLoop:
         next_end = interval_end_after(self.now(), self.service.interval_s) + timedelta(
             seconds=self.service.interval_s
         )
+        waiting = False
         while not stop.is_set():
             wait_s = (next_end + self.grace - self.now()).total_seconds() / self.speed
             if wait_s > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=wait_s)
                 continue
+            if await self._awaiting(awaited, next_end):
+                waiting = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=tick_s)
+                continue
+            self.waited += waiting
+            waiting = False
             async with self._metering:
                 await self._remeter_pending(next_end)
                 if self._enough():  # late data completed an interval never metered before
@@ -90,6 +107,12 @@ class MeteringLoop:
             next_end += timedelta(seconds=self.service.interval_s)
             if self._enough():
                 return
+
+    async def _awaiting(self, awaited: Callable[[datetime], int] | None, end: datetime) -> bool:
+        """Boundary readings of the interval ending at ``end`` are on their way and may be waited for."""
+        if awaited is None or self.now() >= end + self.grace + self.max_wait:
+            return False
+        return await asyncio.to_thread(awaited, end) > 0
 
     def _enough(self) -> bool:
         return self.max_intervals is not None and self.metered >= self.max_intervals

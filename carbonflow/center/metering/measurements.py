@@ -10,7 +10,9 @@ Counters (energy kWh, carbon kg) count by their value at both interval boundarie
   error; the value is *estimated* and carries that bound;
 * with no reading after the boundary yet, the register is extrapolated from the last reading before it
   at the rate of the two last readings (estimated, the extrapolated increment as its bound) — the
-  interval is metered again when later readings arrive.
+  interval is metered again when later readings arrive; with nothing read before the boundary (a
+  collector that has just started), the register is extrapolated back from the first two readings
+  after it, in the same way.
 
 A register that went backwards (reset, replaced meter) does not count for the interval.
 Instantaneous values are the good readings inside ``(start, end]``.  Readings of quality ``invalid``
@@ -232,7 +234,7 @@ def register_at(
         times = [r.ts for r in series]
     before = bisect.bisect_right(times, moment) - 1
     if before < 0 or moment - times[before] > max_age:
-        return None
+        return _extrapolated_back(series, moment, max_age, before + 1)
     low = series[before]
     flagged = low.quality in ESTIMATED_QUALITIES
     if low.ts == moment:
@@ -258,6 +260,25 @@ def register_at(
         value = low.value + bound  # type: ignore[operator]
     extrapolated = "extrapolated at the recent rate from the last reading before the boundary"
     return BoundaryValue(value, bound, extrapolated, low.ts)  # type: ignore[arg-type]
+
+
+def _extrapolated_back(
+    series: list[StoredReading], moment: datetime, max_age: timedelta, after: int
+) -> BoundaryValue | None:
+    """Nothing read before ``moment`` (a collector that has just started, a meter back from an outage):
+    the register ran before its first reading after ``moment`` at the rate of the first two readings
+    after it — the same estimate as forward from the last reading, and bound by the same increment.
+    With fewer than two readings there is no rate: the register says nothing about the interval."""
+    if after + 1 >= len(series):
+        return None
+    first, second = series[after], series[after + 1]
+    if first.ts - moment > max_age or second.ts <= first.ts:
+        return None
+    increment = max(second.value - first.value, Decimal(0))  # type: ignore[operator]
+    span_s = Decimal(str((second.ts - first.ts).total_seconds()))
+    bound = increment * Decimal(str((first.ts - moment).total_seconds())) / span_s
+    why = "extrapolated back at the rate of the first readings after the boundary"
+    return BoundaryValue(first.value - bound, bound, why, second.ts)  # type: ignore[operator]
 
 
 def point_mappings(device_map: Mapping) -> list[PointMapping]:

@@ -22,6 +22,7 @@ from sqlalchemy import String, func, select, type_coerce
 
 from carbonflow.center.metering.assemble import Assembled, assemble_snapshot
 from carbonflow.center.metering.measurements import (
+    COUNTER_QUANTITIES,
     HELD_QUANTITIES,
     PointMapping,
     StoredReading,
@@ -265,6 +266,22 @@ class MeteringService:
                     select(func.count()).select_from(Reading).where(Reading.ts >= low, Reading.ts <= high)
                 ).scalar_one()
             )
+
+    def counters_awaited(self, end: datetime) -> int:
+        """Counter points read lately (since one interval before the interval ending at ``end``) of which
+        no reading at or after ``end`` has arrived yet: the boundary values still on their way."""
+        span = timedelta(seconds=self.interval_s)
+        awaited = (
+            select(Reading.point_id)
+            .join(Point, Point.id == Reading.point_id)
+            .where(Reading.ts > end - 2 * span, Reading.ts <= end + span)
+            .where(Point.quantity.in_(COUNTER_QUANTITIES))
+            .group_by(Reading.point_id)
+            .having(func.max(Reading.ts) < end)
+            .subquery()
+        )
+        with self.store.read() as connection:
+            return int(connection.execute(select(func.count()).select_from(awaited)).scalar_one())
 
     def incomplete_intervals(self, since: datetime) -> dict[datetime, int]:
         """Intervals stored since ``since`` that were not metered from complete data, with the readings
