@@ -286,6 +286,31 @@ def test_stuck_value_and_line_zero_flow_on_the_readings_of_the_interval(store): 
     assert cleared_at == {("stuck", "EM-1"): 5, ("zero", "EM-2"): 4}
 
 
+def test_a_device_registered_while_the_center_runs_is_judged_from_its_first_interval(store):  # noqa: F811
+    field_devices(store)
+    engine = engine_with(
+        store,
+        {"id": "zero", "kind": "threshold", "quantity": "point.p_mw", "absolute": True, "below": 0.0001,
+         "scope": {"element_kinds": ["branch"]}},
+    )  # fmt: skip
+    readings(store, 1, {"EM-1/p": "10.5", "EM-2/p": "-3.1"})
+    engine.on_interval(outcome(1))  # the point catalogue is read here
+    assert active(store) == []
+    with store.write() as connection:  # `carbonflow center load` of one more meter, the center running
+        connection.execute(
+            insert(Device).values(id="EM-3", collector_id="C1", kind="energy_meter", protocol="dlt645",
+                                  bus_id="B2", region="AH/WH", status="online", online=True, last_seen=at(1))
+        )  # fmt: skip
+        connection.execute(
+            insert(Point).values(id="EM-3/p", device_id="EM-3", element_kind="branch", element_id="L3",
+                                 quantity="p_mw", end="from")
+        )  # fmt: skip
+    readings(store, 2, {"EM-1/p": "10.6", "EM-2/p": "-3.0", "EM-3/p": "0"})
+    evaluation = engine.on_interval(outcome(2))
+    assert evaluation.error is None
+    assert [(a["rule"], a["subject"]["id"]) for a in active(store)] == [("zero", "EM-3")]
+
+
 def test_a_register_jump_raises_until_the_register_comes_back(store):  # noqa: F811
     field_devices(store)
     engine = engine_with(
