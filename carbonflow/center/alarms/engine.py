@@ -109,6 +109,7 @@ class AlarmEngine:
         for key in self._active:
             self._watch(key)
         self._points: dict[str, dict[str, Any]] | None = None
+        self._divisors: dict[str, float] = {}  # point id -> its scale as a float (1.0 without one)
         self._bus_region: dict[str, str] | None = None  # read again when a bus appears (topology change)
         self._topology_version = 0
         self._meter_check_id = alarm_store.last_meter_check_id(store)
@@ -267,21 +268,20 @@ class AlarmEngine:
         )
         if needs_points:
             if self._points is None:
-                self._points = alarm_store.point_catalogue(self.store)
-            observed.points = self._points
+                self._read_points()
             start = outcome.end - timedelta(seconds=self.interval_s)
             raw = _last_per_point(getattr(outcome, "source_readings", None), start, outcome.end)
             if raw is None:  # an outcome without them (metered elsewhere): the store has them
                 raw = alarm_store.interval_point_values(self.store, start, outcome.end)
-            if not self._points.keys() >= raw.keys():  # a point registered since the catalogue was read
-                self._points = observed.points = alarm_store.point_catalogue(self.store)
-            points, values, times = self._points, observed.point_values, observed.point_times
+            if not self._divisors.keys() >= raw.keys():  # a point registered since the catalogue was read
+                self._read_points()
+            observed.points = self._points or {}
+            divisors, values, times = self._divisors, observed.point_values, observed.point_times
             shown = observed.point_shown
             for point_id, (ts, value) in raw.items():
-                point = points.get(point_id)
-                if point is not None:
-                    scale = point.get("scale")
-                    values[point_id] = float(value) / float(scale) if scale else float(value)
+                divisor = divisors.get(point_id)
+                if divisor is not None:  # x / 1.0 == x exactly: the same value as without a scale
+                    values[point_id] = float(value) / divisor
                     times[point_id] = ts
                     shown[point_id] = value
         if any((rule.quantity or "").startswith("bus.") for rule in rules):
@@ -304,6 +304,13 @@ class AlarmEngine:
         now = Observed(max(self.clock(), outcome.end), observed.wall_at, devices=observed.devices)
         now.collectors, now.camera_images = observed.collectors, observed.camera_images
         self._run(evaluation, now, STATE_KINDS, add=True)
+
+    def _read_points(self) -> None:
+        self._points = alarm_store.point_catalogue(self.store)
+        self._divisors = {
+            point_id: float(point["scale"]) if point.get("scale") else 1.0
+            for point_id, point in self._points.items()
+        }
 
     def _bus_regions(self, observed: Observed, outcome: Any) -> None:
         buses = getattr(outcome, "intensities", None) or {}
