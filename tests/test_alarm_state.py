@@ -218,3 +218,14 @@ def test_a_restarted_engine_loads_the_state_from_the_store(tmp_path):
         assert (alarm["rule"], alarm["subject"]["id"]) == ("loss", "EM-1")
     finally:
         center.store.close()
+
+
+def test_purged_images_are_read_again(tmp_path):
+    center = Center(tmp_path, AlarmEngine)
+    try:
+        center.image(at(1))
+        assert center.engine.field.camera_images() == {"CAM-1": at(1)}
+        center.images.purge(1, now=at(1) + timedelta(days=2))  # the camera's latest image is gone
+        assert center.engine.field.camera_images() == alarm_store.latest_images(center.store, ["CAM-1"]) == {}
+    finally:
+        center.store.close()
