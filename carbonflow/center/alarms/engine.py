@@ -51,7 +51,8 @@ FLAP_HOLD = 3  # a flapping alarm needs this many times ``clear_after`` clean ev
 
 @dataclass
 class Evaluation:
-    """What one evaluation did, with its cost (``gather_ms``: store reads; ``rules_ms``: the checks)."""
+    """What one evaluation did, with its cost (``gather_ms``: what the checks are given — the interval's
+    point values, state from memory or the store; ``rules_ms``: the checks)."""
 
     at: datetime
     trigger: str
