@@ -84,9 +84,12 @@ def readings(target, k: int, values: dict[str, str]) -> None:
         )  # fmt: skip
 
 
-def set_device(target, device: str, **values) -> None:
+def set_device(target, device: str, engine: AlarmEngine | None = None, **values) -> None:
+    """A device row changed, and (``engine``) the engine told so, as ingest does after its commit."""
     with target.write() as connection:
         connection.execute(update(Device).where(Device.id == device).values(**values))
+    if engine is not None:
+        engine.on_status(devices=[device], statuses=False)
 
 
 def engine_with(target, *rules: dict, **kwargs) -> AlarmEngine:
@@ -214,12 +217,13 @@ def test_comm_loss_clock_offset_and_camera_follow_the_device_state(store):  # no
         {"id": "collector", "kind": "collector_loss", "after_s": 300},
         clock=lambda: at(1), wall_clock=lambda: wall[0],
     )  # fmt: skip
-    set_device(store, "EM-1", last_seen=at(1))
-    set_device(store, "EM-2", last_seen=at(1))
-    set_device(store, "CAM-1", last_seen=at(1))
-    set_device(store, "ECM-1", last_seen=at(1))
+    set_device(store, "EM-1", engine, last_seen=at(1))
+    set_device(store, "EM-2", engine, last_seen=at(1))
+    set_device(store, "CAM-1", engine, last_seen=at(1))
+    set_device(store, "ECM-1", engine, last_seen=at(1))
     with store.write() as connection:
         connection.execute(update(Collector).values(last_seen=at(1)))
+    engine.on_status(collector_id="C1", statuses=False)
     assert engine.tick(at(1)).raised == []
     set_device(store, "EM-1", online=False, status="offline", error="connection refused")
     set_device(store, "EM-2", clock_offset_s=-30.0)
@@ -229,10 +233,10 @@ def test_comm_loss_clock_offset_and_camera_follow_the_device_state(store):  # no
     assert subjects == [("cam", "camera", "CAM-1"), ("clock", "device", "EM-2"), ("loss", "device", "EM-1")]
     assert engine.tick(at(3) + timedelta(seconds=1)).raised != []  # ECM-1 silent for over 120 s
     assert ("loss", "ECM-1") in {(a["rule"], a["subject"]["id"]) for a in active(store)}
-    set_device(store, "EM-1", online=True, status="online", last_seen=at(4))
-    set_device(store, "EM-2", clock_offset_s=0.2, last_seen=at(4))
-    set_device(store, "CAM-1", online=True, last_seen=at(4))
-    set_device(store, "ECM-1", last_seen=at(4))
+    set_device(store, "EM-1", engine, online=True, status="online", last_seen=at(4))
+    set_device(store, "EM-2", engine, clock_offset_s=0.2, last_seen=at(4))
+    set_device(store, "CAM-1", engine, online=True, last_seen=at(4))
+    set_device(store, "ECM-1", engine, last_seen=at(4))
     engine.tick(at(4))
     assert [a["subject"]["id"] for a in active(store)] == []
     wall[0] = at(7)
@@ -282,6 +286,31 @@ def test_stuck_value_and_line_zero_flow_on_the_readings_of_the_interval(store): 
     assert cleared_at == {("stuck", "EM-1"): 5, ("zero", "EM-2"): 4}
 
 
+def test_a_device_registered_while_the_center_runs_is_judged_from_its_first_interval(store):  # noqa: F811
+    field_devices(store)
+    engine = engine_with(
+        store,
+        {"id": "zero", "kind": "threshold", "quantity": "point.p_mw", "absolute": True, "below": 0.0001,
+         "scope": {"element_kinds": ["branch"]}},
+    )  # fmt: skip
+    readings(store, 1, {"EM-1/p": "10.5", "EM-2/p": "-3.1"})
+    engine.on_interval(outcome(1))  # the point catalogue is read here
+    assert active(store) == []
+    with store.write() as connection:  # `carbonflow center load` of one more meter, the center running
+        connection.execute(
+            insert(Device).values(id="EM-3", collector_id="C1", kind="energy_meter", protocol="dlt645",
+                                  bus_id="B2", region="AH/WH", status="online", online=True, last_seen=at(1))
+        )  # fmt: skip
+        connection.execute(
+            insert(Point).values(id="EM-3/p", device_id="EM-3", element_kind="branch", element_id="L3",
+                                 quantity="p_mw", end="from")
+        )  # fmt: skip
+    readings(store, 2, {"EM-1/p": "10.6", "EM-2/p": "-3.0", "EM-3/p": "0"})
+    evaluation = engine.on_interval(outcome(2))
+    assert evaluation.error is None
+    assert [(a["rule"], a["subject"]["id"]) for a in active(store)] == [("zero", "EM-3")]
+
+
 def test_a_register_jump_raises_until_the_register_comes_back(store):  # noqa: F811
     field_devices(store)
     engine = engine_with(
@@ -323,6 +352,8 @@ def test_reading_conflicts_and_meter_checks_since_the_last_evaluation(store):  #
             [dict(point_id="EM-1/e", ts=at(2) - timedelta(seconds=5), batch_id="again",
                   stored_value=Decimal("100"), offered_value=Decimal("90"), received_at=at(2))],
         )  # fmt: skip
+    engine.on_meter_checks()  # as the maintenance scheduler and ingest tell it after their commits
+    engine.on_status(devices=["EM-1"], statuses=False, conflicts=1)
     engine.on_interval(outcome(2))
     found = {(a["rule"], a["subject"]["kind"], a["subject"]["id"]) for a in active(store)}
     assert found == {("meter", "meter", "ECM-1"), ("jump", "device", "EM-1")}
@@ -332,6 +363,7 @@ def test_reading_conflicts_and_meter_checks_since_the_last_evaluation(store):  #
             [dict(device_id="ECM-1", carbon_point="x", energy_point="y", start_ts=at(2), end_ts=at(3),
                   status="ok", created_at=at(3))],
         )  # fmt: skip
+    engine.on_meter_checks()
     readings(store, 3, {"EM-1/e": "101"})
     engine.on_interval(outcome(3))
     assert active(store) == []

@@ -173,6 +173,17 @@ def test_a_failing_step_is_reported_and_does_not_stop_the_round(store, monkeypat
     assert report.errors == ["purge: disk on fire"] and report.meter_checks == 0
 
 
+def test_stored_meter_checks_are_announced_to_the_listeners(store, monkeypatch):
+    """The alarm engine reads new meter checks only when told some were stored (docs/alarms.md)."""
+    scheduler = MaintenanceScheduler(store, meter_check_every_s=60, clock=lambda: T0)
+    heard: list[list] = []
+    scheduler.meter_check_listeners.append(heard.append)
+    found: list[list] = [[], ["a check"]]
+    monkeypatch.setattr("carbonflow.center.maintenance.check_meters", lambda _store: found.pop(0))
+    assert scheduler.tick(T0).meter_checks == 0 and heard == []  # none stored: nobody is told
+    assert scheduler.tick(T0 + timedelta(seconds=60)).meter_checks == 1 and heard == [["a check"]]
+
+
 # --- configuration push end to end ----------------------------------------------------------------
 
 

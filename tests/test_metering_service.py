@@ -212,3 +212,23 @@ def test_the_reference_grid_meters_to_the_truth_from_samples_counters_or_both(tm
         inside += abs(value - true_value) <= outcome.bands[bus["id"]] + 1e-9
         assert outcome.bands[bus["id"]] <= 0.02 * max(true_value, 1.0), bus["id"]
     assert pairs >= 90 and inside >= 0.95 * pairs
+
+
+def test_a_device_registered_while_the_center_runs_is_metered_from_its_first_readings(tmp_path, world):
+    """`carbonflow center load` of one more RTU while the center runs: the running service reads its
+    point mapping again as soon as readings of the new points arrive (no restart)."""
+    topology, device_map, truths = world
+    late = [d for d in device_map["devices"] if d["id"] == "RTU-P01"]
+    early = {**device_map, "devices": [d for d in device_map["devices"] if d["id"] != "RTU-P01"]}
+    store = center_store(tmp_path, topology, early)
+    ingest(store, readings_at(early, truths[0], truths[0].ts))
+    ingest(store, readings_at(early, truths[1], truths[1].ts))
+    service = MeteringService(store, topology, INTERVAL_S)
+    first = service.meter_interval(truths[1].ts, download_factors=False)
+    assert first.stored and first.estimates > 0  # the plant's unit without its RTU: estimated
+    register_devices(store, late, collector_id="col-1")
+    ingest(store, readings_at({"devices": late}, truths[1], truths[1].ts + timedelta(seconds=1)))
+    ingest(store, readings_at(device_map, truths[2], truths[2].ts))
+    second = service.meter_interval(truths[2].ts, download_factors=False)
+    assert second.stored and second.complete and second.estimates == 0
+    assert {p["id"] for p in late[0]["points"]} <= {p.point_id for p in service.points}

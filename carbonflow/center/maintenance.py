@@ -98,6 +98,8 @@ class MaintenanceScheduler:
         self.next_checkpoint = started
         self.last: TickReport | None = None
         self._task: asyncio.Task | None = None
+        # called with the results after meter checks were stored (the alarm engine's on_meter_checks)
+        self.meter_check_listeners: list[Callable[[list], Any]] = []
 
     def tick(self, now: datetime | None = None) -> TickReport:
         now = now or self.clock()
@@ -128,6 +130,9 @@ class MaintenanceScheduler:
         if self.meter_check_every is not None and now >= self.next_meter_check:
             try:
                 results = check_meters(self.store)
+                if results:
+                    for listener in self.meter_check_listeners:
+                        listener(results)
                 report.meter_checks = len(results)
                 report.mismatches = sum(r.status == "mismatch" for r in results)
                 self.next_meter_check = now + self.meter_check_every

@@ -5,11 +5,16 @@ Three entry points, none of which looks at history beyond the interval just mete
 * :meth:`AlarmEngine.on_interval` — the metering loop's ``on_outcome``: every rule, over the interval's
   outcome, the last reading of each point inside that interval, the current device and collector state,
   the electric-carbon meter checks and reading conflicts that arrived since the last evaluation;
-* :meth:`AlarmEngine.on_status` — ingest of a device status: the device-state rules over the current
-  state (communication loss, clock offset, camera offline);
+* :meth:`AlarmEngine.on_status` — ingest stored a collector message: the rows it changed are read back
+  into the engine's field state, and when it held device statuses the device-state rules are evaluated
+  over the current state (communication loss, clock offset, camera offline);
 * :meth:`AlarmEngine.tick` — the scheduler's tick for time-based rules (a device silent for N seconds),
   over the current state only;
 * :meth:`AlarmEngine.cascade_verdict` — the hook the cascade's verification calls.
+
+The device, collector and camera state is kept in memory (:class:`~carbonflow.center.alarms.state.FieldState`:
+loaded at start, updated by ``on_status``, ``on_image``); new meter checks and reading conflicts are read
+only after ``on_meter_checks`` / ``on_status`` said some were stored — an interval reads no state.
 
 Lifecycle per ``(rule, subject)``: the condition held in ``count`` of the last ``window`` evaluations →
 one alarm is raised (never two active for the same key: more sightings count occurrences); ``clear_after``
@@ -34,6 +39,7 @@ from typing import Any
 from carbonflow.center.alarms.checks import CAMERA_KINDS, Finding, Observed
 from carbonflow.center.alarms.kinds import CHECKS, POINT_KINDS, STATE_KINDS
 from carbonflow.center.alarms.rules import AlarmRule, default_rules, parse_rules, rules_document
+from carbonflow.center.alarms.state import FieldState
 from carbonflow.center.store import Store
 from carbonflow.center.store import alarms as alarm_store
 
@@ -45,7 +51,8 @@ FLAP_HOLD = 3  # a flapping alarm needs this many times ``clear_after`` clean ev
 
 @dataclass
 class Evaluation:
-    """What one evaluation did, with its cost (``gather_ms``: store reads; ``rules_ms``: the checks)."""
+    """What one evaluation did, with its cost (``gather_ms``: what the checks are given — the interval's
+    point values, state from memory or the store; ``rules_ms``: the checks)."""
 
     at: datetime
     trigger: str
@@ -65,6 +72,10 @@ class AlarmEngine:
     # clean finding changes) and a history of clean sightings only is forgotten; False: every subject
     # and every history, as before (tests/test_alarm_findings.py: the very same alarms)
     only_watched = True
+    # the device, collector and camera state in memory, kept by the hooks (on_status, on_image, and
+    # on_meter_checks / on_status for meter checks and conflicts); False: read from the store at every
+    # evaluation, as before (tests/test_alarm_state.py: the very same alarms)
+    state_in_memory = True
 
     def __init__(
         self,
@@ -99,10 +110,13 @@ class AlarmEngine:
         for key in self._active:
             self._watch(key)
         self._points: dict[str, dict[str, Any]] | None = None
+        self._divisors: dict[str, float] = {}  # point id -> its scale as a float (1.0 without one)
         self._bus_region: dict[str, str] | None = None  # read again when a bus appears (topology change)
         self._topology_version = 0
         self._meter_check_id = alarm_store.last_meter_check_id(store)
         self._conflicts_after = alarm_store.latest_conflict_received(store)
+        self._new_meter_checks = self._new_conflicts = False  # stored since they were last read
+        self.field = FieldState(store) if self.state_in_memory else None
         self._verdicts: list[dict[str, Any]] = []
         self.last: Evaluation | None = None
         self.evaluations = 0
@@ -168,9 +182,46 @@ class AlarmEngine:
         """Evaluate every rule for the interval just metered (the metering loop's ``on_outcome``)."""
         return self._guarded("interval", outcome.end, lambda e: self._interval(e, outcome))
 
-    def on_status(self, *_args: Any, **_kwargs: Any) -> Evaluation:
-        """A device status arrived: the device-state rules over the current state."""
-        return self.tick(trigger="status")
+    def on_status(
+        self,
+        *,
+        collector_id: str | None = None,
+        devices: Iterable[str] | None = None,
+        statuses: bool = True,
+        conflicts: int = 0,
+    ) -> Evaluation | None:
+        """Ingest stored a collector message (``carbonflow.center.ingest.receive``, after the commit): the
+        rows of ``devices`` and of ``collector_id`` are read back (neither given: every row); reading
+        conflicts among it are read at the next interval; device ``statuses`` among it: the
+        device-state rules over the current state."""
+        try:
+            if self.field is not None:
+                if collector_id is None and devices is None:
+                    self.field.reload()
+                else:
+                    self.field.changed(devices or (), [collector_id] if collector_id else ())
+        except Exception:  # the next message or a restart brings the state back; ingest goes on
+            log.exception("alarm state: reading back the changed rows failed")
+        if conflicts:
+            self._new_conflicts = True
+        return self.tick(trigger="status") if statuses else None
+
+    def on_image(self, camera_id: str | None, ts: datetime | None) -> None:
+        """A site image was stored (``ImageStore.listeners``): the camera's latest image time; images
+        were purged (``None``): the state is read again."""
+        if self.field is None:
+            return
+        try:
+            if camera_id is None or ts is None:
+                self.field.reload()
+            else:
+                self.field.image_stored(camera_id, ts)
+        except Exception:  # never fails an image upload
+            log.exception("alarm state: a stored image")
+
+    def on_meter_checks(self, results: Iterable[Any] = ()) -> None:
+        """Electric-carbon meter checks were stored (the maintenance scheduler): read at the next interval."""
+        self._new_meter_checks = True
 
     def tick(self, now: datetime | None = None, *, trigger: str = "tick") -> Evaluation:
         """The scheduler's tick: time-based rules over the current device and collector state."""
@@ -218,28 +269,31 @@ class AlarmEngine:
         )
         if needs_points:
             if self._points is None:
-                self._points = alarm_store.point_catalogue(self.store)
-            observed.points = self._points
+                self._read_points()
             start = outcome.end - timedelta(seconds=self.interval_s)
             raw = _last_per_point(getattr(outcome, "source_readings", None), start, outcome.end)
             if raw is None:  # an outcome without them (metered elsewhere): the store has them
                 raw = alarm_store.interval_point_values(self.store, start, outcome.end)
-            points, values, times = self._points, observed.point_values, observed.point_times
+            if not self._divisors.keys() >= raw.keys():  # a point registered since the catalogue was read
+                self._read_points()
+            observed.points = self._points or {}
+            divisors, values, times = self._divisors, observed.point_values, observed.point_times
             shown = observed.point_shown
             for point_id, (ts, value) in raw.items():
-                point = points.get(point_id)
-                if point is not None:
-                    scale = point.get("scale")
-                    values[point_id] = float(value) / float(scale) if scale else float(value)
+                divisor = divisors.get(point_id)
+                if divisor is not None:  # x / 1.0 == x exactly: the same value as without a scale
+                    values[point_id] = float(value) / divisor
                     times[point_id] = ts
                     shown[point_id] = value
         if any((rule.quantity or "").startswith("bus.") for rule in rules):
             self._bus_regions(observed, outcome)
-        if "meter_mismatch" in kinds:
+        if "meter_mismatch" in kinds and (self._new_meter_checks or self.field is None):
+            self._new_meter_checks = False  # before the read: checks stored meanwhile set it again
             observed.meter_checks = alarm_store.meter_checks_after(self.store, self._meter_check_id)
             if observed.meter_checks:
                 self._meter_check_id = observed.meter_checks[-1]["id"]
-        if "tamper" in kinds:
+        if "tamper" in kinds and (self._new_conflicts or self.field is None):
+            self._new_conflicts = False
             observed.conflicts = alarm_store.conflicts_after(self.store, self._conflicts_after)
             if observed.conflicts:
                 self._conflicts_after = observed.conflicts[-1]["received_at"]
@@ -252,6 +306,13 @@ class AlarmEngine:
         now.collectors, now.camera_images = observed.collectors, observed.camera_images
         self._run(evaluation, now, STATE_KINDS, add=True)
 
+    def _read_points(self) -> None:
+        self._points = alarm_store.point_catalogue(self.store)
+        self._divisors = {
+            point_id: float(point["scale"]) if point.get("scale") else 1.0
+            for point_id, point in self._points.items()
+        }
+
     def _bus_regions(self, observed: Observed, outcome: Any) -> None:
         buses = getattr(outcome, "intensities", None) or {}
         if self._bus_region is None or not self._bus_region.keys() >= buses.keys():
@@ -260,6 +321,13 @@ class AlarmEngine:
         observed.bus_region, observed.topology_version = self._bus_region, self._topology_version
 
     def _gather_state(self, observed: Observed, kinds: set[str]) -> None:
+        if self.field is not None:  # in memory: nothing to read
+            observed.devices, observed.device_region = self.field.devices(), self.field.device_region()
+            if "camera_offline" in kinds:
+                observed.camera_images = self.field.camera_images()
+            if "collector_loss" in kinds:
+                observed.collectors = self.field.collectors()
+            return
         if kinds & {"comm_loss", "clock_offset", "camera_offline", "meter_mismatch"} or kinds & set(
             POINT_KINDS
         ):
@@ -384,7 +452,9 @@ class AlarmEngine:
         elif finding.bus:
             devices = observed.devices
             if devices is None:
-                devices = observed.devices = alarm_store.device_states(self.store)
+                devices = observed.devices = (
+                    self.field.devices() if self.field is not None else alarm_store.device_states(self.store)
+                )
             cameras = [
                 d["id"] for d in devices if d.get("kind") == "camera" and d.get("bus_id") == finding.bus
             ]

@@ -117,6 +117,7 @@ def create_app(
         app.state.mqtt = subscriber
         scheduler = scheduler_from_settings(store, settings)  # command retries, retention, meter checks
         if scheduler is not None:
+            scheduler.meter_check_listeners.append(app.state.alarms.on_meter_checks)
             scheduler.start()
         app.state.maintenance = scheduler
         metering = None
@@ -181,6 +182,7 @@ def create_app(
     channels = channels_from_settings(settings)  # alarms: rules evaluated as intervals are metered
     app.state.alarms = AlarmEngine(store, channels=channels, interval_s=settings.metering_interval_s or 900)
     app.state.notifier = Notifier(store, channels, max_attempts=settings.alarm_notify_max_attempts)
+    app.state.images.listeners.append(app.state.alarms.on_image)  # cameras' latest images (alarm state)
     if cascade is not None:  # a verification mismatch with a peer center raises an alarm here
         cascade.node.on_mismatch(
             lambda m: app.state.alarms.cascade_verdict(m.peer, "mismatch", m.message(), at=m.ts)

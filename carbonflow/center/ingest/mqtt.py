@@ -95,7 +95,7 @@ class MqttIngest:
         command_poll_s: float = 1.0,
         keepalive_s: int = 30,
         images: Any = None,  # an ImageStore: also receive camera images
-        on_status: Any = None,  # called after device statuses were stored (the alarm engine)
+        on_status: Any = None,  # called after a collector message was stored (the alarm engine)
         tls_context: ssl.SSLContext | None = None,  # mqtts://: a private CA, a client certificate
     ) -> None:
         self.tls_context = tls_context

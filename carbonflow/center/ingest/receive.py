@@ -201,7 +201,10 @@ def authenticate_document(store: Store, collector_id: str, document: dict[str, A
     )  # fmt: skip
 
 
-StatusHook = Callable[[], Any]  # called after device statuses were stored (the alarm engine's on_status)
+# called after a collector message was stored (the alarm engine's on_status), with keywords:
+# collector_id, devices (ids whose rows it changed: statuses, last seen), statuses (device statuses among
+# it: the state rules run), conflicts (readings offered again with another value)
+StatusHook = Callable[..., Any]
 
 
 def receive_batch(
@@ -219,8 +222,15 @@ def receive_batch(
     # would be a duplicate by batch_id anyway); a refused batch stays in the outbox and is re-signed
     check_fresh(store, batch.collector_id, "batch", batch.nonce, batch.signed_at, ordered=False)
     ack = ingest_batch(store, batch, received_at=received_at, canonical=canonical)
-    if on_status is not None and batch.statuses and not ack.duplicate_batch:
-        on_status()
+    if on_status is not None and not ack.duplicate_batch:
+        devices = {reading.point.rsplit("/", 1)[0] for reading in batch.readings}
+        devices.update(s.device for s in batch.statuses if s.device != batch.collector_id)
+        on_status(
+            collector_id=batch.collector_id,
+            devices=sorted(devices),
+            statuses=bool(batch.statuses),
+            conflicts=ack.conflicts,
+        )
     return ack
 
 
@@ -245,8 +255,9 @@ def receive_status(
         raise InvalidBatchError(f"invalid device status: {str(error).splitlines()[0]}") from None
     record_status(store, collector_id, statuses, config_version=document.get("config_version"))
     record_status_report(store, collector_id, unsigned)  # outbox state etc., shown in /collectors
-    if on_status is not None and statuses:
-        on_status()
+    if on_status is not None:
+        devices = sorted({s.device for s in statuses if s.device != collector_id})
+        on_status(collector_id=collector_id, devices=devices, statuses=bool(statuses))
     return None
 
 

@@ -188,6 +188,7 @@ class MeteringService:
             )
             for s in topology.get("storage", [])
         }
+        self._known_points: frozenset[str] = frozenset()  # every point id in the store (mapped or left out)
         self.points = self._point_mappings()
         self.ties: Any = None  # a crossregion.TieLink (set by the wiring): neighbours' tie intensities
         warm_up()  # load the compiled engine kernel now rather than in the first interval
@@ -204,15 +205,11 @@ class MeteringService:
                 select(
                     Point.id, Point.element_kind, Point.element_id, Point.quantity, Point.end, Point.scale,
                     Point.accuracy_percent, Point.resolution,
-                )
-                .join(Device, Device.id == Point.device_id)
-                .where(
-                    ~(
-                        Point.secondary.is_(True)
-                        & (Device.ct_ratio.is_(None) | Device.vt_ratio.is_(None))
-                    )
-                )
+                    (Point.secondary.is_(True) & (Device.ct_ratio.is_(None) | Device.vt_ratio.is_(None)))
+                    .label("left_out"),
+                ).join(Device, Device.id == Point.device_id)
             ).all()  # fmt: skip
+        self._known_points = frozenset(row.id for row in rows)
         return [
             PointMapping(
                 point_id,
@@ -224,11 +221,20 @@ class MeteringService:
                 accuracy_percent=accuracy,
                 resolution=resolution if resolution is not None else Decimal(0),
             )
-            for point_id, kind, element, quantity, end, scale, accuracy, resolution in rows
+            for point_id, kind, element, quantity, end, scale, accuracy, resolution, left_out in rows
+            if not left_out
         ]
 
     def refresh_points(self) -> None:
         self.points = self._point_mappings()
+
+    def _catch_up_points(self, readings: Iterable[StoredReading]) -> None:
+        """Read the point mapping again when readings name a point it does not know: a device registered
+        while the center runs (``carbonflow center load``; ingest refuses readings of unknown points, so
+        a reading of a point not known here means one was registered since).  Cheap: only then."""
+        known = self._known_points
+        if any(reading.point_id not in known for reading in readings):
+            self.refresh_points()
 
     def _window(self, end: datetime) -> tuple[datetime, datetime]:
         """Readings an interval is metered from: one interval on either side of it, so a counter read
@@ -319,6 +325,7 @@ class MeteringService:
         service metered last); ``losses``: the loss convention (default: the service's); ``factors``:
         generator id -> g/kWh replacing the assembled intensity (a corrected emission factor);
         ``discharge``: storage id -> g/kWh of its discharge (default: the carbon this service carried)."""
+        self._catch_up_points(readings)
         data = measurements_for_interval(
             self.points,
             readings,

@@ -300,8 +300,9 @@ def latest_alarm_change(target: Store) -> datetime | None:
 # --- context for the rules: current device state, nearest site image ------------------------------------
 
 
-def device_states(target: Store) -> list[dict[str, Any]]:
-    """Every device's current state (one row each): what the time-based rules look at, never history."""
+def device_states(target: Store, ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every device's current state (one row each; ``ids``: of these devices only): what the time-based
+    rules look at, never history."""
     columns = (
         Device.id,
         Device.kind,
@@ -314,8 +315,9 @@ def device_states(target: Store) -> list[dict[str, Any]]:
         Device.clock_offset_s,
         Device.error,
     )
+    query = select(*columns) if ids is None else select(*columns).where(Device.id.in_(ids))
     with connection_of(target, write=False) as connection:
-        return [dict(row._mapping) for row in connection.execute(select(*columns))]
+        return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def latest_images(target: Store, camera_ids: list[str]) -> dict[str, datetime]:
@@ -472,7 +474,10 @@ def latest_conflict_received(target: Store) -> datetime | None:
         return connection.execute(select(func.max(ReadingConflict.received_at))).scalar_one_or_none()
 
 
-def collector_states(target: Store) -> list[dict[str, Any]]:
+def collector_states(target: Store, ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every collector's region, last seen and status (``ids``: of these collectors only)."""
+    query = select(Collector.id, Collector.region, Collector.last_seen, Collector.status)
+    if ids is not None:
+        query = query.where(Collector.id.in_(ids))
     with connection_of(target, write=False) as connection:
-        query = select(Collector.id, Collector.region, Collector.last_seen, Collector.status)
         return [dict(row._mapping) for row in connection.execute(query)]

@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,6 +96,9 @@ class ImageStore:
         self.retention_days = retention_days
         self.purge_every_s = purge_every_s
         self._last_purge = time.monotonic()
+        # called with (camera id, ts) after an image was stored, and with (None, None) after images were
+        # purged (the latest image of a camera may be gone): the alarm engine keeps cameras' latest images
+        self.listeners: list[Callable[[str | None, datetime | None], Any]] = []
 
     # -- files --------------------------------------------------------------------------------------
     def path(self, key: str) -> Path:
@@ -162,6 +166,8 @@ class ImageStore:
                 if existing is None:
                     raise
             else:
+                for listener in self.listeners:
+                    listener(camera_id, ts)
                 self.maybe_purge()
                 return SavedImage(camera_id, ts, key, sha256, duplicate=False)
         if existing["sha256"] != sha256:
@@ -240,4 +246,7 @@ class ImageStore:
             with contextlib.suppress(FileNotFoundError):
                 self.path(key).unlink()
                 report.files_deleted += 1
+        if report.rows_deleted:
+            for listener in self.listeners:
+                listener(None, None)
         return report
