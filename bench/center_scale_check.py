@@ -7,8 +7,9 @@ filled store: one metered by the carbonflow of ``--old`` (a directory holding an
 by this tree.  Every interval is metered twice (the second time as a re-metering: a new version, the first
 kept in ``interval_versions``).  With ``--thin`` a deterministic share of the readings is deleted first
 (every 23rd counter loses its reading at one boundary, every 41st at two, every 31st point's reading at
-one boundary is marked estimated: interpolated, held and missing counters, estimates).  Then every row of ``intervals``, ``interval_versions`` and the result tables is
-compared (the creation times and the chain hash, which covers the creation time, left out).
+one boundary is marked estimated: interpolated, held and missing counters, estimates).  Then every row
+of ``intervals``, ``interval_versions`` and the result tables is compared (the creation times and the
+chain hash, which covers the creation time, left out).
 
     .venv/bin/python bench/center_scale_check.py --old /tmp/old [--sizes 104 2000] [--thin]
 """
@@ -28,7 +29,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-TABLES = ("intervals", "interval_versions", "bus_results", "branch_results", "generator_results", "load_results")
+TABLES = (
+    "intervals",
+    "interval_versions",
+    "bus_results",
+    "branch_results",
+    "generator_results",
+    "load_results",
+)
 NOT_COMPARED = {"created_at", "superseded_at", "chain_hash"}  # times of the run, and the hash over them
 
 
