@@ -78,6 +78,11 @@ class PointMapping:
     def _resolution_in_element_units(self) -> float:
         return float(abs(self.resolution * self.scale_to_element))
 
+    @cached_property
+    def quantisation_variance(self) -> float:
+        """Of a counter's increase: two quantised registers (element units squared)."""
+        return self._resolution_in_element_units**2 / 6
+
 
 class StoredReading(NamedTuple):
     """A reading as stored (a tuple: an interval of a large grid reads hundreds of thousands of them)."""
@@ -88,8 +93,7 @@ class StoredReading(NamedTuple):
     quality: str = "good"
 
 
-@dataclass(frozen=True)
-class BoundaryValue:
+class BoundaryValue(NamedTuple):  # a tuple: two per counter and interval
     value: Decimal
     bound: Decimal  # the true register lies within value ± bound (0 for a reading at the boundary)
     estimated: str | None  # why it is an estimate, None when read at the boundary
@@ -123,10 +127,11 @@ def measurements_for_interval(
     held_max_age = timedelta(seconds=held_max_age_s) if held_max_age_s is not None else max_age
     by_point: dict[str, list[StoredReading]] = {}
     for reading in readings:
-        if reading.value is not None and reading.quality != "invalid":
-            series = by_point.get(reading.point_id)
+        point_id, _ts, value, quality = reading
+        if value is not None and quality != "invalid":
+            series = by_point.get(point_id)
             if series is None:
-                by_point[reading.point_id] = [reading]
+                by_point[point_id] = [reading]
             else:
                 series.append(reading)
     for series in by_point.values():
@@ -204,22 +209,21 @@ def _counter_over_interval(
         return None  # nothing read inside the interval: the register says nothing about it
     lo = bisect.bisect_left(times, start - max_age)
     hi = bisect.bisect_right(times, end + max_age)
-    if any(series[i + 1].value < series[i].value for i in range(lo, hi - 1)):  # type: ignore[operator]
+    values = [r.value for r in series[lo:hi]]
+    if any(later < earlier for earlier, later in zip(values, values[1:])):  # type: ignore[operator]
         return None  # reset or replaced meter in between: not an energy
     if last.value < first.value:
         return None
     scale = point.scale_to_element
     energy = float((last.value - first.value) * scale)
-    resolution = point.resolution_in_element_units()
-    u = math.sqrt(
-        (point.mpe_percent / 100.0 * abs(energy)) ** 2 / 3
-        + resolution**2 / 6  # two quantised registers
-        + float(first.bound * abs(scale)) ** 2 / 3
-        + float(last.bound * abs(scale)) ** 2 / 3
-    )
-    reasons = [why for why in (first.estimated, last.estimated) if why]
-    why = "; ".join(dict.fromkeys(reasons)) or None
-    return (first.value * scale, last.value * scale), u, why
+    u_squared = (point.mpe_percent / 100.0 * abs(energy)) ** 2 / 3 + point.quantisation_variance
+    if first.bound:  # a bound of 0 adds 0.0: left out, the same sum
+        u_squared += float(first.bound * abs(scale)) ** 2 / 3
+    if last.bound:
+        u_squared += float(last.bound * abs(scale)) ** 2 / 3
+    before, after = first.estimated, last.estimated
+    why = f"{before}; {after}" if before and after and before != after else before or after or None
+    return (first.value * scale, last.value * scale), math.sqrt(u_squared), why
 
 
 def register_at(
