@@ -32,6 +32,14 @@ ElementKey = tuple[str, str, str, str]  # (element_kind, element_id, quantity, e
 HELD_RELATIVE_U = 0.10  # a value held from the previous interval: 10 % (1σ) of it
 LOSSLESS_RELATIVE_U = 0.01  # the other end of a branch, losses ignored: 1 % of the flow
 RECONCILE_COVERAGE = 3.0  # both ends of a branch delivering within this many 1σ: sampling, not a fault
+# the point quantities a snapshot is assembled from (energy counters, carbon counters, power samples,
+# factor registers): the others (voltages, reactive power) need not be turned into measurements
+ASSEMBLED_QUANTITIES = frozenset(
+    {
+        "export_energy_kwh", "import_energy_kwh", "charge_energy_kwh", "discharge_energy_kwh", "carbon_kg",
+        "p_mw", "intensity_g_per_kwh",
+    }
+)  # fmt: skip
 SECTIONS = ("generators", "generator_intensity", "loads", "storage", "branches_from", "branches_to")
 
 

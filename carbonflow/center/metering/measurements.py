@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -44,6 +44,7 @@ EXACT_QUANTITIES = frozenset({"intensity_g_per_kwh"})
 HELD_QUANTITIES = EXACT_QUANTITIES
 ESTIMATED_QUALITIES = frozenset({"estimated", "stale"})
 _time_of = attrgetter("ts")
+SQRT_3 = math.sqrt(3)
 
 
 @dataclass(frozen=True)
@@ -120,20 +121,20 @@ def measurements_for_interval(
     end: datetime,
     max_age_s: float | None = None,
     held_max_age_s: float | None = None,
+    quantities: Collection[str] | None = None,
 ) -> Measurements:
     """``readings`` must include, for counters, readings up to ``max_age_s`` before ``start``, and for
-    factor registers the last reading up to ``held_max_age_s`` before it."""
+    factor registers the last reading up to ``held_max_age_s`` before it.  ``quantities``: only the
+    points of these (default: every point) — the assembly reads neither voltages nor reactive power,
+    a third of a large grid's points."""
     max_age = timedelta(seconds=max_age_s if max_age_s is not None else (end - start).total_seconds())
     held_max_age = timedelta(seconds=held_max_age_s) if held_max_age_s is not None else max_age
-    by_point: dict[str, list[StoredReading]] = {}
+    points = [p for p in points if p.quantity in quantities] if quantities is not None else list(points)
+    by_point: dict[str, list[StoredReading]] = {point.point_id: [] for point in points}
     for reading in readings:
-        point_id, _ts, value, quality = reading
-        if value is not None and quality != "invalid":
-            series = by_point.get(point_id)
-            if series is None:
-                by_point[point_id] = [reading]
-            else:
-                series.append(reading)
+        series = by_point.get(reading[0])
+        if series is not None and reading[2] is not None and reading[3] != "invalid":
+            series.append(reading)
     for series in by_point.values():
         if len(series) > 1:
             series.sort(key=_time_of)
@@ -143,12 +144,14 @@ def measurements_for_interval(
     uncertainty: dict[ElementKey, float] = {}
     estimated: dict[ElementKey, str] = {}
     chosen: dict[ElementKey, _Candidate] = {}
+    window = (start - max_age, end + max_age)  # the readings a counter's reset is looked for in
+    held_since = start - held_max_age
     for order, point in enumerate(points):
         series = by_point.get(point.point_id)
         if not series:  # nothing read: neither a counter nor a sample says anything
             continue
         if point.is_counter:
-            found = _counter_over_interval(point, series, start, end, max_age)
+            found = _counter_over_interval(point, series, start, end, max_age, window)
             if found is None:
                 continue
             pair, u, why = found
@@ -162,7 +165,7 @@ def measurements_for_interval(
                 if not inside and point.quantity in HELD_QUANTITIES:
                     # a factor register is reported when it changes (IEC 104 spontaneous data, a
                     # download): the last value before the interval is still the value in force
-                    inside = [r for r in series if start - held_max_age <= r.ts <= start][-1:]
+                    inside = [r for r in series if held_since <= r.ts <= start][-1:]
                 if not inside:
                     continue
                 flagged = sorted({r.quality for r in inside if r.quality in ESTIMATED_QUALITIES})
@@ -172,8 +175,8 @@ def measurements_for_interval(
             pair, u = values, _sample_mean_uncertainty(point, values)
             target = instants
         key = point.key
-        candidate = _Candidate(u, why, order)
-        if candidate.better_than(chosen.get(key)):
+        candidate, other = _Candidate(u, why, order), chosen.get(key)
+        if other is None or candidate.better_than(other):
             chosen[key] = candidate
             target[key] = pair  # type: ignore[assignment]
             uncertainty[key] = u
@@ -188,7 +191,7 @@ def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> floa
     """1σ of the mean of ``values``: the class error is systematic (it does not average out), the
     quantisation is random, and so is the spread of the samples themselves."""
     mean = float(sum(values)) / len(values)
-    systematic = point.mpe_percent / 100.0 * abs(mean) / math.sqrt(3)
+    systematic = point.mpe_percent / 100.0 * abs(mean) / SQRT_3
     quantisation = point.resolution_in_element_units() / math.sqrt(12 * len(values))
     spread = 0.0
     if len(values) > 1:
@@ -198,20 +201,25 @@ def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> floa
 
 
 def _counter_over_interval(
-    point: PointMapping, series: list[StoredReading], start: datetime, end: datetime, max_age: timedelta
+    point: PointMapping,
+    series: list[StoredReading],
+    start: datetime,
+    end: datetime,
+    max_age: timedelta,
+    window: tuple[datetime, datetime],
 ) -> tuple[tuple[Decimal, Decimal], float, str | None] | None:
     """(value at start, value at end) in element units, the 1σ of their difference, and why it is an
-    estimate (None: both read at the boundaries)."""
+    estimate (None: both read at the boundaries); ``window``: ``start - max_age, end + max_age``."""
     times = [r.ts for r in series]
     first = register_at(series, start, max_age, times)
     last = register_at(series, end, max_age, times)
     if first is None or last is None or last.since <= start:
         return None  # nothing read inside the interval: the register says nothing about it
-    lo = bisect.bisect_left(times, start - max_age)
-    hi = bisect.bisect_right(times, end + max_age)
+    lo = bisect.bisect_left(times, window[0])
+    hi = bisect.bisect_right(times, window[1])
     values = [r.value for r in series[lo:hi]]
-    if any(later < earlier for earlier, later in zip(values, values[1:])):  # type: ignore[operator]
-        return None  # reset or replaced meter in between: not an energy
+    if values != sorted(values):  # type: ignore[type-var]
+        return None  # reset or replaced meter in between (a register ran backwards): not an energy
     if last.value < first.value:
         return None
     scale = point.scale_to_element

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import String, func, select, type_coerce
 
-from carbonflow.center.metering.assemble import Assembled, assemble_snapshot
+from carbonflow.center.metering.assemble import ASSEMBLED_QUANTITIES, Assembled, assemble_snapshot
 from carbonflow.center.metering.measurements import (
     HELD_QUANTITIES,
     PointMapping,
@@ -329,6 +329,7 @@ class MeteringService:
             end,
             max_age_s=self.interval_s,
             held_max_age_s=HELD_MAX_AGE.total_seconds(),
+            quantities=ASSEMBLED_QUANTITIES,
         )
         if discharge is None:
             discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}
