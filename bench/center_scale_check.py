@@ -27,8 +27,6 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
 TABLES = (
     "intervals",
     "interval_versions",
@@ -99,6 +97,7 @@ def check(n_bus: int, old: Path, cache: Path, samples: int, thin: bool) -> bool:
         shutil.copyfile(source / "center.db", db)
         if thin:
             thinned(db)
+        # the child imports carbonflow from ``tree`` only: this script puts no tree on its path itself
         environment = {**os.environ, "PYTHONPATH": str(tree)}
         arguments = ["--meter", str(db), str(source / "grid.json"), str(source / "ends.json"), str(samples)]
         subprocess.run([sys.executable, __file__, *arguments], env=environment, check=True)
