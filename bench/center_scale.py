@@ -164,6 +164,7 @@ def measure(n_bus: int, intervals: int, interval_s: int, samples: int, cache: Pa
         solve(snapshot)
         engine_ms.append((time.perf_counter() - t0) * 1000)
     store.close()
+    shutil.rmtree(path.parent)  # the copy of the cached store this run metered into
     points = sum(len(device["points"]) for device in device_map["devices"])
     return {
         "buses": len(grid["buses"]),

@@ -78,3 +78,18 @@ def test_a_sample_read_across_a_boundary_counts_only_when_no_surer_one_came():
     assert (
         only_unsure.mean(*POWER_KW.key) == 9.0 and only_unsure.estimated[POWER_KW.key] == "estimated readings"
     )
+
+
+def test_only_the_quantities_asked_for_are_turned_into_measurements():
+    voltage = PointMapping("m1/u", "bus", "B01", "u_kv")
+    readings = [r(ENERGY, 0, "100"), r(ENERGY, 15, "101.5"), r(ENERGY, 16, "101.5"), r(ENERGY, 17, "101.4")]
+    readings += [r(POWER_KW, 5, "2000"), r(voltage, 5, "10.4"), r(voltage, 10, "10.5")]
+    points = [voltage, ENERGY, POWER_KW]
+    every = measurements_for_interval(points, readings, at(0), at(15))
+    assert voltage.key in every.instants and ENERGY.key not in every.counters  # ran backwards at 17
+    some = measurements_for_interval(
+        points, readings, at(0), at(15), quantities={"import_energy_kwh", "p_mw"}
+    )
+    assert voltage.key not in some.instants and voltage.key not in some.uncertainty
+    assert some.instants == {POWER_KW.key: every.instants[POWER_KW.key]} and some.counters == every.counters
+    assert some.uncertainty == {POWER_KW.key: every.uncertainty[POWER_KW.key]}

@@ -32,6 +32,14 @@ ElementKey = tuple[str, str, str, str]  # (element_kind, element_id, quantity, e
 HELD_RELATIVE_U = 0.10  # a value held from the previous interval: 10 % (1σ) of it
 LOSSLESS_RELATIVE_U = 0.01  # the other end of a branch, losses ignored: 1 % of the flow
 RECONCILE_COVERAGE = 3.0  # both ends of a branch delivering within this many 1σ: sampling, not a fault
+# the point quantities a snapshot is assembled from (energy counters, carbon counters, power samples,
+# factor registers): the others (voltages, reactive power) need not be turned into measurements
+ASSEMBLED_QUANTITIES = frozenset(
+    {
+        "export_energy_kwh", "import_energy_kwh", "charge_energy_kwh", "discharge_energy_kwh", "carbon_kg",
+        "p_mw", "intensity_g_per_kwh",
+    }
+)  # fmt: skip
 SECTIONS = ("generators", "generator_intensity", "loads", "storage", "branches_from", "branches_to")
 
 
@@ -146,25 +154,42 @@ class _Inputs:
     def power(
         self, kind: str, element: str, counter_in: str, counter_out: str | None = None, end: str = "-"
     ) -> Value | None:
-        """MW from counters (in minus out) or from the mean of instantaneous p_mw, the better of both."""
+        """MW from counters (in minus out) or from the mean of instantaneous p_mw, the better of both.
+        (The measurements' mappings read directly: called for every element and branch end.)"""
         data, hours = self.data, self.data.hours
+        counters, u_of, why_of = data.counters, data.uncertainty, data.estimated
         candidates = []
-        energy_in = data.energy_mwh(kind, element, counter_in, end)
-        energy_out = data.energy_mwh(kind, element, counter_out, end) if counter_out else None
-        if energy_in is not None or energy_out is not None:
-            names = [q for q, e in ((counter_in, energy_in), (counter_out, energy_out)) if e is not None]
-            u = math.hypot(*(data.u(kind, element, q, end) for q in names)) / 1000.0 / hours
-            why = next((w for q in names if (w := data.why_estimated(kind, element, q, end))), None)
-            one_way = counter_out is not None and len(names) == 1
+        read = []  # the keys of the counters read
+        key_in = (kind, element, counter_in, end)
+        pair = counters.get(key_in)
+        energy_in = None if pair is None else float(pair[1] - pair[0]) / 1000.0  # kWh -> MWh
+        if energy_in is not None:
+            read.append(key_in)
+        energy_out = None
+        if counter_out:
+            key_out = (kind, element, counter_out, end)
+            pair = counters.get(key_out)
+            energy_out = None if pair is None else float(pair[1] - pair[0]) / 1000.0
+            if energy_out is not None:
+                read.append(key_out)
+        if read:
+            u = math.hypot(*(u_of.get(key, 0.0) for key in read)) / 1000.0 / hours
+            why = next((w for key in read if (w := why_of.get(key))), None)
+            one_way = counter_out is not None and len(read) == 1
             value = ((energy_in or 0.0) - (energy_out or 0.0)) / hours
             candidates.append((why is not None, one_way, u, 0, Value(value, u, why)))
-        mean = data.mean(kind, element, "p_mw", end)
-        if mean is not None:
-            why = data.why_estimated(kind, element, "p_mw", end)
-            u = data.u(kind, element, "p_mw", end)
-            candidates.append((why is not None, False, u, 1, Value(mean, u, why)))
+        key = (kind, element, "p_mw", end)
+        samples = data.instants.get(key)
+        if samples:
+            why = why_of.get(key)
+            u = u_of.get(key, 0.0)
+            candidates.append(
+                (why is not None, False, u, 1, Value(float(sum(samples) / len(samples)), u, why))
+            )
+        if len(candidates) < 2:
+            return candidates[0][4] if candidates else None
         # measured first; a one-way counter cannot see a reversed flow, the power samples can
-        return min(candidates, key=lambda c: c[:4])[4] if candidates else None
+        return min(candidates, key=lambda c: c[:4])[4]
 
     def held(self, section: str, element: str) -> Value:
         last = self.previous.get(section, {}).get(element)

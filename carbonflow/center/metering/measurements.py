@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,6 +47,7 @@ EXACT_QUANTITIES = frozenset({"intensity_g_per_kwh"})
 HELD_QUANTITIES = EXACT_QUANTITIES
 ESTIMATED_QUALITIES = frozenset({"estimated", "stale"})
 _time_of = attrgetter("ts")
+SQRT_3 = math.sqrt(3)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class PointMapping:
     def _resolution_in_element_units(self) -> float:
         return float(abs(self.resolution * self.scale_to_element))
 
+    @cached_property
+    def quantisation_variance(self) -> float:
+        """Of a counter's increase: two quantised registers (element units squared)."""
+        return self._resolution_in_element_units**2 / 6
+
 
 class StoredReading(NamedTuple):
     """A reading as stored (a tuple: an interval of a large grid reads hundreds of thousands of them)."""
@@ -91,8 +97,7 @@ class StoredReading(NamedTuple):
     quality: str = "good"
 
 
-@dataclass(frozen=True)
-class BoundaryValue:
+class BoundaryValue(NamedTuple):  # a tuple: two per counter and interval
     value: Decimal
     bound: Decimal  # the true register lies within value ± bound (0 for a reading at the boundary)
     estimated: str | None  # why it is an estimate, None when read at the boundary
@@ -119,19 +124,20 @@ def measurements_for_interval(
     end: datetime,
     max_age_s: float | None = None,
     held_max_age_s: float | None = None,
+    quantities: Collection[str] | None = None,
 ) -> Measurements:
     """``readings`` must include, for counters, readings up to ``max_age_s`` before ``start``, and for
-    factor registers the last reading up to ``held_max_age_s`` before it."""
+    factor registers the last reading up to ``held_max_age_s`` before it.  ``quantities``: only the
+    points of these (default: every point) — the assembly reads neither voltages nor reactive power,
+    a third of a large grid's points."""
     max_age = timedelta(seconds=max_age_s if max_age_s is not None else (end - start).total_seconds())
     held_max_age = timedelta(seconds=held_max_age_s) if held_max_age_s is not None else max_age
-    by_point: dict[str, list[StoredReading]] = {}
+    points = [p for p in points if p.quantity in quantities] if quantities is not None else list(points)
+    by_point: dict[str, list[StoredReading]] = {point.point_id: [] for point in points}
     for reading in readings:
-        if reading.value is not None and reading.quality != "invalid":
-            series = by_point.get(reading.point_id)
-            if series is None:
-                by_point[reading.point_id] = [reading]
-            else:
-                series.append(reading)
+        series = by_point.get(reading[0])
+        if series is not None and reading[2] is not None and reading[3] != "invalid":
+            series.append(reading)
     for series in by_point.values():
         if len(series) > 1:
             series.sort(key=_time_of)
@@ -141,12 +147,14 @@ def measurements_for_interval(
     uncertainty: dict[ElementKey, float] = {}
     estimated: dict[ElementKey, str] = {}
     chosen: dict[ElementKey, _Candidate] = {}
+    window = (start - max_age, end + max_age)  # the readings a counter's reset is looked for in
+    held_since = start - held_max_age
     for order, point in enumerate(points):
         series = by_point.get(point.point_id)
         if not series:  # nothing read: neither a counter nor a sample says anything
             continue
         if point.is_counter:
-            found = _counter_over_interval(point, series, start, end, max_age)
+            found = _counter_over_interval(point, series, start, end, max_age, window)
             if found is None:
                 continue
             pair, u, why = found
@@ -160,7 +168,7 @@ def measurements_for_interval(
                 if not inside and point.quantity in HELD_QUANTITIES:
                     # a factor register is reported when it changes (IEC 104 spontaneous data, a
                     # download): the last value before the interval is still the value in force
-                    inside = [r for r in series if start - held_max_age <= r.ts <= start][-1:]
+                    inside = [r for r in series if held_since <= r.ts <= start][-1:]
                 if not inside:
                     continue
                 flagged = sorted({r.quality for r in inside if r.quality in ESTIMATED_QUALITIES})
@@ -170,8 +178,8 @@ def measurements_for_interval(
             pair, u = values, _sample_mean_uncertainty(point, values)
             target = instants
         key = point.key
-        candidate = _Candidate(u, why, order)
-        if candidate.better_than(chosen.get(key)):
+        candidate, other = _Candidate(u, why, order), chosen.get(key)
+        if other is None or candidate.better_than(other):
             chosen[key] = candidate
             target[key] = pair  # type: ignore[assignment]
             uncertainty[key] = u
@@ -186,7 +194,7 @@ def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> floa
     """1σ of the mean of ``values``: the class error is systematic (it does not average out), the
     quantisation is random, and so is the spread of the samples themselves."""
     mean = float(sum(values)) / len(values)
-    systematic = point.mpe_percent / 100.0 * abs(mean) / math.sqrt(3)
+    systematic = point.mpe_percent / 100.0 * abs(mean) / SQRT_3
     quantisation = point.resolution_in_element_units() / math.sqrt(12 * len(values))
     spread = 0.0
     if len(values) > 1:
@@ -196,33 +204,37 @@ def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> floa
 
 
 def _counter_over_interval(
-    point: PointMapping, series: list[StoredReading], start: datetime, end: datetime, max_age: timedelta
+    point: PointMapping,
+    series: list[StoredReading],
+    start: datetime,
+    end: datetime,
+    max_age: timedelta,
+    window: tuple[datetime, datetime],
 ) -> tuple[tuple[Decimal, Decimal], float, str | None] | None:
     """(value at start, value at end) in element units, the 1σ of their difference, and why it is an
-    estimate (None: both read at the boundaries)."""
+    estimate (None: both read at the boundaries); ``window``: ``start - max_age, end + max_age``."""
     times = [r.ts for r in series]
     first = register_at(series, start, max_age, times)
     last = register_at(series, end, max_age, times)
     if first is None or last is None or last.since <= start:
         return None  # nothing read inside the interval: the register says nothing about it
-    lo = bisect.bisect_left(times, start - max_age)
-    hi = bisect.bisect_right(times, end + max_age)
-    if any(series[i + 1].value < series[i].value for i in range(lo, hi - 1)):  # type: ignore[operator]
-        return None  # reset or replaced meter in between: not an energy
+    lo = bisect.bisect_left(times, window[0])
+    hi = bisect.bisect_right(times, window[1])
+    values = [r.value for r in series[lo:hi]]
+    if values != sorted(values):  # type: ignore[type-var]
+        return None  # reset or replaced meter in between (a register ran backwards): not an energy
     if last.value < first.value:
         return None
     scale = point.scale_to_element
     energy = float((last.value - first.value) * scale)
-    resolution = point.resolution_in_element_units()
-    u = math.sqrt(
-        (point.mpe_percent / 100.0 * abs(energy)) ** 2 / 3
-        + resolution**2 / 6  # two quantised registers
-        + float(first.bound * abs(scale)) ** 2 / 3
-        + float(last.bound * abs(scale)) ** 2 / 3
-    )
-    reasons = [why for why in (first.estimated, last.estimated) if why]
-    why = "; ".join(dict.fromkeys(reasons)) or None
-    return (first.value * scale, last.value * scale), u, why
+    u_squared = (point.mpe_percent / 100.0 * abs(energy)) ** 2 / 3 + point.quantisation_variance
+    if first.bound:  # a bound of 0 adds 0.0: left out, the same sum
+        u_squared += float(first.bound * abs(scale)) ** 2 / 3
+    if last.bound:
+        u_squared += float(last.bound * abs(scale)) ** 2 / 3
+    before, after = first.estimated, last.estimated
+    why = f"{before}; {after}" if before and after and before != after else before or after or None
+    return (first.value * scale, last.value * scale), math.sqrt(u_squared), why
 
 
 def register_at(

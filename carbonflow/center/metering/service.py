@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import String, func, select, type_coerce
 
-from carbonflow.center.metering.assemble import Assembled, assemble_snapshot
+from carbonflow.center.metering.assemble import ASSEMBLED_QUANTITIES, Assembled, assemble_snapshot
 from carbonflow.center.metering.measurements import (
     COUNTER_QUANTITIES,
     HELD_QUANTITIES,
@@ -38,7 +38,7 @@ from carbonflow.center.store import (
 )
 from carbonflow.center.store.intervals import is_complete
 from carbonflow.center.store.schema import Device, Interval, Point, Reading
-from carbonflow.center.store.types import UtcDateTime, utc
+from carbonflow.center.store.types import UtcDateTime, sqlite_ts, utc
 from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve, warm_up
 from carbonflow.engine.document import result_document
 from carbonflow.engine.origin import origin_shares
@@ -101,21 +101,41 @@ def _reading_columns(raw: bool) -> tuple[Any, ...]:
     return Reading.point_id, *text, Reading.quality
 
 
+def _window_rows(connection: Any, low: datetime, high: datetime, raw: bool) -> list[Any]:
+    """The readings stored in ``[low, high]``; ``raw`` (SQLite): as the driver's plain tuples of stored
+    text (the same query as the typed one; no result row object per reading)."""
+    if not raw:
+        return list(
+            connection.execute(select(*_reading_columns(raw)).where(Reading.ts >= low, Reading.ts <= high))
+        )
+    cursor = connection.connection.driver_connection.execute(
+        "SELECT point_id, ts, value, quality FROM readings WHERE ts >= ? AND ts <= ?",
+        (sqlite_ts(low), sqlite_ts(high)),
+    )
+    return cursor.fetchall()
+
+
 def _stored_readings(rows: Iterable[Any], raw: bool) -> list[StoredReading]:
     """Rows of :func:`_reading_columns` as readings; the same values as the typed columns give (each
     distinct time stamp converted once: a window holds a handful of them)."""
     if not raw:
         return [StoredReading(*row) for row in rows]
+    rows = rows if isinstance(rows, list) else list(rows)
     times = UtcDateTime()
-    moments: dict[Any, datetime] = {}
-    readings = []
-    for point_id, ts, value, quality in rows:
-        moment = moments.get(ts)
-        if moment is None:
-            moment = moments[ts] = times.process_result_value(ts, None)  # type: ignore[arg-type,assignment]
-        number = None if value is None else Decimal(value if isinstance(value, str) else str(value))
-        readings.append(StoredReading(point_id, moment, number, quality))
-    return readings
+    moments = {ts: times.process_result_value(ts, None) for ts in {row[1] for row in rows}}  # type: ignore[arg-type]
+    new, reading = tuple.__new__, StoredReading
+    return [
+        new(
+            reading,
+            (
+                point_id,
+                moments[ts],
+                None if value is None else Decimal(value if isinstance(value, str) else str(value)),
+                quality,
+            ),
+        )
+        for point_id, ts, value, quality in rows
+    ]
 
 
 @contextmanager
@@ -247,7 +267,7 @@ class MeteringService:
         with self.store.read() as connection:
             raw = connection.dialect.name == "sqlite"
             columns = _reading_columns(raw)
-            rows = connection.execute(select(*columns).where(Reading.ts >= low, Reading.ts <= high)).all()
+            rows = _window_rows(connection, low, high, raw)
             held = [p.point_id for p in self.points if p.quantity in HELD_QUANTITIES]
             # a factor register reports when it changes: its last value before the window still holds
             latest = (
@@ -333,6 +353,7 @@ class MeteringService:
             end,
             max_age_s=self.interval_s,
             held_max_age_s=HELD_MAX_AGE.total_seconds(),
+            quantities=ASSEMBLED_QUANTITIES,
         )
         if discharge is None:
             discharge = {sid: state.discharge_intensity_g_per_kwh for sid, state in self.storage.items()}

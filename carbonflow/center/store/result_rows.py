@@ -88,9 +88,20 @@ def _row_tuples(connection: Connection, table, records: Sequence[IntervalRecord]
                       for name in names))
             )  # fmt: skip
             continue
-        for row in record.rows.get(kind, []):
-            rows.append(tuple(key[name] if name in key else row.get(name) for name in names))
+        rows.extend(_dict_rows(record.rows.get(kind, []), key, names))
     return rows
+
+
+def _dict_rows(rows: Sequence[dict[str, Any]], key: dict[str, Any], names: Sequence[str]) -> list[tuple]:
+    """Rows given as dicts as tuples of ``names``, the ``key`` columns from ``key``: where the key columns
+    lead or close ``names`` (inserts, updates), the rest of each row is taken with one C-level ``map``."""
+    free = [name for name in names if name not in key]
+    fixed = tuple(key[name] for name in names if name in key)
+    if list(names) == [*(name for name in names if name in key), *free]:
+        return [fixed + tuple(map(row.get, free)) for row in rows]
+    if list(names) == [*free, *(name for name in names if name in key)]:
+        return [tuple(map(row.get, free)) + fixed for row in rows]
+    return [tuple(key[name] if name in key else row.get(name) for name in names) for row in rows]
 
 
 def _insert_rows(connection: Connection, table, records: Sequence[IntervalRecord], kind: str) -> None:
