@@ -258,11 +258,8 @@ def _solve_kernel(snapshot: Snapshot, losses: str, tol_mw: float) -> CefResult:
 
 
 def warm_up() -> CefResult:
-    """Load the compiled kernel and the origin sweep (or compile them: a few seconds without numba's
-    on-disk cache) and solve a two-bus snapshot with them, so that the first real snapshot pays no
-    compilation."""
-    from carbonflow.engine.origin import origin_shares  # origin.py imports this module
-
+    """Load the compiled kernel (or compile it: a few seconds without numba's on-disk cache) and
+    solve a two-bus snapshot with it, so that the first real snapshot pays no compilation."""
     bus, power = np.arange(2, dtype=np.intp), np.array([10.0])
     snapshot = Snapshot(
         bus_ids=("1", "2"),
@@ -280,6 +277,4 @@ def warm_up() -> CefResult:
         branch_p_from_mw=power,
         branch_p_to_mw=-power,
     )
-    result = solve(snapshot)
-    origin_shares(result)
-    return result
+    return solve(snapshot)

@@ -19,6 +19,7 @@ from numba import njit
 
 from carbonflow.engine.accounts import carbon_weights
 from carbonflow.engine.cef import CefResult, carrying_edges
+from carbonflow.engine.cef import warm_up as warm_up_solve
 from carbonflow.engine.linear import solve_lu
 
 
@@ -155,3 +156,11 @@ def origin_shares(result: CefResult, method: str = "sweep") -> Origin:
         load_power_mw=load_sink * at_load_bus,
         load_carbon_t_per_h=load_sink * carbon_at_load_bus * intensity[None, :] * 1e-3,
     )
+
+
+def warm_up() -> CefResult:
+    """``cef.warm_up`` and the origin sweep: load (or compile) both, so that the first real interval
+    pays no compilation; the two-bus result."""
+    result = warm_up_solve()
+    origin_shares(result)
+    return result
