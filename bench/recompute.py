@@ -5,7 +5,8 @@ center stores them; ``--distinct-days`` simulated days cycled over the span), re
 emission factor of a coal unit for the whole span, then recomputes the span with each runner asked for
 (``--runners``: ``local1`` one process, ``local2`` a 2-process pool, ``dask2`` a 2-worker Dask
 LocalCluster), each after one more correction so that every run is a new version over every interval.
-Reports intervals/s, the summed compute and write time of the chunks, and, on ``--check-days`` days
+Reports intervals/s, the summed compute and write time of the chunks (for ``local1`` also the CPU time
+of the process: on a shared machine the figure to compare), and, on ``--check-days`` days
 copied to fresh stores, whether the local pool and the Dask cluster wrote byte-identical results.
 
     .venv/bin/python bench/recompute.py [--days 365] [--runners local1,local2,dask2] [--pg URL]
@@ -135,13 +136,15 @@ def main() -> None:
                 options["dask_address"] = cluster.scheduler_address
             else:
                 options["workers"] = int(runner[5:])
-            load = os.getloadavg()[0]
+            load, cpu = os.getloadavg()[0], time.process_time()
             report = recompute(store, url, first, last, reason=f"bench {runner}", **options)
+            cpu = time.process_time() - cpu  # this process only: the whole job for local1
             rate = (report.intervals + report.unchanged) / report.seconds
             print(f"{runner}: version {report.version.version}, {report.intervals} intervals in "
                   f"{report.seconds:.1f} s = {rate:.0f} intervals/s (year: {35040 / rate:.0f} s); chunks "
                   f"summed: compute {report.compute_s:.1f} s, write {report.write_s:.1f} s; "
-                  f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}")  # fmt: skip
+                  + (f"CPU {cpu:.1f} s = {cpu / n * 1e3:.2f} ms/interval; " if runner == "local1" else "")
+                  + f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}")  # fmt: skip
         store.close()
         if args.check_days and not args.pg:
             check = Store.open(f"sqlite:///{directory / 'check.db'}")
