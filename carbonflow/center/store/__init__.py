@@ -98,6 +98,7 @@ from carbonflow.center.store.reports import (  # the report and release models j
     save_report,
     scheduled_report_exists,
 )
+from carbonflow.center.store.result_rows import save_interval
 from carbonflow.center.store.result_versions import (  # versions of the results join the metadata too
     VersionInfo,
     get_version,
@@ -112,7 +113,6 @@ from carbonflow.center.store.results import (
     incomplete_by_bucket,
     interval_from_document,
     interval_results,
-    save_interval,
 )
 from carbonflow.center.store.retention import DEFAULT_RETENTION_DAYS, PurgeReport, purge_older_than
 from carbonflow.center.store.scope import resource_region

@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import JSON, Connection, TypeDecorator
+from sqlalchemy import JSON, Connection, TypeDecorator, delete
+from sqlalchemy.orm import Session
 
-from carbonflow.center.store.access import chunks
+from carbonflow.center.store.access import chunks, connection_of
 from carbonflow.center.store.chain import INTERVAL, append_links, interval_fields, interval_key
+from carbonflow.center.store.engine import Store
 from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.results import IntervalRecord, header_row
 from carbonflow.center.store.schema import RESULT_MODELS, TIME_SERIES_TABLES, Interval
@@ -136,3 +138,18 @@ def update_rows(connection: Connection, records: Sequence[IntervalRecord], exist
         for page in chunks(_row_tuples(connection, table, records, kind, names), 5000):
             updated += connection.exec_driver_sql(statement, page).rowcount
     return updated == total
+
+
+def save_interval(target: Store | Session | Connection, record: IntervalRecord) -> None:
+    """Store (or replace: a recomputation wins) one interval and all its element rows: the rows written
+    as plain tuples in one driver-level executemany per table (:func:`insert_results`; through
+    the ORM's per-row parameter processing, 118,000 rows of a 10,000-bus grid took most of a second)."""
+    with connection_of(target, write=True) as connection:
+        for model in (Interval, *RESULT_MODELS.values()):
+            connection.execute(
+                delete(model).where(
+                    model.ts == record.ts, model.level == record.level, model.interval_s == record.interval_s
+                )
+            )
+        # a new link in the interval's chain of versions (the replaced one is kept by save_new_version)
+        insert_results(connection, [record])

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Integer, String, cast, delete, func, literal, literal_column, or_, select
+from sqlalchemy import Connection, Integer, String, cast, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
@@ -166,23 +166,6 @@ def header_row(record: IntervalRecord) -> dict[str, Any]:
         "loss_carbon_kg": totals.get("loss_carbon_t_per_h", 0.0) * hours * 1000.0,
         "created_at": datetime.now(UTC),
     }
-
-
-def save_interval(target: Store | Session | Connection, record: IntervalRecord) -> None:
-    """Store (or replace: a recomputation wins) one interval and all its element rows: the rows written
-    as plain tuples in one driver-level executemany per table (``result_rows.insert_results``; through
-    the ORM's per-row parameter processing, 118,000 rows of a 10,000-bus grid took most of a second)."""
-    from carbonflow.center.store.result_rows import insert_results  # it imports this module
-
-    with connection_of(target, write=True) as connection:
-        for model in (Interval, *RESULT_MODELS.values()):
-            connection.execute(
-                delete(model).where(
-                    model.ts == record.ts, model.level == record.level, model.interval_s == record.interval_s
-                )
-            )
-        # a new link in the interval's chain of versions (the replaced one is kept by save_new_version)
-        insert_results(connection, [record])
 
 
 # --- queries -------------------------------------------------------------------------------------------

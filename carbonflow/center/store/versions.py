@@ -20,7 +20,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.access import connection_of, stream
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.results import IntervalRecord, save_interval
+from carbonflow.center.store.result_rows import save_interval
+from carbonflow.center.store.results import IntervalRecord
 from carbonflow.center.store.schema import Base, Interval
 from carbonflow.center.store.types import Sha256, UtcDateTime
 
