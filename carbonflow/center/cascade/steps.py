@@ -5,17 +5,20 @@ Everything a node does for one received message, one submitted part or one resum
 what it stores (store writes), what it sends (signed envelopes for the outbox) and work for later.
 When the step ends it is queued for commit and the lock is released, so the next step can run while
 this one's data goes to disk.  Commits are grouped: the thread that finds the queue not being committed
-takes **every** step queued so far, in step order, and commits them together — their messages to the
-outbox in one transaction (one fsync), then the peers are woken (the messages travel while the store
-commits), then everything they store in one store transaction.  Each step's caller returns only once
-its own step is committed (a message is acknowledged only once it is on disk).  When four lower
-centers' reports arrive at once, the four judgements are made one after another but reach the disk in
-one or two commits instead of four.
+takes **every** step queued so far, in step order, and commits them together: their messages to the
+outbox in one transaction, the peers woken at once (the messages travel while the rest is written),
+everything they store in one store transaction, then one fsync of the outbox.  Each step's caller
+returns (a received message is acknowledged, a submitted part handed in) only once its own step is
+committed and the messages it sends are on disk.  When four lower centers' reports arrive at once, the
+four judgements are made one after another but reach the disk in one or two commits instead of four.
 
-Outbox first: a crash between the two commits sends the messages again under new ids after the
-restart, which the peers take as replays (same payload) — never counted twice.  A commit that fails
-fails every step of its group (their callers get the error, their senders retry) and the node's memory
-is reloaded from the store.
+A message may therefore reach its peer before it is on this center's disk, never before it is in the
+outbox (a crash of the process keeps it; the 200 for the step that made it has not gone back yet, so
+after a power cut that step is done again: its upper or lower resends, the metering meters again).
+Outbox first: a crash between the outbox and store commits sends the messages again under new ids
+after the restart, which the peers take as replays (same payload) — never counted twice.  A commit
+that fails fails every step of its group (their callers get the error, their senders retry) and the
+node's memory is reloaded from the store.
 """
 
 from __future__ import annotations
@@ -123,13 +126,16 @@ class Steps:
         sends = [item for b in group for item in b.sends]
         writes = [write for b in group for write in b.writes]
         try:
-            self.outbox.append_many(sends)
-            for peer in dict.fromkeys(item[0] for item in sends):
-                self.wake(peer)
+            if sends:
+                self.outbox.queue_many(sends)  # committed, not yet synced: the senders may go at once
+                for peer in dict.fromkeys(item[0] for item in sends):
+                    self.wake(peer)
             if writes:
                 with self.store.write() as connection:
                     for write in writes:
                         write(connection)
+            if sends:
+                self.outbox.sync()  # on disk before any step of the group is acknowledged
         except BaseException as error:
             for b in group:
                 b.error = error
