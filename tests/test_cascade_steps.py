@@ -96,6 +96,7 @@ def test_steps_that_end_during_a_commit_are_committed_together_in_step_order(tmp
     world.hold.set()
     for thread in [first, *others]:
         thread.join(10)
+    world.steps.drain()
     assert world.queued == [["m-a"], ["m-b", "m-c"]]  # two outbox transactions for three steps
     assert world.store.transactions == [["a"], ["b", "c"]]
     assert sorted(world.done) == ["a", "b", "c"]
@@ -130,6 +131,7 @@ def test_a_failed_commit_fails_every_step_of_its_group_the_others_are_kept(tmp_p
     world.hold.set()
     for thread in [first, *others]:
         thread.join(10)
+    world.steps.drain()
     assert world.store.transactions == [["a"]]  # "b" and "c" were one group: both failed
     assert sorted(errors) == ["b", "c"]
     assert world.done == ["a"]  # no work for later after a failed commit
@@ -144,6 +146,7 @@ def test_a_failed_group_raises_in_each_of_its_steps_and_forgets_all_memory(tmp_p
     assert world.forgotten == [None]  # every interval reloads from the store
     assert world.done == []  # no work for later after a failed commit
     world.step("b")  # the next step commits
+    world.steps.drain()
     assert world.store.transactions == [["b"]]
     assert world.done == ["b"]
 

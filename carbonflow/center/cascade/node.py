@@ -201,16 +201,17 @@ class CascadeNode:
             # metered or computed it again: late readings); the same payload again, of any earlier
             # version, is a replay: stored once, never counted twice
             latest = self._find("in", peer.id, kind, envelope.ts)
+            payload_digest = digest(payload)
             versions = 0
             if latest is not None:
                 known = interval.digests.get(("in", peer.id, kind), set())
-                if digest(payload) in known:
+                if payload_digest in known:
                     self._audit("duplicate", envelope, f"same {kind} as an earlier message")
                     return {"status": "duplicate", "message_id": envelope.message_id}
                 versions = len(known)
                 self._audit("new version", envelope, f"{kind} version {versions + 1}")
             message = cstore.StoredMessage(
-                envelope.message_id, "in", peer.id, kind, envelope.ts, payload, digest(payload), now
+                envelope.message_id, "in", peer.id, kind, envelope.ts, payload, payload_digest, now
             )
             self._save(message, envelope.interval_s, envelope.created_at)
             self.advance(envelope.ts)

@@ -78,6 +78,7 @@ class CascadeService:
         self.node.wake = lambda _peer: None
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        await asyncio.to_thread(self.node.steps.drain)  # work for later still running reads the store
         for sender in self._senders:
             await sender.stop()
         self._senders = []

@@ -24,8 +24,10 @@ node's memory is reloaded from the store.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +36,14 @@ from carbonflow.center.cascade.outbox import CascadeOutbox
 from carbonflow.center.store import Store
 
 Send = tuple[str, str, str, str, bytes]  # peer, message_id, kind, ts (ISO), signed body
+log = logging.getLogger(__name__)
+
+
+def _logged(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:  # work for later only saves work later (the judge solves again without it)
+        log.exception("cascade: work after a step failed")
 
 
 @dataclass
@@ -66,6 +76,7 @@ class Steps:
         self._queued: list[_Batch] = []  # stepped, not committed yet, in step order
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()  # held by the thread committing a group
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-later")
 
     # -- inside a step ------------------------------------------------------------------------------
     def write(self, ts: datetime, write: Callable[[Any], None]) -> None:
@@ -78,14 +89,20 @@ class Steps:
         self._batch.sends.append(item)
 
     def later(self, work: Callable[[], None]) -> None:
-        """Run ``work`` once the step is committed, outside the lock (in the step's thread)."""
+        """Run ``work`` once the step is committed, outside the lock, in the node's background thread:
+        the step's caller does not wait for it (a peer's message is acknowledged without it)."""
         self._batch.after.append(work)
+
+    def drain(self) -> None:
+        """Wait until the work for later queued so far is done (tests, shutdown)."""
+        self._background.submit(lambda: None).result()
 
     # -- the step -----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def step(self) -> Iterator[None]:
         """One step (steps nest: only the outermost one commits).  Returns once it is committed; the
-        step listeners and the work for later run then, with the lock released."""
+        step listeners run then, with the lock released, and the work for later is handed to the
+        background thread."""
         batch = None
         with self.lock:
             outer = self._depth == 0
@@ -111,7 +128,7 @@ class Steps:
         for listener in self.listeners:
             listener(touched)
         for work in batch.after:
-            work()
+            self._background.submit(_logged, work)
 
     def _commit(self, batch: _Batch) -> None:
         with self._commit_lock:
