@@ -16,16 +16,28 @@ from carbonflow.delivery.outcome import DeliveryError, SendResult, classify_stat
 
 
 class HttpSender:
-    def __init__(self, base_url: str, timeout_s: float, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float,
+        tls_context: ssl.SSLContext | None = None,
+        keepalive_expiry_s: float = 5.0,
+    ) -> None:
         """``tls_context``: for an https:// peer with a private CA or a client certificate
-        (:func:`carbonflow.delivery.tls.client_context`); default: the system's CAs."""
+        (:func:`carbonflow.delivery.tls.client_context`); default: the system's CAs.
+        ``keepalive_expiry_s``: an idle connection is reused this long (keep it below the peer's own
+        keep-alive timeout, uvicorn's is 5 s: a connection the peer closes just as it is reused fails
+        the request as unreachable, and the message waits for the back-off)."""
         self.base_url, self.timeout_s = base_url, timeout_s
         self.tls_context = tls_context
+        self.limits = httpx.Limits(keepalive_expiry=keepalive_expiry_s)
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         verify = self.tls_context if self.tls_context is not None else True
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s, verify=verify)
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.timeout_s, verify=verify, limits=self.limits
+        )
 
     async def stop(self) -> None:
         if self._client is not None:

@@ -18,14 +18,12 @@ twice.  Per interval:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
-import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +33,7 @@ from carbonflow.center.cascade.config import CascadeConfig, PeerConfig
 from carbonflow.center.cascade.outbox import CascadeOutbox, QueuedMessage
 from carbonflow.center.cascade.split import CascadeError, is_import, merge_parts
 from carbonflow.center.cascade.state import UNKNOWN, IntervalState, digest
+from carbonflow.center.cascade.steps import Steps
 from carbonflow.center.cascade.verify import Tolerances, balance, judge_report
 from carbonflow.center.store import Store
 from carbonflow.center.store import cascade as cstore
@@ -107,19 +106,16 @@ class CascadeNode:
         self.key = config.signing_key()
         self.trust = {p.id: p.verifying_keys() for p in config.peers}
         self.listeners: list[Callable[[Mismatch], None]] = []
-        self.step_listeners: list[Callable[[list[datetime]], None]] = []  # intervals a committed step changed
         self.wake: Callable[[str], None] = lambda _peer: None  # set by the service: a peer has mail
-        self._lock = threading.RLock()
+        # one step (a message received, a part submitted, an interval resumed) stores what it writes in
+        # one store transaction and queues what it sends in one outbox transaction, outbox first;
+        # steps that end at the same moment are committed together (steps.Steps)
+        self.steps = Steps(store, outbox, lambda peer: self.wake(peer), self._forget)
+        self.step_listeners = self.steps.listeners  # intervals a committed step changed
+        self._lock = self.steps.lock
         # what the node knows of recent intervals (messages, result hash, judged hashes, merged part,
         # solution): the store is read once per interval, the node's writes keep it exact
         self._index: OrderedDict[datetime, IntervalState] = OrderedDict()
-        # one step (a message received, a part submitted, an interval resumed) writes the store in one
-        # transaction and queues what it sends in one outbox transaction, outbox first (_flush)
-        self._depth = 0
-        self._writes: list[Callable[[Any], None]] = []
-        self._sends: list[tuple[str, str, str, str, bytes]] = []
-        self._touched: set[datetime] = set()
-        self._after: list[Callable[[], None]] = []  # work for after the step is committed and sent
 
     @property
     def id(self) -> str:
@@ -205,16 +201,17 @@ class CascadeNode:
             # metered or computed it again: late readings); the same payload again, of any earlier
             # version, is a replay: stored once, never counted twice
             latest = self._find("in", peer.id, kind, envelope.ts)
+            payload_digest = digest(payload)
             versions = 0
             if latest is not None:
                 known = interval.digests.get(("in", peer.id, kind), set())
-                if digest(payload) in known:
+                if payload_digest in known:
                     self._audit("duplicate", envelope, f"same {kind} as an earlier message")
                     return {"status": "duplicate", "message_id": envelope.message_id}
                 versions = len(known)
                 self._audit("new version", envelope, f"{kind} version {versions + 1}")
             message = cstore.StoredMessage(
-                envelope.message_id, "in", peer.id, kind, envelope.ts, payload, digest(payload), now
+                envelope.message_id, "in", peer.id, kind, envelope.ts, payload, payload_digest, now
             )
             self._save(message, envelope.interval_s, envelope.created_at)
             self.advance(envelope.ts)
@@ -246,55 +243,18 @@ class CascadeNode:
                 self.advance(ts)
         return len(pending)
 
-    # -- one step: one store transaction, one outbox transaction ------------------------------------
-    @contextlib.contextmanager
-    def _step(self) -> Iterator[None]:
-        """Group what a step writes: the messages it sends go to the outbox in one transaction (one
-        fsync), then everything it stores (the message received, results, verdicts, messages sent) in
-        one store transaction; the peers are woken once both are committed.  A message is therefore
-        acknowledged (200) only once it is on disk, and a message sent is queued before it is recorded
-        as sent (a crash in between sends it again under a new id: the peer takes it as a replay).
-        Steps are serialised by the node's lock; the step listeners and the work for later (solving
-        what a lower center's report must reproduce) run once the lock is released."""
-        done = None
-        with self._lock:
-            outer = self._depth == 0
-            self._depth += 1
-            try:
-                yield
-                if outer:
-                    done = self._flush()
-            except BaseException:
-                if outer:  # nothing of the step was stored: memory reloads its intervals from the store
-                    for ts in self._touched:
-                        self._index.pop(ts, None)
-                    self._writes, self._sends, self._touched, self._after = [], [], set(), []
-                raise
-            finally:
-                self._depth -= 1
-        if done is not None:
-            touched, after = done
-            for listener in self.step_listeners:
-                listener(touched)
-            for work in after:
-                work()
+    # -- steps ----------------------------------------------------------------------------------------
+    def _step(self):
+        return self.steps.step()
 
-    def _flush(self) -> tuple[list[datetime], list[Callable[[], None]]]:
-        writes, sends, touched, after = self._writes, self._sends, self._touched, self._after
-        self._writes, self._sends, self._touched, self._after = [], [], set(), []
-        self.outbox.append_many(sends)
-        if writes:
-            with self.store.write() as connection:
-                for write in writes:
-                    write(connection)
-        for peer in dict.fromkeys(item[0] for item in sends):
-            self.wake(peer)
-        return sorted(touched), after
+    def _forget(self, intervals: set[datetime] | None) -> None:
+        if intervals is None:
+            self._index.clear()
+        for ts in intervals or ():
+            self._index.pop(ts, None)
 
     def _write(self, ts: datetime, write: Callable[[Any], None]) -> None:
-        assert self._depth > 0, "cascade store writes happen inside a step"
-        self._writes.append(write)
-        self._touched.add(ts)
+        self.steps.write(ts, write)
 
     def _messages(self, ts: datetime) -> IntervalState:
         found = self._index.get(ts)
@@ -418,7 +378,7 @@ class CascadeNode:
             part = part_message.payload["part"]
             handed = child_imports(part, result, imports)
             # the lower's result, as its report must reproduce it, solved while the lower solves it
-            self._after.append(
+            self.steps.later(
                 functools.partial(self._expect, ts, peer.id, part_message.message_id, part, handed)
             )
             self._send_new(
@@ -533,7 +493,7 @@ class CascadeNode:
         envelope = envelope.signed(self.key)
         body = envelope.model_dump_json().encode("utf-8")
         kind = envelope.payload.kind
-        self._sends.append((peer.id, envelope.message_id, kind, ts.isoformat(), body))
+        self.steps.send((peer.id, envelope.message_id, kind, ts.isoformat(), body))
         if dumped is None or self.before_send is not None:
             data = envelope.payload.model_dump(mode="json")
             dumped = (data, digest(data))

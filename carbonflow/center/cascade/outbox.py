@@ -8,6 +8,7 @@ peer's answer).  An unreachable peer delays, never loses; the peer de-duplicates
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -55,6 +56,8 @@ class CascadeOutbox(SqliteOutbox):
         """``durable``: fsync every commit (a queued message survives a power cut, not only a crash)."""
         super().__init__(path, durable=durable, any_thread=True)
         self._lock = threading.RLock()  # one connection, used by the API's threads and the sender loops
+        self._sync_lock = threading.Lock()
+        self._sync_db: sqlite3.Connection | None = None  # sync(): its own connection, see there
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -76,6 +79,44 @@ class CascadeOutbox(SqliteOutbox):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(*item, now) for item in items],
             )
+
+    def queue_many(self, items: list[tuple[str, str, str, str, bytes]]) -> None:
+        """Queue items in one transaction committed **without** fsync: visible to the sender loops at
+        once (they may send them while :meth:`sync` makes them durable); survives a crash of the
+        process, not a power cut until :meth:`sync` returns."""
+        if not items:
+            return
+        now = time.time()
+        with self._lock, self._relaxed(), self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO cascade_out (peer, message_id, kind, ts, body, added_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(*item, now) for item in items],
+            )
+
+    def sync(self) -> None:
+        """Make everything committed so far durable (fsync of the write-ahead log, which holds every
+        commit since the last checkpoint; a checkpoint syncs what it moves).  Runs on a connection of its
+        own so that the sender loops keep reading and sending while the disk syncs."""
+        if not self.durable:
+            return
+        with self._sync_lock:
+            if self._sync_db is None:
+                self._sync_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._sync_db.execute("PRAGMA synchronous=FULL")
+                self._sync_db.execute("PRAGMA busy_timeout=5000")
+            # a one-row write whose FULL commit fsyncs the log (an empty transaction writes nothing)
+            self._sync_db.execute(
+                f"INSERT INTO {self.META_TABLE} (key, value) VALUES ('synced', 1) "  # nosec B608
+                "ON CONFLICT (key) DO UPDATE SET value = value + 1"
+            )
+
+    def close(self) -> None:
+        with self._sync_lock:
+            if self._sync_db is not None:
+                self._sync_db.close()
+                self._sync_db = None
+        super().close()
 
     def oldest_for(self, peer: str, limit: int) -> list[QueuedMessage]:
         with self._lock:

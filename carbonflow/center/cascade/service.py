@@ -17,6 +17,9 @@ from carbonflow.delivery import DeliveryLoop, HttpSender, SendResult, cancel_and
 from carbonflow.delivery.tls import client_context
 
 MESSAGES_PATH = "/api/v1/cascade/messages"
+# a peer's idle connection is reused this long: well below uvicorn's 5 s keep-alive timeout, so a
+# message is not sent on a connection the peer is closing (it would wait for the back-off to go again)
+KEEPALIVE_EXPIRY_S = 2.0
 
 
 class _RefusalAware(PeerQueue):
@@ -52,7 +55,7 @@ class CascadeService:
         for peer in config.peers:
             if not peer.url:
                 continue
-            sender = HttpSender(peer.url, config.timeout_s, tls)
+            sender = HttpSender(peer.url, config.timeout_s, tls, KEEPALIVE_EXPIRY_S)
             await sender.start()
             self._senders.append(sender)
 
@@ -78,6 +81,7 @@ class CascadeService:
         self.node.wake = lambda _peer: None
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        await asyncio.to_thread(self.node.steps.drain)  # work for later still running reads the store
         for sender in self._senders:
             await sender.stop()
         self._senders = []
