@@ -30,9 +30,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def bound_socket() -> socket.socket:
+    """A listening socket on a free port, bound now and served at the first start: a port only looked up
+    and bound later could meanwhile be taken by an outgoing connection (the same ephemeral range)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class Center:
-    def __init__(self, config, store: Store, port: int, **node_kwargs) -> None:
-        self.config, self.store, self.port = config, store, port
+    def __init__(
+        self, config, store: Store, port: int, sock: socket.socket | None = None, **node_kwargs
+    ) -> None:
+        self.config, self.store, self.port, self.sock = config, store, port, sock
         self.node_kwargs = node_kwargs
         self.mismatches: list[Mismatch] = []
         self.server: uvicorn.Server | None = None
@@ -55,7 +66,8 @@ class Center:
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )
-        self.task = asyncio.create_task(self.server.serve())
+        sockets, self.sock = ([self.sock] if self.sock is not None else None), None  # a restart binds again
+        self.task = asyncio.create_task(self.server.serve(sockets=sockets))
         while not self.server.started:
             assert not self.task.done(), f"center {self.id} did not start"
             await asyncio.sleep(0.02)
@@ -76,9 +88,8 @@ class World:
             for r in grid["regions"]
             if len(r["path"].split("/")) <= ("province", "city", "county").index(max_level) + 1
         ]
-        self.ports = {}
-        for region in regions:
-            self.ports[region["path"].lower().replace("/", "-")] = free_port()
+        sockets = {region["path"].lower().replace("/", "-"): bound_socket() for region in regions}
+        self.ports = {cid: sock.getsockname()[1] for cid, sock in sockets.items()}
         self.configs = cascade_configs(
             regions, lambda cid: f"http://127.0.0.1:{self.ports[cid]}", directory, interval_s=interval_s,
             losses=losses, backoff_min_s=0.05, backoff_max_s=0.5,
@@ -87,7 +98,13 @@ class World:
         self.leaves = leaf_regions(self.configs)
         node_kwargs = node_kwargs or {}
         self.centers = {
-            cid: Center(config, Store.open(url_of_store(cid)), self.ports[cid], **node_kwargs.get(cid, {}))
+            cid: Center(
+                config,
+                Store.open(url_of_store(cid)),
+                self.ports[cid],
+                sockets[cid],
+                **node_kwargs.get(cid, {}),
+            )
             for cid, config in self.configs.items()
         }
 
@@ -103,6 +120,8 @@ class World:
         for center in self.centers.values():
             await center.stop()
         for center in self.centers.values():
+            if center.sock is not None:  # never started
+                center.sock.close()
             center.store.close()
 
     def submit(self, ts: datetime, snapshot: dict, tamper=None) -> None:
