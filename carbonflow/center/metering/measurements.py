@@ -266,9 +266,7 @@ def register_at(
     earlier = before - 1
     value, bound = low.value, Decimal(0)
     if earlier >= 0 and series[earlier].ts < low.ts:
-        increment = max(low.value - series[earlier].value, Decimal(0))  # type: ignore[operator]
-        span_s = Decimal(str((low.ts - series[earlier].ts).total_seconds()))
-        bound = increment * Decimal(str((moment - low.ts).total_seconds())) / span_s
+        bound = _added_at_rate(series[earlier], low, (moment - low.ts).total_seconds())
         value = low.value + bound  # type: ignore[operator]
     extrapolated = "extrapolated at the recent rate from the last reading before the boundary"
     return BoundaryValue(value, bound, extrapolated, low.ts)  # type: ignore[arg-type]
@@ -286,11 +284,17 @@ def _extrapolated_back(
     first, second = series[after], series[after + 1]
     if first.ts - moment > max_age or second.ts <= first.ts:
         return None
-    increment = max(second.value - first.value, Decimal(0))  # type: ignore[operator]
-    span_s = Decimal(str((second.ts - first.ts).total_seconds()))
-    bound = increment * Decimal(str((first.ts - moment).total_seconds())) / span_s
+    bound = _added_at_rate(first, second, (first.ts - moment).total_seconds())
     why = "extrapolated back at the rate of the first readings after the boundary"
     return BoundaryValue(first.value - bound, bound, why, second.ts)  # type: ignore[operator]
+
+
+def _added_at_rate(earlier: StoredReading, later: StoredReading, seconds: float) -> Decimal:
+    """What a register adds in ``seconds`` at the rate it ran from ``earlier`` to ``later`` (exact
+    decimals; never negative: a register does not run backwards)."""
+    increment = max(later.value - earlier.value, Decimal(0))  # type: ignore[operator]
+    span_s = Decimal(str((later.ts - earlier.ts).total_seconds()))
+    return increment * Decimal(str(seconds)) / span_s
 
 
 def point_mappings(device_map: Mapping) -> list[PointMapping]:
