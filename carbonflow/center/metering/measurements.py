@@ -33,10 +33,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
-from operator import attrgetter
+from itertools import repeat
+from operator import ne
 from typing import NamedTuple
 
+import numpy as np
+
 from carbonflow.center.metering.assemble import ElementKey, Measurements
+from carbonflow.center.metering.columns import ReadingColumns, StoredReading, micros
 
 COUNTER_QUANTITIES = frozenset(
     {"export_energy_kwh", "import_energy_kwh", "carbon_kg", "charge_energy_kwh", "discharge_energy_kwh"}
@@ -46,7 +50,6 @@ DEFAULT_ACCURACY_PERCENT = 0.5  # class 0.5S when the device map does not say
 EXACT_QUANTITIES = frozenset({"intensity_g_per_kwh"})
 HELD_QUANTITIES = EXACT_QUANTITIES
 ESTIMATED_QUALITIES = frozenset({"estimated", "stale"})
-_time_of = attrgetter("ts")
 SQRT_3 = math.sqrt(3)
 
 
@@ -88,15 +91,6 @@ class PointMapping:
         return self._resolution_in_element_units**2 / 6
 
 
-class StoredReading(NamedTuple):
-    """A reading as stored (a tuple: an interval of a large grid reads hundreds of thousands of them)."""
-
-    point_id: str
-    ts: datetime
-    value: Decimal | None
-    quality: str = "good"
-
-
 class BoundaryValue(NamedTuple):  # a tuple: two per counter and interval
     value: Decimal
     bound: Decimal  # the true register lies within value ± bound (0 for a reading at the boundary)
@@ -129,18 +123,13 @@ def measurements_for_interval(
     """``readings`` must include, for counters, readings up to ``max_age_s`` before ``start``, and for
     factor registers the last reading up to ``held_max_age_s`` before it.  ``quantities``: only the
     points of these (default: every point) — the assembly reads neither voltages nor reactive power,
-    a third of a large grid's points."""
+    a third of a large grid's points.  ``readings`` as :class:`ReadingColumns` (the store's read) are
+    not turned into one object per reading."""
     max_age = timedelta(seconds=max_age_s if max_age_s is not None else (end - start).total_seconds())
     held_max_age = timedelta(seconds=held_max_age_s) if held_max_age_s is not None else max_age
     points = [p for p in points if p.quantity in quantities] if quantities is not None else list(points)
-    by_point: dict[str, list[StoredReading]] = {point.point_id: [] for point in points}
-    for reading in readings:
-        series = by_point.get(reading[0])
-        if series is not None and reading[2] is not None and reading[3] != "invalid":
-            series.append(reading)
-    for series in by_point.values():
-        if len(series) > 1:
-            series.sort(key=_time_of)
+    grouped = _Grouped(ReadingColumns.of(readings), points)
+    read_at_both = grouped.counters_read_at_both(start, end, max_age)
 
     counters: dict[ElementKey, tuple[Decimal, Decimal]] = {}
     instants: dict[ElementKey, list[Decimal]] = {}
@@ -150,16 +139,24 @@ def measurements_for_interval(
     window = (start - max_age, end + max_age)  # the readings a counter's reset is looked for in
     held_since = start - held_max_age
     for order, point in enumerate(points):
-        series = by_point.get(point.point_id)
-        if not series:  # nothing read: neither a counter nor a sample says anything
+        k = grouped.series_of[point.point_id]
+        if not grouped.count(k):  # nothing read: neither a counter nor a sample says anything
             continue
         if point.is_counter:
-            found = _counter_over_interval(point, series, start, end, max_age, window)
+            boundaries = read_at_both.get(k)
+            if boundaries is not None:  # read exactly at both boundaries, never backwards: no search
+                first, first_quality, last, last_quality = boundaries
+                found = _counter_result(
+                    point, first, 0, _flag(first_quality), last, 0, _flag(last_quality)
+                )  # fmt: skip
+            else:
+                found = _counter_over_interval(point, grouped.series(k), start, end, max_age, window)
             if found is None:
                 continue
             pair, u, why = found
             target = counters
         else:
+            series = grouped.series(k)
             inside = [r for r in series if start < r.ts <= end]
             sure = [r for r in inside if r.quality not in ESTIMATED_QUALITIES]
             if sure:  # a sample read across a boundary counts only when nothing surer came
@@ -188,6 +185,78 @@ def measurements_for_interval(
             else:
                 estimated.pop(key, None)
     return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
+
+
+def _flag(quality: str) -> str | None:
+    """Why a reading at a boundary is an estimate (None: it is not)."""
+    return f"{quality} reading" if quality in ESTIMATED_QUALITIES else None
+
+
+class _Grouped:
+    """The usable readings (a value, not ``invalid``) of ``points`` by point, each point's in time order
+    (numpy: one stable sort of positions, no list per point until one is asked for)."""
+
+    def __init__(self, columns: ReadingColumns, points: list[PointMapping]) -> None:
+        self.columns = columns
+        self.series_of = {pid: k for k, pid in enumerate(dict.fromkeys(p.point_id for p in points))}
+        self.is_counter = np.zeros(len(self.series_of), bool)
+        for point in points:
+            self.is_counter[self.series_of[point.point_id]] |= point.is_counter
+        n = len(columns)
+        series = np.fromiter(map(self.series_of.get, columns.point_ids, repeat(-1)), np.int64, n)
+        usable = np.flatnonzero(columns.usable() & (series >= 0))
+        ts, series = columns.ts_us[usable], series[usable]
+        order = np.lexsort((ts, series))  # stable: readings of one time keep their order, as sorted() did
+        self.rows, self.series_at, self.ts = usable[order], series[order], ts[order]
+        self.bounds = np.searchsorted(self.series_at, np.arange(len(self.series_of) + 1)).tolist()
+
+    def count(self, k: int) -> int:
+        return self.bounds[k + 1] - self.bounds[k]
+
+    def series(self, k: int) -> list[StoredReading]:
+        reading = self.columns.reading
+        return [reading(row) for row in self.rows[self.bounds[k] : self.bounds[k + 1]].tolist()]
+
+    def counters_read_at_both(
+        self, start: datetime, end: datetime, max_age: timedelta
+    ) -> dict[int, tuple[Decimal, str, Decimal, str]]:
+        """The counters (by series) read exactly at ``start`` and at ``end`` whose readings within
+        ``max_age`` of the interval never go backwards — what :func:`_counter_over_interval` finds
+        without interpolating or extrapolating — with both boundary readings (value, quality).  A
+        counter it cannot decide at once (equal floats of different decimals, one time read twice, a
+        value that is not finite) is left to the per-point code."""
+        start_us, end_us, age_us = micros(start), micros(end), max_age // timedelta(microseconds=1)
+        if not (start_us < end_us and age_us >= 0) or not len(self.rows):
+            return {}
+        series, ts, positions = self.series_at, self.ts, np.arange(len(self.rows))
+        at_start, at_end = np.full(len(self.series_of), -1), np.full(len(self.series_of), -1)
+        at_start[series[ts == start_us]] = positions[ts == start_us]
+        at_end[series[ts == end_us]] = positions[ts == end_us]
+        candidate = self.is_counter & (at_start >= 0) & (at_end >= 0)
+        twice = (series[1:] == series[:-1]) & (ts[1:] == ts[:-1])
+        candidate[series[1:][twice]] = False
+        # the readings of the window of every candidate (contiguous per counter, in time order)
+        inside = np.flatnonzero(candidate[series] & (ts >= start_us - age_us) & (ts <= end_us + age_us))
+        raw = self.columns.values
+        stored = [raw[row] for row in self.rows[inside].tolist()]
+        try:
+            as_float = np.fromiter(map(float, stored), float, len(stored))
+        except ValueError:  # a stored value float() does not read (``sNaN``): all to the per-point code
+            return {}
+        same = series[inside[1:]] == series[inside[:-1]]
+        later, earlier = as_float[1:], as_float[:-1]
+        # float() rounds monotonically: a lower float is a lower decimal; equal floats of different
+        # stored values are left undecided (an exact comparison is the per-point code's)
+        differs = np.fromiter(map(ne, stored[1:], stored[:-1]), bool, max(len(stored) - 1, 0))
+        doubtful = same & ((later < earlier) | ((later == earlier) & differs))
+        candidate[series[inside[1:]][doubtful]] = False
+        candidate[series[inside][~np.isfinite(as_float)]] = False
+        rows, qualities, decimal = self.rows, self.columns.qualities, self.columns.decimal
+        found = {}
+        for k in np.flatnonzero(candidate).tolist():
+            first, last = int(rows[at_start[k]]), int(rows[at_end[k]])
+            found[k] = (decimal(first), qualities[first], decimal(last), qualities[last])
+        return found
 
 
 def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> float:
@@ -225,16 +294,31 @@ def _counter_over_interval(
         return None  # reset or replaced meter in between (a register ran backwards): not an energy
     if last.value < first.value:
         return None
+    return _counter_result(
+        point, first.value, first.bound, first.estimated, last.value, last.bound, last.estimated
+    )
+
+
+def _counter_result(
+    point: PointMapping,
+    first: Decimal,
+    first_bound: Decimal | int,
+    before: str | None,
+    last: Decimal,
+    last_bound: Decimal | int,
+    after: str | None,
+) -> tuple[tuple[Decimal, Decimal], float, str | None]:
+    """A counter's boundary values (device units) with their bounds and why each is an estimate, as
+    (values in element units, 1σ of their difference, why the increase is an estimate)."""
     scale = point.scale_to_element
-    energy = float((last.value - first.value) * scale)
+    energy = float((last - first) * scale)
     u_squared = (point.mpe_percent / 100.0 * abs(energy)) ** 2 / 3 + point.quantisation_variance
-    if first.bound:  # a bound of 0 adds 0.0: left out, the same sum
-        u_squared += float(first.bound * abs(scale)) ** 2 / 3
-    if last.bound:
-        u_squared += float(last.bound * abs(scale)) ** 2 / 3
-    before, after = first.estimated, last.estimated
+    if first_bound:  # a bound of 0 adds 0.0: left out, the same sum
+        u_squared += float(first_bound * abs(scale)) ** 2 / 3
+    if last_bound:
+        u_squared += float(last_bound * abs(scale)) ** 2 / 3
     why = f"{before}; {after}" if before and after and before != after else before or after or None
-    return (first.value * scale, last.value * scale), math.sqrt(u_squared), why
+    return (first * scale, last * scale), math.sqrt(u_squared), why
 
 
 def register_at(

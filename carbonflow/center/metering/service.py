@@ -8,9 +8,10 @@ nodal factor through its collector.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ import numpy as np
 from sqlalchemy import String, func, select, type_coerce
 
 from carbonflow.center.metering.assemble import ASSEMBLED_QUANTITIES, Assembled, assemble_snapshot
+from carbonflow.center.metering.columns import ReadingColumns
 from carbonflow.center.metering.measurements import (
     COUNTER_QUANTITIES,
     HELD_QUANTITIES,
@@ -68,7 +70,7 @@ class IntervalOutcome:
     totals_band: dict[str, float] = field(default_factory=dict)
     # what the interval was metered from (its window: one interval either side): later evaluations of
     # the same interval (alarms) read these instead of the store again
-    source_readings: list[StoredReading] | None = field(default=None, repr=False)
+    source_readings: Sequence[StoredReading] | None = field(default=None, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -115,27 +117,13 @@ def _window_rows(connection: Any, low: datetime, high: datetime, raw: bool) -> l
     return cursor.fetchall()
 
 
-def _stored_readings(rows: Iterable[Any], raw: bool) -> list[StoredReading]:
-    """Rows of :func:`_reading_columns` as readings; the same values as the typed columns give (each
-    distinct time stamp converted once: a window holds a handful of them)."""
+def _stored_readings(rows: list[Any], raw: bool) -> ReadingColumns:
+    """Rows of :func:`_reading_columns` as columns of readings; the same values as the typed columns give
+    (each distinct time stamp converted once: a window holds a handful of them; a value made a
+    ``Decimal`` only when used)."""
     if not raw:
-        return [StoredReading(*row) for row in rows]
-    rows = rows if isinstance(rows, list) else list(rows)
-    times = UtcDateTime()
-    moments = {ts: times.process_result_value(ts, None) for ts in {row[1] for row in rows}}  # type: ignore[arg-type]
-    new, reading = tuple.__new__, StoredReading
-    return [
-        new(
-            reading,
-            (
-                point_id,
-                moments[ts],
-                None if value is None else Decimal(value if isinstance(value, str) else str(value)),
-                quality,
-            ),
-        )
-        for point_id, ts, value, quality in rows
-    ]
+        return ReadingColumns.of_rows(rows, lambda ts: ts)
+    return ReadingColumns.of_rows(rows, functools.partial(UtcDateTime().process_result_value, dialect=None))
 
 
 @contextmanager
@@ -253,7 +241,8 @@ class MeteringService:
         while the center runs (``carbonflow center load``; ingest refuses readings of unknown points, so
         a reading of a point not known here means one was registered since).  Cheap: only then."""
         known = self._known_points
-        if any(reading.point_id not in known for reading in readings):
+        point_ids = readings.point_ids if isinstance(readings, ReadingColumns) else (r[0] for r in readings)
+        if not known.issuperset(point_ids):
             self.refresh_points()
 
     def _window(self, end: datetime) -> tuple[datetime, datetime]:
@@ -262,7 +251,7 @@ class MeteringService:
         span = timedelta(seconds=self.interval_s)
         return end - 2 * span, end + span
 
-    def readings_for(self, end: datetime) -> list[StoredReading]:
+    def readings_for(self, end: datetime) -> ReadingColumns:
         low, high = self._window(end)
         with self.store.read() as connection:
             raw = connection.dialect.name == "sqlite"
@@ -331,7 +320,7 @@ class MeteringService:
     def compute_interval(
         self,
         end: datetime,
-        readings: list[StoredReading],
+        readings: Sequence[StoredReading],
         *,
         previous: Mapping[str, Mapping[str, float]] | None = None,
         losses: str | None = None,
