@@ -130,6 +130,7 @@ def measurements_for_interval(
     points = [p for p in points if p.quantity in quantities] if quantities is not None else list(points)
     grouped = _Grouped(ReadingColumns.of(readings), points)
     read_at_both = grouped.counters_read_at_both(start, end, max_age)
+    read_inside = grouped.samples_read_inside(start, end)
 
     counters: dict[ElementKey, tuple[Decimal, Decimal]] = {}
     instants: dict[ElementKey, list[Decimal]] = {}
@@ -155,6 +156,12 @@ def measurements_for_interval(
                 continue
             pair, u, why = found
             target = counters
+        elif k in read_inside:  # every sample inside the interval a sure one: no list of readings
+            lo, hi = read_inside[k]
+            scale, decimal = point.scale_to_element, grouped.columns.decimal
+            values = [decimal(row) * scale for row in grouped.rows[lo:hi].tolist()]
+            pair, u, why = values, _sample_mean_uncertainty(point, values), None
+            target = instants
         else:
             series = grouped.series(k)
             inside = [r for r in series if start < r.ts <= end]
@@ -216,6 +223,24 @@ class _Grouped:
     def series(self, k: int) -> list[StoredReading]:
         reading = self.columns.reading
         return [reading(row) for row in self.rows[self.bounds[k] : self.bounds[k + 1]].tolist()]
+
+    def samples_read_inside(self, start: datetime, end: datetime) -> dict[int, tuple[int, int]]:
+        """The points that are not counters (by series) with readings inside ``(start, end]``, none of
+        them ``estimated`` or ``stale``: the range of those readings in :attr:`rows`."""
+        start_us, end_us, series = micros(start), micros(end), self.series_at
+        inside = np.flatnonzero(~self.is_counter[series] & (self.ts > start_us) & (self.ts <= end_us))
+        qualities = self.columns.qualities
+        flagged = np.fromiter(
+            map(ESTIMATED_QUALITIES.__contains__, map(qualities.__getitem__, self.rows[inside].tolist())),
+            bool,
+            len(inside),
+        )
+        sure = np.ones(len(self.series_of), bool)
+        sure[series[inside[flagged]]] = False
+        ks, first, count = np.unique(series[inside], return_index=True, return_counts=True)
+        lo = inside[first]  # inside is one run of positions per series (a time range of its readings)
+        keep = sure[ks]
+        return dict(zip(ks[keep].tolist(), zip(lo[keep].tolist(), (lo + count)[keep].tolist())))
 
     def counters_read_at_both(
         self, start: datetime, end: datetime, max_age: timedelta
