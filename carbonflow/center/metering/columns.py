@@ -1,18 +1,19 @@
-"""An interval window's readings as columns (issue 17 §4: an interval of a 10,000-bus grid reads ~470,000).
+"""An interval window's readings by column (issue 17 §4: an interval of a 10,000-bus grid reads ~470,000).
 
-:class:`ReadingColumns` keeps the readings as the store returns them — one list per column, the time
-stamps also as integer microseconds in a numpy array — and turns a value into a ``Decimal`` only when
-it is used.  It is still a sequence of :class:`StoredReading` for whoever iterates it (the alarms, the
-recomputation): those are built once, on first use, exactly as the store's typed columns give them.
+:class:`ReadingColumns` keeps the readings as the store returns them — its rows, read column by column
+(C-level maps, numpy arrays: the time stamps as integer microseconds) — and turns a value into a
+``Decimal`` only when it is used.  It is still a sequence of :class:`StoredReading` for whoever iterates
+it (the alarms, the recomputation): those are built once, on first use, exactly as the store's typed
+columns give them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import repeat
-from operator import is_not, ne
+from operator import is_not, itemgetter, ne
 from typing import Any, NamedTuple, overload
 
 import numpy as np
@@ -45,15 +46,16 @@ def exact_decimal(value: Any) -> Decimal:
 
 
 class ReadingColumns(Sequence[StoredReading]):
-    """Readings by column: ``point_ids``, ``times`` (datetimes), ``values`` (as stored: text, a number or
-    a ``Decimal``; None for no value) and ``qualities``; ``ts_us``: the times in microseconds."""
+    """Readings kept as the store's rows ``(point_id, ts, value, quality)`` — ``ts`` as stored (converted
+    by ``to_datetime`` once per distinct time stamp), ``value`` as stored (text, a number or a
+    ``Decimal``; None for no value) — read by column; ``ts_us``: the times in microseconds."""
 
-    def __init__(
-        self, point_ids: list[str], times: list[datetime], values: list[Any], qualities: list[str]
-    ) -> None:
-        self.point_ids, self.times, self.values, self.qualities = point_ids, times, values, qualities
-        distinct = {moment: micros(moment) for moment in set(times)}  # a window holds a handful
-        self.ts_us = np.fromiter(map(distinct.__getitem__, times), np.int64, len(times))
+    def __init__(self, rows: list[Any], to_datetime: Callable[[Any], datetime] | None = None) -> None:
+        self.rows = rows
+        stamps = set(map(_TS, rows))  # a window holds a handful
+        self.moments = {ts: to_datetime(ts) if to_datetime else ts for ts in stamps}
+        distinct = {ts: micros(moment) for ts, moment in self.moments.items()}
+        self.ts_us = np.fromiter(map(distinct.__getitem__, map(_TS, rows)), np.int64, len(rows))
         self._readings: list[StoredReading] | None = None
 
     @classmethod
@@ -61,49 +63,45 @@ class ReadingColumns(Sequence[StoredReading]):
         """Columns of readings given one by one (a list built by a caller, a test)."""
         if isinstance(readings, ReadingColumns):
             return readings
-        rows = list(readings)
-        if not rows:
-            return cls([], [], [], [])
-        point_ids, times, values, qualities = (list(column) for column in zip(*rows))
-        columns = cls(point_ids, times, values, qualities)
-        columns._readings = [StoredReading(*row) for row in rows]
+        columns = cls(readings if isinstance(readings, list) else list(readings))
+        columns._readings = columns.rows
         return columns
 
-    @classmethod
-    def of_rows(cls, rows: list[Any], to_datetime: Any) -> ReadingColumns:
-        """Columns of the store's rows ``(point_id, ts, value, quality)``; ``to_datetime`` converts a
-        stored time stamp (once per distinct one)."""
-        if not rows:
-            return cls([], [], [], [])
-        point_ids, stamps, values, qualities = (list(column) for column in zip(*rows))
-        moments = {ts: to_datetime(ts) for ts in set(stamps)}
-        return cls(point_ids, list(map(moments.__getitem__, stamps)), values, qualities)
+    def point_ids(self) -> Iterator[str]:
+        return map(_POINT_ID, self.rows)
+
+    def qualities(self) -> Iterator[str]:
+        return map(_QUALITY, self.rows)
 
     def usable(self) -> np.ndarray:
         """Whether each reading counts at all: it has a value and is not ``invalid``."""
-        n = len(self.point_ids)
-        has_value = np.fromiter(map(is_not, self.values, repeat(None)), bool, n)
-        return has_value & np.fromiter(map(ne, self.qualities, repeat("invalid")), bool, n)
+        n = len(self.rows)
+        has_value = np.fromiter(map(is_not, map(_VALUE, self.rows), repeat(None)), bool, n)
+        return has_value & np.fromiter(map(ne, self.qualities(), repeat("invalid")), bool, n)
+
+    def value(self, index: int) -> Any:
+        """The value as stored."""
+        return self.rows[index][2]
+
+    def quality(self, index: int) -> str:
+        return self.rows[index][3]
 
     def decimal(self, index: int) -> Decimal:
-        return exact_decimal(self.values[index])
+        return exact_decimal(self.rows[index][2])
 
     def reading(self, index: int) -> StoredReading:
-        value = self.values[index]
+        point_id, ts, value, quality = self.rows[index]
         return StoredReading(
-            self.point_ids[index],
-            self.times[index],
-            None if value is None else exact_decimal(value),
-            self.qualities[index],
+            point_id, self.moments[ts], None if value is None else exact_decimal(value), quality
         )
 
     def readings(self) -> list[StoredReading]:
         if self._readings is None:
-            self._readings = [self.reading(i) for i in range(len(self.point_ids))]
+            self._readings = [self.reading(i) for i in range(len(self.rows))]
         return self._readings
 
     def __len__(self) -> int:
-        return len(self.point_ids)
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[StoredReading]:
         return iter(self.readings())
@@ -114,3 +112,6 @@ class ReadingColumns(Sequence[StoredReading]):
     def __getitem__(self, index: slice) -> list[StoredReading]: ...
     def __getitem__(self, index: int | slice) -> StoredReading | list[StoredReading]:
         return self.readings()[index]
+
+
+_POINT_ID, _TS, _VALUE, _QUALITY = (itemgetter(i) for i in range(4))

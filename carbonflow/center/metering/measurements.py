@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,8 +112,34 @@ class _Candidate(NamedTuple):  # a tuple: one per point and interval
         return (self.u, self.order) < (other.u, other.order)
 
 
+class PointIndex:
+    """The points an interval is measured for (those of ``quantities``; None: all), indexed once: a
+    service meters interval after interval with the same points.  ``series``: each point's index among
+    the distinct point ids; ``shared``: whether another point measures the same element quantity."""
+
+    def __init__(self, points: Iterable[PointMapping], quantities: Collection[str] | None = None) -> None:
+        self.source = points if isinstance(points, list) else list(points)
+        self.quantities = quantities
+        chosen = self.source if quantities is None else [p for p in self.source if p.quantity in quantities]
+        self.points = chosen
+        self.series_of = {pid: k for k, pid in enumerate(dict.fromkeys(p.point_id for p in self.points))}
+        counting = {p.point_id for p in self.points if p.is_counter}
+        self.is_counter = np.fromiter(map(counting.__contains__, self.series_of), bool, len(self.series_of))
+        self.series = [self.series_of[p.point_id] for p in self.points]
+        keys = Counter(p.key for p in self.points)
+        self.shared = [keys[p.key] > 1 for p in self.points]
+
+    def of(self, points: Iterable[PointMapping], quantities: Collection[str] | None) -> bool:
+        """Whether this is the index of ``points`` (the same list, unchanged in length) for ``quantities``."""
+        return points is self.source and len(self.source) == self.size and quantities == self.quantities
+
+    @cached_property
+    def size(self) -> int:
+        return len(self.source)
+
+
 def measurements_for_interval(
-    points: Iterable[PointMapping],
+    points: Iterable[PointMapping] | PointIndex,
     readings: Iterable[StoredReading],
     start: datetime,
     end: datetime,
@@ -123,14 +150,19 @@ def measurements_for_interval(
     """``readings`` must include, for counters, readings up to ``max_age_s`` before ``start``, and for
     factor registers the last reading up to ``held_max_age_s`` before it.  ``quantities``: only the
     points of these (default: every point) — the assembly reads neither voltages nor reactive power,
-    a third of a large grid's points.  ``readings`` as :class:`ReadingColumns` (the store's read) are
-    not turned into one object per reading."""
+    a third of a large grid's points.  ``points`` may be given indexed (:class:`PointIndex`, built for
+    the same ``quantities``); ``readings`` as :class:`ReadingColumns` (the store's read) are not turned
+    into one object per reading."""
     max_age = timedelta(seconds=max_age_s if max_age_s is not None else (end - start).total_seconds())
     held_max_age = timedelta(seconds=held_max_age_s) if held_max_age_s is not None else max_age
-    points = [p for p in points if p.quantity in quantities] if quantities is not None else list(points)
-    grouped = _Grouped(ReadingColumns.of(readings), points)
+    if isinstance(points, PointIndex):
+        index = points if points.quantities == quantities else PointIndex(points.source, quantities)
+    else:
+        index = PointIndex(points, quantities)
+    grouped = _Grouped(ReadingColumns.of(readings), index)
     read_at_both = grouped.counters_read_at_both(start, end, max_age)
     read_inside = grouped.samples_read_inside(start, end)
+    bounds, rows, decimal = grouped.bounds, grouped.row_list, grouped.columns.decimal
 
     counters: dict[ElementKey, tuple[Decimal, Decimal]] = {}
     instants: dict[ElementKey, list[Decimal]] = {}
@@ -139,9 +171,8 @@ def measurements_for_interval(
     chosen: dict[ElementKey, _Candidate] = {}
     window = (start - max_age, end + max_age)  # the readings a counter's reset is looked for in
     held_since = start - held_max_age
-    for order, point in enumerate(points):
-        k = grouped.series_of[point.point_id]
-        if not grouped.count(k):  # nothing read: neither a counter nor a sample says anything
+    for order, (point, k, shared) in enumerate(zip(index.points, index.series, index.shared)):
+        if bounds[k] == bounds[k + 1]:  # nothing read: neither a counter nor a sample says anything
             continue
         if point.is_counter:
             boundaries = read_at_both.get(k)
@@ -158,8 +189,8 @@ def measurements_for_interval(
             target = counters
         elif k in read_inside:  # every sample inside the interval a sure one: no list of readings
             lo, hi = read_inside[k]
-            scale, decimal = point.scale_to_element, grouped.columns.decimal
-            values = [decimal(row) * scale for row in grouped.rows[lo:hi].tolist()]
+            scale = point.scale_to_element
+            values = [decimal(row) * scale for row in rows[lo:hi]]
             pair, u, why = values, _sample_mean_uncertainty(point, values), None
             target = instants
         else:
@@ -182,15 +213,17 @@ def measurements_for_interval(
             pair, u = values, _sample_mean_uncertainty(point, values)
             target = instants
         key = point.key
-        candidate, other = _Candidate(u, why, order), chosen.get(key)
-        if other is None or candidate.better_than(other):
+        if shared:  # several points measure it: the surest counts
+            candidate, other = _Candidate(u, why, order), chosen.get(key)
+            if other is not None and not candidate.better_than(other):
+                continue
             chosen[key] = candidate
-            target[key] = pair  # type: ignore[assignment]
-            uncertainty[key] = u
-            if why:
-                estimated[key] = why
-            else:
+            if not why:
                 estimated.pop(key, None)
+        target[key] = pair  # type: ignore[assignment]
+        uncertainty[key] = u
+        if why:
+            estimated[key] = why
     return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
 
 
@@ -203,35 +236,27 @@ class _Grouped:
     """The usable readings (a value, not ``invalid``) of ``points`` by point, each point's in time order
     (numpy: one stable sort of positions, no list per point until one is asked for)."""
 
-    def __init__(self, columns: ReadingColumns, points: list[PointMapping]) -> None:
-        self.columns = columns
-        self.series_of = {pid: k for k, pid in enumerate(dict.fromkeys(p.point_id for p in points))}
-        self.is_counter = np.zeros(len(self.series_of), bool)
-        for point in points:
-            self.is_counter[self.series_of[point.point_id]] |= point.is_counter
+    def __init__(self, columns: ReadingColumns, index: PointIndex) -> None:
+        self.columns, self.series_of, self.is_counter = columns, index.series_of, index.is_counter
         n = len(columns)
-        series = np.fromiter(map(self.series_of.get, columns.point_ids, repeat(-1)), np.int64, n)
+        series = np.fromiter(map(self.series_of.get, columns.point_ids(), repeat(-1)), np.int64, n)
         usable = np.flatnonzero(columns.usable() & (series >= 0))
         ts, series = columns.ts_us[usable], series[usable]
         order = np.lexsort((ts, series))  # stable: readings of one time keep their order, as sorted() did
         self.rows, self.series_at, self.ts = usable[order], series[order], ts[order]
         self.bounds = np.searchsorted(self.series_at, np.arange(len(self.series_of) + 1)).tolist()
-
-    def count(self, k: int) -> int:
-        return self.bounds[k + 1] - self.bounds[k]
+        self.row_list = self.rows.tolist()
 
     def series(self, k: int) -> list[StoredReading]:
-        reading = self.columns.reading
-        return [reading(row) for row in self.rows[self.bounds[k] : self.bounds[k + 1]].tolist()]
+        return list(map(self.columns.reading, self.row_list[self.bounds[k] : self.bounds[k + 1]]))
 
     def samples_read_inside(self, start: datetime, end: datetime) -> dict[int, tuple[int, int]]:
         """The points that are not counters (by series) with readings inside ``(start, end]``, none of
         them ``estimated`` or ``stale``: the range of those readings in :attr:`rows`."""
         start_us, end_us, series = micros(start), micros(end), self.series_at
         inside = np.flatnonzero(~self.is_counter[series] & (self.ts > start_us) & (self.ts <= end_us))
-        qualities = self.columns.qualities
         flagged = np.fromiter(
-            map(ESTIMATED_QUALITIES.__contains__, map(qualities.__getitem__, self.rows[inside].tolist())),
+            map(ESTIMATED_QUALITIES.__contains__, map(self.columns.quality, self.rows[inside].tolist())),
             bool,
             len(inside),
         )
@@ -262,8 +287,7 @@ class _Grouped:
         candidate[series[1:][twice]] = False
         # the readings of the window of every candidate (contiguous per counter, in time order)
         inside = np.flatnonzero(candidate[series] & (ts >= start_us - age_us) & (ts <= end_us + age_us))
-        raw = self.columns.values
-        stored = [raw[row] for row in self.rows[inside].tolist()]
+        stored = list(map(self.columns.value, self.rows[inside].tolist()))
         try:
             as_float = np.fromiter(map(float, stored), float, len(stored))
         except ValueError:  # a stored value float() does not read (``sNaN``): all to the per-point code
@@ -276,12 +300,13 @@ class _Grouped:
         doubtful = same & ((later < earlier) | ((later == earlier) & differs))
         candidate[series[inside[1:]][doubtful]] = False
         candidate[series[inside][~np.isfinite(as_float)]] = False
-        rows, qualities, decimal = self.rows, self.columns.qualities, self.columns.decimal
-        found = {}
-        for k in np.flatnonzero(candidate).tolist():
-            first, last = int(rows[at_start[k]]), int(rows[at_end[k]])
-            found[k] = (decimal(first), qualities[first], decimal(last), qualities[last])
-        return found
+        ks = np.flatnonzero(candidate)
+        firsts, lasts = self.rows[at_start[ks]].tolist(), self.rows[at_end[ks]].tolist()
+        decimal, quality = self.columns.decimal, self.columns.quality
+        return {
+            k: (decimal(first), quality(first), decimal(last), quality(last))
+            for k, first, last in zip(ks.tolist(), firsts, lasts)
+        }
 
 
 def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> float:

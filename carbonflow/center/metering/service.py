@@ -26,6 +26,7 @@ from carbonflow.center.metering.columns import ReadingColumns
 from carbonflow.center.metering.measurements import (
     COUNTER_QUANTITIES,
     HELD_QUANTITIES,
+    PointIndex,
     PointMapping,
     StoredReading,
     measurements_for_interval,
@@ -122,8 +123,8 @@ def _stored_readings(rows: list[Any], raw: bool) -> ReadingColumns:
     (each distinct time stamp converted once: a window holds a handful of them; a value made a
     ``Decimal`` only when used)."""
     if not raw:
-        return ReadingColumns.of_rows(rows, lambda ts: ts)
-    return ReadingColumns.of_rows(rows, functools.partial(UtcDateTime().process_result_value, dialect=None))
+        return ReadingColumns(rows)
+    return ReadingColumns(rows, functools.partial(UtcDateTime().process_result_value, dialect=None))
 
 
 @contextmanager
@@ -198,6 +199,7 @@ class MeteringService:
         }
         self._known_points: frozenset[str] = frozenset()  # every point id in the store (mapped or left out)
         self.points = self._point_mappings()
+        self._indexed: PointIndex | None = None
         self.ties: Any = None  # a crossregion.TieLink (set by the wiring): neighbours' tie intensities
         warm_up()  # load the compiled engine kernel now rather than in the first interval
 
@@ -233,6 +235,13 @@ class MeteringService:
             if not left_out
         ]
 
+    def _point_index(self) -> PointIndex:
+        """The assembled points indexed, once for as long as :attr:`points` stays the same list."""
+        index = self._indexed
+        if index is None or not index.of(self.points, ASSEMBLED_QUANTITIES):
+            index = self._indexed = PointIndex(self.points, ASSEMBLED_QUANTITIES)
+        return index
+
     def refresh_points(self) -> None:
         self.points = self._point_mappings()
 
@@ -241,7 +250,7 @@ class MeteringService:
         while the center runs (``carbonflow center load``; ingest refuses readings of unknown points, so
         a reading of a point not known here means one was registered since).  Cheap: only then."""
         known = self._known_points
-        point_ids = readings.point_ids if isinstance(readings, ReadingColumns) else (r[0] for r in readings)
+        point_ids = readings.point_ids() if isinstance(readings, ReadingColumns) else (r[0] for r in readings)
         if not known.issuperset(point_ids):
             self.refresh_points()
 
@@ -336,7 +345,7 @@ class MeteringService:
         ``discharge``: storage id -> g/kWh of its discharge (default: the carbon this service carried)."""
         self._catch_up_points(readings)
         data = measurements_for_interval(
-            self.points,
+            self._point_index(),
             readings,
             end - timedelta(seconds=self.interval_s),
             end,
