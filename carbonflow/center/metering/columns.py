@@ -79,12 +79,19 @@ class ReadingColumns(Sequence[StoredReading]):
         has_value = np.fromiter(map(is_not, map(_VALUE, self.rows), repeat(None)), bool, n)
         return has_value & np.fromiter(map(ne, self.qualities(), repeat("invalid")), bool, n)
 
-    def value(self, index: int) -> Any:
-        """The value as stored."""
-        return self.rows[index][2]
+    def values_at(self, indexes: list[int]) -> list[Any]:
+        """The values of the readings at ``indexes``, as stored."""
+        return list(map(_VALUE, map(self.rows.__getitem__, indexes)))
 
-    def quality(self, index: int) -> str:
-        return self.rows[index][3]
+    def qualities_at(self, indexes: list[int]) -> list[str]:
+        return list(map(_QUALITY, map(self.rows.__getitem__, indexes)))
+
+    def decimals_at(self, indexes: list[int]) -> list[Decimal]:
+        """The values of the readings at ``indexes`` (none of them None) as decimals."""
+        stored = self.values_at(indexes)
+        if set(map(type, stored)) <= _DECIMAL_AS_IS:  # Decimal(x) is exact_decimal(x): no call per value
+            return list(map(Decimal, stored))
+        return list(map(exact_decimal, stored))
 
     def decimal(self, index: int) -> Decimal:
         return exact_decimal(self.rows[index][2])
@@ -115,3 +122,4 @@ class ReadingColumns(Sequence[StoredReading]):
 
 
 _POINT_ID, _TS, _VALUE, _QUALITY = (itemgetter(i) for i in range(4))
+_DECIMAL_AS_IS = frozenset({str, int, Decimal})  # a float is read through its repr, as the store does

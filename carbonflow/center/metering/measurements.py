@@ -162,7 +162,7 @@ def measurements_for_interval(
     grouped = _Grouped(ReadingColumns.of(readings), index)
     read_at_both = grouped.counters_read_at_both(start, end, max_age)
     read_inside = grouped.samples_read_inside(start, end)
-    bounds, rows, decimal = grouped.bounds, grouped.row_list, grouped.columns.decimal
+    bounds = grouped.bounds
 
     counters: dict[ElementKey, tuple[Decimal, Decimal]] = {}
     instants: dict[ElementKey, list[Decimal]] = {}
@@ -177,20 +177,17 @@ def measurements_for_interval(
         if point.is_counter:
             boundaries = read_at_both.get(k)
             if boundaries is not None:  # read exactly at both boundaries, never backwards: no search
-                first, first_quality, last, last_quality = boundaries
-                found = _counter_result(
-                    point, first, 0, _flag(first_quality), last, 0, _flag(last_quality)
-                )  # fmt: skip
+                first, before, last, after = boundaries
+                found = _counter_result(point, first, 0, before, last, 0, after)
             else:
                 found = _counter_over_interval(point, grouped.series(k), start, end, max_age, window)
             if found is None:
                 continue
             pair, u, why = found
             target = counters
-        elif k in read_inside:  # every sample inside the interval a sure one: no list of readings
-            lo, hi = read_inside[k]
+        elif (samples := read_inside.get(k)) is not None:  # every sample inside a sure one
             scale = point.scale_to_element
-            values = [decimal(row) * scale for row in rows[lo:hi]]
+            values = [value * scale for value in samples]
             pair, u, why = values, _sample_mean_uncertainty(point, values), None
             target = instants
         else:
@@ -227,9 +224,7 @@ def measurements_for_interval(
     return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
 
 
-def _flag(quality: str) -> str | None:
-    """Why a reading at a boundary is an estimate (None: it is not)."""
-    return f"{quality} reading" if quality in ESTIMATED_QUALITIES else None
+_FLAGS = {quality: f"{quality} reading" for quality in ESTIMATED_QUALITIES}  # why a boundary value estimates
 
 
 class _Grouped:
@@ -250,29 +245,27 @@ class _Grouped:
     def series(self, k: int) -> list[StoredReading]:
         return list(map(self.columns.reading, self.row_list[self.bounds[k] : self.bounds[k + 1]]))
 
-    def samples_read_inside(self, start: datetime, end: datetime) -> dict[int, tuple[int, int]]:
+    def samples_read_inside(self, start: datetime, end: datetime) -> dict[int, list[Decimal]]:
         """The points that are not counters (by series) with readings inside ``(start, end]``, none of
-        them ``estimated`` or ``stale``: the range of those readings in :attr:`rows`."""
+        them ``estimated`` or ``stale``: their values (device units, in time order)."""
         start_us, end_us, series = micros(start), micros(end), self.series_at
         inside = np.flatnonzero(~self.is_counter[series] & (self.ts > start_us) & (self.ts <= end_us))
-        flagged = np.fromiter(
-            map(ESTIMATED_QUALITIES.__contains__, map(self.columns.quality, self.rows[inside].tolist())),
-            bool,
-            len(inside),
-        )
+        qualities = self.columns.qualities_at(self.rows[inside].tolist())
+        flagged = np.fromiter(map(ESTIMATED_QUALITIES.__contains__, qualities), bool, len(inside))
         sure = np.ones(len(self.series_of), bool)
         sure[series[inside[flagged]]] = False
-        ks, first, count = np.unique(series[inside], return_index=True, return_counts=True)
-        lo = inside[first]  # inside is one run of positions per series (a time range of its readings)
-        keep = sure[ks]
-        return dict(zip(ks[keep].tolist(), zip(lo[keep].tolist(), (lo + count)[keep].tolist())))
+        inside = inside[sure[series[inside]]]  # still one run of positions per series (a time range)
+        ks, first = np.unique(series[inside], return_index=True)
+        values = self.columns.decimals_at(self.rows[inside].tolist())
+        runs = np.append(first, len(inside)).tolist()
+        return dict(zip(ks.tolist(), map(values.__getitem__, map(slice, runs[:-1], runs[1:]))))
 
     def counters_read_at_both(
         self, start: datetime, end: datetime, max_age: timedelta
-    ) -> dict[int, tuple[Decimal, str, Decimal, str]]:
+    ) -> dict[int, tuple[Decimal, str | None, Decimal, str | None]]:
         """The counters (by series) read exactly at ``start`` and at ``end`` whose readings within
         ``max_age`` of the interval never go backwards — what :func:`_counter_over_interval` finds
-        without interpolating or extrapolating — with both boundary readings (value, quality).  A
+        without interpolating or extrapolating — with both boundary readings (value, why an estimate).  A
         counter it cannot decide at once (equal floats of different decimals, one time read twice, a
         value that is not finite) is left to the per-point code."""
         start_us, end_us, age_us = micros(start), micros(end), max_age // timedelta(microseconds=1)
@@ -287,7 +280,7 @@ class _Grouped:
         candidate[series[1:][twice]] = False
         # the readings of the window of every candidate (contiguous per counter, in time order)
         inside = np.flatnonzero(candidate[series] & (ts >= start_us - age_us) & (ts <= end_us + age_us))
-        stored = list(map(self.columns.value, self.rows[inside].tolist()))
+        stored = self.columns.values_at(self.rows[inside].tolist())
         try:
             as_float = np.fromiter(map(float, stored), float, len(stored))
         except ValueError:  # a stored value float() does not read (``sNaN``): all to the per-point code
@@ -296,17 +289,17 @@ class _Grouped:
         later, earlier = as_float[1:], as_float[:-1]
         # float() rounds monotonically: a lower float is a lower decimal; equal floats of different
         # stored values are left undecided (an exact comparison is the per-point code's)
-        differs = np.fromiter(map(ne, stored[1:], stored[:-1]), bool, max(len(stored) - 1, 0))
-        doubtful = same & ((later < earlier) | ((later == earlier) & differs))
+        doubtful = same & (later < earlier)
+        tied = np.flatnonzero(same & (later == earlier)).tolist()  # a register that did not move, mostly
+        doubtful[tied] = list(map(ne, map(stored.__getitem__, tied), [stored[i + 1] for i in tied]))
         candidate[series[inside[1:]][doubtful]] = False
         candidate[series[inside][~np.isfinite(as_float)]] = False
         ks = np.flatnonzero(candidate)
         firsts, lasts = self.rows[at_start[ks]].tolist(), self.rows[at_end[ks]].tolist()
-        decimal, quality = self.columns.decimal, self.columns.quality
-        return {
-            k: (decimal(first), quality(first), decimal(last), quality(last))
-            for k, first, last in zip(ks.tolist(), firsts, lasts)
-        }
+        columns = self.columns
+        flags = (map(_FLAGS.get, columns.qualities_at(firsts)), map(_FLAGS.get, columns.qualities_at(lasts)))
+        values = zip(columns.decimals_at(firsts), flags[0], columns.decimals_at(lasts), flags[1])
+        return dict(zip(ks.tolist(), values))
 
 
 def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> float:
