@@ -5,9 +5,14 @@ the store's text rows measure the same as typed ones."""
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
+from sqlalchemy import select
+
+from carbonflow.center.metering.assemble import ASSEMBLED_QUANTITIES
 from carbonflow.center.metering.columns import ReadingColumns
 from carbonflow.center.metering.measurements import (
     PointIndex,
@@ -16,7 +21,15 @@ from carbonflow.center.metering.measurements import (
     _counter_over_interval,
     measurements_for_interval,
 )
+from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.store import ingest_batch, register_devices, upsert_collector, upsert_topology
+from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.types import sqlite_ts, utc
+from carbonflow.center.topology import topology_rows
+from carbonflow.messages.c4 import Batch
+from carbonflow.messages.c4 import Reading as SentReading
+from carbonflow.sim.device_map import build_device_map, grid_document
+from carbonflow.sim.reference_grid import reference_grid
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 SPAN = timedelta(minutes=15)
@@ -94,3 +107,42 @@ def test_the_stores_text_rows_measure_as_typed_readings_and_iterate_as_them():
     typed = measurements_for_interval(points, readings, at(0), at(15))
     assert measurements_for_interval(index, columns, at(0), at(15), quantities=index.quantities) == typed
     assert typed.counters and typed.instants and typed.estimated
+
+
+def test_a_window_read_by_column_is_the_typed_query_and_measures_as_it_on_both_backends(store):  # noqa: F811
+    net = reference_grid()
+    topology, device_map = grid_document(net), build_device_map(net)
+    upsert_topology(store, topology_rows(topology))
+    upsert_collector(store, "col-1", "secret")
+    register_devices(store, device_map["devices"], collector_id="col-1")
+    rng = random.Random(3)
+    points = [point for device in device_map["devices"] for point in device["points"]]
+    for minutes in (-15, 0, 15, 30):
+        qualities = ["good"] * 6 + ["estimated", "invalid"]
+        sent = [
+            SentReading(point=point["id"], ts=at(minutes), value=f"{minutes + rng.randint(0, 99) / 7:.3f}",
+                        quality=rng.choice(qualities))
+            for point in points
+        ]  # fmt: skip
+        batch = Batch(collector_id="col-1", batch_id=uuid.uuid4().hex, seq=0, created_at=T0, readings=sent)
+        ingest_batch(store, batch)
+    service = MeteringService(store, topology, 900)
+    columns = service.readings_for(at(15))
+    assert isinstance(columns, ReadingColumns)
+    with store.read() as connection:
+        typed = [
+            StoredReading(*row)
+            for row in connection.execute(
+                select(Reading.point_id, Reading.ts, Reading.value, Reading.quality).where(
+                    Reading.ts >= at(-15), Reading.ts <= at(30)
+                )
+            )
+        ]
+    assert sorted(columns, key=repr) == sorted(typed, key=repr) and len(typed) == 4 * len(points)
+    measured = measurements_for_interval(
+        service._point_index(), columns, at(0), at(15), 900, 86400, ASSEMBLED_QUANTITIES
+    )
+    assert measured == measurements_for_interval(
+        service.points, typed, at(0), at(15), 900, 86400, ASSEMBLED_QUANTITIES
+    )
+    assert measured.counters and measured.instants and measured.estimated
