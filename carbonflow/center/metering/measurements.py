@@ -119,6 +119,7 @@ class PointIndex:
 
     def __init__(self, points: Iterable[PointMapping], quantities: Collection[str] | None = None) -> None:
         self.source = points if isinstance(points, list) else list(points)
+        self.size = len(self.source)  # a point appended to the list: indexed again
         self.quantities = quantities
         chosen = self.source if quantities is None else [p for p in self.source if p.quantity in quantities]
         self.points = chosen
@@ -132,10 +133,6 @@ class PointIndex:
     def of(self, points: Iterable[PointMapping], quantities: Collection[str] | None) -> bool:
         """Whether this is the index of ``points`` (the same list, unchanged in length) for ``quantities``."""
         return points is self.source and len(self.source) == self.size and quantities == self.quantities
-
-    @cached_property
-    def size(self) -> int:
-        return len(self.source)
 
 
 def measurements_for_interval(
