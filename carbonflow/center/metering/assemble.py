@@ -173,8 +173,8 @@ class _Inputs:
             if energy_out is not None:
                 read.append(key_out)
         if read:
-            u = math.hypot(*(u_of.get(key, 0.0) for key in read)) / 1000.0 / hours
-            why = next((w for key in read if (w := why_of.get(key))), None)
+            u = math.hypot(*[u_of.get(key, 0.0) for key in read]) / 1000.0 / hours
+            why = why_of.get(read[0]) or (why_of.get(read[1]) if len(read) > 1 else None) or None
             one_way = counter_out is not None and len(read) == 1
             value = ((energy_in or 0.0) - (energy_out or 0.0)) / hours
             candidates.append((why is not None, one_way, u, 0, Value(value, u, why)))

@@ -28,15 +28,20 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
-from operator import attrgetter
+from itertools import repeat
+from operator import ne
 from typing import NamedTuple
 
+import numpy as np
+
 from carbonflow.center.metering.assemble import ElementKey, Measurements
+from carbonflow.center.metering.columns import ReadingColumns, StoredReading, micros
 
 COUNTER_QUANTITIES = frozenset(
     {"export_energy_kwh", "import_energy_kwh", "carbon_kg", "charge_energy_kwh", "discharge_energy_kwh"}
@@ -46,7 +51,6 @@ DEFAULT_ACCURACY_PERCENT = 0.5  # class 0.5S when the device map does not say
 EXACT_QUANTITIES = frozenset({"intensity_g_per_kwh"})
 HELD_QUANTITIES = EXACT_QUANTITIES
 ESTIMATED_QUALITIES = frozenset({"estimated", "stale"})
-_time_of = attrgetter("ts")
 SQRT_3 = math.sqrt(3)
 
 
@@ -88,15 +92,6 @@ class PointMapping:
         return self._resolution_in_element_units**2 / 6
 
 
-class StoredReading(NamedTuple):
-    """A reading as stored (a tuple: an interval of a large grid reads hundreds of thousands of them)."""
-
-    point_id: str
-    ts: datetime
-    value: Decimal | None
-    quality: str = "good"
-
-
 class BoundaryValue(NamedTuple):  # a tuple: two per counter and interval
     value: Decimal
     bound: Decimal  # the true register lies within value ± bound (0 for a reading at the boundary)
@@ -117,8 +112,31 @@ class _Candidate(NamedTuple):  # a tuple: one per point and interval
         return (self.u, self.order) < (other.u, other.order)
 
 
+class PointIndex:
+    """The points an interval is measured for (those of ``quantities``; None: all), indexed once: a
+    service meters interval after interval with the same points.  ``series``: each point's index among
+    the distinct point ids; ``shared``: whether another point measures the same element quantity."""
+
+    def __init__(self, points: Iterable[PointMapping], quantities: Collection[str] | None = None) -> None:
+        self.source = points if isinstance(points, list) else list(points)
+        self.size = len(self.source)  # a point appended to the list: indexed again
+        self.quantities = quantities
+        chosen = self.source if quantities is None else [p for p in self.source if p.quantity in quantities]
+        self.points = chosen
+        self.series_of = {pid: k for k, pid in enumerate(dict.fromkeys(p.point_id for p in self.points))}
+        counting = {p.point_id for p in self.points if p.is_counter}
+        self.is_counter = np.fromiter(map(counting.__contains__, self.series_of), bool, len(self.series_of))
+        self.series = [self.series_of[p.point_id] for p in self.points]
+        keys = Counter(p.key for p in self.points)
+        self.shared = [keys[p.key] > 1 for p in self.points]
+
+    def of(self, points: Iterable[PointMapping], quantities: Collection[str] | None) -> bool:
+        """Whether this is the index of ``points`` (the same list, unchanged in length) for ``quantities``."""
+        return points is self.source and len(self.source) == self.size and quantities == self.quantities
+
+
 def measurements_for_interval(
-    points: Iterable[PointMapping],
+    points: Iterable[PointMapping] | PointIndex,
     readings: Iterable[StoredReading],
     start: datetime,
     end: datetime,
@@ -129,18 +147,19 @@ def measurements_for_interval(
     """``readings`` must include, for counters, readings up to ``max_age_s`` before ``start``, and for
     factor registers the last reading up to ``held_max_age_s`` before it.  ``quantities``: only the
     points of these (default: every point) — the assembly reads neither voltages nor reactive power,
-    a third of a large grid's points."""
+    a third of a large grid's points.  ``points`` may be given indexed (:class:`PointIndex`, built for
+    the same ``quantities``); ``readings`` as :class:`ReadingColumns` (the store's read) are not turned
+    into one object per reading."""
     max_age = timedelta(seconds=max_age_s if max_age_s is not None else (end - start).total_seconds())
     held_max_age = timedelta(seconds=held_max_age_s) if held_max_age_s is not None else max_age
-    points = [p for p in points if p.quantity in quantities] if quantities is not None else list(points)
-    by_point: dict[str, list[StoredReading]] = {point.point_id: [] for point in points}
-    for reading in readings:
-        series = by_point.get(reading[0])
-        if series is not None and reading[2] is not None and reading[3] != "invalid":
-            series.append(reading)
-    for series in by_point.values():
-        if len(series) > 1:
-            series.sort(key=_time_of)
+    if isinstance(points, PointIndex):
+        index = points if points.quantities == quantities else PointIndex(points.source, quantities)
+    else:
+        index = PointIndex(points, quantities)
+    grouped = _Grouped(ReadingColumns.of(readings), index)
+    read_at_both = grouped.counters_read_at_both(start, end, max_age)
+    read_inside = grouped.samples_read_inside(start, end)
+    bounds = grouped.bounds
 
     counters: dict[ElementKey, tuple[Decimal, Decimal]] = {}
     instants: dict[ElementKey, list[Decimal]] = {}
@@ -149,17 +168,27 @@ def measurements_for_interval(
     chosen: dict[ElementKey, _Candidate] = {}
     window = (start - max_age, end + max_age)  # the readings a counter's reset is looked for in
     held_since = start - held_max_age
-    for order, point in enumerate(points):
-        series = by_point.get(point.point_id)
-        if not series:  # nothing read: neither a counter nor a sample says anything
+    for order, (point, k, shared) in enumerate(zip(index.points, index.series, index.shared)):
+        if bounds[k] == bounds[k + 1]:  # nothing read: neither a counter nor a sample says anything
             continue
         if point.is_counter:
-            found = _counter_over_interval(point, series, start, end, max_age, window)
+            boundaries = read_at_both.get(k)
+            if boundaries is not None:  # read exactly at both boundaries, never backwards: no search
+                first, before, last, after = boundaries
+                found = _counter_result(point, first, 0, before, last, 0, after)
+            else:
+                found = _counter_over_interval(point, grouped.series(k), start, end, max_age, window)
             if found is None:
                 continue
             pair, u, why = found
             target = counters
+        elif (samples := read_inside.get(k)) is not None:  # every sample inside a sure one
+            scale = point.scale_to_element
+            values = [value * scale for value in samples]
+            pair, u, why = values, _sample_mean_uncertainty(point, values), None
+            target = instants
         else:
+            series = grouped.series(k)
             inside = [r for r in series if start < r.ts <= end]
             sure = [r for r in inside if r.quality not in ESTIMATED_QUALITIES]
             if sure:  # a sample read across a boundary counts only when nothing surer came
@@ -178,16 +207,96 @@ def measurements_for_interval(
             pair, u = values, _sample_mean_uncertainty(point, values)
             target = instants
         key = point.key
-        candidate, other = _Candidate(u, why, order), chosen.get(key)
-        if other is None or candidate.better_than(other):
+        if shared:  # several points measure it: the surest counts
+            candidate, other = _Candidate(u, why, order), chosen.get(key)
+            if other is not None and not candidate.better_than(other):
+                continue
             chosen[key] = candidate
-            target[key] = pair  # type: ignore[assignment]
-            uncertainty[key] = u
-            if why:
-                estimated[key] = why
-            else:
+            if not why:
                 estimated.pop(key, None)
+        target[key] = pair  # type: ignore[assignment]
+        uncertainty[key] = u
+        if why:
+            estimated[key] = why
     return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
+
+
+_FLAGS = {quality: f"{quality} reading" for quality in ESTIMATED_QUALITIES}  # why a boundary value estimates
+
+
+class _Grouped:
+    """The usable readings (a value, not ``invalid``) of ``points`` by point, each point's in time order
+    (numpy: one stable sort of positions, no list per point until one is asked for)."""
+
+    def __init__(self, columns: ReadingColumns, index: PointIndex) -> None:
+        self.columns, self.series_of, self.is_counter = columns, index.series_of, index.is_counter
+        n = len(columns)
+        series = np.fromiter(map(self.series_of.get, columns.point_ids(), repeat(-1)), np.int64, n)
+        usable = np.flatnonzero(columns.usable() & (series >= 0))
+        ts, series = columns.ts_us[usable], series[usable]
+        order = np.lexsort((ts, series))  # stable: readings of one time keep their order, as sorted() did
+        self.rows, self.series_at, self.ts = usable[order], series[order], ts[order]
+        self.bounds = np.searchsorted(self.series_at, np.arange(len(self.series_of) + 1)).tolist()
+        self.row_list = self.rows.tolist()
+
+    def series(self, k: int) -> list[StoredReading]:
+        return list(map(self.columns.reading, self.row_list[self.bounds[k] : self.bounds[k + 1]]))
+
+    def samples_read_inside(self, start: datetime, end: datetime) -> dict[int, list[Decimal]]:
+        """The points that are not counters (by series) with readings inside ``(start, end]``, none of
+        them ``estimated`` or ``stale``: their values (device units, in time order)."""
+        start_us, end_us, series = micros(start), micros(end), self.series_at
+        inside = np.flatnonzero(~self.is_counter[series] & (self.ts > start_us) & (self.ts <= end_us))
+        qualities = self.columns.qualities_at(self.rows[inside].tolist())
+        flagged = np.fromiter(map(ESTIMATED_QUALITIES.__contains__, qualities), bool, len(inside))
+        sure = np.ones(len(self.series_of), bool)
+        sure[series[inside[flagged]]] = False
+        inside = inside[sure[series[inside]]]  # still one run of positions per series (a time range)
+        ks, first = np.unique(series[inside], return_index=True)
+        values = self.columns.decimals_at(self.rows[inside].tolist())
+        runs = np.append(first, len(inside)).tolist()
+        return dict(zip(ks.tolist(), map(values.__getitem__, map(slice, runs[:-1], runs[1:]))))
+
+    def counters_read_at_both(
+        self, start: datetime, end: datetime, max_age: timedelta
+    ) -> dict[int, tuple[Decimal, str | None, Decimal, str | None]]:
+        """The counters (by series) read exactly at ``start`` and at ``end`` whose readings within
+        ``max_age`` of the interval never go backwards — what :func:`_counter_over_interval` finds
+        without interpolating or extrapolating — with both boundary readings (value, why an estimate).  A
+        counter it cannot decide at once (equal floats of different decimals, one time read twice, a
+        value that is not finite) is left to the per-point code."""
+        start_us, end_us, age_us = micros(start), micros(end), max_age // timedelta(microseconds=1)
+        if not (start_us < end_us and age_us >= 0) or not len(self.rows):
+            return {}
+        series, ts, positions = self.series_at, self.ts, np.arange(len(self.rows))
+        at_start, at_end = np.full(len(self.series_of), -1), np.full(len(self.series_of), -1)
+        at_start[series[ts == start_us]] = positions[ts == start_us]
+        at_end[series[ts == end_us]] = positions[ts == end_us]
+        candidate = self.is_counter & (at_start >= 0) & (at_end >= 0)
+        twice = (series[1:] == series[:-1]) & (ts[1:] == ts[:-1])
+        candidate[series[1:][twice]] = False
+        # the readings of the window of every candidate (contiguous per counter, in time order)
+        inside = np.flatnonzero(candidate[series] & (ts >= start_us - age_us) & (ts <= end_us + age_us))
+        stored = self.columns.values_at(self.rows[inside].tolist())
+        try:
+            as_float = np.fromiter(map(float, stored), float, len(stored))
+        except ValueError:  # a stored value float() does not read (``sNaN``): all to the per-point code
+            return {}
+        same = series[inside[1:]] == series[inside[:-1]]
+        later, earlier = as_float[1:], as_float[:-1]
+        # float() rounds monotonically: a lower float is a lower decimal; equal floats of different
+        # stored values are left undecided (an exact comparison is the per-point code's)
+        doubtful = same & (later < earlier)
+        tied = np.flatnonzero(same & (later == earlier)).tolist()  # a register that did not move, mostly
+        doubtful[tied] = list(map(ne, map(stored.__getitem__, tied), [stored[i + 1] for i in tied]))
+        candidate[series[inside[1:]][doubtful]] = False
+        candidate[series[inside][~np.isfinite(as_float)]] = False
+        ks = np.flatnonzero(candidate)
+        firsts, lasts = self.rows[at_start[ks]].tolist(), self.rows[at_end[ks]].tolist()
+        columns = self.columns
+        flags = (map(_FLAGS.get, columns.qualities_at(firsts)), map(_FLAGS.get, columns.qualities_at(lasts)))
+        values = zip(columns.decimals_at(firsts), flags[0], columns.decimals_at(lasts), flags[1])
+        return dict(zip(ks.tolist(), values))
 
 
 def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> float:
@@ -225,16 +334,31 @@ def _counter_over_interval(
         return None  # reset or replaced meter in between (a register ran backwards): not an energy
     if last.value < first.value:
         return None
+    return _counter_result(
+        point, first.value, first.bound, first.estimated, last.value, last.bound, last.estimated
+    )
+
+
+def _counter_result(
+    point: PointMapping,
+    first: Decimal,
+    first_bound: Decimal | int,
+    before: str | None,
+    last: Decimal,
+    last_bound: Decimal | int,
+    after: str | None,
+) -> tuple[tuple[Decimal, Decimal], float, str | None]:
+    """A counter's boundary values (device units) with their bounds and why each is an estimate, as
+    (values in element units, 1σ of their difference, why the increase is an estimate)."""
     scale = point.scale_to_element
-    energy = float((last.value - first.value) * scale)
+    energy = float((last - first) * scale)
     u_squared = (point.mpe_percent / 100.0 * abs(energy)) ** 2 / 3 + point.quantisation_variance
-    if first.bound:  # a bound of 0 adds 0.0: left out, the same sum
-        u_squared += float(first.bound * abs(scale)) ** 2 / 3
-    if last.bound:
-        u_squared += float(last.bound * abs(scale)) ** 2 / 3
-    before, after = first.estimated, last.estimated
+    if first_bound:  # a bound of 0 adds 0.0: left out, the same sum
+        u_squared += float(first_bound * abs(scale)) ** 2 / 3
+    if last_bound:
+        u_squared += float(last_bound * abs(scale)) ** 2 / 3
     why = f"{before}; {after}" if before and after and before != after else before or after or None
-    return (first.value * scale, last.value * scale), math.sqrt(u_squared), why
+    return (first * scale, last * scale), math.sqrt(u_squared), why
 
 
 def register_at(

@@ -8,9 +8,10 @@ nodal factor through its collector.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,9 +22,11 @@ import numpy as np
 from sqlalchemy import String, func, select, type_coerce
 
 from carbonflow.center.metering.assemble import ASSEMBLED_QUANTITIES, Assembled, assemble_snapshot
+from carbonflow.center.metering.columns import ReadingColumns
 from carbonflow.center.metering.measurements import (
     COUNTER_QUANTITIES,
     HELD_QUANTITIES,
+    PointIndex,
     PointMapping,
     StoredReading,
     measurements_for_interval,
@@ -68,7 +71,7 @@ class IntervalOutcome:
     totals_band: dict[str, float] = field(default_factory=dict)
     # what the interval was metered from (its window: one interval either side): later evaluations of
     # the same interval (alarms) read these instead of the store again
-    source_readings: list[StoredReading] | None = field(default=None, repr=False)
+    source_readings: Sequence[StoredReading] | None = field(default=None, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -115,27 +118,13 @@ def _window_rows(connection: Any, low: datetime, high: datetime, raw: bool) -> l
     return cursor.fetchall()
 
 
-def _stored_readings(rows: Iterable[Any], raw: bool) -> list[StoredReading]:
-    """Rows of :func:`_reading_columns` as readings; the same values as the typed columns give (each
-    distinct time stamp converted once: a window holds a handful of them)."""
+def _stored_readings(rows: list[Any], raw: bool) -> ReadingColumns:
+    """Rows of :func:`_reading_columns` as columns of readings; the same values as the typed columns give
+    (each distinct time stamp converted once: a window holds a handful of them; a value made a
+    ``Decimal`` only when used)."""
     if not raw:
-        return [StoredReading(*row) for row in rows]
-    rows = rows if isinstance(rows, list) else list(rows)
-    times = UtcDateTime()
-    moments = {ts: times.process_result_value(ts, None) for ts in {row[1] for row in rows}}  # type: ignore[arg-type]
-    new, reading = tuple.__new__, StoredReading
-    return [
-        new(
-            reading,
-            (
-                point_id,
-                moments[ts],
-                None if value is None else Decimal(value if isinstance(value, str) else str(value)),
-                quality,
-            ),
-        )
-        for point_id, ts, value, quality in rows
-    ]
+        return ReadingColumns(rows)
+    return ReadingColumns(rows, functools.partial(UtcDateTime().process_result_value, dialect=None))
 
 
 @contextmanager
@@ -210,6 +199,7 @@ class MeteringService:
         }
         self._known_points: frozenset[str] = frozenset()  # every point id in the store (mapped or left out)
         self.points = self._point_mappings()
+        self._indexed: PointIndex | None = None
         self.ties: Any = None  # a crossregion.TieLink (set by the wiring): neighbours' tie intensities
         warm_up()  # load the compiled engine kernel now rather than in the first interval
 
@@ -245,6 +235,13 @@ class MeteringService:
             if not left_out
         ]
 
+    def _point_index(self) -> PointIndex:
+        """The assembled points indexed, once for as long as :attr:`points` stays the same list."""
+        index = self._indexed
+        if index is None or not index.of(self.points, ASSEMBLED_QUANTITIES):
+            index = self._indexed = PointIndex(self.points, ASSEMBLED_QUANTITIES)
+        return index
+
     def refresh_points(self) -> None:
         self.points = self._point_mappings()
 
@@ -253,7 +250,8 @@ class MeteringService:
         while the center runs (``carbonflow center load``; ingest refuses readings of unknown points, so
         a reading of a point not known here means one was registered since).  Cheap: only then."""
         known = self._known_points
-        if any(reading.point_id not in known for reading in readings):
+        point_ids = readings.point_ids() if isinstance(readings, ReadingColumns) else (r[0] for r in readings)
+        if not known.issuperset(point_ids):
             self.refresh_points()
 
     def _window(self, end: datetime) -> tuple[datetime, datetime]:
@@ -262,7 +260,7 @@ class MeteringService:
         span = timedelta(seconds=self.interval_s)
         return end - 2 * span, end + span
 
-    def readings_for(self, end: datetime) -> list[StoredReading]:
+    def readings_for(self, end: datetime) -> ReadingColumns:
         low, high = self._window(end)
         with self.store.read() as connection:
             raw = connection.dialect.name == "sqlite"
@@ -331,7 +329,7 @@ class MeteringService:
     def compute_interval(
         self,
         end: datetime,
-        readings: list[StoredReading],
+        readings: Sequence[StoredReading],
         *,
         previous: Mapping[str, Mapping[str, float]] | None = None,
         losses: str | None = None,
@@ -347,7 +345,7 @@ class MeteringService:
         ``discharge``: storage id -> g/kWh of its discharge (default: the carbon this service carried)."""
         self._catch_up_points(readings)
         data = measurements_for_interval(
-            self.points,
+            self._point_index(),
             readings,
             end - timedelta(seconds=self.interval_s),
             end,

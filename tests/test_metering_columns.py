@@ -1,0 +1,148 @@
+"""Readings by column (issue 17 §4): the counters found read at both boundaries with numpy are what the
+per-point code finds, decimals are compared exactly where floats cannot tell them apart, and readings as
+the store's text rows measure the same as typed ones."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
+from sqlalchemy import select
+
+from carbonflow.center.metering.assemble import ASSEMBLED_QUANTITIES
+from carbonflow.center.metering.columns import ReadingColumns
+from carbonflow.center.metering.measurements import (
+    PointIndex,
+    PointMapping,
+    StoredReading,
+    _counter_over_interval,
+    measurements_for_interval,
+)
+from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.store import ingest_batch, register_devices, upsert_collector, upsert_topology
+from carbonflow.center.store.schema import Reading
+from carbonflow.center.store.types import sqlite_ts, utc
+from carbonflow.center.topology import topology_rows
+from carbonflow.messages.c4 import Batch
+from carbonflow.messages.c4 import Reading as SentReading
+from carbonflow.sim.device_map import build_device_map, grid_document
+from carbonflow.sim.reference_grid import reference_grid
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+SPAN = timedelta(minutes=15)
+ENERGY = PointMapping("m1/e", "load", "U01", "import_energy_kwh")
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_a_register_that_runs_back_by_less_than_a_float_can_tell_does_not_count():
+    # 1e-19 kWh apart: the same float, a register that ran backwards all the same (a reset is not energy)
+    back = ["100.0000000000000000002", "100.0000000000000000001", "110"]
+    readings = [StoredReading(ENERGY.point_id, at(m), Decimal(v)) for m, v in zip((-10, 0, 15), back)]
+    assert float(back[0]) == float(back[1])
+    assert ENERGY.key not in measurements_for_interval([ENERGY], readings, at(0), at(15)).counters
+    forward = [StoredReading(*reading[:2], Decimal(v)) for reading, v in zip(readings, reversed(back[:2]))]
+    data = measurements_for_interval([ENERGY], [*forward, readings[2]], at(0), at(15))
+    assert data.counters[ENERGY.key] == (Decimal("100.0000000000000000002"), Decimal("110"))
+
+
+def random_readings(seed: int, n_points: int) -> tuple[list[PointMapping], list[StoredReading]]:
+    """Counters read at the boundaries or between them, some twice at one time, some going backwards, some
+    estimated, invalid or without a value; power samples with their qualities."""
+    rng = random.Random(seed)
+    points, readings = [], []
+    for i in range(n_points):
+        counter = i % 3 != 0
+        quantity = "export_energy_kwh" if counter else "p_mw"
+        point = PointMapping(f"d{i}/{quantity}", "generator", f"G{i % (n_points - n_points // 10)}", quantity,
+                             scale_to_element=Decimal(rng.choice(["1", "0.001", "40"])))  # fmt: skip
+        points.append(point)
+        value = Decimal(rng.randint(0, 10**6)) / 100
+        for minute in sorted(rng.sample([-15, -10, -5, 0, 0, 3, 7, 15, 15, 20, 30], rng.randint(0, 6))):
+            value += Decimal(rng.choice([0, 0, 1, 25, -3])) / 100 if counter else Decimal(rng.randint(-9, 99))
+            quality = rng.choice(["good"] * 8 + ["estimated", "stale", "invalid"])
+            stored = None if rng.random() < 0.03 else value
+            readings.append(StoredReading(point.point_id, at(minute), stored, quality))
+    rng.shuffle(readings)
+    return points, readings
+
+
+def test_counters_read_at_both_boundaries_are_what_the_per_point_code_finds():
+    points, readings = random_readings(seed=17, n_points=600)
+    data = measurements_for_interval(points, readings, at(0), at(15))
+    counted = at_both = 0
+    for point in points:
+        if not point.is_counter or sum(p.key == point.key for p in points) > 1:
+            continue
+        series = sorted(
+            (r for r in readings if r.point_id == point.point_id and r.value is not None),
+            key=lambda r: r.ts,
+        )
+        series = [r for r in series if r.quality != "invalid"]
+        found = _counter_over_interval(point, series, at(0), at(15), SPAN, (at(-15), at(30)))
+        if found is None:
+            assert point.key not in data.counters
+            continue
+        counted += 1
+        at_both += {at(0), at(15)} <= {r.ts for r in series}
+        assert data.counters[point.key] == found[0]
+        assert data.uncertainty[point.key] == found[1]
+        assert data.estimated.get(point.key) == found[2]
+    assert counted > 50 and at_both > 20
+
+
+def test_the_stores_text_rows_measure_as_typed_readings_and_iterate_as_them():
+    points, readings = random_readings(seed=5, n_points=300)
+    rows = [
+        (r.point_id, sqlite_ts(r.ts), None if r.value is None else str(r.value), r.quality) for r in readings
+    ]
+    columns = ReadingColumns(rows, lambda ts: utc(datetime.fromisoformat(ts)))
+    assert list(columns) == readings
+    index = PointIndex(points, {"export_energy_kwh", "p_mw"})
+    typed = measurements_for_interval(points, readings, at(0), at(15))
+    assert measurements_for_interval(index, columns, at(0), at(15), quantities=index.quantities) == typed
+    assert typed.counters and typed.instants and typed.estimated
+
+
+def test_a_window_read_by_column_is_the_typed_query_and_measures_as_it_on_both_backends(store):  # noqa: F811
+    net = reference_grid()
+    topology, device_map = grid_document(net), build_device_map(net)
+    upsert_topology(store, topology_rows(topology))
+    upsert_collector(store, "col-1", "secret")
+    register_devices(store, device_map["devices"], collector_id="col-1")
+    rng = random.Random(3)
+    points = [point for device in device_map["devices"] for point in device["points"]]
+    for minutes in (-15, 0, 15, 30):
+        qualities = ["good"] * 6 + ["estimated", "invalid"]
+        sent = [
+            SentReading(point=point["id"], ts=at(minutes), value=f"{minutes + rng.randint(0, 99) / 7:.3f}",
+                        quality=rng.choice(qualities))
+            for point in points
+        ]  # fmt: skip
+        batch = Batch(collector_id="col-1", batch_id=uuid.uuid4().hex, seq=0, created_at=T0, readings=sent)
+        ingest_batch(store, batch)
+    service = MeteringService(store, topology, 900)
+    columns = service.readings_for(at(15))
+    assert isinstance(columns, ReadingColumns)
+    with store.read() as connection:
+        typed = [
+            StoredReading(*row)
+            for row in connection.execute(
+                select(Reading.point_id, Reading.ts, Reading.value, Reading.quality).where(
+                    Reading.ts >= at(-15), Reading.ts <= at(30)
+                )
+            )
+        ]
+    assert sorted(columns, key=repr) == sorted(typed, key=repr) and len(typed) == 4 * len(points)
+    measured = measurements_for_interval(
+        service._point_index(), columns, at(0), at(15), 900, 86400, ASSEMBLED_QUANTITIES
+    )
+    assert measured == measurements_for_interval(
+        service.points, typed, at(0), at(15), 900, 86400, ASSEMBLED_QUANTITIES
+    )
+    assert measured.counters and measured.instants and measured.estimated
