@@ -12,6 +12,7 @@ from decimal import Decimal
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 from sqlalchemy import select
 
+from carbonflow.center.alarms.engine import _last_per_point
 from carbonflow.center.metering.assemble import ASSEMBLED_QUANTITIES
 from carbonflow.center.metering.columns import ReadingColumns
 from carbonflow.center.metering.measurements import (
@@ -107,6 +108,22 @@ def test_the_stores_text_rows_measure_as_typed_readings_and_iterate_as_them():
     typed = measurements_for_interval(points, readings, at(0), at(15))
     assert measurements_for_interval(index, columns, at(0), at(15), quantities=index.quantities) == typed
     assert typed.counters and typed.instants and typed.estimated
+
+
+def test_the_alarms_last_reading_per_point_is_found_by_column_as_by_reading():
+    """The alarm engine's view of an interval (last reading with a value per point, the first of equal
+    times) taken from the columns equals the one taken reading by reading."""
+    _points, readings = random_readings(seed=23, n_points=400)
+    rows = [
+        (r.point_id, sqlite_ts(r.ts), None if r.value is None else str(r.value), r.quality) for r in readings
+    ]
+    columns = ReadingColumns(rows, lambda ts: utc(datetime.fromisoformat(ts)))
+    for start, end in ((at(0), at(15)), (at(-15), at(0)), (at(3), at(7)), (at(30), at(45))):
+        expected = _last_per_point(list(readings), start, end)
+        found = _last_per_point(columns, start, end)
+        assert found == expected
+        assert all(type(value) is Decimal for _ts, value in found.values())
+    assert len(_last_per_point(columns, at(0), at(15))) > 100
 
 
 def test_a_window_read_by_column_is_the_typed_query_and_measures_as_it_on_both_backends(store):  # noqa: F811
