@@ -7,8 +7,9 @@ its range, reason, input fingerprint, state, and which intervals it could not re
 ``intervals`` and the result tables always hold each interval's *current* result; its version number
 is ``estimation["result_version"]`` (absent: 0).  When a recomputation replaces an interval, the
 result it replaces moves to ``archived_intervals`` (the header: totals, sums, estimation) and
-``archived_results`` (every element row: bus, branch, generator, load — key, bus, intensity, energy,
-carbon), tagged with its version, so any version stays readable: the result of an interval *as of
+its element rows (bus, branch, generator, load — key, bus, intensity, energy, carbon) packed into one
+value of that header (store/archived_rows.py; ``archived_results`` holds those of results archived
+before that format), tagged with its version, so any version stays readable: the result of an interval *as of
 version v* is its newest result whose version is ≤ v.
 
 Reading a version and the diff of two: store/version_reads.py.
@@ -33,11 +34,11 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     delete,
     func,
-    literal,
     select,
     update,
 )
@@ -45,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.access import Target, chunks, connection_of
+from carbonflow.center.store.archived_rows import pack_rows
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.result_rows import insert_results, update_rows
 from carbonflow.center.store.results import IntervalRecord
@@ -114,9 +116,14 @@ class ArchivedInterval(Base):
     load_carbon_kg: Mapped[float] = mapped_column(Float)
     loss_carbon_kg: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # its element rows in one value (store/archived_rows.py); None: archived before, in archived_results
+    element_rows: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ArchivedResult(Base):
+    """Element rows of results archived before they were packed into ``archived_intervals.element_rows``
+    (kept readable; nothing writes here any more)."""
+
     __tablename__ = "archived_results"
     __table_args__ = (Index("ix_archived_results_ts", "ts"),)
 
@@ -317,6 +324,22 @@ def _keyed(model, level: str, interval_s: int, ts: Sequence[datetime]):
     return (model.level == level, model.interval_s == interval_s, model.ts.in_(ts))
 
 
+def _replaced_rows(
+    connection: Connection, level: str, interval_s: int, stamps: Sequence[datetime]
+) -> dict[datetime, tuple[bytes, int]]:
+    """The element rows of the current results at ``stamps``, packed per interval (archived_rows.py),
+    with their count: one read per kind and page, in key order, so the same rows give the same bytes."""
+    by_ts: dict[datetime, dict[str, list[tuple]]] = defaultdict(dict)
+    for kind, model in RESULT_MODELS.items():
+        table = model.__table__
+        columns = [table.c.ts, *(table.c[name] for name in ARCHIVED_COLUMNS)]
+        for page in chunks(stamps, KEY_PAGE):
+            query = select(*columns).where(*_keyed(model, level, interval_s, page))
+            for ts, *values in connection.execute(query.order_by(table.c.ts, table.c.element_id)):
+                by_ts[utc(ts)].setdefault(kind, []).append(values)
+    return {ts: (pack_rows(kinds), sum(len(rows) for rows in kinds.values())) for ts, kinds in by_ts.items()}
+
+
 def _replace(connection: Connection, version: int, records: Sequence[IntervalRecord], reason: str) -> None:
     """Archive the current results of ``records``' intervals, then store ``records`` as current."""
     level, interval_s = records[0].level, records[0].interval_s
@@ -328,16 +351,16 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
             select(*REPLACED_COLUMNS).where(*_keyed(Interval, level, interval_s, page))
         ):
             current[utc(row.ts)] = row
-    by_source: dict[int, list[datetime]] = defaultdict(list)
+    packed = _replaced_rows(connection, level, interval_s, sorted(current))
+    existing = sum(count for _value, count in packed.values())  # element rows of the replaced results
     archived, history = [], []
     for ts, row in current.items():
-        source = result_version_of(row.estimation)
-        by_source[source].append(ts)
         archived.append(
             {
-                "version": source, "ts": ts, "level": level, "interval_s": interval_s,
-                "superseded_by": version, "losses": row.losses, "hash": row.hash, "totals": row.totals,
-                "estimation": row.estimation, "created_at": row.created_at,
+                "version": result_version_of(row.estimation), "ts": ts, "level": level,
+                "interval_s": interval_s, "superseded_by": version, "losses": row.losses, "hash": row.hash,
+                "totals": row.totals, "estimation": row.estimation, "created_at": row.created_at,
+                "element_rows": packed.get(ts, (pack_rows({}), 0))[0],
                 **{name: getattr(row, name) for name in HEADER_SUMS},
             }
         )  # fmt: skip
@@ -352,20 +375,6 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
     if archived:
         connection.execute(ArchivedInterval.__table__.insert(), archived)
         connection.execute(IntervalVersion.__table__.insert(), history)
-    archive = ArchivedResult.__table__
-    existing = 0  # element rows of the replaced results
-    for source, stamps in by_source.items():
-        for kind, model in RESULT_MODELS.items():
-            for page in chunks(stamps, KEY_PAGE):
-                columns = [model.__table__.c[name] for name in ARCHIVED_COLUMNS]
-                query = select(
-                    literal(source), model.ts, model.level, model.interval_s, literal(kind), *columns
-                ).where(*_keyed(model, level, interval_s, page))
-                existing += connection.execute(
-                    archive.insert().from_select(
-                        ["version", "ts", "level", "interval_s", "kind", *ARCHIVED_COLUMNS], query
-                    )
-                ).rowcount
     for page in chunks(keys, KEY_PAGE):
         connection.execute(delete(Interval).where(*_keyed(Interval, level, interval_s, page)))
     # the element rows in place when the new results have exactly the replaced rows' elements (the
