@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -48,7 +50,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from carbonflow.center.store.access import Target, chunks, connection_of
 from carbonflow.center.store.archived_rows import pack_rows
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.result_rows import insert_results, update_rows
+from carbonflow.center.store.result_rows import bound_ts, insert_results, update_rows, value_columns
 from carbonflow.center.store.results import IntervalRecord
 from carbonflow.center.store.schema import RESULT_MODELS, Base, Interval
 from carbonflow.center.store.types import UtcDateTime, utc
@@ -326,18 +328,33 @@ def _keyed(model, level: str, interval_s: int, ts: Sequence[datetime]):
 
 def _replaced_rows(
     connection: Connection, level: str, interval_s: int, stamps: Sequence[datetime]
-) -> dict[datetime, tuple[bytes, int]]:
-    """The element rows of the current results at ``stamps``, packed per interval (archived_rows.py),
-    with their count: one read per kind and page, in key order, so the same rows give the same bytes."""
+) -> tuple[dict[datetime, bytes], dict[str, dict[tuple[Any, str], tuple[Any, ...]]]]:
+    """The element rows of the current results at ``stamps``: packed per interval (archived_rows.py; read
+    in key order, so the same rows give the same bytes), and every row's values by kind and key (what
+    ``update_rows`` compares the new rows with)."""
     by_ts: dict[datetime, dict[str, list[tuple]]] = defaultdict(dict)
+    stored: dict[str, dict[tuple[Any, str], tuple[Any, ...]]] = {}
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    cursor = connection.connection.cursor()  # plain tuples, in the chunk's transaction
     for kind, model in RESULT_MODELS.items():
         table = model.__table__
-        columns = [table.c.ts, *(table.c[name] for name in ARCHIVED_COLUMNS)]
+        values = value_columns(table)
+        archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))
+        as_read = table.c.ts.type.process_result_value
+        keyed = stored[kind] = {}
         for page in chunks(stamps, KEY_PAGE):
-            query = select(*columns).where(*_keyed(model, level, interval_s, page))
-            for ts, *values in connection.execute(query.order_by(table.c.ts, table.c.element_id)):
-                by_ts[utc(ts)].setdefault(kind, []).append(values)
-    return {ts: (pack_rows(kinds), sum(len(rows) for rows in kinds.values())) for ts, kinds in by_ts.items()}
+            # at the driver: 150,000 rows a chunk as plain tuples, no per-row result processing
+            query = (
+                f"SELECT ts, element_id, {', '.join(values)} FROM {table.name} "  # nosec B608
+                f"WHERE level = {marker} AND interval_s = {marker} "
+                f"AND ts IN ({', '.join([marker] * len(page))}) ORDER BY ts, element_id"
+            )
+            cursor.execute(query, (level, interval_s, *(bound_ts(connection, model, ts) for ts in page)))
+            for ts, group in groupby(cursor.fetchall(), key=itemgetter(0)):
+                rows = list(group)
+                by_ts[utc(as_read(ts, connection.dialect))][kind] = list(map(archived, rows))
+                keyed.update(((ts, row[1]), row[2:]) for row in rows)
+    return {ts: pack_rows(kinds) for ts, kinds in by_ts.items()}, stored
 
 
 def _replace(connection: Connection, version: int, records: Sequence[IntervalRecord], reason: str) -> None:
@@ -351,8 +368,7 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
             select(*REPLACED_COLUMNS).where(*_keyed(Interval, level, interval_s, page))
         ):
             current[utc(row.ts)] = row
-    packed = _replaced_rows(connection, level, interval_s, sorted(current))
-    existing = sum(count for _value, count in packed.values())  # element rows of the replaced results
+    packed, stored = _replaced_rows(connection, level, interval_s, sorted(current))
     archived, history = [], []
     for ts, row in current.items():
         archived.append(
@@ -360,7 +376,7 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
                 "version": result_version_of(row.estimation), "ts": ts, "level": level,
                 "interval_s": interval_s, "superseded_by": version, "losses": row.losses, "hash": row.hash,
                 "totals": row.totals, "estimation": row.estimation, "created_at": row.created_at,
-                "element_rows": packed.get(ts, (pack_rows({}), 0))[0],
+                "element_rows": packed.get(ts) or pack_rows({}),
                 **{name: getattr(row, name) for name in HEADER_SUMS},
             }
         )  # fmt: skip
@@ -378,8 +394,9 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
     for page in chunks(keys, KEY_PAGE):
         connection.execute(delete(Interval).where(*_keyed(Interval, level, interval_s, page)))
     # the element rows in place when the new results have exactly the replaced rows' elements (the
-    # usual case: the same network; no index entry changes), else deleted and inserted
-    in_place = update_rows(connection, records, existing)
+    # usual case: the same network; no index entry changes; unchanged rows left alone), else deleted
+    # and inserted
+    in_place = update_rows(connection, records, stored)
     if not in_place:
         for model in RESULT_MODELS.values():
             for page in chunks(keys, KEY_PAGE):
