@@ -1,16 +1,25 @@
 """Archived element rows packed into one value per replaced interval (store/archived_rows.py): the
 packing round-trips, and results archived row by row before that format stay readable (one interval
-as of a version, and the diff of versions over packed and row-by-row archives mixed)."""
+as of a version, and the diff of versions over packed and row-by-row archives mixed); element rows whose
+values did not change are not rewritten, with the same stored results as rewriting them all."""
 
 from __future__ import annotations
 
 import pytest
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
-from sqlalchemy import select, update
-from test_recompute import SPAN, fossil_generator, stored, world  # noqa: F401
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import Engine
+from test_recompute import RESULT_TABLES, SPAN, fossil_generator, stored, table_rows, world  # noqa: F401
 
 from carbonflow.center.metering.recompute import recompute
-from carbonflow.center.store import add_correction, archived_rows, diff_versions, header_as_of
+from carbonflow.center.store import (
+    Store,
+    add_correction,
+    archived_rows,
+    diff_versions,
+    header_as_of,
+    result_versions,
+)
 from carbonflow.center.store.archived_rows import pack_rows, unpack_rows
 from carbonflow.center.store.result_versions import ArchivedInterval, ArchivedResult
 from carbonflow.center.store.schema import RESULT_MODELS
@@ -87,3 +96,32 @@ def test_results_archived_row_by_row_stay_readable_next_to_packed_ones(store, wo
     mixed = diff_versions(store, 0, 1, ends[0] - SPAN, ends[-1])
     assert [r["id"] for r in mixed["buses"]] == [r["id"] for r in diff["buses"]]
     assert _numbers(mixed) == pytest.approx(_numbers(diff), rel=1e-12, abs=1e-12)
+
+
+def test_rows_left_alone_when_unchanged_give_what_rewriting_every_row_gives(tmp_path, world, monkeypatch):  # noqa: F811
+    """Only the element rows whose values changed are updated; the stored results are exactly those of
+    the delete-and-insert path that rewrites every row."""
+    urls = [f"sqlite:///{tmp_path / name}" for name in ("skip.db", "rewrite.db")]
+    generator, _ = fossil_generator(world)
+    updated: list[int] = []
+
+    def count_updates(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE") and "_results SET" in statement:
+            updated.append(len(parameters) if executemany else 1)
+
+    outcome = []
+    for url in urls:
+        target = Store.open(url)
+        ends = stored(target, world)
+        add_correction(target, "emission_factor", generator, ends[0] - SPAN, ends[-1], "1100")
+        if url == urls[1]:
+            monkeypatch.setattr(result_versions, "update_rows", lambda *args: False)
+        event.listen(Engine, "before_cursor_execute", count_updates)  # the chunk's own store
+        assert recompute(target, url, ends[0] - SPAN, ends[-1], chunk_intervals=5).intervals == len(ends)
+        event.remove(Engine, "before_cursor_execute", count_updates)
+        outcome.append([table_rows(target, model, *order) for model, order in RESULT_TABLES])
+        if url == urls[0]:
+            total = sum(len(rows) for rows in outcome[0][1:5])
+            assert 0 < sum(updated) < total  # the rows downstream of the corrected unit, not all
+        target.close()
+    assert outcome[0] == outcome[1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from itertools import repeat
+from math import copysign
 from typing import Any
 
 from sqlalchemy import JSON, Connection, TypeDecorator, delete
@@ -134,15 +135,16 @@ def update_rows(
 
     ``stored`` holds every stored row of these intervals, kind -> (``bound_ts``, element) -> its
     ``value_columns``: a row whose values are all the same is not written at all (a corrected factor
-    changes the carbon of the elements downstream of its unit, ~40 % of the reference grid's rows); a
-    row with a zero is always written (0.0 == -0.0, and PostgreSQL keeps the sign).  In place, no index
-    entry changes (the key stays); a delete and an insert touch every index twice."""
+    changes the carbon of the elements downstream of its unit, ~40 % of the reference grid's rows); zeros
+    are compared with their sign where the database keeps it (PostgreSQL).  In place, no index entry
+    changes (the key stays); a delete and an insert touch every index twice."""
     if not connection.dialect.supports_sane_multi_rowcount:
         return False
     total = sum(record.row_count() for record in records)
     if total != sum(len(rows) for rows in stored.values()):
         return False
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    signed_zero = connection.dialect.name != "sqlite"  # SQLite stores -0.0 as 0.0
     changed: dict[str, list[tuple[Any, ...]]] = {}
     for kind, model in RESULT_MODELS.items():
         table = model.__table__
@@ -152,8 +154,7 @@ def update_rows(
             before = old.get((row[width], row[-1]))
             if before is None:
                 return False  # an element the stored results do not have (with equal counts: one missing)
-            head = row[:width]
-            if head != before or 0.0 in head:
+            if not _same_stored(row[:width], before, signed_zero):
                 rows.append(row)
         changed[kind] = rows
     updated = expected = 0
@@ -168,6 +169,16 @@ def update_rows(
             updated += connection.exec_driver_sql(statement, page).rowcount
         expected += len(rows)
     return updated == expected
+
+
+def _same_stored(new: tuple[Any, ...], old: tuple[Any, ...], signed_zero: bool) -> bool:
+    """Whether writing ``new`` over the stored ``old`` would store the very same values."""
+    if new != old:
+        return False
+    if not signed_zero or 0.0 not in new:
+        return True
+    zeros = [(a, b) for a, b in zip(new, old) if type(a) is float and a == 0.0]
+    return all(copysign(1.0, a) == copysign(1.0, b) for a, b in zeros)
 
 
 def save_interval(target: Store | Session | Connection, record: IntervalRecord) -> None:
