@@ -135,9 +135,9 @@ def update_rows(
 
     ``stored`` holds every stored row of these intervals, kind -> (``bound_ts``, element) -> its
     ``value_columns``: a row whose values are all the same is not written at all (a corrected factor
-    changes the carbon of the elements downstream of its unit, ~40 % of the reference grid's rows); zeros
-    are compared with their sign where the database keeps it (PostgreSQL).  In place, no index entry
-    changes (the key stays); a delete and an insert touch every index twice."""
+    changes the carbon of the elements downstream of its unit: 38 % of the reference grid's rows in
+    bench/recompute.py); zeros are compared with their sign where the database keeps it (PostgreSQL).
+    In place, no index entry changes (the key stays); a delete and an insert touch every index twice."""
     if not connection.dialect.supports_sane_multi_rowcount:
         return False
     total = sum(record.row_count() for record in records)
