@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
@@ -335,25 +336,25 @@ def _replaced_rows(
     by_ts: dict[datetime, dict[str, list[tuple]]] = defaultdict(dict)
     stored: dict[str, dict[tuple[Any, str], tuple[Any, ...]]] = {}
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    cursor = connection.connection.cursor()  # plain tuples, in the chunk's transaction
-    for kind, model in RESULT_MODELS.items():
-        table = model.__table__
-        values = value_columns(table)
-        archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))
-        as_read = table.c.ts.type.process_result_value
-        keyed = stored[kind] = {}
-        for page in chunks(stamps, KEY_PAGE):
-            # at the driver: 150,000 rows a chunk as plain tuples, no per-row result processing
-            query = (
-                f"SELECT ts, element_id, {', '.join(values)} FROM {table.name} "  # nosec B608
-                f"WHERE level = {marker} AND interval_s = {marker} "
-                f"AND ts IN ({', '.join([marker] * len(page))}) ORDER BY ts, element_id"
-            )
-            cursor.execute(query, (level, interval_s, *(bound_ts(connection, model, ts) for ts in page)))
-            for ts, group in groupby(cursor.fetchall(), key=itemgetter(0)):
-                rows = list(group)
-                by_ts[utc(as_read(ts, connection.dialect))][kind] = list(map(archived, rows))
-                keyed.update(((ts, row[1]), row[2:]) for row in rows)
+    with closing(connection.connection.cursor()) as cursor:  # plain tuples, in the chunk's transaction
+        for kind, model in RESULT_MODELS.items():
+            table = model.__table__
+            values = value_columns(table)
+            archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))
+            as_read = table.c.ts.type.process_result_value
+            keyed = stored[kind] = {}
+            for page in chunks(stamps, KEY_PAGE):
+                # at the driver: 150,000 rows a chunk as plain tuples, no per-row result processing
+                query = (
+                    f"SELECT ts, element_id, {', '.join(values)} FROM {table.name} "  # nosec B608
+                    f"WHERE level = {marker} AND interval_s = {marker} "
+                    f"AND ts IN ({', '.join([marker] * len(page))}) ORDER BY ts, element_id"
+                )
+                cursor.execute(query, (level, interval_s, *(bound_ts(connection, model, ts) for ts in page)))
+                for ts, group in groupby(cursor.fetchall(), key=itemgetter(0)):
+                    rows = list(group)
+                    by_ts[utc(as_read(ts, connection.dialect))][kind] = list(map(archived, rows))
+                    keyed.update(((ts, row[1]), row[2:]) for row in rows)
     return {ts: pack_rows(kinds) for ts, kinds in by_ts.items()}, stored
 
 
