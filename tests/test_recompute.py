@@ -33,6 +33,7 @@ from carbonflow.center.store import (
     upsert_topology,
     verify,
 )
+from carbonflow.center.store.archived_rows import unpack_rows
 from carbonflow.center.store.result_versions import (
     ArchivedInterval,
     ArchivedResult,
@@ -202,18 +203,28 @@ def test_a_corrected_factor_gives_a_new_version_old_ones_stay_readable_and_diff(
     assert checked.links["interval"] == N + 10  # N first links, 6 + 4 replacements
     # every replaced interval kept its old result once, with all its element rows
     assert count(store, ArchivedInterval) == 10
-    assert count(store, ArchivedResult) == 10 * rows_per_interval(store, ends[0])
+    assert packed_rows(store) == 10 * rows_per_interval(store, ends[0])
+    assert count(store, ArchivedResult) == 0  # packed into the archived headers, none row by row
+
+
+def packed_rows(target: Store) -> int:
+    """Element rows packed into the archived headers (store/archived_rows.py)."""
+    table = ArchivedInterval.__table__
+    with target.read() as connection:
+        values = connection.execute(select(table.c.element_rows)).scalars().all()
+    return sum(len(rows) for value in values for rows in unpack_rows(value).values())
 
 
 def archived_generator_rows(target: Store, generator: str) -> list[dict]:
-    table = ArchivedResult.__table__
+    table = ArchivedInterval.__table__
     with target.read() as connection:
-        rows = connection.execute(
-            select(table.c.carbon_kg).where(
-                table.c.kind == "generator", table.c.element_id == generator, table.c.version == 0
-            )
-        ).all()
-    return [dict(row._mapping) for row in rows]
+        values = connection.execute(select(table.c.element_rows).where(table.c.version == 0)).scalars()
+        return [
+            row
+            for value in values
+            for row in unpack_rows(value)["generator"]
+            if row["element_id"] == generator
+        ]
 
 
 def count(target: Store, model) -> int:
@@ -286,7 +297,7 @@ def filled_copy(tmp_path, world, name: str) -> str:
 RESULT_TABLES = (
     (Interval, ("ts",)),
     *((model, ("ts", "element_id")) for model in RESULT_MODELS.values()),
-    (ArchivedResult, ("version", "ts", "kind", "element_id")),
+    (ArchivedInterval, ("version", "ts")),  # the replaced results with their packed element rows
 )
 
 

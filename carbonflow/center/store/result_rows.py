@@ -5,8 +5,9 @@ as columns (``IntervalRecord.columns``), and element rows replaced in place (``u
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import repeat
+from math import copysign
 from typing import Any
 
 from sqlalchemy import JSON, Connection, TypeDecorator, delete
@@ -113,31 +114,71 @@ def _insert_rows(connection: Connection, table, records: Sequence[IntervalRecord
         connection.exec_driver_sql(statement, page)
 
 
-def update_rows(connection: Connection, records: Sequence[IntervalRecord], existing: int) -> bool:
-    """Write the element rows of ``records`` over the stored rows of their intervals, in place: True when
-    done — every row updated one stored row and the intervals held ``existing`` rows, i.e. exactly these
-    elements — False when not possible (other elements, or a driver that does not count the rows of an
-    executemany): nothing is decided then, the caller deletes the intervals' rows and inserts them.
+def value_columns(table) -> list[str]:
+    """The columns of a result table that ``update_rows`` writes (all but the key), in table order."""
+    return [column.name for column in table.c if column.name not in KEY_COLUMNS]
 
+
+def bound_ts(connection: Connection, model, ts: Any) -> Any:
+    """``ts`` as the driver is given it for ``model``'s ``ts`` column (what ``_row_tuples`` writes)."""
+    return model.__table__.c.ts.type.process_bind_param(ts, connection.dialect)
+
+
+def update_rows(
+    connection: Connection,
+    records: Sequence[IntervalRecord],
+    stored: Mapping[str, Mapping[tuple[Any, str], tuple[Any, ...]]],
+) -> bool:
+    """Write the element rows of ``records`` over the stored rows of their intervals, in place: True when
+    done, False when not possible (other elements than the stored ones, or a driver that does not count
+    the rows of an executemany): the caller then deletes the intervals' rows and inserts them.
+
+    ``stored`` holds every stored row of these intervals, kind -> (``bound_ts``, element) -> its
+    ``value_columns``: a row whose values are all the same is not written at all (a corrected factor
+    changes the carbon of the elements downstream of its unit: 38 % of the reference grid's rows in
+    bench/recompute.py); zeros are compared with their sign where the database keeps it (PostgreSQL).
     In place, no index entry changes (the key stays); a delete and an insert touch every index twice."""
     if not connection.dialect.supports_sane_multi_rowcount:
         return False
     total = sum(record.row_count() for record in records)
-    if total != existing:
+    if total != sum(len(rows) for rows in stored.values()):
         return False
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    updated = 0
+    signed_zero = connection.dialect.name != "sqlite"  # SQLite stores -0.0 as 0.0
+    changed: dict[str, list[tuple[Any, ...]]] = {}
     for kind, model in RESULT_MODELS.items():
         table = model.__table__
-        values = [column.name for column in table.c if column.name not in KEY_COLUMNS]
-        names = [*values, *KEY_COLUMNS]
+        values = value_columns(table)
+        width, rows, old = len(values), [], stored.get(kind, {})
+        for row in _row_tuples(connection, table, records, kind, [*values, *KEY_COLUMNS]):
+            before = old.get((row[width], row[-1]))
+            if before is None:
+                return False  # an element the stored results do not have (with equal counts: one missing)
+            if not _same_stored(row[:width], before, signed_zero):
+                rows.append(row)
+        changed[kind] = rows
+    updated = expected = 0
+    for kind, rows in changed.items():
+        table = RESULT_MODELS[kind].__table__
+        values = value_columns(table)
         statement = (
             f"UPDATE {table.name} SET {', '.join(f'{name} = {marker}' for name in values)} "  # nosec B608
             f"WHERE {' AND '.join(f'{name} = {marker}' for name in KEY_COLUMNS)}"
         )
-        for page in chunks(_row_tuples(connection, table, records, kind, names), 5000):
+        for page in chunks(rows, 5000):
             updated += connection.exec_driver_sql(statement, page).rowcount
-    return updated == total
+        expected += len(rows)
+    return updated == expected
+
+
+def _same_stored(new: tuple[Any, ...], old: tuple[Any, ...], signed_zero: bool) -> bool:
+    """Whether writing ``new`` over the stored ``old`` would store the very same values."""
+    if new != old:
+        return False
+    if not signed_zero or 0.0 not in new:
+        return True
+    zeros = [(a, b) for a, b in zip(new, old) if type(a) is float and a == 0.0]
+    return all(copysign(1.0, a) == copysign(1.0, b) for a, b in zeros)
 
 
 def save_interval(target: Store | Session | Connection, record: IntervalRecord) -> None:

@@ -7,8 +7,9 @@ its range, reason, input fingerprint, state, and which intervals it could not re
 ``intervals`` and the result tables always hold each interval's *current* result; its version number
 is ``estimation["result_version"]`` (absent: 0).  When a recomputation replaces an interval, the
 result it replaces moves to ``archived_intervals`` (the header: totals, sums, estimation) and
-``archived_results`` (every element row: bus, branch, generator, load — key, bus, intensity, energy,
-carbon), tagged with its version, so any version stays readable: the result of an interval *as of
+its element rows (bus, branch, generator, load — key, bus, intensity, energy, carbon) packed into one
+value of that header (store/archived_rows.py; ``archived_results`` holds those of results archived
+before that format), tagged with its version, so any version stays readable: the result of an interval *as of
 version v* is its newest result whose version is ≤ v.
 
 Reading a version and the diff of two: store/version_reads.py.
@@ -23,8 +24,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -33,11 +37,11 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     delete,
     func,
-    literal,
     select,
     update,
 )
@@ -45,8 +49,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.access import Target, chunks, connection_of
+from carbonflow.center.store.archived_rows import pack_rows
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.result_rows import insert_results, update_rows
+from carbonflow.center.store.result_rows import bound_ts, insert_results, update_rows, value_columns
 from carbonflow.center.store.results import IntervalRecord
 from carbonflow.center.store.schema import RESULT_MODELS, Base, Interval
 from carbonflow.center.store.types import UtcDateTime, utc
@@ -114,9 +119,14 @@ class ArchivedInterval(Base):
     load_carbon_kg: Mapped[float] = mapped_column(Float)
     loss_carbon_kg: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # its element rows in one value (store/archived_rows.py); None: archived before, in archived_results
+    element_rows: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ArchivedResult(Base):
+    """Element rows of results archived before they were packed into ``archived_intervals.element_rows``
+    (kept readable; nothing writes here any more)."""
+
     __tablename__ = "archived_results"
     __table_args__ = (Index("ix_archived_results_ts", "ts"),)
 
@@ -317,6 +327,37 @@ def _keyed(model, level: str, interval_s: int, ts: Sequence[datetime]):
     return (model.level == level, model.interval_s == interval_s, model.ts.in_(ts))
 
 
+def _replaced_rows(
+    connection: Connection, level: str, interval_s: int, stamps: Sequence[datetime]
+) -> tuple[dict[datetime, bytes], dict[str, dict[tuple[Any, str], tuple[Any, ...]]]]:
+    """The element rows of the current results at ``stamps``: packed per interval (archived_rows.py; read
+    in key order, so the same rows give the same bytes), and every row's values by kind and key (what
+    ``update_rows`` compares the new rows with)."""
+    by_ts: dict[datetime, dict[str, list[tuple]]] = defaultdict(dict)
+    stored: dict[str, dict[tuple[Any, str], tuple[Any, ...]]] = {}
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    with closing(connection.connection.cursor()) as cursor:  # plain tuples, in the chunk's transaction
+        for kind, model in RESULT_MODELS.items():
+            table = model.__table__
+            values = value_columns(table)
+            archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))
+            as_read = table.c.ts.type.process_result_value
+            keyed = stored[kind] = {}
+            for page in chunks(stamps, KEY_PAGE):
+                # at the driver: 150,000 rows a chunk as plain tuples, no per-row result processing
+                query = (
+                    f"SELECT ts, element_id, {', '.join(values)} FROM {table.name} "  # nosec B608
+                    f"WHERE level = {marker} AND interval_s = {marker} "
+                    f"AND ts IN ({', '.join([marker] * len(page))}) ORDER BY ts, element_id"
+                )
+                cursor.execute(query, (level, interval_s, *(bound_ts(connection, model, ts) for ts in page)))
+                for ts, group in groupby(cursor.fetchall(), key=itemgetter(0)):
+                    rows = list(group)
+                    by_ts[utc(as_read(ts, connection.dialect))][kind] = list(map(archived, rows))
+                    keyed.update(((ts, row[1]), row[2:]) for row in rows)
+    return {ts: pack_rows(kinds) for ts, kinds in by_ts.items()}, stored
+
+
 def _replace(connection: Connection, version: int, records: Sequence[IntervalRecord], reason: str) -> None:
     """Archive the current results of ``records``' intervals, then store ``records`` as current."""
     level, interval_s = records[0].level, records[0].interval_s
@@ -328,16 +369,15 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
             select(*REPLACED_COLUMNS).where(*_keyed(Interval, level, interval_s, page))
         ):
             current[utc(row.ts)] = row
-    by_source: dict[int, list[datetime]] = defaultdict(list)
+    packed, stored = _replaced_rows(connection, level, interval_s, sorted(current))
     archived, history = [], []
     for ts, row in current.items():
-        source = result_version_of(row.estimation)
-        by_source[source].append(ts)
         archived.append(
             {
-                "version": source, "ts": ts, "level": level, "interval_s": interval_s,
-                "superseded_by": version, "losses": row.losses, "hash": row.hash, "totals": row.totals,
-                "estimation": row.estimation, "created_at": row.created_at,
+                "version": result_version_of(row.estimation), "ts": ts, "level": level,
+                "interval_s": interval_s, "superseded_by": version, "losses": row.losses, "hash": row.hash,
+                "totals": row.totals, "estimation": row.estimation, "created_at": row.created_at,
+                "element_rows": packed.get(ts) or pack_rows({}),
                 **{name: getattr(row, name) for name in HEADER_SUMS},
             }
         )  # fmt: skip
@@ -352,25 +392,12 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
     if archived:
         connection.execute(ArchivedInterval.__table__.insert(), archived)
         connection.execute(IntervalVersion.__table__.insert(), history)
-    archive = ArchivedResult.__table__
-    existing = 0  # element rows of the replaced results
-    for source, stamps in by_source.items():
-        for kind, model in RESULT_MODELS.items():
-            for page in chunks(stamps, KEY_PAGE):
-                columns = [model.__table__.c[name] for name in ARCHIVED_COLUMNS]
-                query = select(
-                    literal(source), model.ts, model.level, model.interval_s, literal(kind), *columns
-                ).where(*_keyed(model, level, interval_s, page))
-                existing += connection.execute(
-                    archive.insert().from_select(
-                        ["version", "ts", "level", "interval_s", "kind", *ARCHIVED_COLUMNS], query
-                    )
-                ).rowcount
     for page in chunks(keys, KEY_PAGE):
         connection.execute(delete(Interval).where(*_keyed(Interval, level, interval_s, page)))
     # the element rows in place when the new results have exactly the replaced rows' elements (the
-    # usual case: the same network; no index entry changes), else deleted and inserted
-    in_place = update_rows(connection, records, existing)
+    # usual case: the same network; no index entry changes; unchanged rows left alone), else deleted
+    # and inserted
+    in_place = update_rows(connection, records, stored)
     if not in_place:
         for model in RESULT_MODELS.values():
             for page in chunks(keys, KEY_PAGE):

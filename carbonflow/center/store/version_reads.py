@@ -3,7 +3,9 @@ version, the versions a period's results come from, and the diff of two versions
 in total (docs/recompute.md).
 
 The result of an interval *as of version v* is its newest result whose version is ≤ v: the current one
-(``intervals`` and the result tables) when its ``result_version`` is ≤ v, else the newest archived one.
+(``intervals`` and the result tables) when its ``result_version`` is ≤ v, else the newest archived one:
+its header in ``archived_intervals``, its element rows packed in that header's ``element_rows``
+(store/archived_rows.py) or, archived before that format, in ``archived_results``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from carbonflow.center.store.access import Target, connection_of
+from carbonflow.center.store.archived_rows import unpack_rows
 from carbonflow.center.store.intervals import HEADER_COLUMNS
 from carbonflow.center.store.result_versions import (
     ARCHIVED_COLUMNS,
@@ -42,7 +45,7 @@ def header_as_of(target: Target, ts: datetime, version: int, level: str = "") ->
             return header
         table = ArchivedInterval.__table__
         row = connection.execute(
-            select(table)
+            select(*(column for column in table.c if column.name != "element_rows"))
             .where(table.c.ts == ts, table.c.level == level, table.c.version <= version)
             .order_by(table.c.version.desc())
             .limit(1)
@@ -57,8 +60,19 @@ def header_as_of(target: Target, ts: datetime, version: int, level: str = "") ->
 
 def archived_rows(target: Target, kind: str, header: dict[str, Any]) -> list[dict[str, Any]]:
     """The element rows of an archived version's interval (``header`` from :func:`header_as_of`)."""
-    table = ArchivedResult.__table__
+    headers = ArchivedInterval.__table__
     with connection_of(target, write=False) as connection:
+        packed = connection.execute(
+            select(headers.c.element_rows).where(
+                headers.c.version == header["result_version"],
+                headers.c.ts == header["ts"],
+                headers.c.level == header["level"],
+                headers.c.interval_s == header["interval_s"],
+            )
+        ).scalar_one_or_none()
+        if packed is not None:
+            return sorted(unpack_rows(packed).get(kind, []), key=lambda row: row["element_id"])
+        table = ArchivedResult.__table__
         rows = connection.execute(
             select(*(table.c[name] for name in ARCHIVED_COLUMNS))
             .where(
@@ -127,9 +141,10 @@ def _runs(pairs: Sequence[tuple[datetime, Any]]) -> Iterable[tuple[Any, datetime
 
 
 def _sums(connection: Connection, kind: str, source: Any, first: datetime, last: datetime, level: str):
+    """``(element_id, bus_id, Σ energy, Σ carbon)`` of ``kind`` over the intervals ``[first, last]`` of
+    ``source`` (``"current"`` or an archived version: its packed rows and any in ``archived_results``)."""
     if source == "current":
-        model = RESULT_MODELS[kind]
-        table = model.__table__
+        table = RESULT_MODELS[kind].__table__
         query = select(
             table.c.element_id, table.c.bus_id, func.sum(table.c.energy_kwh), func.sum(table.c.carbon_kg)
         )
@@ -141,7 +156,21 @@ def _sums(connection: Connection, kind: str, source: Any, first: datetime, last:
     query = query.where(table.c.ts >= first, table.c.ts <= last, table.c.level == level).group_by(
         table.c.element_id, table.c.bus_id
     )
-    return connection.execute(query).all()
+    rows = connection.execute(query).all()
+    if source == "current":
+        return rows
+    sums: dict[tuple[str, str], list[float]] = {(e, b): [w or 0.0, c or 0.0] for e, b, w, c in rows}
+    headers = ArchivedInterval.__table__
+    packed = select(headers.c.element_rows).where(
+        headers.c.version == source, headers.c.ts >= first, headers.c.ts <= last, headers.c.level == level,
+        headers.c.element_rows.is_not(None),
+    ).order_by(headers.c.ts)  # fmt: skip
+    for (value,) in connection.execute(packed):
+        for row in unpack_rows(value).get(kind, []):
+            entry = sums.setdefault((row["element_id"], row["bus_id"]), [0.0, 0.0])
+            entry[0] += row["energy_kwh"]
+            entry[1] += row["carbon_kg"]
+    return [(e, b, w, c) for (e, b), (w, c) in sums.items()]
 
 
 def _header_sums(connection: Connection, source: Any, first: datetime, last: datetime, level: str):
