@@ -178,9 +178,12 @@ class ThreadProfiles:
         total: dict = {}
         for profile in list(self.profiles):
             profile.snapshot_stats()
-            for func, (cc, nc, tt, ct, _callers) in profile.stats.items():
+            for func, (cc, nc, tt, ct, callers) in profile.stats.items():
                 was = total.get(func, (0, 0, 0.0, 0.0, {}))
-                total[func] = (was[0] + cc, was[1] + nc, was[2] + tt, was[3] + ct, {})
+                merged = dict(was[4])
+                for caller, counts in callers.items():
+                    merged[caller] = _add(merged.get(caller), counts)
+                total[func] = (was[0] + cc, was[1] + nc, was[2] + tt, was[3] + ct, merged)
         return total
 
     def mark(self) -> None:
@@ -190,11 +193,17 @@ class ThreadProfiles:
         import marshal
 
         since = {}
-        for func, (cc, nc, tt, ct, _c) in self._stats().items():
+        for func, (cc, nc, tt, ct, callers) in self._stats().items():
             was = self.marked.get(func, (0, 0, 0.0, 0.0, {}))
             if nc - was[1] > 0:
-                since[func] = (cc - was[0], nc - was[1], tt - was[2], ct - was[3], {})
+                new_callers = {c: _add(n, was[4].get(c), -1) for c, n in callers.items()}
+                since[func] = (cc - was[0], nc - was[1], tt - was[2], ct - was[3], new_callers)
         path.write_bytes(marshal.dumps(since))
+
+
+def _add(a: tuple | None, b: tuple | None, sign: int = 1) -> tuple:
+    a, b = a or (0, 0, 0.0, 0.0), b or (0, 0, 0.0, 0.0)
+    return tuple(x + sign * y for x, y in zip(a, b))
 
 
 async def _at(epoch: float) -> None:

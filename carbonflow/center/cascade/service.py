@@ -13,7 +13,7 @@ from carbonflow.center.cascade.node import CascadeNode
 from carbonflow.center.cascade.outbox import CascadeOutbox, PeerQueue, QueuedMessage
 from carbonflow.center.cascade.verify import Tolerances
 from carbonflow.center.store import Store
-from carbonflow.delivery import DeliveryLoop, HttpSender, SendResult, cancel_and_wait
+from carbonflow.delivery import DeliveryLoop, SendResult, StreamSender, cancel_and_wait
 from carbonflow.delivery.tls import client_context
 
 MESSAGES_PATH = "/api/v1/cascade/messages"
@@ -39,7 +39,7 @@ class CascadeService:
     def __init__(self, node: CascadeNode) -> None:
         self.node = node
         self.loops: dict[str, DeliveryLoop[QueuedMessage]] = {}
-        self._senders: list[HttpSender] = []
+        self._senders: list[StreamSender] = []
         self._tasks: list[asyncio.Task] = []
 
     @classmethod
@@ -55,11 +55,13 @@ class CascadeService:
         for peer in config.peers:
             if not peer.url:
                 continue
-            sender = HttpSender(peer.url, config.timeout_s, tls, KEEPALIVE_EXPIRY_S)
+            # a lean HTTP/1.1 client (one keep-alive connection, one message at a time): httpx cost
+            # ~1.2 ms of CPU per message, ~25 % of what the cascade's 40 messages an interval cost
+            sender = StreamSender(peer.url, config.timeout_s, tls, KEEPALIVE_EXPIRY_S)
             await sender.start()
             self._senders.append(sender)
 
-            async def send(item: QueuedMessage, sender: HttpSender = sender) -> SendResult:
+            async def send(item: QueuedMessage, sender: StreamSender = sender) -> SendResult:
                 return await sender.send(MESSAGES_PATH, item.body, {"content-type": "application/json"})
 
             self.loops[peer.id] = DeliveryLoop(
