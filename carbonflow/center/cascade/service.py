@@ -20,6 +20,9 @@ MESSAGES_PATH = "/api/v1/cascade/messages"
 # a peer's idle connection is reused this long: well below uvicorn's 5 s keep-alive timeout, so a
 # message is not sent on a connection the peer is closing (it would wait for the back-off to go again)
 KEEPALIVE_EXPIRY_S = 2.0
+# every message is queued by a step, which wakes its peer's loop: the loops' look at an empty queue
+# without a wake is only a safety net, and each look is a query (20 loops in the reference cascade)
+IDLE_LOOK_S = 10.0
 
 
 class _RefusalAware(PeerQueue):
@@ -70,6 +73,7 @@ class CascadeService:
                 backoff_min_s=config.backoff_min_s,
                 backoff_max_s=config.backoff_max_s,
                 rejected_note=" (kept aside in the cascade outbox)",
+                idle_s=IDLE_LOOK_S,
             )
         self.node.wake = lambda peer: loop.call_soon_threadsafe(self._wake, peer)
         self._tasks = [asyncio.create_task(d.run(), name=f"cascade-{p}") for p, d in self.loops.items()]
