@@ -59,7 +59,7 @@ class CascadeService:
             if not peer.url:
                 continue
             # a lean HTTP/1.1 client (one keep-alive connection, one message at a time): httpx cost
-            # ~1.2 ms of CPU per message, ~25 % of what the cascade's 40 messages an interval cost
+            # ~1.2 ms of CPU per message, ~20 % of what the centers spent on an interval (docs/cascade.md)
             sender = StreamSender(peer.url, config.timeout_s, tls, KEEPALIVE_EXPIRY_S)
             await sender.start()
             self._senders.append(sender)
