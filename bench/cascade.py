@@ -37,7 +37,6 @@ import contextlib
 import cProfile
 import json
 import os
-import pstats
 import queue
 import signal
 import socket
@@ -65,6 +64,18 @@ from carbonflow.center.cascade.split import bus_regions, region_part
 from carbonflow.center.store import Store
 
 TOKEN = "cascade-bench-token"
+# the tree whose carbonflow runs here serves with uvloop and httptools when its pyproject declares them
+# (as ``carbonflow center serve`` does: uvicorn picks them when installed); a --compare tree from before
+# them runs on asyncio's loop and h11, as it did, although both are installed in this venv
+FAST_SERVER = "uvloop" in (Path(sys.path[0]) / "pyproject.toml").read_text("utf-8")
+
+
+def run_loop(main) -> object:
+    if FAST_SERVER:
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def free_port() -> int:
@@ -83,6 +94,7 @@ class CenterRunner:
         self.server = None
         self.task: asyncio.Task | None = None
         self.reported: set[datetime] = set()
+        self.watch_cpu_s = 0.0  # CPU of the bench's look-ups whether an interval is done here
 
     async def start(self) -> None:
         import uvicorn
@@ -100,9 +112,11 @@ class CenterRunner:
         def watch() -> None:  # off the node's threads: is an interval a step changed done here?
             while True:
                 ts = changed.get()
+                began = time.thread_time()
                 if ts not in self.reported and exchanged(self.store, self.config, ts):
                     self.reported.add(ts)
                     self.on_done(self.config.center_id, ts, time.time())
+                self.watch_cpu_s += time.thread_time() - began  # the bench's, not the center's
 
         def watched(intervals: list[datetime]) -> None:  # after each committed step
             for ts in intervals:
@@ -122,7 +136,14 @@ class CenterRunner:
         self.node = node
         settings = CenterSettings(database_url="sqlite://", api_tokens={TOKEN: "bench"})
         app = create_app(settings, store=self.store, cascade=service)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            http="httptools" if FAST_SERVER else "h11",
+        )
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve())
         while not self.server.started:
@@ -137,21 +158,52 @@ class CenterRunner:
             self.store.close()
 
 
-def _profiled(node) -> list[cProfile.Profile]:
-    """Profile every receive / submit_part of ``node`` (worker threads: one profile per call)."""
-    profiles: list[cProfile.Profile] = []
-    for name in ("receive", "submit_part"):
-        method = getattr(node, name)
+class ThreadProfiles:
+    """cProfile of **every** thread of a center process, timed by each thread's CPU time (not wall
+    time: a thread waiting for a core or the disk costs nothing here).  ``mark()`` snapshots what was
+    counted so far; ``dump()`` writes what was counted since the mark (the warm-up left out)."""
 
-        def call(*args, method=method):
-            profile = cProfile.Profile()
-            try:
-                return profile.runcall(method, *args)
-            finally:
-                profiles.append(profile)
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+        self.marked: dict = {}
+        threading.setprofile(self._start_thread)  # threads started from now on
+        self._start_thread()  # this (the event loop's) thread
 
-        setattr(node, name, call)
-    return profiles
+    def _start_thread(self, *_args) -> None:
+        profile = cProfile.Profile(time.thread_time)
+        self.profiles.append(profile)
+        profile.enable()  # replaces this hook for the thread
+
+    def _stats(self) -> dict:
+        total: dict = {}
+        for profile in list(self.profiles):
+            profile.snapshot_stats()
+            for func, (cc, nc, tt, ct, callers) in profile.stats.items():
+                was = total.get(func, (0, 0, 0.0, 0.0, {}))
+                merged = dict(was[4])
+                for caller, counts in callers.items():
+                    merged[caller] = _add(merged.get(caller), counts)
+                total[func] = (was[0] + cc, was[1] + nc, was[2] + tt, was[3] + ct, merged)
+        return total
+
+    def mark(self) -> None:
+        self.marked = self._stats()
+
+    def dump(self, path: Path) -> None:
+        import marshal
+
+        since = {}
+        for func, (cc, nc, tt, ct, callers) in self._stats().items():
+            was = self.marked.get(func, (0, 0, 0.0, 0.0, {}))
+            if nc - was[1] > 0:
+                new_callers = {c: _add(n, was[4].get(c), -1) for c, n in callers.items()}
+                since[func] = (cc - was[0], nc - was[1], tt - was[2], ct - was[3], new_callers)
+        path.write_bytes(marshal.dumps(since))
+
+
+def _add(a: tuple | None, b: tuple | None, sign: int = 1) -> tuple:
+    a, b = a or (0, 0, 0.0, 0.0), b or (0, 0, 0.0, 0.0)
+    return tuple(x + sign * y for x, y in zip(a, b))
 
 
 async def _at(epoch: float) -> None:
@@ -171,6 +223,7 @@ def serve(config_path: Path) -> None:
             sys.stdout.flush()
 
     profile_dir = os.environ.get("CASCADE_BENCH_PROFILE")  # a directory: cProfile each center
+    profiles = ThreadProfiles() if profile_dir else None
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -181,10 +234,6 @@ def serve(config_path: Path) -> None:
             lambda cid, ts, at: say(f"done {cid} {ts.isoformat()} {at:.6f}"),
         )
         await runner.start()
-        if profile_dir:
-            profiles = _profiled(runner.node)
-            loop_profile = cProfile.Profile()
-            loop_profile.enable()
         commands: asyncio.Queue[str] = asyncio.Queue()
         threading.Thread(
             target=lambda: [loop.call_soon_threadsafe(commands.put_nowait, line) for line in sys.stdin],
@@ -196,19 +245,18 @@ def serve(config_path: Path) -> None:
             if not line or line[0] == "quit":
                 break
             if line[0] == "cpu":
-                say(f"cpu {config.center_id} {time.process_time():.6f}")
+                if profiles is not None and line[1:] == ["mark"]:
+                    profiles.mark()
+                elif profiles is not None:
+                    profiles.dump(Path(profile_dir) / f"{config.center_id}.prof")
+                say(f"cpu {config.center_id} {time.process_time():.6f} {runner.watch_cpu_s:.6f}")
                 continue
             ts, epoch = line[1], float(line[2])
             await _at(epoch)
             await asyncio.to_thread(runner.node.submit_part, datetime.fromisoformat(ts), parts[ts])
-        if profile_dir:
-            loop_profile.disable()
-            loop_profile.dump_stats(Path(profile_dir) / f"{config.center_id}-loop.prof")
-            if profiles:
-                pstats.Stats(*profiles).dump_stats(Path(profile_dir) / f"{config.center_id}-node.prof")
         await runner.stop()
 
-    asyncio.run(main())
+    run_loop(main())
 
 
 # -- the parent: 11 processes ----------------------------------------------------------------------------
@@ -257,6 +305,7 @@ class Cluster:
         self.events: queue.Queue = queue.Queue()
         self.procs = {cid: Process(cid, path, self.events, code) for cid, path in layout.specs.items()}
         self.cpu_s: dict[str, float] = {}
+        self.watch_cpu_s: dict[str, float] = {}
         self.done: dict[datetime, dict[str, float]] = {}
         self.ready: set[str] = set()
 
@@ -276,6 +325,7 @@ class Cluster:
             self.ready = self.ready | {event[1]}
         elif event[0] == "cpu":
             self.cpu_s[event[1]] = float(event[2])
+            self.watch_cpu_s[event[1]] = float(event[3]) if len(event) > 3 else 0.0
         elif event[0] == "done":
             self.done.setdefault(datetime.fromisoformat(event[2]), {})[event[1]] = float(event[3])
 
@@ -296,14 +346,15 @@ class Cluster:
                 self._event(timeout=left)
         return max(max(self.done[ts].values()) for ts in intervals)
 
-    def cpu(self) -> float:
-        """CPU seconds the 11 processes used so far."""
+    def cpu(self, mark: bool = False) -> float:
+        """CPU seconds the 11 processes used so far, the bench's own look-ups left out (``mark``: the
+        profiles count from here on; at the end they are written to $CASCADE_BENCH_PROFILE)."""
         self.cpu_s = {}
         for proc in self.procs.values():
-            proc.send("cpu")
+            proc.send("cpu mark" if mark else "cpu")
         while len(self.cpu_s) < len(self.procs):
             self._event(timeout=60)
-        return sum(self.cpu_s.values())
+        return sum(self.cpu_s.values()) - sum(self.watch_cpu_s.values())
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -385,7 +436,7 @@ def one_process(layout: Layout, intervals: list[datetime], lead_s: float) -> lis
                 await runner.stop()
         return latencies
 
-    return asyncio.run(run())
+    return run_loop(run())
 
 
 # -- checks after the outage --------------------------------------------------------------------------
@@ -439,6 +490,7 @@ def main() -> None:
     parser.add_argument("--outage-real-s", type=float, default=60.0)
     parser.add_argument("--lead-s", type=float, default=0.3, help="submit this long after the command")
     parser.add_argument("--gap-s", type=float, default=0.5, help="pause between intervals")
+    parser.add_argument("--idle-s", type=float, default=5.0, help="idle time measured for the background")
     parser.add_argument("--no-outage", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--compare", type=Path, help="a tree with another carbonflow package, run alongside")
@@ -482,7 +534,11 @@ def main() -> None:
             for cluster in clusters.values():
                 cluster.submit(warm, time.time() + args.lead_s)
                 cluster.wait([warm], 120)
-            cpu = {name: -cluster.cpu() for name, cluster in clusters.items()}
+            idle = {name: -cluster.cpu() for name, cluster in clusters.items()}
+            time.sleep(args.idle_s)  # every cluster idle: the CPU of the centers' background
+            idle = {name: (idle[name] + cluster.cpu()) / args.idle_s for name, cluster in clusters.items()}
+            began = time.time()
+            cpu = {name: -cluster.cpu(mark=True) for name, cluster in clusters.items()}
             for n, ts in enumerate(timed):
                 order = list(clusters) if n % 2 == 0 else list(reversed(clusters))  # alternate who goes first
                 for name in order:
@@ -490,13 +546,18 @@ def main() -> None:
                     clusters[name].submit(ts, at)
                     latencies[name].append(clusters[name].wait([ts], 300) - at)
                     time.sleep(args.gap_s)
+            elapsed = time.time() - began
             for name, cluster in clusters.items():
                 cpu[name] += cluster.cpu()
                 print(
                     f"multi-process exchange ({name}), {len(timed)} intervals: {percentiles(latencies[name])}"
                 )
                 print(f"  per interval (ms): {[round(x * 1000) for x in latencies[name]]}")
-                print(f"  CPU over the 11 processes: {cpu[name] / len(timed) * 1000:.0f} ms per interval")
+                print(
+                    f"  CPU over the 11 processes: {cpu[name] / len(timed) * 1000:.0f} ms per interval;"
+                    f" idle background {idle[name] * 1000:.0f} ms per s, so the exchange itself"
+                    f" {(cpu[name] - idle[name] * elapsed) / len(timed) * 1000:.0f} ms per interval"
+                )
             print(f"  load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             if args.compare:
                 this, base = (latencies[name] for name in clusters)

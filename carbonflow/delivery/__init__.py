@@ -7,6 +7,7 @@ from carbonflow.delivery.loop import DeliveryLoop
 from carbonflow.delivery.mqtt import AwaitedAcks, MqttSession
 from carbonflow.delivery.outbox import DeliveryQueue, SqliteOutbox
 from carbonflow.delivery.outcome import DeliveryError, Sender, SendResult, classify_status, error_text
+from carbonflow.delivery.stream import StreamSender
 from carbonflow.delivery.tasks import cancel_and_wait
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "SendResult",
     "Sender",
     "SqliteOutbox",
+    "StreamSender",
     "cancel_and_wait",
     "classify_status",
     "error_text",

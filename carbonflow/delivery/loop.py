@@ -33,12 +33,16 @@ class DeliveryLoop(Generic[Item]):
         in_flight: int = 1,
         on_event: Callable[[str], None] = _ignore,
         rejected_note: str = "",
+        idle_s: float = IDLE_S,
     ) -> None:
+        """``idle_s``: how often an empty queue is looked at without a ``wake()`` (a queue whose every
+        producer wakes the loop can afford a long one: each look is a query)."""
         self.queue, self.send = queue, send
         self.backoff_min_s, self.backoff_max_s = backoff_min_s, backoff_max_s
         self.in_flight = in_flight
         self.on_event = on_event
         self.rejected_note = rejected_note  # what became of a rejected item, for the event line
+        self.idle_s = idle_s
         self.delivered = 0  # acknowledged in this run
         self.rejected = 0
         self.last_error: str | None = None
@@ -55,7 +59,7 @@ class DeliveryLoop(Generic[Item]):
         if not items:
             self._ready.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), self.IDLE_S)
+                await asyncio.wait_for(self._ready.wait(), self.idle_s)
             return
         results = await asyncio.gather(*(self.send(item) for item in items))
         if [self.settle(item, result) for item, result in zip(items, results)].count(True):

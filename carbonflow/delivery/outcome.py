@@ -60,10 +60,15 @@ def unreachable(error: Exception) -> SendResult:
 
 def error_text(response: httpx.Response) -> str:
     """One short line from an error answer: the ``{"error", "detail"}`` body, else the raw text."""
+    return error_text_of(response.content)
+
+
+def error_text_of(content: bytes) -> str:
+    """:func:`error_text` of an answer's body bytes."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
-        return response.text[:300]
+        return content.decode("utf-8", "replace")[:300]
     if isinstance(body, dict) and "error" in body:
         detail = body.get("detail")
         return f"{body['error']}" + (f" ({json.dumps(detail)[:300]})" if detail else "")
