@@ -45,6 +45,9 @@ AWKWARD = [
     ("dev-1/s", T0, "1", "good"),
     ("dev-1/t", T0, "123456789012345678901234567890.123456789", "good"),
     ("dev-1/u", T0, "-1.5e-7", "good"),
+    ("dev-1/v", T0, "+5", "good"),
+    ("dev-1/w", T0, " 1_0.50 ", "good"),
+    ("dev-1/x", T0, "0E-12", "good"),
     ("dev-1/p", T0, "12.500", "good"),  # repeated row: formatted again, not dropped
 ]
 
@@ -82,6 +85,8 @@ def test_block_is_the_generic_form_when_rows_differ_in_received_at_and_batch():
     [
         ("ts", datetime(2025, 3, 1), ValueError),
         ("value", "NaN", ValueError),
+        ("value", "-Infinity", ValueError),
+        ("value", "1,5", ArithmeticError),
         ("chain_hash", "zz", ValueError),
     ],
 )

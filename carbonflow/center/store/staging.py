@@ -122,15 +122,26 @@ def copy_text_block(dialect: Dialect, rows: list[dict[str, Any]]) -> str:
             text = words[value] = value.translate(_COPY_ESCAPES)
         return text
 
+    def exact(value: Any) -> str:
+        # a reading's decimal text as ExactDecimal binds it (its Decimal, refused unless finite) without
+        # the call layers; anything else through the bind itself
+        if type(value) is str:
+            number = Decimal(value)
+            if number.is_finite():
+                return str(number)
+        return _copy_text(value_bind(value))
+
+    def digest(value: Any) -> str:
+        return "\\\\x" + bytes.fromhex(value).hex() if type(value) is str else _copy_text(hash_bind(value))
+
     lines = []
     for ordinal, row in enumerate(rows):
         get = row.get
         seq = get("chain_seq")
         lines.append(
-            f"{ordinal}\t{word(get('point_id'))}\t{stamp(get('ts'))}\t"
-            f"{_copy_text(value_bind(get('value')))}\t{word(get('quality'))}\t"
-            f"{stamp(get('received_at'))}\t{word(get('batch_id'))}\t"
-            f"{seq if type(seq) is int else _copy_text(seq)}\t{_copy_text(hash_bind(get('chain_hash')))}\n"
+            f"{ordinal}\t{word(get('point_id'))}\t{stamp(get('ts'))}\t{exact(get('value'))}\t"
+            f"{word(get('quality'))}\t{stamp(get('received_at'))}\t{word(get('batch_id'))}\t"
+            f"{seq if type(seq) is int else _copy_text(seq)}\t{digest(get('chain_hash'))}\n"
         )
     return "".join(lines)
 
