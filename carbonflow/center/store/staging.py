@@ -15,9 +15,9 @@ Semantics are exactly those of the multi-row path (``readings._insert_readings``
 * ``ON CONFLICT (point_id, ts) DO NOTHING``: a stored reading is never overwritten (first write wins),
   and ``accepted`` is the number of rows this insert stored (the command tag; psycopg reports it
   exactly for ``INSERT``);
-* values and timestamps go through the column types' own bind processors (``ExactDecimal``,
-  ``UtcDateTime``) and psycopg's text dumpers, the same conversions as the parameters of the VALUES
-  path: a value is stored as the same exact ``NUMERIC``.
+* values and timestamps get the column types' own bind conversions (``ExactDecimal``, ``UtcDateTime``)
+  written as psycopg's text dumpers write them, the same as the parameters of the VALUES path: a value
+  is stored as the same exact ``NUMERIC`` (``copy_text_block``; tests/test_ingest_copy_text.py).
 
 Rows are inserted in ``(point_id, ts)`` order, so two transactions offering overlapping readings take
 their row locks in the same order (one waits for the other; no lock cycle between them).
