@@ -259,6 +259,30 @@ def test_a_channel_that_is_down_is_retried_visibly_and_never_blocks_metering(sql
         store.close()
 
 
+def test_a_notifier_without_channels_looks_rarely_and_still_fails_what_was_queued_for_one(sqlite_url):  # noqa: F811
+    """A center without notification channels (every center of the demo cascade) does not query the
+    queue every second; a notification queued while a channel was configured is still marked failed."""
+    store = Store.open(sqlite_url)
+    try:
+        app = create_app(
+            CenterSettings(database_url=sqlite_url, maintenance_period_s=0, alarm_tick_s=0), store=store
+        )
+        engine = app.state.alarms
+        engine.channels = {"webhook"}  # configured when the alarm was raised, gone at the restart
+        engine.set_rules([GAP])
+        assert engine.on_interval(outcome(1, completeness=0.5)).raised
+        assert len(alarm_store.list_notifications(store, status="queued")) == 1
+
+        without = Notifier(store, {}, max_attempts=1)
+        with_one = Notifier(store, {"webhook": WebhookChannel("http://127.0.0.1:9/hook", timeout_s=0.5)})
+        assert without.period_s == Notifier.PERIOD_WITHOUT_CHANNELS_S >= 60 * with_one.period_s
+        report = without.send_due()
+        assert report.failed == 1 and "not configured" in report.errors[0]
+        assert alarm_store.list_notifications(store, status="queued") == []
+    finally:
+        store.close()
+
+
 def status_batch(seq: int, online: bool, at: datetime) -> bytes:
     from carbonflow.messages.c4 import Batch, DeviceStatus
 

@@ -160,10 +160,20 @@ class Notifier:
             alarm_store.notification_outcome(self.store, item["id"], status="sent", attempts=attempts)
         return report
 
-    async def run(self, period_s: float = 1.0) -> None:
+    PERIOD_S = 1.0  # how soon a queued notification goes out
+    # without a channel nothing can be sent, and the engine queues nothing: what is looked for is only a
+    # notification queued while a channel was configured, to be marked failed — a query a second on every
+    # center of a cascade for that cost them a share of their CPU (issue 16)
+    PERIOD_WITHOUT_CHANNELS_S = 60.0
+
+    @property
+    def period_s(self) -> float:
+        return self.PERIOD_S if self.channels else self.PERIOD_WITHOUT_CHANNELS_S
+
+    async def run(self, period_s: float | None = None) -> None:
         while True:
             try:
                 await asyncio.to_thread(self.send_due)
             except Exception:  # the store may be down for a moment: the next round retries
                 log.exception("alarm notifications")
-            await asyncio.sleep(period_s)
+            await asyncio.sleep(self.period_s if period_s is None else period_s)
