@@ -194,7 +194,7 @@ class CascadeNode:
         with self._step():
             interval = self._messages(envelope.ts)
             known = envelope.message_id in interval.ids  # else: the id under another interval?
-            if known or cstore.message_by_id(self.store, envelope.message_id) is not None:
+            if known or cstore.message_seen(self.store, envelope.message_id):
                 self._audit("duplicate", envelope, "message_id seen before")
                 return {"status": "duplicate", "message_id": envelope.message_id}
             # a different message for an interval already received is a new version of it (the peer

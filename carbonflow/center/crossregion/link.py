@@ -162,7 +162,7 @@ class TieLink:
         content = _content(payload)
         arrived = time.perf_counter()
         with self._lock:
-            if cstore.message_by_id(self.store, document.document_id) is not None:
+            if cstore.message_seen(self.store, document.document_id):
                 self._audit("duplicate", document, "document_id seen before")
                 return {"status": "duplicate", "document_id": document.document_id}
             known_digests = cstore.message_digests(self.store, "in", neighbour.id, KIND, document.ts)

@@ -93,12 +93,14 @@ def _message(row) -> StoredMessage:
     )
 
 
-def message_by_id(store: Store, message_id: str) -> StoredMessage | None:
+def message_seen(store: Store, message_id: str) -> bool:
+    """Whether a message with this id is stored (in either direction) — the id alone is read: this runs
+    for every message received, and the payload of the rare duplicate is not needed (issue 16)."""
     with store.read() as connection:
-        row = connection.execute(
-            select(CascadeMessage).where(CascadeMessage.message_id == message_id)
+        found = connection.execute(
+            select(CascadeMessage.message_id).where(CascadeMessage.message_id == message_id).limit(1)
         ).first()
-    return None if row is None else _message(row)
+    return found is not None
 
 
 def find_message(store: Store, direction: str, peer: str, kind: str, ts: datetime) -> StoredMessage | None:
