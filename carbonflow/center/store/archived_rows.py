@@ -4,7 +4,7 @@ A recomputation moves the result it replaces to the archive.  Its element rows (
 generator, load: id, bus, intensity, energy, carbon — 319 rows per interval of the reference grid)
 used to be copied row by row into ``archived_results``, the biggest single cost of writing a chunk
 (an index entry per row in a table that only grows).  They are now packed into one value per
-interval, ``archived_intervals.rows``, read back only when someone asks for that version:
+interval, ``archived_intervals.element_rows``, read back only when someone asks for that version:
 
     b"CFR1" | uint32 LE length of the header | header: UTF-8 JSON [[kind, [element ids], [bus ids]], ...]
     | float64 LE, per kind in the header's order: intensity (NaN = none) × n, energy × n, carbon × n
