@@ -50,10 +50,13 @@ def stream(connection: Connection, query) -> Iterator[Any]:
     yield from connection.execute(query.execution_options(yield_per=STREAM_ROWS))
 
 
-def text_array(name: str, values: list[str]) -> Any:
-    """PostgreSQL: ``values`` as a ``text[]`` for ``= ANY(...)``, sent as one JSON text parameter.  psycopg
-    dumps a list of 2,000 strings element by element (~1 ms a list, several lists per batch, issue 17
-    §2); ``json.dumps`` does it in C, and the server's JSON parser gives back the very strings.  The
-    array's order is unspecified: for set membership only."""
+def json_members(name: str, values: list[str]) -> Any:
+    """PostgreSQL: ``values`` as a subquery for ``column.in_(...)``, sent as one JSON text parameter.
+    psycopg dumps a list of 2,000 strings element by element (~1 ms a list, several lists per batch,
+    issue 17 §2); ``json.dumps`` does it in C, and the server's JSON parser gives back the very strings.
+
+    ``IN (SELECT …)``, not ``= ANY(array(SELECT …))``: the planner turns the subquery into a hash
+    semi-join, while an array from a sub-select is tested element by element for every row it scans —
+    2,000 keys against a 2,000-row table was 76 ms of server time per batch, the semi-join 1.4 ms."""
     document = bindparam(name, json.dumps(values, ensure_ascii=False), type_=String)
-    return func.array(select(func.jsonb_array_elements_text(cast(document, JSONB))).scalar_subquery())
+    return select(func.jsonb_array_elements_text(cast(document, JSONB)))
