@@ -1,5 +1,5 @@
 """Chain heads of awkward keys locked and moved in one batch (store/chain.py): on PostgreSQL the keys go
-to the server as one JSON parameter (``access.json_members``) and the moved heads as JSON rows, so a key's
+to the server as one JSON parameter (``access.driver_rows``) and the moved heads as JSON rows, so a key's
 quotes, backslashes, tabs or non-ASCII letters must come back as the very same string."""
 
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401

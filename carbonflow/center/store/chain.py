@@ -30,7 +30,7 @@ from sqlalchemy import BigInteger, Connection, String, bindparam, select, text, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from carbonflow.center.store.access import json_members
+from carbonflow.center.store.access import driver_rows
 from carbonflow.center.store.schema import Base
 from carbonflow.center.store.types import Sha256, UtcDateTime
 
@@ -148,6 +148,14 @@ def _insert(connection: Connection, table):
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+# PostgreSQL: the keys as a hash semi-join on one JSON parameter, rows as tuples (access.driver_rows)
+_LOCK_HEADS = (
+    "SELECT key, seq, hash FROM chain_heads WHERE kind = %s "
+    "AND key IN (SELECT jsonb_array_elements_text(%s::jsonb)) "
+    'ORDER BY key COLLATE "C" FOR UPDATE'
+)
+
+
 def lock_heads(connection: Connection, kind: str, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
     """The heads of ``keys`` (created empty when new), locked until commit on PostgreSQL so two
     transactions never append to one chain at once (SQLite writers are serialised by BEGIN IMMEDIATE)."""
@@ -157,16 +165,16 @@ def lock_heads(connection: Connection, kind: str, keys: Iterable[str]) -> dict[s
     postgres = connection.dialect.name == "postgresql"
 
     def fetch(page: list[str]) -> None:
-        query = select(ChainHead.key, ChainHead.seq, ChainHead.hash)
         if postgres:
             # one JSON parameter, not a page of IN parameters: rendering and parsing 2,000 of them cost
             # more than the lookup (issue 17 §2); locks taken in one global order — code-point order,
             # the keys' Python order (LockRows sits above the sort) — so two batches locking
             # overlapping chains cannot deadlock
-            query = query.where(ChainHead.kind == kind, ChainHead.key.in_(json_members("keys", page)))
-            query = query.order_by(ChainHead.key.collate("C")).with_for_update()
-        else:
-            query = query.where(ChainHead.kind == kind, ChainHead.key.in_(page))
+            rows = driver_rows(connection, _LOCK_HEADS, (kind, json.dumps(page, ensure_ascii=False)))
+            heads.update({key: (seq, bytes(digest).hex()) for key, seq, digest in rows})
+            return
+        query = select(ChainHead.key, ChainHead.seq, ChainHead.hash)
+        query = query.where(ChainHead.kind == kind, ChainHead.key.in_(page))
         heads.update({row.key: (row.seq, row.hash) for row in connection.execute(query)})
 
     page_size = len(wanted) or 1 if postgres else LOOKUP_PAGE
