@@ -14,6 +14,12 @@ flight).  Throughput = readings acknowledged / wall time.  Latency of a reading 
 (all batches have the same size, so these are the per-reading percentiles).  Waiting for a free HTTP
 sender or MQTT window slot is not part of it: the sender is the collector's outbox loop.
 
+``--prebuild N``: every sender builds its N batches (signed, serialised) before the clock starts and the
+case ends when they are sent or ``--seconds`` are up.  Without it (the default, as in the figures before
+2026-12-07) the senders build each batch while sending — on this 2-core machine the load generator's own
+pydantic models, HMAC and JSON then take CPU from the center it measures; a real collector is another
+machine.  ``docs/performance.md`` names which of the two a figure is.
+
 Services: PostgreSQL at ``--pg`` (a fresh database is created and dropped), Mosquitto at ``--mqtt``.
 Targets: issue 6 ≥ 10,000 readings/s into PostgreSQL, p99 < 2 s; issue 17 §2 (COPY ingest)
 ≥ 50,000 readings/s over HTTP and over MQTT, p99 send → queryable < 1 s.
@@ -31,7 +37,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,6 +76,21 @@ def make_batch(n: int, seq: int) -> Batch:
     return batch.signed(SECRET.encode())
 
 
+def batches(args, seq_of) -> Iterator[Batch]:
+    """The batches one sender sends, ``seq_of(k)`` the k-th one's seq: pre-built (``--prebuild``, then
+    at most that many) or built one by one as they are asked for."""
+    if args.prebuild:
+        return iter([make_batch(args.batch, seq_of(k)) for k in range(1, args.prebuild + 1)])
+    return (make_batch(args.batch, seq_of(k)) for k in count(1))
+
+
+def bodies(args, seq_of) -> Iterator[tuple[str, str]]:
+    """``(batch_id, JSON body)`` of the batches one sender sends, pre-built like ``batches``."""
+    if args.prebuild:
+        return iter([(b.batch_id, b.model_dump_json()) for b in batches(args, seq_of)])
+    return ((b.batch_id, b.model_dump_json()) for b in batches(args, seq_of))
+
+
 def summarise(name: str, readings: int, elapsed: float, latencies: list[float]) -> dict:
     latencies = sorted(latencies)
     p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
@@ -87,11 +110,13 @@ def summarise(name: str, readings: int, elapsed: float, latencies: list[float]) 
 
 def run_direct(url: str, args) -> tuple[int, float, list[float]]:
     store = Store.open(url, migrate=False)
-    total, latencies, seq = 0, [], 0
+    total, latencies = 0, []
+    source = batches(args, lambda k: k)
     start = time.perf_counter()
     while time.perf_counter() - start < args.seconds:
-        seq += 1
-        batch = make_batch(args.batch, seq)
+        batch = next(source, None)
+        if batch is None:
+            break
         sent = time.time()
         total += ingest_batch(store, batch).accepted
         latencies.append(time.time() - sent)
@@ -132,14 +157,16 @@ def run_http(url: str, args) -> tuple[int, float, list[float]]:
                 raise
             time.sleep(0.1)
     totals, latencies, lock = [0], [], threading.Lock()
+    sources = [bodies(args, lambda k, first=first: first + k * args.senders) for first in range(args.senders)]
     start = time.perf_counter()
 
     def sender(offset: int) -> None:
-        seq = offset
         with httpx.Client(base_url=base, timeout=60) as client:
             while time.perf_counter() - start < args.seconds:
-                seq += args.senders
-                body = make_batch(args.batch, seq).model_dump_json()
+                item = next(sources[offset], None)
+                if item is None:
+                    break
+                body = item[1]
                 sent = time.time()
                 response = client.post("/api/v1/ingest", content=body)
                 response.raise_for_status()
@@ -201,14 +228,15 @@ def run_mqtt(url: str, args) -> tuple[int, float, list[float]]:
     client.subscribe(f"{prefix}/{COLLECTOR}/acks", qos=1)
     client.loop_start()
     subscribed.wait(10)
-    seq = 0
+    source = bodies(args, lambda k: k)
     start = time.perf_counter()
     while time.perf_counter() - start < args.seconds:
+        item = next(source, None)
+        if item is None:
+            break
         in_flight.acquire()
-        seq += 1
-        batch = make_batch(args.batch, seq)
-        body = batch.model_dump_json()
-        sent_at[batch.batch_id] = time.time()
+        batch_id, body = item
+        sent_at[batch_id] = time.time()
         client.publish(f"{prefix}/{COLLECTOR}/readings", body, qos=1)
     for _ in range(args.window):  # wait for the last acks
         in_flight.acquire(timeout=60)
@@ -260,6 +288,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2000, help="readings per batch")
     parser.add_argument("--senders", type=int, default=2, help="concurrent HTTP senders")
     parser.add_argument("--window", type=int, default=4, help="MQTT batches in flight")
+    parser.add_argument(
+        "--prebuild", type=int, default=0, help="batches per sender built before the clock (0: while sending)"
+    )
     args = parser.parse_args()
     runners = {"direct": run_direct, "http": run_http, "mqtt": run_mqtt}
     results = []
