@@ -46,6 +46,11 @@ def _logged(work: Callable[[], None]) -> None:
         log.exception("cascade: work after a step failed")
 
 
+def _each(connection: Any, writes: list[Callable[[Any], None]]) -> None:
+    for write in writes:
+        write(connection)
+
+
 @dataclass
 class _Batch:
     """What one step stores, sends and does afterwards."""
@@ -65,10 +70,14 @@ class Steps:
         outbox: CascadeOutbox,
         wake: Callable[[str], None],
         forget: Callable[[set[datetime] | None], None],
+        write_group: Callable[[Any, list[Callable[[Any], None]]], None] | None = None,
     ) -> None:
         """``wake(peer)``: the peer has mail; ``forget(intervals)``: drop what memory holds of these
-        intervals (None: of every interval), it is reloaded from the store."""
+        intervals (None: of every interval), it is reloaded from the store; ``write_group(connection,
+        writes)``: writes a group's writes in their order (default: each called in turn), e.g. batched
+        into one statement per table."""
         self.store, self.outbox, self.wake, self.forget = store, outbox, wake, forget
+        self.write_group = write_group or _each
         self.lock = threading.RLock()  # the node's lock: one step at a time
         self.listeners: list[Callable[[list[datetime]], None]] = []  # intervals a committed step changed
         self._depth = 0
@@ -149,8 +158,7 @@ class Steps:
                     self.wake(peer)
             if writes:
                 with self.store.write() as connection:
-                    for write in writes:
-                        write(connection)
+                    self.write_group(connection, writes)
             if sends:
                 self.outbox.sync()  # on disk before any step of the group is acknowledged
         except BaseException as error:
