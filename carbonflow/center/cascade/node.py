@@ -111,7 +111,11 @@ class CascadeNode:
         # one store transaction and queues what it sends in one outbox transaction, outbox first;
         # steps that end at the same moment are committed together (steps.Steps)
         self.steps = Steps(
-            store, outbox, lambda peer: self.wake(peer), self._forget, write_group=cstore.write_group
+            store,
+            outbox,
+            lambda peer: self.wake(peer),
+            self._forget,
+            commit=lambda writes: cstore.commit_group(store, writes),  # records: driver-level batches
         )
         self.step_listeners = self.steps.listeners  # intervals a committed step changed
         self._lock = self.steps.lock
