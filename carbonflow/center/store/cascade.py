@@ -4,6 +4,7 @@ hash) and every verdict of the mutual verification (``cascade_verifications``, b
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterable
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Float, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.engine import Store
@@ -101,15 +103,9 @@ def message_seen(store: Store, message_id: str) -> bool:
     for every message received, and the payload of the rare duplicate is not needed (issue 16).  On the
     driver's connection: through SQLAlchemy's statement machinery, a transaction and its begin event,
     this one-row look-up cost ~7 % of a center's CPU per interval."""
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
+    with _driver(store, _SEEN) as cursor:
         cursor.execute(_sql(store.engine.dialect, _SEEN), (message_id,))
-        found = cursor.fetchone()
-        cursor.close()
-    finally:
-        raw.close()  # back to the pool (PostgreSQL: its implicit read transaction rolled back there)
-    return found is not None
+        return cursor.fetchone() is not None
 
 
 def find_message(store: Store, direction: str, peer: str, kind: str, ts: datetime) -> StoredMessage | None:
@@ -313,6 +309,39 @@ _VERDICT_COLUMNS = (
 _JSON_COLUMNS = {"payload", "totals", "document"}
 
 
+@contextlib.contextmanager
+def _wrapped(dialect, statement: str):
+    """The driver's errors as SQLAlchemy raises them (``OperationalError``: the API answers 503, the
+    sender retries), as if the statements had gone through SQLAlchemy."""
+    base = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except base as error:
+        raise DBAPIError.instance(statement, None, error, base, dialect=dialect) from error
+
+
+@contextlib.contextmanager
+def _driver(store: Store, statement: str, *, commit: bool = False):
+    """A cursor on a pooled connection's driver connection, closed and given back afterwards; with
+    ``commit``: the transaction committed at the end, rolled back on an error."""
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            with _wrapped(store.engine.dialect, statement):
+                yield cursor
+                if commit:
+                    raw.commit()
+        except BaseException:
+            if commit:
+                raw.rollback()
+            raise
+        finally:
+            cursor.close()
+    finally:
+        raw.close()  # back to the pool (PostgreSQL: an open read transaction is rolled back there)
+
+
 @functools.lru_cache(maxsize=32)
 def _sql(dialect, sql: str) -> str:
     """``sql`` written with ``?`` markers, in the driver's paramstyle (``%s`` for psycopg)."""
@@ -348,7 +377,8 @@ def write_group(connection, writes: Iterable[Callable[[Any], None]]) -> None:
     if records:
         cursor = connection.connection.cursor()  # the driver's cursor, inside the caller's transaction
         try:
-            _write_records(cursor, connection.dialect, records)
+            with _wrapped(connection.dialect, "cascade writes"):
+                _write_records(cursor, connection.dialect, records)
         finally:
             cursor.close()
 
@@ -362,21 +392,10 @@ def commit_group(store: Store, writes: list[Callable[[Any], None]]) -> None:
         with store.write() as connection:
             write_group(connection, writes)
         return
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        try:
-            if store.dialect == "sqlite":  # the driver is in autocommit mode (engine.py): begin here
-                cursor.execute("BEGIN IMMEDIATE")
-            _write_records(cursor, store.engine.dialect, writes)
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            cursor.close()
-    finally:
-        raw.close()  # back to the pool
+    with _driver(store, "cascade group commit", commit=True) as cursor:
+        if store.dialect == "sqlite":  # the driver is in autocommit mode (engine.py): begin here
+            cursor.execute("BEGIN IMMEDIATE")
+        _write_records(cursor, store.engine.dialect, writes)
 
 
 def _write_records(cursor, dialect, writes: list) -> None:
@@ -398,7 +417,7 @@ def _write_records(cursor, dialect, writes: list) -> None:
             key = (write.ts, write.peer, write.judge)
             verdicts.pop(key, None)
             verdicts[key] = write
-    stamp = _stamper(dialect)
+    stamp = functools.lru_cache(maxsize=None)(_stamper(dialect))  # a group has few distinct instants
     dumps = json.dumps  # what SQLAlchemy's JSON type serialises with (no json_serializer is configured)
     if messages:
         rows = [
@@ -539,9 +558,39 @@ def judged_hash(store: Store, ts: datetime, peer: str, judge: str) -> str | None
 
 
 def messages_at(store: Store, ts: datetime) -> list[StoredMessage]:
-    """Every message of one interval, oldest first."""
-    with store.read() as connection:
-        rows = connection.execute(
-            select(CascadeMessage).where(CascadeMessage.ts == ts).order_by(CascadeMessage.id)
-        ).all()
-    return [_message(row) for row in rows]
+    """Every message of one interval, oldest first — on the driver's connection: a node reads this once
+    per interval, and SQLAlchemy's ORM row loading was most of the read's cost."""
+    dialect = store.engine.dialect
+    with _driver(store, _MESSAGES_AT) as cursor:
+        cursor.execute(_sql(dialect, _MESSAGES_AT), (_stamper(dialect)(ts),))
+        rows = cursor.fetchall()
+    read_ts = _read_ts
+    return [
+        StoredMessage(
+            message_id,
+            direction,
+            peer,
+            kind,
+            read_ts(stamp),
+            # SQLite holds the JSON text; psycopg hands the json column over already parsed
+            json.loads(payload) if isinstance(payload, str | bytes) else payload,
+            digest,
+            read_ts(received_at),
+        )
+        for message_id, direction, peer, kind, stamp, payload, digest, received_at in rows
+    ]
+
+
+_MESSAGES_AT = (
+    "SELECT message_id, direction, peer, kind, ts, payload, digest, received_at"
+    " FROM cascade_messages WHERE ts = ? ORDER BY id"
+)
+
+
+_UTC_DATETIME = UtcDateTime()
+
+
+def _read_ts(value: Any) -> datetime:
+    """What ``UtcDateTime`` reads (SQLite's ISO text or PostgreSQL's aware datetime), in UTC as
+    :func:`_message` gives it."""
+    return utc(_UTC_DATETIME.process_result_value(value, None))
