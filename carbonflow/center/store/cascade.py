@@ -333,8 +333,9 @@ def _driver(store: Store, statement: str, *, commit: bool = False):
                 if commit:
                     raw.commit()
         except BaseException:
-            if commit:
-                raw.rollback()
+            if commit:  # a rollback that fails too (connection lost) must not hide the first error
+                with contextlib.suppress(Exception):
+                    raw.rollback()
             raise
         finally:
             cursor.close()
