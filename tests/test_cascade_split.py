@@ -5,10 +5,11 @@ store on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
+from sqlalchemy.exc import IntegrityError
 
 from carbonflow.center.cascade.compute import child_imports, solve_part
 from carbonflow.center.cascade.config import CascadeConfig
@@ -146,6 +147,63 @@ def test_cascade_store_keeps_messages_results_and_verdicts(store):  # noqa: F811
         "status": "mismatch", "last_verified_ts": ts.isoformat(), "mismatches": 1,
     }  # fmt: skip
     assert cstore.judged_hash(store, ts, "ah-hf", "ah") == "r" * 64
+
+
+def test_a_group_commit_stores_what_each_write_stores(store):  # noqa: F811
+    """The node's writes go to the store in one driver-level batch per statement: read back through the
+    ORM they are what the writes say; a result or a judge's verdicts written twice in one group: the
+    last stands; a failing group stores nothing and fails as SQLAlchemy would (IntegrityError)."""
+    ts = datetime(2026, 6, 1, 1, tzinfo=UTC)
+    local = ts.astimezone(timezone(timedelta(hours=8)))  # stored as the same instant, in UTC
+    messages = [
+        cstore.StoredMessage(
+            f"m-{n}",
+            "in",
+            "ah-hf",
+            "region_data",
+            local,
+            {"part": {"n": n, "名": "合肥"}},
+            f"{n}" * 64,
+            local,
+        )
+        for n in range(2)
+    ]
+    verdict = {"check": "balance", "status": "ok", "subject": "carbon_t", "expected": 1.5, "found": None,
+               "tolerance": 0.1, "detail": "近"}  # fmt: skip
+    cstore.commit_group(
+        store,
+        [
+            cstore.MessageWrite(messages[0], 3600, ts),
+            cstore.VerdictsWrite(ts, "ah-hf", "ah", "a" * 64, [verdict, verdict], ts),
+            cstore.ResultWrite(ts, "AH", 3600, "receiving", "h" * 64, {"a": 1.0}, {"buses": []}, ts),
+            cstore.MessageWrite(messages[1], 3600, ts),
+            cstore.VerdictsWrite(ts, "ah-hf", "ah", "b" * 64, [verdict], ts),  # judged again: replaces
+            cstore.ResultWrite(ts, "AH", 3600, "receiving", "g" * 64, {"a": 2.0}, {"buses": [1]}, ts),
+            cstore.VerdictsWrite(ts, "ah-wh", "ah", None, [], ts),  # no verdicts: nothing stored
+        ],
+    )
+    stored = cstore.messages_at(store, ts)
+    assert stored == messages and all(m.ts.tzinfo is UTC and m.received_at.tzinfo is UTC for m in stored)
+    assert cstore.find_message(store, "in", "ah-hf", "region_data", ts) == stored[-1]  # the ORM agrees
+    [row] = cstore.verifications(store, ts)
+    assert row == {**verdict, "ts": ts.isoformat(), "peer": "ah-hf", "judge": "ah", "report_hash": "b" * 64,
+                   "created_at": ts.isoformat()}  # fmt: skip
+    assert cstore.judged_hash(store, ts, "ah-wh", "ah") is None
+    result = cstore.result_at(store, ts, "AH")
+    assert (result["hash"], result["totals"], result["document"]) == ("g" * 64, {"a": 2.0}, {"buses": [1]})
+    again = cstore.StoredMessage("m-2", "in", "ah-wh", "region_data", ts, {}, "2" * 64, ts)
+    with pytest.raises(IntegrityError):  # m-0 is stored: the unique message id refuses the whole group
+        cstore.commit_group(
+            store,
+            [
+                cstore.MessageWrite(again, 3600, ts),
+                cstore.ResultWrite(ts, "AH", 3600, "receiving", "x" * 64, {}, {}, ts),
+                cstore.MessageWrite(messages[0], 3600, ts),
+            ],
+        )
+    assert cstore.messages_at(store, ts) == messages
+    assert cstore.result_at(store, ts, "AH")["hash"] == "g" * 64
+    assert not cstore.message_seen(store, "m-2") and cstore.message_seen(store, "m-1")
 
 
 def _tie_report(p_into_lower_mw: float) -> IntervalReport:

@@ -54,9 +54,9 @@ def _round(value: Any) -> Any:
     if kind is float:
         return round(value, HASH_DIGITS)
     if kind is dict:
-        return {k: _round(v) for k, v in value.items()}
+        return _round_dict(value)
     if kind is list:
-        return [_round(v) for v in value]
+        return [_round_dict(v) if type(v) is dict else _round(v) for v in value]
     if kind is str or kind is int or value is None:
         return value
     if isinstance(value, float):
@@ -66,6 +66,21 @@ def _round(value: Any) -> Any:
     if isinstance(value, list):
         return [_round(v) for v in value]
     return value
+
+
+def _round_dict(value: dict) -> dict:
+    """:func:`_round` of a dict, its leaves rounded inline: a document is lists of flat records, and a
+    call per leaf was most of the hash's cost (~10 % of a center's CPU per interval, issue 16)."""
+    out = {}
+    for k, v in value.items():
+        kind = type(v)
+        if kind is float:
+            out[k] = round(v, HASH_DIGITS)
+        elif kind is str or kind is int or v is None:
+            out[k] = v
+        else:
+            out[k] = _round(v)
+    return out
 
 
 def result_hash(document: Mapping[str, Any]) -> str:

@@ -110,7 +110,13 @@ class CascadeNode:
         # one step (a message received, a part submitted, an interval resumed) stores what it writes in
         # one store transaction and queues what it sends in one outbox transaction, outbox first;
         # steps that end at the same moment are committed together (steps.Steps)
-        self.steps = Steps(store, outbox, lambda peer: self.wake(peer), self._forget)
+        self.steps = Steps(
+            store,
+            outbox,
+            lambda peer: self.wake(peer),
+            self._forget,
+            commit=lambda writes: cstore.commit_group(store, writes),  # records: driver-level batches
+        )
         self.step_listeners = self.steps.listeners  # intervals a committed step changed
         self._lock = self.steps.lock
         # what the node knows of recent intervals (messages, result hash, judged hashes, merged part,
@@ -270,7 +276,7 @@ class CascadeNode:
         return self._messages(ts).latest.get((direction, peer, kind))
 
     def _save(self, message: cstore.StoredMessage, interval_s: int, created_at: datetime) -> None:
-        self._write(message.ts, lambda c: cstore.insert_message(c, message, interval_s, created_at))
+        self._write(message.ts, cstore.MessageWrite(message, interval_s, created_at))
         self._messages(message.ts).add(message)
 
     def _result_hash(self, ts: datetime) -> str | None:
@@ -358,7 +364,7 @@ class CascadeNode:
 
     def _publish(self, ts: datetime, merged, imports, result: PartResult) -> None:
         now = self.now()
-        row = (
+        row = cstore.ResultWrite(
             ts,
             self.config.region,
             self.config.interval_s,
@@ -368,7 +374,7 @@ class CascadeNode:
             result.document,
             now,
         )
-        self._write(ts, lambda c: cstore.insert_result(c, *row))
+        self._write(ts, row)
         self._messages(ts).result_hash = result.result_hash
         missing = [
             str(t["id"]) for t in merged.get("ties", []) if is_import(t) and str(t["id"]) not in imports
@@ -461,7 +467,7 @@ class CascadeNode:
     ):
         rows = [v.model_dump(mode="json") for v in verdicts]
         now = self.now()
-        self._write(ts, lambda c: cstore.replace_verdicts(c, ts, peer, judge, report_hash, rows, now))
+        self._write(ts, cstore.VerdictsWrite(ts, peer, judge, report_hash, rows, now))
         self._messages(ts).judged[(peer, judge)] = (report_hash or "") if rows else None
         for row in rows:
             if row["status"] == "mismatch":

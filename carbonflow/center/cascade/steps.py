@@ -65,10 +65,15 @@ class Steps:
         outbox: CascadeOutbox,
         wake: Callable[[str], None],
         forget: Callable[[set[datetime] | None], None],
+        commit: Callable[[list[Callable[[Any], None]]], None] | None = None,
     ) -> None:
         """``wake(peer)``: the peer has mail; ``forget(intervals)``: drop what memory holds of these
-        intervals (None: of every interval), it is reloaded from the store."""
+        intervals (None: of every interval), it is reloaded from the store; ``commit(writes)``: writes
+        a group's writes, in their order, in one store transaction and commits it (default: each write
+        called in turn with the connection of :meth:`Store.write`; the node batches its records,
+        ``store.cascade.commit_group``)."""
         self.store, self.outbox, self.wake, self.forget = store, outbox, wake, forget
+        self.commit = commit or self._commit_each
         self.lock = threading.RLock()  # the node's lock: one step at a time
         self.listeners: list[Callable[[list[datetime]], None]] = []  # intervals a committed step changed
         self._depth = 0
@@ -77,6 +82,11 @@ class Steps:
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()  # held by the thread committing a group
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-later")
+
+    def _commit_each(self, writes: list[Callable[[Any], None]]) -> None:
+        with self.store.write() as connection:
+            for write in writes:
+                write(connection)
 
     # -- inside a step ------------------------------------------------------------------------------
     def write(self, ts: datetime, write: Callable[[Any], None]) -> None:
@@ -148,9 +158,7 @@ class Steps:
                 for peer in dict.fromkeys(item[0] for item in sends):
                     self.wake(peer)
             if writes:
-                with self.store.write() as connection:
-                    for write in writes:
-                        write(connection)
+                self.commit(writes)
             if sends:
                 self.outbox.sync()  # on disk before any step of the group is acknowledged
         except BaseException as error:
