@@ -29,12 +29,11 @@ def _not_configured():
 
 @router.post("/messages")
 async def message(request: Request):
-    """One signed C5 envelope from a peer; 200 once it is committed (or was seen before).
-
-    Lean on purpose (a center takes ~40 of these per interval): no dependency but the app-wide guard
-    (the policy's ``collector`` rule: no user; the envelope's signature is the authentication, checked
-    by ``receive``), the body read once here, the answer a ready JSON response (``receive`` returns
-    plain JSON values).  ``receive`` writes to the store, so it runs in the threadpool."""
+    """One signed C5 envelope from a peer; 200 once it is committed (or was seen before)."""
+    # lean on purpose (a center takes ~40 of these per interval): no dependency but the app-wide guard
+    # (the policy's ``collector`` rule: no user; the envelope's signature is the authentication, checked
+    # by ``receive``), the body read once here, the answer a ready JSON response (``receive`` returns
+    # plain JSON values); ``receive`` writes to the store, so it runs in the threadpool
     node = _node(request)
     if node is None:
         return _not_configured()
