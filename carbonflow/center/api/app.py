@@ -197,11 +197,14 @@ def create_app(
             return error_response(503, "database unavailable", str(error).splitlines()[0])
         return {"status": "ok", "database": store.dialect}
 
+    # C5: POST messages signed by a peer center; views need a user.  First: routes are matched in
+    # order, and the cascade's ~40 messages per interval are the busiest route (its paths are fixed,
+    # no other route's pattern takes them, so the order changes what is matched first, not what)
+    app.include_router(cascade_routes.router)
     app.include_router(ingest_http.router)
     app.include_router(collectors.router)
     app.include_router(collector_admin.router)  # remote maintenance (user + two signed endpoints)
     app.include_router(cameras.ingest_router)  # POST /api/v1/images, signed by the collector
-    app.include_router(cascade_routes.router)  # C5: POST messages signed by a peer center; views need a user
     app.include_router(ties_routes.router)  # POST documents signed by a neighbouring region's center
     # user endpoints (role × region, policy.py)
     routers = (

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, HTTPException, Request, WebSocketException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from carbonflow.center.api.policy import Rule, role_may, rule_for, within
@@ -128,14 +129,17 @@ def _check_region(connection: HTTPConnection, rule: Rule, user: UserInfo) -> Non
             raise _Refusal(403, f"{rule.scope} {key!r} is not in your region {scope}")
 
 
-def _decide(connection: HTTPConnection) -> Principal | None:
+def _rule(connection: HTTPConnection) -> tuple[str, Rule]:
     route = connection.scope.get("route")
     method = "WEBSOCKET" if connection.scope["type"] == "websocket" else connection.scope["method"]
     rule = rule_for(method, getattr(route, "path", ""))
     if rule is None:
         raise _Refusal(403, "operation not in the access policy")
-    if rule.permission in ("public", "collector"):
-        return None
+    return method, rule
+
+
+def _decide_user(connection: HTTPConnection, method: str, rule: Rule) -> Principal:
+    """A user's route: the token's user (a store read), the Origin, the role, the region."""
     principal = _principal(connection)
     if principal.by_cookie:
         _check_origin(connection, method)
@@ -145,10 +149,18 @@ def _decide(connection: HTTPConnection) -> Principal | None:
     return principal
 
 
-def authorize(connection: HTTPConnection) -> Principal | None:
-    """The app-wide guard: the policy's rule for this route, applied (None: a public/collector route)."""
+async def authorize(connection: HTTPConnection) -> Principal | None:
+    """The app-wide guard: the policy's rule for this route, applied (None: a public/collector route).
+
+    Async so that the rule is looked up on the event loop: a public or collector route (a collector's
+    batch, a peer center's signed cascade message) costs no trip to the threadpool; only a user's
+    checks, which read the store (token, resource region), go there."""
     try:
-        principal = _decide(connection)
+        method, rule = _rule(connection)
+        if rule.permission in ("public", "collector"):
+            principal = None
+        else:
+            principal = await run_in_threadpool(_decide_user, connection, method, rule)
     except _Refusal as refusal:
         if connection.scope["type"] == "websocket":
             raise WebSocketException(4400 + refusal.status % 100, refusal.message) from None
