@@ -147,7 +147,11 @@ class CenterRunner:
             access_log=False,
             http="httptools" if FAST_SERVER else "h11",
         )
-        self.server = uvicorn.Server(config)
+        try:  # a tree with the center's own server (a tick once a second) runs it, as `center serve` would
+            from carbonflow.center.api.serving import CenterServer as ServerClass
+        except ImportError:
+            ServerClass = uvicorn.Server
+        self.server = ServerClass(config)
         self.task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self.task.done():

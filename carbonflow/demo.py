@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from carbonflow.center.api.app import create_app
+from carbonflow.center.api.serving import CenterServer
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.metering.loop import MeteringLoop
 from carbonflow.center.metering.service import IntervalOutcome, MeteringService
@@ -371,7 +372,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class _Server(CenterServer):
     """The center's server without signal handlers of its own: one Ctrl-C (SIGINT) or SIGTERM stops the
     whole demo — metering, simulation, collector (its outbox kept), server, devices — not only the
     server while the rest runs on."""

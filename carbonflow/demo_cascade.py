@@ -29,6 +29,7 @@ from typing import Any
 import uvicorn
 
 from carbonflow.center.api.app import create_app
+from carbonflow.center.api.serving import CenterServer
 from carbonflow.center.api.settings import CenterSettings
 from carbonflow.center.cascade.feed import exchanged, interval_status
 from carbonflow.center.cascade.layout import cascade_configs, center_id, leaf_regions, regions_of
@@ -73,7 +74,7 @@ class _Center:
     task: asyncio.Task | None = None
 
 
-class _Server(uvicorn.Server):
+class _Server(CenterServer):
     @contextlib.contextmanager
     def capture_signals(self):  # the demo's own handlers stop everything
         yield

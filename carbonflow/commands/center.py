@@ -86,6 +86,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carbonflow.center.api.app import create_app
+    from carbonflow.center.api.serving import CenterServer
     from carbonflow.center.cascade.split import CascadeError
     from carbonflow.center.crossregion.config import TieError
     from carbonflow.center.store.sealing import SECRETS_KEY_ENV, SecretsKeyError, sealing_configured
@@ -119,8 +120,11 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **ssl_options)
-    return 0
+    server = CenterServer(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", **ssl_options)
+    )
+    server.run()
+    return 0 if server.started else 3  # 3: uvicorn's own exit code for a server that could not start
 
 
 def run_load(args: argparse.Namespace) -> int:
