@@ -334,8 +334,7 @@ class _Grouped:
 
     def __init__(self, columns: ReadingColumns, index: PointIndex) -> None:
         self.columns, self.series_of, self.is_counter = columns, index.series_of, index.is_counter
-        n = len(columns)
-        series = np.fromiter(map(self.series_of.get, columns.point_ids(), repeat(-1)), np.int64, n)
+        series = columns.series_indexes(self.series_of)
         usable = np.flatnonzero(columns.usable() & (series >= 0))
         ts, series = columns.ts_us[usable], series[usable]
         order = np.lexsort((ts, series))  # stable: readings of one time keep their order, as sorted() did
