@@ -129,6 +129,10 @@ class PointIndex:
         self.series = [self.series_of[p.point_id] for p in self.points]
         keys = Counter(p.key for p in self.points)
         self.shared = [keys[p.key] > 1 for p in self.points]
+        shared_keys = {key: g for g, key in enumerate(key for key, count in keys.items() if count > 1)}
+        self.group_of = np.fromiter(
+            (shared_keys.get(p.key, -1) for p in self.points), np.int64, len(self.points)
+        )
         # by kind, for the bulk of their usual cases: (position, series, key, scale, MPE / 100, the
         # resolution in element units, quantisation variance of an increase, alone on its quantity)
         self.by_kind = {
@@ -176,15 +180,14 @@ def measurements_for_interval(
     instants: dict[ElementKey, list[Decimal]] = {}
     uncertainty: dict[ElementKey, float] = {}
     estimated: dict[ElementKey, str] = {}
-    chosen: dict[ElementKey, _Candidate] = {}
     window = (start - max_age, end + max_age)  # the readings a counter's reset is looked for in
     held_since = start - held_max_age
     # the usual cases (a counter read at both boundaries, samples all inside and sure) in bulk, with the
-    # per-point code's arithmetic; those alone on their quantity stored at once, the shared ones below
+    # per-point code's arithmetic; those alone on their quantity stored at once, the shared ones at the end
     found = _bulk_counters(index.by_kind[True], read_at_both, counters)
     found += _bulk_samples(index.by_kind[False], read_inside, instants)
     handled = np.zeros(len(index.points), bool)
-    ready: dict[int, tuple[object, float, str | None, dict]] = {}
+    sharing: list[tuple] = []  # (position, key, value, 1σ, why, target) of the points sharing a quantity
     for orders, keys, pairs, us, whys, alone, target in found:
         handled[list(orders)] = True
         if all(alone):
@@ -199,33 +202,19 @@ def measurements_for_interval(
                 if why:
                     estimated[key] = why
             else:
-                handled[order] = False
-                ready[order] = (pair, u, why, target)
+                sharing.append((order, key, pair, u, why, target))
     points, series_of_point, shared_of_point = index.points, index.series, index.shared
     for order in np.flatnonzero(~handled).tolist():
         point, k, shared = points[order], series_of_point[order], shared_of_point[order]
-        if (done := ready.get(order)) is not None:
-            pair, u, why, target = done
-            _choose(point.key, order, shared, pair, u, why, target, chosen, uncertainty, estimated)
-            continue
         if bounds[k] == bounds[k + 1]:  # nothing read: neither a counter nor a sample says anything
             continue
+        # (a counter read at both boundaries and samples all inside and sure were taken in bulk above)
         if point.is_counter:
-            boundaries = read_at_both.get(k)
-            if boundaries is not None:  # read exactly at both boundaries, never backwards: no search
-                first, before, last, after = boundaries
-                found = _counter_result(point, first, 0, before, last, 0, after)
-            else:
-                found = _counter_over_interval(point, grouped.series(k), start, end, max_age, window)
-            if found is None:
+            result = _counter_over_interval(point, grouped.series(k), start, end, max_age, window)
+            if result is None:
                 continue
-            pair, u, why = found
+            pair, u, why = result
             target = counters
-        elif (samples := read_inside.get(k)) is not None:  # every sample inside a sure one
-            scale = point.scale_to_element
-            values = [value * scale for value in samples]
-            pair, u, why = values, _sample_mean_uncertainty(point, values), None
-            target = instants
         else:
             series = grouped.series(k)
             inside = [r for r in series if start < r.ts <= end]
@@ -245,34 +234,54 @@ def measurements_for_interval(
             values = [r.value * scale for r in inside]
             pair, u = values, _sample_mean_uncertainty(point, values)
             target = instants
-        _choose(point.key, order, shared, pair, u, why, target, chosen, uncertainty, estimated)
+        if shared:
+            sharing.append((order, point.key, pair, u, why, target))
+        else:
+            target[point.key] = pair  # type: ignore[index]
+            uncertainty[point.key] = u
+            if why:
+                estimated[point.key] = why
+    _surest(sharing, index.group_of, uncertainty, estimated)
     return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
 
 
-def _choose(
-    key: ElementKey,
-    order: int,
-    shared: bool,
-    pair: object,
-    u: float,
-    why: str | None,
-    target: dict,
-    chosen: dict[ElementKey, _Candidate],
-    uncertainty: dict[ElementKey, float],
-    estimated: dict[ElementKey, str],
+def _surest(
+    candidates: list[tuple], group_of: np.ndarray, uncertainty: dict[ElementKey, float], estimated: dict
 ) -> None:
-    """Store a point's value of ``key`` — where several points measure it, only if the surest so far."""
-    if shared:  # several points measure it: the surest counts
-        candidate, other = _Candidate(u, why, order), chosen.get(key)
-        if other is not None and not candidate.better_than(other):
-            return
-        chosen[key] = candidate
-        if not why:
-            estimated.pop(key, None)
-    target[key] = pair
-    uncertainty[key] = u
-    if why:
-        estimated[key] = why
+    """Of the points measuring one quantity (``candidates``: position, key, value, 1σ, why, target), the
+    surest counts: a measured value before an estimated one, then the smaller 1σ, then the earlier
+    point — the least candidate of that order, which is what taking them one by one and keeping a
+    better one kept (numpy, all quantities at once).  A 1σ that is NaN compares false with everything:
+    then they are taken one by one, in their order, as before."""
+    if not candidates:
+        return
+    orders, keys, values, us, whys, targets = zip(*candidates)
+    u = np.array(us, float)
+    if np.isnan(u).any():
+        chosen: dict[ElementKey, _Candidate] = {}
+        for order, key, value, one_u, why, target in sorted(candidates, key=lambda c: c[0]):
+            candidate, other = _Candidate(one_u, why, order), chosen.get(key)
+            if other is not None and not candidate.better_than(other):
+                continue
+            chosen[key] = candidate
+            if not why:
+                estimated.pop(key, None)
+            target[key] = value
+            uncertainty[key] = one_u
+            if why:
+                estimated[key] = why
+        return
+    position = np.array(orders)
+    group = group_of[position]
+    flagged = np.fromiter((why is not None for why in whys), bool, len(whys))
+    ranked = np.lexsort((position, u, flagged, group))  # by quantity, then measured, 1σ, position
+    ranked_group = group[ranked]
+    for i in ranked[np.r_[True, ranked_group[1:] != ranked_group[:-1]]].tolist():
+        key, why = keys[i], whys[i]
+        targets[i][key] = values[i]
+        uncertainty[key] = us[i]
+        if why:
+            estimated[key] = why
 
 
 _FLAGS = {quality: f"{quality} reading" for quality in ESTIMATED_QUALITIES}  # why a boundary value estimates
