@@ -163,3 +163,72 @@ def test_a_window_read_by_column_is_the_typed_query_and_measures_as_it_on_both_b
         service.points, typed, at(0), at(15), 900, 86400, ASSEMBLED_QUANTITIES
     )
     assert measured.counters and measured.instants and measured.estimated
+
+
+def test_the_surest_of_the_points_measuring_one_quantity_counts():
+    """Measured before estimated, then the smaller 1σ, then the earlier point: each point measured alone,
+    the choice made here, equals the measurements of all points together (chosen for all at once)."""
+    points, readings = random_readings(seed=29, n_points=900)
+    together = measurements_for_interval(points, readings, at(0), at(15))
+    best: dict = {}
+    for order, point in enumerate(points):
+        alone = measurements_for_interval([point], readings, at(0), at(15))
+        if point.key not in alone.uncertainty:
+            continue
+        why = alone.estimated.get(point.key)
+        rank = (why is not None, alone.uncertainty[point.key], order)
+        if point.key not in best or rank < best[point.key][0]:
+            best[point.key] = (rank, alone)
+    shared = sum(1 for point in points if sum(p.key == point.key for p in points) > 1)
+    assert shared > 100 and len(best) == len(together.uncertainty)
+    for key, (_rank, alone) in best.items():
+        assert together.uncertainty[key] == alone.uncertainty[key]
+        assert together.estimated.get(key) == alone.estimated.get(key)
+        assert together.counters.get(key) == alone.counters.get(key)
+        assert together.instants.get(key) == alone.instants.get(key)
+
+
+def test_runs_of_one_time_stamp_take_the_indexes_of_an_earlier_run_with_the_same_points_only():
+    series_of = {"a": 0, "b": 1, "c": 2}
+    runs = [
+        ("t1", ["a", "b", "x"], ["1", "2", "3"], ["good"] * 3),
+        ("t2", ["a", "b", "x"], ["1", "2", "3"], ["good"] * 3),  # the same points: the same indexes
+        ("t3", ["b", "a", "c"], ["1", "2", "3"], ["good"] * 3),  # another order: looked up
+        ("t4", ["a", "b"], ["1", "2"], ["good"] * 2),
+    ]
+    columns = ReadingColumns.of_runs(runs, lambda ts: at(int(ts[1:])))
+    assert columns.series_indexes(series_of).tolist() == [0, 1, -1, 0, 1, -1, 1, 0, 2, 0, 1]
+    assert columns.ts_us.tolist() == sorted(columns.ts_us.tolist()) and len(columns) == 11
+    assert columns[6] == StoredReading("b", at(3), Decimal("1"), "good")
+    assert columns.usable().all()
+
+
+def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_readings(store):  # noqa: F811
+    """A reading without a value (group_concat would skip it): the window is read row by row instead."""
+    net = reference_grid()
+    topology, device_map = grid_document(net), build_device_map(net)
+    upsert_topology(store, topology_rows(topology))
+    upsert_collector(store, "col-1", "secret")
+    register_devices(store, device_map["devices"], collector_id="col-1")
+    points = [point for device in device_map["devices"] for point in device["points"]]
+    for minutes in (-15, 0, 15, 30):
+        sent = [
+            SentReading(point=p["id"], ts=at(minutes), value=f"{minutes + i / 8:.3f}")
+            for i, p in enumerate(points)
+        ]
+        batch = Batch(collector_id="col-1", batch_id=uuid.uuid4().hex, seq=0, created_at=T0, readings=sent)
+        ingest_batch(store, batch)
+    service = MeteringService(store, topology, 900)
+    by_time = lambda reading: (reading.point_id, reading.ts)  # noqa: E731
+    as_runs = sorted(service.readings_for(at(15)), key=by_time)
+    emptied = (points[5]["id"], at(0))
+    with store.write() as connection:
+        connection.execute(
+            Reading.__table__.update()
+            .where(Reading.point_id == emptied[0], Reading.ts == emptied[1])
+            .values(value=None)
+        )
+    as_rows = sorted(service.readings_for(at(15)), key=by_time)
+    expected = [r._replace(value=None) if by_time(r) == emptied else r for r in as_runs]
+    assert as_rows == expected and len(as_rows) == 4 * len(points)
+    assert sum(r.value is None for r in as_rows) == 1

@@ -64,12 +64,15 @@ class Snapshot:
 
 
 def _record_name(section: str, position: int, record: Any) -> str:
-    if isinstance(record, Mapping) and isinstance(record.get("id"), str | int):
+    # (a dict tested first: the ABC check costs ~1 µs a record, 30,000 records at 10,000 buses)
+    if (type(record) is dict or isinstance(record, Mapping)) and isinstance(record.get("id"), str | int):
         return f'{section}[{position}] (id "{record["id"]}")'
     return f"{section}[{position}]"
 
 
 def _as_id(value: Any, where: str, name: str) -> str:
+    if type(value) is str and value and value.isascii():  # the usual id: nothing to check further
+        return value
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise SnapshotError(f"{where}: {name} must be a string id, got {json_repr(value)}")
     text = str(value)
@@ -90,6 +93,8 @@ MAX_INTENSITY_G_PER_KWH = 1e9
 
 
 def _as_number(value: Any, where: str, name: str, limit: float = MAX_ABS_POWER_MW) -> float:
+    if type(value) is float and math.isfinite(value) and abs(value) <= limit:  # the usual number
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SnapshotError(f"{where}: {name} must be a number, got {json_repr(value)}")
     try:
@@ -127,7 +132,7 @@ class _SectionReader:
         seen: set[str] = set()
         for position, record in enumerate(self.records):
             where = _record_name(self.section, position, record)
-            if not isinstance(record, Mapping):
+            if type(record) is not dict and not isinstance(record, Mapping):
                 raise SnapshotError(f"{where}: must be an object")
             record_id = _as_id(self.field(record, "id", where), where, "id")
             if record_id in seen:

@@ -139,6 +139,7 @@ class _Inputs:
 
     def __init__(self, data: Measurements, previous: Mapping[str, Mapping[str, float]]) -> None:
         self.data, self.previous = data, previous
+        self.hours = data.hours
         self.estimates: list[Estimate] = []
         self.derived: list[Estimate] = []
         self.uncertainty: dict[str, dict[str, float]] = {section: {} for section in SECTIONS}
@@ -155,41 +156,42 @@ class _Inputs:
         self, kind: str, element: str, counter_in: str, counter_out: str | None = None, end: str = "-"
     ) -> Value | None:
         """MW from counters (in minus out) or from the mean of instantaneous p_mw, the better of both.
-        (The measurements' mappings read directly: called for every element and branch end.)"""
-        data, hours = self.data, self.data.hours
+        (The measurements' mappings read directly, each key built once: called for every element and
+        branch end — 30,000 times at 10,000 buses.)"""
+        data, hours = self.data, self.hours
         counters, u_of, why_of = data.counters, data.uncertainty, data.estimated
-        candidates = []
-        read = []  # the keys of the counters read
         key_in = (kind, element, counter_in, end)
-        pair = counters.get(key_in)
-        energy_in = None if pair is None else float(pair[1] - pair[0]) / 1000.0  # kWh -> MWh
-        if energy_in is not None:
-            read.append(key_in)
-        energy_out = None
+        pair_in = counters.get(key_in)
+        key_out = pair_out = None
         if counter_out:
             key_out = (kind, element, counter_out, end)
-            pair = counters.get(key_out)
-            energy_out = None if pair is None else float(pair[1] - pair[0]) / 1000.0
-            if energy_out is not None:
-                read.append(key_out)
-        if read:
-            u = math.hypot(*[u_of.get(key, 0.0) for key in read]) / 1000.0 / hours
-            why = why_of.get(read[0]) or (why_of.get(read[1]) if len(read) > 1 else None) or None
-            one_way = counter_out is not None and len(read) == 1
+            pair_out = counters.get(key_out)
+        counted = None
+        if pair_in is not None or pair_out is not None:
+            energy_in = None if pair_in is None else float(pair_in[1] - pair_in[0]) / 1000.0  # kWh -> MWh
+            energy_out = None if pair_out is None else float(pair_out[1] - pair_out[0]) / 1000.0
+            if pair_in is not None and pair_out is not None:
+                u = math.hypot(u_of.get(key_in, 0.0), u_of.get(key_out, 0.0)) / 1000.0 / hours
+                why = why_of.get(key_in) or why_of.get(key_out) or None
+                one_way = False
+            else:
+                read = key_in if pair_in is not None else key_out
+                u = math.hypot(u_of.get(read, 0.0)) / 1000.0 / hours
+                why = why_of.get(read) or None
+                one_way = counter_out is not None
             value = ((energy_in or 0.0) - (energy_out or 0.0)) / hours
-            candidates.append((why is not None, one_way, u, 0, Value(value, u, why)))
+            counted = ((why is not None, one_way, u, 0), Value(value, u, why))
         key = (kind, element, "p_mw", end)
         samples = data.instants.get(key)
-        if samples:
-            why = why_of.get(key)
-            u = u_of.get(key, 0.0)
-            candidates.append(
-                (why is not None, False, u, 1, Value(float(sum(samples) / len(samples)), u, why))
-            )
-        if len(candidates) < 2:
-            return candidates[0][4] if candidates else None
+        if not samples:
+            return None if counted is None else counted[1]
+        why = why_of.get(key)
+        u = u_of.get(key, 0.0)
+        sampled = ((why is not None, False, u, 1), Value(float(sum(samples) / len(samples)), u, why))
+        if counted is None:
+            return sampled[1]
         # measured first; a one-way counter cannot see a reversed flow, the power samples can
-        return min(candidates, key=lambda c: c[:4])[4]
+        return min((counted, sampled), key=lambda c: c[0])[1]
 
     def held(self, section: str, element: str) -> Value:
         last = self.previous.get(section, {}).get(element)
@@ -218,8 +220,9 @@ def assemble_snapshot(
         found = inputs.power("storage", unit["id"], "charge_energy_kwh", "discharge_energy_kwh")
         injections.append(_Injection("storage", unit, -1.0, found or inputs.held("storage", unit["id"])))
 
-    ends = _branch_ends(topology, inputs, injections)
-    _fill_injections_by_kcl(topology, ends, injections)
+    incident = _incident_ends(topology)  # (built once: 20,000 branch ends at 10,000 buses)
+    ends = _branch_ends(topology, inputs, injections, incident)
+    _fill_injections_by_kcl(incident, ends, injections)
 
     generators, loads, storage = [], [], []
     for injection in injections:
@@ -321,7 +324,10 @@ def _incident_ends(topology: Mapping[str, Any]) -> dict[str, list[tuple[str, str
 
 
 def _branch_ends(
-    topology: Mapping[str, Any], inputs: _Inputs, injections: list[_Injection]
+    topology: Mapping[str, Any],
+    inputs: _Inputs,
+    injections: list[_Injection],
+    incident: Mapping[str, list[tuple[str, str]]],
 ) -> dict[tuple[str, str], Value | None]:
     ends: dict[tuple[str, str], Value | None] = {}
     for branch in topology["branches"]:
@@ -330,7 +336,7 @@ def _branch_ends(
             ends[(branch["id"], end)] = inputs.power(
                 "branch", branch["id"], "export_energy_kwh", "import_energy_kwh", end
             )
-    balance = _Balance(_incident_ends(topology), ends, _bus_injections(injections))
+    balance = _Balance(incident, ends, _bus_injections(injections))
     while True:
         balance.fill()
         single = balance.single()
@@ -344,12 +350,13 @@ def _branch_ends(
 
 
 def _fill_injections_by_kcl(
-    topology: Mapping[str, Any], ends: Mapping[tuple[str, str], Value | None], injections: list[_Injection]
+    incident: Mapping[str, list[tuple[str, str]]],
+    ends: Mapping[tuple[str, str], Value | None],
+    injections: list[_Injection],
 ) -> None:
     """A generator, load or storage that was not measured is the balance of its bus, when it is the only
     unknown there: derived when every branch end at the bus was measured (or derived from measured
     values), else still a better estimate than holding the previous interval's value."""
-    incident = _incident_ends(topology)
     at_bus: dict[str, list[_Injection]] = {}
     for injection in injections:
         at_bus.setdefault(injection.bus, []).append(injection)

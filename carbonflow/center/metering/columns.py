@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import repeat
+from itertools import chain, repeat
 from operator import is_not, itemgetter, ne
 from typing import Any, NamedTuple, overload
 
@@ -46,17 +46,53 @@ def exact_decimal(value: Any) -> Decimal:
 
 
 class ReadingColumns(Sequence[StoredReading]):
-    """Readings kept as the store's rows ``(point_id, ts, value, quality)`` — ``ts`` as stored (converted
-    by ``to_datetime`` once per distinct time stamp), ``value`` as stored (text, a number or a
-    ``Decimal``; None for no value) — read by column; ``ts_us``: the times in microseconds."""
+    """Readings kept as the store gives them, ``(point_id, ts, value, quality)`` — ``ts`` as stored
+    (converted by ``to_datetime`` once per distinct time stamp), ``value`` as stored (text, a number or
+    a ``Decimal``; None for no value) — in four columns (lists); ``ts_us``: the times in microseconds."""
 
     def __init__(self, rows: list[Any], to_datetime: Callable[[Any], datetime] | None = None) -> None:
-        self.rows = rows
-        stamps = set(map(_TS, rows))  # a window holds a handful
-        self.moments = {ts: to_datetime(ts) if to_datetime else ts for ts in stamps}
-        distinct = {ts: micros(moment) for ts, moment in self.moments.items()}
-        self.ts_us = np.fromiter(map(distinct.__getitem__, map(_TS, rows)), np.int64, len(rows))
+        self._set_columns(
+            list(map(_POINT_ID, rows)), list(map(_TS, rows)), list(map(_VALUE, rows)),
+            list(map(_QUALITY, rows)), to_datetime,
+        )  # fmt: skip
+        self._rows: list[Any] | None = rows
+
+    def _set_columns(
+        self,
+        point_ids: list[str],
+        stamps: list[Any],
+        values: list[Any],
+        qualities: list[str],
+        to_datetime: Callable[[Any], datetime] | None,
+        runs: list[tuple[Any, int]] | None = None,
+    ) -> None:
+        """``runs``: the readings as runs of one time stamp each, ``(ts, length)`` in order, when known."""
+        self.point_id_list, self.stamps, self.values, self.quality_list = point_ids, stamps, values, qualities
+        distinct = set(stamps) if runs is None else {ts for ts, _length in runs}  # a handful
+        self.moments = {ts: to_datetime(ts) if to_datetime else ts for ts in distinct}
+        at = {ts: micros(moment) for ts, moment in self.moments.items()}
+        n = len(point_ids)
+        if runs is None:
+            self.ts_us = np.fromiter(map(at.__getitem__, stamps), np.int64, n)
+        else:
+            self.ts_us = np.repeat(np.array([at[ts] for ts, _ in runs], np.int64), [k for _, k in runs])
         self._readings: list[StoredReading] | None = None
+        self._rows = None
+
+    @classmethod
+    def of_runs(
+        cls,
+        runs: list[tuple[Any, list[str], list[Any], list[str]]],
+        to_datetime: Callable[[Any], datetime] | None = None,
+    ) -> ReadingColumns:
+        """Readings given as runs of one time stamp: ``(ts, point ids, values, qualities)`` each."""
+        columns = cls.__new__(cls)
+        point_ids, values, qualities = (list(chain.from_iterable(run[i] for run in runs)) for i in (1, 2, 3))
+        stamps = list(chain.from_iterable(repeat(ts, len(ids)) for ts, ids, _values, _qualities in runs))
+        columns._set_columns(
+            point_ids, stamps, values, qualities, to_datetime, [(ts, len(ids)) for ts, ids, _v, _q in runs]
+        )
+        return columns
 
     @classmethod
     def of(cls, readings: Iterable[StoredReading]) -> ReadingColumns:
@@ -64,27 +100,56 @@ class ReadingColumns(Sequence[StoredReading]):
         if isinstance(readings, ReadingColumns):
             return readings
         columns = cls(readings if isinstance(readings, list) else list(readings))
-        columns._readings = columns.rows
+        columns._readings = columns._rows
         return columns
 
+    @property
+    def rows(self) -> list[Any]:
+        """The readings as the store's rows ``(point_id, ts, value, quality)``."""
+        if self._rows is None:
+            self._rows = list(zip(self.point_id_list, self.stamps, self.values, self.quality_list))
+        return self._rows
+
     def point_ids(self) -> Iterator[str]:
-        return map(_POINT_ID, self.rows)
+        return iter(self.point_id_list)
 
     def qualities(self) -> Iterator[str]:
-        return map(_QUALITY, self.rows)
+        return iter(self.quality_list)
+
+    def series_indexes(self, series_of: dict[str, int]) -> np.ndarray:
+        """``series_of[point_id]`` of every reading (-1: not in it).  A run of one time stamp whose point
+        ids are those of an earlier run, in the same order (a collector sends its points in one order at
+        every boundary), takes that run's indexes: one comparison of lists, no look-up per reading."""
+        ids, ts_us = self.point_id_list, self.ts_us
+        found = np.empty(len(ids), np.int64)
+        starts = [0, *(np.flatnonzero(ts_us[1:] != ts_us[:-1]) + 1).tolist(), len(ids)]
+        seen: list[tuple[list[str], np.ndarray]] = []
+        for lo, hi in zip(starts[:-1], starts[1:]):
+            run = ids[lo:hi]
+            for earlier, indexes in seen:
+                if earlier == run:  # the same strings in the same order: the same look-ups
+                    found[lo:hi] = indexes
+                    break
+            else:
+                indexes = np.fromiter(map(series_of.get, run, repeat(-1)), np.int64, hi - lo)
+                found[lo:hi] = indexes
+                seen.append((run, indexes))
+        return found
 
     def usable(self) -> np.ndarray:
         """Whether each reading counts at all: it has a value and is not ``invalid``."""
-        n = len(self.rows)
-        has_value = np.fromiter(map(is_not, map(_VALUE, self.rows), repeat(None)), bool, n)
-        return has_value & np.fromiter(map(ne, self.qualities(), repeat("invalid")), bool, n)
+        values, qualities, n = self.values, self.quality_list, len(self.values)
+        if None not in values and "invalid" not in qualities:  # the usual window: one scan each, in C
+            return np.ones(n, bool)
+        has_value = np.fromiter(map(is_not, values, repeat(None)), bool, n)
+        return has_value & np.fromiter(map(ne, qualities, repeat("invalid")), bool, n)
 
     def values_at(self, indexes: list[int]) -> list[Any]:
         """The values of the readings at ``indexes``, as stored."""
-        return list(map(_VALUE, map(self.rows.__getitem__, indexes)))
+        return list(map(self.values.__getitem__, indexes))
 
     def qualities_at(self, indexes: list[int]) -> list[str]:
-        return list(map(_QUALITY, map(self.rows.__getitem__, indexes)))
+        return list(map(self.quality_list.__getitem__, indexes))
 
     def decimals_at(self, indexes: list[int]) -> list[Decimal]:
         """The values of the readings at ``indexes`` (none of them None) as decimals."""
@@ -94,40 +159,43 @@ class ReadingColumns(Sequence[StoredReading]):
         return list(map(exact_decimal, stored))
 
     def decimal(self, index: int) -> Decimal:
-        return exact_decimal(self.rows[index][2])
+        return exact_decimal(self.values[index])
 
     def reading(self, index: int) -> StoredReading:
-        point_id, ts, value, quality = self.rows[index]
+        value = self.values[index]
         return StoredReading(
-            point_id, self.moments[ts], None if value is None else exact_decimal(value), quality
+            self.point_id_list[index],
+            self.moments[self.stamps[index]],
+            None if value is None else exact_decimal(value),
+            self.quality_list[index],
         )
 
     def readings(self) -> list[StoredReading]:
         if self._readings is None:
-            self._readings = [self.reading(i) for i in range(len(self.rows))]
+            self._readings = [self.reading(i) for i in range(len(self.values))]
         return self._readings
 
     def last_per_point(self, start: datetime, end: datetime) -> dict[str, tuple[datetime, Decimal]]:
         """The last reading with a value of every point with ``start < ts <= end``, as ``(ts, value)``
         (the alarms' view of an interval: the readings in it are found by their times, only the chosen
         values are made decimals); of readings at the same time the first one counts."""
-        rows, ts_us = self.rows, self.ts_us
+        ids, values, ts_us = self.point_id_list, self.values, self.ts_us
         inside = np.flatnonzero((ts_us > micros(start)) & (ts_us <= micros(end)))
         chosen: dict[str, tuple[int, int]] = {}  # point -> (its time in µs, row)
         for index, moment in zip(inside.tolist(), ts_us[inside].tolist(), strict=True):
-            point_id, _ts, value, _quality = rows[index]
-            if value is not None:
+            if values[index] is not None:
+                point_id = ids[index]
                 held = chosen.get(point_id)
                 if held is None or moment > held[0]:
                     chosen[point_id] = (moment, index)
-        moments = self.moments
+        moments, stamps = self.moments, self.stamps
         return {
-            point_id: (moments[rows[index][1]], exact_decimal(rows[index][2]))
+            point_id: (moments[stamps[index]], exact_decimal(values[index]))
             for point_id, (_moment, index) in chosen.items()
         }
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.values)
 
     def __iter__(self) -> Iterator[StoredReading]:
         return iter(self.readings())

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from itertools import repeat
-from operator import ne
+from operator import mul, ne, sub
 from typing import NamedTuple
 
 import numpy as np
@@ -129,6 +129,21 @@ class PointIndex:
         self.series = [self.series_of[p.point_id] for p in self.points]
         keys = Counter(p.key for p in self.points)
         self.shared = [keys[p.key] > 1 for p in self.points]
+        shared_keys = {key: g for g, key in enumerate(key for key, count in keys.items() if count > 1)}
+        self.group_of = np.fromiter(
+            (shared_keys.get(p.key, -1) for p in self.points), np.int64, len(self.points)
+        )
+        # by kind, for the bulk of their usual cases: (position, series, key, scale, MPE / 100, the
+        # resolution in element units, quantisation variance of an increase, alone on its quantity)
+        self.by_kind = {
+            counter: [
+                (order, k, p.key, p.scale_to_element, p.mpe_percent / 100.0,
+                 p.resolution_in_element_units(), p.quantisation_variance, not shared)
+                for order, (p, k, shared) in enumerate(zip(self.points, self.series, self.shared))
+                if p.is_counter == counter
+            ]
+            for counter in (True, False)
+        }  # fmt: skip
 
     def of(self, points: Iterable[PointMapping], quantities: Collection[str] | None) -> bool:
         """Whether this is the index of ``points`` (the same list, unchanged in length) for ``quantities``."""
@@ -165,28 +180,41 @@ def measurements_for_interval(
     instants: dict[ElementKey, list[Decimal]] = {}
     uncertainty: dict[ElementKey, float] = {}
     estimated: dict[ElementKey, str] = {}
-    chosen: dict[ElementKey, _Candidate] = {}
     window = (start - max_age, end + max_age)  # the readings a counter's reset is looked for in
     held_since = start - held_max_age
-    for order, (point, k, shared) in enumerate(zip(index.points, index.series, index.shared)):
+    # the usual cases (a counter read at both boundaries, samples all inside and sure) in bulk, with the
+    # per-point code's arithmetic; those alone on their quantity stored at once, the shared ones at the end
+    found = _bulk_counters(index.by_kind[True], read_at_both, counters)
+    found += _bulk_samples(index.by_kind[False], read_inside, instants)
+    handled = np.zeros(len(index.points), bool)
+    sharing: list[tuple] = []  # (position, key, value, 1σ, why, target) of the points sharing a quantity
+    for orders, keys, pairs, us, whys, alone, target in found:
+        handled[list(orders)] = True
+        if all(alone):
+            target.update(zip(keys, pairs))
+            uncertainty.update(zip(keys, us))
+            estimated.update((key, why) for key, why in zip(keys, whys) if why)
+            continue
+        for order, key, pair, u, why, single in zip(orders, keys, pairs, us, whys, alone):
+            if single:
+                target[key] = pair
+                uncertainty[key] = u
+                if why:
+                    estimated[key] = why
+            else:
+                sharing.append((order, key, pair, u, why, target))
+    points, series_of_point, shared_of_point = index.points, index.series, index.shared
+    for order in np.flatnonzero(~handled).tolist():
+        point, k, shared = points[order], series_of_point[order], shared_of_point[order]
         if bounds[k] == bounds[k + 1]:  # nothing read: neither a counter nor a sample says anything
             continue
+        # (a counter read at both boundaries and samples all inside and sure were taken in bulk above)
         if point.is_counter:
-            boundaries = read_at_both.get(k)
-            if boundaries is not None:  # read exactly at both boundaries, never backwards: no search
-                first, before, last, after = boundaries
-                found = _counter_result(point, first, 0, before, last, 0, after)
-            else:
-                found = _counter_over_interval(point, grouped.series(k), start, end, max_age, window)
-            if found is None:
+            result = _counter_over_interval(point, grouped.series(k), start, end, max_age, window)
+            if result is None:
                 continue
-            pair, u, why = found
+            pair, u, why = result
             target = counters
-        elif (samples := read_inside.get(k)) is not None:  # every sample inside a sure one
-            scale = point.scale_to_element
-            values = [value * scale for value in samples]
-            pair, u, why = values, _sample_mean_uncertainty(point, values), None
-            target = instants
         else:
             series = grouped.series(k)
             inside = [r for r in series if start < r.ts <= end]
@@ -206,22 +234,107 @@ def measurements_for_interval(
             values = [r.value * scale for r in inside]
             pair, u = values, _sample_mean_uncertainty(point, values)
             target = instants
-        key = point.key
-        if shared:  # several points measure it: the surest counts
-            candidate, other = _Candidate(u, why, order), chosen.get(key)
+        if shared:
+            sharing.append((order, point.key, pair, u, why, target))
+        else:
+            target[point.key] = pair  # type: ignore[index]
+            uncertainty[point.key] = u
+            if why:
+                estimated[point.key] = why
+    _surest(sharing, index.group_of, uncertainty, estimated)
+    return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
+
+
+def _surest(
+    candidates: list[tuple], group_of: np.ndarray, uncertainty: dict[ElementKey, float], estimated: dict
+) -> None:
+    """Of the points measuring one quantity (``candidates``: position, key, value, 1σ, why, target), the
+    surest counts: a measured value before an estimated one, then the smaller 1σ, then the earlier
+    point — the least candidate of that order, which is what taking them one by one and keeping a
+    better one kept (numpy, all quantities at once).  A 1σ that is NaN compares false with everything:
+    then they are taken one by one, in their order, as before."""
+    if not candidates:
+        return
+    orders, keys, values, us, whys, targets = zip(*candidates)
+    u = np.array(us, float)
+    if np.isnan(u).any():
+        chosen: dict[ElementKey, _Candidate] = {}
+        for order, key, value, one_u, why, target in sorted(candidates, key=lambda c: c[0]):
+            candidate, other = _Candidate(one_u, why, order), chosen.get(key)
             if other is not None and not candidate.better_than(other):
                 continue
             chosen[key] = candidate
             if not why:
                 estimated.pop(key, None)
-        target[key] = pair  # type: ignore[assignment]
-        uncertainty[key] = u
+            target[key] = value
+            uncertainty[key] = one_u
+            if why:
+                estimated[key] = why
+        return
+    position = np.array(orders)
+    group = group_of[position]
+    flagged = np.fromiter((why is not None for why in whys), bool, len(whys))
+    ranked = np.lexsort((position, u, flagged, group))  # by quantity, then measured, 1σ, position
+    ranked_group = group[ranked]
+    for i in ranked[np.r_[True, ranked_group[1:] != ranked_group[:-1]]].tolist():
+        key, why = keys[i], whys[i]
+        targets[i][key] = values[i]
+        uncertainty[key] = us[i]
         if why:
             estimated[key] = why
-    return Measurements((end - start).total_seconds(), counters, instants, uncertainty, estimated)
 
 
 _FLAGS = {quality: f"{quality} reading" for quality in ESTIMATED_QUALITIES}  # why a boundary value estimates
+
+
+_Bulk = tuple  # (positions, keys, values, 1σ, why an estimate, alone on its quantity, target dict)
+
+
+def _bulk_counters(
+    counters: list[tuple],
+    read_at_both: dict[int, tuple[Decimal, str | None, Decimal, str | None]],
+    target: dict[ElementKey, tuple[Decimal, Decimal]],
+) -> list[_Bulk]:
+    """The counters (``PointIndex.by_kind[True]``) read exactly at both boundaries (``read_at_both``):
+    what :func:`_counter_result` gives each with bounds of 0 — the same ``Decimal`` and float operations
+    in the same order, as C-level maps and one comprehension over all of them."""
+    found = [(c, b) for c in counters if (b := read_at_both.get(c[1])) is not None]
+    if not found:
+        return []
+    orders, _series, keys, scales, mpes, _resolutions, variances, alone = zip(*(c for c, _ in found))
+    firsts, befores, lasts, afters = zip(*(b for _, b in found))
+    energies = map(float, map(mul, map(sub, lasts, firsts), scales))
+    # ``mpes``: each point's mpe_percent / 100.0, computed once (the same float as each time)
+    us = [math.sqrt((m * abs(e)) ** 2 / 3 + v) for m, e, v in zip(mpes, energies, variances)]
+    whys = [
+        (f"{b}; {a}" if b and a and b != a else b or a or None) if b or a else None
+        for b, a in zip(befores, afters)
+    ]
+    pairs = list(zip(map(mul, firsts, scales), map(mul, lasts, scales)))
+    return [(orders, keys, pairs, us, whys, alone, target)]
+
+
+_SQRT_12 = math.sqrt(12)  # math.sqrt(12 * 1): one sample
+
+
+def _bulk_samples(
+    samples: list[tuple], read_inside: dict[int, list[Decimal]], target: dict[ElementKey, list[Decimal]]
+) -> list[_Bulk]:
+    """The samples (``PointIndex.by_kind[False]``) all inside the interval and sure (``read_inside``):
+    their values in element units and the uncertainty of their mean, as :func:`_sample_mean_uncertainty`
+    gives it (one sample: the same float operations, inline; several: that function)."""
+    found = [(c, s) for c in samples if (s := read_inside.get(c[1])) is not None]
+    if not found:
+        return []
+    orders, _series, keys, scales, mpes, resolutions, _variances, alone = zip(*(c for c, _ in found))
+    values = [list(map(mul, s, repeat(scale))) for (_c, s), scale in zip(found, scales)]
+    us = [
+        math.sqrt((m * abs(float(sum(v))) / SQRT_3) ** 2 + (r / _SQRT_12) ** 2 + 0.0**2)
+        if len(v) == 1
+        else _sample_uncertainty(m, r, v)
+        for m, r, v in zip(mpes, resolutions, values)
+    ]
+    return [(orders, keys, values, us, [None] * len(orders), alone, target)]
 
 
 class _Grouped:
@@ -230,8 +343,7 @@ class _Grouped:
 
     def __init__(self, columns: ReadingColumns, index: PointIndex) -> None:
         self.columns, self.series_of, self.is_counter = columns, index.series_of, index.is_counter
-        n = len(columns)
-        series = np.fromiter(map(self.series_of.get, columns.point_ids(), repeat(-1)), np.int64, n)
+        series = columns.series_indexes(self.series_of)
         usable = np.flatnonzero(columns.usable() & (series >= 0))
         ts, series = columns.ts_us[usable], series[usable]
         order = np.lexsort((ts, series))  # stable: readings of one time keep their order, as sorted() did
@@ -302,9 +414,15 @@ class _Grouped:
 def _sample_mean_uncertainty(point: PointMapping, values: list[Decimal]) -> float:
     """1σ of the mean of ``values``: the class error is systematic (it does not average out), the
     quantisation is random, and so is the spread of the samples themselves."""
+    return _sample_uncertainty(point.mpe_percent / 100.0, point.resolution_in_element_units(), values)
+
+
+def _sample_uncertainty(mpe: float, resolution: float, values: list[Decimal]) -> float:
+    """:func:`_sample_mean_uncertainty` of a point of ``mpe`` (its MPE / 100) and ``resolution`` (in
+    element units)."""
     mean = float(sum(values)) / len(values)
-    systematic = point.mpe_percent / 100.0 * abs(mean) / SQRT_3
-    quantisation = point.resolution_in_element_units() / math.sqrt(12 * len(values))
+    systematic = mpe * abs(mean) / SQRT_3
+    quantisation = resolution / math.sqrt(12 * len(values))
     spread = 0.0
     if len(values) > 1:
         variance = sum((float(v) - mean) ** 2 for v in values) / (len(values) - 1)
