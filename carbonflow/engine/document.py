@@ -49,45 +49,73 @@ def _element_records(result: CefResult, kind: str) -> list[dict[str, Any]]:
     return records
 
 
-def _sparse_rows(matrix: np.ndarray, names: tuple[str, ...]) -> list[dict[str, float]]:
-    """Each row of ``matrix`` (N x K) as ``{source: value}`` of its entries above the floor (NaN never
-    is), in source order, all rows at once: a 10,000-bus grid has millions of shares to look at."""
-    rows, columns = np.nonzero(matrix > _SHARE_FLOOR)  # row-major order, as row by row
-    values = matrix[rows, columns].tolist()
-    labels = [names[k] for k in columns.tolist()]
-    bounds = np.searchsorted(rows, np.arange(len(matrix) + 1)).tolist()
-    return [dict(zip(labels[a:b], values[a:b])) for a, b in zip(bounds, bounds[1:])]
+SparseRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # per row its count (-1: undefined), columns, values
 
 
-def _carbon_fractions(carbon: np.ndarray) -> tuple[np.ndarray, list[float]]:
+def _sparse_form(matrix: np.ndarray, defined: np.ndarray) -> SparseRows:
+    """A matrix as the document keeps it: per row the number of entries above the floor (NaN never is;
+    -1 for an undefined row, which keeps none), their columns and values, row-major — all rows at once:
+    a 10,000-bus grid has millions of shares to look at."""
+    with np.errstate(invalid="ignore"):
+        kept = matrix > _SHARE_FLOOR
+    kept[~defined] = False
+    rows, columns = np.nonzero(kept)
+    counts = np.bincount(rows, minlength=len(matrix)).astype(np.int64)
+    counts[~defined] = -1
+    return counts, columns.astype(np.int64), matrix[rows, columns]
+
+
+def _carbon_fractions(carbon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each load's carbon by source over its total (the row itself where the total is not > 0), and the
-    totals — one computation for the document and the result hash alike."""
-    totals = [row.sum() for row in carbon]  # each load's total, as the share below divides by it
-    fractions = [row / total if total > 0 else row for row, total in zip(carbon, totals)]
-    return np.array(fractions).reshape(carbon.shape), totals
+    totals.  ``sum(axis=1)`` of the C-contiguous rows sums each row as ``row.sum()`` does (the same
+    pairwise loop; tests/test_result_hash.py holds them bitwise equal), and the division is elementwise."""
+    carbon = np.ascontiguousarray(carbon, dtype=np.float64)
+    totals = carbon.sum(axis=1)
+    positive = totals > 0
+    return np.where(positive[:, None], carbon / np.where(positive, totals, 1.0)[:, None], carbon), totals
 
 
-def origin_document(result: CefResult, origin: Origin) -> dict[str, Any]:
+OriginParts = tuple[SparseRows, SparseRows, SparseRows, SparseRows]
+
+
+def origin_parts(origin: Origin) -> OriginParts:
+    """The four matrices of the origin document in sparse form — bus power shares, load power, load
+    carbon, load carbon shares — made once for the document and the result hash."""
+    bus_defined = ~np.isnan(origin.bus_power_share).any(axis=1)
+    fractions, totals = _carbon_fractions(origin.load_carbon_t_per_h)
+    every_load = np.ones(len(totals), dtype=bool)
+    return (
+        _sparse_form(origin.bus_power_share, bus_defined),
+        _sparse_form(origin.load_power_mw, every_load),
+        _sparse_form(origin.load_carbon_t_per_h, every_load),
+        _sparse_form(fractions, totals > 0),
+    )
+
+
+def _row_dicts(part: SparseRows, names: tuple[str, ...]) -> list[dict[str, float] | None]:
+    counts, columns, values = part
+    labels, numbers = [names[k] for k in columns.tolist()], values.tolist()
+    sizes = counts.tolist()
+    bounds = np.concatenate(([0], np.cumsum(np.maximum(counts, 0)))).tolist()
+    return [
+        None if size < 0 else dict(zip(labels[a:b], numbers[a:b]))
+        for size, a, b in zip(sizes, bounds, bounds[1:])
+    ]
+
+
+def origin_document(result: CefResult, origin: Origin, parts: OriginParts | None = None) -> dict[str, Any]:
+    """The origin part of the result document (``parts``: ``origin_parts(origin)`` when made already)."""
     snap = result.snapshot
     names = origin.source_ids
-    undefined = np.isnan(origin.bus_power_share).any(axis=1).tolist()
-    with np.errstate(invalid="ignore"):
-        shares = _sparse_rows(origin.bus_power_share, names)
-    buses = [
-        {"id": bus_id, "power_share": None if undefined[n] else shares[n]}
-        for n, bus_id in enumerate(snap.bus_ids)
-    ]
-    carbon = origin.load_carbon_t_per_h
-    fractions, totals = _carbon_fractions(carbon)
-    power, carbons = _sparse_rows(origin.load_power_mw, names), _sparse_rows(carbon, names)
-    carbon_shares = _sparse_rows(fractions, names)
+    shares, power, carbons, carbon_shares = (_row_dicts(p, names) for p in parts or origin_parts(origin))
+    buses = [{"id": bus_id, "power_share": shares[n]} for n, bus_id in enumerate(snap.bus_ids)]
     loads = [
         {
             "id": load_id,
             "bus": snap.bus_ids[bus],
             "power_mw": power[k],
             "carbon_t_per_h": carbons[k],
-            "carbon_share": carbon_shares[k] if totals[k] > 0 else None,
+            "carbon_share": carbon_shares[k],
         }
         for k, (load_id, bus) in enumerate(zip(snap.load_ids, snap.load_bus.tolist()))
     ]
@@ -106,7 +134,9 @@ def _numbers(values: np.ndarray) -> list[float | None]:
     return [None if v != v else v for v in values.tolist()]
 
 
-def result_document(result: CefResult, origin: Origin | None = None) -> dict[str, Any]:
+def result_document(
+    result: CefResult, origin: Origin | None = None, parts: OriginParts | None = None
+) -> dict[str, Any]:
     snap, acc, flows = result.snapshot, result.accounts, result.flows
     bus_ids = snap.bus_ids
     direction, sending = flows.direction.tolist(), flows.sending_bus.tolist()
@@ -149,7 +179,7 @@ def result_document(result: CefResult, origin: Origin | None = None) -> dict[str
     if snap.storage_ids:
         document["storage"] = _element_records(result, "storage")
     if origin is not None:
-        document["origin"] = origin_document(result, origin)
+        document["origin"] = origin_document(result, origin, parts)
     return document
 
 
@@ -258,21 +288,17 @@ def _digest(
     return _SCHEME_PREFIX + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
 
 
-def _sparse_form(matrix: np.ndarray, defined: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A matrix as the document keeps it: per row the number of entries above the floor (-1 for an
-    undefined row, which keeps none), their columns and values, row by row."""
-    with np.errstate(invalid="ignore"):
-        kept = matrix > _SHARE_FLOOR
-    kept[~defined] = False
-    rows, columns = np.nonzero(kept)
-    counts = np.bincount(rows, minlength=len(matrix)).astype(np.int64)
-    counts[~defined] = -1
-    return counts, columns, matrix[rows, columns]
-
-
-def result_hash(result: CefResult, origin: Origin | None, *, ts: datetime, interval_s: int) -> str:
+def result_hash(
+    result: CefResult,
+    origin: Origin | None,
+    parts: OriginParts | None = None,
+    *,
+    ts: datetime,
+    interval_s: int,
+) -> str:
     """The scheme-2 hash of ``result_document(result, origin)`` for the interval ending ``ts``, made from
-    the arrays (equal to ``document_hash`` of that document)."""
+    the arrays (equal to ``document_hash`` of that document; ``parts``: ``origin_parts(origin)`` when
+    made already for the document)."""
     snap, acc, flows = result.snapshot, result.accounts, result.flows
     bus_ids = snap.bus_ids
     listings = {
@@ -297,18 +323,7 @@ def result_hash(result: CefResult, origin: Origin | None, *, ts: datetime, inter
     part = None
     if origin is not None:
         listings["sources"] = _refs_digest(origin.source_ids, bus_ids)
-        bus_defined = ~np.isnan(origin.bus_power_share).any(axis=1)
-        fractions, load_totals = _carbon_fractions(origin.load_carbon_t_per_h)
-        every_load = np.ones(len(snap.load_ids), dtype=bool)
-        part = (
-            origin.source_intensity_g_per_kwh,
-            [
-                _sparse_form(origin.bus_power_share, bus_defined),
-                _sparse_form(origin.load_power_mw, every_load),
-                _sparse_form(origin.load_carbon_t_per_h, every_load),
-                _sparse_form(fractions, np.array([t > 0 for t in load_totals], dtype=bool)),
-            ],
-        )
+        part = (origin.source_intensity_g_per_kwh, list(parts or origin_parts(origin)))
     return _digest(ts, interval_s, result.losses, listings, numbers, part)
 
 

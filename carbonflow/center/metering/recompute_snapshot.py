@@ -28,7 +28,13 @@ from carbonflow.center.store import IntervalRecord
 from carbonflow.center.store.results import KWH_PER_MWH
 from carbonflow.center.store.types import utc
 from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve
-from carbonflow.engine.document import document_hash_v1, origin_document, result_document, result_hash
+from carbonflow.engine.document import (
+    document_hash_v1,
+    origin_document,
+    origin_parts,
+    result_document,
+    result_hash,
+)
 from carbonflow.engine.flows import SENDING_CODES
 from carbonflow.engine.origin import origin_shares
 from carbonflow.engine.snapshot import MAX_ABS_POWER_MW, MAX_INTENSITY_G_PER_KWH
@@ -246,12 +252,13 @@ def snapshot_record(
     scheme-1 hash (``hash_v1``, from the document), to compare with an interval stored under scheme 1."""
     result = solve(snapshot, losses)
     origin = origin_shares(result)
-    origin_doc = origin_document(result, origin)
+    parts = origin_parts(origin)  # once, for the origin column and the hash
+    origin_doc = origin_document(result, origin, parts)
     columns = element_columns(snapshot, result, interval_s)
     texts = {"origin": json.dumps(origin_doc, sort_keys=True, separators=(",", ":"))}
     if snapshot_text is not None:
         texts["snapshot"] = snapshot_text
-    digest = result_hash(result, origin, ts=ts, interval_s=interval_s)
+    digest = result_hash(result, origin, parts, ts=ts, interval_s=interval_s)
     record = IntervalRecord(
         utc(ts), interval_s, level, result.losses, document, estimation, result.totals, origin_doc, digest,
         columns=columns, texts=texts,

@@ -44,7 +44,7 @@ from carbonflow.center.store.schema import Device, Interval, Point, Reading
 from carbonflow.center.store.types import UtcDateTime, sqlite_ts, utc
 from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve, warm_up
 from carbonflow.engine.cef import CefResult
-from carbonflow.engine.document import result_document
+from carbonflow.engine.document import OriginParts, origin_parts, result_document
 from carbonflow.engine.origin import Origin, origin_shares
 from carbonflow.engine.storage import StorageState
 from carbonflow.engine.uncertainty import DEFAULT_SAMPLES, propagate
@@ -94,7 +94,7 @@ class Computed:
     totals_band: dict[str, float] = field(default_factory=dict)
     uncertainty: dict[str, Any] | None = None
     # what ``document`` was made from: the result hash is made from their arrays (``record_of``)
-    engine: tuple[CefResult, Origin] | None = field(default=None, repr=False)
+    engine: tuple[CefResult, Origin, OriginParts] | None = field(default=None, repr=False)
 
 
 def _reading_columns(raw: bool) -> tuple[Any, ...]:
@@ -162,6 +162,7 @@ class Solved(NamedTuple):
     document: dict[str, Any]
     result: CefResult
     origin: Origin
+    parts: OriginParts  # the origin matrices in sparse form, for the document and the result hash
 
 
 def interval_result(snapshot_document: Mapping[str, Any], losses: str) -> Solved:
@@ -170,7 +171,8 @@ def interval_result(snapshot_document: Mapping[str, Any], losses: str) -> Solved
     snapshot = snapshot_from_dict(snapshot_document)
     result = solve(snapshot, losses)
     origin = origin_shares(result)
-    return Solved(snapshot, result_document(result, origin), result, origin)
+    parts = origin_parts(origin)
+    return Solved(snapshot, result_document(result, origin, parts), result, origin, parts)
 
 
 class MeteringService:
@@ -378,7 +380,9 @@ class MeteringService:
             computed.error = f"only {computed.completeness:.0%} of generators, loads and branches measured"
             return computed
         try:
-            snapshot, document, result, origin = interval_result(assembled.snapshot, losses or self.losses)
+            snapshot, document, result, origin, parts = interval_result(
+                assembled.snapshot, losses or self.losses
+            )
             bands = propagate(
                 snapshot,
                 input_uncertainty(snapshot, assembled),
@@ -392,7 +396,7 @@ class MeteringService:
         except ArithmeticError as error:  # the origin shares' system singular (an island of idle units)
             computed.error = f"origin of electricity not solvable: {error}"
             return computed
-        computed.document, computed.engine = document, (result, origin)
+        computed.document, computed.engine = document, (result, origin, parts)
         computed.bands = {
             bus: (None if np.isnan(band) else round(float(band), 6))
             for bus, band in zip(snapshot.bus_ids, bands.bus_intensity_g_per_kwh)

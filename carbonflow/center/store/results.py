@@ -25,7 +25,7 @@ from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.schema import RESULT_MODELS, Bus, Interval, Load
 from carbonflow.center.store.types import utc
-from carbonflow.engine.document import document_hash, result_hash
+from carbonflow.engine.document import OriginParts, document_hash, result_hash
 
 if TYPE_CHECKING:
     from carbonflow.engine.cef import CefResult
@@ -82,12 +82,12 @@ def interval_from_document(
     snapshot: dict[str, Any] | None = None,
     estimation: dict[str, Any] | None = None,
     origin: dict[str, Any] | None = None,
-    engine: tuple[CefResult, Origin | None] | None = None,
+    engine: tuple[CefResult, Origin | None, OriginParts | None] | None = None,
 ) -> IntervalRecord:
     """An interval from an engine result document (contract C1 output, rates held over the interval).
-    ``engine``: the result and origin shares the document was made from, when the caller has them: the
-    result hash is then made from their arrays (``result_hash``: the same value as ``document_hash`` of
-    the document, without walking it)."""
+    ``engine``: the result, origin shares (and their ``origin_parts``) the document was made from, when
+    the caller has them: the result hash is then made from their arrays (``result_hash``: the same value
+    as ``document_hash`` of the document, without walking it)."""
     hours = interval_s / 3600.0
     energy = lambda p_mw: p_mw * hours * KWH_PER_MWH  # noqa: E731  MW over the interval → kWh
     carbon = lambda t_per_h: t_per_h * hours * 1000.0  # noqa: E731  t/h over the interval → kg
