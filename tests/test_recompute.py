@@ -291,7 +291,7 @@ def test_a_corrected_reading_meters_its_intervals_again_from_the_readings(
     with monkeypatch.context() as patched:
         if scheme == 1:  # metered live before hash scheme 2: the hash of the document's canonical JSON
             patched.setattr(
-                results_module, "result_hash", lambda r, o, **_: document_hash_v1(result_document(r, o))
+                results_module, "result_hash", lambda r, o, *_, **__: document_hash_v1(result_document(r, o))
             )
         ends = metered(target, world)
     assert {hash_scheme(header_as_of(target, end, 0)["hash"]) for end in ends} == {scheme}
