@@ -33,6 +33,7 @@ from carbonflow.center.store import (
     upsert_topology,
     verify,
 )
+from carbonflow.center.store import results as results_module
 from carbonflow.center.store.archived_rows import unpack_rows
 from carbonflow.center.store.result_versions import (
     ArchivedInterval,
@@ -43,6 +44,7 @@ from carbonflow.center.store.result_versions import (
 from carbonflow.center.store.schema import RESULT_MODELS, Interval
 from carbonflow.center.store.versions import IntervalVersion
 from carbonflow.center.topology import topology_rows
+from carbonflow.engine.document import document_hash_v1, hash_scheme, result_document
 from carbonflow.messages.c4 import Batch, Reading
 from carbonflow.sim.device_map import build_device_map, grid_document
 from carbonflow.sim.reference_grid import reference_grid
@@ -93,10 +95,11 @@ def metered(target: Store, world) -> list[datetime]:
     return ends
 
 
-def stored(target: Store, world, skip: tuple[int, ...] = ()) -> list[datetime]:
+def stored(target: Store, world, skip: tuple[int, ...] = (), scheme1: bool = False) -> list[datetime]:
     """The reference grid's N intervals stored as metering stores them (the engine's result with its
     origin shares, from the interval's snapshot), without going through readings: quicker than
-    :func:`metered`, for the tests that do not correct readings."""
+    :func:`metered`, for the tests that do not correct readings.  ``scheme1``: with the result hash
+    metering stored before hash scheme 2."""
     topology, _device_map, truths = world
     upsert_topology(target, topology_rows(topology))
     records = []
@@ -104,13 +107,14 @@ def stored(target: Store, world, skip: tuple[int, ...] = ()) -> list[datetime]:
         if k in skip:
             continue
         snapshot = truth.snapshot_document()
-        _snapshot, document = interval_result(snapshot, "receiving")
-        records.append(
-            interval_from_document(
-                truth.ts, INTERVAL_S, document, snapshot=snapshot, origin=document["origin"],
-                estimation={"completeness": 1.0, "complete": True, "estimates": [], "derived": []},
-            )
+        document = interval_result(snapshot, "receiving").document
+        record = interval_from_document(
+            truth.ts, INTERVAL_S, document, snapshot=snapshot, origin=document["origin"],
+            estimation={"completeness": 1.0, "complete": True, "estimates": [], "derived": []},
         )  # fmt: skip
+        if scheme1:
+            record.hash = document_hash_v1(document)
+        records.append(record)
     with target.write() as connection:
         insert_results(connection, records)
     return [truth.ts for truth in truths[1:]]
@@ -207,6 +211,28 @@ def test_a_corrected_factor_gives_a_new_version_old_ones_stay_readable_and_diff(
     assert count(store, ArchivedResult) == 0  # packed into the archived headers, none row by row
 
 
+def test_intervals_stored_under_hash_scheme_1_are_compared_under_scheme_1(store, world):  # noqa: F811
+    ends = stored(store, world, scheme1=True)
+    before = {end: header_as_of(store, end, 0)["hash"] for end in ends}
+    assert all(hash_scheme(digest) == 1 for digest in before.values())
+    url = store.engine.url.render_as_string(hide_password=False)
+    # everything recomputed, nothing corrected: every result is the stored one, judged by its old hash
+    full = recompute(store, url, ends[0] - SPAN, ends[-1], everything=True, chunk_intervals=5)
+    assert full.intervals == 0 and full.unchanged == N and full.skipped == []
+    generator, _intensity = fossil_generator(world)
+    add_correction(store, "emission_factor", generator, ends[3] - SPAN, ends[5], "1100")
+    report = recompute(store, url, ends[0] - SPAN, ends[-1], everything=True, chunk_intervals=5)
+    assert report.intervals == 3 and report.unchanged == N - 3
+    for k, end in enumerate(ends):
+        now = header_as_of(store, end, report.version.version)["hash"]
+        if 3 <= k <= 5:  # a changed result is stored under scheme 2, its scheme-1 version archived
+            assert hash_scheme(now) == 2 and header_as_of(store, end, 0)["hash"] == before[end]
+        else:
+            assert now == before[end]
+    checked = verify(store)
+    assert checked.clean and checked.links["interval"] == N + 3, checked.summary()
+
+
 def packed_rows(target: Store) -> int:
     """Element rows packed into the archived headers (store/archived_rows.py)."""
     table = ArchivedInterval.__table__
@@ -257,9 +283,18 @@ def test_gaps_are_reported_and_left_alone_and_bad_ranges_refused(store, world): 
         add_correction(store, "emission_factor", generator, ends[0], ends[1], "ten")
 
 
-def test_a_corrected_reading_meters_its_intervals_again_from_the_readings(tmp_path, world):
+@pytest.mark.parametrize("scheme", [2, 1])
+def test_a_corrected_reading_meters_its_intervals_again_from_the_readings(
+    tmp_path, world, scheme, monkeypatch
+):
     target = Store.open(f"sqlite:///{tmp_path / 'center.db'}")
-    ends = metered(target, world)
+    with monkeypatch.context() as patched:
+        if scheme == 1:  # metered live before hash scheme 2: the hash of the document's canonical JSON
+            patched.setattr(
+                results_module, "result_hash", lambda r, o, *_, **__: document_hash_v1(result_document(r, o))
+            )
+        ends = metered(target, world)
+    assert {hash_scheme(header_as_of(target, end, 0)["hash"]) for end in ends} == {scheme}
     _topology, device_map, truths = world
     points = [p for d in device_map["devices"] for p in d["points"] if p["element_kind"] == "load"]
     counted = {p["element_id"] for p in points if p["quantity"].endswith("energy_kwh")}
@@ -277,6 +312,7 @@ def test_a_corrected_reading_meters_its_intervals_again_from_the_readings(tmp_pa
     assert after[truths[k].ts] - energy[truths[k].ts] == pytest.approx(500, abs=1e-6)
     assert all(after[e] == energy[e] for e in ends if e != truths[k].ts)
     assert header_as_of(target, truths[k].ts, 1)["estimation"]["corrections"] == [1]
+    assert hash_scheme(header_as_of(target, truths[k].ts, 1)["hash"]) == 2
     target.close()
 
 

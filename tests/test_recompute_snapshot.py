@@ -22,6 +22,7 @@ from carbonflow.center.metering.service import interval_result, with_factors
 from carbonflow.center.store import interval_from_document
 from carbonflow.center.store.results import header_row
 from carbonflow.engine import SnapshotError, snapshot_from_dict
+from carbonflow.engine.document import document_hash_v1
 from carbonflow.sim.reference_grid import reference_grid
 from carbonflow.sim.simulation import Simulation
 from carbonflow.sim.timeseries import SimConfig
@@ -55,7 +56,7 @@ def test_the_array_record_is_the_document_record(snapshots, losses):
         snapshot = decoder.decode(document)
         same_snapshot(snapshot, snapshot_from_dict(document))
         fast = snapshot_record(START, 900, "AH", snapshot, losses, document=document, estimation={"a": 1})
-        _snapshot, result = interval_result(document, losses)
+        result = interval_result(document, losses).document
         slow = interval_from_document(
             START, 900, result, level="AH", snapshot=document, estimation={"a": 1}, origin=result["origin"]
         )
@@ -136,17 +137,28 @@ PINNED = {
     ],
     "storage": [{"id": "bat", "bus": "SUB", "p_mw": -3.0, "intensity_g_per_kwh": 420.0}],
 }
-PINNED_HASHES = {
+PINNED_HASHES_V1 = {  # scheme 1: SHA-256 of the document's canonical JSON
     "receiving": "6e440e807e9c7c6cf3d8e9e845bdf293a499a295ae1bde3aa20f57d0a3e1a5c4",
     "consumer": "756152424b570be49aa8e85e23f3c68100c3218d08729bec97c8dcabea493157",
+}
+# scheme 2 (2026-12-07): SHA-256 of a JSON header and the numbers as float64, for the interval ending START
+PINNED_HASHES = {
+    "receiving": "2:9pV3-GDIAJogL_txpqrMger6PrOssU1CZ37IDnYuR8k",
+    "consumer": "2:Nkxs2OjdSGyL_Iup6P6gj_0tWUz2HA7oVxctSd1QWTE",
 }
 
 
 @pytest.mark.parametrize("losses", sorted(PINNED_HASHES))
 def test_the_result_hash_is_the_one_the_document_path_always_gave(losses):
-    _snapshot, document = interval_result(PINNED, losses)
+    document = interval_result(PINNED, losses).document
     assert interval_from_document(START, 900, document).hash == PINNED_HASHES[losses]
+    assert document_hash_v1(document) == PINNED_HASHES_V1[losses]  # scheme 1 as it always was
     record = snapshot_record(
         START, 900, "", SnapshotDecoder().decode(PINNED), losses, document=PINNED, estimation=None
     )
-    assert record.hash == PINNED_HASHES[losses]
+    assert record.hash == PINNED_HASHES[losses] and record.hash_v1 is None
+    record = snapshot_record(
+        START, 900, "", SnapshotDecoder().decode(PINNED), losses, document=PINNED, estimation=None,
+        scheme1=True,
+    )  # fmt: skip
+    assert record.hash == PINNED_HASHES[losses] and record.hash_v1 == PINNED_HASHES_V1[losses]

@@ -1,7 +1,14 @@
-"""A result as a plain document (contract C1 output): JSON-ready dicts, ``None`` for undefined."""
+"""A result as a plain document (contract C1 output): JSON-ready dicts, ``None`` for undefined; and the
+result's hash (docs/tamper-evidence.md, "The result hash"), made from the arrays or from the document."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,38 +49,73 @@ def _element_records(result: CefResult, kind: str) -> list[dict[str, Any]]:
     return records
 
 
-def _sparse_rows(matrix: np.ndarray, names: tuple[str, ...]) -> list[dict[str, float]]:
-    """Each row of ``matrix`` (N x K) as ``{source: value}`` of its entries above the floor (NaN never
-    is), in source order, all rows at once: a 10,000-bus grid has millions of shares to look at."""
-    rows, columns = np.nonzero(matrix > _SHARE_FLOOR)  # row-major order, as row by row
-    values = matrix[rows, columns].tolist()
-    labels = [names[k] for k in columns.tolist()]
-    bounds = np.searchsorted(rows, np.arange(len(matrix) + 1)).tolist()
-    return [dict(zip(labels[a:b], values[a:b])) for a, b in zip(bounds, bounds[1:])]
+SparseRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # per row its count (-1: undefined), columns, values
 
 
-def origin_document(result: CefResult, origin: Origin) -> dict[str, Any]:
+def _sparse_form(matrix: np.ndarray, defined: np.ndarray) -> SparseRows:
+    """A matrix as the document keeps it: per row the number of entries above the floor (NaN never is;
+    -1 for an undefined row, which keeps none), their columns and values, row-major — all rows at once:
+    a 10,000-bus grid has millions of shares to look at."""
+    with np.errstate(invalid="ignore"):
+        kept = matrix > _SHARE_FLOOR
+    kept[~defined] = False
+    rows, columns = np.nonzero(kept)
+    counts = np.bincount(rows, minlength=len(matrix)).astype(np.int64)
+    counts[~defined] = -1
+    return counts, columns.astype(np.int64), matrix[rows, columns]
+
+
+def _carbon_fractions(carbon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each load's carbon by source over its total (the row itself where the total is not > 0), and the
+    totals.  ``sum(axis=1)`` of the C-contiguous rows sums each row as ``row.sum()`` does (the same
+    pairwise loop; tests/test_result_hash.py holds them bitwise equal), and the division is elementwise."""
+    carbon = np.ascontiguousarray(carbon, dtype=np.float64)
+    totals = carbon.sum(axis=1)
+    positive = totals > 0
+    return np.where(positive[:, None], carbon / np.where(positive, totals, 1.0)[:, None], carbon), totals
+
+
+OriginParts = tuple[SparseRows, SparseRows, SparseRows, SparseRows]
+
+
+def origin_parts(origin: Origin) -> OriginParts:
+    """The four matrices of the origin document in sparse form — bus power shares, load power, load
+    carbon, load carbon shares — made once for the document and the result hash."""
+    bus_defined = ~np.isnan(origin.bus_power_share).any(axis=1)
+    fractions, totals = _carbon_fractions(origin.load_carbon_t_per_h)
+    every_load = np.ones(len(totals), dtype=bool)
+    return (
+        _sparse_form(origin.bus_power_share, bus_defined),
+        _sparse_form(origin.load_power_mw, every_load),
+        _sparse_form(origin.load_carbon_t_per_h, every_load),
+        _sparse_form(fractions, totals > 0),
+    )
+
+
+def _row_dicts(part: SparseRows, names: tuple[str, ...]) -> list[dict[str, float] | None]:
+    counts, columns, values = part
+    labels, numbers = [names[k] for k in columns.tolist()], values.tolist()
+    sizes = counts.tolist()
+    bounds = np.concatenate(([0], np.cumsum(np.maximum(counts, 0)))).tolist()
+    return [
+        None if size < 0 else dict(zip(labels[a:b], numbers[a:b]))
+        for size, a, b in zip(sizes, bounds, bounds[1:])
+    ]
+
+
+def origin_document(result: CefResult, origin: Origin, parts: OriginParts | None = None) -> dict[str, Any]:
+    """The origin part of the result document (``parts``: ``origin_parts(origin)`` when made already)."""
     snap = result.snapshot
     names = origin.source_ids
-    undefined = np.isnan(origin.bus_power_share).any(axis=1).tolist()
-    with np.errstate(invalid="ignore"):
-        shares = _sparse_rows(origin.bus_power_share, names)
-    buses = [
-        {"id": bus_id, "power_share": None if undefined[n] else shares[n]}
-        for n, bus_id in enumerate(snap.bus_ids)
-    ]
-    carbon = origin.load_carbon_t_per_h
-    totals = [row.sum() for row in carbon]  # each load's total, as the share below divides by it
-    fractions = [row / total if total > 0 else row for row, total in zip(carbon, totals)]
-    power, carbons = _sparse_rows(origin.load_power_mw, names), _sparse_rows(carbon, names)
-    carbon_shares = _sparse_rows(np.array(fractions).reshape(carbon.shape), names)
+    shares, power, carbons, carbon_shares = (_row_dicts(p, names) for p in parts or origin_parts(origin))
+    buses = [{"id": bus_id, "power_share": shares[n]} for n, bus_id in enumerate(snap.bus_ids)]
     loads = [
         {
             "id": load_id,
             "bus": snap.bus_ids[bus],
             "power_mw": power[k],
             "carbon_t_per_h": carbons[k],
-            "carbon_share": carbon_shares[k] if totals[k] > 0 else None,
+            "carbon_share": carbon_shares[k],
         }
         for k, (load_id, bus) in enumerate(zip(snap.load_ids, snap.load_bus.tolist()))
     ]
@@ -92,7 +134,9 @@ def _numbers(values: np.ndarray) -> list[float | None]:
     return [None if v != v else v for v in values.tolist()]
 
 
-def result_document(result: CefResult, origin: Origin | None = None) -> dict[str, Any]:
+def result_document(
+    result: CefResult, origin: Origin | None = None, parts: OriginParts | None = None
+) -> dict[str, Any]:
     snap, acc, flows = result.snapshot, result.accounts, result.flows
     bus_ids = snap.bus_ids
     direction, sending = flows.direction.tolist(), flows.sending_bus.tolist()
@@ -135,5 +179,205 @@ def result_document(result: CefResult, origin: Origin | None = None) -> dict[str
     if snap.storage_ids:
         document["storage"] = _element_records(result, "storage")
     if origin is not None:
-        document["origin"] = origin_document(result, origin)
+        document["origin"] = origin_document(result, origin, parts)
     return document
+
+
+# --- the result hash ----------------------------------------------------------------------------------
+# Scheme 1: SHA-256 (hex) of the whole result document as canonical JSON — ~3 ms per interval of the
+# reference grid, most of it ``repr`` of ~2,600 floats.  Scheme 2 (stored as "2:" + base64url): SHA-256
+# of a small JSON header and the result's numbers as little-endian float64 in a fixed order, made straight
+# from the engine's arrays.  Both stay verifiable: a stored hash says its scheme (``hash_scheme``).
+
+HASH_SCHEME = 2
+_SCHEME_PREFIX = "2:"
+_DIRECTION_CODES = {name: code for code, name in _DIRECTION_NAMES.items()}
+_TOTALS = (  # the order of the totals in the hashed numbers
+    "generation_carbon_t_per_h", "load_carbon_t_per_h", "loss_carbon_t_per_h", "residual_t_per_h",
+    "generation_mw", "load_mw", "loss_mw",
+)  # fmt: skip
+_FIELDS = {  # kind -> the numbers of each record hashed, in this order (document field names)
+    "buses": ("flux_mw", "intensity_g_per_kwh", "load_mw", "load_carbon_t_per_h"),
+    "branches": (
+        "direction", "p_send_mw", "p_recv_mw", "density_g_per_kwh", "carbon_send_t_per_h",
+        "carbon_recv_t_per_h", "loss_carbon_t_per_h",
+    ),
+    "generators": ("p_mw", "intensity_g_per_kwh", "carbon_t_per_h", "absorbed_carbon_t_per_h"),
+    "loads": ("p_mw", "carbon_t_per_h", "injected_carbon_t_per_h"),
+    "storage": ("p_mw", "charge_carbon_t_per_h", "discharge_carbon_t_per_h"),
+}  # fmt: skip
+_KINDS = tuple(_FIELDS)
+_ORIGIN_MATRICES = (("buses", "power_share"), ("loads", "power_mw"), ("loads", "carbon_t_per_h"),
+                    ("loads", "carbon_share"))  # fmt: skip
+
+
+def hash_scheme(stored: str) -> int:
+    """The scheme a stored result hash was made under: 2 for "2:…", else 1 (64 hex digits)."""
+    return 2 if stored.startswith(_SCHEME_PREFIX) else 1
+
+
+def document_hash_v1(document: Any) -> str:
+    """Scheme 1: SHA-256 (hex) of the document as JSON with sorted keys and no spaces (``ensure_ascii``)."""
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _listing_digest(items: list[Any]) -> str:
+    return hashlib.sha256(_canonical(items)).hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _structure_digest(ids: tuple[str, ...], bus_ids: tuple[str, ...], refs: bytes, width: int) -> str:
+    """Digest of a kind's listing from the arrays: ids alone (``width`` 0), or [id, bus ids of its
+    ``width`` bus references] — the same network every interval, so kept."""
+    if width == 0:
+        return _listing_digest(list(ids))
+    columns = np.frombuffer(refs, dtype=np.int64).reshape(width, len(ids)).tolist()
+    return _listing_digest([[i, *(bus_ids[c[k]] for c in columns)] for k, i in enumerate(ids)])
+
+
+def _refs_digest(ids: tuple[str, ...], bus_ids: tuple[str, ...], *refs: np.ndarray) -> str:
+    stacked = np.array(refs, dtype=np.int64).reshape(len(refs), len(ids))
+    return _structure_digest(tuple(ids), tuple(bus_ids), stacked.tobytes(), len(refs))
+
+
+def _floats(values: np.ndarray) -> bytes:
+    """float64 little-endian, -0.0 as +0.0 and every NaN as the one quiet NaN 0x7FF8000000000000."""
+    array = np.asarray(values, dtype="<f8") + 0.0  # -0.0 + 0.0 is +0.0
+    array[np.isnan(array)] = np.nan
+    return array.tobytes()
+
+
+def _ints(values: Any) -> bytes:
+    return np.asarray(values, dtype="<i8").tobytes()
+
+
+def _timestamp(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive timestamp {ts.isoformat()} (timestamps must carry a time zone)")
+    # 2025-03-01T00:15:00.000000Z (isoformat: strftime costs ~0.1 ms a call)
+    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _digest(
+    ts: datetime,
+    interval_s: int,
+    losses: str,
+    listings: dict[str, str],
+    numbers: np.ndarray,
+    origin: tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None,
+) -> str:
+    """The one scheme-2 hash: header, newline, numbers, then the origin part (both fronts end here)."""
+    header = {
+        "scheme": HASH_SCHEME, "ts": _timestamp(ts), "interval_s": int(interval_s), "losses": losses,
+        "origin": origin is not None, "ids": listings,
+    }  # fmt: skip
+    digest = hashlib.sha256(_canonical(header))
+    digest.update(b"\n")
+    digest.update(_floats(numbers))
+    if origin is not None:
+        intensities, matrices = origin
+        digest.update(_floats(intensities))
+        for counts, columns, values in matrices:
+            digest.update(_ints(counts))
+            digest.update(_ints(columns))
+            digest.update(_floats(values))
+    return _SCHEME_PREFIX + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
+
+
+def result_hash(
+    result: CefResult,
+    origin: Origin | None,
+    parts: OriginParts | None = None,
+    *,
+    ts: datetime,
+    interval_s: int,
+) -> str:
+    """The scheme-2 hash of ``result_document(result, origin)`` for the interval ending ``ts``, made from
+    the arrays (equal to ``document_hash`` of that document; ``parts``: ``origin_parts(origin)`` when
+    made already for the document)."""
+    snap, acc, flows = result.snapshot, result.accounts, result.flows
+    bus_ids = snap.bus_ids
+    listings = {
+        "buses": _refs_digest(bus_ids, bus_ids),
+        "branches": _refs_digest(snap.branch_ids, bus_ids, snap.branch_from, snap.branch_to),
+        "generators": _refs_digest(snap.gen_ids, bus_ids, snap.gen_bus),
+        "loads": _refs_digest(snap.load_ids, bus_ids, snap.load_bus),
+        "storage": _refs_digest(snap.storage_ids, bus_ids, snap.storage_bus),
+    }
+    totals = result.totals
+    numbers = np.concatenate([
+        acc.bus_flux_mw, acc.bus_intensity_g_per_kwh, acc.bus_load_mw, acc.bus_load_carbon_t_per_h,
+        flows.direction.astype(np.float64), flows.p_send_mw, flows.p_recv_mw, acc.branch_density_g_per_kwh,
+        acc.branch_carbon_send_t_per_h, acc.branch_carbon_recv_t_per_h, acc.branch_loss_carbon_t_per_h,
+        snap.gen_p_mw, snap.gen_intensity_g_per_kwh, result.injected_carbon_t_per_h("generator"),
+        result.absorbed_carbon_t_per_h("generator"),
+        snap.load_p_mw, result.absorbed_carbon_t_per_h("load"), result.injected_carbon_t_per_h("load"),
+        snap.storage_p_mw, result.absorbed_carbon_t_per_h("storage"),
+        result.injected_carbon_t_per_h("storage"),
+        np.array([totals[name] for name in _TOTALS], dtype=np.float64),
+    ]).astype(np.float64, copy=False)  # fmt: skip
+    part = None
+    if origin is not None:
+        listings["sources"] = _refs_digest(origin.source_ids, bus_ids)
+        part = (origin.source_intensity_g_per_kwh, list(parts or origin_parts(origin)))
+    return _digest(ts, interval_s, result.losses, listings, numbers, part)
+
+
+def _number(value: Any) -> float:
+    return np.nan if value is None else float(value)
+
+
+def document_hash(document: Mapping[str, Any], *, ts: datetime, interval_s: int) -> str:
+    """The scheme-2 hash of a result document (any part missing counts as empty; a missing or null
+    number as NaN) for the interval ending ``ts``."""
+    records = {kind: list(document.get(kind) or ()) for kind in _KINDS}
+    listings = {
+        "buses": _listing_digest([r.get("id") for r in records["buses"]]),
+        "branches": _listing_digest(
+            [[r.get("id"), r.get("from_bus"), r.get("to_bus")] for r in records["branches"]]
+        ),
+        **{
+            kind: _listing_digest([[r.get("id"), r.get("bus")] for r in records[kind]])
+            for kind in ("generators", "loads", "storage")
+        },
+    }  # fmt: skip
+    numbers: list[float] = []
+    for kind, fields in _FIELDS.items():
+        for name in fields:
+            if name == "direction":
+                numbers += [_DIRECTION_CODES.get(r.get("direction"), np.nan) for r in records[kind]]
+            else:
+                numbers += [_number(r.get(name)) for r in records[kind]]
+    totals = document.get("totals") or {}
+    numbers += [_number(totals.get(name)) for name in _TOTALS]
+    part = None
+    origin = document.get("origin")
+    if origin is not None:
+        sources = list(origin.get("sources") or ())
+        names = [s.get("id") for s in sources]
+        listings["sources"] = _listing_digest(names)
+        column_of = {name: k for k, name in enumerate(names)}
+        matrices = []
+        for kind, field in _ORIGIN_MATRICES:
+            counts, columns, values = [], [], []
+            for record in origin.get(kind) or ():
+                row = record.get(field)
+                if row is None:
+                    counts.append(-1)
+                    continue
+                entries = sorted((column_of[name], value) for name, value in row.items())
+                counts.append(len(entries))
+                columns += [c for c, _ in entries]
+                values += [_number(v) for _, v in entries]
+            matrices.append((np.array(counts, dtype=np.int64), np.array(columns, dtype=np.int64),
+                             np.array(values, dtype=np.float64)))  # fmt: skip
+        part = (
+            np.array([_number(s.get("intensity_g_per_kwh")) for s in sources], dtype=np.float64),
+            matrices,
+        )
+    losses = document.get("losses", "receiving")
+    return _digest(ts, interval_s, losses, listings, np.array(numbers, dtype=np.float64), part)

@@ -60,6 +60,7 @@ from carbonflow.center.store.result_versions import (
 from carbonflow.center.store.schema import Interval, Reading
 from carbonflow.center.store.types import utc
 from carbonflow.engine import SnapshotError
+from carbonflow.engine.document import document_hash_v1, hash_scheme
 
 log = logging.getLogger(__name__)
 CHUNK_INTERVALS = 480  # five days of 15-min intervals per unit of work
@@ -395,7 +396,7 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
         except (SnapshotError, ArithmeticError) as error:  # ArithmeticError: a singular origin system
             skipped.append({"ts": end.isoformat(), "reason": f"the engine refused the inputs: {error}"})
             continue
-        if record.hash == row.hash and record.losses == row.losses:
+        if same_result(record, row):
             unchanged += 1
             continue
         record.estimation = {**(record.estimation or {}), "corrections": _ids(job.corrections, end, touched)}
@@ -408,6 +409,13 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
         job.chunk, written, len(records) if written else 0, unchanged, skipped,
         computed - began, time.perf_counter() - computed,
     )  # fmt: skip
+
+
+def same_result(record: IntervalRecord, row: StoredInterval) -> bool:
+    """Whether ``record`` computes what ``row`` stores, its hash compared under the scheme the stored one
+    was made with (an interval metered before scheme 2 keeps its scheme-1 hash until its result changes)."""
+    new = record.hash_v1 if hash_scheme(row.hash) == 1 else record.hash
+    return new == row.hash and record.losses == row.losses
 
 
 def _ids(applied: Sequence[Correction], end: datetime, touched: Sequence[Correction]) -> list[int]:
@@ -428,6 +436,7 @@ def _from_snapshot(
     return snapshot_record(
         end, job.interval_s, job.level, decoder.decode(document), losses, document=document,
         estimation=estimation, snapshot_text=corrected_text(row.snapshot_text, row.snapshot, document),
+        scheme1=hash_scheme(row.hash) == 1,
     )  # fmt: skip
 
 
@@ -452,4 +461,7 @@ def _from_readings(store, job, end, before, row, touched, factors, losses):
     if computed.document is None:
         raise SnapshotError(computed.error or "not metered")
     complete = computed.completeness >= 1.0 and not computed.assembled.estimates
-    return service.record_of(end, computed, complete=complete)
+    record = service.record_of(end, computed, complete=complete)
+    if hash_scheme(row.hash) == 1:
+        record.hash_v1 = document_hash_v1(computed.document)
+    return record

@@ -9,14 +9,14 @@ a bool, a missing field — goes through ``snapshot_from_dict``, which names the
 :func:`snapshot_record` then solves with ``solve()`` (the very function live metering uses, so that
 the result hash of an unchanged interval is the stored one) and makes the interval's record without
 building a dict per element row: the rows are columns taken straight from the result's arrays
-(``IntervalRecord.columns``), the canonical document text is composed from its parts so that the
-``origin`` part serialised for the hash is also the stored ``origin`` column (``IntervalRecord.texts``).
+(``IntervalRecord.columns``), the result hash is made from the arrays too (scheme 2, ``result_hash``:
+no result document, no canonical JSON of it), and only the ``origin`` column is built as a document
+and serialised once (``IntervalRecord.texts``).
 tests/test_recompute_snapshot.py checks that the record equals ``interval_from_document``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -28,7 +28,13 @@ from carbonflow.center.store import IntervalRecord
 from carbonflow.center.store.results import KWH_PER_MWH
 from carbonflow.center.store.types import utc
 from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve
-from carbonflow.engine.document import result_document
+from carbonflow.engine.document import (
+    document_hash_v1,
+    origin_document,
+    origin_parts,
+    result_document,
+    result_hash,
+)
 from carbonflow.engine.flows import SENDING_CODES
 from carbonflow.engine.origin import origin_shares
 from carbonflow.engine.snapshot import MAX_ABS_POWER_MW, MAX_INTENSITY_G_PER_KWH
@@ -163,14 +169,6 @@ def corrected_text(stored_text: str | None, stored: Mapping[str, Any], document:
     return stored_text[:at] + replaced + stored_text[at + len(needle) :]
 
 
-def canonical_text(document: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
-    """``json.dumps(document, sort_keys=True, separators=(",", ":"))`` and the text of each top-level
-    part (the same bytes: the encoder writes a dict as its sorted parts joined)."""
-    parts = {key: json.dumps(document[key], sort_keys=True, separators=(",", ":")) for key in document}
-    text = "{" + ",".join(f"{json.dumps(key)}:{parts[key]}" for key in sorted(parts)) + "}"
-    return text, parts
-
-
 def _none_for_nan(values: np.ndarray) -> list[float | None]:
     out = values.tolist()
     if np.isnan(values).any():
@@ -246,22 +244,28 @@ def snapshot_record(
     document: dict[str, Any],
     estimation: dict[str, Any] | None,
     snapshot_text: str | None = None,
+    scheme1: bool = False,
 ) -> IntervalRecord:
     """The record of the interval ``snapshot`` gives under ``losses`` (raises ``SnapshotError``):
-    equal to ``interval_from_document(ts, interval_s, result document, ..., origin=its origin)``."""
+    equal to ``interval_from_document(ts, interval_s, result document, ..., origin=its origin)``, its
+    result hash made from the arrays (scheme 2) without the result document; with ``scheme1`` also the
+    scheme-1 hash (``hash_v1``, from the document), to compare with an interval stored under scheme 1."""
     result = solve(snapshot, losses)
-    result_doc = result_document(result, origin_shares(result))
-    text, parts = canonical_text(result_doc)
+    origin = origin_shares(result)
+    parts = origin_parts(origin)  # once, for the origin column and the hash
+    origin_doc = origin_document(result, origin, parts)
     columns = element_columns(snapshot, result, interval_s)
-    texts = {"origin": parts["origin"]}
+    texts = {"origin": json.dumps(origin_doc, sort_keys=True, separators=(",", ":"))}
     if snapshot_text is not None:
         texts["snapshot"] = snapshot_text
-    losses, totals = result_doc.get("losses", "receiving"), result_doc.get("totals", {})
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return IntervalRecord(
-        utc(ts), interval_s, level, losses, document, estimation, totals, result_doc["origin"], digest,
+    digest = result_hash(result, origin, parts, ts=ts, interval_s=interval_s)
+    record = IntervalRecord(
+        utc(ts), interval_s, level, result.losses, document, estimation, result.totals, origin_doc, digest,
         columns=columns, texts=texts,
     )  # fmt: skip
+    if scheme1:
+        record.hash_v1 = document_hash_v1({**result_document(result), "origin": origin_doc})
+    return record
 
 
 __all__ = ["SnapshotDecoder", "SnapshotError", "corrected_document", "corrected_text", "snapshot_record"]

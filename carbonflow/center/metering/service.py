@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import String, func, select, type_coerce
@@ -45,8 +45,9 @@ from carbonflow.center.store.intervals import is_complete
 from carbonflow.center.store.schema import Device, Interval, Point, Reading
 from carbonflow.center.store.types import UtcDateTime, sqlite_ts, utc
 from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve, warm_up
-from carbonflow.engine.document import result_document
-from carbonflow.engine.origin import origin_shares
+from carbonflow.engine.cef import CefResult
+from carbonflow.engine.document import OriginParts, origin_parts, result_document
+from carbonflow.engine.origin import Origin, origin_shares
 from carbonflow.engine.storage import StorageState
 from carbonflow.engine.uncertainty import DEFAULT_SAMPLES, propagate
 
@@ -94,6 +95,8 @@ class Computed:
     bands: dict[str, float | None] = field(default_factory=dict)  # bus id -> expanded uncertainty g/kWh
     totals_band: dict[str, float] = field(default_factory=dict)
     uncertainty: dict[str, Any] | None = None
+    # what ``document`` was made from: the result hash is made from their arrays (``record_of``)
+    engine: tuple[CefResult, Origin, OriginParts] | None = field(default=None, repr=False)
 
 
 def _reading_columns(raw: bool) -> tuple[Any, ...]:
@@ -209,12 +212,24 @@ def with_factors(snapshot: dict[str, Any], factors: Mapping[str, float] | None) 
     return snapshot
 
 
-def interval_result(snapshot_document: Mapping[str, Any], losses: str) -> tuple[Snapshot, dict[str, Any]]:
+class Solved(NamedTuple):
+    """An interval's snapshot solved: the engine's result and origin shares, and their document."""
+
+    snapshot: Snapshot
+    document: dict[str, Any]
+    result: CefResult
+    origin: Origin
+    parts: OriginParts  # the origin matrices in sparse form, for the document and the result hash
+
+
+def interval_result(snapshot_document: Mapping[str, Any], losses: str) -> Solved:
     """The engine's part of metering an interval: the C1 snapshot solved under ``losses``, as the result
     document with its origin shares (raises ``SnapshotError``).  Live metering and recomputation alike."""
     snapshot = snapshot_from_dict(snapshot_document)
     result = solve(snapshot, losses)
-    return snapshot, result_document(result, origin_shares(result))
+    origin = origin_shares(result)
+    parts = origin_parts(origin)
+    return Solved(snapshot, result_document(result, origin, parts), result, origin, parts)
 
 
 class MeteringService:
@@ -429,7 +444,9 @@ class MeteringService:
             computed.error = f"only {computed.completeness:.0%} of generators, loads and branches measured"
             return computed
         try:
-            snapshot, document = interval_result(assembled.snapshot, losses or self.losses)
+            snapshot, document, result, origin, parts = interval_result(
+                assembled.snapshot, losses or self.losses
+            )
             bands = propagate(
                 snapshot,
                 input_uncertainty(snapshot, assembled),
@@ -443,7 +460,7 @@ class MeteringService:
         except ArithmeticError as error:  # the origin shares' system singular (an island of idle units)
             computed.error = f"origin of electricity not solvable: {error}"
             return computed
-        computed.document = document
+        computed.document, computed.engine = document, (result, origin, parts)
         computed.bands = {
             bus: (None if np.isnan(band) else round(float(band), 6))
             for bus, band in zip(snapshot.bus_ids, bands.bus_intensity_g_per_kwh)
@@ -478,6 +495,7 @@ class MeteringService:
                 "uncertainty": computed.uncertainty,
             },
             origin=(computed.document or {}).get("origin"),
+            engine=computed.engine,
         )
 
     def meter_interval(

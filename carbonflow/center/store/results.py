@@ -13,12 +13,10 @@ Feb 1 00:00) to January.  The bucket expression is the one per-dialect branch (`
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, Integer, String, cast, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
@@ -27,6 +25,11 @@ from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.schema import RESULT_MODELS, Bus, Interval, Load
 from carbonflow.center.store.types import utc
+from carbonflow.engine.document import OriginParts, document_hash, result_hash
+
+if TYPE_CHECKING:
+    from carbonflow.engine.cef import CefResult
+    from carbonflow.engine.origin import Origin
 
 Bucket = Literal["15min", "hour", "day", "month"]
 GroupBy = Literal["element", "region", "industry", "voltage", "total"]
@@ -47,12 +50,15 @@ class IntervalRecord:
     estimation: dict[str, Any] | None = None
     totals: dict[str, Any] | None = None
     origin: dict[str, Any] | None = None
-    hash: str = ""
+    hash: str = ""  # the result hash (docs/tamper-evidence.md): "2:…" scheme 2, 64 hex digits scheme 1
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "bus" | "branch" | ... → rows
     # the same rows as columns (kind → column → values), when made from arrays (recomputation)
     columns: dict[str, dict[str, list[Any]]] | None = None
     # JSON columns already serialised ("origin", "snapshot" → text), written as they are
     texts: dict[str, str] | None = None
+    # the scheme-1 hash of the same result, made only where it is compared with an interval stored under
+    # scheme 1 (recomputation's "unchanged" test); never stored
+    hash_v1: str | None = None
 
     def row_count(self) -> int:
         """Element rows of every kind."""
@@ -67,10 +73,6 @@ class IntervalRecord:
         return sum(r[name] for r in self.rows.get(kind, []))
 
 
-def _canonical_hash(document: Any) -> str:
-    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def interval_from_document(
     ts: datetime,
     interval_s: int,
@@ -80,8 +82,12 @@ def interval_from_document(
     snapshot: dict[str, Any] | None = None,
     estimation: dict[str, Any] | None = None,
     origin: dict[str, Any] | None = None,
+    engine: tuple[CefResult, Origin | None, OriginParts | None] | None = None,
 ) -> IntervalRecord:
-    """An interval from an engine result document (contract C1 output, rates held over the interval)."""
+    """An interval from an engine result document (contract C1 output, rates held over the interval).
+    ``engine``: the result, origin shares (and their ``origin_parts``) the document was made from, when
+    the caller has them: the result hash is then made from their arrays (``result_hash``: the same value
+    as ``document_hash`` of the document, without walking it)."""
     hours = interval_s / 3600.0
     energy = lambda p_mw: p_mw * hours * KWH_PER_MWH  # noqa: E731  MW over the interval → kWh
     carbon = lambda t_per_h: t_per_h * hours * 1000.0  # noqa: E731  t/h over the interval → kg
@@ -140,7 +146,11 @@ def interval_from_document(
         estimation=estimation,
         totals=totals,
         origin=origin,
-        hash=_canonical_hash(document),
+        hash=(
+            document_hash(document, ts=ts, interval_s=interval_s)
+            if engine is None
+            else result_hash(*engine, ts=ts, interval_s=interval_s)
+        ),
         rows=rows,
     )
 
