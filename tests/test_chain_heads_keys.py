@@ -50,12 +50,16 @@ def test_chain_heads_are_updated_in_place_on_postgresql(postgres_url):  # noqa: 
     opened = Store.open(postgres_url)
     try:
         with opened.read() as connection:
-            indexes = connection.execute(
-                text(
-                    "SELECT indexname FROM pg_indexes "
-                    "WHERE tablename = 'chain_heads' AND schemaname = current_schema()"
+            indexes = (
+                connection.execute(
+                    text(
+                        "SELECT indexname FROM pg_indexes "
+                        "WHERE tablename = 'chain_heads' AND schemaname = current_schema()"
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             options = connection.execute(
                 text("SELECT reloptions FROM pg_class WHERE oid = 'chain_heads'::regclass")
             ).scalar_one()
