@@ -254,18 +254,22 @@ def replace_verdicts(
 # driver-level executemany per statement (plain tuples, timestamps and JSON converted here exactly as
 # the column types convert them).  Through SQLAlchemy's per-statement compilation, parameter
 # processing and result objects, these few rows per step cost ~18 % of a center's CPU (issue 16).
-@dataclass(frozen=True)
-class MessageWrite:
-    message: StoredMessage
-    interval_s: int
-    created_at: datetime
+class GroupWrite:
+    """A record of a group commit (below); called with a connection, it is written alone."""
 
     def __call__(self, connection) -> None:
         write_group(connection, [self])
 
 
 @dataclass(frozen=True)
-class ResultWrite:
+class MessageWrite(GroupWrite):
+    message: StoredMessage
+    interval_s: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ResultWrite(GroupWrite):
     """One interval's result, replacing the stored one of the region (a new version)."""
 
     ts: datetime
@@ -277,12 +281,9 @@ class ResultWrite:
     document: dict[str, Any]
     created_at: datetime
 
-    def __call__(self, connection) -> None:
-        write_group(connection, [self])
-
 
 @dataclass(frozen=True)
-class VerdictsWrite:
+class VerdictsWrite(GroupWrite):
     """A judge's verdicts on a pair for one interval, replacing its earlier ones (none: only removed)."""
 
     ts: datetime
@@ -291,9 +292,6 @@ class VerdictsWrite:
     report_hash: str | None
     verdicts: list[dict[str, Any]]
     created_at: datetime
-
-    def __call__(self, connection) -> None:
-        write_group(connection, [self])
 
 
 _SEEN = "SELECT 1 FROM cascade_messages WHERE message_id = ? LIMIT 1"
