@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -106,26 +106,44 @@ def _row_dicts(part: SparseRows, names: tuple[str, ...]) -> list[dict[str, float
 def origin_document(result: CefResult, origin: Origin, parts: OriginParts | None = None) -> dict[str, Any]:
     """The origin part of the result document (``parts``: ``origin_parts(origin)`` when made already)."""
     snap = result.snapshot
-    names = origin.source_ids
-    shares, power, carbons, carbon_shares = (_row_dicts(p, names) for p in parts or origin_parts(origin))
-    buses = [{"id": bus_id, "power_share": shares[n]} for n, bus_id in enumerate(snap.bus_ids)]
-    loads = [
-        {
-            "id": load_id,
-            "bus": snap.bus_ids[bus],
-            "power_mw": power[k],
-            "carbon_t_per_h": carbons[k],
-            "carbon_share": carbon_shares[k],
-        }
-        for k, (load_id, bus) in enumerate(zip(snap.load_ids, snap.load_bus.tolist()))
-    ]
+    return origin_document_of(
+        origin.source_ids,
+        origin.source_intensity_g_per_kwh.tolist(),
+        snap.bus_ids,
+        snap.load_ids,
+        [snap.bus_ids[bus] for bus in snap.load_bus.tolist()],
+        parts or origin_parts(origin),
+    )
+
+
+def origin_document_of(
+    source_ids: Sequence[str],
+    intensities: Sequence[float],
+    bus_ids: Sequence[str],
+    load_ids: Sequence[str],
+    load_buses: Sequence[str],
+    parts: OriginParts,
+    *,
+    buses: bool = True,
+) -> dict[str, Any]:
+    """The origin document of the ids and the sparse parts (``origin_document``'s, and the stored packed
+    form's: store/packed_origin.py); ``buses=False`` leaves the per-bus shares out (``"buses": []``)."""
+    names = tuple(source_ids)
+    loads_power, loads_carbon, loads_share = (_row_dicts(p, names) for p in parts[1:])
+    shares = _row_dicts(parts[0], names) if buses else []
     return {
-        "sources": [
-            {"id": name, "intensity_g_per_kwh": float(e)}
-            for name, e in zip(names, origin.source_intensity_g_per_kwh)
+        "sources": [{"id": name, "intensity_g_per_kwh": e} for name, e in zip(names, intensities)],
+        "buses": [{"id": bus_id, "power_share": share} for bus_id, share in zip(bus_ids, shares)],
+        "loads": [
+            {
+                "id": load_id,
+                "bus": bus,
+                "power_mw": loads_power[k],
+                "carbon_t_per_h": loads_carbon[k],
+                "carbon_share": loads_share[k],
+            }
+            for k, (load_id, bus) in enumerate(zip(load_ids, load_buses))
         ],
-        "buses": buses,
-        "loads": loads,
     }
 
 

@@ -10,8 +10,8 @@ a bool, a missing field — goes through ``snapshot_from_dict``, which names the
 the result hash of an unchanged interval is the stored one) and makes the interval's record without
 building a dict per element row: the rows are columns taken straight from the result's arrays
 (``IntervalRecord.columns``), the result hash is made from the arrays too (scheme 2, ``result_hash``:
-no result document, no canonical JSON of it), and only the ``origin`` column is built as a document
-and serialised once (``IntervalRecord.texts``).
+no result document, no canonical JSON of it), and the origin shares are stored packed from the same
+sparse parts (``IntervalRecord.origin_packed``, store/packed_origin.py: no document, no JSON).
 tests/test_recompute_snapshot.py checks that the record equals ``interval_from_document``'s.
 """
 
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from carbonflow.center.store import IntervalRecord
+from carbonflow.center.store.packed_origin import pack_origin_of
 from carbonflow.center.store.results import KWH_PER_MWH
 from carbonflow.center.store.types import utc
 from carbonflow.engine import Snapshot, SnapshotError, snapshot_from_dict, solve
@@ -253,17 +254,15 @@ def snapshot_record(
     result = solve(snapshot, losses)
     origin = origin_shares(result)
     parts = origin_parts(origin)  # once, for the origin column and the hash
-    origin_doc = origin_document(result, origin, parts)
     columns = element_columns(snapshot, result, interval_s)
-    texts = {"origin": json.dumps(origin_doc, sort_keys=True, separators=(",", ":"))}
-    if snapshot_text is not None:
-        texts["snapshot"] = snapshot_text
+    texts = {} if snapshot_text is None else {"snapshot": snapshot_text}
     digest = result_hash(result, origin, parts, ts=ts, interval_s=interval_s)
     record = IntervalRecord(
-        utc(ts), interval_s, level, result.losses, document, estimation, result.totals, origin_doc, digest,
-        columns=columns, texts=texts,
+        utc(ts), interval_s, level, result.losses, document, estimation, result.totals, None, digest,
+        columns=columns, texts=texts, origin_packed=pack_origin_of(result, origin, parts),
     )  # fmt: skip
     if scheme1:
+        origin_doc = origin_document(result, origin, parts)
         record.hash_v1 = document_hash_v1({**result_document(result), "origin": origin_doc})
     return record
 

@@ -1,8 +1,8 @@
 """Interval headers as the API reads them: the latest interval, one interval's header, the headers in a
 range, one interval's origin shares, and which quantities each element kind's results store.
 
-A header is every column of ``intervals`` except the bulky ``snapshot``, ``origin`` and ``estimation``
-(``interval_header`` adds ``estimation``: the overview counts the estimated inputs).
+A header is every column of ``intervals`` except the bulky ``snapshot``, ``origin`` (JSON or packed) and
+``estimation`` (``interval_header`` adds ``estimation``: the overview counts the estimated inputs).
 """
 
 from __future__ import annotations
@@ -10,15 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
+from carbonflow.center.store.packed_origin import origin_of
 from carbonflow.center.store.schema import RESULT_MODELS, Interval
 
 Target = Store | Session | Connection
-HEADER_COLUMNS = [c for c in Interval.__table__.c if c.name not in ("snapshot", "origin", "estimation")]
+HEADER_COLUMNS = [
+    c for c in Interval.__table__.c if c.name not in ("snapshot", "origin", "origin_packed", "estimation")
+]
 _KEY_COLUMNS = {"ts", "level", "interval_s", "element_id", "bus_id"}
 
 
@@ -75,25 +78,34 @@ def interval_headers(target: Target, start: datetime, end: datetime) -> list[dic
 def load_origins(target: Target, start: datetime, end: datetime):
     """``(ts, interval_s, loads)`` — the per-load part of the stored origin shares — of every interval
     ending in ``(start, end]`` that has them, in time order.  Streamed, and only the ``loads`` member is
-    read (JSON path in SQL): the per-bus shares are most of a document and exports do not need them."""
+    read: from the packed column without decoding the per-bus shares, from a JSON column (rows stored
+    before migration 0018) by a JSON path in SQL — the per-bus shares are most of a document and exports
+    do not need them."""
     loads = Interval.origin["loads"].label("loads")
     query = (
-        select(Interval.ts, Interval.interval_s, loads)
-        .where(Interval.ts > start, Interval.ts <= end, Interval.origin.is_not(None))
+        select(Interval.ts, Interval.interval_s, loads, Interval.origin_packed)
+        .where(
+            Interval.ts > start,
+            Interval.ts <= end,
+            or_(Interval.origin_packed.is_not(None), Interval.origin.is_not(None)),
+        )
         .order_by(Interval.ts, Interval.level)
         .execution_options(yield_per=200)
     )
     with connection_of(target, write=False) as connection:
         for row in connection.execute(query):
-            if row.loads:
-                yield row.ts, row.interval_s, row.loads
+            document = origin_of({"loads": row.loads}, row.origin_packed, buses=False)
+            if document and document["loads"]:
+                yield row.ts, row.interval_s, document["loads"]
 
 
 def interval_origin(target: Target, ts: datetime, level: str) -> dict[str, Any] | None:
-    """The origin shares stored with one interval (``{"sources", "buses", "loads"}``), if any."""
-    query = select(Interval.origin).where(Interval.ts == ts, Interval.level == level)
+    """The origin shares stored with one interval (``{"sources", "buses", "loads"}``), if any: the packed
+    column's document, or the JSON column's (rows stored before migration 0018)."""
+    query = select(Interval.origin, Interval.origin_packed).where(Interval.ts == ts, Interval.level == level)
     with connection_of(target, write=False) as connection:
-        return connection.execute(query).scalar_one_or_none()
+        row = connection.execute(query).first()
+    return None if row is None else origin_of(row.origin, row.origin_packed)
 
 
 def result_quantities(kind: str) -> set[str]:

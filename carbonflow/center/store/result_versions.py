@@ -143,7 +143,7 @@ class ArchivedResult(Base):
 
 
 # what the archive keeps of a replaced header (not its snapshot and origin: the bulk of a row)
-REPLACED_COLUMNS = [c for c in Interval.__table__.c if c.name not in ("snapshot", "origin")]
+REPLACED_COLUMNS = [c for c in Interval.__table__.c if c.name not in ("snapshot", "origin", "origin_packed")]
 ARCHIVED_COLUMNS = ("element_id", "bus_id", "intensity_g_per_kwh", "energy_kwh", "carbon_kg")
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import connection_of
 from carbonflow.center.store.engine import Store
+from carbonflow.center.store.packed_origin import pack_origin_document, pack_origin_of
 from carbonflow.center.store.schema import RESULT_MODELS, Bus, Interval, Load
 from carbonflow.center.store.types import utc
 from carbonflow.engine.document import OriginParts, document_hash, result_hash
@@ -49,7 +50,7 @@ class IntervalRecord:
     snapshot: dict[str, Any] | None = None
     estimation: dict[str, Any] | None = None
     totals: dict[str, Any] | None = None
-    origin: dict[str, Any] | None = None
+    origin: dict[str, Any] | None = None  # stored packed (``origin_packed`` made from it) where it can be
     hash: str = ""  # the result hash (docs/tamper-evidence.md): "2:…" scheme 2, 64 hex digits scheme 1
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "bus" | "branch" | ... → rows
     # the same rows as columns (kind → column → values), when made from arrays (recomputation)
@@ -59,6 +60,9 @@ class IntervalRecord:
     # the scheme-1 hash of the same result, made only where it is compared with an interval stored under
     # scheme 1 (recomputation's "unchanged" test); never stored
     hash_v1: str | None = None
+    # the origin shares packed (store/packed_origin.py), when made from the engine's arrays; stored in
+    # ``origin_packed`` instead of ``origin``
+    origin_packed: bytes | None = None
 
     def row_count(self) -> int:
         """Element rows of every kind."""
@@ -152,13 +156,26 @@ def interval_from_document(
             else result_hash(*engine, ts=ts, interval_s=interval_s)
         ),
         rows=rows,
+        origin_packed=(
+            pack_origin_of(*engine)
+            if engine is not None and engine[1] is not None and engine[2] is not None
+            else None
+        ),
     )
+
+
+def _origin_columns(record: IntervalRecord) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The ``origin`` (JSON) and ``origin_packed`` values of ``record``: packed whenever the document has a
+    packed form (every document the engine makes), JSON only for one that has none."""
+    packed = record.origin_packed if record.origin_packed is not None else pack_origin_document(record.origin)
+    return (None, packed) if packed is not None else (record.origin, None)
 
 
 def header_row(record: IntervalRecord) -> dict[str, Any]:
     """The ``intervals`` row of ``record`` (without its chain link): key, result, and the interval's sums."""
     totals = record.totals or {}
     hours = record.interval_s / 3600.0
+    origin, origin_packed = _origin_columns(record)
     return {
         "ts": record.ts,
         "level": record.level,
@@ -168,7 +185,8 @@ def header_row(record: IntervalRecord) -> dict[str, Any]:
         "snapshot": record.snapshot,
         "estimation": record.estimation,
         "totals": totals,
-        "origin": record.origin,
+        "origin": origin,
+        "origin_packed": origin_packed,
         "generation_energy_kwh": record.column_sum("generator", "energy_kwh"),
         "load_energy_kwh": record.column_sum("load", "energy_kwh"),
         "generation_carbon_kg": totals.get("generation_carbon_t_per_h", 0.0) * hours * 1000.0,

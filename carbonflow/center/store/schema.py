@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
@@ -255,7 +256,7 @@ class Interval(Base):
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     estimation: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # which inputs were estimated, and how
     totals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # rows stored before migration 0018
     generation_energy_kwh: Mapped[float] = mapped_column(Float)
     load_energy_kwh: Mapped[float] = mapped_column(Float)
     generation_carbon_kg: Mapped[float] = mapped_column(Float)
@@ -264,6 +265,8 @@ class Interval(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     chain_seq: Mapped[int | None] = mapped_column(Integer)  # the interval's chain of versions
     chain_hash: Mapped[str | None] = mapped_column(Sha256)
+    # the origin shares packed (store/packed_origin.py, migration 0018); read instead of ``origin`` when set
+    origin_packed: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class _ElementResult:
