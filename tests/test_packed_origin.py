@@ -13,7 +13,7 @@ from hypothesis import example, given
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 from sqlalchemy import select, update
 from test_engine_fastpath import CONVENTIONS, PROPERTY, disturbed
-from test_recompute import INTERVAL_S, SPAN, N, fossil_generator, stored, world  # noqa: F401
+from test_recompute import INTERVAL_S, SPAN, N, fossil_generator, metered, stored, world  # noqa: F401
 from test_recompute_snapshot import PINNED
 from test_result_hash import SINGULAR_ORIGIN, solved
 
@@ -138,3 +138,16 @@ def test_a_recomputation_stores_the_origin_packed(store, world):  # noqa: F811
     after = {ts: interval_origin(store, ts, "") for ts in ends}
     assert all(before[ts]["buses"] == after[ts]["buses"] for ts in ends)  # power shares: not the factor
     assert all(before[ts]["loads"] != after[ts]["loads"] for ts in ends)  # carbon: the factor
+
+
+def test_live_metering_stores_the_origin_packed(store, world):  # noqa: F811
+    ends = metered(store, world)[:3]
+    with store.read() as connection:
+        columns = connection.execute(
+            select(Interval.origin, Interval.origin_packed).where(Interval.ts.in_(ends))
+        ).all()
+    assert len(columns) == 3 and all(packed is not None and origin is None for origin, packed in columns)
+    for ts in ends:
+        origin = interval_origin(store, ts, "")
+        assert pack_origin_document(origin) is not None  # the engine's document, as packed from arrays
+        assert origin_at(store, ts.isoformat(), None, None)["loads"]
