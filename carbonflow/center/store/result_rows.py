@@ -127,21 +127,23 @@ def bound_ts(connection: Connection, model, ts: Any) -> Any:
 def update_rows(
     connection: Connection,
     records: Sequence[IntervalRecord],
-    stored: Mapping[str, Mapping[tuple[Any, str], tuple[Any, ...]]],
+    stored: Mapping[str, Mapping[Any, Mapping[str, tuple[Any, ...]]]],
 ) -> bool:
     """Write the element rows of ``records`` over the stored rows of their intervals, in place: True when
     done, False when not possible (other elements than the stored ones, or a driver that does not count
     the rows of an executemany): the caller then deletes the intervals' rows and inserts them.
 
-    ``stored`` holds every stored row of these intervals, kind -> (``bound_ts``, element) -> its
-    ``value_columns``: a row whose values are all the same is not written at all (a corrected factor
-    changes the carbon of the elements downstream of its unit: 38 % of the reference grid's rows in
-    bench/recompute.py); zeros are compared with their sign where the database keeps it (PostgreSQL).
-    In place, no index entry changes (the key stays); a delete and an insert touch every index twice."""
+    ``stored`` holds every stored row of these intervals as read, kind -> ``bound_ts`` -> element ->
+    ``(ts, element_id, *value_columns)``: a row whose values are all the same is not written at all (a
+    corrected factor changes the carbon of the elements downstream of its unit: 38 % of the reference
+    grid's rows in bench/recompute.py); zeros are compared with their sign where the database keeps it
+    (PostgreSQL).  The new rows are made in the same layout and compared whole; only the changed ones
+    are rearranged for the ``UPDATE``.  In place, no index entry changes (the key stays); a delete and
+    an insert touch every index twice."""
     if not connection.dialect.supports_sane_multi_rowcount:
         return False
     total = sum(record.row_count() for record in records)
-    if total != sum(len(rows) for rows in stored.values()):
+    if total != sum(len(rows) for by_ts in stored.values() for rows in by_ts.values()):
         return False
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     signed_zero = connection.dialect.name != "sqlite"  # SQLite stores -0.0 as 0.0
@@ -149,21 +151,27 @@ def update_rows(
     for kind, model in RESULT_MODELS.items():
         table = model.__table__
         values = value_columns(table)
-        width, rows, old = len(values), [], stored.get(kind, {})
-        for row in _row_tuples(connection, table, records, kind, [*values, *KEY_COLUMNS]):
-            before = old.get((row[width], row[-1]))
-            if before is None:
-                return False  # an element the stored results do not have (with equal counts: one missing)
-            if not _same_stored(row[:width], before, signed_zero):
-                rows.append(row)
+        rows: list[tuple[Any, ...]] = []
+        by_ts = stored.get(kind, {})
+        for record in records:
+            ts = bound_ts(connection, model, record.ts)
+            old = by_ts.get(ts, {})
+            tail = (record.level, record.interval_s)
+            for row in _layout_rows(record, kind, ts, values):
+                before = old.get(row[1])
+                if before is None:
+                    return False  # an element the stored results do not have (with equal counts: one missing)
+                if row != before or (signed_zero and not _same_zeros(row, before)):
+                    rows.append(row[2:] + row[:2] + tail)
         changed[kind] = rows
     updated = expected = 0
+    keys = ("ts", "element_id", "level", "interval_s")
     for kind, rows in changed.items():
         table = RESULT_MODELS[kind].__table__
         values = value_columns(table)
         statement = (
             f"UPDATE {table.name} SET {', '.join(f'{name} = {marker}' for name in values)} "  # nosec B608
-            f"WHERE {' AND '.join(f'{name} = {marker}' for name in KEY_COLUMNS)}"
+            f"WHERE {' AND '.join(f'{name} = {marker}' for name in keys)}"
         )
         for page in chunks(rows, 5000):
             updated += connection.exec_driver_sql(statement, page).rowcount
@@ -171,11 +179,21 @@ def update_rows(
     return updated == expected
 
 
-def _same_stored(new: tuple[Any, ...], old: tuple[Any, ...], signed_zero: bool) -> bool:
-    """Whether writing ``new`` over the stored ``old`` would store the very same values."""
-    if new != old:
-        return False
-    if not signed_zero or 0.0 not in new:
+def _layout_rows(record: IntervalRecord, kind: str, ts: Any, values: Sequence[str]):
+    """The element rows of ``kind`` in ``record`` as ``(ts, element_id, *values)`` tuples (the layout
+    ``_replaced_rows`` reads them in), from columns or from row dicts."""
+    if record.columns is not None:
+        columns = record.columns.get(kind, {})
+        ids = columns.get("element_id", ())
+        count = len(ids)
+        return zip(repeat(ts, count), ids, *(columns.get(name, repeat(None, count)) for name in values))
+    return ((ts, row.get("element_id"), *map(row.get, values)) for row in record.rows.get(kind, []))
+
+
+def _same_zeros(new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
+    """Whether the zeros of ``new`` (equal to ``old``) have the signs of ``old``'s: writing ``new`` over
+    ``old`` would store the very same values."""
+    if 0.0 not in new:
         return True
     zeros = [(a, b) for a, b in zip(new, old) if type(a) is float and a == 0.0]
     return all(copysign(1.0, a) == copysign(1.0, b) for a, b in zeros)

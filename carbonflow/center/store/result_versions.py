@@ -329,13 +329,15 @@ def _keyed(model, level: str, interval_s: int, ts: Sequence[datetime]):
 
 def _replaced_rows(
     connection: Connection, level: str, interval_s: int, stamps: Sequence[datetime]
-) -> tuple[dict[datetime, bytes], dict[str, dict[tuple[Any, str], tuple[Any, ...]]]]:
+) -> tuple[dict[datetime, bytes], dict[str, dict[Any, dict[str, tuple[Any, ...]]]]]:
     """The element rows of the current results at ``stamps``: packed per interval (archived_rows.py; read
-    in key order, so the same rows give the same bytes), and every row's values by kind and key (what
-    ``update_rows`` compares the new rows with)."""
+    in key order, so the same rows give the same bytes), and every row as read — ``(ts, element_id,
+    *value_columns)`` — by kind, interval (its ``ts`` as read) and element (what ``update_rows`` compares
+    the new rows with)."""
     by_ts: dict[datetime, dict[str, list[tuple]]] = defaultdict(dict)
-    stored: dict[str, dict[tuple[Any, str], tuple[Any, ...]]] = {}
+    stored: dict[str, dict[Any, dict[str, tuple[Any, ...]]]] = {}
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    element = itemgetter(1)
     with closing(connection.connection.cursor()) as cursor:  # plain tuples, in the chunk's transaction
         for kind, model in RESULT_MODELS.items():
             table = model.__table__
@@ -354,7 +356,7 @@ def _replaced_rows(
                 for ts, group in groupby(cursor.fetchall(), key=itemgetter(0)):
                     rows = list(group)
                     by_ts[utc(as_read(ts, connection.dialect))][kind] = list(map(archived, rows))
-                    keyed.update(((ts, row[1]), row[2:]) for row in rows)
+                    keyed[ts] = dict(zip(map(element, rows), rows))
     return {ts: pack_rows(kinds) for ts, kinds in by_ts.items()}, stored
 
 
