@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 CARBON_METER_KINDS = ("carbon_meter",)
 HELD_MAX_AGE = timedelta(days=1)  # a factor register unchanged for longer is not trusted as in force
 KEEP_INTERVALS = 512  # assembled values kept per interval, for metering a late interval again
+KNOWN_RUNS = 4  # runs of readings' point ids remembered as known (each: one collector's points at one time)
 
 
 @dataclass
@@ -292,6 +293,7 @@ class MeteringService:
                 ).join(Device, Device.id == Point.device_id)
             ).all()  # fmt: skip
         self._known_points = frozenset(row.id for row in rows)
+        self._known_runs: list[list[str]] = []  # runs of point ids all in _known_points (_catch_up_points)
         return [
             PointMapping(
                 point_id,
@@ -322,9 +324,22 @@ class MeteringService:
         while the center runs (``carbonflow center load``; ingest refuses readings of unknown points, so
         a reading of a point not known here means one was registered since).  Cheap: only then."""
         known = self._known_points
-        point_ids = readings.point_ids() if isinstance(readings, ReadingColumns) else (r[0] for r in readings)
-        if not known.issuperset(point_ids):
-            self.refresh_points()
+        if not isinstance(readings, ReadingColumns):
+            if not known.issuperset(r[0] for r in readings):
+                self.refresh_points()
+            return
+        # by run of one time stamp, a run repeating an earlier one's ids looked at once, and a run of the
+        # ids of one already found known (the last intervals': a collector sends the same points every
+        # time) compared as a list instead of looking up every id
+        checked = self._known_runs
+        for run in readings.distinct_point_id_runs():
+            if run in checked:
+                continue
+            if not known.issuperset(run):
+                self.refresh_points()
+                return
+            checked.append(run)
+            del checked[:-KNOWN_RUNS]
 
     def _window(self, end: datetime) -> tuple[datetime, datetime]:
         """Readings an interval is metered from: one interval on either side of it, so a counter read
