@@ -201,6 +201,8 @@ def test_runs_of_one_time_stamp_take_the_indexes_of_an_earlier_run_with_the_same
     assert columns.ts_us.tolist() == sorted(columns.ts_us.tolist()) and len(columns) == 11
     assert columns[6] == StoredReading("b", at(3), Decimal("1"), "good")
     assert columns.usable().all()
+    # the point ids to check against the known points: a run repeating an earlier one's left out
+    assert list(columns.distinct_point_id_runs()) == [["a", "b", "x"], ["b", "a", "c"], ["a", "b"]]
 
 
 def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_readings(store):  # noqa: F811
