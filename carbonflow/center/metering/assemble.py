@@ -395,9 +395,13 @@ def _fill_injections_by_kcl(
     """A generator, load or storage that was not measured is the balance of its bus, when it is the only
     unknown there: derived when every branch end at the bus was measured (or derived from measured
     values), else still a better estimate than holding the previous interval's value."""
+    # only the buses with an estimate among their injections have anything to fill (each bus's balance
+    # is its own: the others left out, the same values)
+    guessed = {injection.bus for injection in injections if injection.p.estimated}
     at_bus: dict[str, list[_Injection]] = {}
     for injection in injections:
-        at_bus.setdefault(injection.bus, []).append(injection)
+        if injection.bus in guessed:
+            at_bus.setdefault(injection.bus, []).append(injection)
     for bus, members in at_bus.items():
         unknown = [m for m in members if m.p.estimated]
         branch_values = [ends[key] for key in incident.get(bus, [])]

@@ -144,14 +144,27 @@ def _window_runs(connection: Any, low: datetime, high: datetime) -> list[tuple[s
         _WINDOW_RUNS, (_SEPARATOR, _SEPARATOR, _SEPARATOR, sqlite_ts(low), sqlite_ts(high))
     )
     runs = []
+    split: list[tuple[str, list[str]]] = []  # (text, its pieces) of the point ids and qualities so far
     for ts, count, texts, point_ids, values, qualities in cursor.fetchall():
         if texts != count or not isinstance(ts, str):
             return None
-        columns = [point_ids.split(_SEPARATOR), values.split(_SEPARATOR), qualities.split(_SEPARATOR)]
+        columns = [_pieces(point_ids, split), values.split(_SEPARATOR), _pieces(qualities, split)]
         if any(len(column) != count for column in columns):  # a separator inside a text: more pieces
             return None
         runs.append((ts, *columns))
     return runs
+
+
+def _pieces(text: str, split: list[tuple[str, list[str]]]) -> list[str]:
+    """``text`` split at the separator; a text equal to one split before (a collector sends its points
+    in one order at every boundary, their qualities mostly all good) gives that one's pieces — the same
+    list, the same strings: no split, and no string to hash or compare again."""
+    for earlier, pieces in split:
+        if earlier == text:
+            return pieces
+    pieces = text.split(_SEPARATOR)
+    split.append((text, pieces))
+    return pieces
 
 
 # the held registers' last readings before the window (the query of :meth:`MeteringService.readings_for`
