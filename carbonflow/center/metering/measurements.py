@@ -306,10 +306,13 @@ def _bulk_counters(
     energies = map(float, map(mul, map(sub, lasts, firsts), scales))
     # ``mpes``: each point's mpe_percent / 100.0, computed once (the same float as each time)
     us = [math.sqrt((m * abs(e)) ** 2 / 3 + v) for m, e, v in zip(mpes, energies, variances)]
-    whys = [
-        (f"{b}; {a}" if b and a and b != a else b or a or None) if b or a else None
-        for b, a in zip(befores, afters)
-    ]
+    if any(befores) or any(afters):
+        whys = [
+            (f"{b}; {a}" if b and a and b != a else b or a or None) if b or a else None
+            for b, a in zip(befores, afters)
+        ]
+    else:  # nothing read estimated or stale at a boundary (the usual interval): no reason anywhere
+        whys = [None] * len(found)
     pairs = list(zip(map(mul, firsts, scales), map(mul, lasts, scales)))
     return [(orders, keys, pairs, us, whys, alone, target)]
 
