@@ -22,7 +22,7 @@ from carbonflow.center.metering.measurements import (
     _counter_over_interval,
     measurements_for_interval,
 )
-from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.metering.service import MeteringService, _stored_runs
 from carbonflow.center.store import ingest_batch, register_devices, upsert_collector, upsert_topology
 from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.types import sqlite_ts, utc
@@ -234,3 +234,23 @@ def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_read
     expected = [r._replace(value=None) if by_time(r) == emptied else r for r in as_runs]
     assert as_rows == expected and len(as_rows) == 4 * len(points)
     assert sum(r.value is None for r in as_rows) == 1
+
+
+def test_the_window_runs_are_all_usable_only_without_an_invalid_reading_or_a_missing_value():
+    good = ["good", "good"]
+    runs = [
+        ("2026-06-01T08:00:00.000000Z", ["a", "b"], ["1", "2"], good),
+        ("2026-06-01T08:15:00.000000Z", ["a", "b"], ["3", "4"], good),  # the same list: looked at once
+    ]
+    assert _stored_runs(runs, []).all_usable
+    held = [("c", "2026-06-01T07:00:00.000000Z", "5", "good")]
+    assert _stored_runs(runs, held).usable().tolist() == [True] * 5
+    for rows, expected in (
+        ([("c", "2026-06-01T07:00:00.000000Z", None, "good")], [True] * 4 + [False]),
+        ([("c", "2026-06-01T07:00:00.000000Z", "5", "invalid")], [True] * 4 + [False]),
+    ):
+        columns = _stored_runs(runs, rows)
+        assert not columns.all_usable and columns.usable().tolist() == expected
+    invalid = [*runs, ("2026-06-01T08:30:00.000000Z", ["a", "b"], ["5", "6"], ["good", "invalid"])]
+    columns = _stored_runs(invalid, [])
+    assert not columns.all_usable and columns.usable().tolist() == [True] * 5 + [False]

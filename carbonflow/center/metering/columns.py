@@ -48,7 +48,10 @@ def exact_decimal(value: Any) -> Decimal:
 class ReadingColumns(Sequence[StoredReading]):
     """Readings kept as the store gives them, ``(point_id, ts, value, quality)`` — ``ts`` as stored
     (converted by ``to_datetime`` once per distinct time stamp), ``value`` as stored (text, a number or
-    a ``Decimal``; None for no value) — in four columns (lists); ``ts_us``: the times in microseconds."""
+    a ``Decimal``; None for no value) — in four columns (lists); ``ts_us``: the times in microseconds.
+    ``all_usable``: set by a builder that knows every reading has a value and none is ``invalid``."""
+
+    all_usable = False
 
     def __init__(self, rows: list[Any], to_datetime: Callable[[Any], datetime] | None = None) -> None:
         self._set_columns(
@@ -153,6 +156,8 @@ class ReadingColumns(Sequence[StoredReading]):
     def usable(self) -> np.ndarray:
         """Whether each reading counts at all: it has a value and is not ``invalid``."""
         values, qualities, n = self.values, self.quality_list, len(self.values)
+        if self.all_usable:  # known by whoever built the columns
+            return np.ones(n, bool)
         if None not in values and "invalid" not in qualities:  # the usual window: one scan each, in C
             return np.ones(n, bool)
         has_value = np.fromiter(map(is_not, values, repeat(None)), bool, n)

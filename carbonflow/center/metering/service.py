@@ -198,7 +198,15 @@ def _stored_runs(runs: list[tuple[str, list, list, list]], rows: list[Any]) -> R
         ids.append(point_id)
         values.append(value)
         qualities.append(quality)
-    return ReadingColumns.of_runs([*runs, *((ts, *run) for ts, run in extra.items())], _SQLITE_DATETIME)
+    columns = ReadingColumns.of_runs([*runs, *((ts, *run) for ts, run in extra.items())], _SQLITE_DATETIME)
+    # every value of the runs is text (``_window_runs``); their qualities looked at once per distinct list
+    # (runs of equal quality texts share theirs): nothing invalid and no value missing, every reading counts
+    distinct = {id(run[3]): run[3] for run in runs}.values()
+    if not any("invalid" in qualities for qualities in distinct) and all(
+        value is not None and quality != "invalid" for _point_id, _ts, value, quality in rows
+    ):
+        columns.all_usable = True
+    return columns
 
 
 @contextmanager
