@@ -19,7 +19,9 @@ from carbonflow.center.metering.measurements import (
     PointIndex,
     PointMapping,
     StoredReading,
+    _bulk_samples,
     _counter_over_interval,
+    _sample_uncertainty,
     measurements_for_interval,
 )
 from carbonflow.center.metering.service import MeteringService, _stored_runs
@@ -254,3 +256,21 @@ def test_the_window_runs_are_all_usable_only_without_an_invalid_reading_or_a_mis
     invalid = [*runs, ("2026-06-01T08:30:00.000000Z", ["a", "b"], ["5", "6"], ["good", "invalid"])]
     columns = _stored_runs(invalid, [])
     assert not columns.all_usable and columns.usable().tolist() == [True] * 5 + [False]
+
+
+def test_one_sample_in_bulk_has_the_uncertainty_the_per_point_code_gives_it():
+    """``_bulk_samples`` takes ``float(v)`` for ``float(sum([v]))``: the same float for any product of the
+    context's precision — long, signed, zero of either sign, tiny and huge exponents, NaN."""
+    rng = random.Random(7)
+    stored = ["-0", "0E-9", "-0.000", "NaN", "1E+40", "-7.5E-30", "123456789012345678901234567890.123456789"]
+    stored += [f"{rng.uniform(-1e6, 1e6):.{rng.randint(0, 20)}f}" for _ in range(300)]
+    scales = [Decimal(1), Decimal(1) / Decimal("0.3"), Decimal("-0.001"), Decimal(1) / Decimal(7)]
+    for k, text in enumerate(stored):
+        scale, mpe, resolution = scales[k % 4], 0.005 * (k % 3), 0.01 * (k % 5)
+        point = (k, 0, ("load", f"L{k}", "p_mw", "-"), scale, mpe, resolution, 0.0, True)
+        [(_orders, _keys, values, us, _whys, _alone, _target)] = _bulk_samples(
+            [point], {0: [Decimal(text)]}, {}
+        )
+        expected = _sample_uncertainty(mpe, resolution, [Decimal(text) * scale])
+        assert values == [[Decimal(text) * scale]] or text == "NaN"
+        assert repr(us[0]) == repr(expected), text

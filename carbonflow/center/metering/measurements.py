@@ -330,9 +330,14 @@ def _bulk_samples(
     if not found:
         return []
     orders, _series, keys, scales, mpes, resolutions, _variances, alone = zip(*(c for c, _ in found))
-    values = [list(map(mul, s, repeat(scale))) for (_c, s), scale in zip(found, scales)]
+    values = [
+        [s[0] * scale] if len(s) == 1 else list(map(mul, s, repeat(scale)))
+        for (_c, s), scale in zip(found, scales)
+    ]
+    # one sample: ``float(sum(v))`` is ``float(v[0])`` — 0 + v[0] is v[0] rounded to the context's
+    # precision, which the product v[0] already is (and a zero's sign goes in abs())
     us = [
-        math.sqrt((m * abs(float(sum(v))) / SQRT_3) ** 2 + (r / _SQRT_12) ** 2 + 0.0**2)
+        math.sqrt((m * abs(float(v[0])) / SQRT_3) ** 2 + (r / _SQRT_12) ** 2 + 0.0**2)
         if len(v) == 1
         else _sample_uncertainty(m, r, v)
         for m, r, v in zip(mpes, resolutions, values)
