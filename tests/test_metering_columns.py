@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 from sqlalchemy import select
 
@@ -205,6 +206,14 @@ def test_runs_of_one_time_stamp_take_the_indexes_of_an_earlier_run_with_the_same
     assert columns.usable().all()
     # the point ids to check against the known points: a run repeating an earlier one's left out
     assert list(columns.distinct_point_id_runs()) == [["a", "b", "x"], ["b", "a", "c"], ["a", "b"]]
+    # runs of earlier windows with their indexes: an equal run takes them, another is looked up and kept
+    known = [(["a", "b"], np.array([7, 8]))]
+    later = ReadingColumns.of_runs(
+        [("t5", ["a", "b"], ["1", "2"], ["good"] * 2), ("t6", ["b", "c"], ["1", "2"], ["good"] * 2)],
+        lambda ts: at(int(ts[1:])),
+    )
+    assert later.series_indexes(series_of, known).tolist() == [7, 8, 1, 2]
+    assert [run for run, _indexes in known] == [["a", "b"], ["b", "c"]]
 
 
 def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_readings(store):  # noqa: F811

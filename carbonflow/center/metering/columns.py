@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, overload
 import numpy as np
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+KNOWN_RUNS = 4  # runs of point ids (with their series indexes) remembered from earlier windows
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -139,18 +140,30 @@ class ReadingColumns(Sequence[StoredReading]):
         ids = self.point_id_list
         return (ids[lo:hi] for lo, hi, earlier in self._runs() if earlier is None)
 
-    def series_indexes(self, series_of: dict[str, int]) -> np.ndarray:
+    def series_indexes(
+        self, series_of: dict[str, int], known: list[tuple[list[str], np.ndarray]] | None = None
+    ) -> np.ndarray:
         """``series_of[point_id]`` of every reading (-1: not in it).  A run of one time stamp whose point
-        ids are those of an earlier run takes that run's indexes: no look-up per reading."""
+        ids are those of an earlier run takes that run's indexes: no look-up per reading.  ``known``:
+        runs of earlier windows with their indexes in ``series_of`` (kept by the caller, with this
+        window's distinct runs added; at most ``KNOWN_RUNS``): a run equal to one of them takes its
+        indexes too (one comparison of lists; a collector sends the same points every interval)."""
         ids = self.point_id_list
         found = np.empty(len(ids), np.int64)
         first: list[tuple[int, int]] = []  # (lo, hi) of the distinct runs
         for lo, hi, earlier in self._runs():
-            if earlier is None:
-                found[lo:hi] = np.fromiter(map(series_of.get, ids[lo:hi], repeat(-1)), np.int64, hi - lo)
-                first.append((lo, hi))
-            else:
+            if earlier is not None:
                 found[lo:hi] = found[slice(*first[earlier])]
+                continue
+            first.append((lo, hi))
+            run = ids[lo:hi]
+            indexes = next((indexes for other, indexes in known or () if other == run), None)
+            if indexes is None:
+                indexes = np.fromiter(map(series_of.get, run, repeat(-1)), np.int64, hi - lo)
+                if known is not None:
+                    known.append((run, indexes))
+                    del known[:-KNOWN_RUNS]
+            found[lo:hi] = indexes
         return found
 
     def usable(self) -> np.ndarray:

@@ -124,6 +124,7 @@ class PointIndex:
         chosen = self.source if quantities is None else [p for p in self.source if p.quantity in quantities]
         self.points = chosen
         self.series_of = {pid: k for k, pid in enumerate(dict.fromkeys(p.point_id for p in self.points))}
+        self.known_runs: list[tuple[list[str], np.ndarray]] = []  # (ReadingColumns.series_indexes)
         counting = {p.point_id for p in self.points if p.is_counter}
         self.is_counter = np.fromiter(map(counting.__contains__, self.series_of), bool, len(self.series_of))
         self.series = [self.series_of[p.point_id] for p in self.points]
@@ -351,7 +352,7 @@ class _Grouped:
 
     def __init__(self, columns: ReadingColumns, index: PointIndex) -> None:
         self.columns, self.series_of, self.is_counter = columns, index.series_of, index.is_counter
-        series = columns.series_indexes(self.series_of)
+        series = columns.series_indexes(self.series_of, index.known_runs)
         usable = np.flatnonzero(columns.usable() & (series >= 0))
         ts, series = columns.ts_us[usable], series[usable]
         order = np.lexsort((ts, series))  # stable: readings of one time keep their order, as sorted() did
