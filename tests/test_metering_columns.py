@@ -25,7 +25,8 @@ from carbonflow.center.metering.measurements import (
     _sample_uncertainty,
     measurements_for_interval,
 )
-from carbonflow.center.metering.service import MeteringService, _stored_runs
+from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.metering.window import _stored_runs
 from carbonflow.center.store import ingest_batch, register_devices, upsert_collector, upsert_topology
 from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.types import sqlite_ts, utc
