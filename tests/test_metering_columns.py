@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 from sqlalchemy import select
 
@@ -19,10 +20,13 @@ from carbonflow.center.metering.measurements import (
     PointIndex,
     PointMapping,
     StoredReading,
+    _bulk_samples,
     _counter_over_interval,
+    _sample_uncertainty,
     measurements_for_interval,
 )
 from carbonflow.center.metering.service import MeteringService
+from carbonflow.center.metering.window import _stored_runs
 from carbonflow.center.store import ingest_batch, register_devices, upsert_collector, upsert_topology
 from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.types import sqlite_ts, utc
@@ -201,6 +205,16 @@ def test_runs_of_one_time_stamp_take_the_indexes_of_an_earlier_run_with_the_same
     assert columns.ts_us.tolist() == sorted(columns.ts_us.tolist()) and len(columns) == 11
     assert columns[6] == StoredReading("b", at(3), Decimal("1"), "good")
     assert columns.usable().all()
+    # the point ids to check against the known points: a run repeating an earlier one's left out
+    assert list(columns.distinct_point_id_runs()) == [["a", "b", "x"], ["b", "a", "c"], ["a", "b"]]
+    # runs of earlier windows with their indexes: an equal run takes them, another is looked up and kept
+    known = [(["a", "b"], np.array([7, 8]))]
+    later = ReadingColumns.of_runs(
+        [("t5", ["a", "b"], ["1", "2"], ["good"] * 2), ("t6", ["b", "c"], ["1", "2"], ["good"] * 2)],
+        lambda ts: at(int(ts[1:])),
+    )
+    assert later.series_indexes(series_of, known).tolist() == [7, 8, 1, 2]
+    assert [run for run, _indexes in known] == [["a", "b"], ["b", "c"]]
 
 
 def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_readings(store):  # noqa: F811
@@ -232,3 +246,41 @@ def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_read
     expected = [r._replace(value=None) if by_time(r) == emptied else r for r in as_runs]
     assert as_rows == expected and len(as_rows) == 4 * len(points)
     assert sum(r.value is None for r in as_rows) == 1
+
+
+def test_the_window_runs_are_all_usable_only_without_an_invalid_reading_or_a_missing_value():
+    good = ["good", "good"]
+    runs = [
+        ("2026-06-01T08:00:00.000000Z", ["a", "b"], ["1", "2"], good),
+        ("2026-06-01T08:15:00.000000Z", ["a", "b"], ["3", "4"], good),  # the same list: looked at once
+    ]
+    assert _stored_runs(runs, []).all_usable
+    held = [("c", "2026-06-01T07:00:00.000000Z", "5", "good")]
+    assert _stored_runs(runs, held).usable().tolist() == [True] * 5
+    for rows, expected in (
+        ([("c", "2026-06-01T07:00:00.000000Z", None, "good")], [True] * 4 + [False]),
+        ([("c", "2026-06-01T07:00:00.000000Z", "5", "invalid")], [True] * 4 + [False]),
+    ):
+        columns = _stored_runs(runs, rows)
+        assert not columns.all_usable and columns.usable().tolist() == expected
+    invalid = [*runs, ("2026-06-01T08:30:00.000000Z", ["a", "b"], ["5", "6"], ["good", "invalid"])]
+    columns = _stored_runs(invalid, [])
+    assert not columns.all_usable and columns.usable().tolist() == [True] * 5 + [False]
+
+
+def test_one_sample_in_bulk_has_the_uncertainty_the_per_point_code_gives_it():
+    """``_bulk_samples`` takes ``float(v)`` for ``float(sum([v]))``: the same float for any product of the
+    context's precision — long, signed, zero of either sign, tiny and huge exponents, NaN."""
+    rng = random.Random(7)
+    stored = ["-0", "0E-9", "-0.000", "NaN", "1E+40", "-7.5E-30", "123456789012345678901234567890.123456789"]
+    stored += [f"{rng.uniform(-1e6, 1e6):.{rng.randint(0, 20)}f}" for _ in range(300)]
+    scales = [Decimal(1), Decimal(1) / Decimal("0.3"), Decimal("-0.001"), Decimal(1) / Decimal(7)]
+    for k, text in enumerate(stored):
+        scale, mpe, resolution = scales[k % 4], 0.005 * (k % 3), 0.01 * (k % 5)
+        point = (k, 0, ("load", f"L{k}", "p_mw", "-"), scale, mpe, resolution, 0.0, True)
+        [(_orders, _keys, values, us, _whys, _alone, _target)] = _bulk_samples(
+            [point], {0: [Decimal(text)]}, {}
+        )
+        expected = _sample_uncertainty(mpe, resolution, [Decimal(text) * scale])
+        assert values == [[Decimal(text) * scale]] or text == "NaN"
+        assert repr(us[0]) == repr(expected), text

@@ -232,3 +232,9 @@ def test_a_device_registered_while_the_center_runs_is_metered_from_its_first_rea
     second = service.meter_interval(truths[2].ts, download_factors=False)
     assert second.stored and second.complete and second.estimates == 0
     assert {p["id"] for p in late[0]["points"]} <= {p.point_id for p in service.points}
+    # runs of point ids found known are remembered (compared as lists next time), forgotten on a refresh
+    assert service._known_runs == []  # (the refresh of the second interval)
+    service._catch_up_points(service.readings_for(truths[2].ts))
+    assert service._known_runs and all(set(run) <= service._known_points for run in service._known_runs)
+    service.refresh_points()
+    assert service._known_runs == []

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, overload
 import numpy as np
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+KNOWN_RUNS = 4  # runs of point ids (with their series indexes) remembered from earlier windows
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -48,7 +49,10 @@ def exact_decimal(value: Any) -> Decimal:
 class ReadingColumns(Sequence[StoredReading]):
     """Readings kept as the store gives them, ``(point_id, ts, value, quality)`` — ``ts`` as stored
     (converted by ``to_datetime`` once per distinct time stamp), ``value`` as stored (text, a number or
-    a ``Decimal``; None for no value) — in four columns (lists); ``ts_us``: the times in microseconds."""
+    a ``Decimal``; None for no value) — in four columns (lists); ``ts_us``: the times in microseconds.
+    ``all_usable``: set by a builder that knows every reading has a value and none is ``invalid``."""
+
+    all_usable = False
 
     def __init__(self, rows: list[Any], to_datetime: Callable[[Any], datetime] | None = None) -> None:
         self._set_columns(
@@ -116,29 +120,57 @@ class ReadingColumns(Sequence[StoredReading]):
     def qualities(self) -> Iterator[str]:
         return iter(self.quality_list)
 
-    def series_indexes(self, series_of: dict[str, int]) -> np.ndarray:
-        """``series_of[point_id]`` of every reading (-1: not in it).  A run of one time stamp whose point
-        ids are those of an earlier run, in the same order (a collector sends its points in one order at
-        every boundary), takes that run's indexes: one comparison of lists, no look-up per reading."""
+    def _runs(self) -> Iterator[tuple[int, int, int | None]]:
+        """The runs of one time stamp, ``(lo, hi, earlier)``: ``earlier`` the position of an earlier run
+        whose point ids are this run's, in the same order (a collector sends its points in one order at
+        every boundary; one comparison of lists), else None."""
         ids, ts_us = self.point_id_list, self.ts_us
-        found = np.empty(len(ids), np.int64)
         starts = [0, *(np.flatnonzero(ts_us[1:] != ts_us[:-1]) + 1).tolist(), len(ids)]
-        seen: list[tuple[list[str], np.ndarray]] = []
+        seen: list[list[str]] = []
         for lo, hi in zip(starts[:-1], starts[1:]):
             run = ids[lo:hi]
-            for earlier, indexes in seen:
-                if earlier == run:  # the same strings in the same order: the same look-ups
-                    found[lo:hi] = indexes
-                    break
-            else:
+            earlier = next((k for k, other in enumerate(seen) if other == run), None)
+            if earlier is None:
+                seen.append(run)
+            yield lo, hi, earlier
+
+    def distinct_point_id_runs(self) -> Iterator[list[str]]:
+        """The point ids, run by run, leaving out a run that repeats an earlier one: every point id is
+        in them (the window of 10,000 buses: 2 runs of 118,000 ids to look at instead of 472,000 ids)."""
+        ids = self.point_id_list
+        return (ids[lo:hi] for lo, hi, earlier in self._runs() if earlier is None)
+
+    def series_indexes(
+        self, series_of: dict[str, int], known: list[tuple[list[str], np.ndarray]] | None = None
+    ) -> np.ndarray:
+        """``series_of[point_id]`` of every reading (-1: not in it).  A run of one time stamp whose point
+        ids are those of an earlier run takes that run's indexes: no look-up per reading.  ``known``:
+        runs of earlier windows with their indexes in ``series_of`` (kept by the caller, with this
+        window's distinct runs added; at most ``KNOWN_RUNS``): a run equal to one of them takes its
+        indexes too (one comparison of lists; a collector sends the same points every interval)."""
+        ids = self.point_id_list
+        found = np.empty(len(ids), np.int64)
+        first: list[tuple[int, int]] = []  # (lo, hi) of the distinct runs
+        for lo, hi, earlier in self._runs():
+            if earlier is not None:
+                found[lo:hi] = found[slice(*first[earlier])]
+                continue
+            first.append((lo, hi))
+            run = ids[lo:hi]
+            indexes = next((indexes for other, indexes in known or () if other == run), None)
+            if indexes is None:
                 indexes = np.fromiter(map(series_of.get, run, repeat(-1)), np.int64, hi - lo)
-                found[lo:hi] = indexes
-                seen.append((run, indexes))
+                if known is not None:
+                    known.append((run, indexes))
+                    del known[:-KNOWN_RUNS]
+            found[lo:hi] = indexes
         return found
 
     def usable(self) -> np.ndarray:
         """Whether each reading counts at all: it has a value and is not ``invalid``."""
         values, qualities, n = self.values, self.quality_list, len(self.values)
+        if self.all_usable:  # known by whoever built the columns
+            return np.ones(n, bool)
         if None not in values and "invalid" not in qualities:  # the usual window: one scan each, in C
             return np.ones(n, bool)
         has_value = np.fromiter(map(is_not, values, repeat(None)), bool, n)

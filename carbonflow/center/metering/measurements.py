@@ -124,6 +124,7 @@ class PointIndex:
         chosen = self.source if quantities is None else [p for p in self.source if p.quantity in quantities]
         self.points = chosen
         self.series_of = {pid: k for k, pid in enumerate(dict.fromkeys(p.point_id for p in self.points))}
+        self.known_runs: list[tuple[list[str], np.ndarray]] = []  # (ReadingColumns.series_indexes)
         counting = {p.point_id for p in self.points if p.is_counter}
         self.is_counter = np.fromiter(map(counting.__contains__, self.series_of), bool, len(self.series_of))
         self.series = [self.series_of[p.point_id] for p in self.points]
@@ -306,10 +307,13 @@ def _bulk_counters(
     energies = map(float, map(mul, map(sub, lasts, firsts), scales))
     # ``mpes``: each point's mpe_percent / 100.0, computed once (the same float as each time)
     us = [math.sqrt((m * abs(e)) ** 2 / 3 + v) for m, e, v in zip(mpes, energies, variances)]
-    whys = [
-        (f"{b}; {a}" if b and a and b != a else b or a or None) if b or a else None
-        for b, a in zip(befores, afters)
-    ]
+    if any(befores) or any(afters):
+        whys = [
+            (f"{b}; {a}" if b and a and b != a else b or a or None) if b or a else None
+            for b, a in zip(befores, afters)
+        ]
+    else:  # nothing read estimated or stale at a boundary (the usual interval): no reason anywhere
+        whys = [None] * len(found)
     pairs = list(zip(map(mul, firsts, scales), map(mul, lasts, scales)))
     return [(orders, keys, pairs, us, whys, alone, target)]
 
@@ -327,9 +331,14 @@ def _bulk_samples(
     if not found:
         return []
     orders, _series, keys, scales, mpes, resolutions, _variances, alone = zip(*(c for c, _ in found))
-    values = [list(map(mul, s, repeat(scale))) for (_c, s), scale in zip(found, scales)]
+    values = [
+        [s[0] * scale] if len(s) == 1 else list(map(mul, s, repeat(scale)))
+        for (_c, s), scale in zip(found, scales)
+    ]
+    # one sample: ``float(sum(v))`` is ``float(v[0])`` — 0 + v[0] is v[0] rounded to the context's
+    # precision, which the product v[0] already is (and a zero's sign goes in abs())
     us = [
-        math.sqrt((m * abs(float(sum(v))) / SQRT_3) ** 2 + (r / _SQRT_12) ** 2 + 0.0**2)
+        math.sqrt((m * abs(float(v[0])) / SQRT_3) ** 2 + (r / _SQRT_12) ** 2 + 0.0**2)
         if len(v) == 1
         else _sample_uncertainty(m, r, v)
         for m, r, v in zip(mpes, resolutions, values)
@@ -343,7 +352,7 @@ class _Grouped:
 
     def __init__(self, columns: ReadingColumns, index: PointIndex) -> None:
         self.columns, self.series_of, self.is_counter = columns, index.series_of, index.is_counter
-        series = columns.series_indexes(self.series_of)
+        series = columns.series_indexes(self.series_of, index.known_runs)
         usable = np.flatnonzero(columns.usable() & (series >= 0))
         ts, series = columns.ts_us[usable], series[usable]
         order = np.lexsort((ts, series))  # stable: readings of one time keep their order, as sorted() did
