@@ -131,9 +131,11 @@ def _serve_http(url: str, port: int) -> None:
     import uvicorn
 
     from carbonflow.center.api import CenterSettings, create_app
+    from carbonflow.center.api.serving import CenterServer
 
     logging.disable(logging.WARNING)
-    uvicorn.run(create_app(CenterSettings(database_url=url)), host="127.0.0.1", port=port, log_level="error")
+    app = create_app(CenterSettings(database_url=url))  # served as `carbonflow center serve` serves it
+    CenterServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")).run()
 
 
 def _free_port() -> int:
@@ -186,6 +188,7 @@ def run_http(url: str, args) -> tuple[int, float, list[float]]:
 
 
 def _serve_mqtt(url: str, broker: str, prefix: str, ready) -> None:
+    from carbonflow.center.api.serving import freeze_startup_objects
     from carbonflow.center.ingest import MqttIngest
 
     store = Store.open(url, migrate=False)
@@ -193,6 +196,7 @@ def _serve_mqtt(url: str, broker: str, prefix: str, ready) -> None:
         broker, store, client_id=f"{prefix}-center", topic_prefix=prefix, dispatch_commands=False
     )
     center.start()
+    freeze_startup_objects()  # as CenterServer does once the app (and its MQTT subscriber) started
     ready.set()
     while True:
         time.sleep(1)
