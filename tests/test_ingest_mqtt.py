@@ -205,6 +205,13 @@ def test_batches_stored_by_two_workers_keep_every_reading_once_and_the_chains_wh
     assert sorted(a["accepted"] for a in collector.received["acks"]) == [0] + [10] * 8
     assert count_readings(store) == 80
     assert verify(store).findings == []
+    other = batch("batch-c2", [("EM-U1/1", 99, "1")], collector_id="C2").signed(SECRET).model_dump_json()
+    collector.publish("readings", other.encode())  # another collector's batch on C1's topic
+    wait_for(lambda: collector.count("rejects") == 1, "the misplaced batch to be refused")
+    assert (
+        "batch of collector 'C2' published on the topic of 'C1'" in collector.received["rejects"][0]["error"]
+    )
+    assert count_readings(store) == 80
 
 
 class _AckRecorder:

@@ -308,13 +308,9 @@ class MqttIngest:
         self._ack(message)
 
     def _store_batch(self, collector_id: str, payload: bytes) -> None:
-        try:
-            claimed = json.loads(payload).get("collector_id")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            claimed = collector_id  # let receive_batch name the syntax error
-        if claimed != collector_id:
-            raise StoreError(f"batch of collector {claimed!r} published on the topic of {collector_id!r}")
-        ack = receive_batch(self.store, payload, on_status=self.on_status)
+        # the collector named in the batch checked against the topic's once it is parsed (not by a JSON
+        # parse of its own: ~3 ms of a 2,000-reading batch)
+        ack = receive_batch(self.store, payload, on_status=self.on_status, topic_collector=collector_id)
         with self._counting:  # several batch workers
             self.counters.batches += 1
             self.counters.accepted += ack.accepted

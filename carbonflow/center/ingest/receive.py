@@ -213,9 +213,16 @@ def receive_batch(
     *,
     received_at: datetime | None = None,
     on_status: StatusHook | None = None,
+    topic_collector: str | None = None,
 ) -> Ack:
-    """Decode, authenticate and store one batch; the Ack is returned only after the commit."""
+    """Decode, authenticate and store one batch; the Ack is returned only after the commit.
+    ``topic_collector``: the collector whose topic the batch came on (MQTT) — another collector's batch
+    there is refused before anything else is looked at."""
     batch = decode_batch(raw)
+    if topic_collector is not None and batch.collector_id != topic_collector:
+        raise StoreError(
+            f"batch of collector {batch.collector_id!r} published on the topic of {topic_collector!r}"
+        )
     canonical = batch.canonical()  # once: the signature and the store's content digest cover these bytes
     authenticate(store, batch, canonical)
     # not ordered: up to max_in_flight batches are sent at once; a replay is refused by its nonce (and
