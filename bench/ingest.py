@@ -8,12 +8,13 @@ point, all stamped with the batch's creation time) and sends them as fast as the
 ``direct`` = ``ingest_batch`` in-process (the store's own ceiling, the baseline), ``http`` = POST
 ``/api/v1/ingest`` to the app served by ``CenterServer`` (uvicorn, as ``carbonflow center serve`` serves
 it) in a separate process (``--senders`` concurrent senders), ``mqtt`` = QoS 1 publish to Mosquitto with
-the ``MqttIngest`` subscriber in a separate process (``--window`` batches in flight; its start-up objects
-frozen out of the cyclic GC as ``CenterServer`` does).  Throughput = readings acknowledged / wall time.
-Latency of a reading = acknowledgement time (the batch is committed, hence queryable) − the moment the sender handed its batch to the transport
-(``ingest_batch`` call, HTTP POST, MQTT publish), i.e. collector send → queryable, p50/p99 over batches
-(all batches have the same size, so these are the per-reading percentiles).  Waiting for a free HTTP
-sender or MQTT window slot is not part of it: the sender is the collector's outbox loop.
+the ``MqttIngest`` subscriber in a separate process (``--window`` batches in flight; its start-up
+objects frozen out of the cyclic GC as ``CenterServer`` does).  Throughput = readings acknowledged /
+wall time.  Latency of a reading = acknowledgement time (the batch is committed, hence queryable) − the
+moment the sender handed its batch to the transport (``ingest_batch`` call, HTTP POST, MQTT publish),
+i.e. collector send → queryable, p50/p99 over batches (all batches have the same size, so these are the
+per-reading percentiles).  Waiting for a free HTTP sender or MQTT window slot is not part of it: the
+sender is the collector's outbox loop.
 
 ``--prebuild N``: every sender builds its N batches (signed, serialised) before the clock starts and the
 case ends when they are sent or ``--seconds`` are up.  Without it (the default, as in the figures before
