@@ -196,7 +196,8 @@ def test_batches_stored_by_two_workers_keep_every_reading_once_and_the_chains_wh
     """Eight batches of the same point published at once, stored by the two batch workers concurrently
     (they queue on the point's chain head): every reading once, the chain verifies, one ack each."""
     center, collector = mqtt_setup
-    assert center.workers == 2
+    assert center.workers == (2 if store.dialect == "postgresql" else 1)  # SQLite's writers take turns
+    center.workers = 2  # on SQLite too: its writers wait for each other, nothing is lost
     center.start()
     for k in range(8):
         collector.publish("readings", signed(f"batch-w{k}", range(10 * k, 10 * k + 10), seq=k))

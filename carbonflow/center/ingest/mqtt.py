@@ -16,11 +16,12 @@ committed and its Ack published: a crash in between means the broker redelivers,
 idempotency turns the redelivery into a duplicate Ack.  A refused batch is acknowledged at MQTT level
 (redelivering it cannot help) and answered on ``rejects``.  A database failure is retried with backoff
 without acknowledging.  Work happens on worker threads, so paho's network loop keeps the keepalive:
-batches (``readings``) on ``workers`` threads — while one waits for PostgreSQL, the next is decoded,
-checked and linked (batches of the same points queue on their chain heads in the store, so their chains
-stay whole) —, everything else (statuses, whose order counts, command results, images) on one thread in
-arrival order.  PUBACKs still go out in the order the messages came (MQTT 3.1.1 §4.6): one finished early
-waits for those before it.
+batches (``readings``) on ``workers`` threads (default 2 on PostgreSQL — while one waits for the
+database, the next is decoded, checked and linked; batches of the same points queue on their chain heads
+in the store, so their chains stay whole —, 1 on SQLite, whose writers take turns anyway), everything
+else (statuses, whose order counts, command results, images) on one thread in arrival order.  PUBACKs
+still go out in the order the messages came (MQTT 3.1.1 §4.6): one finished early waits for those
+before it.
 """
 
 from __future__ import annotations
@@ -126,8 +127,10 @@ class MqttIngest:
         images: Any = None,  # an ImageStore: also receive camera images
         on_status: Any = None,  # called after a collector message was stored (the alarm engine)
         tls_context: ssl.SSLContext | None = None,  # mqtts://: a private CA, a client certificate
-        workers: int = 2,  # threads storing batches (readings); the rest is handled by one more
+        workers: int | None = None,  # threads storing batches (readings); the rest is handled by one more
     ) -> None:
+        if workers is None:  # SQLite has one writer at a time: a second worker would only wait for it
+            workers = 2 if getattr(store, "dialect", None) == "postgresql" else 1
         if workers < 1:
             raise ValueError("MqttIngest needs at least one batch worker")
         self.workers = workers
