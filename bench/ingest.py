@@ -6,13 +6,15 @@
 What is measured: a collector-like sender builds signed C4 batches of ``--batch`` readings (one per
 point, all stamped with the batch's creation time) and sends them as fast as the center acknowledges:
 ``direct`` = ``ingest_batch`` in-process (the store's own ceiling, the baseline), ``http`` = POST
-``/api/v1/ingest`` to uvicorn in a separate process (``--senders`` concurrent senders), ``mqtt`` = QoS 1
-publish to Mosquitto with the ``MqttIngest`` subscriber in a separate process (``--window`` batches in
-flight).  Throughput = readings acknowledged / wall time.  Latency of a reading = acknowledgement time
-(the batch is committed, hence queryable) − the moment the sender handed its batch to the transport
-(``ingest_batch`` call, HTTP POST, MQTT publish), i.e. collector send → queryable, p50/p99 over batches
-(all batches have the same size, so these are the per-reading percentiles).  Waiting for a free HTTP
-sender or MQTT window slot is not part of it: the sender is the collector's outbox loop.
+``/api/v1/ingest`` to the app served by ``CenterServer`` (uvicorn, as ``carbonflow center serve`` serves
+it) in a separate process (``--senders`` concurrent senders), ``mqtt`` = QoS 1 publish to Mosquitto with
+the ``MqttIngest`` subscriber in a separate process (``--window`` batches in flight; its start-up
+objects frozen out of the cyclic GC as ``CenterServer`` does).  Throughput = readings acknowledged /
+wall time.  Latency of a reading = acknowledgement time (the batch is committed, hence queryable) − the
+moment the sender handed its batch to the transport (``ingest_batch`` call, HTTP POST, MQTT publish),
+i.e. collector send → queryable, p50/p99 over batches (all batches have the same size, so these are the
+per-reading percentiles).  Waiting for a free HTTP sender or MQTT window slot is not part of it: the
+sender is the collector's outbox loop.
 
 ``--prebuild N``: every sender builds its N batches (signed, serialised) before the clock starts and the
 case ends when they are sent or ``--seconds`` are up.  Without it (the default, as in the figures before
@@ -131,9 +133,11 @@ def _serve_http(url: str, port: int) -> None:
     import uvicorn
 
     from carbonflow.center.api import CenterSettings, create_app
+    from carbonflow.center.api.serving import CenterServer
 
     logging.disable(logging.WARNING)
-    uvicorn.run(create_app(CenterSettings(database_url=url)), host="127.0.0.1", port=port, log_level="error")
+    app = create_app(CenterSettings(database_url=url))  # served as `carbonflow center serve` serves it
+    CenterServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")).run()
 
 
 def _free_port() -> int:
@@ -186,6 +190,7 @@ def run_http(url: str, args) -> tuple[int, float, list[float]]:
 
 
 def _serve_mqtt(url: str, broker: str, prefix: str, ready) -> None:
+    from carbonflow.center.api.serving import freeze_startup_objects
     from carbonflow.center.ingest import MqttIngest
 
     store = Store.open(url, migrate=False)
@@ -193,6 +198,7 @@ def _serve_mqtt(url: str, broker: str, prefix: str, ready) -> None:
         broker, store, client_id=f"{prefix}-center", topic_prefix=prefix, dispatch_commands=False
     )
     center.start()
+    freeze_startup_objects()  # as CenterServer does once the app (and its MQTT subscriber) started
     ready.set()
     while True:
         time.sleep(1)

@@ -21,10 +21,11 @@ from test_ingest_http import SECRET
 from test_store import batch, seed
 
 from carbonflow.center.ingest import MqttIngest
-from carbonflow.center.ingest.mqtt import parse_broker_url
+from carbonflow.center.ingest.mqtt import _AcksInOrder, parse_broker_url
 from carbonflow.center.store import count_readings, list_commands, queue_command
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Collector, Device
+from carbonflow.center.store.verify import verify
 from carbonflow.messages.c4 import CommandResult
 from carbonflow.messages.signing import document_signature_ok, sign_document
 
@@ -125,7 +126,8 @@ def test_batches_are_stored_then_acked_and_replays_are_duplicates(mqtt_setup, st
     collector.publish("readings", bad.encode())
     collector.publish("readings", b"not json")
     wait_for(lambda: collector.count("rejects") == 2, "2 rejects")
-    first, second = collector.received["rejects"]
+    # two batch workers: the rejects may come in either order
+    first, second = sorted(collector.received["rejects"], key=lambda r: r["batch_id"] is None)
     assert first["batch_id"] == "batch-bad1" and "unknown point 'GHOST/1'" in first["error"]
     assert "not valid JSON" in second["error"]
     assert count_readings(store) == 30 and center.counters.rejected == 2
@@ -188,3 +190,56 @@ def test_broker_urls_are_checked():
     assert (address.port, address.tls, address.password) == (8883, True, "p@ss")
     with pytest.raises(ValueError, match="mqtt://host"):
         parse_broker_url("http://broker")
+
+
+def test_batches_stored_by_two_workers_keep_every_reading_once_and_the_chains_whole(mqtt_setup, store):  # noqa: F811
+    """Eight batches of the same point published at once, stored by the two batch workers concurrently
+    (they queue on the point's chain head): every reading once, the chain verifies, one ack each."""
+    center, collector = mqtt_setup
+    assert center.workers == (2 if store.dialect == "postgresql" else 1)  # SQLite's writers take turns
+    center.workers = 2  # on SQLite too: its writers wait for each other, nothing is lost
+    center.start()
+    for k in range(8):
+        collector.publish("readings", signed(f"batch-w{k}", range(10 * k, 10 * k + 10), seq=k))
+    collector.publish("readings", signed("batch-w3", range(30, 40), seq=3))  # a replay among them
+    wait_for(lambda: collector.count("acks") == 9, "9 acks")
+    assert sorted(a["accepted"] for a in collector.received["acks"]) == [0] + [10] * 8
+    assert count_readings(store) == 80
+    assert verify(store).findings == []
+    other = batch("batch-c2", [("EM-U1/1", 99, "1")], collector_id="C2").signed(SECRET).model_dump_json()
+    collector.publish("readings", other.encode())  # another collector's batch on C1's topic
+    wait_for(lambda: collector.count("rejects") == 1, "the misplaced batch to be refused")
+    assert (
+        "batch of collector 'C2' published on the topic of 'C1'" in collector.received["rejects"][0]["error"]
+    )
+    assert count_readings(store) == 80
+
+
+class _AckRecorder:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+
+def _message(mid: int, qos: int = 1) -> mqtt.MQTTMessage:
+    message = mqtt.MQTTMessage(mid=mid, topic=b"p/C1/readings")
+    message.qos = qos
+    return message
+
+
+def test_pubacks_go_out_in_arrival_order_whichever_worker_finishes_first():
+    """MQTT 3.1.1 §4.6: PUBACKs in the order the PUBLISHes came; a QoS 0 message needs none."""
+    acks, client = _AcksInOrder(), _AckRecorder()
+    messages = [_message(1), _message(2), _message(3, qos=0), _message(4)]
+    for message in messages:
+        acks.received(message)
+    acks.done(messages[1], client)  # the second finishes first: held back
+    assert client.acked == []
+    acks.done(messages[3], client)
+    assert client.acked == []
+    acks.done(messages[0], client)  # now the first two; the third is not done
+    assert client.acked == [1, 2]
+    acks.done(messages[2], client)  # QoS 0: nothing to send for it, the fourth follows
+    assert client.acked == [1, 2, 4]

@@ -15,8 +15,10 @@ import contextlib
 import json
 import logging
 import re
+from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,21 +59,26 @@ class MalformedBatchError(StoreError):
 JSON_NESTING_LIMIT = 32  # C4 messages nest 3 levels; anything near this is an attack on the parser
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: one pass, no per-character alternation
 _NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
-_OPENING = frozenset(b"[{")
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 opens, -1 closes
 
 
 def json_too_deep(raw: bytes | str, limit: int = JSON_NESTING_LIMIT) -> bool:
     """Whether a JSON text opens more than ``limit`` arrays/objects inside each other (strings skipped)
-    — checked before parsing, so a deeply nested body is a 400, never a RecursionError."""
+    — checked before parsing, so a deeply nested body is a 400, never a RecursionError.
+
+    Runs on every request body (the HTTP guard, then ``receive_batch``), so in C where it can: a text
+    without a backslash and with its quotes paired has its strings exactly between the 1st and 2nd
+    quote, the 3rd and 4th…, dropped by one split (the regex gives the same, 4× slower: ~2.3 ms for a
+    2,000-reading batch); the depth is the largest running sum of the brackets' ±1."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if data.count(b"[") + data.count(b"{") <= limit:
         return False
-    depth = 0
-    for bracket in _JSON_STRING.sub(b'""', data).translate(None, _NOT_BRACKETS):
-        depth += 1 if bracket in _OPENING else -1
-        if depth > limit:
-            return True
-    return False
+    if b"\\" in data or data.count(b'"') % 2:
+        outside = _JSON_STRING.sub(b'""', data)
+    else:
+        outside = b"".join(data.split(b'"')[::2])
+    steps = array("b", outside.translate(None, _NOT_BRACKETS).translate(_STEPS))
+    return max(accumulate(steps), default=0) > limit
 
 
 def _load_json(raw: bytes | str, what: str) -> Any:
@@ -213,9 +220,16 @@ def receive_batch(
     *,
     received_at: datetime | None = None,
     on_status: StatusHook | None = None,
+    topic_collector: str | None = None,
 ) -> Ack:
-    """Decode, authenticate and store one batch; the Ack is returned only after the commit."""
+    """Decode, authenticate and store one batch; the Ack is returned only after the commit.
+    ``topic_collector``: the collector whose topic the batch came on (MQTT) — another collector's batch
+    there is refused before anything else is looked at."""
     batch = decode_batch(raw)
+    if topic_collector is not None and batch.collector_id != topic_collector:
+        raise StoreError(
+            f"batch of collector {batch.collector_id!r} published on the topic of {topic_collector!r}"
+        )
     canonical = batch.canonical()  # once: the signature and the store's content digest cover these bytes
     authenticate(store, batch, canonical)
     # not ordered: up to max_in_flight batches are sent at once; a replay is refused by its nonce (and

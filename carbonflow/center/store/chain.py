@@ -202,20 +202,36 @@ def lock_heads(connection: Connection, kind: str, keys: Iterable[str]) -> dict[s
     return heads
 
 
-def next_links(
-    kind: str, items: Sequence[tuple[str, Sequence[Any]]], heads: dict[str, tuple[int, str]]
+def link_prefix(kind: str, fields: Sequence[Any]) -> bytes:
+    """The bytes ``link_hash`` hashes up to the link's ``seq``: ``[kind,*fields,`` as canonical JSON — the
+    part of a link that does not depend on its chain's head, so a batch can encode it before it locks
+    the heads (a concurrent batch of the same points waits on those locks until it commits)."""
+    return canonical_json([kind, *fields])[:-1].encode("utf-8") + b","
+
+
+def links_after(
+    items: Sequence[tuple[str, bytes]], heads: dict[str, tuple[int, str]]
 ) -> tuple[list[tuple[int, str]], dict[str, tuple[int, str]]]:
-    """The links of ``items`` after ``heads`` (nothing written): ``(chain_seq, chain_hash)`` per item, and
-    the heads they move to."""
+    """The links of ``(chain key, link_prefix)`` items after ``heads`` (nothing written): ``(chain_seq,
+    chain_hash)`` per item, and the heads they move to.  Each hash is ``link_hash``'s: the prefix, then
+    ``seq,"previous"]`` as canonical JSON writes an int and a string (tests/test_chain_links.py)."""
     moved: dict[str, tuple[int, str]] = {}
     links = []
-    for key, fields in items:
+    sha256 = hashlib.sha256
+    for key, prefix in items:
         seq, previous = moved.get(key) or heads[key]
         seq += 1
-        digest = link_hash(kind, fields, seq, previous)
+        digest = sha256(prefix + f"{seq:d},{encode_basestring(previous)}]".encode()).hexdigest()
         moved[key] = (seq, digest)
         links.append((seq, digest))
     return links, moved
+
+
+def next_links(
+    kind: str, items: Sequence[tuple[str, Sequence[Any]]], heads: dict[str, tuple[int, str]]
+) -> tuple[list[tuple[int, str]], dict[str, tuple[int, str]]]:
+    """The links of ``(chain key, fields)`` items after ``heads`` (``links_after``)."""
+    return links_after([(key, link_prefix(kind, fields)) for key, fields in items], heads)
 
 
 def move_heads(connection: Connection, kind: str, moved: dict[str, tuple[int, str]]) -> None:

@@ -33,7 +33,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from carbonflow.center.store.access import chunks, connection_of, driver_rows
-from carbonflow.center.store.chain import READING, lock_heads, move_heads, next_links, reading_fields
+from carbonflow.center.store.chain import (
+    READING,
+    link_prefix,
+    links_after,
+    lock_heads,
+    move_heads,
+    reading_fields,
+)
 from carbonflow.center.store.clock_offsets import record_offsets
 from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
@@ -42,7 +49,7 @@ from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import Batch as BatchRow
 from carbonflow.center.store.schema import Collector, Device, Point, Reading
-from carbonflow.center.store.staging import copy_readings
+from carbonflow.center.store.staging import copy_line_heads, copy_readings
 from carbonflow.messages.c4 import Ack, Batch, DeviceStatus
 
 INSERT_PAGE = 1000  # rows per multi-row INSERT on SQLite (6 parameters each: well under its limit)
@@ -140,12 +147,13 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest:
     return Ack(batch_id=batch.batch_id, accepted=accepted, duplicates=duplicates, conflicts=conflicts)
 
 
-def _insert_readings(connection: Connection, rows: list[dict]) -> int:
+def _insert_readings(connection: Connection, rows: list[dict], copy_heads: list[str] | None) -> int:
     """Insert the rows that are new by ``(point_id, ts)`` (first write wins); returns how many.  The one
-    statement that differs by backend: PostgreSQL streams them with COPY (``staging``), SQLite takes
-    multi-row ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` pages."""
+    statement that differs by backend: PostgreSQL streams them with COPY (``staging``; ``copy_heads``: the
+    rows' COPY lines up to their chain columns), SQLite takes multi-row ``INSERT … ON CONFLICT DO NOTHING
+    … RETURNING`` pages."""
     if connection.dialect.name == "postgresql":
-        return copy_readings(connection, rows)
+        return copy_readings(connection, rows, copy_heads)
     statement = (
         dialect_insert(connection, readings_table)
         .on_conflict_do_nothing(index_elements=["point_id", "ts"])
@@ -172,10 +180,18 @@ def _insert_chained(connection: Connection, rows: list[dict]) -> int:
         if (row["point_id"], row["ts"]) not in seen:
             seen.add((row["point_id"], row["ts"]))
             unique.append(row)
+    # before the heads are locked — a concurrent batch of the same points waits on them until this one
+    # commits —, whatever of a link and of its COPY line does not depend on its chain's head
+    prefixes = [
+        link_prefix(READING, reading_fields(r["point_id"], r["ts"], r["value"], r["quality"])) for r in unique
+    ]
+    copy_heads = (
+        copy_line_heads(connection.dialect, unique) if connection.dialect.name == "postgresql" else None
+    )
     heads = lock_heads(connection, READING, (row["point_id"] for row in unique))
     try:
         with connection.begin_nested():
-            return _link_and_insert(connection, unique, heads)
+            return _link_and_insert(connection, unique, prefixes, copy_heads, heads)
     except _StoredBefore:
         pass
     stored: set[tuple[str, datetime]] = set()
@@ -185,19 +201,30 @@ def _insert_chained(connection: Connection, rows: list[dict]) -> int:
             select(readings_table.c.point_id, readings_table.c.ts).where(key.in_(page))
         )
         stored.update((point, ts) for point, ts in found)
-    fresh = [row for row in unique if (row["point_id"], row["ts"]) not in stored]
+    fresh = [k for k, row in enumerate(unique) if (row["point_id"], row["ts"]) not in stored]
     try:
-        return _link_and_insert(connection, fresh, heads)
+        return _link_and_insert(
+            connection,
+            [unique[k] for k in fresh],
+            [prefixes[k] for k in fresh],
+            None if copy_heads is None else [copy_heads[k] for k in fresh],  # ordinals still ascending
+            heads,
+        )
     except _StoredBefore:  # cannot happen under the head locks; if it did, the chains would break
         raise RuntimeError("readings stored by another transaction under a locked chain head") from None
 
 
-def _link_and_insert(connection: Connection, rows: list[dict], heads: dict[str, tuple[int, str]]) -> int:
-    items = [(r["point_id"], reading_fields(r["point_id"], r["ts"], r["value"], r["quality"])) for r in rows]
-    links, moved = next_links(READING, items, heads)
+def _link_and_insert(
+    connection: Connection,
+    rows: list[dict],
+    prefixes: list[bytes],
+    copy_heads: list[str] | None,
+    heads: dict[str, tuple[int, str]],
+) -> int:
+    links, moved = links_after([(row["point_id"], prefix) for row, prefix in zip(rows, prefixes)], heads)
     for row, (seq, digest) in zip(rows, links, strict=True):
         row["chain_seq"], row["chain_hash"] = seq, digest  # in place: a redo after a savepoint overwrites
-    accepted = _insert_readings(connection, rows)
+    accepted = _insert_readings(connection, rows, copy_heads)
     if accepted != len(rows):
         raise _StoredBefore
     move_heads(connection, READING, moved)

@@ -64,9 +64,11 @@ _MOVE_STAGED = (
 )
 
 
-def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
+def copy_readings(connection: Connection, rows: list[dict[str, Any]], heads: list[str] | None = None) -> int:
     """Store ``rows`` (dicts keyed by the readings columns) inside ``connection``'s transaction;
-    returns how many were inserted (the rest were already stored, or repeated within ``rows``)."""
+    returns how many were inserted (the rest were already stored, or repeated within ``rows``).
+    ``heads``: the rows' ``copy_line_heads`` when the caller wrote them already (before the chain heads
+    were locked)."""
     # the psycopg connection under SQLAlchemy's: same session, same open transaction, committed by it
     driver = connection.connection.driver_connection
     driver_error = connection.dialect.loaded_dbapi.Error
@@ -80,7 +82,7 @@ def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
             with cursor.copy(statement) as copy:
                 # the rows as COPY text in one block: formatting a line here costs a fraction of
                 # write_row's per-row call (issue 17 §2)
-                copy.write(copy_text_block(connection.dialect, rows))
+                copy.write(copy_text_block(connection.dialect, rows, heads))
             statement = _MOVE_STAGED
             cursor.execute(statement)
             return cursor.rowcount
@@ -90,7 +92,7 @@ def copy_readings(connection: Connection, rows: list[dict[str, Any]]) -> int:
         raise DBAPIError.instance(statement, None, error, driver_error) from error
 
 
-def copy_text_block(dialect: Dialect, rows: list[dict[str, Any]]) -> str:
+def copy_text_block(dialect: Dialect, rows: list[dict[str, Any]], heads: list[str] | None = None) -> str:
     """``rows`` as COPY text lines (``ordinal`` first, then ``_COLUMNS``), each field the bind processor's
     output (``ExactDecimal`` checks a value and keeps its exact digits — never a float —, ``UtcDateTime``
     converts to UTC, ``Sha256`` hex to bytes) in ``_copy_text``'s form.
@@ -99,10 +101,31 @@ def copy_text_block(dialect: Dialect, rows: list[dict[str, Any]]) -> str:
     field on 16,000 fields a batch (issue 17 §2).  Timestamps and strings repeat within a batch (one
     ``received_at`` and ``batch_id``, a ts per poll, four qualities), so each distinct one is formatted
     once; decimals are never memoised (``Decimal("1.0") == Decimal("1")``: equal keys, other digits).
-    tests/test_ingest_copy_text.py checks the block against the generic per-field form."""
+    tests/test_ingest_copy_text.py checks the block against the generic per-field form.
+
+    A line is its head (``copy_line_heads``: ``ordinal`` to ``batch_id``, known before the reading's link
+    in its chain) and its tail (``chain_seq``, ``chain_hash``); ``heads`` given: those of ``rows``."""
+    if heads is None:
+        heads = copy_line_heads(dialect, rows)
+    hash_bind = partial(_HASH.process_bind_param, dialect=dialect)
+
+    def digest(value: Any) -> str:
+        return "\\\\x" + bytes.fromhex(value).hex() if type(value) is str else _copy_text(hash_bind(value))
+
+    lines = []
+    for head, row in zip(heads, rows, strict=True):
+        seq = row.get("chain_seq")
+        lines.append(
+            f"{head}{seq if type(seq) is int else _copy_text(seq)}\t{digest(row.get('chain_hash'))}\n"
+        )
+    return "".join(lines)
+
+
+def copy_line_heads(dialect: Dialect, rows: list[dict[str, Any]]) -> list[str]:
+    """Each row's COPY line up to its chain columns: ``ordinal`` (the row's index) to ``batch_id``, each
+    field followed by a tab (see ``copy_text_block``)."""
     stamp_bind = partial(_TIMESTAMP.process_bind_param, dialect=dialect)
     value_bind = partial(_VALUE.process_bind_param, dialect=dialect)
-    hash_bind = partial(_HASH.process_bind_param, dialect=dialect)
     stamps: dict[Any, str] = {}
     words: dict[str, str] = {}
 
@@ -131,19 +154,14 @@ def copy_text_block(dialect: Dialect, rows: list[dict[str, Any]]) -> str:
                 return str(number)
         return _copy_text(value_bind(value))
 
-    def digest(value: Any) -> str:
-        return "\\\\x" + bytes.fromhex(value).hex() if type(value) is str else _copy_text(hash_bind(value))
-
-    lines = []
+    heads = []
     for ordinal, row in enumerate(rows):
         get = row.get
-        seq = get("chain_seq")
-        lines.append(
+        heads.append(
             f"{ordinal}\t{word(get('point_id'))}\t{stamp(get('ts'))}\t{exact(get('value'))}\t"
             f"{word(get('quality'))}\t{stamp(get('received_at'))}\t{word(get('batch_id'))}\t"
-            f"{seq if type(seq) is int else _copy_text(seq)}\t{digest(get('chain_hash'))}\n"
         )
-    return "".join(lines)
+    return heads
 
 
 _TIMESTAMP, _VALUE, _HASH = (Reading.__table__.c[name].type for name in ("ts", "value", "chain_hash"))
