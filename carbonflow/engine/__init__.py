@@ -1,13 +1,14 @@
 """Carbon-emission-flow engine: pure maths, no I/O (DESIGN.md §4).
 
-``Snapshot`` in, ``CefResult`` out (compiled: kernel.py and the origin sweep, loaded by ``warm_up``);
+``Snapshot`` in, ``CefResult`` out (compiled: kernel.py, the origin sweep and the origin's sparse rows,
+loaded by ``warm_up``);
 ``solve_batch`` for many snapshots of one network;
 ``origin_shares`` for the generator → bus / load origin matrix; ``integrate`` for energy amounts.
 """
 
 from carbonflow.engine.cef import DEFAULT_TOL_MW, CefResult, solve
+from carbonflow.engine.document import warm_up
 from carbonflow.engine.errors import SnapshotError
-from carbonflow.engine.origin import warm_up
 from carbonflow.engine.snapshot import Snapshot, snapshot_from_dict, snapshot_to_dict
 
 __all__ = [

@@ -12,10 +12,12 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from carbonflow.engine.cef import CefResult
 from carbonflow.engine.flows import BOTH_SENDING, FORWARD, IDLE, REVERSE
-from carbonflow.engine.origin import Origin
+from carbonflow.engine.origin import Origin, origin_shares
+from carbonflow.engine.origin import warm_up as warm_up_origin
 
 _DIRECTION_NAMES = {IDLE: "idle", FORWARD: "forward", REVERSE: "reverse", BOTH_SENDING: "both_sending"}
 _SHARE_FLOOR = 1e-12  # shares below this are round-off, not origin
@@ -54,21 +56,66 @@ SparseRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # per row its count (-1:
 
 def _sparse_form(matrix: np.ndarray, defined: np.ndarray) -> SparseRows:
     """A matrix as the document keeps it: per row the number of entries above the floor (NaN never is;
-    -1 for an undefined row, which keeps none), their columns and values, row-major — all rows at once:
-    a 10,000-bus grid has millions of shares to look at."""
-    with np.errstate(invalid="ignore"):
-        kept = matrix > _SHARE_FLOOR
-    kept[~defined] = False
-    rows, columns = np.nonzero(kept)
-    counts = np.bincount(rows, minlength=len(matrix)).astype(np.int64)
-    counts[~defined] = -1
-    return counts, columns.astype(np.int64), matrix[rows, columns]
+    -1 for an undefined row, which keeps none), their columns and values, row-major — in one compiled
+    pass over the rows (a 10,000-bus grid has millions of shares to look at, ~0.7 % of them kept)."""
+    return _sparse_rows(np.ascontiguousarray(matrix, dtype=np.float64), defined.astype(np.bool_), None)
+
+
+@njit(cache=True, error_model="numpy")
+def _sparse_rows(matrix, defined, totals) -> SparseRows:  # pragma: no cover - compiled
+    """Per row of ``matrix`` (``totals``: of ``matrix / totals[:, None]``, a row defined where its total is
+    > 0, each entry divided as numpy divides it) the entries > ``_SHARE_FLOOR`` in column order: counts
+    (-1: undefined), columns, values.  Two passes: count, then fill."""
+    n_rows, n_cols = matrix.shape
+    counts = np.empty(n_rows, np.int64)
+    total = 0
+    for r in range(n_rows):
+        if not (defined[r] if totals is None else totals[r] > 0):
+            counts[r] = -1
+            continue
+        kept = 0
+        row = matrix[r]
+        if totals is None:
+            for k in range(n_cols):
+                if row[k] > _SHARE_FLOOR:
+                    kept += 1
+        else:
+            t = totals[r]
+            for k in range(n_cols):
+                if row[k] / t > _SHARE_FLOOR:
+                    kept += 1
+        counts[r] = kept
+        total += kept
+    columns = np.empty(total, np.int64)
+    values = np.empty(total, np.float64)
+    at = 0
+    for r in range(n_rows):
+        if counts[r] <= 0:
+            continue
+        row = matrix[r]
+        if totals is None:
+            for k in range(n_cols):
+                if row[k] > _SHARE_FLOOR:
+                    columns[at] = k
+                    values[at] = row[k]
+                    at += 1
+        else:
+            t = totals[r]
+            for k in range(n_cols):
+                v = row[k] / t
+                if v > _SHARE_FLOOR:
+                    columns[at] = k
+                    values[at] = v
+                    at += 1
+    return counts, columns, values
 
 
 def _carbon_fractions(carbon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each load's carbon by source over its total (the row itself where the total is not > 0), and the
-    totals.  ``sum(axis=1)`` of the C-contiguous rows sums each row as ``row.sum()`` does (the same
-    pairwise loop; tests/test_result_hash.py holds them bitwise equal), and the division is elementwise."""
+    totals, as dense matrices: the reference :func:`origin_parts`' compiled pass is tested against
+    (tests/test_origin_parts.py).  ``sum(axis=1)`` of the C-contiguous rows sums each row as ``row.sum()``
+    does (the same pairwise loop; tests/test_result_hash.py holds them bitwise equal), and the division
+    is elementwise."""
     carbon = np.ascontiguousarray(carbon, dtype=np.float64)
     totals = carbon.sum(axis=1)
     positive = totals > 0
@@ -80,16 +127,27 @@ OriginParts = tuple[SparseRows, SparseRows, SparseRows, SparseRows]
 
 def origin_parts(origin: Origin) -> OriginParts:
     """The four matrices of the origin document in sparse form — bus power shares, load power, load
-    carbon, load carbon shares — made once for the document and the result hash."""
+    carbon, load carbon shares — made once for the document and the result hash.  The carbon shares
+    (``_carbon_fractions``: each row over its total, kept where the total is > 0) are divided entry by
+    entry in the compiled pass, not as a dense matrix; the totals are numpy's row sums as there."""
     bus_defined = ~np.isnan(origin.bus_power_share).any(axis=1)
-    fractions, totals = _carbon_fractions(origin.load_carbon_t_per_h)
+    carbon = np.ascontiguousarray(origin.load_carbon_t_per_h, dtype=np.float64)
+    totals = carbon.sum(axis=1)
     every_load = np.ones(len(totals), dtype=bool)
     return (
         _sparse_form(origin.bus_power_share, bus_defined),
         _sparse_form(origin.load_power_mw, every_load),
-        _sparse_form(origin.load_carbon_t_per_h, every_load),
-        _sparse_form(fractions, totals > 0),
+        _sparse_rows(carbon, every_load, None),
+        _sparse_rows(carbon, every_load, totals),
     )
+
+
+def warm_up() -> CefResult:
+    """``origin.warm_up`` and the sparse rows of the origin parts: load (or compile) every compiled part
+    of metering an interval, so that the first real interval pays no compilation; the two-bus result."""
+    result = warm_up_origin()
+    origin_parts(origin_shares(result))
+    return result
 
 
 def _row_dicts(part: SparseRows, names: tuple[str, ...]) -> list[dict[str, float] | None]:

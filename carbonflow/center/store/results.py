@@ -87,11 +87,42 @@ def interval_from_document(
     estimation: dict[str, Any] | None = None,
     origin: dict[str, Any] | None = None,
     engine: tuple[CefResult, Origin | None, OriginParts | None] | None = None,
+    columns: dict[str, dict[str, list[Any]]] | None = None,
 ) -> IntervalRecord:
     """An interval from an engine result document (contract C1 output, rates held over the interval).
     ``engine``: the result, origin shares (and their ``origin_parts``) the document was made from, when
     the caller has them: the result hash is then made from their arrays (``result_hash``: the same value
-    as ``document_hash`` of the document, without walking it)."""
+    as ``document_hash`` of the document, without walking it); ``columns``: the element rows already made
+    from those arrays (``IntervalRecord.columns``: the same values as the rows made here from the
+    document), which are then not made."""
+    record = IntervalRecord(
+        ts=utc(ts),
+        interval_s=interval_s,
+        level=level,
+        losses=document.get("losses", "receiving"),
+        snapshot=snapshot,
+        estimation=estimation,
+        totals=document.get("totals", {}),
+        origin=origin,
+        hash=(
+            document_hash(document, ts=ts, interval_s=interval_s)
+            if engine is None
+            else result_hash(*engine, ts=ts, interval_s=interval_s)
+        ),
+        columns=columns,
+        origin_packed=(
+            pack_origin_of(*engine)
+            if engine is not None and engine[1] is not None and engine[2] is not None
+            else None
+        ),
+    )
+    if columns is None:
+        record.rows = _document_rows(document, interval_s)
+    return record
+
+
+def _document_rows(document: dict[str, Any], interval_s: int) -> dict[str, list[dict[str, Any]]]:
+    """The element rows of a result document by kind, as dicts."""
     hours = interval_s / 3600.0
     energy = lambda p_mw: p_mw * hours * KWH_PER_MWH  # noqa: E731  MW over the interval → kWh
     carbon = lambda t_per_h: t_per_h * hours * 1000.0  # noqa: E731  t/h over the interval → kg
@@ -140,28 +171,7 @@ def interval_from_document(
                     "carbon_kg": carbon(rate),
                 }
             )
-    totals = document.get("totals", {})
-    return IntervalRecord(
-        ts=utc(ts),
-        interval_s=interval_s,
-        level=level,
-        losses=document.get("losses", "receiving"),
-        snapshot=snapshot,
-        estimation=estimation,
-        totals=totals,
-        origin=origin,
-        hash=(
-            document_hash(document, ts=ts, interval_s=interval_s)
-            if engine is None
-            else result_hash(*engine, ts=ts, interval_s=interval_s)
-        ),
-        rows=rows,
-        origin_packed=(
-            pack_origin_of(*engine)
-            if engine is not None and engine[1] is not None and engine[2] is not None
-            else None
-        ),
-    )
+    return rows
 
 
 def _origin_columns(record: IntervalRecord) -> tuple[dict[str, Any] | None, bytes | None]:
