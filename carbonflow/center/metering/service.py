@@ -34,7 +34,7 @@ from carbonflow.center.metering.measurements import (
 )
 from carbonflow.center.metering.recompute_snapshot import element_columns
 from carbonflow.center.metering.uncertainty import input_uncertainty
-from carbonflow.center.metering.window import window_readings
+from carbonflow.center.metering.window import RunCache, window_readings
 from carbonflow.center.store import (
     IntervalRecord,
     Store,
@@ -191,6 +191,7 @@ class MeteringService:
         self.points = self._point_mappings()
         self._indexed: PointIndex | None = None
         self._held: tuple[list[PointMapping], int, list[str], str] | None = None  # _held_points
+        self._runs = RunCache()  # the last window's readings by time stamp (SQLite): the next shares most
         self.ties: Any = None  # a crossregion.TieLink (set by the wiring): neighbours' tie intensities
         warm_up()  # load the compiled engine kernel now rather than in the first interval
 
@@ -282,7 +283,7 @@ class MeteringService:
         low, high = self._window(end)
         held, held_json = self._held_points()
         with self.store.read() as connection:
-            return window_readings(connection, low, high, low - HELD_MAX_AGE, held, held_json)
+            return window_readings(connection, low, high, low - HELD_MAX_AGE, held, held_json, self._runs)
 
     def readings_available(self, end: datetime) -> int:
         """How many readings the interval ending at ``end`` would be metered from now."""

@@ -16,15 +16,34 @@ from carbonflow.center.store.schema import Reading
 from carbonflow.center.store.types import UtcDateTime, sqlite_ts
 
 
+class RunCache:
+    """The runs of the last window read (SQLite), by time stamp, each with the count and largest rowid it
+    was read with: consecutive intervals' windows share three of their four boundaries, and a run whose
+    time stamp still holds as many readings up to the same rowid is the same run (readings are never
+    updated: ``ON CONFLICT DO NOTHING``, first write wins; one that arrives late changes both).  Also the
+    texts split so far (``_pieces``), so that a new run takes the cached runs' very lists."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[tuple[int, int], tuple[str, list, list, list]]] = {}
+        self.split: list[tuple[str, list[str]]] = []
+
+
 def window_readings(
-    connection: Any, low: datetime, high: datetime, since: datetime, held: list[str], held_json: str
+    connection: Any,
+    low: datetime,
+    high: datetime,
+    since: datetime,
+    held: list[str],
+    held_json: str,
+    cache: RunCache | None = None,
 ) -> ReadingColumns:
     """The readings stored in ``[low, high]`` and, of the points ``held`` (the factor registers: a register
     reports when it changes, its last value before the window still holds), the last reading in
-    ``[since, low)``; ``held_json``: ``held`` as a JSON array (SQLite's parameter)."""
+    ``[since, low)``; ``held_json``: ``held`` as a JSON array (SQLite's parameter); ``cache``: the runs of
+    the window read before, reused where unchanged (SQLite)."""
     raw = connection.dialect.name == "sqlite"
     columns = _reading_columns(raw)
-    runs = _window_runs(connection, low, high) if raw else None
+    runs = _window_runs(connection, low, high, cache) if raw else None
     rows = _window_rows(connection, low, high, raw) if runs is None else []
     if raw and _SQLITE_JSON:  # the point ids as one JSON parameter, not one bound value each
         rows += connection.connection.driver_connection.execute(
@@ -76,21 +95,53 @@ _SEPARATOR = "\x1f"  # ASCII unit separator: the columns of a run of one time st
 # (point ids and qualities are text: written only through the typed columns, VARCHAR; a value that is
 # not text — None — would be skipped by group_concat: counted, and the rows read instead)
 _WINDOW_RUNS = (
-    "SELECT ts, count(*), sum(typeof(value) = 'text'), group_concat(point_id, ?), group_concat(value, ?),"
-    " group_concat(quality, ?) FROM readings WHERE ts >= ? AND ts <= ? GROUP BY ts"
+    "SELECT ts, count(*), max(rowid), sum(typeof(value) = 'text'), group_concat(point_id, ?),"
+    " group_concat(value, ?), group_concat(quality, ?) FROM readings WHERE ts >= ? AND ts <= ? GROUP BY ts"
 )
+# what a cached run is checked against: ix_readings_ts alone (the rowid is in the index), no table row read
+_WINDOW_STAMPS = "SELECT ts, count(*), max(rowid) FROM readings WHERE ts >= ? AND ts <= ? GROUP BY ts"
 
 
-def _window_runs(connection: Any, low: datetime, high: datetime) -> list[tuple[str, list, list, list]] | None:
+def _window_runs(
+    connection: Any, low: datetime, high: datetime, cache: RunCache | None = None
+) -> list[tuple[str, list, list, list]] | None:
     """SQLite: the readings stored in ``[low, high]`` as runs of one time stamp, ``(ts, point ids,
     values, qualities)`` — the same texts as :func:`_window_rows` gives — or None where a run cannot be
-    split back exactly (a value that is None or not text, a separator inside a text): then the rows."""
-    cursor = connection.connection.driver_connection.execute(
-        _WINDOW_RUNS, (_SEPARATOR, _SEPARATOR, _SEPARATOR, sqlite_ts(low), sqlite_ts(high))
-    )
+    split back exactly (a value that is None or not text, a separator inside a text): then the rows.
+    ``cache``: the runs read before, taken again where their time stamp's count and largest rowid are
+    unchanged; the others read by their time stamp (the same query over a range of one time stamp)."""
+    driver = connection.connection.driver_connection
+    bounds = (sqlite_ts(low), sqlite_ts(high))
+    if cache is None:
+        rows = driver.execute(_WINDOW_RUNS, (_SEPARATOR, _SEPARATOR, _SEPARATOR, *bounds)).fetchall()
+        return _split_runs(rows, [])
+    known, runs, fresh = cache.runs, [], {}
+    for ts, count, top in driver.execute(_WINDOW_STAMPS, bounds).fetchall():
+        cached = known.get(ts) if isinstance(ts, str) else None
+        if cached is not None and cached[0] == (count, top):
+            run = cached[1]
+        else:
+            rows = driver.execute(_WINDOW_RUNS, (_SEPARATOR, _SEPARATOR, _SEPARATOR, ts, ts)).fetchall()
+            split = _split_runs(rows, cache.split)
+            if split is None:
+                cache.runs, cache.split = {}, []
+                return None
+            if not split:  # deleted meanwhile
+                continue
+            (run,), ((_ts, count, top, *_rest),) = split, rows
+        fresh[ts] = ((count, top), run)
+        runs.append(run)
+    cache.runs = fresh
+    keep = {id(piece) for _ts, (_key, run) in fresh.items() for piece in (run[1], run[3])}
+    cache.split = [(text, pieces) for text, pieces in cache.split if id(pieces) in keep]
+    return runs
+
+
+def _split_runs(rows: list[tuple], split: list[tuple[str, list[str]]]) -> list[tuple] | None:
+    """Rows of ``_WINDOW_RUNS`` as runs, or None where one cannot be split back exactly; ``split``: (text,
+    its pieces) of the point ids and qualities split so far (extended)."""
     runs = []
-    split: list[tuple[str, list[str]]] = []  # (text, its pieces) of the point ids and qualities so far
-    for ts, count, texts, point_ids, values, qualities in cursor.fetchall():
+    for ts, count, _top, texts, point_ids, values, qualities in rows:
         if texts != count or not isinstance(ts, str):
             return None
         columns = [_pieces(point_ids, split), values.split(_SEPARATOR), _pieces(qualities, split)]
