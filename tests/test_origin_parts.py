@@ -11,7 +11,7 @@ from test_engine_fastpath import CONVENTIONS, PROPERTY, disturbed
 
 from carbonflow.engine import SnapshotError, snapshot_from_dict, solve
 from carbonflow.engine.document import _SHARE_FLOOR, _carbon_fractions, _sparse_form, origin_parts
-from carbonflow.engine.origin import Origin, origin_shares
+from carbonflow.engine.origin import Origin, _to_finite, origin_shares
 
 
 def dense_form(matrix: np.ndarray, defined: np.ndarray):
@@ -79,3 +79,25 @@ def test_odd_matrices(seed):
     assert_same(
         (_sparse_form(bus, np.ones(n_bus, dtype=bool)),), (dense_form(bus, np.ones(n_bus, dtype=bool)),)
     )
+
+
+@pytest.mark.parametrize(
+    "special",
+    [
+        (),
+        (np.nan,),
+        (np.nan, np.nan),
+        (np.inf,),
+        (-np.inf, np.nan),
+        (np.nan, -0.0),
+        (np.inf, -np.inf, np.nan),
+    ],
+)
+def test_to_finite_is_nan_to_num(special):
+    rng = np.random.default_rng(len(special))
+    values = rng.normal(size=(9, 7))
+    values[1, 2] = -0.0
+    for k, value in enumerate(special):
+        values[k + 3, (2 * k) % 7] = value
+        values[8, k] = value
+    assert _to_finite(values.copy()).tobytes() == np.nan_to_num(values.copy(), copy=False).tobytes()

@@ -154,11 +154,11 @@ def origin_shares(result: CefResult, method: str = "sweep") -> Origin:
     # L x K arrays (8,000 loads x 900 sources at 10,000 buses: 59 MB each): each product computed into
     # one array in place, left to right as ``load_sink * share * intensity * 1e-3`` (the same values);
     # the carbon's shares are the power's under the receiving-end convention (not gathered twice)
-    at_load_bus = np.nan_to_num(power_share[snap.load_bus], copy=False)
+    at_load_bus = _to_finite(power_share[snap.load_bus])
     if carbon_share is power_share:
         load_carbon = np.multiply(load_sink, at_load_bus)
     else:
-        load_carbon = np.nan_to_num(carbon_share[snap.load_bus], copy=False)
+        load_carbon = _to_finite(carbon_share[snap.load_bus])
         np.multiply(load_sink, load_carbon, out=load_carbon)
     load_carbon *= intensity[None, :]
     load_carbon *= 1e-3
@@ -169,6 +169,19 @@ def origin_shares(result: CefResult, method: str = "sweep") -> Origin:
         load_power_mw=np.multiply(load_sink, at_load_bus, out=at_load_bus),
         load_carbon_t_per_h=load_carbon,
     )
+
+
+def _to_finite(values: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(values, copy=False)`` (NaN as 0, ±inf as the largest finite float of its sign) with
+    one pass over the array where it is all finite (the usual case; ``nan_to_num`` makes three masks of
+    an L x K array every time), and only the entries that are not finite set where they are all NaN."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        if np.isnan(values[bad]).all():
+            values[bad] = 0.0
+        else:
+            np.nan_to_num(values, copy=False)
+    return values
 
 
 def warm_up() -> CefResult:
