@@ -192,12 +192,13 @@ def test_broker_urls_are_checked():
         parse_broker_url("http://broker")
 
 
-def test_batches_stored_by_two_workers_keep_every_reading_once_and_the_chains_whole(mqtt_setup, store):  # noqa: F811
-    """Eight batches of the same point published at once, stored by the two batch workers concurrently
-    (they queue on the point's chain head): every reading once, the chain verifies, one ack each."""
+def test_batches_stored_by_several_workers_keep_every_reading_once_and_the_chains_whole(mqtt_setup, store):  # noqa: F811
+    """Eight batches of the same point published at once, stored by four batch workers concurrently
+    (those waiting while a group is stored go in together as the next group: ``grouping``): every
+    reading once, the chain verifies, one ack each."""
     center, collector = mqtt_setup
-    assert center.workers == (2 if store.dialect == "postgresql" else 1)  # SQLite's writers take turns
-    center.workers = 2  # on SQLite too: its writers wait for each other, nothing is lost
+    assert center.workers == (4 if store.dialect == "postgresql" else 1)  # SQLite's writers take turns
+    center.workers = 4  # on SQLite too: its writers wait for each other, nothing is lost
     center.start()
     for k in range(8):
         collector.publish("readings", signed(f"batch-w{k}", range(10 * k, 10 * k + 10), seq=k))

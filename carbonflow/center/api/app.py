@@ -60,6 +60,7 @@ from carbonflow.center.cascade.service import CascadeService
 from carbonflow.center.crossregion.config import TiesConfig
 from carbonflow.center.crossregion.service import TieService
 from carbonflow.center.ingest import http as ingest_http
+from carbonflow.center.ingest.grouping import BatchGroups
 from carbonflow.center.ingest.mqtt import MqttIngest
 from carbonflow.center.maintenance import scheduler_from_settings
 from carbonflow.center.metering.loop import MeteringLoop
@@ -173,6 +174,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.batch_groups = BatchGroups(store)  # ingest requests in flight together: one transaction
     # the field's time (the overview's "now": how old the latest interval is); the demo's simulated clock
     app.state.clock = lambda: datetime.now(UTC)
     app.state.cascade = cascade

@@ -16,9 +16,10 @@ committed and its Ack published: a crash in between means the broker redelivers,
 idempotency turns the redelivery into a duplicate Ack.  A refused batch is acknowledged at MQTT level
 (redelivering it cannot help) and answered on ``rejects``.  A database failure is retried with backoff
 without acknowledging.  Work happens on worker threads, so paho's network loop keeps the keepalive:
-batches (``readings``) on ``workers`` threads (default 2 on PostgreSQL — while one waits for the
-database, the next is decoded, checked and linked; batches of the same points queue on their chain heads
-in the store, so their chains stay whole —, 1 on SQLite, whose writers take turns anyway), everything
+batches (``readings``) on ``workers`` threads (default 4 on PostgreSQL — while one group of batches is in
+the database, the next batches are decoded and checked, then stored together in one transaction
+(``grouping``), each acknowledged on its own after that commit —, 1 on SQLite, whose writers take turns
+anyway), everything
 else (statuses, whose order counts, command results, images) on one thread in arrival order.  PUBACKs
 still go out in the order the messages came (MQTT 3.1.1 §4.6): one finished early waits for those
 before it.
@@ -40,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
+from carbonflow.center.ingest.grouping import BatchGroups
 from carbonflow.center.ingest.images import answer_image_envelope
 from carbonflow.center.ingest.receive import receive_batch, receive_command_result, receive_status
 from carbonflow.center.ingest.to_collector import signed_commands
@@ -130,7 +132,7 @@ class MqttIngest:
         workers: int | None = None,  # threads storing batches (readings); the rest is handled by one more
     ) -> None:
         if workers is None:  # SQLite has one writer at a time: a second worker would only wait for it
-            workers = 2 if getattr(store, "dialect", None) == "postgresql" else 1
+            workers = 4 if getattr(store, "dialect", None) == "postgresql" else 1
         if workers < 1:
             raise ValueError("MqttIngest needs at least one batch worker")
         self.workers = workers
@@ -149,6 +151,7 @@ class MqttIngest:
         self._work: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()  # statuses, results, images
         self._batches: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()  # readings
         self._acks = _AcksInOrder()
+        self._groups = BatchGroups(store)  # batches waiting while others are stored: one transaction
         self._counting = threading.Lock()
         self._worker: threading.Thread | None = None
         self._batch_workers: list[threading.Thread] = []
@@ -313,7 +316,9 @@ class MqttIngest:
     def _store_batch(self, collector_id: str, payload: bytes) -> None:
         # the collector named in the batch checked against the topic's once it is parsed (not by a JSON
         # parse of its own: ~3 ms of a 2,000-reading batch)
-        ack = receive_batch(self.store, payload, on_status=self.on_status, topic_collector=collector_id)
+        ack = receive_batch(
+            self.store, payload, on_status=self.on_status, topic_collector=collector_id, groups=self._groups
+        )
         with self._counting:  # several batch workers
             self.counters.batches += 1
             self.counters.accepted += ack.accepted

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from carbonflow.center.ingest.grouping import BatchGroups
 from carbonflow.center.store import (
     BadSignatureError,
     InvalidBatchError,
@@ -221,10 +222,12 @@ def receive_batch(
     received_at: datetime | None = None,
     on_status: StatusHook | None = None,
     topic_collector: str | None = None,
+    groups: BatchGroups | None = None,
 ) -> Ack:
     """Decode, authenticate and store one batch; the Ack is returned only after the commit.
     ``topic_collector``: the collector whose topic the batch came on (MQTT) — another collector's batch
-    there is refused before anything else is looked at."""
+    there is refused before anything else is looked at.  ``groups``: the receiver's ``BatchGroups``, to
+    store the batch together with those of other threads waiting at the same time."""
     batch = decode_batch(raw)
     if topic_collector is not None and batch.collector_id != topic_collector:
         raise StoreError(
@@ -235,7 +238,10 @@ def receive_batch(
     # not ordered: up to max_in_flight batches are sent at once; a replay is refused by its nonce (and
     # would be a duplicate by batch_id anyway); a refused batch stays in the outbox and is re-signed
     check_fresh(store, batch.collector_id, "batch", batch.nonce, batch.signed_at, ordered=False)
-    ack = ingest_batch(store, batch, received_at=received_at, canonical=canonical)
+    if groups is None:
+        ack = ingest_batch(store, batch, received_at=received_at, canonical=canonical)
+    else:
+        ack = groups.store_batch(batch, received_at=received_at, canonical=canonical)
     if on_status is not None and not ack.duplicate_batch:
         devices = {reading.point.rsplit("/", 1)[0] for reading in batch.readings}
         devices.update(s.device for s in batch.statuses if s.device != batch.collector_id)

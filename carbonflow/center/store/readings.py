@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import weakref
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -44,7 +47,12 @@ from carbonflow.center.store.chain import (
 from carbonflow.center.store.clock_offsets import record_offsets
 from carbonflow.center.store.conflicts import record_conflicts
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.errors import BatchConflictError, InvalidBatchError, UnknownCollectorError
+from carbonflow.center.store.errors import (
+    BatchConflictError,
+    InvalidBatchError,
+    StoreError,
+    UnknownCollectorError,
+)
 from carbonflow.center.store.partitions import ensure_partitions, months_between
 from carbonflow.center.store.row_scope import RowScope
 from carbonflow.center.store.schema import Batch as BatchRow
@@ -56,6 +64,7 @@ INSERT_PAGE = 1000  # rows per multi-row INSERT on SQLite (6 parameters each: we
 LOOKUP_PAGE = 500
 MAX_FUTURE = timedelta(days=1)  # a reading stamped further ahead than this is a clock fault, not data
 
+log = logging.getLogger(__name__)
 readings_table = Reading.__table__
 # months whose partitions are known to exist, per engine (PostgreSQL): saves a catalogue query per batch
 _known_months: weakref.WeakKeyDictionary[Engine, set[datetime]] = weakref.WeakKeyDictionary()
@@ -82,10 +91,84 @@ def ingest_batch(
     received_at = received_at or datetime.now(UTC)
     digest = canonical_digest(batch.canonical() if canonical is None else canonical)
     with connection_of(target, write=True) as connection:
-        return _ingest(connection, batch, received_at, digest)
+        (outcome,) = _store_group(connection, [(batch, received_at, digest)], isolate=False)
+        return outcome  # type: ignore[return-value]
 
 
-def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest: str) -> Ack:
+Offered = tuple[Batch, datetime, str]  # a batch, when it was received, its content digest
+
+
+def ingest_batches(store: Store, offered: Sequence[Offered]) -> list[Ack | Exception]:
+    """Store several batches in ONE transaction (issue 17 §2: one COPY, one insert, one lock and move of
+    the chain heads for all of them), each with the outcome it would have alone, in order: its Ack, or
+    the error refusing it (bad input, unknown point, reused ``batch_id``…: checked in a savepoint of its
+    own, so it takes none of the others down).  Readings are stored and chained in the batches' order,
+    exactly as ``ingest_batch`` called on each in turn stores them (``tests/test_ingest_groups.py``).
+    Should the group's transaction fail otherwise (a database error), every batch is stored alone."""
+    if len(offered) == 1:
+        batch, received_at, digest = offered[0]
+        try:
+            with store.write() as connection:
+                return _store_group(connection, [(batch, received_at, digest)], isolate=False)
+        except Exception as error:
+            return [error]
+    try:
+        with store.write() as connection:
+            return _store_group(connection, offered, isolate=True)
+    except Exception as error:
+        log.warning("a group of %d batches failed (%s); storing them one by one", len(offered), error)
+    outcomes: list[Ack | Exception] = []
+    for batch, received_at, digest in offered:
+        try:
+            with store.write() as connection:
+                outcomes.extend(_store_group(connection, [(batch, received_at, digest)], isolate=False))
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def _store_group(
+    connection: Connection, offered: Sequence[Offered], *, isolate: bool
+) -> list[Ack | Exception]:
+    """The batches' rows, checks, readings and bookkeeping in ``connection``'s transaction.  ``isolate``:
+    each batch's checks in a savepoint, a refusal answered as that batch's outcome (else raised)."""
+    outcomes: list[Ack | Exception | None] = [None] * len(offered)
+    opened: list[int] = []  # batches neither refused nor answered as a duplicate: their readings go in
+    for k, (batch, received_at, digest) in enumerate(offered):
+        try:
+            with connection.begin_nested() if isolate else nullcontext():
+                outcomes[k] = _open_batch(connection, batch, received_at, digest)
+        except StoreError as error:
+            if not isolate:
+                raise
+            outcomes[k] = error
+            continue
+        if outcomes[k] is None:
+            opened.append(k)
+    rows_of = {k: _reading_rows(*offered[k][:2]) for k in opened}
+    rows = [row for k in opened for row in rows_of[k]]
+    if rows and connection.dialect.name == "postgresql":
+        # once for the group: a month seen to exist is remembered, so a partition created by one batch
+        # of this transaction must not be taken as existing by the next (it vanishes on a rollback)
+        _ensure_months(connection, min(row["ts"] for row in rows), max(row["ts"] for row in rows))
+    inserted = _insert_chained(connection, rows)
+    accepted_of = dict.fromkeys(opened, 0)
+    owner = [k for k in opened for _ in rows_of[k]]
+    for position in inserted:
+        accepted_of[owner[position]] += 1
+    for k, (batch, received_at, _digest) in enumerate(offered):  # in order, as one by one would
+        outcome = outcomes[k]
+        if isinstance(outcome, Exception):
+            continue
+        if outcome is None:
+            outcomes[k] = _close_batch(connection, batch, rows_of[k], accepted_of[k], received_at)
+        else:  # a duplicate batch
+            _touch_collector(connection, batch, received_at)
+    return outcomes  # type: ignore[return-value]
+
+
+def _open_batch(connection: Connection, batch: Batch, received_at: datetime, digest: str) -> Ack | None:
+    """The batch's row inserted and its readings checked (None), or the duplicate's Ack; raises a refusal."""
     collector = connection.execute(
         select(Collector.id).where(Collector.id == batch.collector_id)
     ).scalar_one_or_none()
@@ -117,13 +200,13 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest:
                 f"batch_id {batch.batch_id!r} was stored before with different content; refusing it",
                 {"batch_id": batch.batch_id},
             )
-        _touch_collector(connection, batch, received_at)
         return Ack(batch_id=batch.batch_id, accepted=0, duplicates=n, duplicate_batch=True)
-
     _check_readings(connection, batch, received_at)
-    if n and connection.dialect.name == "postgresql":
-        _ensure_months(connection, min(r.ts for r in batch.readings), max(r.ts for r in batch.readings))
-    rows = [
+    return None
+
+
+def _reading_rows(batch: Batch, received_at: datetime) -> list[dict]:
+    return [
         {
             "point_id": r.point,
             "ts": r.ts,
@@ -134,8 +217,13 @@ def _ingest(connection: Connection, batch: Batch, received_at: datetime, digest:
         }
         for r in batch.readings
     ]
-    accepted = _insert_chained(connection, rows)
-    duplicates = n - accepted
+
+
+def _close_batch(
+    connection: Connection, batch: Batch, rows: list[dict], accepted: int, received_at: datetime
+) -> Ack:
+    """After the readings went in: conflicts, the batch row's counts, the collector, the devices."""
+    duplicates = len(rows) - accepted
     conflicts = record_conflicts(connection, rows, batch.collector_id, received_at) if duplicates else 0
     connection.execute(
         update(BatchRow)
@@ -166,20 +254,23 @@ class _StoredBefore(Exception):
     """Some readings of the batch were stored before: the optimistic insert is undone."""
 
 
-def _insert_chained(connection: Connection, rows: list[dict]) -> int:
-    """Insert the new readings — not stored before, first of their (point, ts) in the batch — each
-    with its link in its point's chain, in batch order; answers how many.
+def _insert_chained(connection: Connection, rows: list[dict]) -> list[int]:
+    """Insert the new readings — not stored before, first of their (point, ts) in ``rows`` — each
+    with its link in its point's chain, in the order of ``rows``; answers their positions in ``rows``.
 
     The heads are locked first, so no concurrent batch can append to these chains meanwhile.  Then
     optimistically: a replayed batch was already answered by its ``batch_id``, so a reading stored
     before is rare — all rows are linked and inserted inside a savepoint, and only if some were stored
     before is the savepoint undone and the insert redone without them (a lookup per page)."""
+    if not rows:
+        return []
     seen: set[tuple[str, datetime]] = set()
-    unique = []
-    for row in rows:
+    positions = []
+    for position, row in enumerate(rows):
         if (row["point_id"], row["ts"]) not in seen:
             seen.add((row["point_id"], row["ts"]))
-            unique.append(row)
+            positions.append(position)
+    unique = [rows[position] for position in positions]
     # before the heads are locked — a concurrent batch of the same points waits on them until this one
     # commits —, whatever of a link and of its COPY line does not depend on its chain's head
     prefixes = [
@@ -191,7 +282,8 @@ def _insert_chained(connection: Connection, rows: list[dict]) -> int:
     heads = lock_heads(connection, READING, (row["point_id"] for row in unique))
     try:
         with connection.begin_nested():
-            return _link_and_insert(connection, unique, prefixes, copy_heads, heads)
+            _link_and_insert(connection, unique, prefixes, copy_heads, heads)
+            return positions
     except _StoredBefore:
         pass
     stored: set[tuple[str, datetime]] = set()
@@ -203,7 +295,7 @@ def _insert_chained(connection: Connection, rows: list[dict]) -> int:
         stored.update((point, ts) for point, ts in found)
     fresh = [k for k, row in enumerate(unique) if (row["point_id"], row["ts"]) not in stored]
     try:
-        return _link_and_insert(
+        _link_and_insert(
             connection,
             [unique[k] for k in fresh],
             [prefixes[k] for k in fresh],
@@ -212,6 +304,7 @@ def _insert_chained(connection: Connection, rows: list[dict]) -> int:
         )
     except _StoredBefore:  # cannot happen under the head locks; if it did, the chains would break
         raise RuntimeError("readings stored by another transaction under a locked chain head") from None
+    return [positions[k] for k in fresh]
 
 
 def _link_and_insert(
