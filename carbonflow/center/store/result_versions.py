@@ -49,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.access import Target, chunks, connection_of
-from carbonflow.center.store.archived_rows import pack_rows
+from carbonflow.center.store.archived_rows import pack_columns, pack_rows
 from carbonflow.center.store.engine import Store
 from carbonflow.center.store.result_rows import (
     bound_ts,
@@ -347,15 +347,14 @@ def _replaced_rows(
     in key order, so the same rows give the same bytes), and every row as read — ``(ts, element_id,
     *value_columns)`` — by kind, interval (its ``ts`` as read) and element (what ``update_rows`` compares
     the new rows with)."""
-    by_ts: dict[datetime, dict[str, list[tuple]]] = defaultdict(dict)
+    by_ts: dict[datetime, dict[str, tuple[tuple[Any, ...], ...]]] = defaultdict(dict)
     stored: dict[str, dict[Any, dict[str, tuple[Any, ...]]]] = {}
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    element = itemgetter(1)
     with closing(connection.connection.cursor()) as cursor:  # plain tuples, in the chunk's transaction
         for kind, model in RESULT_MODELS.items():
             table = model.__table__
             values = value_columns(table)
-            archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))
+            archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))  # of columns
             as_read = table.c.ts.type.process_result_value
             keyed = stored[kind] = {}
             for page in chunks(stamps, KEY_PAGE):
@@ -368,9 +367,10 @@ def _replaced_rows(
                 cursor.execute(query, (level, interval_s, *(bound_ts(connection, model, ts) for ts in page)))
                 for ts, group in groupby(cursor.fetchall(), key=itemgetter(0)):
                     rows = list(group)
-                    by_ts[utc(as_read(ts, connection.dialect))][kind] = list(map(archived, rows))
-                    keyed[ts] = dict(zip(map(element, rows), rows))
-    return {ts: pack_rows(kinds) for ts, kinds in by_ts.items()}, stored
+                    columns = list(zip(*rows))  # transposed once: the archive packs columns
+                    by_ts[utc(as_read(ts, connection.dialect))][kind] = archived(columns)
+                    keyed[ts] = dict(zip(columns[1], rows))
+    return {ts: pack_columns(kinds) for ts, kinds in by_ts.items()}, stored
 
 
 @dataclass(frozen=True)
