@@ -401,7 +401,7 @@ def _read_replaced(connection: Connection, records: Sequence[IntervalRecord], cu
 
 
 def _prepare(store: Store, records: Sequence[IntervalRecord]) -> _Prepared:
-    with store.read() as connection:  # one snapshot: headers and element rows of the same writes
+    with store.read() as connection:  # headers first: a write in between gives them a new header
         return _read_replaced(connection, records, _current(connection, records))
 
 
