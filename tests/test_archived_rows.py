@@ -5,6 +5,10 @@ values did not change are not rewritten, with the same stored results as rewriti
 
 from __future__ import annotations
 
+import json
+import struct
+
+import numpy as np
 import pytest
 from services import database_url, postgres_database, postgres_url, sqlite_url, store  # noqa: F401
 from sqlalchemy import event, select, update
@@ -20,7 +24,7 @@ from carbonflow.center.store import (
     header_as_of,
     result_versions,
 )
-from carbonflow.center.store.archived_rows import pack_rows, unpack_rows
+from carbonflow.center.store.archived_rows import pack_columns, pack_rows, unpack_rows
 from carbonflow.center.store.result_versions import ArchivedInterval, ArchivedResult
 from carbonflow.center.store.schema import RESULT_MODELS
 
@@ -40,6 +44,20 @@ def test_packed_rows_round_trip_with_missing_intensities_and_empty_kinds():
     assert [tuple(r.values()) for r in unpacked["load"]] == rows["load"]
     with pytest.raises(ValueError):
         unpack_rows(b"XXXX" + value[4:])
+    # packed from columns (what recomputation packs) and as the format was first written, byte for byte
+    columns = {kind: tuple(zip(*items)) or ((),) * 5 for kind, items in rows.items()}
+    assert pack_columns(columns) == value == _packed_as_first_written(rows)
+
+
+def _packed_as_first_written(rows) -> bytes:
+    """The packing as the format's first writer made it, row by row (the reference for the bytes)."""
+    header, numbers = [], []
+    for kind, items in rows.items():
+        header.append([kind, [r[0] for r in items], [r[1] for r in items]])
+        intensity = [float("nan") if r[2] is None else r[2] for r in items]
+        numbers.append(np.array([intensity, [r[3] for r in items], [r[4] for r in items]], dtype="<f8"))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return b"CFR1" + struct.pack("<I", len(text)) + text + b"".join(n.tobytes() for n in numbers)
 
 
 def _to_row_by_row(store, stamps) -> None:  # noqa: F811
@@ -115,7 +133,7 @@ def test_rows_left_alone_when_unchanged_give_what_rewriting_every_row_gives(tmp_
         ends = stored(target, world)
         add_correction(target, "emission_factor", generator, ends[0] - SPAN, ends[-1], "1100")
         if url == urls[1]:
-            monkeypatch.setattr(result_versions, "update_rows", lambda *args: False)
+            monkeypatch.setattr(result_versions, "changed_rows", lambda *args: None)
         event.listen(Engine, "before_cursor_execute", count_updates)  # the chunk's own store
         assert recompute(target, url, ends[0] - SPAN, ends[-1], chunk_intervals=5).intervals == len(ends)
         event.remove(Engine, "before_cursor_execute", count_updates)

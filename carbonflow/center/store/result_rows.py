@@ -132,6 +132,20 @@ def update_rows(
     """Write the element rows of ``records`` over the stored rows of their intervals, in place: True when
     done, False when not possible (other elements than the stored ones, or a driver that does not count
     the rows of an executemany): the caller then deletes the intervals' rows and inserts them.
+    :func:`changed_rows` then :func:`write_changed` (recomputation compares before it takes the write
+    lock, store/result_versions.py)."""
+    changed = changed_rows(connection, records, stored)
+    return changed is not None and write_changed(connection, changed)
+
+
+def changed_rows(
+    connection: Connection,
+    records: Sequence[IntervalRecord],
+    stored: Mapping[str, Mapping[Any, Mapping[str, tuple[Any, ...]]]],
+) -> dict[str, list[tuple[Any, ...]]] | None:
+    """The element rows of ``records`` that differ from the stored rows of their intervals, by kind, as
+    the ``UPDATE`` of :func:`write_changed` takes them; None when they cannot be updated in place
+    (other elements than the stored ones, or a driver that does not count the rows of an executemany).
 
     ``stored`` holds every stored row of these intervals as read, kind -> ``bound_ts`` -> element ->
     ``(ts, element_id, *value_columns)``: a row whose values are all the same is not written at all (a
@@ -141,11 +155,10 @@ def update_rows(
     are rearranged for the ``UPDATE``.  In place, no index entry changes (the key stays); a delete and
     an insert touch every index twice."""
     if not connection.dialect.supports_sane_multi_rowcount:
-        return False
+        return None
     total = sum(record.row_count() for record in records)
     if total != sum(len(rows) for by_ts in stored.values() for rows in by_ts.values()):
-        return False
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        return None
     signed_zero = connection.dialect.name != "sqlite"  # SQLite stores -0.0 as 0.0
     changed: dict[str, list[tuple[Any, ...]]] = {}
     for kind, model in RESULT_MODELS.items():
@@ -160,10 +173,16 @@ def update_rows(
             for row in _layout_rows(record, kind, ts, values):
                 before = old.get(row[1])
                 if before is None:
-                    return False  # an element the stored results do not have (with equal counts: one missing)
+                    return None  # an element the stored results do not have (with equal counts: one missing)
                 if row != before or (signed_zero and not _same_zeros(row, before)):
                     rows.append(row[2:] + row[:2] + tail)
         changed[kind] = rows
+    return changed
+
+
+def write_changed(connection: Connection, changed: Mapping[str, Sequence[tuple[Any, ...]]]) -> bool:
+    """``UPDATE`` the rows :func:`changed_rows` gave, by key: True when every one was found."""
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     updated = expected = 0
     keys = ("ts", "element_id", "level", "interval_s")
     for kind, rows in changed.items():

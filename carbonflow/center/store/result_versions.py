@@ -49,9 +49,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbonflow.center.store.access import Target, chunks, connection_of
-from carbonflow.center.store.archived_rows import pack_rows
+from carbonflow.center.store.archived_rows import pack_columns, pack_rows
 from carbonflow.center.store.engine import Store
-from carbonflow.center.store.result_rows import bound_ts, insert_results, update_rows, value_columns
+from carbonflow.center.store.result_rows import (
+    bound_ts,
+    changed_rows,
+    insert_results,
+    value_columns,
+    write_changed,
+)
 from carbonflow.center.store.results import IntervalRecord
 from carbonflow.center.store.schema import RESULT_MODELS, Base, Interval
 from carbonflow.center.store.types import UtcDateTime, utc
@@ -299,7 +305,14 @@ def write_chunk(
     reason: str = "",
 ) -> bool:
     """Write one chunk of ``version``'s results in one transaction: False when it was already written
-    (by an earlier attempt, or concurrently by a twin of a task that was thought lost)."""
+    (by an earlier attempt, or concurrently by a twin of a task that was thought lost).
+
+    The replaced results are read and compared with ``records`` before the write transaction, in a read
+    transaction (:func:`_prepare`): with several workers on SQLite the writes queue on the one writer,
+    and that work no longer holds it.  The write transaction uses what was read only if the replaced
+    headers are still the very rows read (every write of an interval's results gives it a new header
+    with a new link of its chain); else it reads them again under the lock."""
+    prepared = _prepare(store, records) if records else None
     try:
         with store.write() as connection:
             done = connection.execute(
@@ -317,7 +330,7 @@ def write_chunk(
                 },
             )  # fmt: skip
             if records:
-                _replace(connection, version, records, reason or f"recomputed as version {version}")
+                _replace(connection, version, records, reason or f"recomputed as version {version}", prepared)
     except IntegrityError:
         return False  # PostgreSQL: a twin committed the same chunk first
     return True
@@ -334,15 +347,14 @@ def _replaced_rows(
     in key order, so the same rows give the same bytes), and every row as read — ``(ts, element_id,
     *value_columns)`` — by kind, interval (its ``ts`` as read) and element (what ``update_rows`` compares
     the new rows with)."""
-    by_ts: dict[datetime, dict[str, list[tuple]]] = defaultdict(dict)
+    by_ts: dict[datetime, dict[str, tuple[tuple[Any, ...], ...]]] = defaultdict(dict)
     stored: dict[str, dict[Any, dict[str, tuple[Any, ...]]]] = {}
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    element = itemgetter(1)
     with closing(connection.connection.cursor()) as cursor:  # plain tuples, in the chunk's transaction
         for kind, model in RESULT_MODELS.items():
             table = model.__table__
             values = value_columns(table)
-            archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))
+            archived = itemgetter(1, *(2 + values.index(name) for name in ARCHIVED_COLUMNS[1:]))  # of columns
             as_read = table.c.ts.type.process_result_value
             keyed = stored[kind] = {}
             for page in chunks(stamps, KEY_PAGE):
@@ -355,23 +367,60 @@ def _replaced_rows(
                 cursor.execute(query, (level, interval_s, *(bound_ts(connection, model, ts) for ts in page)))
                 for ts, group in groupby(cursor.fetchall(), key=itemgetter(0)):
                     rows = list(group)
-                    by_ts[utc(as_read(ts, connection.dialect))][kind] = list(map(archived, rows))
-                    keyed[ts] = dict(zip(map(element, rows), rows))
-    return {ts: pack_rows(kinds) for ts, kinds in by_ts.items()}, stored
+                    columns = list(zip(*rows))  # transposed once: the archive packs columns
+                    by_ts[utc(as_read(ts, connection.dialect))][kind] = archived(columns)
+                    keyed[ts] = dict(zip(columns[1], rows))
+    return {ts: pack_columns(kinds) for ts, kinds in by_ts.items()}, stored
 
 
-def _replace(connection: Connection, version: int, records: Sequence[IntervalRecord], reason: str) -> None:
-    """Archive the current results of ``records``' intervals, then store ``records`` as current."""
+@dataclass(frozen=True)
+class _Prepared:
+    """What :func:`_replace` needs of the replaced results, read and compared ahead of the write lock."""
+
+    current: dict[datetime, tuple[Any, ...]]  # the replaced headers as read (REPLACED_COLUMNS)
+    packed: dict[datetime, bytes]  # their element rows packed for the archive
+    changed: dict[str, list[tuple[Any, ...]]] | None  # changed_rows: None, not in place
+
+
+def _current(connection: Connection, records: Sequence[IntervalRecord]) -> dict[datetime, Any]:
+    """The stored headers (REPLACED_COLUMNS) of ``records``' intervals, by timestamp."""
     level, interval_s = records[0].level, records[0].interval_s
-    keys = [record.ts for record in records]
-    now = datetime.now(UTC)
     current: dict[datetime, Any] = {}
-    for page in chunks(keys, KEY_PAGE):
+    for page in chunks([record.ts for record in records], KEY_PAGE):
         for row in connection.execute(
             select(*REPLACED_COLUMNS).where(*_keyed(Interval, level, interval_s, page))
         ):
             current[utc(row.ts)] = row
-    packed, stored = _replaced_rows(connection, level, interval_s, sorted(current))
+    return current
+
+
+def _read_replaced(connection: Connection, records: Sequence[IntervalRecord], current) -> _Prepared:
+    packed, stored = _replaced_rows(connection, records[0].level, records[0].interval_s, sorted(current))
+    changed = changed_rows(connection, records, stored)
+    return _Prepared({ts: tuple(row) for ts, row in current.items()}, packed, changed)
+
+
+def _prepare(store: Store, records: Sequence[IntervalRecord]) -> _Prepared:
+    with store.read() as connection:  # headers first: a write in between gives them a new header
+        return _read_replaced(connection, records, _current(connection, records))
+
+
+def _replace(
+    connection: Connection,
+    version: int,
+    records: Sequence[IntervalRecord],
+    reason: str,
+    prepared: _Prepared | None = None,
+) -> None:
+    """Archive the current results of ``records``' intervals, then store ``records`` as current
+    (``prepared``: the replaced results as read before, used if the headers are still those read)."""
+    level, interval_s = records[0].level, records[0].interval_s
+    keys = [record.ts for record in records]
+    now = datetime.now(UTC)
+    current = _current(connection, records)
+    if prepared is None or prepared.current != {ts: tuple(row) for ts, row in current.items()}:
+        prepared = _read_replaced(connection, records, current)
+    packed = prepared.packed
     archived, history = [], []
     for ts, row in current.items():
         archived.append(
@@ -399,7 +448,7 @@ def _replace(connection: Connection, version: int, records: Sequence[IntervalRec
     # the element rows in place when the new results have exactly the replaced rows' elements (the
     # usual case: the same network; no index entry changes; unchanged rows left alone), else deleted
     # and inserted
-    in_place = update_rows(connection, records, stored)
+    in_place = prepared.changed is not None and write_changed(connection, prepared.changed)
     if not in_place:
         for model in RESULT_MODELS.values():
             for page in chunks(keys, KEY_PAGE):
