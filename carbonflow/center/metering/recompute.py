@@ -46,7 +46,7 @@ from carbonflow.center.metering.recompute_snapshot import (
     corrected_text,
     snapshot_record,
 )
-from carbonflow.center.metering.service import MeteringService, _collection_paused
+from carbonflow.center.metering.service import MeteringService, collection_paused
 from carbonflow.center.store import IntervalRecord, Store
 from carbonflow.center.store.access import chunks as pages
 from carbonflow.center.store.corrections import Correction, corrections
@@ -368,7 +368,7 @@ def recompute_chunk(job: ChunkJob) -> ChunkOutcome:
     collection meanwhile, as when an interval is metered: the chunk allocates millions of small acyclic
     objects (~150,000 result rows read back, as many made new), and the collections they triggered took
     ~0.35 ms of CPU per interval of the reference grid (15 %; docs/performance.md §3, seventh pass)."""
-    with _collection_paused():
+    with collection_paused():
         return _recompute_chunk(job)
 
 

@@ -103,7 +103,7 @@ class Computed:
 
 
 @contextmanager
-def _collection_paused() -> Iterator[None]:
+def collection_paused() -> Iterator[None]:
     """No cyclic garbage collection while an interval is metered: it allocates hundreds of thousands of
     small acyclic objects (readings, measurements, rows), and the collections they triggered, each
     walking the whole heap, took as long as the metering itself on a 2,000-bus grid.  Collection
@@ -436,7 +436,7 @@ class MeteringService:
     def meter_interval(
         self, end: datetime, *, download_factors: bool = True, reason: str = "first metering"
     ) -> IntervalOutcome:
-        with _collection_paused():
+        with collection_paused():
             return self._meter_interval(end, download_factors, reason)
 
     def _meter_interval(self, end: datetime, download_factors: bool, reason: str) -> IntervalOutcome:
