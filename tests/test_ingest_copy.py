@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -250,35 +251,43 @@ def collector_batches(k: int) -> list[Batch]:
     return batches
 
 
+def send_in_order_and_reversed(work: dict[int, list[Batch]], store_one: Callable[[Batch], Ack]) -> list[Ack]:
+    """Two senders per collector at once: its batches in order, and the same batches in reverse order
+    (a collector replaying its outbox while the first delivery is still in flight); every Ack.  A
+    sender's failure fails the caller."""
+    acks: list[Ack] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(2 * len(work))
+
+    def send(batches: list[Batch]) -> None:
+        try:
+            start.wait()
+            for one in batches:
+                ack = store_one(one)
+                with lock:
+                    acks.append(ack)
+        except BaseException as error:  # reported below: a thread's failure must fail the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(work[k],)) for k in work]
+    threads += [threading.Thread(target=send, args=(work[k][::-1],)) for k in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    return acks
+
+
 def test_concurrent_collectors_and_replays_store_every_reading_exactly_once(postgres_url):  # noqa: F811
     opened = Store.open(postgres_url)
     try:
         seed_collectors(opened)
         work = {k: collector_batches(k) for k in range(N_COLLECTORS)}
-        acks: list[Ack] = []
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-        start = threading.Barrier(2 * N_COLLECTORS)
-
-        def send(batches: list[Batch]) -> None:
-            try:
-                start.wait()
-                for one in batches:
-                    ack = ingest_batch(opened, one, received_at=datetime.now(UTC))
-                    with lock:
-                        acks.append(ack)
-            except BaseException as error:  # reported below: a thread's failure must fail the test
-                errors.append(error)
-
-        # two senders per collector: the batches in order, and the same batches in reverse order (a
-        # collector replaying its outbox while the first delivery is still in flight)
-        threads = [threading.Thread(target=send, args=(work[k],)) for k in work]
-        threads += [threading.Thread(target=send, args=(work[k][::-1],)) for k in work]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not errors, errors
+        acks = send_in_order_and_reversed(
+            work, lambda one: ingest_batch(opened, one, received_at=datetime.now(UTC))
+        )
         distinct = N_COLLECTORS * N_POINTS * (N_BATCHES + 1)
         sent = sum(len(b.readings) for batches in work.values() for b in batches)
         assert len(acks) == 2 * N_COLLECTORS * N_BATCHES

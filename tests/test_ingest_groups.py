@@ -11,7 +11,6 @@ conflicts, collectors, devices) must be equal.  On SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +20,13 @@ from services import database_url, postgres_database, postgres_url, sqlite_url, 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError
-from test_ingest_copy import HISTORY, N_COLLECTORS, collector_batches, seed_collectors
+from test_ingest_copy import (
+    HISTORY,
+    N_COLLECTORS,
+    collector_batches,
+    seed_collectors,
+    send_in_order_and_reversed,
+)
 from test_store import T0, batch, seed
 
 from carbonflow.center.ingest.grouping import BatchGroups
@@ -220,28 +225,7 @@ def test_concurrent_collectors_through_groups_store_every_reading_once(store):  
     seed_collectors(store)
     groups = BatchGroups(store, max_batches=4)
     work = {k: collector_batches(k) for k in range(N_COLLECTORS)}
-    acks: list[Ack] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    start = threading.Barrier(2 * N_COLLECTORS)
-
-    def send(batches: list[Batch]) -> None:
-        try:
-            start.wait()
-            for one in batches:
-                ack = groups.store_batch(one)
-                with lock:
-                    acks.append(ack)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=send, args=(work[k],)) for k in work]
-    threads += [threading.Thread(target=send, args=(work[k][::-1],)) for k in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    acks = send_in_order_and_reversed(work, groups.store_batch)
     n_batches = sum(len(b) for b in work.values())
     distinct = N_COLLECTORS * 300 * (len(work[0]) + 1)
     assert len(acks) == 2 * n_batches

@@ -8,32 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from test_metering_assemble import COUNTERS, world  # noqa: F401  (the same grid, truths and counters)
 
 from carbonflow.center.metering.assemble import Measurements, assemble_snapshot
-from carbonflow.sim.device_map import build_device_map, grid_document
-from carbonflow.sim.reference_grid import reference_grid
-from carbonflow.sim.simulation import Simulation
-from carbonflow.sim.timeseries import SimConfig
-
-COUNTERS = {
-    "export_energy_kwh",
-    "import_energy_kwh",
-    "carbon_kg",
-    "charge_energy_kwh",
-    "discharge_energy_kwh",
-}
-
-
-@pytest.fixture(scope="module")
-def world():
-    net = reference_grid()
-    config = SimConfig(start=datetime(2026, 6, 1, 3, 0, tzinfo=UTC), interval_s=900, count=3, seed=1)
-    truths = list(Simulation(net, config).intervals())
-    return grid_document(net), build_device_map(net), truths
 
 
 def thinned(device_map, before, after, variant: int) -> Measurements:
@@ -89,7 +69,7 @@ PINNED = {  # variant -> (digest without, with the previous interval's values)
 
 
 @pytest.mark.parametrize("variant", range(7))
-def test_the_bulk_assembly_is_the_per_element_one(world, variant):
+def test_the_bulk_assembly_is_the_per_element_one(world, variant):  # noqa: F811
     topology, device_map, truths = world
     data = thinned(device_map, truths[1], truths[2], variant)
     first = assemble_snapshot(topology, data, storage_intensity_g_per_kwh={"x": 1.0})
