@@ -36,17 +36,16 @@ def test_the_server_ticks_once_a_second_serves_with_a_fresh_date_and_stops():
         while not server.started:
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
+        started_second = int(time.time())  # the Date header's resolution
         await asyncio.sleep(2.5)
         async with httpx.AsyncClient() as client:
             response = await client.get(f"http://127.0.0.1:{port}/")
         assert response.text == "ok"
         served_at = parsedate_to_datetime(response.headers["date"]).timestamp()
-        assert abs(served_at - time.time()) < 2.5  # renewed at every tick, as uvicorn does once a second
+        assert served_at > started_second  # renewed by the ticks, as uvicorn does once a second
         assert 2 <= len(counters) <= 4, counters  # uvicorn's own loop: ~25 ticks in 2.5 s
         assert all(counter % 10 == 0 for counter in counters)  # each tick does the once-a-second work
         server.should_exit = True
-        began = time.monotonic()
-        await asyncio.wait_for(task, timeout=5)
-        assert time.monotonic() - began < 2.5
+        await asyncio.wait_for(task, timeout=5)  # it stops when asked (a hang fails here)
 
     asyncio.run(scenario())
