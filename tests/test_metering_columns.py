@@ -217,14 +217,20 @@ def test_runs_of_one_time_stamp_take_the_indexes_of_an_earlier_run_with_the_same
     assert [run for run, _indexes in known] == [["a", "b"], ["b", "c"]]
 
 
-def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_readings(store):  # noqa: F811
-    """A reading without a value (group_concat would skip it): the window is read row by row instead."""
+def _reference_grid_registered(target) -> tuple[dict, list[dict]]:
+    """The reference grid's topology stored and its devices registered to collector ``col-1``: the
+    topology and every point of the device map."""
     net = reference_grid()
     topology, device_map = grid_document(net), build_device_map(net)
-    upsert_topology(store, topology_rows(topology))
-    upsert_collector(store, "col-1", "secret")
-    register_devices(store, device_map["devices"], collector_id="col-1")
-    points = [point for device in device_map["devices"] for point in device["points"]]
+    upsert_topology(target, topology_rows(topology))
+    upsert_collector(target, "col-1", "secret")
+    register_devices(target, device_map["devices"], collector_id="col-1")
+    return topology, [point for device in device_map["devices"] for point in device["points"]]
+
+
+def test_a_window_that_cannot_be_read_as_runs_is_read_as_rows_with_the_same_readings(store):  # noqa: F811
+    """A reading without a value (group_concat would skip it): the window is read row by row instead."""
+    topology, points = _reference_grid_registered(store)
     for minutes in (-15, 0, 15, 30):
         sent = [
             SentReading(point=p["id"], ts=at(minutes), value=f"{minutes + i / 8:.3f}")
@@ -255,12 +261,7 @@ def test_a_window_read_after_another_reuses_its_unchanged_runs_and_rereads_the_o
     order, as a service reading the window afresh; a late reading at a cached time stamp is seen."""
     if store.engine.dialect.name != "sqlite":
         return  # runs are SQLite's (PostgreSQL reads rows)
-    net = reference_grid()
-    topology, device_map = grid_document(net), build_device_map(net)
-    upsert_topology(store, topology_rows(topology))
-    upsert_collector(store, "col-1", "secret")
-    register_devices(store, device_map["devices"], collector_id="col-1")
-    points = [point for device in device_map["devices"] for point in device["points"]]
+    topology, points = _reference_grid_registered(store)
 
     def send(minutes: int, chosen: list) -> None:
         sent = [
